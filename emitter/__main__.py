@@ -1,0 +1,33 @@
+"""python -m emitter --config CONFIG.json --graph prefill --out FILE.mlir"""
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from . import DEFAULT_BUCKET, GRAPHS, Config, ConfigError, emit
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m emitter", description=__doc__)
+    ap.add_argument("--config", required=True, help="the family's config.json")
+    ap.add_argument("--graph", required=True, choices=sorted(GRAPHS))
+    ap.add_argument("--out", required=True, help="where to write the StableHLO text")
+    ap.add_argument("--bucket", type=int, default=DEFAULT_BUCKET, help="prefill length (default %(default)s)")
+    args = ap.parse_args(argv)
+    try:
+        text = emit(Config.from_json(args.config), args.graph, args.bucket)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""config.json (either dialect) -> one flat set of orthogonal flags for the decoder core."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .families import FAMILIES, FULL, SLIDING, Family
+
+ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
+ROPE_TYPES = ("default", "linear", "llama3")
+REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+
+
+class ConfigError(ValueError):
+    """A config the emitter refuses; the message is one sentence naming file, field and value."""
+
+
+@dataclass(frozen=True)
+class Rope:
+    theta: float
+    kind: str = "default"            # default | linear | llama3
+    factor: float = 1.0              # linear and llama3
+    low_freq_factor: float = 1.0     # llama3
+    high_freq_factor: float = 4.0    # llama3
+    original_max_position: int = 8192  # llama3
+
+
+@dataclass(frozen=True)
+class Config:
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    tie_word_embeddings: bool
+    embed_scale: bool
+    norm_plus_one: bool
+    norm_placement: str
+    qk_norm: str | None
+    qkv_bias: bool
+    o_bias: bool
+    mlp_activation: str
+    score_scale: float
+    attn_softcap: float | None
+    final_softcap: float | None
+    sliding_window: int | None
+    layer_types: tuple[str, ...]
+    rope_layers: tuple[bool, ...]
+    rope_full: Rope
+    rope_sliding: Rope
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "Config":
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read the file ({e.strerror}).") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a JSON object, not {type(raw).__name__}.")
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "config.json") -> "Config":
+        return _Parser(raw, source).parse()
+
+    def rope_for(self, layer: int) -> Rope | None:
+        if not self.rope_layers[layer]:
+            return None
+        return self.rope_sliding if self.layer_types[layer] == SLIDING else self.rope_full
+
+    def window_for(self, layer: int) -> int | None:
+        return self.sliding_window if self.layer_types[layer] == SLIDING else None
+
+
+class _Parser:
+    def __init__(self, raw: dict, source: str):
+        self.raw, self.source = raw, source
+
+    def fail(self, field: str, value, why: str):
+        raise ConfigError(f"{self.source}: field '{field}' = {json.dumps(value)}: {why}.")
+
+    def get(self, name: str, default=None):
+        value = self.raw.get(name)
+        if value is None:
+            value = self.family.defaults.get(name, default)
+        return value
+
+    def int_field(self, name: str, value=None, minimum: int = 1) -> int:
+        value = self.get(name) if value is None else value
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.fail(name, value, f"must be an integer >= {minimum}")
+        return value
+
+    def number(self, name: str, positive: bool = True) -> float | None:
+        value = self.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
+            self.fail(name, value, "must be a positive number")
+        return float(value)
+
+    def flag(self, spec: str | bool) -> bool:
+        return spec if isinstance(spec, bool) else bool(self.get(spec, False))
+
+    def parse(self) -> Config:
+        model_type = self.raw.get("model_type")
+        if model_type not in FAMILIES:
+            self.fail("model_type", model_type, f"not a supported family (supported: {', '.join(FAMILIES)})")
+        self.family: Family = FAMILIES[model_type]
+        fam = self.family
+        for name in REQUIRED:
+            if name not in self.raw:
+                raise ConfigError(f"{self.source}: required field '{name}' is missing.")
+
+        hidden = self.int_field("hidden_size")
+        heads = self.int_field("num_attention_heads")
+        kv_heads = self.int_field("num_key_value_heads", self.get("num_key_value_heads") or heads)
+        if heads % kv_heads:
+            self.fail("num_key_value_heads", kv_heads, f"must divide num_attention_heads ({heads})")
+        head_dim = self.int_field("head_dim", self.get("head_dim") or hidden // heads)
+        if head_dim % 2:
+            self.fail("head_dim", head_dim, "must be even for rotary embeddings")
+        layers = self.int_field("num_hidden_layers")
+
+        if fam.mlp_bias_field and self.raw.get(fam.mlp_bias_field):
+            self.fail(fam.mlp_bias_field, True, "an MLP bias is not implemented by this emitter")
+        act_name = self.get(fam.activation_field)
+        if fam.legacy_gelu_is_tanh and act_name == "gelu":
+            act_name = "gelu_pytorch_tanh"
+        if act_name not in ACTIVATIONS:
+            self.fail(fam.activation_field, act_name, f"activation not implemented (supported: {', '.join(ACTIVATIONS)})")
+        if self.raw.get("use_bidirectional_attention"):
+            self.fail("use_bidirectional_attention", True, "only causal attention is implemented")
+
+        layer_types = self.layer_types(layers)
+        window = self.sliding_window()
+        if window is None:
+            layer_types = [FULL] * layers  # HF builds a plain causal mask for every layer then
+        rope_layers = fam.rope_layers(self.raw, layers) if fam.rope_layers else [True] * layers
+        if len(rope_layers) != layers:
+            self.fail("no_rope_layers", self.raw.get("no_rope_layers"), f"needs one entry per layer ({layers})")
+        rope_full, rope_sliding = self.ropes()
+        scale_base = self.number(fam.score_scale_field) if fam.score_scale_field else None
+
+        return Config(
+            model_type=model_type,
+            vocab_size=self.int_field("vocab_size"),
+            hidden_size=hidden,
+            intermediate_size=self.int_field("intermediate_size"),
+            num_layers=layers,
+            num_heads=heads,
+            num_kv_heads=kv_heads,
+            head_dim=head_dim,
+            rms_norm_eps=self.number("rms_norm_eps"),
+            tie_word_embeddings=bool(self.get("tie_word_embeddings")),
+            embed_scale=fam.embed_scale,
+            norm_plus_one=fam.norm_plus_one,
+            norm_placement=fam.norm_placement,
+            qk_norm=fam.qk_norm,
+            qkv_bias=self.flag(fam.qkv_bias),
+            o_bias=self.flag(fam.o_bias),
+            mlp_activation=ACTIVATIONS[act_name],
+            score_scale=(scale_base or head_dim) ** -0.5,
+            attn_softcap=self.number(fam.attn_softcap_field) if fam.attn_softcap_field else None,
+            final_softcap=self.number(fam.final_softcap_field) if fam.final_softcap_field else None,
+            sliding_window=window,
+            layer_types=tuple(layer_types),
+            rope_layers=tuple(rope_layers),
+            rope_full=rope_full,
+            rope_sliding=rope_sliding,
+        )
+
+    def layer_types(self, layers: int) -> list[str]:
+        types = self.raw.get("layer_types")
+        if types is None:
+            return self.family.schedule(self.raw, layers)
+        if not isinstance(types, list) or len(types) != layers:
+            self.fail("layer_types", types, f"must list one entry per layer ({layers})")
+        for t in types:
+            if t not in (FULL, SLIDING):
+                self.fail("layer_types", t, f"unknown layer type (supported: {FULL}, {SLIDING})")
+        return list(types)
+
+    def sliding_window(self) -> int | None:
+        gate = self.family.window_needs_flag
+        if gate and not self.raw.get(gate, False):
+            return None
+        window = self.get("sliding_window")
+        return None if window is None else self.int_field("sliding_window", window)
+
+    def ropes(self) -> tuple[Rope, Rope]:
+        """(full-attention RoPE, sliding-attention RoPE), from either dialect."""
+        fam, params = self.family, self.raw.get("rope_parameters")
+        theta = self.get("rope_theta")
+        if isinstance(params, dict) and (FULL in params or SLIDING in params):
+            if not fam.rope_per_layer_type:
+                self.fail("rope_parameters", sorted(params), "per-layer-type RoPE is not used by this family")
+            full = self.rope(params.get(FULL) or {}, f"rope_parameters.{FULL}", theta)
+            local_default = self.get(fam.local_theta_field) if fam.local_theta_field else theta
+            sliding = self.rope(params.get(SLIDING) or {}, f"rope_parameters.{SLIDING}", local_default)
+            return full, sliding
+        if params is not None and not isinstance(params, dict):
+            self.fail("rope_parameters", params, "must be an object")
+        scaling = self.raw.get("rope_scaling")
+        if scaling is not None and not isinstance(scaling, dict):
+            self.fail("rope_scaling", scaling, "must be an object")
+        if fam.rope_per_layer_type:
+            # Legacy form: rope_scaling applies to the global layers only.
+            full = self.rope({**(params or {}), **(scaling or {})}, "rope_scaling", theta)
+            local = self.get(fam.local_theta_field) if fam.local_theta_field else theta
+            return full, Rope(theta=float(local))
+        name = "rope_scaling" if scaling else "rope_parameters"
+        rope = self.rope({**(params or {}), **(scaling or {})}, name, theta)
+        return rope, rope
+
+    def rope(self, spec: dict, where: str, default_theta) -> Rope:
+        kind = spec.get("rope_type", spec.get("type", "default"))
+        if kind not in ROPE_TYPES:
+            self.fail(f"{where}.rope_type", kind, f"RoPE type not implemented (supported: {', '.join(ROPE_TYPES)})")
+        if spec.get("partial_rotary_factor", 1.0) != 1.0:
+            self.fail(f"{where}.partial_rotary_factor", spec["partial_rotary_factor"], "partial rotary is not implemented")
+        theta = spec.get("rope_theta", default_theta)
+        if not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta <= 0:
+            self.fail(f"{where}.rope_theta", theta, "must be a positive number")
+        if kind == "default":
+            return Rope(theta=float(theta))
+        factor = spec.get("factor")
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor < 1:
+            self.fail(f"{where}.factor", factor, f"{kind} RoPE needs a scaling factor >= 1")
+        if kind == "linear":
+            return Rope(theta=float(theta), kind=kind, factor=float(factor))
+        low, high = spec.get("low_freq_factor"), spec.get("high_freq_factor")
+        original = spec.get("original_max_position_embeddings", self.raw.get("max_position_embeddings"))
+        for name, value in (("low_freq_factor", low), ("high_freq_factor", high)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                self.fail(f"{where}.{name}", value, "llama3 RoPE needs a positive number")
+        if not math.isfinite(high - low) or high <= low:
+            self.fail(f"{where}.high_freq_factor", high, f"must exceed low_freq_factor ({low})")
+        if isinstance(original, bool) or not isinstance(original, int) or original < 1:
+            self.fail(f"{where}.original_max_position_embeddings", original, "llama3 RoPE needs a positive integer")
+        return Rope(theta=float(theta), kind=kind, factor=float(factor), low_freq_factor=float(low),
+                    high_freq_factor=float(high), original_max_position=original)

@@ -1,0 +1,184 @@
+"""The shared decoder core. Every family is this forward with different flags."""
+from __future__ import annotations
+
+import math
+
+from . import rope as rope_tables
+from .config import Config, Rope
+from .stablehlo import Function, Value, module
+
+MASKED = -3.4028234663852886e38  # f32 lowest, the value HF adds to masked scores
+NEG_INF = float("-inf")
+
+
+class Decoder:
+    """Emits one forward pass into a Function; weights become named arguments on first use."""
+
+    def __init__(self, cfg: Config, fn: Function):
+        self.cfg, self.g = cfg, fn
+        self.weights: dict[str, Value] = {}
+
+    def weight(self, name: str, shape) -> Value:
+        if name not in self.weights:
+            self.weights[name] = self.g.argument(f"w{len(self.weights)}", name, shape)
+        return self.weights[name]
+
+    # -- building blocks ---------------------------------------------------------
+    def linear(self, x: Value, name: str, out_dim: int, bias: bool = False) -> Value:
+        w = self.weight(f"{name}.weight", (out_dim, x.shape[-1]))
+        y = self.g.dot_general(x, w, contract=(len(x.shape) - 1, 1))
+        if bias:
+            b = self.weight(f"{name}.bias", (out_dim,))
+            y = self.g.add(y, self.g.broadcast(b, y.shape, [len(y.shape) - 1]))
+        return y
+
+    def rms_norm(self, x: Value, name: str) -> Value:
+        """x * rsqrt(mean(x^2) + eps) * w  (or * (1 + w)), over the last axis."""
+        g, last = self.g, len(x.shape) - 1
+        width = x.shape[-1]
+        mean_sq = g.div(g.reduce(g.mul(x, x), g.scalar(0.0), "add", [last]), g.scalar(float(width)))
+        inv_rms = g.rsqrt(g.add(mean_sq, g.scalar(self.cfg.rms_norm_eps)))
+        y = g.mul(x, g.broadcast(inv_rms, x.shape, list(range(last))))
+        w = self.weight(f"{name}.weight", (width,))
+        if self.cfg.norm_plus_one:
+            w = g.add(g.scalar(1.0), w)
+        return g.mul(y, g.broadcast(w, x.shape, [last]))
+
+    def softcap(self, x: Value, cap: float | None) -> Value:
+        if cap is None:
+            return x
+        c = self.g.scalar(cap)
+        return self.g.mul(self.g.tanh(self.g.div(x, c)), c)
+
+    def activation(self, x: Value) -> Value:
+        g = self.g
+        if self.cfg.mlp_activation == "silu":
+            return g.mul(x, g.logistic(x))
+        # tanh-approximate GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        inner = g.mul(g.scalar(math.sqrt(2 / math.pi)), g.add(x, g.mul(g.scalar(0.044715), g.mul(x, g.mul(x, x)))))
+        return g.mul(g.mul(g.scalar(0.5), x), g.add(g.scalar(1.0), g.tanh(inner)))
+
+    def rotate(self, x: Value, cos: Value, sin: Value) -> Value:
+        """Half-split RoPE on x[T, heads, D]: (x1, x2) -> (x1 c - x2 s, x2 c + x1 s)."""
+        g = self.g
+        t, h, d = x.shape
+        x1 = g.slice(x, (0, 0, 0), (t, h, d // 2))
+        x2 = g.slice(x, (0, 0, d // 2), (t, h, d))
+        c = g.broadcast(cos, x1.shape, [0, 2])
+        s = g.broadcast(sin, x1.shape, [0, 2])
+        return g.concatenate([g.sub(g.mul(x1, c), g.mul(x2, s)), g.add(g.mul(x2, c), g.mul(x1, s))], dim=2)
+
+    def softmax(self, x: Value) -> Value:
+        g, last = self.g, len(x.shape) - 1
+        keep = list(range(last))
+        peak = g.broadcast(g.reduce(x, g.scalar(NEG_INF), "maximum", [last]), x.shape, keep)
+        e = g.exp(g.sub(x, peak))
+        return g.div(e, g.broadcast(g.reduce(e, g.scalar(0.0), "add", [last]), x.shape, keep))
+
+    # -- attention ---------------------------------------------------------------
+    def mask(self, q_pos: Value, k_pos: Value, k_valid: Value, window: int | None) -> Value:
+        """Additive mask [Tq, Tk]: key visible iff valid, not in the future and inside the window."""
+        g = self.g
+        shape = (q_pos.shape[0], k_pos.shape[0])
+        q = g.broadcast(q_pos, shape, [0])
+        k = g.broadcast(k_pos, shape, [1])
+        visible = g.and_(g.compare("LE", k, q), g.broadcast(k_valid, shape, [1]))
+        if window is not None:
+            visible = g.and_(visible, g.compare("GT", k, g.sub(q, g.scalar(window, "i32"))))
+        return g.select(visible, g.scalar(0.0), g.scalar(MASKED))
+
+    def attention(self, x: Value, i: int, rope: tuple[Value, Value] | None, mask: Value) -> Value:
+        cfg, g = self.cfg, self.g
+        p = f"model.layers.{i}.self_attn"
+        t, nq, nkv, d = x.shape[0], cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        q = self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias)
+        k = self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias)
+        v = self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias)
+        if cfg.qk_norm == "projection":
+            q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
+        q, k, v = g.reshape(q, (t, nq, d)), g.reshape(k, (t, nkv, d)), g.reshape(v, (t, nkv, d))
+        if cfg.qk_norm == "head":
+            q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
+        if rope is not None:
+            q, k = self.rotate(q, *rope), self.rotate(k, *rope)
+
+        # GQA without repeating K/V: query head h = kv * group + j, batched over kv.
+        group = nq // nkv
+        q = g.reshape(g.transpose(g.reshape(q, (t, nkv, group, d)), [1, 2, 0, 3]), (nkv, group * t, d))
+        k, v = g.transpose(k, [1, 0, 2]), g.transpose(v, [1, 0, 2])
+        scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.score_scale))
+        scores = self.softcap(scores, cfg.attn_softcap)
+        scores = g.reshape(scores, (nkv, group, t, mask.shape[1]))
+        probs = self.softmax(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])))
+        probs = g.reshape(probs, (nkv, group * t, mask.shape[1]))
+        out = g.dot_general(probs, v, contract=(2, 1), batch=True)            # [kv, group*T, D]
+        out = g.reshape(g.transpose(g.reshape(out, (nkv, group, t, d)), [2, 0, 1, 3]), (t, nq * d))
+        return self.linear(out, f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
+
+    def mlp(self, x: Value, i: int) -> Value:
+        p, n = f"model.layers.{i}.mlp", self.cfg.intermediate_size
+        gate = self.activation(self.linear(x, f"{p}.gate_proj", n))
+        return self.linear(self.g.mul(gate, self.linear(x, f"{p}.up_proj", n)), f"{p}.down_proj", self.cfg.hidden_size)
+
+    def layer(self, x: Value, i: int, rope, mask) -> Value:
+        """Residual block; which norms wrap attention and MLP is the family's norm placement."""
+        p, g = f"model.layers.{i}", self.g
+        names = {
+            "pre": ("input_layernorm", None, "post_attention_layernorm", None),
+            "sandwich": ("input_layernorm", "post_attention_layernorm",
+                         "pre_feedforward_layernorm", "post_feedforward_layernorm"),
+            "post": (None, "post_attention_layernorm", None, "post_feedforward_layernorm"),
+        }[self.cfg.norm_placement]
+        attn_in, attn_out, mlp_in, mlp_out = (n and f"{p}.{n}" for n in names)
+
+        h = self.rms_norm(x, attn_in) if attn_in else x
+        h = self.attention(h, i, rope, mask)
+        x = g.add(x, self.rms_norm(h, attn_out) if attn_out else h)
+        h = self.rms_norm(x, mlp_in) if mlp_in else x
+        h = self.mlp(h, i)
+        return g.add(x, self.rms_norm(h, mlp_out) if mlp_out else h)
+
+    # -- the forward -----------------------------------------------------------------
+    def rope_at(self, rope: Rope, positions: Value, capacity: int) -> tuple[Value, Value]:
+        cos, sin = rope_tables.cos_sin_tables(rope, self.cfg.head_dim, capacity)
+        return (self.g.take_rows(self.g.dense(cos), positions), self.g.take_rows(self.g.dense(sin), positions))
+
+    def hidden_states(self, tokens: Value, positions: Value, k_valid: Value, capacity: int) -> Value:
+        """Embed tokens and run every layer; returns the final hidden states before the last norm."""
+        cfg, g = self.cfg, self.g
+        x = g.take_rows(self.weight("model.embed_tokens.weight", (cfg.vocab_size, cfg.hidden_size)), tokens)
+        if cfg.embed_scale:
+            x = g.mul(x, g.scalar(math.sqrt(cfg.hidden_size)))
+        masks = {w: self.mask(positions, positions, k_valid, w)
+                 for w in sorted({cfg.window_for(i) for i in range(cfg.num_layers)}, key=lambda w: w or 0)}
+        ropes: dict[Rope, tuple[Value, Value]] = {}
+        for i in range(cfg.num_layers):
+            rope = cfg.rope_for(i)
+            if rope is not None and rope not in ropes:
+                ropes[rope] = self.rope_at(rope, positions, capacity)
+            x = self.layer(x, i, ropes.get(rope), masks[cfg.window_for(i)])
+        return x
+
+    def logits(self, h: Value) -> Value:
+        cfg, g = self.cfg, self.g
+        h = self.rms_norm(h, "model.norm")
+        head = "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
+        logits = g.dot_general(h, self.weight(head, (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
+        return self.softcap(g.reshape(logits, (cfg.vocab_size,)), cfg.final_softcap)
+
+
+def prefill(cfg: Config, bucket: int) -> str:
+    """tokens i32[bucket], positions i32[bucket], real_len i32[] -> logits f32[V] of the last real token."""
+    g = Function("main")
+    dec = Decoder(cfg, g)
+    tokens = g.input("tokens", (bucket,), "i32")
+    positions = g.input("positions", (bucket,), "i32")
+    real_len = g.input("real_len", (), "i32")
+    k_valid = g.compare("LT", g.iota((bucket,), 0), g.broadcast(real_len, (bucket,), []))
+    h = dec.hidden_states(tokens, positions, k_valid, capacity=bucket)
+    last = g.dynamic_slice(h, [g.sub(real_len, g.scalar(1, "i32")), g.scalar(0, "i32")], (1, cfg.hidden_size))
+    g.returns(dec.logits(last))
+    return module(f"{cfg.model_type}_prefill", [g])
+
+
+GRAPHS = {"prefill": prefill}

@@ -1,0 +1,120 @@
+"""Every family as a delta of flags on the Llama baseline: the one place a family's facts live.
+
+`defaults` mirror the defaults of the family's transformers config class (what HF
+assumes when a config.json omits the field); `schedule` mirrors how that class fills
+`layer_types` when the config.json has none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+Schedule = Callable[[dict, int], list[str]]
+
+FULL, SLIDING = "full_attention", "sliding_attention"
+
+
+def all_full(cfg: dict, n: int) -> list[str]:
+    return [FULL] * n
+
+
+def every_nth_full(default_period: int, period_field: str | None = None) -> Schedule:
+    """Layer i is global when (i + 1) is a multiple of the period, sliding otherwise."""
+    def schedule(cfg: dict, n: int) -> list[str]:
+        period = cfg.get(period_field, default_period) if period_field else default_period
+        return [FULL if (i + 1) % period == 0 else SLIDING for i in range(n)]
+    return schedule
+
+
+def qwen_schedule(cfg: dict, n: int) -> list[str]:
+    """Qwen2/Qwen3: with use_sliding_window, layers from max_window_layers on slide."""
+    if not cfg.get("use_sliding_window", False):
+        return [FULL] * n
+    first = cfg.get("max_window_layers", 28)
+    return [SLIDING if i >= first else FULL for i in range(n)]
+
+
+def smollm3_schedule(cfg: dict, n: int) -> list[str]:
+    """SmolLM3: with use_sliding_window, the NoPE layers slide."""
+    rope = smollm3_rope_layers(cfg, n)
+    slide = cfg.get("use_sliding_window", False) and cfg.get("sliding_window") is not None
+    return [SLIDING if slide and not rope[i] else FULL for i in range(n)]
+
+
+def smollm3_rope_layers(cfg: dict, n: int) -> list[bool]:
+    if cfg.get("no_rope_layers") is not None:
+        return [bool(x) for x in cfg["no_rope_layers"]]
+    interval = cfg.get("no_rope_layer_interval", 4)
+    return [(i + 1) % interval != 0 for i in range(n)]
+
+
+@dataclass(frozen=True)
+class Family:
+    embed_scale: bool = False            # embeddings × sqrt(hidden)
+    norm_plus_one: bool = False          # RMSNorm scales by (1 + w)
+    norm_placement: str = "pre"          # pre | sandwich (Gemma 2/3) | post (OLMo 2/3)
+    qk_norm: str | None = None           # None | "head" (per head, over head_dim) | "projection"
+    qkv_bias: str | bool = "attention_bias"  # a config field name, or fixed
+    o_bias: str | bool = "attention_bias"
+    mlp_bias_field: str | None = "mlp_bias"  # refused when true: no family here has one
+    activation_field: str = "hidden_act"
+    legacy_gelu_is_tanh: bool = False    # Gemma 1 configs say "gelu" and mean the tanh approximation
+    score_scale_field: str | None = None  # scores × field^-0.5 instead of head_dim^-0.5
+    attn_softcap_field: str | None = None
+    final_softcap_field: str | None = None
+    rope_per_layer_type: bool = False    # separate RoPE for sliding and full layers (Gemma 3, OLMo 3)
+    local_theta_field: str | None = None  # legacy field of the sliding layers' base
+    window_needs_flag: str | None = None  # HF drops sliding_window unless this flag is set
+    schedule: Schedule = all_full
+    rope_layers: Callable[[dict, int], list[bool]] | None = None  # NoPE: False where no rotation
+    defaults: dict = field(default_factory=dict)
+
+
+_BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
+         "num_key_value_heads": None, "head_dim": None, "hidden_act": "silu"}
+
+
+def _defaults(**overrides) -> dict:
+    return {**_BASE, **overrides}
+
+
+FAMILIES: dict[str, Family] = {
+    "llama": Family(defaults=_defaults()),
+    "qwen2": Family(qkv_bias=True, o_bias=False, mlp_bias_field=None,
+                    window_needs_flag="use_sliding_window", schedule=qwen_schedule,
+                    defaults=_defaults(num_key_value_heads=32, sliding_window=4096)),
+    "qwen3": Family(qk_norm="head", mlp_bias_field=None,
+                    window_needs_flag="use_sliding_window", schedule=qwen_schedule,
+                    defaults=_defaults(num_key_value_heads=32, head_dim=128, sliding_window=4096)),
+    "gemma": Family(embed_scale=True, norm_plus_one=True, mlp_bias_field=None,
+                    legacy_gelu_is_tanh=True,
+                    defaults=_defaults(num_key_value_heads=16, head_dim=256, tie_word_embeddings=True,
+                                       hidden_act="gelu_pytorch_tanh")),
+    "gemma2": Family(embed_scale=True, norm_plus_one=True, norm_placement="sandwich",
+                     mlp_bias_field=None, activation_field="hidden_activation",
+                     score_scale_field="query_pre_attn_scalar", attn_softcap_field="attn_logit_softcapping",
+                     final_softcap_field="final_logit_softcapping", schedule=every_nth_full(2),
+                     defaults=_defaults(num_key_value_heads=4, head_dim=256, tie_word_embeddings=True,
+                                        hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=256,
+                                        sliding_window=4096, attn_logit_softcapping=50.0,
+                                        final_logit_softcapping=30.0)),
+    # Gemma 3 keeps attn_logit_softcapping in its config but its attention never applies it.
+    "gemma3_text": Family(embed_scale=True, norm_plus_one=True,
+                          norm_placement="sandwich", qk_norm="head", mlp_bias_field=None,
+                          activation_field="hidden_activation", score_scale_field="query_pre_attn_scalar",
+                          final_softcap_field="final_logit_softcapping", rope_per_layer_type=True,
+                          local_theta_field="rope_local_base_freq",
+                          schedule=every_nth_full(6, "sliding_window_pattern"),
+                          defaults=_defaults(num_key_value_heads=4, head_dim=256, tie_word_embeddings=True,
+                                             hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=256,
+                                             sliding_window=4096, final_logit_softcapping=None,
+                                             rope_theta=1_000_000.0, rope_local_base_freq=10_000.0)),
+    "smollm3": Family(schedule=smollm3_schedule, rope_layers=smollm3_rope_layers,
+                      defaults=_defaults(num_key_value_heads=4, rope_theta=2_000_000.0,
+                                         tie_word_embeddings=True, sliding_window=None)),
+    "olmo2": Family(norm_placement="post", qk_norm="projection", mlp_bias_field=None,
+                    defaults=_defaults(rms_norm_eps=1e-5)),
+    "olmo3": Family(norm_placement="post", qk_norm="projection", mlp_bias_field=None,
+                    rope_per_layer_type=True, schedule=every_nth_full(4),
+                    defaults=_defaults(rms_norm_eps=1e-5, rope_theta=500_000.0, sliding_window=4096)),
+}

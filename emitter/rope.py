@@ -1,0 +1,38 @@
+"""RoPE inverse frequencies and cos/sin tables, computed on the host.
+
+The inverse frequencies follow transformers' f32 arithmetic step for step; the angles
+are f32 products as in HF; only cos/sin are evaluated in f64 and rounded once, which
+IREE's in-graph sine/cosine cannot match at large angles.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import Rope
+
+f32 = np.float32
+
+
+def inverse_frequencies(rope: Rope, head_dim: int) -> np.ndarray:
+    exponents = np.arange(0, head_dim, 2, dtype=np.int64).astype(f32) / f32(head_dim)
+    inv_freq = (f32(1.0) / np.power(f32(rope.theta), exponents, dtype=f32)).astype(f32)
+    if rope.kind == "linear":
+        return (inv_freq / f32(rope.factor)).astype(f32)
+    if rope.kind == "llama3":
+        old_len = f32(rope.original_max_position)
+        low_wavelen = f32(old_len / f32(rope.low_freq_factor))
+        high_wavelen = f32(old_len / f32(rope.high_freq_factor))
+        wavelen = f32(2 * np.pi) / inv_freq
+        scaled = np.where(wavelen > low_wavelen, inv_freq / f32(rope.factor), inv_freq).astype(f32)
+        smooth = (old_len / wavelen - f32(rope.low_freq_factor)) / f32(rope.high_freq_factor - rope.low_freq_factor)
+        smoothed = (f32(1) - smooth) * scaled / f32(rope.factor) + smooth * scaled
+        medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+        return np.where(medium, smoothed, scaled).astype(f32)
+    return inv_freq
+
+
+def cos_sin_tables(rope: Rope, head_dim: int, positions: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of shape [positions, head_dim / 2] for positions 0 .. positions-1."""
+    angles = (np.arange(positions, dtype=f32)[:, None] * inverse_frequencies(rope, head_dim)[None, :]).astype(f32)
+    angles = angles.astype(np.float64)
+    return np.cos(angles).astype(f32), np.sin(angles).astype(f32)

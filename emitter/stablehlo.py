@@ -1,0 +1,220 @@
+"""A small, typed StableHLO text builder.
+
+Every op knows its result type, so the decoder code above it reads like the math.
+Float constants are written as f32 hex bit patterns: exact, and byte-stable in any
+process (no locale- or version-dependent float printing).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Value:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # "f32", "i32" or "i1"
+
+    @property
+    def type(self) -> str:
+        return tensor_type(self.shape, self.dtype)
+
+
+def tensor_type(shape: tuple[int, ...], dtype: str) -> str:
+    dims = "".join(f"{d}x" for d in shape)
+    return f"tensor<{dims}{dtype}>"
+
+
+def f32_hex(x: float) -> str:
+    return "0x%08X" % int(np.array(x, dtype=np.float32).view(np.uint32))
+
+
+def _ints(xs) -> str:
+    return ", ".join(str(int(x)) for x in xs)
+
+
+@dataclass
+class Function:
+    """One `func.func`: named arguments, a body of SSA lines, typed results."""
+
+    name: str
+    args: list[tuple[Value, str]] = field(default_factory=list)  # (value, loc name)
+    inputs: list[tuple[Value, str]] = field(default_factory=list)  # listed after every argument
+    lines: list[str] = field(default_factory=list)
+    results: list[Value] = field(default_factory=list)
+    _next_id: int = 0
+
+    # -- arguments and results -------------------------------------------------
+    def argument(self, ssa: str, loc: str, shape, dtype="f32") -> Value:
+        value = Value(f"%{ssa}", tuple(shape), dtype)
+        self.args.append((value, loc))
+        return value
+
+    def input(self, name: str, shape, dtype: str) -> Value:
+        """An argument that follows all `argument`s in the signature, whenever it is declared."""
+        value = Value(f"%{name}", tuple(shape), dtype)
+        self.inputs.append((value, name))
+        return value
+
+    def returns(self, *values: Value) -> None:
+        self.results = list(values)
+
+    def render(self) -> str:
+        args = ",\n      ".join(f'{v.name}: {v.type} loc("{loc}")' for v, loc in self.args + self.inputs)
+        types = ", ".join(v.type for v in self.results)
+        body = "\n".join(self.lines)
+        names = ", ".join(v.name for v in self.results)
+        return (
+            f"  func.func public @{self.name}(\n      {args})\n      -> ({types}) {{\n"
+            f"{body}\n    return {names} : {types}\n  }}"
+        )
+
+    # -- plumbing ----------------------------------------------------------------
+    def _op(self, expr: str, shape, dtype: str) -> Value:
+        value = Value(f"%{self._next_id}", tuple(shape), dtype)
+        self._next_id += 1
+        self.lines.append(f"    {value.name} = {expr}")
+        return value
+
+    def _same_shape(self, a: Value, b: Value) -> tuple[Value, Value]:
+        """Broadcast a rank-0 operand to the other's shape; otherwise shapes must match."""
+        if a.shape == b.shape:
+            return a, b
+        if a.shape == ():
+            return self.broadcast(a, b.shape, ()), b
+        if b.shape == ():
+            return a, self.broadcast(b, a.shape, ())
+        raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
+
+    # -- constants -----------------------------------------------------------------
+    def scalar(self, x: float | int, dtype="f32") -> Value:
+        literal = f32_hex(x) if dtype == "f32" else str(int(x))
+        return self._op(f"stablehlo.constant dense<{literal}> : {tensor_type((), dtype)}", (), dtype)
+
+    def dense(self, array: np.ndarray) -> Value:
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        blob = array.astype("<f4").tobytes().hex().upper()
+        shape = array.shape
+        return self._op(f'stablehlo.constant dense<"0x{blob}"> : {tensor_type(shape, "f32")}', shape, "f32")
+
+    def iota(self, shape, dim: int, dtype="i32") -> Value:
+        return self._op(f"stablehlo.iota dim = {dim} : {tensor_type(shape, dtype)}", shape, dtype)
+
+    # -- elementwise -----------------------------------------------------------------
+    def _binary(self, op: str, a: Value, b: Value) -> Value:
+        a, b = self._same_shape(a, b)
+        return self._op(f"stablehlo.{op} {a.name}, {b.name} : {a.type}", a.shape, a.dtype)
+
+    def add(self, a, b): return self._binary("add", a, b)
+    def sub(self, a, b): return self._binary("subtract", a, b)
+    def mul(self, a, b): return self._binary("multiply", a, b)
+    def div(self, a, b): return self._binary("divide", a, b)
+    def max(self, a, b): return self._binary("maximum", a, b)
+    def and_(self, a, b): return self._binary("and", a, b)
+
+    def _unary(self, op: str, a: Value) -> Value:
+        return self._op(f"stablehlo.{op} {a.name} : {a.type}", a.shape, a.dtype)
+
+    def exp(self, a): return self._unary("exponential", a)
+    def tanh(self, a): return self._unary("tanh", a)
+    def rsqrt(self, a): return self._unary("rsqrt", a)
+    def logistic(self, a): return self._unary("logistic", a)
+
+    def compare(self, direction: str, a: Value, b: Value) -> Value:
+        a, b = self._same_shape(a, b)
+        kind = "SIGNED" if a.dtype == "i32" else "FLOAT"
+        out = tensor_type(a.shape, "i1")
+        return self._op(
+            f"stablehlo.compare {direction}, {a.name}, {b.name}, {kind} : ({a.type}, {b.type}) -> {out}",
+            a.shape, "i1")
+
+    def select(self, pred: Value, on_true: Value, on_false: Value) -> Value:
+        on_true, on_false = (v if v.shape == pred.shape else self.broadcast(v, pred.shape, ())
+                             for v in (on_true, on_false))
+        return self._op(
+            f"stablehlo.select {pred.name}, {on_true.name}, {on_false.name} : "
+            f"({pred.type}, {on_true.type}, {on_false.type}) -> {on_true.type}",
+            on_true.shape, on_true.dtype)
+
+    def convert(self, a: Value, dtype: str) -> Value:
+        out = tensor_type(a.shape, dtype)
+        return self._op(f"stablehlo.convert {a.name} : ({a.type}) -> {out}", a.shape, dtype)
+
+    # -- shape -----------------------------------------------------------------------
+    def reshape(self, a: Value, shape) -> Value:
+        shape = tuple(shape)
+        if int(np.prod(shape)) != int(np.prod(a.shape)):
+            raise ValueError(f"cannot reshape {a.shape} to {shape}")
+        return self._op(f"stablehlo.reshape {a.name} : ({a.type}) -> {tensor_type(shape, a.dtype)}",
+                        shape, a.dtype)
+
+    def transpose(self, a: Value, perm) -> Value:
+        shape = tuple(a.shape[p] for p in perm)
+        return self._op(f"stablehlo.transpose {a.name}, dims = [{_ints(perm)}] : "
+                        f"({a.type}) -> {tensor_type(shape, a.dtype)}", shape, a.dtype)
+
+    def broadcast(self, a: Value, shape, dims) -> Value:
+        """broadcast_in_dim: operand dimension k lands on result dimension dims[k]."""
+        shape = tuple(shape)
+        return self._op(f"stablehlo.broadcast_in_dim {a.name}, dims = [{_ints(dims)}] : "
+                        f"({a.type}) -> {tensor_type(shape, a.dtype)}", shape, a.dtype)
+
+    def slice(self, a: Value, starts, limits) -> Value:
+        shape = tuple(hi - lo for lo, hi in zip(starts, limits))
+        ranges = ", ".join(f"{lo}:{hi}" for lo, hi in zip(starts, limits))
+        return self._op(f"stablehlo.slice {a.name} [{ranges}] : ({a.type}) -> {tensor_type(shape, a.dtype)}",
+                        shape, a.dtype)
+
+    def concatenate(self, values: list[Value], dim: int) -> Value:
+        shape = list(values[0].shape)
+        shape[dim] = sum(v.shape[dim] for v in values)
+        operands = ", ".join(v.name for v in values)
+        types = ", ".join(v.type for v in values)
+        out = tensor_type(shape, values[0].dtype)
+        return self._op(f"stablehlo.concatenate {operands}, dim = {dim} : ({types}) -> {out}",
+                        shape, values[0].dtype)
+
+    def dynamic_slice(self, a: Value, starts: list[Value], sizes) -> Value:
+        shape = tuple(sizes)
+        idx = ", ".join(s.name for s in starts)
+        types = ", ".join([a.type] + [s.type for s in starts])
+        return self._op(f"stablehlo.dynamic_slice {a.name}, {idx}, sizes = [{_ints(sizes)}] : "
+                        f"({types}) -> {tensor_type(shape, a.dtype)}", shape, a.dtype)
+
+    def take_rows(self, table: Value, indices: Value) -> Value:
+        """table[indices] for a 2-D table and 1-D i32 indices (out of range clamps)."""
+        (n,), width = indices.shape, table.shape[1]
+        shape = (n, width)
+        idx = self.reshape(indices, (n, 1))
+        dnums = ("#stablehlo.gather<offset_dims = [1], collapsed_slice_dims = [0], "
+                 "start_index_map = [0], index_vector_dim = 1>")
+        return self._op(
+            f'"stablehlo.gather"({table.name}, {idx.name}) <{{dimension_numbers = {dnums}, '
+            f"indices_are_sorted = false, slice_sizes = array<i64: 1, {width}>}}> : "
+            f"({table.type}, {idx.type}) -> {tensor_type(shape, table.dtype)}", shape, table.dtype)
+
+    # -- contractions and reductions ----------------------------------------------
+    def dot_general(self, a: Value, b: Value, contract: tuple[int, int], batch: bool = False) -> Value:
+        """Contract a[contract[0]] with b[contract[1]]; with batch, dimension 0 of both is a batch."""
+        ca, cb = contract
+        batch_dims = [0] if batch else []
+        free_a = [d for d in range(len(a.shape)) if d != ca and d not in batch_dims]
+        free_b = [d for d in range(len(b.shape)) if d != cb and d not in batch_dims]
+        shape = tuple([a.shape[0]] * batch + [a.shape[d] for d in free_a] + [b.shape[d] for d in free_b])
+        batching = "batching_dims = [0] x [0], " if batch else ""
+        return self._op(
+            f"stablehlo.dot_general {a.name}, {b.name}, {batching}contracting_dims = [{ca}] x [{cb}] : "
+            f"({a.type}, {b.type}) -> {tensor_type(shape, a.dtype)}", shape, a.dtype)
+
+    def reduce(self, a: Value, init: Value, op: str, dims) -> Value:
+        shape = tuple(s for d, s in enumerate(a.shape) if d not in dims)
+        return self._op(
+            f"stablehlo.reduce({a.name} init: {init.name}) applies stablehlo.{op} across dimensions = "
+            f"[{_ints(dims)}] : ({a.type}, {init.type}) -> {tensor_type(shape, a.dtype)}", shape, a.dtype)
+
+
+def module(name: str, functions: list[Function]) -> str:
+    body = "\n".join(f.render() for f in functions)
+    return f"module @{name} {{\n{body}\n}}\n"

@@ -1,0 +1,75 @@
+"""The fixture registry: fixtures/<case>/config.json (the family's config) + fixture.json (how to test it)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
+DEFAULT_BOUND = 1e-2  # the tanh-near-tie bound
+
+
+class FixtureError(ValueError):
+    """A fixture that cannot be used; one sentence naming the file, field and value."""
+
+
+@dataclass(frozen=True)
+class Fixture:
+    name: str
+    config_path: Path
+    config: dict
+    seed: int
+    prompt_len: int
+    bound: float
+    bound_reason: str | None
+    purpose: str
+
+    @property
+    def model_type(self) -> str:
+        return self.config.get("model_type", "?")
+
+    def prompt(self) -> np.ndarray:
+        """The seeded prompt: token ids in [0, vocab)."""
+        rng = np.random.default_rng([self.seed, 0x70])
+        return rng.integers(0, self.config["vocab_size"], self.prompt_len).astype(np.int32)
+
+
+def names() -> list[str]:
+    return sorted(p.name for p in FIXTURES_DIR.iterdir() if (p / "fixture.json").is_file())
+
+
+def load(name: str) -> Fixture:
+    directory = FIXTURES_DIR / name
+    spec_path, config_path = directory / "fixture.json", directory / "config.json"
+    if not spec_path.is_file():
+        raise FixtureError(f"no fixture named '{name}' (known: {', '.join(names())})")
+    spec, config = _json(spec_path), _json(config_path)
+
+    def need(field, kind, default=None):
+        value = spec.get(field, default)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise FixtureError(f"{spec_path}: field '{field}' = {json.dumps(value)} must be {kind.__name__}.")
+        return value
+
+    bound = float(need("bound", (int, float), DEFAULT_BOUND))
+    reason = spec.get("bound_reason")
+    if bound > DEFAULT_BOUND and not reason:
+        raise FixtureError(f"{spec_path}: field 'bound' = {bound} is looser than {DEFAULT_BOUND} "
+                           "without a 'bound_reason'.")
+    return Fixture(name=name, config_path=config_path, config=config, seed=need("seed", int),
+                   prompt_len=need("prompt_len", int), bound=bound, bound_reason=reason,
+                   purpose=spec.get("purpose", ""))
+
+
+def _json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except OSError as e:
+        raise FixtureError(f"{path}: cannot read the file ({e.strerror}).") from None
+    except json.JSONDecodeError as e:
+        raise FixtureError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}).") from None
+    if not isinstance(value, dict):
+        raise FixtureError(f"{path}: the top level must be a JSON object.")
+    return value

@@ -1,0 +1,70 @@
+"""What a graph asks for and returns, read from the parsed module (not from regexes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GraphError(ValueError):
+    """The emitted text is not a graph the harness can bind."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class FunctionSignature:
+    name: str
+    args: tuple[TensorSpec, ...]
+    results: tuple[TensorSpec, ...]
+
+    def arg(self, name: str) -> TensorSpec:
+        for a in self.args:
+            if a.name == name:
+                return a
+        raise GraphError(f"@{self.name} has no argument named '{name}'")
+
+
+@dataclass(frozen=True)
+class GraphSignature:
+    module_name: str
+    functions: dict[str, FunctionSignature]
+
+
+def _tensor(ir, t, name: str) -> TensorSpec:
+    rt = ir.RankedTensorType(t)
+    return TensorSpec(name, tuple(rt.shape), str(rt.element_type))
+
+
+def _loc_name(location) -> str:
+    text = str(location)
+    if not (text.startswith('loc("') and text.endswith('")')):
+        raise GraphError(f"argument location {text} is not a plain loc(\"<tensor name>\")")
+    return text[5:-2]
+
+
+def parse_signature(text: str) -> GraphSignature:
+    from iree.compiler import ir
+    with ir.Context():
+        try:
+            module = ir.Module.parse(text)
+        except Exception as e:  # noqa: BLE001 - MLIR raises its own error types
+            raise GraphError(f"the StableHLO text does not parse: {str(e).strip()[:1500]}") from None
+        if not module.operation.verify():
+            raise GraphError("the StableHLO module does not verify")
+        attrs = module.operation.attributes
+        module_name = ir.StringAttr(attrs["sym_name"]).value if "sym_name" in attrs else "module"
+        functions = {}
+        for op in module.body.operations:
+            if op.operation.name != "func.func":
+                continue
+            name = ir.StringAttr(op.attributes["sym_name"]).value
+            fn_type = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
+            block = op.regions[0].blocks[0]
+            args = tuple(_tensor(ir, a.type, _loc_name(a.location)) for a in block.arguments)
+            results = tuple(_tensor(ir, t, f"result{i}") for i, t in enumerate(fn_type.results))
+            functions[name] = FunctionSignature(name, args, results)
+    return GraphSignature(module_name, functions)

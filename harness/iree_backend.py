@@ -1,0 +1,118 @@
+"""IREE llvm-cpu: compile StableHLO text (content-addressed cache) and run it.
+
+The cache key covers the text, the compiler version, the flags and the host CPU
+(host-tuned vmfbs are not portable). Entries are written atomically and carry a
+sha256 trailer, so a truncated or corrupted entry is detected and rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+COMPILE_TIMEOUT_S = 300
+TARGET_FLAGS = ("--iree-hal-target-backends=llvm-cpu", "--iree-llvmcpu-target-cpu=host")
+
+
+class BackendError(RuntimeError):
+    """Compiling or running the graph failed; the message carries the tool's own words."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ARCHVAL_CACHE_DIR") or Path.home() / ".cache" / "archval")
+
+
+@lru_cache(maxsize=1)
+def compiler_identity() -> str:
+    return f"iree-base-compiler {importlib.metadata.version('iree-base-compiler')}"
+
+
+@lru_cache(maxsize=1)
+def host_cpu() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return platform.machine() + platform.processor()
+    keep = [line for line in info.splitlines() if line.split(":")[0].strip() in ("model name", "flags", "Features")]
+    return platform.machine() + "\n" + "\n".join(keep)
+
+
+def cache_key(text: str) -> str:
+    h = hashlib.sha256()
+    for part in (text, compiler_identity(), " ".join(TARGET_FLAGS), host_cpu()):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _iree_compile_command() -> list[str]:
+    from iree.compiler.tools import binaries
+    tool = binaries.find_tool("iree-compile")
+    lld = Path(tool).with_name("iree-lld")
+    return [tool, "-", "--iree-input-type=stablehlo", *TARGET_FLAGS,
+            f"--iree-llvmcpu-embedded-linker-path={lld}", "--mlir-print-op-on-diagnostic=false"]
+
+
+def _read_entry(path: Path) -> bytes | None:
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    body, digest = blob[:-32], blob[-32:]
+    return body if len(blob) > 32 and hashlib.sha256(body).digest() == digest else None
+
+
+def compile_text(text: str) -> tuple[bytes, bool]:
+    """(vmfb, cache_hit). Parallel workers may race on one key: both write whole files, one wins."""
+    directory = cache_dir()
+    path = directory / f"{cache_key(text)}.vmfb"
+    cached = _read_entry(path)
+    if cached is not None:
+        return cached, True
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".compile.", suffix=".vmfb")
+    os.close(fd)
+    try:
+        try:
+            proc = subprocess.run(_iree_compile_command() + ["-o", tmp], input=text.encode(),
+                                  capture_output=True, timeout=COMPILE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise BackendError(f"iree-compile did not finish within {COMPILE_TIMEOUT_S} s") from None
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode(errors="replace").strip()
+            raise BackendError(f"iree-compile exited with {proc.returncode}: {stderr[-2000:]}")
+        vmfb = Path(tmp).read_bytes()
+        Path(tmp).write_bytes(vmfb + hashlib.sha256(vmfb).digest())
+        os.replace(tmp, path)
+        return vmfb, False
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Module:
+    """A loaded vmfb; call(function, *arrays) returns the results as numpy arrays."""
+
+    def __init__(self, vmfb: bytes, module_name: str):
+        import iree.runtime as rt
+        self._ctx = rt.SystemContext(config=rt.Config("local-sync"))
+        try:
+            self._ctx.add_vm_module(rt.VmModule.copy_buffer(self._ctx.instance, vmfb))
+        except Exception as e:  # noqa: BLE001 - the runtime raises plain RuntimeError/ValueError
+            raise BackendError(f"IREE could not load the compiled module: {e}") from None
+        self._module = self._ctx.modules[module_name]
+
+    def call(self, function: str, *args: np.ndarray) -> list[np.ndarray]:
+        try:
+            out = self._module[function](*args)
+        except Exception as e:  # noqa: BLE001
+            raise BackendError(f"IREE failed running @{function}: {e}") from None
+        results = out if isinstance(out, (tuple, list)) else (out,)
+        return [np.asarray(r.to_host() if hasattr(r, "to_host") else r) for r in results]
