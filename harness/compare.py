@@ -54,9 +54,8 @@ def verdict(c: Comparison, bound: float) -> tuple[str, str]:
     if not c.max_abs_diff <= bound:
         return FAIL, (f"max |Δlogit| = {c.max_abs_diff:.3e} at vocab index {c.worst_index} "
                       f"exceeds the bound {bound:.1e}")
-    if not c.argmax_match and not c.near_tie_flip:
-        return FAIL, (f"argmax differs: oracle {c.oracle_argmax}, graph {c.graph_argmax}; oracle top-1/top-2 gap "
-                      f"{c.oracle_top2_gap:.3e} > 2 x max |Δlogit| {c.max_abs_diff:.3e}, so not a near tie")
+    # At one position a flip is always a near tie: oracle gap o1 - o2 <= e2 - e1 <= 2 max|e|.
+    # It is reported, and the bound above is what fails a graph (decode classifies flips per step).
     if c.near_tie_flip:
         return PASS, (f"near-tie flip: oracle {c.oracle_argmax}, graph {c.graph_argmax}, gap "
                       f"{c.oracle_top2_gap:.3e} within 2 x {c.max_abs_diff:.3e}")

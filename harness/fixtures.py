@@ -25,6 +25,7 @@ class Fixture:
     bound: float
     bound_reason: str | None
     purpose: str
+    mutants: tuple[str, ...]  # deliberate bugs this fixture must catch (harness/mutants.py)
 
     @property
     def model_type(self) -> str:
@@ -60,7 +61,7 @@ def load(name: str) -> Fixture:
                            "without a 'bound_reason'.")
     return Fixture(name=name, config_path=config_path, config=config, seed=need("seed", int),
                    prompt_len=need("prompt_len", int), bound=bound, bound_reason=reason,
-                   purpose=spec.get("purpose", ""))
+                   purpose=spec.get("purpose", ""), mutants=tuple(need("mutants", list, [])))
 
 
 def _json(path: Path) -> dict:

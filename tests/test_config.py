@@ -1,0 +1,119 @@
+"""Config parsing: both dialects, agreement with transformers' own reading, and clear refusals."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from emitter import Config, ConfigError
+from harness import fixtures
+
+NAMES = fixtures.names()
+
+
+def hf_config(raw):
+    from transformers import AutoConfig
+    return AutoConfig.for_model(**raw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_both_dialects_parse_to_the_same_flags(name):
+    """The fixture as written, and as transformers 5 saves it (rope_parameters, layer_types)."""
+    raw = fixtures.load(name).config
+    saved = hf_config(raw).to_dict()
+    assert "rope_parameters" in saved and "rope_theta" not in saved
+    assert Config.from_dict(raw) == Config.from_dict(saved)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_flags_agree_with_transformers(name):
+    raw = fixtures.load(name).config
+    ours, hf = Config.from_dict(raw), hf_config(raw)
+    assert ours.head_dim == (getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads)
+    assert ours.num_kv_heads == hf.num_key_value_heads
+    assert ours.rms_norm_eps == hf.rms_norm_eps
+    assert ours.tie_word_embeddings == hf.tie_word_embeddings
+    hf_types = getattr(hf, "layer_types", None) or ["full_attention"] * hf.num_hidden_layers
+    if getattr(hf, "sliding_window", None) is None:
+        hf_types = ["full_attention"] * hf.num_hidden_layers
+    assert list(ours.layer_types) == hf_types
+    if "sliding_attention" in hf_types:
+        assert ours.sliding_window == hf.sliding_window
+    rope = hf.rope_parameters
+    for layer_type, mine in (("full_attention", ours.rope_full), ("sliding_attention", ours.rope_sliding)):
+        theirs = rope.get(layer_type, rope)
+        assert mine.theta == theirs["rope_theta"]
+        assert mine.kind == theirs["rope_type"]
+        assert mine.factor == theirs.get("factor", 1.0)
+    assert list(ours.rope_layers) == [bool(x) for x in getattr(hf, "no_rope_layers", [1] * hf.num_hidden_layers)]
+
+
+def test_gemma3_legacy_fields_mean_the_same_as_nested_rope_parameters():
+    legacy = {**fixtures.load("gemma3").config, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+              "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "sliding_window_pattern": 3}
+    del legacy["rope_parameters"]
+    legacy["layer_types"] = None
+    cfg = Config.from_dict(legacy)
+    assert cfg.rope_full.kind == "linear" and cfg.rope_full.theta == 1e6 and cfg.rope_sliding.theta == 1e4
+    assert cfg.layer_types == ("sliding_attention", "sliding_attention", "full_attention", "sliding_attention")
+
+
+LLAMA = fixtures.load("llama").config
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"model_type": "gpt2"}, "model_type"),
+    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling.rope_type"),
+    ({"mlp_bias": True}, "mlp_bias"),
+    ({"num_key_value_heads": 3}, "num_key_value_heads"),
+    ({"num_attention_heads": 0}, "num_attention_heads"),
+    ({"head_dim": 15}, "head_dim"),
+    ({"hidden_act": "relu"}, "hidden_act"),
+    ({"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}},
+     "rope_parameters.partial_rotary_factor"),
+    ({"layer_types": ["full_attention"]}, "layer_types"),
+    ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "rope_scaling.low_freq_factor"),
+])
+def test_refusals_name_the_field(change, field):
+    with pytest.raises(ConfigError) as err:
+        Config.from_dict({**LLAMA, **change}, source="x/config.json")
+    message = str(err.value)
+    assert message.startswith("x/config.json: field '" + field + "'"), message
+    assert "\n" not in message
+
+
+def test_exact_gelu_is_refused_for_gemma2():
+    with pytest.raises(ConfigError, match="hidden_activation"):
+        Config.from_dict({**fixtures.load("gemma2").config, "hidden_activation": "gelu"})
+
+
+def test_missing_required_field_is_named():
+    raw = dict(LLAMA)
+    del raw["hidden_size"]
+    with pytest.raises(ConfigError, match="required field 'hidden_size' is missing"):
+        Config.from_dict(raw)
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("{not json", "not valid JSON"),
+    ('{"model_type": "mamba", "vocab_size": 8}', "field 'model_type' = \"mamba\""),
+    ("[1, 2]", "top level must be a JSON object"),
+])
+def test_cli_refuses_with_one_sentence_and_exit_2(tmp_path, content, expected):
+    config = tmp_path / "config.json"
+    config.write_text(content)
+    out = tmp_path / "graph.mlir"
+    proc = subprocess.run([sys.executable, "-m", "emitter", "--config", str(config), "--graph", "prefill",
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert expected in proc.stderr and str(config) in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists(), "a refused config must not leave a graph behind"
+
+
+def test_cli_writes_a_graph(tmp_path):
+    out = tmp_path / "graph.mlir"
+    subprocess.run([sys.executable, "-m", "emitter", "--config", str(fixtures.load("llama").config_path),
+                    "--graph", "prefill", "--out", str(out)], check=True)
+    assert out.read_text().startswith("module @llama_prefill")
+    assert json.dumps("model.embed_tokens.weight") in out.read_text()

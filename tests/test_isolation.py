@@ -1,0 +1,53 @@
+"""One family's ERROR never hides or stops another's verdict."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from emitter import Config, emit
+from harness import fixtures
+from harness.gate import main
+from harness.validate import run_case
+
+BREAKS_ON = Path(__file__).parent / "emitters" / "breaks_on.py"
+
+
+@pytest.mark.parametrize("mode,message", [
+    ("exit", "the emitter exited with 1: breaks_on: refusing on purpose"),
+    ("garbage", "does not parse"),
+    ("nothing", "wrote nothing"),
+])
+def test_broken_emitter_is_that_familys_error_only(tmp_path, capsys, mode, message):
+    code = main(["--family", "qwen3", "--family", "olmo2", "--reports", str(tmp_path),
+                 "--emitter", f"{sys.executable} {BREAKS_ON} qwen3 {mode}"])
+    out = capsys.readouterr().out
+    records = {r["family"]: r for r in json.loads((tmp_path / "summary.json").read_text())}
+    assert code == 1 and "RESULT: FAIL" in out
+    assert records["qwen3"]["verdict"] == "ERROR" and message in records["qwen3"]["message"]
+    assert records["olmo2"]["verdict"] == "PASS"
+
+
+def test_compile_error_is_reported_with_the_compilers_words():
+    """custom_call parses as StableHLO, so only the compiler can refuse it."""
+    fixture = fixtures.load("llama")
+    text = emit(Config.from_json(fixture.config_path))
+    broken = re.sub(r"stablehlo\.rsqrt (%\w+) : (\S+)",
+                    r"stablehlo.custom_call @not_a_real_target(\1) : (\2) -> \2", text, count=1)
+    assert broken != text
+    record = run_case(fixture, text=broken)
+    assert record["verdict"] == "ERROR"
+    assert "iree-compile exited" in record["message"], record["message"]
+
+
+def test_unknown_family_is_a_usage_error(capsys):
+    assert main(["--family", "no-such-family"]) == 2
+    assert "--family no-such-family: no such fixture" in capsys.readouterr().err
+
+
+def test_out_of_vocabulary_prompt_is_refused_before_running(monkeypatch):
+    fixture = fixtures.load("llama")
+    monkeypatch.setattr(type(fixture), "prompt", lambda self: __import__("numpy").array([1, 500], "int32"))
+    record = run_case(fixture)
+    assert record["verdict"] == "ERROR" and "outside the vocabulary" in record["message"]
