@@ -17,6 +17,8 @@ import transformers
 from transformers import AutoConfig
 from transformers.models.auto import modeling_auto
 
+transformers.logging.set_verbosity_error()  # legacy-config notices are expected on fixtures
+
 MATRIX_GAIN = 2.5
 TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 

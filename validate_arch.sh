@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# archval gate: on first use (or when pyproject.toml changes) creates .venv and installs the
+# project; then validates every family and prints one line each and RESULT: PASS|FAIL.
+#   ./validate_arch.sh [--family NAME]... [--jobs N] [--emitter CMD] [--list]
+#   ./validate_arch.sh --setup        only create/refresh .venv
+# Exit: 0 all pass, 1 a family failed or errored, 2 usage or input error.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+venv=.venv
+stamp="$venv/.archval-installed"
+
+bootstrap() {
+  local want
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  local py=${PYTHON:-python3}
+  if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "error: archval needs Python >= 3.11 as '$py' (set PYTHON=/path/to/python3.11)" >&2
+    exit 2
+  fi
+  echo "archval: setting up $venv (first run or pyproject.toml changed)..." >&2
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  # torch first, pinned: with no torch present a looser spec pulls a multi-GB CUDA build.
+  "$venv/bin/python" -m pip install -q torch==2.13.0
+  "$venv/bin/python" -m pip install -q -e .
+  echo "$want" > "$stamp"
+}
+
+bootstrap
+if [ "${1:-}" = "--setup" ]; then
+  exit 0
+fi
+exec "$venv/bin/python" -m harness "$@"
