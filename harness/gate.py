@@ -8,15 +8,17 @@ import os
 import shlex
 import sys
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import fixtures
+from . import fixtures, structural
 from .compare import ERROR, PASS
+from .validate import DEFAULT_EMITTER
 
 REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
-GRAPHS = ("prefill",)
+GRAPHS = structural.GRAPHS
 
 
 def _worker_init(threads: int) -> None:
@@ -24,9 +26,9 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _validate(name: str, graph: str, emitter: tuple[str, ...] | None) -> dict:
-    from .validate import DEFAULT_EMITTER, run_case
-    return run_case(fixtures.load(name), graph, emitter=emitter or DEFAULT_EMITTER)
+def _validate(name: str, graph: str, emitter: tuple[str, ...], text: str | None) -> dict:
+    from .validate import run_case
+    return run_case(fixtures.load(name), graph, text=text, emitter=emitter)
 
 
 def format_line(r: dict) -> str:
@@ -50,14 +52,15 @@ def write_json_atomic(path: Path, value) -> None:
     os.replace(tmp, path)
 
 
-def run_all(names: list[str], jobs: int, emitter: tuple[str, ...] | None) -> list[dict]:
+def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) -> list[dict]:
+    """Numerical validation in worker processes; texts already emitted by the structural pass are reused."""
     cases = [(n, g) for n in names for g in GRAPHS]
     records: dict[tuple[str, str], dict] = {}
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(_validate, n, g, emitter): (n, g) for n, g in cases}
+        futures = {pool.submit(_validate, n, g, emitter, texts.get((n, g))): (n, g) for n, g in cases}
         for future in as_completed(futures):
             name, graph = futures[future]
             try:
@@ -71,6 +74,21 @@ def run_all(names: list[str], jobs: int, emitter: tuple[str, ...] | None) -> lis
     return [records[c] for c in cases]
 
 
+def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:
+    """Every case (or the --family ones) signed and compared with its golden; orphans reported."""
+    print("== structural signatures" + (" (updating goldens)" if update else ""), flush=True)
+    results = structural.run(DEFAULT_EMITTER, update=update, names=family, jobs=max(1, jobs))
+    for r in results:
+        print(structural.format_result(r), flush=True)
+    orphans = [] if family else structural.orphan_goldens()
+    for path in orphans:
+        print(f"golden without a case: fixtures/{path}")
+    ok = all(structural.passed(r) for r in results) and not orphans
+    print(f"structural: {sum(structural.passed(r) for r in results)}/{len(results)} as recorded, "
+          f"{len(orphans)} orphan goldens", flush=True)
+    return results, ok
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="validate_arch.sh", description=__doc__)
     ap.add_argument("--family", action="append", metavar="NAME",
@@ -79,8 +97,16 @@ def main(argv=None) -> int:
     ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m emitter`)")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where summary.json goes")
     ap.add_argument("--list", action="store_true", help="list the fixtures and exit")
+    ap.add_argument("--structural-only", action="store_true",
+                    help="only emit and check signatures against goldens (no compile, no run, no torch)")
+    ap.add_argument("--update-goldens", action="store_true",
+                    help="rewrite the goldens that differ from what the emitter writes now, and say which")
     args = ap.parse_args(argv)
 
+    if args.update_goldens and os.environ.get("PYTEST_XDIST_WORKER"):
+        print("error: --update-goldens refuses to run inside a parallel pytest worker "
+              f"({os.environ['PYTEST_XDIST_WORKER']}): concurrent writers would lose goldens", file=sys.stderr)
+        return 2
     known = fixtures.names()
     if args.list:
         print("\n".join(known))
@@ -100,13 +126,32 @@ def main(argv=None) -> int:
     except fixtures.FixtureError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    emitter = tuple(shlex.split(args.emitter)) if args.emitter else None
+    emitter = tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
+    names = list(dict.fromkeys(selected))
 
-    records = run_all(list(dict.fromkeys(selected)), min(args.jobs, len(selected)), emitter)
+    start = time.perf_counter()
+    structural_results, structural_ok = [], True
+    if emitter == DEFAULT_EMITTER:  # goldens record the built-in emitter; another one has none
+        structural_results, structural_ok = structural_pass(args.family, args.update_goldens, args.jobs)
+    else:
+        print("== structural signatures: skipped (the goldens record the built-in emitter)")
+    if args.structural_only or args.update_goldens:
+        print(f"structural-only: {time.perf_counter() - start:.2f} s")
+        print(f"RESULT: {'PASS' if structural_ok else 'FAIL'}")
+        return 0 if structural_ok else 1
+
+    print("== numerical: oracle vs IREE", flush=True)
+    texts = {(r["case"], r["graph"]): r["text"] for r in structural_results if r["text"]}
+    records = run_all(names, min(args.jobs, len(names)), emitter, texts)
+    structural_by_case = {(r["case"], r["graph"]): r for r in structural_results}
+    for record in records:
+        s_result = structural_by_case.get((record["family"], record["graph"]))
+        record["structural"] = s_result and {"status": s_result["status"], "detail": s_result["detail"]}
     write_json_atomic(args.reports / "summary.json", records)
-    passed = all(r["verdict"] == PASS for r in records)
+    numeric_ok = all(r["verdict"] == PASS for r in records)
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("PASS", "FAIL", "ERROR")}
     print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['ERROR']} errors "
-          f"-> {args.reports / 'summary.json'}")
+          f"-> {args.reports / 'summary.json'} ({time.perf_counter() - start:.1f} s)")
+    passed = numeric_ok and structural_ok
     print(f"RESULT: {'PASS' if passed else 'FAIL'}")
     return 0 if passed else 1

@@ -1,10 +1,13 @@
 """One case, end to end: emit -> parse -> oracle -> bind by name -> compile -> run -> compare."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from functools import lru_cache
@@ -22,28 +25,59 @@ EMIT_TIMEOUT_S = 120
 INPUTS = ("tokens", "positions", "real_len")
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 class CaseError(RuntimeError):
     """The case could not be judged (emitter, binding or input problem): the family's ERROR."""
+
+
+class EmitterRefused(CaseError):
+    """The emitter exited 2: it refuses the config, with one sentence saying why."""
 
 
 def replay_command(fixture: Fixture, graph: str) -> str:
     return f"./validate_arch.sh --family {fixture.name}"
 
 
+_BUILTIN_LOCK = threading.Lock()
+
+
+def _run_builtin(argv: list[str]) -> tuple[int, str]:
+    """The built-in emitter's own CLI entry, called in-process: same argv, exit code and file,
+    without a Python start per graph (which would dominate a structural run)."""
+    from emitter.__main__ import main
+    err = io.StringIO()
+    with _BUILTIN_LOCK, contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse usage errors
+            code = e.code if isinstance(e.code, int) else 1
+    return code, err.getvalue()
+
+
 def emit_with_command(command, config_path: Path, graph: str) -> str:
     """Run an emitter that follows the protocol `CMD --config C --graph KIND --out FILE`."""
     with tempfile.TemporaryDirectory(prefix="archval-emit-") as tmp:
         out = Path(tmp) / f"{graph}.mlir"
-        argv = [*command, "--config", str(config_path), "--graph", graph, "--out", str(out)]
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=EMIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise CaseError(f"the emitter did not finish within {EMIT_TIMEOUT_S} s") from None
-        except OSError as e:
-            raise CaseError(f"the emitter could not start: {e}") from None
-        if proc.returncode != 0:
-            said = (proc.stderr.strip() or proc.stdout.strip() or "(no output)").splitlines()[-1]
-            raise CaseError(f"the emitter exited with {proc.returncode}: {said}")
+        config = Path(config_path).resolve()
+        config = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+        argv = [*command, "--config", str(config), "--graph", graph, "--out", str(out)]
+        if tuple(command) == DEFAULT_EMITTER:
+            returncode, said = _run_builtin(["--config", str(ROOT / config), *argv[len(command) + 2:]])
+        else:
+            try:
+                proc = subprocess.run(argv, capture_output=True, text=True, timeout=EMIT_TIMEOUT_S, cwd=ROOT)
+            except subprocess.TimeoutExpired:
+                raise CaseError(f"the emitter did not finish within {EMIT_TIMEOUT_S} s") from None
+            except OSError as e:
+                raise CaseError(f"the emitter could not start: {e}") from None
+            returncode, said = proc.returncode, proc.stderr.strip() or proc.stdout.strip()
+        said = (said.strip() or "(no output)").splitlines()[-1]
+        if returncode == 2:  # name the config as the subprocess path does, relative to the project
+            raise EmitterRefused(said.removeprefix("error: ").replace(str(ROOT / config), str(config)))
+        if returncode != 0:
+            raise CaseError(f"the emitter exited with {returncode}: {said}")
         if not out.is_file() or out.stat().st_size == 0:
             raise CaseError(f"the emitter exited 0 but wrote nothing to {out.name}")
         return out.read_text()

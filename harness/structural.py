@@ -1,0 +1,139 @@
+"""The structural gate: emit every case, sign it, compare with its golden. Never imports torch.
+
+Cases are the test fixtures (fixtures/<name>/) and the published real-scale configs
+(fixtures/real/<checkpoint>/), emitted at full size: weights are arguments, so no
+weights are needed. A golden is either a signature with the text beside it, or, for a
+published config the emitter refuses, the recorded refusal (a finding, kept visible).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import fixtures
+from .graph import GraphError
+from .signature import drift, golden_paths, load_golden, signature
+from .validate import CaseError, EmitterRefused, emit_with_command
+
+REAL_DIR = fixtures.FIXTURES_DIR / "real"
+GRAPHS = ("prefill",)
+MATCH, DRIFT, MISSING, REFUSED, ERROR = "match", "DRIFT", "MISSING-GOLDEN", "refused (as recorded)", "ERROR"
+
+
+@dataclass(frozen=True)
+class StructuralCase:
+    name: str
+    directory: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "config.json"
+
+
+def cases() -> list[StructuralCase]:
+    found = [StructuralCase(n, fixtures.FIXTURES_DIR / n) for n in fixtures.names()]
+    if REAL_DIR.is_dir():
+        found += [StructuralCase(f"real/{d.name}", d) for d in sorted(REAL_DIR.iterdir())
+                  if (d / "config.json").is_file()]
+    return found
+
+
+def orphan_goldens() -> list[str]:
+    """Golden files that no case and graph kind produces."""
+    known = {c.directory for c in cases()}
+    expected = {p for c in cases() for g in GRAPHS for p in (*golden_paths(c.directory, g), refusal_path(c.directory, g))}
+    return sorted(str(p.relative_to(fixtures.FIXTURES_DIR)) for p in fixtures.FIXTURES_DIR.rglob("golden/*")
+                  if p.is_file() and (p.parent.parent not in known or p not in expected))
+
+
+def refusal_path(case_dir: Path, graph: str) -> Path:
+    return case_dir / "golden" / f"{graph}.refusal.txt"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _golden_files(text: str | None, sig: dict | None, refusal: str | None) -> dict[str, str]:
+    import json
+    if refusal is not None:
+        return {"refusal": refusal + "\n"}
+    return {"signature": json.dumps(sig, indent=1, sort_keys=True) + "\n", "text": text}
+
+
+def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> dict:
+    """Emit, sign and compare one case; with update, rewrite only the golden files that differ."""
+    result = {"case": case.name, "graph": graph, "status": ERROR, "detail": [], "text": None, "rewrote": []}
+    text = sig = refusal = None
+    try:
+        text = emit_with_command(emitter, case.config_path, graph)
+        sig = signature(text)
+    except EmitterRefused as e:
+        refusal = str(e)
+    except (CaseError, GraphError) as e:
+        result["detail"] = [str(e)]
+        return result
+    result["text"], result["sha256"] = text, sig and sig["sha256"]
+
+    sig_path, text_path = golden_paths(case.directory, graph)
+    ref_path = refusal_path(case.directory, graph)
+    if update:
+        wanted = _golden_files(text, sig, refusal)
+        paths = {"signature": sig_path, "text": text_path, "refusal": ref_path}
+        for kind, path in paths.items():
+            content = wanted.get(kind)
+            current = path.read_text() if path.is_file() else None
+            if content is None and current is not None:
+                path.unlink()
+                result["rewrote"].append(f"removed {case.name}/{path.relative_to(case.directory)}")
+            elif content is not None and content != current:
+                _write_atomic(path, content)
+                result["rewrote"].append(f"wrote {case.name}/{path.relative_to(case.directory)}")
+
+    recorded_refusal = ref_path.read_text().strip() if ref_path.is_file() else None
+    golden = load_golden(case.directory, graph)
+    if refusal is not None:
+        if recorded_refusal == refusal:
+            result["status"], result["detail"] = REFUSED, [refusal]
+        else:
+            result["status"] = DRIFT if (recorded_refusal or golden) else MISSING
+            result["detail"] = [f"the emitter refuses: {refusal}",
+                                f"the golden records: {recorded_refusal or 'a signature'}" if (recorded_refusal or golden)
+                                else "no golden recorded"]
+        return result
+    if golden is None:
+        result["status"] = DRIFT if recorded_refusal else MISSING
+        result["detail"] = ([f"the golden records a refusal ({recorded_refusal}) but the emitter now emits a graph"]
+                            if recorded_refusal else ["no golden recorded (run --update-goldens)"])
+        return result
+    changes = drift(*golden, sig, text)
+    result["status"], result["detail"] = (DRIFT, changes) if changes else (MATCH, [])
+    return result
+
+
+def run(emitter, update: bool = False, names: list[str] | None = None, jobs: int = 2) -> list[dict]:
+    selected = [c for c in cases() if names is None or c.name in names]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each emission is its own process
+        return list(pool.map(lambda job: check(*job, emitter, update),
+                             [(c, g) for c in selected for g in GRAPHS]))
+
+
+def format_result(r: dict) -> str:
+    sha = f"  sha256 {r['sha256'][:12]}" if r.get("sha256") else ""
+    line = f"{r['case']:<30} {r['graph']:<8} {r['status']}{sha}"
+    for item in r["rewrote"]:
+        line += f"\n    {item}"
+    if r["status"] != MATCH:
+        line += "".join(f"\n    {d}" for d in r["detail"])
+    return line
+
+
+def passed(r: dict) -> bool:
+    return r["status"] in (MATCH, REFUSED)
