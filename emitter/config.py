@@ -17,6 +17,19 @@ class ConfigError(ValueError):
     """A config the emitter refuses; the message is one sentence naming file, field and value."""
 
 
+def read_json_object(path: Path, error: type[ValueError]) -> dict:
+    """A JSON object from a file, or `error` with one sentence naming the file and the problem."""
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as e:
+        raise error(f"{path}: cannot read the file ({e.strerror}).") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: the top level must be a JSON object, not {type(raw).__name__}.")
+    return raw
+
+
 @dataclass(frozen=True)
 class Rope:
     theta: float
@@ -57,16 +70,7 @@ class Config:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "Config":
-        path = Path(path)
-        try:
-            raw = json.loads(path.read_text())
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read the file ({e.strerror}).") from None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a JSON object, not {type(raw).__name__}.")
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(read_json_object(Path(path), ConfigError), source=str(path))
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config.json") -> "Config":

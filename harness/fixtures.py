@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emitter.config import read_json_object
+
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 DEFAULT_BOUND = 1e-2  # the tanh-near-tie bound
 
@@ -65,12 +67,4 @@ def load(name: str) -> Fixture:
 
 
 def _json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except OSError as e:
-        raise FixtureError(f"{path}: cannot read the file ({e.strerror}).") from None
-    except json.JSONDecodeError as e:
-        raise FixtureError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}).") from None
-    if not isinstance(value, dict):
-        raise FixtureError(f"{path}: the top level must be a JSON object.")
-    return value
+    return read_json_object(path, FixtureError)

@@ -51,3 +51,17 @@ def test_out_of_vocabulary_prompt_is_refused_before_running(monkeypatch):
     monkeypatch.setattr(type(fixture), "prompt", lambda self: __import__("numpy").array([1, 500], "int32"))
     record = run_case(fixture)
     assert record["verdict"] == "ERROR" and "outside the vocabulary" in record["message"]
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ({"seed": 1, "prompt_len": 13, "bound": 0.05}, "field 'bound' = 0.05 is looser than 0.01 without a 'bound_reason'"),
+    ({"seed": "one", "prompt_len": 13}, "field 'seed' = \"one\" must be int"),
+])
+def test_bad_fixture_is_refused_with_one_sentence(tmp_path, monkeypatch, spec, expected):
+    case = tmp_path / "llama"
+    case.mkdir()
+    (case / "config.json").write_text((fixtures.FIXTURES_DIR / "llama" / "config.json").read_text())
+    (case / "fixture.json").write_text(json.dumps(spec))
+    monkeypatch.setattr(fixtures, "FIXTURES_DIR", tmp_path)
+    with pytest.raises(fixtures.FixtureError, match=re.escape(expected)):
+        fixtures.load("llama")
