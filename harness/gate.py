@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import fixtures, structural
 from .compare import ERROR, PASS
-from .validate import DEFAULT_EMITTER
+from .validate import DEFAULT_EMITTER, replay_command
 
 REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
 GRAPHS = structural.GRAPHS
@@ -68,7 +68,7 @@ def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) 
             except BrokenProcessPool as e:  # a worker died (signal, OOM): that case is an ERROR
                 record = {"family": name, "graph": graph, "verdict": ERROR, "max_abs_diff": None,
                           "argmax_match": None, "bound": fixtures.load(name).bound,
-                          "message": f"the worker process died: {e}", "replay": f"./validate_arch.sh --family {name}"}
+                          "message": f"the worker process died: {e}", "replay": replay_command(fixtures.load(name))}
             records[(name, graph)] = record
             print(format_line(record), flush=True)
     return [records[c] for c in cases]

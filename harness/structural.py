@@ -7,6 +7,7 @@ published config the emitter refuses, the recorded refusal (a finding, kept visi
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +63,6 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _golden_files(text: str | None, sig: dict | None, refusal: str | None) -> dict[str, str]:
-    import json
     if refusal is not None:
         return {"refusal": refusal + "\n"}
     return {"signature": json.dumps(sig, indent=1, sort_keys=True) + "\n", "text": text}

@@ -36,7 +36,7 @@ class EmitterRefused(CaseError):
     """The emitter exited 2: it refuses the config, with one sentence saying why."""
 
 
-def replay_command(fixture: Fixture, graph: str) -> str:
+def replay_command(fixture: Fixture) -> str:
     return f"./validate_arch.sh --family {fixture.name}"
 
 
@@ -126,7 +126,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", text: str | None = None,
               "bound": fixture.bound, "bound_reason": fixture.bound_reason, "seed": fixture.seed,
               "prompt_len": fixture.prompt_len, "max_abs_diff": None, "argmax_match": None,
               "verdict": compare.ERROR, "message": "", "timings": timings,
-              "replay": replay_command(fixture, graph)}
+              "replay": replay_command(fixture)}
     try:
         if text is None:
             with _timed(timings, "emit"):
