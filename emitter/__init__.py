@@ -1,13 +1,20 @@
 """archval's reference StableHLO emitter: one decoder core, families as flags."""
 from .config import Config, ConfigError, Rope
-from .decoder import GRAPHS, prefill
+from .decoder import Decoder, decode, prefill
 
-DEFAULT_BUCKET = 16
+GRAPHS = ("prefill", "decode")
+DEFAULT_BUCKET = 16     # prefill length Lp
+DEFAULT_CAPACITY = 32   # decode cache slots C
 
 
-def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET) -> str:
+def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capacity: int = DEFAULT_CAPACITY,
+         core: type[Decoder] = Decoder) -> str:
     """The StableHLO text of one graph kind for a parsed config."""
-    return GRAPHS[graph](cfg, bucket)
+    if graph == "prefill":
+        return prefill(cfg, bucket, core)
+    if graph == "decode":
+        return decode(cfg, capacity, core)
+    raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS)})")
 
 
-__all__ = ["Config", "ConfigError", "Rope", "emit", "prefill", "GRAPHS", "DEFAULT_BUCKET"]
+__all__ = ["Config", "ConfigError", "Rope", "Decoder", "emit", "GRAPHS", "DEFAULT_BUCKET", "DEFAULT_CAPACITY"]

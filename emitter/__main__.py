@@ -1,22 +1,23 @@
-"""python -m emitter --config CONFIG.json --graph prefill --out FILE.mlir"""
+"""python -m emitter --config CONFIG.json --graph {prefill,decode} --out FILE.mlir"""
 import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from . import DEFAULT_BUCKET, GRAPHS, Config, ConfigError, emit
+from . import DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m emitter", description=__doc__)
     ap.add_argument("--config", required=True, help="the family's config.json")
-    ap.add_argument("--graph", required=True, choices=sorted(GRAPHS))
+    ap.add_argument("--graph", required=True, choices=GRAPHS)
     ap.add_argument("--out", required=True, help="where to write the StableHLO text")
     ap.add_argument("--bucket", type=int, default=DEFAULT_BUCKET, help="prefill length (default %(default)s)")
+    ap.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="decode cache slots (default %(default)s)")
     args = ap.parse_args(argv)
     try:
-        text = emit(Config.from_json(args.config), args.graph, args.bucket)
+        text = emit(Config.from_json(args.config), args.graph, args.bucket, args.capacity)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

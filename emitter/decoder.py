@@ -12,11 +12,17 @@ NEG_INF = float("-inf")
 
 
 class Decoder:
-    """Emits one forward pass into a Function; weights become named arguments on first use."""
+    """Emits one forward pass into a Function; weights become named arguments on first use.
 
-    def __init__(self, cfg: Config, fn: Function):
+    cache: decode's (k_cache, v_cache, cache_len), caches f32[L, C, n_kv, D] whose first
+    cache_len slots hold the earlier tokens; None for prefill, which attends to its own keys.
+    """
+
+    def __init__(self, cfg: Config, fn: Function, cache: tuple[Value, Value, Value] | None = None):
         self.cfg, self.g = cfg, fn
         self.weights: dict[str, Value] = {}
+        self.cache = cache
+        self.new_kv: list[tuple[Value, Value]] = []  # prefill: each layer's keys/values, returned as the cache
 
     def weight(self, name: str, shape) -> Value:
         if name not in self.weights:
@@ -76,13 +82,14 @@ class Decoder:
         return g.div(e, g.broadcast(g.reduce(e, g.scalar(0.0), "add", [last]), x.shape, keep))
 
     # -- attention ---------------------------------------------------------------
-    def mask(self, q_pos: Value, k_pos: Value, k_valid: Value, window: int | None) -> Value:
-        """Additive mask [Tq, Tk]: key visible iff valid, not in the future and inside the window."""
+    def mask(self, q_slot: Value, k_slot: Value, window: int | None) -> Value:
+        """Additive mask [Tq, Tk] over cache slots (HF's cache_position): a key is visible iff it is
+        not in the future and inside the window. Slots past the query (padding, stale cache) never are."""
         g = self.g
-        shape = (q_pos.shape[0], k_pos.shape[0])
-        q = g.broadcast(q_pos, shape, [0])
-        k = g.broadcast(k_pos, shape, [1])
-        visible = g.and_(g.compare("LE", k, q), g.broadcast(k_valid, shape, [1]))
+        shape = (q_slot.shape[0], k_slot.shape[0])
+        q = g.broadcast(q_slot, shape, [0])
+        k = g.broadcast(k_slot, shape, [1])
+        visible = g.compare("LE", k, q)
         if window is not None:
             visible = g.and_(visible, g.compare("GT", k, g.sub(q, g.scalar(window, "i32"))))
         return g.select(visible, g.scalar(0.0), g.scalar(MASKED))
@@ -101,6 +108,8 @@ class Decoder:
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
         if rope is not None:
             q, k = self.rotate(q, *rope), self.rotate(k, *rope)
+        k, v = self.attended_kv(i, k, v)
+        tk = k.shape[0]
 
         # GQA without repeating K/V: query head h = kv * group + j, batched over kv.
         group = nq // nkv
@@ -108,12 +117,40 @@ class Decoder:
         k, v = g.transpose(k, [1, 0, 2]), g.transpose(v, [1, 0, 2])
         scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.score_scale))
         scores = self.softcap(scores, cfg.attn_softcap)
-        scores = g.reshape(scores, (nkv, group, t, mask.shape[1]))
+        scores = g.reshape(scores, (nkv, group, t, tk))
         probs = self.softmax(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])))
-        probs = g.reshape(probs, (nkv, group * t, mask.shape[1]))
+        probs = g.reshape(probs, (nkv, group * t, tk))
         out = g.dot_general(probs, v, contract=(2, 1), batch=True)            # [kv, group*T, D]
         out = g.reshape(g.transpose(g.reshape(out, (nkv, group, t, d)), [2, 0, 1, 3]), (t, nq * d))
         return self.linear(out, f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
+
+    # -- the KV cache ---------------------------------------------------------------
+    def write_slot(self, cache_len: Value) -> Value:
+        """Decode writes the new token's key and value into the first free slot."""
+        return cache_len
+
+    def attended_kv(self, i: int, k: Value, v: Value) -> tuple[Value, Value]:
+        """The keys and values [Tk, n_kv, D] that layer i attends to. Prefill: its own, kept to be
+        returned as the cache. Decode: the cache with this token's key and value written in."""
+        if self.cache is None:
+            self.new_kv.append((k, v))
+            return k, v
+        g = self.g
+        k_cache, v_cache, cache_len = self.cache
+        zero = g.scalar(0, "i32")
+        at = [g.scalar(i, "i32"), self.write_slot(cache_len), zero, zero]
+        k_cache = g.dynamic_update_slice(k_cache, g.reshape(k, (1, *k.shape)), at)
+        v_cache = g.dynamic_update_slice(v_cache, g.reshape(v, (1, *v.shape)), at)
+        self.cache = (k_cache, v_cache, cache_len)
+        _, slots, nkv, d = k_cache.shape
+        layer = lambda c: g.reshape(g.slice(c, (i, 0, 0, 0), (i + 1, slots, nkv, d)), (slots, nkv, d))
+        return layer(k_cache), layer(v_cache)
+
+    def stacked_new_kv(self) -> tuple[Value, Value]:
+        """Prefill's cache: every layer's keys and values, f32[L, T, n_kv, D]."""
+        g = self.g
+        stack = lambda xs: g.concatenate([g.reshape(x, (1, *x.shape)) for x in xs], dim=0)
+        return stack([k for k, _ in self.new_kv]), stack([v for _, v in self.new_kv])
 
     def mlp(self, x: Value, i: int) -> Value:
         p, n = f"model.layers.{i}.mlp", self.cfg.intermediate_size
@@ -143,13 +180,14 @@ class Decoder:
         cos, sin = rope_tables.cos_sin_tables(rope, self.cfg.head_dim, capacity)
         return (self.g.take_rows(self.g.dense(cos), positions), self.g.take_rows(self.g.dense(sin), positions))
 
-    def hidden_states(self, tokens: Value, positions: Value, k_valid: Value, capacity: int) -> Value:
-        """Embed tokens and run every layer; returns the final hidden states before the last norm."""
+    def hidden_states(self, tokens: Value, positions: Value, q_slot: Value, k_slot: Value, capacity: int) -> Value:
+        """Embed tokens and run every layer; returns the final hidden states before the last norm.
+        positions feed RoPE (a table of `capacity` rows); slots feed the masks."""
         cfg, g = self.cfg, self.g
         x = g.take_rows(self.weight("model.embed_tokens.weight", (cfg.vocab_size, cfg.hidden_size)), tokens)
         if cfg.embed_scale:
             x = g.mul(x, g.scalar(math.sqrt(cfg.hidden_size)))
-        masks = {w: self.mask(positions, positions, k_valid, w)
+        masks = {w: self.mask(q_slot, k_slot, w)
                  for w in sorted({cfg.window_for(i) for i in range(cfg.num_layers)}, key=lambda w: w or 0)}
         ropes: dict[Rope, tuple[Value, Value]] = {}
         for i in range(cfg.num_layers):
@@ -167,18 +205,33 @@ class Decoder:
         return self.softcap(g.reshape(logits, (cfg.vocab_size,)), cfg.final_softcap)
 
 
-def prefill(cfg: Config, bucket: int) -> str:
-    """tokens i32[bucket], positions i32[bucket], real_len i32[] -> logits f32[V] of the last real token."""
+def prefill(cfg: Config, bucket: int, core: type[Decoder] = Decoder) -> str:
+    """tokens i32[Lp], positions i32[Lp], real_len i32[] -> logits f32[V] of the last real token and
+    the K/V caches f32[L, Lp, n_kv, D]. Padding after real_len is causally invisible to real tokens.
+    core: the decoder core (mutation tests pass a deliberately broken subclass)."""
     g = Function("main")
-    dec = Decoder(cfg, g)
+    dec = core(cfg, g)
     tokens = g.input("tokens", (bucket,), "i32")
     positions = g.input("positions", (bucket,), "i32")
     real_len = g.input("real_len", (), "i32")
-    k_valid = g.compare("LT", g.iota((bucket,), 0), g.broadcast(real_len, (bucket,), []))
-    h = dec.hidden_states(tokens, positions, k_valid, capacity=bucket)
+    slots = g.iota((bucket,), 0)
+    h = dec.hidden_states(tokens, positions, slots, slots, capacity=bucket)
     last = g.dynamic_slice(h, [g.sub(real_len, g.scalar(1, "i32")), g.scalar(0, "i32")], (1, cfg.hidden_size))
-    g.returns(dec.logits(last))
+    g.returns(dec.logits(last), *dec.stacked_new_kv())
     return module(f"{cfg.model_type}_prefill", [g])
 
 
-GRAPHS = {"prefill": prefill}
+def decode(cfg: Config, capacity: int, core: type[Decoder] = Decoder) -> str:
+    """token i32[], position i32[], cache_len i32[], k_cache and v_cache f32[L, C, n_kv, D] ->
+    logits f32[V] and the caches with this token written at slot cache_len (C = capacity)."""
+    g = Function("main")
+    token = g.input("token", (), "i32")
+    position = g.input("position", (), "i32")
+    cache_len = g.input("cache_len", (), "i32")
+    cache_shape = (cfg.num_layers, capacity, cfg.num_kv_heads, cfg.head_dim)
+    k_cache, v_cache = g.input("k_cache", cache_shape, "f32"), g.input("v_cache", cache_shape, "f32")
+    dec = core(cfg, g, cache=(k_cache, v_cache, cache_len))
+    one = lambda x: g.reshape(x, (1,))
+    h = dec.hidden_states(one(token), one(position), one(cache_len), g.iota((capacity,), 0), capacity=capacity)
+    g.returns(dec.logits(h), *dec.cache[:2])
+    return module(f"{cfg.model_type}_decode", [g])

@@ -183,6 +183,13 @@ class Function:
         return self._op(f"stablehlo.dynamic_slice {a.name}, {idx}, sizes = [{_ints(sizes)}] : "
                         f"({types}) -> {tensor_type(shape, a.dtype)}", shape, a.dtype)
 
+    def dynamic_update_slice(self, a: Value, update: Value, starts: list[Value]) -> Value:
+        """a with `update` written at `starts` (clamped to stay inside a)."""
+        idx = ", ".join(s.name for s in starts)
+        types = ", ".join([a.type, update.type] + [s.type for s in starts])
+        return self._op(f"stablehlo.dynamic_update_slice {a.name}, {update.name}, {idx} : ({types}) -> {a.type}",
+                        a.shape, a.dtype)
+
     def take_rows(self, table: Value, indices: Value) -> Value:
         """table[indices] for a 2-D table and 1-D i32 indices (out of range clamps)."""
         (n,), width = indices.shape, table.shape[1]

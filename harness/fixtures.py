@@ -11,6 +11,7 @@ from emitter.config import read_json_object
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 DEFAULT_BOUND = 1e-2  # the tanh-near-tie bound
+DEFAULT_DECODE_STEPS = 16
 
 
 class FixtureError(ValueError):
@@ -28,6 +29,7 @@ class Fixture:
     bound_reason: str | None
     purpose: str
     mutants: tuple[str, ...]  # deliberate bugs this fixture must catch (harness/mutants.py)
+    decode_steps: int = DEFAULT_DECODE_STEPS
 
     @property
     def model_type(self) -> str:
@@ -61,9 +63,16 @@ def load(name: str) -> Fixture:
     if bound > DEFAULT_BOUND and not reason:
         raise FixtureError(f"{spec_path}: field 'bound' = {bound} is looser than {DEFAULT_BOUND} "
                            "without a 'bound_reason'.")
+    prompt_len, steps = need("prompt_len", int), need("decode_steps", int, DEFAULT_DECODE_STEPS)
+    if steps < 1:
+        raise FixtureError(f"{spec_path}: field 'decode_steps' = {steps} must be at least 1.")
+    window = config.get("sliding_window")
+    if isinstance(window, int) and prompt_len + steps <= window:  # the decode cache must outgrow the window
+        raise FixtureError(f"{spec_path}: field 'decode_steps' = {steps} with prompt_len {prompt_len} never takes "
+                           f"the cache past {config_path.name}'s sliding_window {window}.")
     return Fixture(name=name, config_path=config_path, config=config, seed=need("seed", int),
-                   prompt_len=need("prompt_len", int), bound=bound, bound_reason=reason,
-                   purpose=spec.get("purpose", ""), mutants=tuple(need("mutants", list, [])))
+                   prompt_len=prompt_len, bound=bound, bound_reason=reason, purpose=spec.get("purpose", ""),
+                   mutants=tuple(need("mutants", list, [])), decode_steps=steps)
 
 
 def _json(path: Path) -> dict:

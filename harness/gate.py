@@ -26,18 +26,25 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _validate(name: str, graph: str, emitter: tuple[str, ...], text: str | None) -> dict:
+def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str]) -> list[dict]:
+    """Every graph kind of one family in one worker: they share its oracle run and compiled prefill."""
     from .validate import run_case
-    return run_case(fixtures.load(name), graph, text=text, emitter=emitter)
+    fixture = fixtures.load(name)
+    return [run_case(fixture, graph, texts=texts, emitter=emitter) for graph in GRAPHS]
 
 
 def format_line(r: dict) -> str:
     diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3e}"
-    agree = {None: "-", True: "match", False: "differs"}[r["argmax_match"]]
-    if r.get("near_tie_flip"):
-        agree = "near-tie flip"
+    if r["graph"] == "decode" and r["argmax_match"] is not None:
+        tokens = r["steps"] + 1
+        agree = (f"greedy {tokens}/{tokens} tokens" if r["first_divergence"] is None
+                 else f"greedy {r['divergence']} at step {r['first_divergence']}")
+    else:
+        agree = {None: "-", True: "argmax match", False: "argmax differs"}[r["argmax_match"]]
+        if r.get("near_tie_flip"):
+            agree = "argmax near-tie flip"
     line = (f"{r['family']:<20} {r['graph']:<8} max|Δlogit| {diff:>9}  bound {r['bound']:.0e}  "
-            f"argmax {agree:<13} {r['verdict']}")
+            f"{agree:<28} {r['verdict']}")
     if r["verdict"] != PASS or r["message"]:
         line += f"\n    {r['message']}\n    replay: {r['replay']}"
     return line
@@ -53,25 +60,28 @@ def write_json_atomic(path: Path, value) -> None:
 
 
 def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) -> list[dict]:
-    """Numerical validation in worker processes; texts already emitted by the structural pass are reused."""
-    cases = [(n, g) for n in names for g in GRAPHS]
+    """Numerical validation in worker processes, one family per task; texts already emitted by the
+    structural pass are reused."""
     records: dict[tuple[str, str], dict] = {}
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(_validate, n, g, emitter, texts.get((n, g))): (n, g) for n, g in cases}
+        futures = {pool.submit(_validate_family, n, emitter, {g: texts[(n, g)] for g in GRAPHS if (n, g) in texts}): n
+                   for n in names}
         for future in as_completed(futures):
-            name, graph = futures[future]
+            name = futures[future]
             try:
-                record = future.result()
-            except BrokenProcessPool as e:  # a worker died (signal, OOM): that case is an ERROR
-                record = {"family": name, "graph": graph, "verdict": ERROR, "max_abs_diff": None,
-                          "argmax_match": None, "bound": fixtures.load(name).bound,
-                          "message": f"the worker process died: {e}", "replay": replay_command(fixtures.load(name))}
-            records[(name, graph)] = record
-            print(format_line(record), flush=True)
-    return [records[c] for c in cases]
+                family_records = future.result()
+            except BrokenProcessPool as e:  # a worker died (signal, OOM): that family's cases are ERRORs
+                family_records = [{"family": name, "graph": graph, "verdict": ERROR, "max_abs_diff": None,
+                                   "argmax_match": None, "bound": fixtures.load(name).bound,
+                                   "message": f"the worker process died: {e}",
+                                   "replay": replay_command(fixtures.load(name))} for graph in GRAPHS]
+            for record in family_records:
+                records[(name, record["graph"])] = record
+                print(format_line(record), flush=True)
+    return [records[(n, g)] for n in names for g in GRAPHS]
 
 
 def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:

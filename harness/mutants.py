@@ -1,16 +1,40 @@
-"""Deliberate emitter bugs, each a realistic misreading of a family's config.
+"""Deliberate emitter bugs: realistic misreadings of a family's config, and decode-time slips.
 
-A mutant rewrites the parsed config before emission, so the graph is wrong while the
-oracle stays right. A fixture lists the mutants that its family's deltas must kill
-(fixture.json "mutants"); a check with teeth reports FAIL for every one of them.
+A config mutant rewrites the parsed config before emission; a core mutant is a decoder
+subclass with one method wrong. Either way the graph is wrong while the oracle stays
+right. A fixture lists the mutants that its family's deltas must kill (fixture.json
+"mutants"); a check with teeth reports FAIL for every one of them, on the graph kind the
+mutant breaks.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
-from emitter import Config, Rope
+from emitter import Config, Decoder, Rope, emit
 from emitter.families import FULL, SLIDING
+
+
+@dataclass(frozen=True)
+class Mutant:
+    description: str
+    config: Callable[[Config], Config] = lambda c: c
+    core: type[Decoder] = Decoder
+    graph: str = "prefill"  # the graph kind whose check must kill it
+
+    def emit(self, config_path: Path) -> str:
+        return emit(self.config(Config.from_json(config_path)), self.graph, core=self.core)
+
+
+class CacheSlotOffByOne(Decoder):
+    def write_slot(self, cache_len):
+        return self.g.add(cache_len, self.g.scalar(1, "i32"))
+
+
+class DecodeIgnoresWindow(Decoder):
+    def mask(self, q_slot, k_slot, window):
+        return super().mask(q_slot, k_slot, None if q_slot.shape[0] == 1 else window)
 
 
 def _first_full_layer_slides(c: Config) -> Config:
@@ -19,7 +43,7 @@ def _first_full_layer_slides(c: Config) -> Config:
     return replace(c, layer_types=tuple(types))
 
 
-MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
+_CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "rope_theta_default": ("RoPE base 10000 instead of the config's rope_theta",
                            lambda c: replace(c, rope_full=Rope(10000.0), rope_sliding=Rope(10000.0))),
     "no_rope_scaling": ("RoPE scaling (linear/llama3) ignored",
@@ -43,6 +67,10 @@ MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
                             lambda c: replace(c, sliding_window=4, layer_types=(FULL,) + (SLIDING,) * (c.num_layers - 1))),
 }
 
-
-def apply(name: str, cfg: Config) -> Config:
-    return MUTANTS[name][1](cfg)
+MUTANTS: dict[str, Mutant] = {
+    **{name: Mutant(description, config) for name, (description, config) in _CONFIG_MUTANTS.items()},
+    "cache_slot_off_by_one": Mutant("decode writes the new key/value one slot past the cache's end",
+                                    core=CacheSlotOffByOne, graph="decode"),
+    "decode_ignores_window": Mutant("decode attends to the whole cache on sliding layers",
+                                    core=DecodeIgnoresWindow, graph="decode"),
+}

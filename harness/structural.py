@@ -20,7 +20,7 @@ from .signature import drift, golden_paths, load_golden, signature
 from .validate import CaseError, EmitterRefused, emit_with_command
 
 REAL_DIR = fixtures.FIXTURES_DIR / "real"
-GRAPHS = ("prefill",)
+GRAPHS = ("prefill", "decode")
 MATCH, DRIFT, MISSING, REFUSED, ERROR = "match", "DRIFT", "MISSING-GOLDEN", "refused (as recorded)", "ERROR"
 
 

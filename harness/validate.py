@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from .iree_backend import BackendError, Module, compile_text
 
 DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
 EMIT_TIMEOUT_S = 120
-INPUTS = ("tokens", "positions", "real_len")
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,16 +83,28 @@ def emit_with_command(command, config_path: Path, graph: str) -> str:
         return out.read_text()
 
 
-def oracle_run(fixture: Fixture) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
-    """(last-token logits, state dict, oracle class) for a fixture; cached per process."""
-    return _oracle_run(json.dumps(fixture.config, sort_keys=True), fixture.seed, tuple(fixture.prompt().tolist()))
+@dataclass(frozen=True)
+class OracleRun:
+    """The oracle's greedy continuation with its own cache: logits [steps + 1, V] (row 0 is the
+    prompt's last token, prefill's expectation) and the tokens they choose; plus its weights."""
+    logits: np.ndarray
+    tokens: np.ndarray
+    weights: dict[str, np.ndarray]
+    class_name: str
+
+
+def oracle_run(fixture: Fixture) -> OracleRun:
+    """Cached per process: a family's prefill and decode cases share one oracle run."""
+    return _oracle_run(json.dumps(fixture.config, sort_keys=True), fixture.seed,
+                       tuple(fixture.prompt().tolist()), fixture.decode_steps)
 
 
 @lru_cache(maxsize=8)
-def _oracle_run(config_json: str, seed: int, prompt: tuple[int, ...]):
+def _oracle_run(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> OracleRun:
     from oracles.hf import Oracle
     oracle = Oracle(json.loads(config_json), seed)
-    return oracle.last_logits(np.array(prompt)), oracle.state_dict(), oracle.binding.class_name
+    logits, tokens = oracle.greedy(np.array(prompt), steps)
+    return OracleRun(logits, tokens, oracle.state_dict(), oracle.binding.class_name)
 
 
 def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -111,57 +123,113 @@ def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str
 
 @contextmanager
 def _timed(timings: dict, stage: str):
+    """Adds the block's wall time to timings[stage] (a decode case compiles and runs two graphs)."""
     start = time.perf_counter()
     try:
         yield
     finally:
-        timings[stage] = round(time.perf_counter() - start, 4)
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 4)
 
 
-def run_case(fixture: Fixture, graph: str = "prefill", text: str | None = None,
+class _Graph:
+    """One graph kind of a case: emitted (or given), parsed, compiled and loaded."""
+
+    def __init__(self, kind: str, text: str | None, fixture: Fixture, emitter, timings: dict, record: dict):
+        if text is None:
+            with _timed(timings, "emit"):
+                text = emit_with_command(emitter, fixture.config_path, kind)
+        sig = parse_signature(text)
+        if "main" not in sig.functions:
+            raise CaseError(f"the {kind} graph has no func.func @main")
+        self.main = sig.functions["main"]
+        with _timed(timings, "compile"):
+            vmfb, hit = compile_text(text)
+        record["cache_hit"] = record.get("cache_hit", True) and hit
+        with _timed(timings, "load"):
+            self.module = Module(vmfb, sig.module_name)
+        self.timings = timings
+
+    def __call__(self, weights: dict, inputs: dict) -> list[np.ndarray]:
+        args = bind(self.main, weights, inputs)
+        with _timed(self.timings, "run"):
+            return self.module.call("main", *args)
+
+
+def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | None = None,
              emitter=DEFAULT_EMITTER) -> dict:
-    """Validate one fixture and graph kind; never raises: failures become the record's verdict."""
+    """Validate one fixture and graph kind; never raises: failures become the record's verdict.
+    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too)."""
+    texts = texts or {}
     timings: dict[str, float] = {}
     record = {"family": fixture.name, "model_type": fixture.model_type, "graph": graph,
               "bound": fixture.bound, "bound_reason": fixture.bound_reason, "seed": fixture.seed,
               "prompt_len": fixture.prompt_len, "max_abs_diff": None, "argmax_match": None,
               "verdict": compare.ERROR, "message": "", "timings": timings,
               "replay": replay_command(fixture)}
+    if graph == "decode":
+        record.update(steps=fixture.decode_steps, first_divergence=None, divergence=None)
     try:
-        if text is None:
-            with _timed(timings, "emit"):
-                text = emit_with_command(emitter, fixture.config_path, graph)
-        fn_sig = parse_signature(text)
-        if "main" not in fn_sig.functions:
-            raise CaseError("the graph has no func.func @main")
-        main = fn_sig.functions["main"]
-        bucket = main.arg("tokens").shape[0]
         prompt = fixture.prompt()
-        if len(prompt) > bucket:
-            raise CaseError(f"prompt_len {len(prompt)} exceeds the graph's prefill bucket {bucket}")
         vocab = fixture.config["vocab_size"]
         if prompt.max() >= vocab or prompt.min() < 0:  # IREE's gather would clamp silently
             raise CaseError(f"prompt token {int(prompt.max())} is outside the vocabulary [0, {vocab})")
+        prefill = _Graph("prefill", texts.get("prefill"), fixture, emitter, timings, record)
+        bucket = prefill.main.arg("tokens").shape[0]
+        if len(prompt) > bucket:
+            raise CaseError(f"prompt_len {len(prompt)} exceeds the graph's prefill bucket {bucket}")
+        decoder = _Graph("decode", texts.get("decode"), fixture, emitter, timings, record) if graph == "decode" else None
         with _timed(timings, "oracle"):
-            expected, weights, oracle_class = oracle_run(fixture)
-        record["oracle_class"] = oracle_class
+            oracle = oracle_run(fixture)
+        record["oracle_class"] = oracle.class_name
         tokens = np.zeros(bucket, np.int32)
         tokens[: len(prompt)] = prompt
-        inputs = {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
-                  "real_len": np.array(len(prompt), np.int32)}
-        args = bind(main, weights, inputs)
-        record["unused_tensors"] = sorted(set(weights) - {a.name for a in main.args})
-        with _timed(timings, "compile"):
-            vmfb, record["cache_hit"] = compile_text(text)
-        with _timed(timings, "load"):
-            module = Module(vmfb, fn_sig.module_name)
-        with _timed(timings, "run"):
-            (logits,) = module.call("main", *args)
-        result = compare.compare_logits(expected, logits)
-        record.update(result.as_dict())
-        record["verdict"], record["message"] = compare.verdict(result, fixture.bound)
+        logits, *caches = prefill(oracle.weights, {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
+                                                   "real_len": np.array(len(prompt), np.int32)})
+        used = {a.name for a in prefill.main.args}
+        if decoder is None:
+            result = compare.compare_logits(oracle.logits[0], logits)
+            record.update(result.as_dict())
+            record["verdict"], record["message"] = compare.verdict(result, fixture.bound)
+        else:
+            steps = _decode(decoder, oracle, len(prompt), logits, caches)
+            used |= {a.name for a in decoder.main.args}
+            positions = range(len(prompt) - 1, len(prompt) + fixture.decode_steps)
+            result = compare.compare_steps(oracle.logits, steps, positions)
+            record.update(result.as_dict())
+            record["verdict"], record["message"] = compare.decode_verdict(result, fixture.bound)
+        record["unused_tensors"] = sorted(set(oracle.weights) - used)
     except (CaseError, GraphError, BackendError) as e:
         record["message"] = str(e)
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
         record["message"] = f"unexpected {type(e).__name__}: {e}"
     return record
+
+
+def _decode(decoder: _Graph, oracle: OracleRun, prompt_len: int, prefill_logits: np.ndarray,
+            prefill_caches: list[np.ndarray]) -> np.ndarray:
+    """Teacher-forced decode: step s feeds the oracle's token s-1 at position prompt_len + s - 1.
+    Returns the logits of every step, prefill's first."""
+    k_spec = decoder.main.arg("k_cache")
+    capacity, steps = k_spec.shape[1], len(oracle.tokens) - 1
+    if prompt_len + steps > capacity:
+        raise CaseError(f"prompt_len {prompt_len} + {steps} decode steps need {prompt_len + steps} cache slots "
+                        f"but the decode graph's k_cache holds {capacity}")
+    if len(prefill_caches) != 2:
+        raise CaseError(f"the prefill graph returns {1 + len(prefill_caches)} results; decode needs "
+                        "(logits, k_cache, v_cache)")
+    caches = []
+    for cache in prefill_caches:  # the prefill bucket, padding slots and all, starts the decode cache
+        full = np.zeros(k_spec.shape, np.float32)
+        if cache.shape[0] != full.shape[0] or cache.shape[2:] != full.shape[2:] or cache.shape[1] > capacity:
+            raise CaseError(f"the prefill graph's cache is f32{list(cache.shape)} but the decode graph's "
+                            f"is f32{list(k_spec.shape)}")
+        full[:, : cache.shape[1]] = cache
+        caches.append(full)
+    logits = [prefill_logits]
+    for s in range(1, steps + 1):
+        slot = np.int32(prompt_len + s - 1)
+        step_logits, *caches = decoder(oracle.weights, {
+            "token": np.array(oracle.tokens[s - 1], np.int32), "position": np.array(slot), "cache_len": np.array(slot),
+            "k_cache": caches[0], "v_cache": caches[1]})
+        logits.append(step_logits)
+    return np.stack([np.asarray(x, np.float32).reshape(-1) for x in logits])

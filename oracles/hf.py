@@ -3,8 +3,10 @@
 Weights are drawn per tensor from numpy with a seed derived from (fixture seed, tensor
 name), so they do not depend on torch's RNG, on parameter order or on the process.
 Scale: matrices at gain/sqrt(fan_in) so attention is peaked and logits have real
-margins (at HF's 0.02 a wrong RoPE or mask hides inside the bound); every 1-D
-parameter is randomised too, so norms and biases are exercised.
+margins (at HF's 0.02 a wrong RoPE or mask hides inside the bound); embeddings at
+std 1 after the family's own embedding scale (Gemma's sqrt(hidden) would otherwise let
+each token's embedding swamp the residual stream, and greedy decode just repeats it);
+every 1-D parameter is randomised too, so norms and biases are exercised.
 """
 from __future__ import annotations
 
@@ -42,10 +44,10 @@ def tensor_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def synthetic_value(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
+def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: float = 1.0) -> np.ndarray:
     rng = tensor_rng(seed, name)
     if len(shape) == 2:
-        std = 1.0 if "embed_tokens" in name else MATRIX_GAIN / np.sqrt(shape[1])
+        std = 1.0 / embed_scale if "embed_tokens" in name else MATRIX_GAIN / np.sqrt(shape[1])
         return (rng.standard_normal(shape) * std).astype(np.float32)
     if "norm" in name:
         return rng.uniform(0.5, 1.5, shape).astype(np.float32)
@@ -59,9 +61,10 @@ class Oracle:
         cls = getattr(transformers, self.binding.class_name)
         torch.manual_seed(seed)  # only buffers HF initialises itself; every parameter is overwritten
         self.model = cls._from_config(cfg, attn_implementation="eager", dtype=dtype).eval()
+        embed_scale = float(getattr(self.model.get_input_embeddings(), "embed_scale", 1.0))
         with torch.no_grad():
             for name, p in sorted(self.model.named_parameters()):
-                p.copy_(torch.from_numpy(synthetic_value(seed, name, tuple(p.shape))))
+                p.copy_(torch.from_numpy(synthetic_value(seed, name, tuple(p.shape), embed_scale)))
 
     @staticmethod
     def _in_vocab_ids(config: dict) -> dict:
@@ -78,6 +81,15 @@ class Oracle:
         return {k: v.detach().to(torch.float32).numpy() for k, v in self.model.state_dict().items()}
 
     @torch.no_grad()
-    def last_logits(self, tokens: np.ndarray) -> np.ndarray:
-        ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None, :]
-        return self.model(input_ids=ids, use_cache=False).logits[0, -1].to(torch.float32).numpy()
+    def greedy(self, prompt: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy continuation with HF's own KV cache: the logits f32[steps + 1, V] (the prompt's last
+        token, then each decode step fed the previous choice) and the steps + 1 tokens they choose."""
+        ids = torch.from_numpy(np.asarray(prompt, dtype=np.int64))[None, :]
+        out = self.model(input_ids=ids, use_cache=True)
+        logits = [out.logits[0, -1].to(torch.float32).numpy()]
+        for _ in range(steps):
+            chosen = torch.tensor([[int(logits[-1].argmax())]])
+            out = self.model(input_ids=chosen, cache=out.cache, use_cache=True)
+            logits.append(out.logits[0, -1].to(torch.float32).numpy())
+        logits = np.stack(logits)
+        return logits, logits.argmax(axis=1).astype(np.int32)

@@ -1,7 +1,7 @@
 """The verdict logic on hand-made logits: each rule decides a case on its own."""
 import numpy as np
 
-from harness.compare import compare_logits, verdict
+from harness.compare import compare_logits, compare_steps, decode_verdict, verdict
 
 ORACLE = np.array([0.0, 3.0, 1.0, 2.999], np.float32)
 
@@ -41,3 +41,35 @@ def test_nan_or_inf_fails_with_its_own_message():
         graph[3] = bad
         v, message = verdict(compare_logits(ORACLE, graph), 1e-2)
         assert v == "FAIL" and "NaN/Inf" in message
+
+
+def _steps(deltas):
+    """A 3-step continuation: the oracle's logits per step, and the graph's with the given deltas added."""
+    oracle = np.array([[0.0, 3.0, 1.0, 2.0], [2.0, 0.0, 1.0, 1.999], [0.0, 1.0, 5.0, 0.5]], np.float32)
+    return oracle, oracle + np.asarray(deltas, np.float32)
+
+
+def test_decode_near_tie_divergence_is_reported_with_its_step_and_position():
+    oracle, graph = _steps([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    graph[1, 0] -= 0.002  # 2.0 vs 1.999 swap at step 1
+    d = compare_steps(oracle, graph, positions=[12, 13, 14])
+    assert (d.first_divergence, d.divergence) == (1, "near-tie flip")
+    v, message = decode_verdict(d, 1e-2)
+    assert v == "PASS" and "greedy diverges at step 1 (position 13): oracle 0, graph 3" in message
+    record = d.as_dict()
+    assert record["steps"] == 2 and record["first_divergence"] == 1 and not record["argmax_match"]
+    assert [s["graph_token"] for s in record["timeline"]] == [1, 3, 2]
+
+
+def test_decode_error_above_bound_names_the_step_position_and_vocab_index():
+    oracle, graph = _steps([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0.2, 0, 0]])
+    d = compare_steps(oracle, graph, positions=[12, 13, 14])
+    v, message = decode_verdict(d, 1e-2)
+    assert v == "FAIL" and d.worst_step == 2 and d.first_divergence is None
+    assert "max |Δlogit| = 2.000e-01 at step 2 (position 14), vocab index 1 exceeds the bound 1.0e-02" in message
+
+
+def test_decode_nan_at_any_step_fails_naming_it():
+    oracle, graph = _steps([[0, 0, 0, 0], [0, 0, 0, np.nan], [0, 0, 0, 0]])
+    v, message = decode_verdict(compare_steps(oracle, graph, positions=[12, 13, 14]), 1e-2)
+    assert v == "FAIL" and message.startswith("step 1: graph logits hold 1 NaN/Inf")

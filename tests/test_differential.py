@@ -1,4 +1,4 @@
-"""Every fixture against its oracle, and every fixture's mutants caught: the check has teeth."""
+"""Every fixture against its oracle, prefill and decode, and every fixture's mutants caught: the checks have teeth."""
 import pytest
 
 from emitter import Config, emit
@@ -17,12 +17,25 @@ def test_prefill_matches_oracle(name):
     assert record["argmax_match"], format_line(record)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_decode_matches_oracle_token_for_token(name):
+    fixture = fixtures.load(name)
+    record = run_case(fixture, "decode")
+    assert record["verdict"] == "PASS", format_line(record)
+    assert record["first_divergence"] is None, format_line(record)
+    timeline = record["timeline"]
+    assert len(timeline) == fixture.decode_steps + 1
+    assert timeline[-1]["position"] == fixture.prompt_len + fixture.decode_steps - 1
+    # a continuation that repeats one token would exercise the cache with one key: the fixture is too weak
+    assert len({step["oracle_token"] for step in timeline}) > len(timeline) // 2, timeline
+
+
 @pytest.mark.parametrize("name,mutant", MUTANT_CASES, ids=[f"{n}-{m}" for n, m in MUTANT_CASES])
 def test_mutant_fails(name, mutant):
-    fixture = fixtures.load(name)
-    broken = emit(mutants.apply(mutant, Config.from_json(fixture.config_path)))
-    assert broken != emit(Config.from_json(fixture.config_path)), f"{mutant} does not change {name}'s graph"
-    record = run_case(fixture, text=broken)
+    fixture, bug = fixtures.load(name), mutants.MUTANTS[mutant]
+    broken = bug.emit(fixture.config_path)
+    assert broken != emit(Config.from_json(fixture.config_path), bug.graph), f"{mutant} does not change {name}'s graph"
+    record = run_case(fixture, bug.graph, texts={bug.graph: broken})
     assert record["verdict"] == "FAIL", format_line(record)
 
 
@@ -32,3 +45,4 @@ def test_fixture_lists_known_mutants(name):
     assert fixture.mutants, f"{name} lists no mutant: nothing proves its deltas are checked"
     unknown = set(fixture.mutants) - set(mutants.MUTANTS)
     assert not unknown, f"{name} lists unknown mutants {sorted(unknown)}"
+    assert "cache_slot_off_by_one" in fixture.mutants, f"{name}: nothing proves its decode cache is checked"

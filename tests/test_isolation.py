@@ -36,9 +36,30 @@ def test_compile_error_is_reported_with_the_compilers_words():
     broken = re.sub(r"stablehlo\.rsqrt (%\w+) : (\S+)",
                     r"stablehlo.custom_call @not_a_real_target(\1) : (\2) -> \2", text, count=1)
     assert broken != text
-    record = run_case(fixture, text=broken)
+    record = run_case(fixture, texts={"prefill": broken})
     assert record["verdict"] == "ERROR"
     assert "iree-compile exited" in record["message"], record["message"]
+
+
+def test_decode_cache_too_small_for_the_continuation_is_an_error():
+    fixture = fixtures.load("llama")
+    small = emit(Config.from_json(fixture.config_path), "decode", capacity=20)
+    record = run_case(fixture, "decode", texts={"decode": small})
+    assert record["verdict"] == "ERROR"
+    assert "prompt_len 13 + 16 decode steps need 29 cache slots but the decode graph's k_cache holds 20" \
+        in record["message"]
+
+
+def test_fixture_whose_decode_never_outgrows_the_window_is_refused(tmp_path, monkeypatch):
+    case = tmp_path / "gemma2"
+    case.mkdir()
+    config = json.loads((fixtures.FIXTURES_DIR / "gemma2" / "config.json").read_text())
+    (case / "config.json").write_text(json.dumps({**config, "sliding_window": 40}))
+    (case / "fixture.json").write_text(json.dumps({"seed": 1, "prompt_len": 13}))
+    monkeypatch.setattr(fixtures, "FIXTURES_DIR", tmp_path)
+    with pytest.raises(fixtures.FixtureError, match="decode_steps' = 16 with prompt_len 13 never takes the cache "
+                                                     "past config.json's sliding_window 40"):
+        fixtures.load("gemma2")
 
 
 def test_unknown_family_is_a_usage_error(capsys):
@@ -56,6 +77,7 @@ def test_out_of_vocabulary_prompt_is_refused_before_running(monkeypatch):
 @pytest.mark.parametrize("spec,expected", [
     ({"seed": 1, "prompt_len": 13, "bound": 0.05}, "field 'bound' = 0.05 is looser than 0.01 without a 'bound_reason'"),
     ({"seed": "one", "prompt_len": 13}, "field 'seed' = \"one\" must be int"),
+    ({"seed": 1, "prompt_len": 13, "decode_steps": 0}, "field 'decode_steps' = 0 must be at least 1"),
 ])
 def test_bad_fixture_is_refused_with_one_sentence(tmp_path, monkeypatch, spec, expected):
     case = tmp_path / "llama"

@@ -17,9 +17,10 @@ from harness.validate import DEFAULT_EMITTER
 CASES = structural.cases()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_signature_matches_golden(case):
-    result = structural.check(case, "prefill", DEFAULT_EMITTER)
+@pytest.mark.parametrize("case,graph", [(c, g) for c in CASES for g in structural.GRAPHS],
+                         ids=[f"{c.name}-{g}" for c in CASES for g in structural.GRAPHS])
+def test_signature_matches_golden(case, graph):
+    result = structural.check(case, graph, DEFAULT_EMITTER)
     assert structural.passed(result), structural.format_result(result)
 
 
