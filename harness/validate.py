@@ -194,9 +194,9 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
             steps = _decode(decoder, oracle, len(prompt), logits, caches)
             used |= {a.name for a in decoder.main.args}
             positions = range(len(prompt) - 1, len(prompt) + fixture.decode_steps)
-            result = compare.compare_steps(oracle.logits, steps, positions)
+            result = compare.compare_steps(oracle.logits, steps, positions, fixture.bound)
             record.update(result.as_dict())
-            record["verdict"], record["message"] = compare.decode_verdict(result, fixture.bound)
+            record["verdict"], record["message"] = compare.decode_verdict(result)
         record["unused_tensors"] = sorted(set(oracle.weights) - used)
     except (CaseError, GraphError, BackendError) as e:
         record["message"] = str(e)

@@ -52,9 +52,9 @@ def _steps(deltas):
 def test_decode_near_tie_divergence_is_reported_with_its_step_and_position():
     oracle, graph = _steps([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     graph[1, 0] -= 0.002  # 2.0 vs 1.999 swap at step 1
-    d = compare_steps(oracle, graph, positions=[12, 13, 14])
+    d = compare_steps(oracle, graph, [12, 13, 14], 1e-2)
     assert (d.first_divergence, d.divergence) == (1, "near-tie flip")
-    v, message = decode_verdict(d, 1e-2)
+    v, message = decode_verdict(d)
     assert v == "PASS" and "greedy diverges at step 1 (position 13): oracle 0, graph 3" in message
     record = d.as_dict()
     assert record["steps"] == 2 and record["first_divergence"] == 1 and not record["argmax_match"]
@@ -63,13 +63,21 @@ def test_decode_near_tie_divergence_is_reported_with_its_step_and_position():
 
 def test_decode_error_above_bound_names_the_step_position_and_vocab_index():
     oracle, graph = _steps([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0.2, 0, 0]])
-    d = compare_steps(oracle, graph, positions=[12, 13, 14])
-    v, message = decode_verdict(d, 1e-2)
+    d = compare_steps(oracle, graph, [12, 13, 14], 1e-2)
+    v, message = decode_verdict(d)
     assert v == "FAIL" and d.worst_step == 2 and d.first_divergence is None
     assert "max |Δlogit| = 2.000e-01 at step 2 (position 14), vocab index 1 exceeds the bound 1.0e-02" in message
 
 
 def test_decode_nan_at_any_step_fails_naming_it():
     oracle, graph = _steps([[0, 0, 0, 0], [0, 0, 0, np.nan], [0, 0, 0, 0]])
-    v, message = decode_verdict(compare_steps(oracle, graph, positions=[12, 13, 14]), 1e-2)
+    v, message = decode_verdict(compare_steps(oracle, graph, [12, 13, 14], 1e-2))
     assert v == "FAIL" and message.startswith("step 1: graph logits hold 1 NaN/Inf")
+
+
+def test_decode_flip_that_needs_an_out_of_bound_error_is_a_failure():
+    oracle, graph = _steps([[0, 0, 0, 0], [0, 0, 0.5, 0], [0, 0, 0, 0]])
+    graph[1, 2] += 1.0  # a 1.5 error lifts token 2 over token 0 at step 1
+    d = compare_steps(oracle, graph, [12, 13, 14], 1e-2)
+    assert (d.first_divergence, d.divergence) == (1, "failure")
+    assert decode_verdict(d)[0] == "FAIL"
