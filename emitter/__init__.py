@@ -1,8 +1,9 @@
 """archval's reference StableHLO emitter: one decoder core, families as flags."""
 from .config import Config, ConfigError, Rope
-from .decoder import Decoder, decode, prefill
+from .decoder import Decoder, decode, moe_block, prefill
 
-GRAPHS = ("prefill", "decode")
+GRAPHS = ("prefill", "decode")  # every family's graphs
+BLOCKS = ("moe_block",)         # block-level graphs, for families that have the block
 DEFAULT_BUCKET = 16     # prefill length Lp
 DEFAULT_CAPACITY = 32   # decode cache slots C
 
@@ -14,7 +15,9 @@ def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capa
         return prefill(cfg, bucket, core)
     if graph == "decode":
         return decode(cfg, capacity, core)
-    raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS)})")
+    if graph == "moe_block":
+        return moe_block(cfg, bucket, core)
+    raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS + BLOCKS)})")
 
 
-__all__ = ["Config", "ConfigError", "Rope", "Decoder", "emit", "GRAPHS", "DEFAULT_BUCKET", "DEFAULT_CAPACITY"]
+__all__ = ["Config", "ConfigError", "Rope", "Decoder", "emit", "GRAPHS", "BLOCKS", "DEFAULT_BUCKET", "DEFAULT_CAPACITY"]

@@ -41,6 +41,18 @@ class Rope:
 
 
 @dataclass(frozen=True)
+class Moe:
+    """A routed MLP: softmax over all experts, the top_k kept (optionally renormalised), each a
+    SwiGLU of expert_size; Qwen2-MoE adds a sigmoid-gated shared expert to every token."""
+    experts: int
+    top_k: int
+    expert_size: int
+    renormalize: bool
+    shared_expert_size: int | None
+    routed_layers: tuple[bool, ...]  # False: that layer keeps the dense MLP of intermediate_size
+
+
+@dataclass(frozen=True)
 class Config:
     model_type: str
     vocab_size: int
@@ -67,6 +79,8 @@ class Config:
     rope_layers: tuple[bool, ...]
     rope_full: Rope
     rope_sliding: Rope
+    moe: Moe | None = None
+    clip_qkv: float | None = None    # OLMoE: q, k, v clamped to [-clip_qkv, clip_qkv]
 
     @classmethod
     def from_json(cls, path: str | Path) -> "Config":
@@ -94,6 +108,8 @@ class _Parser:
 
     def get(self, name: str, default=None):
         value = self.raw.get(name)
+        for alias in (a for a, target in self.family.aliases.items() if target == name and value is None):
+            value = self.raw.get(alias)
         if value is None:
             value = self.family.defaults.get(name, default)
         return value
@@ -181,7 +197,29 @@ class _Parser:
             rope_layers=tuple(rope_layers),
             rope_full=rope_full,
             rope_sliding=rope_sliding,
+            moe=self.moe(layers),
+            clip_qkv=self.number(fam.clip_qkv_field) if fam.clip_qkv_field else None,
         )
+
+    def moe(self, layers: int) -> Moe | None:
+        fam = self.family
+        if fam.experts_field is None:
+            return None
+        experts = self.int_field(fam.experts_field, minimum=0)
+        step = self.int_field("decoder_sparse_step", self.get("decoder_sparse_step", 1))
+        dense = self.get("mlp_only_layers", [])
+        if not isinstance(dense, list) or not all(isinstance(i, int) and 0 <= i < layers for i in dense):
+            self.fail("mlp_only_layers", dense, f"must list layer indices in [0, {layers})")
+        routed = fam.routes({**self.raw, "decoder_sparse_step": step, "mlp_only_layers": dense}, layers)
+        if experts == 0 or not any(routed):
+            return None  # HF builds dense MLPs everywhere then
+        top_k = self.int_field("num_experts_per_tok")
+        if top_k > experts:
+            self.fail("num_experts_per_tok", top_k, f"exceeds the number of experts ({fam.experts_field} = {experts})")
+        return Moe(experts=experts, top_k=top_k, expert_size=self.int_field(fam.expert_size_field),
+                   renormalize=self.flag(fam.renormalize),
+                   shared_expert_size=self.int_field(fam.shared_expert_field) if fam.shared_expert_field else None,
+                   routed_layers=tuple(routed))
 
     def layer_types(self, layers: int) -> list[str]:
         types = self.raw.get("layer_types")

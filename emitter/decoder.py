@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from . import rope as rope_tables
-from .config import Config, Rope
+from .config import Config, ConfigError, Rope
 from .stablehlo import Function, Value, module
 
 MASKED = -3.4028234663852886e38  # f32 lowest, the value HF adds to masked scores
@@ -103,6 +103,8 @@ class Decoder:
         v = self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias)
         if cfg.qk_norm == "projection":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
+        if cfg.clip_qkv is not None:
+            q, k, v = (g.clamp(-cfg.clip_qkv, t, cfg.clip_qkv) for t in (q, k, v))
         q, k, v = g.reshape(q, (t, nq, d)), g.reshape(k, (t, nkv, d)), g.reshape(v, (t, nkv, d))
         if cfg.qk_norm == "head":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
@@ -152,10 +154,55 @@ class Decoder:
         stack = lambda xs: g.concatenate([g.reshape(x, (1, *x.shape)) for x in xs], dim=0)
         return stack([k for k, _ in self.new_kv]), stack([v for _, v in self.new_kv])
 
+    # -- MLP and mixture of experts ------------------------------------------------
     def mlp(self, x: Value, i: int) -> Value:
-        p, n = f"model.layers.{i}.mlp", self.cfg.intermediate_size
-        gate = self.activation(self.linear(x, f"{p}.gate_proj", n))
-        return self.linear(self.g.mul(gate, self.linear(x, f"{p}.up_proj", n)), f"{p}.down_proj", self.cfg.hidden_size)
+        moe = self.cfg.moe
+        if moe is not None and moe.routed_layers[i]:
+            return self.routed_mlp(x, f"model.layers.{i}.mlp")
+        return self.gated_mlp(x, f"model.layers.{i}.mlp", self.cfg.intermediate_size)
+
+    def gated_mlp(self, x: Value, p: str, size: int) -> Value:
+        gate = self.activation(self.linear(x, f"{p}.gate_proj", size))
+        return self.linear(self.g.mul(gate, self.linear(x, f"{p}.up_proj", size)), f"{p}.down_proj", self.cfg.hidden_size)
+
+    def top_k(self, probs: Value, k: int) -> Value:
+        """1.0 where an expert is among a token's k most probable, else 0.0; probs [T, E].
+        An expert's rank counts the experts ahead of it; exact ties go to the lower index."""
+        g = self.g
+        t, e = probs.shape
+        mine, other = g.broadcast(probs, (t, e, e), [0, 1]), g.broadcast(probs, (t, e, e), [0, 2])
+        ahead = g.or_(g.compare("GT", other, mine),
+                      g.and_(g.compare("EQ", other, mine),
+                             g.compare("LT", g.iota((t, e, e), 2), g.iota((t, e, e), 1))))
+        rank = g.reduce(g.convert(ahead, "i32"), g.scalar(0, "i32"), "add", [2])
+        return g.select(g.compare("LT", rank, g.scalar(k, "i32")), g.scalar(1.0), g.scalar(0.0))
+
+    def routed_mlp(self, x: Value, p: str) -> Value:
+        """Each token's output mixes its top-k experts, weighted by the router's softmax over all
+        experts. Every expert runs on every token: exact, and cheap at test scale."""
+        cfg, g, moe = self.cfg, self.g, self.cfg.moe
+        t, h, e, size = x.shape[0], cfg.hidden_size, moe.experts, moe.expert_size
+        probs = self.softmax(self.linear(x, f"{p}.gate", e))                      # [T, E]
+        weights = g.mul(probs, self.top_k(probs, moe.top_k))
+        if moe.renormalize:
+            weights = g.div(weights, g.broadcast(g.reduce(weights, g.scalar(0.0), "add", [1]), (t, e), [0]))
+        gate_up = self.weight(f"{p}.experts.gate_up_proj", (e, 2 * size, h))     # gate rows first
+        down = self.weight(f"{p}.experts.down_proj", (e, h, size))
+        fused = g.dot_general(x, gate_up, contract=(1, 2))                        # [T, E, 2I]
+        gate, up = g.slice(fused, (0, 0, 0), (t, e, size)), g.slice(fused, (0, 0, size), (t, e, 2 * size))
+        act = g.transpose(g.mul(self.activation(gate), up), [1, 0, 2])            # [E, T, I]
+        each = g.transpose(g.dot_general(act, down, contract=(2, 2), batch=True), [1, 0, 2])  # [T, E, H]
+        out = g.dot_general(weights, each, contract=(1, 1), batch=True)          # [T, H]
+        if moe.shared_expert_size:
+            out = g.add(out, self.shared_expert(x, p))
+        return out
+
+    def shared_expert(self, x: Value, p: str) -> Value:
+        """Qwen2-MoE: sigmoid(x · w_gate) × a dense SwiGLU, for every token."""
+        g, t = self.g, x.shape[0]
+        gate = g.logistic(g.reshape(self.linear(x, f"{p}.shared_expert_gate", 1), (t,)))
+        shared = self.gated_mlp(x, f"{p}.shared_expert", self.cfg.moe.shared_expert_size)
+        return g.mul(g.broadcast(gate, shared.shape, [0]), shared)
 
     def layer(self, x: Value, i: int, rope, mask) -> Value:
         """Residual block; which norms wrap attention and MLP is the family's norm placement."""
@@ -235,3 +282,14 @@ def decode(cfg: Config, capacity: int, core: type[Decoder] = Decoder) -> str:
     h = dec.hidden_states(one(token), one(position), one(cache_len), g.iota((capacity,), 0), capacity=capacity)
     g.returns(dec.logits(h), *dec.cache[:2])
     return module(f"{cfg.model_type}_decode", [g])
+
+
+def moe_block(cfg: Config, tokens: int, core: type[Decoder] = Decoder) -> str:
+    """hidden f32[T, H] -> the first routed layer's MLP on it, f32[T, H]: the block-level check."""
+    routed = [i for i, r in enumerate(cfg.moe.routed_layers) if r] if cfg.moe else []
+    if not routed:
+        raise ConfigError(f"{cfg.model_type}: no layer routes to experts, so there is no MoE block to emit.")
+    g = Function("main")
+    hidden = g.input("hidden", (tokens, cfg.hidden_size), "f32")
+    g.returns(core(cfg, g).mlp(hidden, routed[0]))
+    return module(f"{cfg.model_type}_moe_block", [g])

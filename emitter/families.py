@@ -41,6 +41,30 @@ def smollm3_schedule(cfg: dict, n: int) -> list[str]:
     return [SLIDING if slide and not rope[i] else FULL for i in range(n)]
 
 
+def all_sliding(cfg: dict, n: int) -> list[str]:
+    """Mixtral, Qwen3-MoE: a sliding window, when set, applies to every layer."""
+    return [SLIDING] * n
+
+
+def qwen2_moe_schedule(cfg: dict, n: int) -> list[str]:
+    """Qwen2-MoE: with use_sliding_window, the even-numbered layers below max_window_layers slide."""
+    if not cfg.get("use_sliding_window", False):
+        return [FULL] * n
+    first_full = cfg.get("max_window_layers", 28)
+    return [SLIDING if (i + 1) % 2 and i < first_full else FULL for i in range(n)]
+
+
+def every_layer_routes(cfg: dict, n: int) -> list[bool]:
+    return [True] * n
+
+
+def sparse_step_routes(cfg: dict, n: int) -> list[bool]:
+    """Qwen2/3-MoE: layer i routes when (i + 1) is a multiple of decoder_sparse_step and it is not
+    in mlp_only_layers; the others keep a dense MLP of intermediate_size."""
+    step, dense = cfg.get("decoder_sparse_step", 1), set(cfg.get("mlp_only_layers") or [])
+    return [(i + 1) % step == 0 and i not in dense for i in range(n)]
+
+
 def smollm3_rope_layers(cfg: dict, n: int) -> list[bool]:
     if cfg.get("no_rope_layers") is not None:
         return [bool(x) for x in cfg["no_rope_layers"]]
@@ -68,6 +92,14 @@ class Family:
     schedule: Schedule = all_full
     rope_layers: Callable[[dict, int], list[bool]] | None = None  # NoPE: False where no rotation
     defaults: dict = field(default_factory=dict)
+    # Mixture of experts: router softmax over all experts, top-k, optional renormalisation.
+    experts_field: str | None = None     # the expert count's field; None: a dense family
+    expert_size_field: str = "moe_intermediate_size"
+    renormalize: str | bool = "norm_topk_prob"  # renormalise the top-k weights (a field, or fixed)
+    shared_expert_field: str | None = None  # Qwen2-MoE: a sigmoid-gated dense expert of this size
+    routes: Callable[[dict, int], list[bool]] = every_layer_routes  # which layers are MoE
+    clip_qkv_field: str | None = None    # OLMoE: clamp q, k, v to ±clip_qkv
+    aliases: dict = field(default_factory=dict)  # the config class's attribute_map: alias -> field
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -117,4 +149,23 @@ FAMILIES: dict[str, Family] = {
     "olmo3": Family(norm_placement="post", qk_norm="projection", mlp_bias_field=None,
                     rope_per_layer_type=True, schedule=every_nth_full(4),
                     defaults=_defaults(rms_norm_eps=1e-5, rope_theta=500_000.0, sliding_window=4096)),
+    "mixtral": Family(experts_field="num_local_experts", aliases={"num_experts": "num_local_experts"}, expert_size_field="intermediate_size", renormalize=True,
+                      mlp_bias_field=None, schedule=all_sliding,
+                      defaults=_defaults(num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=1_000_000.0,
+                                         sliding_window=None, num_local_experts=8, num_experts_per_tok=2)),
+    "qwen2_moe": Family(experts_field="num_experts", qkv_bias="qkv_bias", o_bias=False, mlp_bias_field=None,
+                        shared_expert_field="shared_expert_intermediate_size", routes=sparse_step_routes,
+                        window_needs_flag="use_sliding_window", schedule=qwen2_moe_schedule,
+                        defaults=_defaults(num_key_value_heads=16, qkv_bias=True, sliding_window=4096,
+                                           num_experts=60, num_experts_per_tok=4, moe_intermediate_size=1408,
+                                           shared_expert_intermediate_size=5632, norm_topk_prob=False)),
+    "qwen3_moe": Family(experts_field="num_local_experts", aliases={"num_experts": "num_local_experts"}, qk_norm="head", mlp_bias_field=None, routes=sparse_step_routes,
+                        window_needs_flag="use_sliding_window", schedule=all_sliding,
+                        defaults=_defaults(num_key_value_heads=4, sliding_window=4096, num_local_experts=128,
+                                           num_experts_per_tok=8, moe_intermediate_size=768, norm_topk_prob=False)),
+    "olmoe": Family(experts_field="num_experts", aliases={"num_local_experts": "num_experts"},
+                    expert_size_field="intermediate_size", qk_norm="projection",
+                    mlp_bias_field=None, clip_qkv_field="clip_qkv",
+                    defaults=_defaults(rms_norm_eps=1e-5, num_experts=64, num_experts_per_tok=8,
+                                       norm_topk_prob=False)),
 }

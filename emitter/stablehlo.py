@@ -113,6 +113,7 @@ class Function:
     def div(self, a, b): return self._binary("divide", a, b)
     def max(self, a, b): return self._binary("maximum", a, b)
     def and_(self, a, b): return self._binary("and", a, b)
+    def or_(self, a, b): return self._binary("or", a, b)
 
     def _unary(self, op: str, a: Value) -> Value:
         return self._op(f"stablehlo.{op} {a.name} : {a.type}", a.shape, a.dtype)
@@ -121,6 +122,11 @@ class Function:
     def tanh(self, a): return self._unary("tanh", a)
     def rsqrt(self, a): return self._unary("rsqrt", a)
     def logistic(self, a): return self._unary("logistic", a)
+
+    def clamp(self, low: float, a: Value, high: float) -> Value:
+        lo, hi = self.scalar(low), self.scalar(high)
+        return self._op(f"stablehlo.clamp {lo.name}, {a.name}, {hi.name} : ({lo.type}, {a.type}, {hi.type}) -> {a.type}",
+                        a.shape, a.dtype)
 
     def compare(self, direction: str, a: Value, b: Value) -> Value:
         a, b = self._same_shape(a, b)

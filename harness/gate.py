@@ -21,21 +21,24 @@ REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
 GRAPHS = structural.GRAPHS
 
 
-def _worker_init(threads: int) -> None:
-    import torch
-    torch.set_num_threads(threads)
-
-
 def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str]) -> list[dict]:
-    """Every graph kind of one family in one worker: they share its oracle run and compiled prefill."""
+    """Every graph kind of one family in one worker: they share its oracle run and compiled prefill;
+    a family with a routed MLP adds its block-level check."""
+    from . import blocks
     from .validate import run_case
     fixture = fixtures.load(name)
-    return [run_case(fixture, graph, texts=texts, emitter=emitter) for graph in GRAPHS]
+    records = [run_case(fixture, graph, texts=texts, emitter=emitter) for graph in GRAPHS]
+    if blocks.applies(fixture):
+        records.append(blocks.run_moe_block(fixture, emitter=emitter))
+    return records
 
 
 def format_line(r: dict) -> str:
     diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3e}"
-    if r["graph"] == "decode" and r["argmax_match"] is not None:
+    if r["graph"] == "moe_block":
+        agree = (f"layer {r['layer']}, {r['expert_sets']} expert sets, router margin {r['router_margin']:.1e}"
+                 if "layer" in r else "-")
+    elif r["graph"] == "decode" and r["argmax_match"] is not None:
         tokens = r["steps"] + 1
         agree = (f"greedy {tokens}/{tokens} tokens" if r["first_divergence"] is None
                  else f"greedy {r['divergence']} at step {r['first_divergence']}")
@@ -43,8 +46,9 @@ def format_line(r: dict) -> str:
         agree = {None: "-", True: "argmax match", False: "argmax differs"}[r["argmax_match"]]
         if r.get("near_tie_flip"):
             agree = "argmax near-tie flip"
-    line = (f"{r['family']:<20} {r['graph']:<8} max|Δlogit| {diff:>9}  bound {r['bound']:.0e}  "
-            f"{agree:<28} {r['verdict']}")
+    metric = "max|Δ|    " if r["graph"] == "moe_block" else "max|Δlogit|"
+    line = (f"{r['family']:<20} {r['graph']:<9} {metric} {diff:>9}  bound {r['bound']:.0e}  "
+            f"{agree:<30} {r['verdict']}")
     if r["verdict"] != PASS or r["message"]:
         line += f"\n    {r['message']}\n    replay: {r['replay']}"
     return line
@@ -62,11 +66,9 @@ def write_json_atomic(path: Path, value) -> None:
 def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) -> list[dict]:
     """Numerical validation in worker processes, one family per task; texts already emitted by the
     structural pass are reused."""
-    records: dict[tuple[str, str], dict] = {}
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    by_family: dict[str, list[dict]] = {}
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = {pool.submit(_validate_family, n, emitter, {g: texts[(n, g)] for g in GRAPHS if (n, g) in texts}): n
                    for n in names}
         for future in as_completed(futures):
@@ -78,10 +80,10 @@ def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) 
                                    "argmax_match": None, "bound": fixtures.load(name).bound,
                                    "message": f"the worker process died: {e}",
                                    "replay": replay_command(fixtures.load(name))} for graph in GRAPHS]
+            by_family[name] = family_records
             for record in family_records:
-                records[(name, record["graph"])] = record
                 print(format_line(record), flush=True)
-    return [records[(n, g)] for n in names for g in GRAPHS]
+    return [record for name in names for record in by_family[name]]
 
 
 def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:

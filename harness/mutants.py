@@ -32,6 +32,16 @@ class CacheSlotOffByOne(Decoder):
         return self.g.add(cache_len, self.g.scalar(1, "i32"))
 
 
+class TopKLeastLikely(Decoder):
+    def top_k(self, probs, k):
+        return super().top_k(self.g.sub(self.g.scalar(0.0), probs), k)
+
+
+class SharedExpertUngated(Decoder):
+    def shared_expert(self, x, p):
+        return self.gated_mlp(x, f"{p}.shared_expert", self.cfg.moe.shared_expert_size)
+
+
 class DecodeIgnoresWindow(Decoder):
     def mask(self, q_slot, k_slot, window):
         return super().mask(q_slot, k_slot, None if q_slot.shape[0] == 1 else window)
@@ -63,6 +73,10 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "no_sliding_window": ("every layer attends globally",
                           lambda c: replace(c, layer_types=(FULL,) * c.num_layers)),
     "global_layer_slides": ("the first global layer slides too", _first_full_layer_slides),
+    "no_topk_renorm": ("top-k routing weights not renormalised", lambda c: replace(c, moe=replace(c.moe, renormalize=False))),
+    "renormalize_topk": ("top-k routing weights renormalised although norm_topk_prob is false",
+                         lambda c: replace(c, moe=replace(c.moe, renormalize=True))),
+    "no_clip_qkv": ("q, k, v not clamped to clip_qkv", lambda c: replace(c, clip_qkv=None)),
     "honour_inert_window": ("sliding_window applied although use_sliding_window is false",
                             lambda c: replace(c, sliding_window=4, layer_types=(FULL,) + (SLIDING,) * (c.num_layers - 1))),
 }
@@ -71,6 +85,8 @@ MUTANTS: dict[str, Mutant] = {
     **{name: Mutant(description, config) for name, (description, config) in _CONFIG_MUTANTS.items()},
     "cache_slot_off_by_one": Mutant("decode writes the new key/value one slot past the cache's end",
                                     core=CacheSlotOffByOne, graph="decode"),
+    "topk_least_likely": Mutant("routing keeps the k least likely experts", core=TopKLeastLikely),
+    "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated),
     "decode_ignores_window": Mutant("decode attends to the whole cache on sliding layers",
                                     core=DecodeIgnoresWindow, graph="decode"),
 }

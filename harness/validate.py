@@ -99,10 +99,20 @@ def oracle_run(fixture: Fixture) -> OracleRun:
                        tuple(fixture.prompt().tolist()), fixture.decode_steps)
 
 
+def oracle_model(fixture: Fixture):
+    """The fixture's oracles.hf.Oracle, built once per process."""
+    return _oracle(json.dumps(fixture.config, sort_keys=True), fixture.seed)
+
+
+@lru_cache(maxsize=8)
+def _oracle(config_json: str, seed: int):
+    from oracles.hf import Oracle
+    return Oracle(json.loads(config_json), seed)
+
+
 @lru_cache(maxsize=8)
 def _oracle_run(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> OracleRun:
-    from oracles.hf import Oracle
-    oracle = Oracle(json.loads(config_json), seed)
+    oracle = _oracle(config_json, seed)
     logits, tokens = oracle.greedy(np.array(prompt), steps)
     return OracleRun(logits, tokens, oracle.state_dict(), oracle.binding.class_name)
 
@@ -122,7 +132,7 @@ def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str
 
 
 @contextmanager
-def _timed(timings: dict, stage: str):
+def timed(timings: dict, stage: str):
     """Adds the block's wall time to timings[stage] (a decode case compiles and runs two graphs)."""
     start = time.perf_counter()
     try:
@@ -131,28 +141,36 @@ def _timed(timings: dict, stage: str):
         timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 4)
 
 
-class _Graph:
+class CompiledGraph:
     """One graph kind of a case: emitted (or given), parsed, compiled and loaded."""
 
     def __init__(self, kind: str, text: str | None, fixture: Fixture, emitter, timings: dict, record: dict):
         if text is None:
-            with _timed(timings, "emit"):
+            with timed(timings, "emit"):
                 text = emit_with_command(emitter, fixture.config_path, kind)
         sig = parse_signature(text)
         if "main" not in sig.functions:
             raise CaseError(f"the {kind} graph has no func.func @main")
         self.main = sig.functions["main"]
-        with _timed(timings, "compile"):
+        with timed(timings, "compile"):
             vmfb, hit = compile_text(text)
         record["cache_hit"] = record.get("cache_hit", True) and hit
-        with _timed(timings, "load"):
+        with timed(timings, "load"):
             self.module = Module(vmfb, sig.module_name)
         self.timings = timings
 
     def __call__(self, weights: dict, inputs: dict) -> list[np.ndarray]:
         args = bind(self.main, weights, inputs)
-        with _timed(self.timings, "run"):
+        with timed(self.timings, "run"):
             return self.module.call("main", *args)
+
+
+def new_record(fixture: Fixture, graph: str, bound: float) -> dict:
+    """A case's record before it runs: an ERROR until a comparison says otherwise."""
+    return {"family": fixture.name, "model_type": fixture.model_type, "graph": graph,
+            "bound": bound, "bound_reason": fixture.bound_reason, "seed": fixture.seed,
+            "prompt_len": fixture.prompt_len, "max_abs_diff": None, "argmax_match": None,
+            "verdict": compare.ERROR, "message": "", "timings": {}, "replay": replay_command(fixture)}
 
 
 def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | None = None,
@@ -160,12 +178,8 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
     """Validate one fixture and graph kind; never raises: failures become the record's verdict.
     texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too)."""
     texts = texts or {}
-    timings: dict[str, float] = {}
-    record = {"family": fixture.name, "model_type": fixture.model_type, "graph": graph,
-              "bound": fixture.bound, "bound_reason": fixture.bound_reason, "seed": fixture.seed,
-              "prompt_len": fixture.prompt_len, "max_abs_diff": None, "argmax_match": None,
-              "verdict": compare.ERROR, "message": "", "timings": timings,
-              "replay": replay_command(fixture)}
+    record = new_record(fixture, graph, fixture.bound)
+    timings = record["timings"]
     if graph == "decode":
         record.update(steps=fixture.decode_steps, first_divergence=None, divergence=None)
     try:
@@ -173,12 +187,12 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         vocab = fixture.config["vocab_size"]
         if prompt.max() >= vocab or prompt.min() < 0:  # IREE's gather would clamp silently
             raise CaseError(f"prompt token {int(prompt.max())} is outside the vocabulary [0, {vocab})")
-        prefill = _Graph("prefill", texts.get("prefill"), fixture, emitter, timings, record)
+        prefill = CompiledGraph("prefill", texts.get("prefill"), fixture, emitter, timings, record)
         bucket = prefill.main.arg("tokens").shape[0]
         if len(prompt) > bucket:
             raise CaseError(f"prompt_len {len(prompt)} exceeds the graph's prefill bucket {bucket}")
-        decoder = _Graph("decode", texts.get("decode"), fixture, emitter, timings, record) if graph == "decode" else None
-        with _timed(timings, "oracle"):
+        decoder = CompiledGraph("decode", texts.get("decode"), fixture, emitter, timings, record) if graph == "decode" else None
+        with timed(timings, "oracle"):
             oracle = oracle_run(fixture)
         record["oracle_class"] = oracle.class_name
         tokens = np.zeros(bucket, np.int32)
@@ -205,7 +219,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
     return record
 
 
-def _decode(decoder: _Graph, oracle: OracleRun, prompt_len: int, prefill_logits: np.ndarray,
+def _decode(decoder: CompiledGraph, oracle: OracleRun, prompt_len: int, prefill_logits: np.ndarray,
             prefill_caches: list[np.ndarray]) -> np.ndarray:
     """Teacher-forced decode: step s feeds the oracle's token s-1 at position prompt_len + s - 1.
     Returns the logits of every step, prefill's first."""

@@ -20,6 +20,7 @@ from transformers import AutoConfig
 from transformers.models.auto import modeling_auto
 
 transformers.logging.set_verbosity_error()  # legacy-config notices are expected on fixtures
+torch.set_num_threads(1)  # one summation order on every machine and worker layout: the same metrics
 
 MATRIX_GAIN = 2.5
 TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
@@ -46,8 +47,8 @@ def tensor_rng(seed: int, name: str) -> np.random.Generator:
 
 def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: float = 1.0) -> np.ndarray:
     rng = tensor_rng(seed, name)
-    if len(shape) == 2:
-        std = 1.0 / embed_scale if "embed_tokens" in name else MATRIX_GAIN / np.sqrt(shape[1])
+    if len(shape) >= 2:  # matrices, and stacked expert matrices [E, out, in]
+        std = 1.0 / embed_scale if "embed_tokens" in name else MATRIX_GAIN / np.sqrt(shape[-1])
         return (rng.standard_normal(shape) * std).astype(np.float32)
     if "norm" in name:
         return rng.uniform(0.5, 1.5, shape).astype(np.float32)
@@ -60,7 +61,9 @@ class Oracle:
         cfg = AutoConfig.for_model(**self._in_vocab_ids(config))
         cls = getattr(transformers, self.binding.class_name)
         torch.manual_seed(seed)  # only buffers HF initialises itself; every parameter is overwritten
-        self.model = cls._from_config(cfg, attn_implementation="eager", dtype=dtype).eval()
+        # eager attention and, for MoE, the per-expert reference loop (not grouped_mm)
+        self.model = cls._from_config(cfg, attn_implementation="eager", experts_implementation="eager",
+                                      dtype=dtype).eval()
         embed_scale = float(getattr(self.model.get_input_embeddings(), "embed_scale", 1.0))
         with torch.no_grad():
             for name, p in sorted(self.model.named_parameters()):

@@ -33,7 +33,9 @@ def test_flags_agree_with_transformers(name):
     assert ours.num_kv_heads == hf.num_key_value_heads
     assert ours.rms_norm_eps == hf.rms_norm_eps
     assert ours.tie_word_embeddings == hf.tie_word_embeddings
-    hf_types = getattr(hf, "layer_types", None) or ["full_attention"] * hf.num_hidden_layers
+    # without layer_types, a set sliding_window slides every layer (Mistral-style masks)
+    window_everywhere = "sliding_attention" if getattr(hf, "sliding_window", None) else "full_attention"
+    hf_types = getattr(hf, "layer_types", None) or [window_everywhere] * hf.num_hidden_layers
     if getattr(hf, "sliding_window", None) is None:
         hf_types = ["full_attention"] * hf.num_hidden_layers
     assert list(ours.layer_types) == hf_types
@@ -46,6 +48,10 @@ def test_flags_agree_with_transformers(name):
         assert mine.kind == theirs["rope_type"]
         assert mine.factor == theirs.get("factor", 1.0)
     assert list(ours.rope_layers) == [bool(x) for x in getattr(hf, "no_rope_layers", [1] * hf.num_hidden_layers)]
+    if ours.moe is not None:
+        assert ours.moe.experts == hf.num_experts  # every MoE config class maps its alias to num_experts
+        assert ours.moe.top_k == hf.num_experts_per_tok
+        assert ours.clip_qkv == getattr(hf, "clip_qkv", None)
 
 
 def test_gemma3_legacy_fields_mean_the_same_as_nested_rope_parameters():

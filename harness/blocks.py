@@ -1,0 +1,83 @@
+"""Block-level checks: one emitted block against the oracle's own module, on seeded hidden states.
+
+A routing bug shows in the logits too, but only as "the logits differ". Here the first
+routed layer's MoE block is compared alone, at a bound near fp32 noise, so the bug is
+localised to the block. The layer is read from the graph's argument names.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from . import compare
+from .fixtures import Fixture
+from .graph import GraphError
+from .iree_backend import BackendError
+from .validate import DEFAULT_EMITTER, CaseError, CompiledGraph, new_record, oracle_model, oracle_run, timed
+
+BLOCK_BOUND = 1e-4  # fp32 noise of one block is ~1e-6; routing or mixing bugs move it by >1e-1
+_LAYER = re.compile(r"model\.layers\.(\d+)\.mlp\.")
+
+
+def routed_layers(oracle) -> list[int]:
+    """Indices of the oracle's layers whose MLP routes to experts."""
+    return [i for i, layer in enumerate(oracle.model.model.layers) if hasattr(layer.mlp, "experts")]
+
+
+def applies(fixture: Fixture) -> bool:
+    return bool(routed_layers(oracle_model(fixture)))
+
+
+def hidden_states(fixture: Fixture, tokens: int, width: int) -> np.ndarray:
+    return np.random.default_rng([fixture.seed, 0xB10C]).standard_normal((tokens, width)).astype(np.float32)
+
+
+def routing(oracle, layer: int, hidden: np.ndarray) -> tuple[float, int]:
+    """(smallest gap between a token's k-th and (k+1)-th router probability, distinct expert sets)."""
+    import torch
+    block = oracle.model.model.layers[layer].mlp
+    with torch.no_grad():
+        logits = block.gate(torch.from_numpy(hidden))[0]
+    probs = np.sort(torch.softmax(logits.float(), -1).numpy(), axis=1)[:, ::-1]
+    k = block.gate.top_k
+    chosen = {tuple(sorted(row)) for row in np.argsort(-logits.numpy(), axis=1)[:, :k]}
+    return float((probs[:, k - 1] - probs[:, k]).min()), len(chosen)
+
+
+def run_moe_block(fixture: Fixture, text: str | None = None, emitter=DEFAULT_EMITTER) -> dict:
+    """The first routed layer's MoE block, emitted alone, against the oracle's block; never raises."""
+    import torch
+    record = new_record(fixture, "moe_block", BLOCK_BOUND)
+    try:
+        graph = CompiledGraph("moe_block", text, fixture, emitter, record["timings"], record)
+        layers = {int(m.group(1)) for a in graph.main.args if (m := _LAYER.match(a.name))}
+        if len(layers) != 1:
+            raise CaseError(f"the moe_block graph's weights name {len(layers)} layers ({sorted(layers)}), not one")
+        layer = layers.pop()
+        tokens, width = graph.main.arg("hidden").shape
+        hidden = hidden_states(fixture, tokens, width)
+        with timed(record["timings"], "oracle"):
+            oracle = oracle_model(fixture)
+            with torch.no_grad():
+                expected = oracle.model.model.layers[layer].mlp(torch.from_numpy(hidden)[None])[0].numpy()
+            record["router_margin"], record["expert_sets"] = routing(oracle, layer, hidden)
+        (out,) = graph(oracle_run(fixture).weights, {"hidden": hidden})
+        record.update(layer=layer, tokens=tokens)
+        diff = np.abs(np.asarray(out, np.float64) - expected)
+        nonfinite = int((~np.isfinite(out)).sum())
+        record["max_abs_diff"] = float(np.nan_to_num(diff, nan=np.inf).max())
+        worst_token = int(np.nan_to_num(diff, nan=np.inf).max(axis=1).argmax())
+        if nonfinite:
+            record["verdict"], record["message"] = compare.FAIL, f"block output holds {nonfinite} NaN/Inf values"
+        elif not record["max_abs_diff"] <= BLOCK_BOUND:
+            record["verdict"], record["message"] = compare.FAIL, (
+                f"max |Δ| of layer {layer}'s MoE block = {record['max_abs_diff']:.3e} at token {worst_token} "
+                f"exceeds the block bound {BLOCK_BOUND:.1e}")
+        else:
+            record["verdict"] = compare.PASS
+    except (CaseError, GraphError, BackendError) as e:
+        record["message"] = str(e)
+    except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
+        record["message"] = f"unexpected {type(e).__name__}: {e}"
+    return record

@@ -1,0 +1,80 @@
+"""The MoE block alone against the oracle's block: passes when right, fails on each routing bug."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emitter import Config, emit
+from harness import blocks, fixtures, mutants
+from harness.gate import format_line
+from harness.validate import oracle_model, oracle_run
+
+MOE = [n for n in fixtures.names() if Config.from_json(fixtures.load(n).config_path).moe is not None]
+
+
+def _block_mutants():
+    cases = []
+    for name in MOE:
+        fixture = fixtures.load(name)
+        cfg = Config.from_json(fixture.config_path)
+        for m in fixture.mutants:
+            bug = mutants.MUTANTS[m]
+            if bug.graph == "prefill" and emit(bug.config(cfg), "moe_block", core=bug.core) != emit(cfg, "moe_block"):
+                cases.append((name, m))
+    return cases
+
+
+BLOCK_MUTANTS = _block_mutants()
+
+
+def test_every_moe_family_has_a_fixture():
+    assert {fixtures.load(n).model_type for n in MOE} >= {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe"}
+
+
+@pytest.mark.parametrize("name", MOE)
+def test_moe_block_matches_the_oracles_block(name):
+    fixture = fixtures.load(name)
+    assert blocks.applies(fixture), f"the emitter routes {name} but the oracle has no routed layer"
+    record = blocks.run_moe_block(fixture)
+    assert record["verdict"] == "PASS", format_line(record)
+    assert record["expert_sets"] > 1, "every token picks the same experts: routing is untested"
+
+
+@pytest.mark.parametrize("name,mutant", BLOCK_MUTANTS, ids=[f"{n}-{m}" for n, m in BLOCK_MUTANTS])
+def test_routing_mutant_fails_the_block_check(name, mutant):
+    fixture, bug = fixtures.load(name), mutants.MUTANTS[mutant]
+    text = emit(bug.config(Config.from_json(fixture.config_path)), "moe_block", core=bug.core)
+    record = blocks.run_moe_block(fixture, text)
+    assert record["verdict"] == "FAIL", format_line(record)
+
+
+def test_routing_mutants_reach_the_block_check():
+    killed = {m for _, m in BLOCK_MUTANTS}
+    assert killed >= {"no_topk_renorm", "renormalize_topk", "topk_least_likely", "shared_expert_ungated"}
+
+
+@pytest.mark.parametrize("name", MOE)
+def test_fixture_routes_decisively_over_the_whole_continuation(name):
+    """A router near-tie would let fp32 noise pick another expert: the fixture must keep clear of it."""
+    import torch
+    fixture = fixtures.load(name)
+    oracle, run = oracle_model(fixture), oracle_run(fixture)
+    logits = []
+    hooks = [oracle.model.model.layers[i].mlp.gate.register_forward_hook(lambda m, i, out: logits.append(out[0]))
+             for i in blocks.routed_layers(oracle)]
+    ids = np.concatenate([fixture.prompt(), run.tokens[:-1]]).astype(np.int64)
+    with torch.no_grad():
+        oracle.model(input_ids=torch.from_numpy(ids)[None], use_cache=False)
+    for h in hooks:
+        h.remove()
+    k = fixture.config["num_experts_per_tok"]
+    probs = np.sort(torch.softmax(torch.cat(logits).float(), -1).numpy(), axis=1)[:, ::-1]
+    assert (probs[:, k - 1] - probs[:, k]).min() > 1e-4
+
+
+def test_a_dense_family_has_no_moe_block(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "emitter", "--config", str(fixtures.load("llama").config_path),
+                           "--graph", "moe_block", "--out", str(tmp_path / "b.mlir")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "llama: no layer routes to experts, so there is no MoE block to emit." in proc.stderr
