@@ -25,8 +25,9 @@ class Decoder:
         self.new_kv: list[tuple[Value, Value]] = []  # prefill: each layer's keys/values, returned as the cache
 
     def weight(self, name: str, shape) -> Value:
+        """The weight the core calls `name` (Llama's naming), an argument named as the family's checkpoint names it."""
         if name not in self.weights:
-            self.weights[name] = self.g.argument(f"w{len(self.weights)}", name, shape)
+            self.weights[name] = self.g.argument(f"w{len(self.weights)}", self.cfg.checkpoint_name(name), shape)
         return self.weights[name]
 
     # -- building blocks ---------------------------------------------------------
@@ -153,9 +154,10 @@ class Decoder:
         return stack([k for k, _ in self.new_kv]), stack([v for _, v in self.new_kv])
 
     def mlp(self, x: Value, i: int) -> Value:
-        p, n = f"model.layers.{i}.mlp", self.cfg.intermediate_size
-        gate = self.activation(self.linear(x, f"{p}.gate_proj", n))
-        return self.linear(self.g.mul(gate, self.linear(x, f"{p}.up_proj", n)), f"{p}.down_proj", self.cfg.hidden_size)
+        p, n, bias = f"model.layers.{i}.mlp", self.cfg.intermediate_size, self.cfg.mlp_bias
+        gate = self.activation(self.linear(x, f"{p}.gate_proj", n, bias))
+        up = self.linear(x, f"{p}.up_proj", n, bias)
+        return self.linear(self.g.mul(gate, up), f"{p}.down_proj", self.cfg.hidden_size, bias)
 
     def layer(self, x: Value, i: int, rope, mask) -> Value:
         """Residual block; which norms wrap attention and MLP is the family's norm placement."""
