@@ -121,3 +121,19 @@ def test_cli_writes_a_graph(tmp_path):
                     "--graph", "prefill", "--out", str(out)], check=True)
     assert out.read_text().startswith("module @llama_prefill")
     assert json.dumps("model.embed_tokens.weight") in out.read_text()
+
+
+def test_explicit_null_sliding_window_means_none_and_an_absent_one_the_class_default():
+    mistral = fixtures.load("mistral").config
+    cfg = Config.from_dict({**mistral, "sliding_window": None})
+    assert cfg.sliding_window is None and set(cfg.layer_types) == {"full_attention"}
+    absent = {k: v for k, v in mistral.items() if k != "sliding_window"}
+    assert Config.from_dict(absent).sliding_window == 4096 == hf_config(absent).sliding_window
+
+
+def test_refusals_name_the_field_as_the_config_writes_it():
+    with pytest.raises(ConfigError, match="field 'num_layers' = 0"):
+        Config.from_dict({**fixtures.load("exaone").config, "num_layers": 0})
+    raw = {k: v for k, v in fixtures.load("exaone").config.items() if k != "num_layers"}
+    with pytest.raises(ConfigError, match="required field 'num_layers' is missing"):
+        Config.from_dict(raw)
