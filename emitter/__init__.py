@@ -11,6 +11,8 @@ DEFAULT_CAPACITY = 32   # decode cache slots C
 def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capacity: int = DEFAULT_CAPACITY,
          core: type[Decoder] = Decoder) -> str:
     """The StableHLO text of one graph kind for a parsed config."""
+    if graph in GRAPHS:
+        cfg.check_positions(bucket if graph == "prefill" else capacity, graph)
     if graph == "prefill":
         return prefill(cfg, bucket, core)
     if graph == "decode":

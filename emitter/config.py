@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .families import FAMILIES, FULL, SLIDING, Family
 
 ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
-ROPE_TYPES = ("default", "linear", "llama3")
+ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
 REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 
 
@@ -33,11 +34,15 @@ def read_json_object(path: Path, error: type[ValueError]) -> dict:
 @dataclass(frozen=True)
 class Rope:
     theta: float
-    kind: str = "default"            # default | linear | llama3
-    factor: float = 1.0              # linear and llama3
+    kind: str = "default"            # default | linear | llama3 | yarn | dynamic
+    factor: float = 1.0              # linear, llama3, yarn, dynamic
     low_freq_factor: float = 1.0     # llama3
     high_freq_factor: float = 4.0    # llama3
-    original_max_position: int = 8192  # llama3
+    original_max_position: int = 8192  # llama3, yarn; dynamic: max_position_embeddings, where its rescaling starts
+    attention_factor: float = 1.0    # yarn: HF multiplies cos and sin by it
+    beta_fast: float = 32.0          # yarn
+    beta_slow: float = 1.0           # yarn
+    truncate: bool = True            # yarn: integer correction range
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ class Config:
     rope_sliding: Rope
     moe: Moe | None = None
     clip_qkv: float | None = None    # OLMoE: q, k, v clamped to [-clip_qkv, clip_qkv]
+    mlp_bias: bool = False
+    weight_names: tuple[tuple[str, str], ...] = ()  # the family's checkpoint names (families.py)
+    source: str = field(default="config.json", compare=False)
 
     @classmethod
     def from_json(cls, path: str | Path) -> "Config":
@@ -98,18 +106,37 @@ class Config:
     def window_for(self, layer: int) -> int | None:
         return self.sliding_window if self.layer_types[layer] == SLIDING else None
 
+    def checkpoint_name(self, name: str) -> str:
+        """The checkpoint's name for a tensor the core calls by its Llama name."""
+        for pattern, replacement in self.weight_names:
+            name = re.sub(pattern, replacement, name)
+        return name
+
+    def check_positions(self, positions: int, graph: str) -> None:
+        """Refuse a graph whose RoPE table would reach past where dynamic RoPE starts rescaling."""
+        for rope in {self.rope_for(i) for i in range(self.num_layers)} - {None}:
+            if rope.kind == "dynamic" and positions > rope.original_max_position:
+                raise ConfigError(
+                    f"{self.source}: field 'max_position_embeddings' = {rope.original_max_position}: dynamic RoPE "
+                    f"recomputes its frequencies for longer sequences, which this emitter does not implement, and the "
+                    f"{graph} graph holds {positions} positions.")
+
 
 class _Parser:
     def __init__(self, raw: dict, source: str):
         self.raw, self.source = raw, source
 
     def fail(self, field: str, value, why: str):
-        raise ConfigError(f"{self.source}: field '{field}' = {json.dumps(value)}: {why}.")
+        raise ConfigError(f"{self.source}: field '{self.written_name(field)}' = {json.dumps(value)}: {why}.")
+
+    def written_name(self, name: str) -> str:
+        """The name config.json uses for an HF attribute (EXAONE's num_layers for num_hidden_layers)."""
+        family = getattr(self, "family", None)
+        alias = family.aliases.get(name) if family else None
+        return alias if alias and (alias in self.raw or name not in self.raw) else name
 
     def get(self, name: str, default=None):
         value = self.raw.get(name)
-        for alias in (a for a, target in self.family.aliases.items() if target == name and value is None):
-            value = self.raw.get(alias)
         if value is None:
             value = self.family.defaults.get(name, default)
         return value
@@ -137,9 +164,10 @@ class _Parser:
             self.fail("model_type", model_type, f"not a supported family (supported: {', '.join(FAMILIES)})")
         self.family: Family = FAMILIES[model_type]
         fam = self.family
+        self.raw = {**self.raw, **{attr: self.raw[name] for attr, name in fam.aliases.items() if name in self.raw}}
         for name in REQUIRED:
             if name not in self.raw:
-                raise ConfigError(f"{self.source}: required field '{name}' is missing.")
+                raise ConfigError(f"{self.source}: required field '{self.written_name(name)}' is missing.")
 
         hidden = self.int_field("hidden_size")
         heads = self.int_field("num_attention_heads")
@@ -151,8 +179,6 @@ class _Parser:
             self.fail("head_dim", head_dim, "must be even for rotary embeddings")
         layers = self.int_field("num_hidden_layers")
 
-        if fam.mlp_bias_field and self.raw.get(fam.mlp_bias_field):
-            self.fail(fam.mlp_bias_field, True, "an MLP bias is not implemented by this emitter")
         act_name = self.get(fam.activation_field)
         if fam.legacy_gelu_is_tanh and act_name == "gelu":
             act_name = "gelu_pytorch_tanh"
@@ -199,6 +225,9 @@ class _Parser:
             rope_sliding=rope_sliding,
             moe=self.moe(layers),
             clip_qkv=self.number(fam.clip_qkv_field) if fam.clip_qkv_field else None,
+            mlp_bias=self.flag(fam.mlp_bias_field or False),
+            weight_names=fam.weight_names,
+            source=self.source,
         )
 
     def moe(self, layers: int) -> Moe | None:
@@ -236,7 +265,8 @@ class _Parser:
         gate = self.family.window_needs_flag
         if gate and not self.raw.get(gate, False):
             return None
-        window = self.get("sliding_window")
+        # an explicit null means no window (HF keeps it); only an absent field takes the class default
+        window = self.raw["sliding_window"] if "sliding_window" in self.raw else self.get("sliding_window")
         return None if window is None else self.int_field("sliding_window", window)
 
     def ropes(self) -> tuple[Rope, Rope]:
@@ -280,14 +310,39 @@ class _Parser:
             self.fail(f"{where}.factor", factor, f"{kind} RoPE needs a scaling factor >= 1")
         if kind == "linear":
             return Rope(theta=float(theta), kind=kind, factor=float(factor))
-        low, high = spec.get("low_freq_factor"), spec.get("high_freq_factor")
+        if kind == "dynamic":  # HF rescales past max_position_embeddings (not original_max_position_embeddings)
+            limit = self.int_field("max_position_embeddings")
+            return Rope(theta=float(theta), kind=kind, factor=float(factor), original_max_position=limit)
         original = spec.get("original_max_position_embeddings", self.raw.get("max_position_embeddings"))
+        if isinstance(original, bool) or not isinstance(original, int) or original < 1:
+            self.fail(f"{where}.original_max_position_embeddings", original, f"{kind} RoPE needs a positive integer")
+        if kind == "yarn":
+            return self.yarn(spec, where, float(theta), float(factor), original)
+        low, high = spec.get("low_freq_factor"), spec.get("high_freq_factor")
         for name, value in (("low_freq_factor", low), ("high_freq_factor", high)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 self.fail(f"{where}.{name}", value, "llama3 RoPE needs a positive number")
         if not math.isfinite(high - low) or high <= low:
             self.fail(f"{where}.high_freq_factor", high, f"must exceed low_freq_factor ({low})")
-        if isinstance(original, bool) or not isinstance(original, int) or original < 1:
-            self.fail(f"{where}.original_max_position_embeddings", original, "llama3 RoPE needs a positive integer")
         return Rope(theta=float(theta), kind=kind, factor=float(factor), low_freq_factor=float(low),
                     high_freq_factor=float(high), original_max_position=original)
+
+    def yarn(self, spec: dict, where: str, theta: float, factor: float, original: int) -> Rope:
+        """YaRN as transformers' _compute_yarn_parameters reads it, attention factor included."""
+        for name in ("attention_factor", "mscale", "mscale_all_dim", "beta_fast", "beta_slow"):
+            value = spec.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                self.fail(f"{where}.{name}", value, "YaRN needs a positive number")
+
+        def get_mscale(scale: float, mscale: float = 1.0) -> float:
+            return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+        attention, mscale, mscale_all_dim = spec.get("attention_factor"), spec.get("mscale"), spec.get("mscale_all_dim")
+        if attention is None:
+            attention = (get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim)
+                         if mscale and mscale_all_dim else get_mscale(factor))
+        # HF reads `truncate` from the top level of rope_parameters: nested per layer type, it is always true
+        truncate = True if self.family.rope_per_layer_type else spec.get("truncate", True)
+        return Rope(theta=theta, kind="yarn", factor=factor, original_max_position=original,
+                    attention_factor=float(attention), beta_fast=float(spec.get("beta_fast") or 32),
+                    beta_slow=float(spec.get("beta_slow") or 1), truncate=bool(truncate))

@@ -25,8 +25,9 @@ class Decoder:
         self.new_kv: list[tuple[Value, Value]] = []  # prefill: each layer's keys/values, returned as the cache
 
     def weight(self, name: str, shape) -> Value:
+        """The weight the core calls `name` (Llama's naming), an argument named as the family's checkpoint names it."""
         if name not in self.weights:
-            self.weights[name] = self.g.argument(f"w{len(self.weights)}", name, shape)
+            self.weights[name] = self.g.argument(f"w{len(self.weights)}", self.cfg.checkpoint_name(name), shape)
         return self.weights[name]
 
     # -- building blocks ---------------------------------------------------------
@@ -159,11 +160,12 @@ class Decoder:
         moe = self.cfg.moe
         if moe is not None and moe.routed_layers[i]:
             return self.routed_mlp(x, f"model.layers.{i}.mlp")
-        return self.gated_mlp(x, f"model.layers.{i}.mlp", self.cfg.intermediate_size)
+        return self.gated_mlp(x, f"model.layers.{i}.mlp", self.cfg.intermediate_size, self.cfg.mlp_bias)
 
-    def gated_mlp(self, x: Value, p: str, size: int) -> Value:
-        gate = self.activation(self.linear(x, f"{p}.gate_proj", size))
-        return self.linear(self.g.mul(gate, self.linear(x, f"{p}.up_proj", size)), f"{p}.down_proj", self.cfg.hidden_size)
+    def gated_mlp(self, x: Value, p: str, size: int, bias: bool = False) -> Value:
+        gate = self.activation(self.linear(x, f"{p}.gate_proj", size, bias))
+        up = self.linear(x, f"{p}.up_proj", size, bias)
+        return self.linear(self.g.mul(gate, up), f"{p}.down_proj", self.cfg.hidden_size, bias)
 
     def top_k(self, probs: Value, k: int) -> Value:
         """1.0 where an expert is among a token's k most probable, else 0.0; probs [T, E].

@@ -18,6 +18,11 @@ def all_full(cfg: dict, n: int) -> list[str]:
     return [FULL] * n
 
 
+def all_sliding(cfg: dict, n: int) -> list[str]:
+    """Mistral, Mixtral, Qwen3-MoE: one sliding_window for every layer (none when the window is null)."""
+    return [SLIDING] * n
+
+
 def every_nth_full(default_period: int, period_field: str | None = None) -> Schedule:
     """Layer i is global when (i + 1) is a multiple of the period, sliding otherwise."""
     def schedule(cfg: dict, n: int) -> list[str]:
@@ -39,11 +44,6 @@ def smollm3_schedule(cfg: dict, n: int) -> list[str]:
     rope = smollm3_rope_layers(cfg, n)
     slide = cfg.get("use_sliding_window", False) and cfg.get("sliding_window") is not None
     return [SLIDING if slide and not rope[i] else FULL for i in range(n)]
-
-
-def all_sliding(cfg: dict, n: int) -> list[str]:
-    """Mixtral, Qwen3-MoE: a sliding window, when set, applies to every layer."""
-    return [SLIDING] * n
 
 
 def qwen2_moe_schedule(cfg: dict, n: int) -> list[str]:
@@ -80,7 +80,7 @@ class Family:
     qk_norm: str | None = None           # None | "head" (per head, over head_dim) | "projection"
     qkv_bias: str | bool = "attention_bias"  # a config field name, or fixed
     o_bias: str | bool = "attention_bias"
-    mlp_bias_field: str | None = "mlp_bias"  # refused when true: no family here has one
+    mlp_bias_field: str | None = "mlp_bias"  # gate/up/down biases when this field is true
     activation_field: str = "hidden_act"
     legacy_gelu_is_tanh: bool = False    # Gemma 1 configs say "gelu" and mean the tanh approximation
     score_scale_field: str | None = None  # scores × field^-0.5 instead of head_dim^-0.5
@@ -99,7 +99,8 @@ class Family:
     shared_expert_field: str | None = None  # Qwen2-MoE: a sigmoid-gated dense expert of this size
     routes: Callable[[dict, int], list[bool]] = every_layer_routes  # which layers are MoE
     clip_qkv_field: str | None = None    # OLMoE: clamp q, k, v to ±clip_qkv
-    aliases: dict = field(default_factory=dict)  # the config class's attribute_map: alias -> field
+    aliases: dict = field(default_factory=dict)  # HF attribute -> the name this family's config.json uses
+    weight_names: tuple[tuple[str, str], ...] = ()  # (regex, replacement) from the core's Llama names to the checkpoint's
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -149,8 +150,9 @@ FAMILIES: dict[str, Family] = {
     "olmo3": Family(norm_placement="post", qk_norm="projection", mlp_bias_field=None,
                     rope_per_layer_type=True, schedule=every_nth_full(4),
                     defaults=_defaults(rms_norm_eps=1e-5, rope_theta=500_000.0, sliding_window=4096)),
-    "mixtral": Family(experts_field="num_local_experts", aliases={"num_experts": "num_local_experts"}, expert_size_field="intermediate_size", renormalize=True,
-                      mlp_bias_field=None, schedule=all_sliding,
+    "mixtral": Family(experts_field="num_local_experts", aliases={"num_local_experts": "num_experts"},
+                      expert_size_field="intermediate_size", renormalize=True, mlp_bias_field=None,
+                      schedule=all_sliding,
                       defaults=_defaults(num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=1_000_000.0,
                                          sliding_window=None, num_local_experts=8, num_experts_per_tok=2)),
     "qwen2_moe": Family(experts_field="num_experts", qkv_bias="qkv_bias", o_bias=False, mlp_bias_field=None,
@@ -159,13 +161,43 @@ FAMILIES: dict[str, Family] = {
                         defaults=_defaults(num_key_value_heads=16, qkv_bias=True, sliding_window=4096,
                                            num_experts=60, num_experts_per_tok=4, moe_intermediate_size=1408,
                                            shared_expert_intermediate_size=5632, norm_topk_prob=False)),
-    "qwen3_moe": Family(experts_field="num_local_experts", aliases={"num_experts": "num_local_experts"}, qk_norm="head", mlp_bias_field=None, routes=sparse_step_routes,
+    "qwen3_moe": Family(experts_field="num_local_experts", aliases={"num_local_experts": "num_experts"},
+                        qk_norm="head", mlp_bias_field=None, routes=sparse_step_routes,
                         window_needs_flag="use_sliding_window", schedule=all_sliding,
                         defaults=_defaults(num_key_value_heads=4, sliding_window=4096, num_local_experts=128,
                                            num_experts_per_tok=8, moe_intermediate_size=768, norm_topk_prob=False)),
-    "olmoe": Family(experts_field="num_experts", aliases={"num_local_experts": "num_experts"},
+    "olmoe": Family(experts_field="num_experts", aliases={"num_experts": "num_local_experts"},
                     expert_size_field="intermediate_size", qk_norm="projection",
                     mlp_bias_field=None, clip_qkv_field="clip_qkv",
                     defaults=_defaults(rms_norm_eps=1e-5, num_experts=64, num_experts_per_tok=8,
                                        norm_topk_prob=False)),
+    # -- Seed-OSS, Mistral, and three families transformers serves through another class (oracles/hf.py) --
+    "seed_oss": Family(qkv_bias="attention_bias", o_bias="attention_out_bias",
+                       defaults=_defaults(num_key_value_heads=8, head_dim=128, attention_bias=True,
+                                          attention_out_bias=False)),
+    "mistral": Family(qkv_bias=False, o_bias=False, mlp_bias_field=None, schedule=all_sliding,
+                      defaults=_defaults(num_key_value_heads=8, sliding_window=4096)),
+    # MiMo is Qwen2 plus multi-token-prediction layers (model.mtp_layers.*) that the causal LM never runs.
+    "mimo": Family(qkv_bias=True, o_bias=False, mlp_bias_field=None,
+                   window_needs_flag="use_sliding_window", schedule=qwen_schedule,
+                   defaults=_defaults(num_key_value_heads=32, sliding_window=4096)),
+    # InternLM3: q/k/v biases follow config.json's qkv_bias, o_proj and the MLP its bias; transformers reads
+    # them as attention_bias and mlp_bias and requires them equal, so its Llama forward agrees.
+    "internlm3": Family(qkv_bias="attention_bias", o_bias="mlp_bias", mlp_bias_field="mlp_bias",
+                        aliases={"attention_bias": "qkv_bias", "mlp_bias": "bias"},
+                        defaults=_defaults(num_key_value_heads=2, head_dim=128, rms_norm_eps=1e-5)),
+    # EXAONE 3.x: Llama's forward under GPT-2-style names (transformers' conversion_mapping["exaone"]).
+    "exaone": Family(defaults=_defaults(num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=500_000.0),
+                     aliases={"num_hidden_layers": "num_layers", "rms_norm_eps": "layer_norm_epsilon",
+                              "hidden_act": "activation_function"},
+                     weight_names=((r"^model\.embed_tokens\.", "transformer.wte."),
+                                   (r"^model\.norm\.", "transformer.ln_f."),
+                                   (r"^model\.layers\.", "transformer.h."),
+                                   (r"\.self_attn\.o_proj\.", ".attn.attention.out_proj."),
+                                   (r"\.self_attn\.", ".attn.attention."),
+                                   (r"\.input_layernorm\.", ".ln_1."),
+                                   (r"\.post_attention_layernorm\.", ".ln_2."),
+                                   (r"\.mlp\.gate_proj\.", ".mlp.c_fc_0."),
+                                   (r"\.mlp\.up_proj\.", ".mlp.c_fc_1."),
+                                   (r"\.mlp\.down_proj\.", ".mlp.c_proj."))),
 }

@@ -6,6 +6,8 @@ IREE's in-graph sine/cosine cannot match at large angles.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .config import Rope
@@ -28,11 +30,34 @@ def inverse_frequencies(rope: Rope, head_dim: int) -> np.ndarray:
         smoothed = (f32(1) - smooth) * scaled / f32(rope.factor) + smooth * scaled
         medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
         return np.where(medium, smoothed, scaled).astype(f32)
-    return inv_freq
+    if rope.kind == "yarn":
+        return yarn_inverse_frequencies(rope, head_dim, inv_freq)
+    return inv_freq  # default, and dynamic within max_position_embeddings (Config.check_positions)
+
+
+def yarn_inverse_frequencies(rope: Rope, dim: int, extrapolation: np.ndarray) -> np.ndarray:
+    """HF's _compute_yarn_parameters: a linear ramp over the dimensions between the correction range
+    blends the original frequencies (fast, extrapolated) with the ones divided by factor (slow)."""
+    def correction_dim(rotations: float) -> float:
+        return dim * math.log(rope.original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(rope.theta))
+
+    low, high = correction_dim(rope.beta_fast), correction_dim(rope.beta_slow)
+    if rope.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001  # HF's guard against a zero-width ramp
+    pos_freqs = np.power(f32(rope.theta), np.arange(0, dim, 2, dtype=np.int64).astype(f32) / f32(dim), dtype=f32)
+    interpolation = (f32(1.0) / (f32(rope.factor) * pos_freqs)).astype(f32)
+    ramp = np.clip((np.arange(dim // 2, dtype=f32) - f32(low)) / f32(high - low), f32(0), f32(1)).astype(f32)
+    extrapolation_factor = (f32(1) - ramp).astype(f32)
+    return (interpolation * (f32(1) - extrapolation_factor) + extrapolation * extrapolation_factor).astype(f32)
 
 
 def cos_sin_tables(rope: Rope, head_dim: int, positions: int) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of shape [positions, head_dim / 2] for positions 0 .. positions-1."""
+    """cos and sin of shape [positions, head_dim / 2] for positions 0 .. positions-1, times the
+    attention factor (YaRN's; 1 otherwise) in f32 as HF multiplies them."""
     angles = (np.arange(positions, dtype=f32)[:, None] * inverse_frequencies(rope, head_dim)[None, :]).astype(f32)
     angles = angles.astype(np.float64)
-    return np.cos(angles).astype(f32), np.sin(angles).astype(f32)
+    scale = f32(rope.attention_factor)
+    return (np.cos(angles).astype(f32) * scale).astype(f32), (np.sin(angles).astype(f32) * scale).astype(f32)

@@ -53,14 +53,26 @@ def _first_full_layer_slides(c: Config) -> Config:
     return replace(c, layer_types=tuple(types))
 
 
+def _gate_up_swapped(c: Config) -> Config:
+    swap = {".mlp.c_fc_0.": ".mlp.c_fc_1.", ".mlp.c_fc_1.": ".mlp.c_fc_0."}
+    return replace(c, weight_names=tuple((pattern, swap.get(name, name)) for pattern, name in c.weight_names))
+
+
 _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "rope_theta_default": ("RoPE base 10000 instead of the config's rope_theta",
                            lambda c: replace(c, rope_full=Rope(10000.0), rope_sliding=Rope(10000.0))),
-    "no_rope_scaling": ("RoPE scaling (linear/llama3) ignored",
+    "no_rope_scaling": ("RoPE scaling (linear/llama3/yarn) ignored",
                         lambda c: replace(c, rope_full=Rope(c.rope_full.theta), rope_sliding=Rope(c.rope_sliding.theta))),
     "local_rope_is_global": ("sliding layers rotate with the global RoPE", lambda c: replace(c, rope_sliding=c.rope_full)),
     "nope_layer_rotated": ("NoPE layers rotated anyway", lambda c: replace(c, rope_layers=(True,) * c.num_layers)),
     "no_qkv_bias": ("q/k/v biases dropped", lambda c: replace(c, qkv_bias=False)),
+    "no_o_bias": ("o_proj bias dropped", lambda c: replace(c, o_bias=False)),
+    "no_mlp_bias": ("gate/up/down biases dropped", lambda c: replace(c, mlp_bias=False)),
+    "no_yarn_attention_factor": ("YaRN's attention factor left out of cos and sin",
+                                 lambda c: replace(c, rope_full=replace(c.rope_full, attention_factor=1.0),
+                                                   rope_sliding=replace(c.rope_sliding, attention_factor=1.0))),
+    "gate_up_swapped": ("checkpoint names with gate and up swapped (EXAONE's c_fc_0 read as up, c_fc_1 as gate)",
+                        _gate_up_swapped),
     "no_qk_norm": ("q/k RMSNorm dropped", lambda c: replace(c, qk_norm=None)),
     "no_plus_one_norm": ("RMSNorm scales by w instead of (1 + w)", lambda c: replace(c, norm_plus_one=False)),
     "no_embed_scale": ("embeddings not scaled by sqrt(hidden)", lambda c: replace(c, embed_scale=False)),

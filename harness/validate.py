@@ -91,6 +91,7 @@ class OracleRun:
     tokens: np.ndarray
     weights: dict[str, np.ndarray]
     class_name: str
+    mapping: str  # checkpoint names -> the class's names ("identity" unless a stand-in class serves the family)
 
 
 def oracle_run(fixture: Fixture) -> OracleRun:
@@ -114,7 +115,7 @@ def _oracle(config_json: str, seed: int):
 def _oracle_run(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> OracleRun:
     oracle = _oracle(config_json, seed)
     logits, tokens = oracle.greedy(np.array(prompt), steps)
-    return OracleRun(logits, tokens, oracle.state_dict(), oracle.binding.class_name)
+    return OracleRun(logits, tokens, oracle.state_dict(), oracle.binding.class_name, oracle.binding.mapping)
 
 
 def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -194,7 +195,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         decoder = CompiledGraph("decode", texts.get("decode"), fixture, emitter, timings, record) if graph == "decode" else None
         with timed(timings, "oracle"):
             oracle = oracle_run(fixture)
-        record["oracle_class"] = oracle.class_name
+        record["oracle_class"], record["oracle_mapping"] = oracle.class_name, oracle.mapping
         tokens = np.zeros(bucket, np.int32)
         tokens[: len(prompt)] = prompt
         logits, *caches = prefill(oracle.weights, {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),

@@ -7,16 +7,27 @@ margins (at HF's 0.02 a wrong RoPE or mask hides inside the bound); embeddings a
 std 1 after the family's own embedding scale (Gemma's sqrt(hidden) would otherwise let
 each token's embedding swamp the residual stream, and greedy decode just repeats it);
 every 1-D parameter is randomised too, so norms and biases are exercised.
+
+A family that transformers serves through another family's class (EXAONE 3.x and
+InternLM3 through LlamaForCausalLM, MiMo through Qwen2ForCausalLM) has a stand-in
+Binding: the class, the config it is built from, and the mapping between the family's
+checkpoint names and the class's. Weights are always drawn by the stand-in class's own
+parameter names (`model.layers.0.mlp.gate_proj.weight`, also for EXAONE), and
+state_dict() hands them out under the family's checkpoint names, which the graph's
+arguments carry.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 import transformers
 from transformers import AutoConfig
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+from transformers.core_model_loading import revert_weight_conversion
 from transformers.models.auto import modeling_auto
 
 transformers.logging.set_verbosity_error()  # legacy-config notices are expected on fixtures
@@ -28,12 +39,39 @@ TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 @dataclass(frozen=True)
 class Binding:
-    """How a family's model_type reaches its oracle: the class that computes its forward."""
+    """How a family's model_type reaches its oracle: the class that computes its forward, the config
+    it is built from, and how the family's checkpoint names map onto the class's parameter names."""
     class_name: str
-    note: str = ""
+    mapping: str = "identity"
+    config: Callable[[dict], dict] = field(default=lambda c: c)  # config.json -> the stand-in's config
+    checkpoint_names: bool = False  # state_dict() reverts transformers' conversion mapping for model_type
+
+
+def _conversion_mapping(model_type: str) -> str:
+    """transformers' own checkpoint -> class renamings for model_type, readable."""
+    plain = lambda p: p.lstrip("^").replace("\\.", ".")
+    renames = [f"{plain(r.source_patterns[0])}->{plain(r.target_patterns[0])}"
+               for r in get_checkpoint_conversion_mapping(model_type)]
+    return f"transformers conversion_mapping['{model_type}']: " + ", ".join(renames)
+
+
+def _mimo_as_qwen2(config: dict) -> dict:
+    """MiMo's config is Qwen2's plus its multi-token-prediction layers, which the causal LM never runs."""
+    return {k: v for k, v in config.items() if k not in ("num_nextn_predict_layers", "architectures", "auto_map")} | {
+        "model_type": "qwen2"}
+
+
+STAND_INS: dict[str, Binding] = {
+    "mimo": Binding("Qwen2ForCausalLM", "identity (MiMo's names are Qwen2's; model.mtp_layers.* unused)",
+                    config=_mimo_as_qwen2),
+    "internlm3": Binding("LlamaForCausalLM", "identity (InternLM3Config; qkv_bias->attention_bias, bias->mlp_bias)"),
+    "exaone": Binding("LlamaForCausalLM", _conversion_mapping("exaone"), checkpoint_names=True),
+}
 
 
 def binding(model_type: str) -> Binding:
+    if model_type in STAND_INS:
+        return STAND_INS[model_type]
     name = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
     if name is None:
         raise ValueError(f"no transformers causal-LM class serves model_type '{model_type}'")
@@ -58,7 +96,7 @@ def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: f
 class Oracle:
     def __init__(self, config: dict, seed: int, dtype: torch.dtype = torch.float32):
         self.binding = binding(config["model_type"])
-        cfg = AutoConfig.for_model(**self._in_vocab_ids(config))
+        cfg = AutoConfig.for_model(**self._in_vocab_ids(self.binding.config(config)))
         cls = getattr(transformers, self.binding.class_name)
         torch.manual_seed(seed)  # only buffers HF initialises itself; every parameter is overwritten
         # eager attention and, for MoE, the per-expert reference loop (not grouped_mm)
@@ -80,8 +118,12 @@ class Oracle:
         return config
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Every named tensor, tied ones included (lm_head.weight shares the embedding)."""
-        return {k: v.detach().to(torch.float32).numpy() for k, v in self.model.state_dict().items()}
+        """Every named tensor under the family's checkpoint names, tied ones included (lm_head.weight
+        shares the embedding)."""
+        tensors = self.model.state_dict()
+        if self.binding.checkpoint_names:
+            tensors = revert_weight_conversion(self.model, tensors)
+        return {k: v.detach().to(torch.float32).numpy() for k, v in tensors.items()}
 
     @torch.no_grad()
     def greedy(self, prompt: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:

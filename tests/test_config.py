@@ -12,15 +12,17 @@ NAMES = fixtures.names()
 
 
 def hf_config(raw):
+    """transformers' reading of the config: the stand-in's config where another class serves the family (MiMo)."""
     from transformers import AutoConfig
-    return AutoConfig.for_model(**raw)
+    from oracles.hf import binding
+    return AutoConfig.for_model(**binding(raw["model_type"]).config(raw))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_both_dialects_parse_to_the_same_flags(name):
     """The fixture as written, and as transformers 5 saves it (rope_parameters, layer_types)."""
     raw = fixtures.load(name).config
-    saved = hf_config(raw).to_dict()
+    saved = {**hf_config(raw).to_dict(), "model_type": raw["model_type"]}
     assert "rope_parameters" in saved and "rope_theta" not in saved
     assert Config.from_dict(raw) == Config.from_dict(saved)
 
@@ -33,9 +35,9 @@ def test_flags_agree_with_transformers(name):
     assert ours.num_kv_heads == hf.num_key_value_heads
     assert ours.rms_norm_eps == hf.rms_norm_eps
     assert ours.tie_word_embeddings == hf.tie_word_embeddings
-    # without layer_types, a set sliding_window slides every layer (Mistral-style masks)
-    window_everywhere = "sliding_attention" if getattr(hf, "sliding_window", None) else "full_attention"
-    hf_types = getattr(hf, "layer_types", None) or [window_everywhere] * hf.num_hidden_layers
+    # no layer_types but a window (Mistral): MistralModel builds the sliding mask for every layer
+    slide_all = ["sliding_attention" if getattr(hf, "sliding_window", None) else "full_attention"]
+    hf_types = getattr(hf, "layer_types", None) or slide_all * hf.num_hidden_layers
     if getattr(hf, "sliding_window", None) is None:
         hf_types = ["full_attention"] * hf.num_hidden_layers
     assert list(ours.layer_types) == hf_types
@@ -69,8 +71,8 @@ LLAMA = fixtures.load("llama").config
 
 @pytest.mark.parametrize("change,field", [
     ({"model_type": "gpt2"}, "model_type"),
-    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling.rope_type"),
-    ({"mlp_bias": True}, "mlp_bias"),
+    ({"rope_scaling": {"rope_type": "longrope", "factor": 4.0}}, "rope_scaling.rope_type"),
+    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "beta_fast": -1}}, "rope_scaling.beta_fast"),
     ({"num_key_value_heads": 3}, "num_key_value_heads"),
     ({"num_attention_heads": 0}, "num_attention_heads"),
     ({"head_dim": 15}, "head_dim"),
@@ -123,3 +125,19 @@ def test_cli_writes_a_graph(tmp_path):
                     "--graph", "prefill", "--out", str(out)], check=True)
     assert out.read_text().startswith("module @llama_prefill")
     assert json.dumps("model.embed_tokens.weight") in out.read_text()
+
+
+def test_explicit_null_sliding_window_means_none_and_an_absent_one_the_class_default():
+    mistral = fixtures.load("mistral").config
+    cfg = Config.from_dict({**mistral, "sliding_window": None})
+    assert cfg.sliding_window is None and set(cfg.layer_types) == {"full_attention"}
+    absent = {k: v for k, v in mistral.items() if k != "sliding_window"}
+    assert Config.from_dict(absent).sliding_window == 4096 == hf_config(absent).sliding_window
+
+
+def test_refusals_name_the_field_as_the_config_writes_it():
+    with pytest.raises(ConfigError, match="field 'num_layers' = 0"):
+        Config.from_dict({**fixtures.load("exaone").config, "num_layers": 0})
+    raw = {k: v for k, v in fixtures.load("exaone").config.items() if k != "num_layers"}
+    with pytest.raises(ConfigError, match="required field 'num_layers' is missing"):
+        Config.from_dict(raw)

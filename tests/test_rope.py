@@ -1,0 +1,62 @@
+"""RoPE tables as transformers computes them, for every implemented type; what is not implemented is refused."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emitter import Config, ConfigError, emit
+from emitter import rope as rope_tables
+from harness import fixtures
+
+LLAMA = {**fixtures.load("llama").config, "max_position_embeddings": 256}
+
+SCALINGS = [
+    {"rope_type": "linear", "factor": 4.0},
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 32},
+    {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32},
+    {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32, "attention_factor": 1.5,
+     "beta_fast": 16, "beta_slow": 2},
+    {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "truncate": False,
+     "mscale": 1.0, "mscale_all_dim": 0.5},
+    {"rope_type": "dynamic", "factor": 6.0},
+]
+
+
+@pytest.mark.parametrize("scaling", SCALINGS, ids=lambda s: "-".join(f"{v}" for v in s.values()))
+def test_inverse_frequencies_and_attention_factor_are_hfs_bit_for_bit(scaling):
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    raw = {**LLAMA, "rope_scaling": scaling}
+    inv_freq, attention_factor = ROPE_INIT_FUNCTIONS[scaling["rope_type"]](AutoConfig.for_model(**raw), None)
+    cfg = Config.from_dict(raw)
+    assert np.array_equal(rope_tables.inverse_frequencies(cfg.rope_full, cfg.head_dim), inv_freq.numpy())
+    assert cfg.rope_full.attention_factor == attention_factor
+
+
+def test_yarn_scales_cos_and_sin_by_its_attention_factor():
+    cfg = Config.from_dict({**LLAMA, "rope_scaling": SCALINGS[3]})
+    cos, sin = rope_tables.cos_sin_tables(cfg.rope_full, cfg.head_dim, 8)
+    assert cos[0, 0] == np.float32(1.5) and np.abs(np.hypot(cos, sin) - 1.5).max() < 1e-6
+
+
+def test_olmo3_legacy_yarn_applies_to_full_attention_layers_only():
+    cfg = Config.from_dict(fixtures.load("olmo3-yarn").config)
+    assert cfg.rope_full.kind == "yarn" and cfg.rope_sliding.kind == "default"
+    assert cfg.rope_full.attention_factor == pytest.approx(1.2079441541679836)
+
+
+def test_dynamic_rope_past_max_position_embeddings_is_refused(tmp_path):
+    raw = {**fixtures.load("internlm3").config, "max_position_embeddings": 24}
+    cfg = Config.from_dict(raw, source="x/config.json")
+    emit(cfg, "prefill")  # 16 positions lie inside the original context: plain RoPE, as HF
+    with pytest.raises(ConfigError) as err:
+        emit(cfg, "decode")
+    assert str(err.value).startswith("x/config.json: field 'max_position_embeddings' = 24: dynamic RoPE"), err.value
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(raw))
+    proc = subprocess.run([sys.executable, "-m", "emitter", "--config", str(config), "--graph", "decode",
+                           "--out", str(tmp_path / "g.mlir")], capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "32 positions" in proc.stderr
