@@ -7,6 +7,7 @@ published config the emitter refuses, the recorded refusal (a finding, kept visi
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -68,12 +69,28 @@ def _golden_files(text: str | None, sig: dict | None, refusal: str | None) -> di
     return {"signature": json.dumps(sig, indent=1, sort_keys=True) + "\n", "text": text}
 
 
+def _same_as_golden(case: StructuralCase, graph: str, text: str) -> bool:
+    """The emitted text is byte for byte the golden's, whose signature was taken from that text:
+    a match without parsing (parsing is most of a structural run)."""
+    sig_path, text_path = golden_paths(case.directory, graph)
+    if not (sig_path.is_file() and text_path.is_file()):
+        return False
+    try:
+        recorded = json.loads(sig_path.read_text()).get("sha256")
+    except json.JSONDecodeError:
+        return False  # the full check reports the broken golden
+    return recorded == hashlib.sha256(text.encode()).hexdigest() and text_path.read_text() == text
+
+
 def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> dict:
     """Emit, sign and compare one case; with update, rewrite only the golden files that differ."""
     result = {"case": case.name, "graph": graph, "status": ERROR, "detail": [], "text": None, "rewrote": []}
     text = sig = refusal = None
     try:
         text = emit_with_command(emitter, case.config_path, graph)
+        if not update and _same_as_golden(case, graph, text):  # the signature is a function of the text
+            result.update(status=MATCH, text=text, sha256=hashlib.sha256(text.encode()).hexdigest())
+            return result
         sig = signature(text)
     except EmitterRefused as e:
         refusal = str(e)
