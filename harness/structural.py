@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,15 +73,17 @@ def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> di
     """Emit, sign and compare one case; with update, rewrite only the golden files that differ."""
     result = {"case": case.name, "graph": graph, "status": ERROR, "detail": [], "text": None, "rewrote": []}
     text = sig = refusal = None
+    start = time.perf_counter()
     try:
         text = emit_with_command(emitter, case.config_path, graph)
+        result["emit_s"] = round(time.perf_counter() - start, 4)
         sig = signature(text)
     except EmitterRefused as e:
         refusal = str(e)
     except (CaseError, GraphError) as e:
         result["detail"] = [str(e)]
         return result
-    result["text"], result["sha256"] = text, sig and sig["sha256"]
+    result["text"], result["sha256"], result["signature"] = text, sig and sig["sha256"], sig
 
     sig_path, text_path = golden_paths(case.directory, graph)
     ref_path = refusal_path(case.directory, graph)
@@ -133,6 +136,13 @@ def format_result(r: dict) -> str:
     if r["status"] != MATCH:
         line += "".join(f"\n    {d}" for d in r["detail"])
     return line
+
+
+def brief(r: dict) -> dict:
+    """What a validation record keeps of a check: status, drift, and @main's signature in brief."""
+    main = (r.get("signature") or {}).get("functions", {}).get("main", {})
+    return {"status": r["status"], "detail": r["detail"], "sha256": r.get("sha256"),
+            "args": len(main.get("args", [])), "results": main.get("results"), "ops": main.get("ops")}
 
 
 def passed(r: dict) -> bool:
