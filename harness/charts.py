@@ -11,10 +11,11 @@ import math
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 FLOOR = 1e-9  # where an exact 0 sits on a log axis
 ORACLE_COLOUR, GRAPH_COLOUR, BOUND_COLOUR, MARK_COLOUR = "#1f77b4", "#ff7f0e", "#d62728", "#9467bd"
-MARGINS = {"left": 0.1, "right": 0.98, "bottom": 0.17, "top": 0.9}
+MARGINS = {"left": 0.1, "right": 0.98, "bottom": 0.17, "top": 0.97}
 
 
 def _svg(fig: Figure, salt: str) -> str:
@@ -57,14 +58,14 @@ def steps_chart(timeline: list[dict], bound: float, salt: str, first_divergence:
     if first_divergence is not None:
         ax.axvline(first_divergence, color=MARK_COLOUR, linewidth=1, label=f"first divergence: step {first_divergence}")
     _decades(ax, err, gap, np.array([math.log10(bound)]))
-    ax.set_xticks(steps)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("decode step (0 = the prompt's last token)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="x-small", loc="lower right", ncols=2)
+    ax.legend(fontsize="x-small", loc="best", ncols=2)
     return _svg(fig, salt)
 
 
-def vocab_chart(oracle: list[float], graph: list[float], bound: float, salt: str, title: str) -> str:
+def vocab_chart(oracle: list[float], graph: list[float], bound: float, salt: str) -> str:
     """|Δlogit| per vocabulary index at one compared position, against the bound."""
     diff = np.abs(np.asarray(graph, np.float64) - np.asarray(oracle, np.float64))
     logged = _log10(diff)
@@ -80,27 +81,25 @@ def vocab_chart(oracle: list[float], graph: list[float], bound: float, salt: str
     _decades(ax, logged, np.array([math.log10(bound)]))
     ax.set_xlabel("vocabulary index")
     ax.set_ylabel("|Δlogit|")
-    ax.set_title(title, fontsize="small")
     ax.legend(fontsize="x-small", loc="lower right")
     return _svg(fig, salt)
 
 
-def scatter_chart(oracle: list[float], graph: list[float], salt: str, title: str) -> str:
-    """Oracle against graph logits at one position: a correct graph lies on the diagonal."""
+def scatter_chart(oracle: list[float], graph: list[float], salt: str) -> str:
+    """Oracle against graph logits at one position: a correct graph lies on the grey diagonal; the
+    entry with the largest |Δ| is circled (no legend: the page's caption says so, and text is what
+    costs matplotlib most)."""
     o, g = np.asarray(oracle, np.float64), np.asarray(graph, np.float64)
     shown = np.isfinite(g)
-    fig = Figure(figsize=(3.8, 3.4))
-    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.14, top=0.9)
+    fig = Figure(figsize=(3.6, 3.4))
+    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.14, top=0.97)
     ax = fig.add_subplot()
     both = np.r_[o, g[shown]]
-    ax.plot([both.min(), both.max()], [both.min(), both.max()], color="#999999", linewidth=1, label="graph = oracle")
-    ax.plot(o[shown], g[shown], "o", markersize=3, color=GRAPH_COLOUR, label="vocabulary entries")
+    ax.plot([both.min(), both.max()], [both.min(), both.max()], color="#999999", linewidth=1)
+    ax.plot(o[shown], g[shown], "o", markersize=3, color=GRAPH_COLOUR)
     worst = int(np.where(shown, np.abs(g - o), -1.0).argmax())
     if shown[worst]:
-        ax.plot([o[worst]], [g[worst]], "o", markersize=8, markerfacecolor="none", color=MARK_COLOUR,
-                label=f"largest |Δ|: index {worst}")
+        ax.plot([o[worst]], [g[worst]], "o", markersize=8, markerfacecolor="none", color=MARK_COLOUR)
     ax.set_xlabel("oracle logit")
     ax.set_ylabel("graph logit")
-    ax.set_title(title, fontsize="small")
-    ax.legend(fontsize="x-small", loc="upper left")
     return _svg(fig, salt)

@@ -206,17 +206,19 @@ def _section(page: str, r: dict) -> dict:
     section["top_k"] = [{"title": f"at {where}", "rows": _top_k_rows(r["oracle_top_k"], r["graph_top_k"])}]
     if decode:
         section["timeline"] = [_timeline_row(t, r) for t in r["timeline"]]
-        section["charts"].append(Markup(charts.steps_chart(r["timeline"], r["bound"], f"{page}-{r['graph']}-steps",
-                                                           r.get("first_divergence"))))
+        section["charts"].append((Markup(charts.steps_chart(r["timeline"], r["bound"], f"{page}-{r['graph']}-steps",
+                                                            r.get("first_divergence"))),
+                                  "max |Δlogit| per decode step against the bound"))
     logits = r.get("logits")
     if logits:
-        title = (f"{r['graph']} step {r['worst_step']} (worst)" if decode
-                 else f"{r['graph']} position {r['prompt_len'] - 1}")
+        at = f"at the worst step {r['worst_step']}" if decode else f"at position {r['prompt_len'] - 1}"
         if not decode:  # decode's per-step chart says where; its scatter shows the worst step
-            section["charts"].append(Markup(charts.vocab_chart(logits["oracle"], logits["graph"], r["bound"],
-                                                               f"{page}-{r['graph']}-vocab", f"|Δlogit| per vocabulary index, {title}")))
-        section["charts"].append(Markup(charts.scatter_chart(logits["oracle"], logits["graph"],
-                                                             f"{page}-{r['graph']}-scatter", f"oracle vs graph, {title}")))
+            section["charts"].append((Markup(charts.vocab_chart(logits["oracle"], logits["graph"], r["bound"],
+                                                                f"{page}-{r['graph']}-vocab")),
+                                      f"|Δlogit| per vocabulary index {at}"))
+        section["charts"].append((Markup(charts.scatter_chart(logits["oracle"], logits["graph"],
+                                                              f"{page}-{r['graph']}-scatter")),
+                                  f"oracle against graph logits {at}; circled: the largest |Δ|"))
     return section
 
 
@@ -309,5 +311,6 @@ def _structural(r: dict) -> dict | None:
         pass
     golden_ops = (golden[0].get("functions", {}).get("main", {}).get("ops", {}) if golden else {})
     ops = s.get("ops") or {}
-    return {**s, "ops_table": [{"op": op, "golden": golden_ops.get(op, 0), "now": ops.get(op, 0)}
+    results = ", ".join(f"{dtype}{shape}" for shape, dtype in s.get("results") or [])
+    return {**s, "results": results, "ops_table": [{"op": op, "golden": golden_ops.get(op, 0), "now": ops.get(op, 0)}
                                for op in sorted(set(ops) | set(golden_ops))]}
