@@ -6,9 +6,10 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
-from harness import fixtures, mutants, report
+from harness import compare, fixtures, mutants, report
 from harness.gate import main
 from harness.validate import run_case
 
@@ -143,3 +144,21 @@ def test_a_report_failure_is_said_and_leaves_the_verdict_alone(tmp_path, monkeyp
     out = capsys.readouterr().out
     assert "reports: FAILED, no HTML report written: RuntimeError: template exploded" in out
     assert "RESULT: PASS" in out and (tmp_path / "summary.json").is_file()
+
+
+def test_a_page_for_nan_logits_names_them_and_still_draws(tmp_path):
+    """NaN/Inf reach the tables and the charts leave them out instead of failing the page."""
+    fixture = fixtures.load("llama")
+    oracle = np.linspace(-2, 2, fixture.config["vocab_size"], dtype=np.float32)
+    graph = oracle.copy()
+    graph[7], graph[9] = np.nan, np.inf
+    comparison = compare.compare_logits(oracle, graph)
+    verdict, message = compare.verdict(comparison, fixture.bound)
+    record = {"family": "llama", "model_type": "llama", "graph": "prefill", "bound": fixture.bound,
+              "prompt_len": fixture.prompt_len, "replay": "./validate_arch.sh --family llama", "verdict": verdict,
+              "message": message, "timings": {}, **comparison.as_dict(),
+              "logits": {"oracle": compare.f32_list(oracle), "graph": compare.f32_list(graph)}}
+    assert report.write([record], tmp_path) == []
+    page = (tmp_path / "llama.html").read_text()
+    assert "NaN/Inf: the graph&#39;s logits hold 2 non-finite values (bound 0)" in page
+    assert page.count("<svg") == 2
