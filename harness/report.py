@@ -144,24 +144,23 @@ def index_rows(records: list[dict]) -> pd.DataFrame:
 
 def render_family(name: str, records: list[dict], context: dict) -> str:
     family = records[0]["family"]
-    fixture, fixture_error = _fixture(family)
+    try:
+        fixture, fixture_error = fixtures.load(family), None
+    except fixtures.FixtureError as e:
+        fixture, fixture_error = None, str(e)
     sections = [_section(name, r) for r in sorted(records, key=lambda r: GRAPH_ORDER.get(r["graph"], 9))]
     return _env.get_template("family.html.j2").render(
         name=name, family=family, mutant=records[0].get("mutant"),
-        mutant_description=records[0].get("mutant_description"), fixture=fixture, fixture_error=fixture_error,
-        flags=_flags(fixture) if fixture else [], sections=sections,
+        mutant_description=records[0].get("mutant_description"), fixture=fixture and _fixture(fixture),
+        fixture_error=fixture_error, flags=_flags(fixture.config_path) if fixture else [], sections=sections,
         verdict=min((r["verdict"] for r in records), key=lambda v: VERDICT_ORDER.get(v, 0)), **context)
 
 
-def _fixture(family: str) -> tuple[dict | None, str | None]:
-    try:
-        f = fixtures.load(family)
-    except fixtures.FixtureError as e:
-        return None, str(e)
+def _fixture(f: fixtures.Fixture) -> dict:
+    path = f.config_path.relative_to(ROOT) if f.config_path.is_relative_to(ROOT) else f.config_path
     return {"name": f.name, "model_type": f.model_type, "seed": f.seed, "prompt_len": f.prompt_len,
             "prompt": f.prompt().tolist(), "decode_steps": f.decode_steps, "bound": f.bound,
-            "bound_reason": f.bound_reason, "purpose": f.purpose, "dims": _dims(f.config), "config_path": str(f.config_path.relative_to(ROOT))
-            if f.config_path.is_relative_to(ROOT) else str(f.config_path), "raw": f}, None
+            "bound_reason": f.bound_reason, "purpose": f.purpose, "dims": _dims(f.config), "config_path": str(path)}
 
 
 def _dims(config: dict) -> str:
@@ -171,12 +170,12 @@ def _dims(config: dict) -> str:
     return ", ".join(f"{label} {config[key]}" for label, key in names if key in config)
 
 
-def _flags(fixture: dict) -> list[tuple[str, str]]:
+def _flags(config_path: Path) -> list[tuple[str, str]]:
     """The family's Config as the emitter parses it, field by field."""
     from emitter import Config
     from emitter.config import ConfigError
     try:
-        config = Config.from_json(fixture["raw"].config_path)
+        config = Config.from_json(config_path)
     except ConfigError as e:
         return [("refused", str(e))]
 
@@ -252,40 +251,41 @@ def _where_it_fails(r: dict) -> list[str]:
 
 def _metrics(r: dict) -> list[dict]:
     """Each metric against its bound, with the margin (bound − value; negative when over)."""
-    bound, diff = r["bound"], r["max_abs_diff"]
+    bound, diff, last = r["bound"], r["max_abs_diff"], r["prompt_len"] - 1
     decode = r["graph"] == "decode"
-    where = (f"step {r['worst_step']}, position {r['timeline'][r['worst_step']]['position']}, "
-             f"vocab index {r['worst_index']}" if decode else f"position {r['prompt_len'] - 1}, vocab index {r['worst_index']}")
+    where = (f"step {r['worst_step']}, position {r['timeline'][r['worst_step']]['position']}" if decode
+             else f"position {last}")
     rows = [{"metric": "max |Δlogit|", "value": f"{diff:.3e}", "bound": f"≤ {bound:.1e}",
              "margin": f"{bound - diff:+.3e} ({diff / bound:.1%} of the bound)" if np.isfinite(diff) else "–",
-             "ok": diff <= bound, "where": where},
+             "ok": diff <= bound, "where": f"{where}, vocab index {r['worst_index']}"},
             {"metric": "NaN/Inf in the graph's logits", "value": str(r["nonfinite"]), "bound": "0",
-             "margin": str(-r["nonfinite"]), "ok": r["nonfinite"] == 0, "where": "all steps" if decode else ""}]
+             "margin": str(-r["nonfinite"]), "ok": r["nonfinite"] == 0, "where": "all steps" if decode else where}]
     if decode:
         first = r.get("first_divergence")
         rows.append({"metric": "greedy token agreement", "value": token_agreement(r), "bound": "a flip must be a near tie",
                      "margin": "–", "ok": r.get("divergence") != NOT_A_TIE,
                      "where": "every step" if first is None else f"step {first}"})
-        t = r["timeline"][r["worst_step"] if first is None else first]
+        step = r["timeline"][r["worst_step"] if first is None else first]
+        gap, err = step["oracle_top2_gap"], step["max_abs_diff"]
+        where = f"step {step['step']} ({'worst step' if first is None else 'first divergence'})"
     else:
         rows.append({"metric": "argmax", "value": f"oracle {r['oracle_argmax']}, graph {r['graph_argmax']}",
                      "bound": "equal, or a near tie", "margin": "–", "ok": r["argmax_match"] or r["near_tie_flip"],
-                     "where": f"position {r['prompt_len'] - 1}"})
-        t = {"oracle_top2_gap": r["oracle_top2_gap"], "max_abs_diff": diff, "step": None}
-    gap, err = t["oracle_top2_gap"], t["max_abs_diff"]
-    rows.append({"metric": "oracle top-1/top-2 gap", "value": f"{gap:.3e}", "bound": f"> 2 × |Δ| = {2 * err:.3e} (no flip possible)",
-                 "margin": f"{gap - 2 * err:+.3e}", "ok": True,
-                 "where": "" if t["step"] is None else f"step {t['step']}" + (" (first divergence)" if decode and r.get("first_divergence") is not None else " (worst step)")})
+                     "where": where})
+        gap, err = r["oracle_top2_gap"], diff
+    rows.append({"metric": "oracle top-1/top-2 gap", "value": f"{gap:.3e}",
+                 "bound": f"> 2 × |Δ| = {2 * err:.3e} (no flip possible)", "margin": f"{gap - 2 * err:+.3e}",
+                 "ok": True, "where": where})
     return rows
 
 
 def _timeline_row(t: dict, r: dict) -> dict:
     bound, err = r["bound"], t["max_abs_diff"]
-    flip = t["oracle_token"] != t["graph_token"]
-    status = [s for s, on in (("over the bound", not err <= bound),
-                              ("near-tie flip" if flip and t["oracle_top2_gap"] <= 2 * err and err <= bound
-                               else "token flip: failure", flip)) if on]
-    return {**t, "margin": bound - err, "twice": 2 * err, "flip": flip, "over": not err <= bound,
+    over, flip = not err <= bound, t["oracle_token"] != t["graph_token"]
+    status = ["over the bound"] if over else []
+    if flip:  # the rule of compare.DecodeComparison.divergence, step by step
+        status.append("near-tie flip" if t["oracle_top2_gap"] <= 2 * err and not over else "token flip: failure")
+    return {**t, "margin": bound - err, "twice": 2 * err, "flip": flip, "over": over,
             "status": ", ".join(status) or "ok", "worst": t["step"] == r["worst_step"],
             "top_k": _top_k_rows(t.get("oracle_top_k", []), t.get("graph_top_k", []))}
 
