@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import matplotlib
 import numpy as np
@@ -24,6 +25,9 @@ def _svg(fig: Figure, salt: str) -> str:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
     svg = buf.getvalue()
+    # matplotlib numbers its groups per figure (figure_1, axes_1, ...): prefix every id, and every
+    # reference to one, so that several charts inline in one page keep their ids unique
+    svg = re.sub(r'(\bid="|href="#|url\(#)', rf"\g<1>{salt}-", svg)
     return svg[svg.index("<svg"):]
 
 

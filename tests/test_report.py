@@ -48,6 +48,7 @@ def render(browser, page) -> dict:
     return browser.execute_script("""return {
         ready: document.readyState, title: document.title,
         fetched: performance.getEntriesByType('resource').map(e => e.name),
+        duplicate_ids: [...document.querySelectorAll('[id]')].map(e => e.id).filter((id, i, all) => all.indexOf(id) !== i),
         charts: [...document.querySelectorAll('svg')].map(s => { const b = s.getBoundingClientRect();
                                                                 return [b.width, b.height]; })};""") | {
         "console": [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]}
@@ -58,6 +59,7 @@ def assert_renders(browser, page, charts: int) -> dict:
     assert seen["ready"] == "complete" and seen["title"], seen
     assert seen["console"] == [], seen["console"]
     assert seen["fetched"] == [], f"{page.name} is not self-contained: it fetched {seen['fetched']}"
+    assert seen["duplicate_ids"] == [], seen["duplicate_ids"]
     assert len(seen["charts"]) == charts and all(w > 100 and h > 100 for w, h in seen["charts"]), seen["charts"]
     return seen
 
