@@ -104,7 +104,7 @@ def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, 
     fixture = fixtures.load("llama")
     decode_bug, prefill_bug = _mutant_record(fixture, "cache_slot_off_by_one"), _mutant_record(fixture, "rope_theta_default")
     passing = run_case(fixture)
-    broken = run_case(fixture, texts={"prefill": "this is not StableHLO"})
+    broken = run_case(fixtures.load("qwen2"), texts={"prefill": "this is not StableHLO"})
     assert broken["verdict"] == "ERROR"
     assert report.write([passing, decode_bug, prefill_bug, broken], tmp_path) == []
 
@@ -126,7 +126,8 @@ def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, 
     assert (f"max |Δlogit| = {prefill_bug['max_abs_diff']:.3e} at position {fixture.prompt_len - 1} (the prompt's "
             f"last token), vocab index {prefill_bug['worst_index']}, exceeds the bound") in where
 
-    assert_renders(browser, tmp_path / "llama.html", charts=2)  # the ERROR record has no charts
+    assert_renders(browser, tmp_path / "llama.html", charts=2)
+    assert_renders(browser, tmp_path / "qwen2.html", charts=0)  # an ERROR has no numbers to draw
     assert "does not parse" in browser.find_element("id", "prefill-where").text
 
     assert_renders(browser, tmp_path / "index.html", charts=0)
