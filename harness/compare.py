@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
+TOP_K = 5  # logits of each side kept per compared position, for the report
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,8 @@ class Comparison:
     graph_argmax: int
     oracle_top2_gap: float
     nonfinite: int
+    oracle_top_k: tuple[tuple[int, float], ...] = ()  # (vocab index, logit), highest first
+    graph_top_k: tuple[tuple[int, float], ...] = ()
 
     @property
     def argmax_match(self) -> bool:
@@ -45,7 +48,19 @@ def compare_logits(oracle: np.ndarray, graph: np.ndarray) -> Comparison:
         graph_argmax=int(np.where(finite, graph, -np.inf).argmax()),
         oracle_top2_gap=float(top2[1] - top2[0]),
         nonfinite=int((~finite).sum()),
+        oracle_top_k=top_k(oracle),
+        graph_top_k=top_k(graph),
     )
+
+
+def f32_list(values) -> list[float]:
+    """Shortest decimals that read back as the same f32 values: compact JSON for logits."""
+    return [float(str(v)) for v in np.asarray(values, np.float32).reshape(-1)]
+
+
+def top_k(logits: np.ndarray, k: int = TOP_K) -> tuple[tuple[int, float], ...]:
+    order = np.argsort(-np.where(np.isnan(logits), -np.inf, logits), kind="stable")[:k]
+    return tuple(zip(order.tolist(), f32_list(logits[order])))
 
 
 def verdict(c: Comparison, bound: float) -> tuple[str, str]:
@@ -100,7 +115,8 @@ class DecodeComparison:
                 "first_divergence": self.first_divergence, "divergence": self.divergence,
                 "timeline": [{"step": s, "position": pos, "oracle_token": c.oracle_argmax,
                               "graph_token": c.graph_argmax, "max_abs_diff": c.max_abs_diff,
-                              "oracle_top2_gap": c.oracle_top2_gap}
+                              "oracle_top2_gap": c.oracle_top2_gap,
+                              "oracle_top_k": c.oracle_top_k, "graph_top_k": c.graph_top_k}
                              for s, (c, pos) in enumerate(zip(self.steps, self.positions))]}
 
 

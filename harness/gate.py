@@ -63,6 +63,22 @@ def write_json_atomic(path: Path, value) -> None:
     os.replace(tmp, path)
 
 
+def write_reports(records: list[dict], directory: Path, emitter: str | None) -> None:
+    """The HTML reports and summary.csv. A report problem is said plainly; the verdict stays the gate's."""
+    start = time.perf_counter()
+    try:
+        from . import report
+        problems = report.write(records, directory, emitter or "built-in (python -m emitter)")
+    except Exception as e:  # noqa: BLE001 - reports explain a verdict, they never decide or stop it
+        print(f"reports: FAILED, no HTML report written: {type(e).__name__}: {e} (the verdict is unaffected)",
+              flush=True)
+        return
+    for problem in problems:
+        print(f"reports: {problem}", flush=True)
+    print(f"reports: {directory / 'index.html'} and a page per family ({time.perf_counter() - start:.1f} s)",
+          flush=True)
+
+
 def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) -> list[dict]:
     """Numerical validation in worker processes, one family per task; texts already emitted by the
     structural pass are reused."""
@@ -158,8 +174,11 @@ def main(argv=None) -> int:
     structural_by_case = {(r["case"], r["graph"]): r for r in structural_results}
     for record in records:
         s_result = structural_by_case.get((record["family"], record["graph"]))
-        record["structural"] = s_result and {"status": s_result["status"], "detail": s_result["detail"]}
+        record["structural"] = s_result and structural.brief(s_result)
+        if s_result and "emit_s" in s_result:  # emitted once, by the structural pass
+            record.setdefault("timings", {}).setdefault("emit", s_result["emit_s"])
     write_json_atomic(args.reports / "summary.json", records)
+    write_reports(records, args.reports, args.emitter)
     numeric_ok = all(r["verdict"] == PASS for r in records)
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("PASS", "FAIL", "ERROR")}
     print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['ERROR']} errors "

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,27 +70,31 @@ def _golden_files(text: str | None, sig: dict | None, refusal: str | None) -> di
     return {"signature": json.dumps(sig, indent=1, sort_keys=True) + "\n", "text": text}
 
 
-def _same_as_golden(case: StructuralCase, graph: str, text: str) -> bool:
-    """The emitted text is byte for byte the golden's, whose signature was taken from that text:
-    a match without parsing (parsing is most of a structural run)."""
+def _golden_if_same(case: StructuralCase, graph: str, text: str) -> dict | None:
+    """The golden signature when the emitted text is byte for byte the golden's, from which that
+    signature was taken: a match without parsing (parsing is most of a structural run)."""
     sig_path, text_path = golden_paths(case.directory, graph)
     if not (sig_path.is_file() and text_path.is_file()):
-        return False
+        return None
     try:
-        recorded = json.loads(sig_path.read_text()).get("sha256")
+        recorded = json.loads(sig_path.read_text())
     except json.JSONDecodeError:
-        return False  # the full check reports the broken golden
-    return recorded == hashlib.sha256(text.encode()).hexdigest() and text_path.read_text() == text
+        return None  # the full check reports the broken golden
+    same = recorded.get("sha256") == hashlib.sha256(text.encode()).hexdigest() and text_path.read_text() == text
+    return recorded if same else None
 
 
 def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> dict:
     """Emit, sign and compare one case; with update, rewrite only the golden files that differ."""
     result = {"case": case.name, "graph": graph, "status": ERROR, "detail": [], "text": None, "rewrote": []}
     text = sig = refusal = None
+    start = time.perf_counter()
     try:
         text = emit_with_command(emitter, case.config_path, graph)
-        if not update and _same_as_golden(case, graph, text):  # the signature is a function of the text
-            result.update(status=MATCH, text=text, sha256=hashlib.sha256(text.encode()).hexdigest())
+        result["emit_s"] = round(time.perf_counter() - start, 4)
+        recorded = None if update else _golden_if_same(case, graph, text)
+        if recorded is not None:  # the signature is a function of the text: no need to parse it again
+            result.update(status=MATCH, text=text, sha256=recorded["sha256"], signature=recorded)
             return result
         sig = signature(text)
     except EmitterRefused as e:
@@ -97,7 +102,7 @@ def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> di
     except (CaseError, GraphError) as e:
         result["detail"] = [str(e)]
         return result
-    result["text"], result["sha256"] = text, sig and sig["sha256"]
+    result["text"], result["sha256"], result["signature"] = text, sig and sig["sha256"], sig
 
     sig_path, text_path = golden_paths(case.directory, graph)
     ref_path = refusal_path(case.directory, graph)
@@ -150,6 +155,13 @@ def format_result(r: dict) -> str:
     if r["status"] != MATCH:
         line += "".join(f"\n    {d}" for d in r["detail"])
     return line
+
+
+def brief(r: dict) -> dict:
+    """What a validation record keeps of a check: status, drift, and @main's signature in brief."""
+    main = (r.get("signature") or {}).get("functions", {}).get("main", {})
+    return {"status": r["status"], "detail": r["detail"], "sha256": r.get("sha256"),
+            "args": len(main.get("args", [])), "results": main.get("results"), "ops": main.get("ops")}
 
 
 def passed(r: dict) -> bool:

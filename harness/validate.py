@@ -205,6 +205,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
             result = compare.compare_logits(oracle.logits[0], logits)
             record.update(result.as_dict())
             record["verdict"], record["message"] = compare.verdict(result, fixture.bound)
+            record["logits"] = {"oracle": compare.f32_list(oracle.logits[0]), "graph": compare.f32_list(logits)}
         else:
             steps = _decode(decoder, oracle, len(prompt), logits, caches)
             used |= {a.name for a in decoder.main.args}
@@ -212,6 +213,8 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
             result = compare.compare_steps(oracle.logits, steps, positions, fixture.bound)
             record.update(result.as_dict())
             record["verdict"], record["message"] = compare.decode_verdict(result)
+            record["logits"] = {"oracle": compare.f32_list(oracle.logits[result.worst_step]),
+                                "graph": compare.f32_list(steps[result.worst_step])}
         record["unused_tensors"] = sorted(set(oracle.weights) - used)
     except (CaseError, GraphError, BackendError) as e:
         record["message"] = str(e)

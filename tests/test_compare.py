@@ -81,3 +81,11 @@ def test_decode_flip_that_needs_an_out_of_bound_error_is_a_failure():
     d = compare_steps(oracle, graph, [12, 13, 14], 1e-2)
     assert (d.first_divergence, d.divergence) == (1, "failure")
     assert decode_verdict(d)[0] == "FAIL"
+
+
+def test_top_k_keeps_both_sides_highest_logits_with_nan_last():
+    graph = ORACLE.copy()
+    graph[1] = np.nan
+    c = compare_logits(ORACLE, graph)
+    assert c.oracle_top_k[:3] == ((1, 3.0), (3, 2.999), (2, 1.0))
+    assert [i for i, _ in c.graph_top_k] == [3, 2, 0, 1]

@@ -11,16 +11,18 @@ MUTANT_CASES = [(n, m) for n in NAMES for m in fixtures.load(n).mutants]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_prefill_matches_oracle(name):
+def test_prefill_matches_oracle(name, case_report):
     record = run_case(fixtures.load(name))
+    case_report(record)
     assert record["verdict"] == "PASS", format_line(record)
     assert record["argmax_match"], format_line(record)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_decode_matches_oracle_token_for_token(name):
+def test_decode_matches_oracle_token_for_token(name, case_report):
     fixture = fixtures.load(name)
     record = run_case(fixture, "decode")
+    case_report(record)
     assert record["verdict"] == "PASS", format_line(record)
     assert record["first_divergence"] is None, format_line(record)
     timeline = record["timeline"]
@@ -31,11 +33,12 @@ def test_decode_matches_oracle_token_for_token(name):
 
 
 @pytest.mark.parametrize("name,mutant", MUTANT_CASES, ids=[f"{n}-{m}" for n, m in MUTANT_CASES])
-def test_mutant_fails(name, mutant):
+def test_mutant_fails(name, mutant, case_report):
     fixture, bug = fixtures.load(name), mutants.MUTANTS[mutant]
     broken = bug.emit(fixture.config_path)
     assert broken != emit(Config.from_json(fixture.config_path), bug.graph), f"{mutant} does not change {name}'s graph"
     record = run_case(fixture, bug.graph, texts={bug.graph: broken})
+    case_report(record, text=broken, mutant=mutant)
     assert record["verdict"] == "FAIL", format_line(record)
 
 

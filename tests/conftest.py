@@ -1,0 +1,86 @@
+"""`pytest --reports DIR`: the differential tests' records become the gate's reports under DIR.
+
+A test hands its run_case record to the `case_report` fixture; the record travels to the
+controlling process in the test report's user_properties (so it works under xdist), and
+at the end of the session summary.json, summary.csv, index.html and a page per family are
+written under DIR.
+"""
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import fixtures, structural
+from harness.signature import drift, load_golden, signature
+from harness.validate import DEFAULT_EMITTER
+
+RECORD = "archval-record"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reports", type=Path, metavar="DIR",
+                     help="write the HTML reports of the differential cases run to DIR")
+
+
+def pytest_configure(config):
+    directory = config.getoption("--reports")
+    if directory and not hasattr(config, "workerinput"):  # only the controlling process writes
+        config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
+
+
+@pytest.fixture
+def case_report(request):
+    """keep(record, text=None, mutant=None): the record goes into --reports (a no-op without it).
+    text is the graph the record judged when it is not the built-in emitter's (a mutant's)."""
+    def keep(record: dict, text: str | None = None, mutant: str | None = None) -> None:
+        if not request.config.getoption("--reports"):
+            return
+        record = {**record, "structural": _structural(record["family"], record["graph"], text)}
+        if mutant:
+            from harness.mutants import MUTANTS
+            record.update(mutant=mutant, mutant_description=MUTANTS[mutant].description,
+                          replay=f".venv/bin/python -m pytest '{request.node.nodeid}'")
+        request.node.user_properties.append((RECORD, json.dumps(record)))
+    return keep
+
+
+def _structural(family: str, graph: str, text: str | None) -> dict:
+    """The gate's structural brief: of the built-in emission, or of the given text against the golden."""
+    case = structural.StructuralCase(family, fixtures.FIXTURES_DIR / family)
+    if text is None:
+        return structural.brief(structural.check(case, graph, DEFAULT_EMITTER))
+    sig, golden = signature(text), load_golden(case.directory, graph)
+    changes = drift(*golden, sig, text) if golden else ["no golden recorded"]
+    return structural.brief({"status": structural.DRIFT if changes else structural.MATCH, "detail": changes,
+                             "sha256": sig["sha256"], "signature": sig})
+
+
+class _ReportWriter:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.records: list[dict] = []
+        self.said = ""
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            self.records += [json.loads(value) for key, value in report.user_properties if key == RECORD]
+
+    def pytest_sessionfinish(self, session):
+        if not self.records:
+            self.said = f"reports: no differential case ran, nothing written to {self.directory}"
+            return
+        from harness import report
+        from harness.gate import write_json_atomic
+        start = time.perf_counter()
+        order = {"prefill": 0, "decode": 1}
+        records = sorted(self.records, key=lambda r: (r["family"], r.get("mutant") or "", order.get(r["graph"], 9)))
+        write_json_atomic(self.directory / "summary.json", records)
+        problems = report.write(records, self.directory)
+        self.said = "\n".join([*(f"reports: {p}" for p in problems),
+                               f"reports: {len(records)} records -> {self.directory / 'index.html'} "
+                               f"({time.perf_counter() - start:.1f} s)"])
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.said:
+            terminalreporter.write_line(self.said)

@@ -1,0 +1,167 @@
+"""Reports: the gate writes an index and a page per family that a real browser renders without
+errors and without the network, and a failing family's page says where it fails."""
+import csv
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from harness import compare, fixtures, mutants, report
+from harness.gate import main
+from harness.validate import run_case
+
+FAIL_RED = (0xC6, 0x28, 0x28)  # the FAIL badge (report.css)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through chromedriver (Debian's chromium + chromium-driver; .ci/run installs them)."""
+    driver_path, why = shutil.which("chromedriver"), None
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        why = "selenium is not installed (pip install the project)"
+    if not why and not driver_path:
+        why = "chromedriver is not on PATH (apt-get install chromium chromium-driver)"
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"{why}: CI must run the browser checks")
+        pytest.skip(why)
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1600"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+def render(browser, page) -> dict:
+    """Open a page from disk; what a person would see go wrong: console messages, resources fetched,
+    charts that did not lay out."""
+    browser.get(page.as_uri())
+    return browser.execute_script("""return {
+        ready: document.readyState, title: document.title,
+        fetched: performance.getEntriesByType('resource').map(e => e.name),
+        duplicate_ids: [...document.querySelectorAll('[id]')].map(e => e.id).filter((id, i, all) => all.indexOf(id) !== i),
+        charts: [...document.querySelectorAll('svg')].map(s => { const b = s.getBoundingClientRect();
+                                                                return [b.width, b.height]; })};""") | {
+        "console": [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]}
+
+
+def assert_renders(browser, page, charts: int) -> dict:
+    seen = render(browser, page)
+    assert seen["ready"] == "complete" and seen["title"], seen
+    assert seen["console"] == [], seen["console"]
+    assert seen["fetched"] == [], f"{page.name} is not self-contained: it fetched {seen['fetched']}"
+    assert seen["duplicate_ids"] == [], seen["duplicate_ids"]
+    assert len(seen["charts"]) == charts and all(w > 100 and h > 100 for w, h in seen["charts"]), seen["charts"]
+    return seen
+
+
+def screenshot_has(browser, colour) -> bool:
+    from PIL import Image
+    image = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
+    return any(c == colour for _, c in image.getcolors(maxcolors=1 << 20))
+
+
+def test_gate_writes_an_index_and_a_page_per_family_that_render(tmp_path, browser, capsys):
+    assert main(["--family", "qwen2", "--reports", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"reports: {tmp_path / 'index.html'}" in out
+    records = json.loads((tmp_path / "summary.json").read_text())
+    with open(tmp_path / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["family"], r["graph"], r["verdict"]) for r in rows] == \
+        [(r["family"], r["graph"], r["verdict"]) for r in records] == [("qwen2", "prefill", "PASS"), ("qwen2", "decode", "PASS")]
+    assert float(rows[0]["max_abs_diff"]) == records[0]["max_abs_diff"]
+
+    assert_renders(browser, tmp_path / "index.html", charts=0)
+    links = browser.execute_script("return [...document.querySelectorAll('#results a')].map(a => a.getAttribute('href'))")
+    assert links == ["qwen2.html#prefill", "qwen2.html#decode"]
+    # prefill: |Δ| per vocabulary index and the scatter; decode: |Δ| per step and the scatter
+    assert_renders(browser, tmp_path / "qwen2.html", charts=4)
+    text = browser.find_element("tag name", "body").text
+    for shown in ("Against the golden: match", "qkv_bias", "Reproduce: ./validate_arch.sh --family qwen2",
+                  "transformers", "IREE compiler", f"{records[1]['max_abs_diff']:.3e}", "17/17 tokens", "oracle"):
+        assert shown in text, shown
+    assert not screenshot_has(browser, FAIL_RED)
+
+
+def _mutant_record(fixture, name):
+    bug = mutants.MUTANTS[name]
+    record = run_case(fixture, bug.graph, texts={bug.graph: bug.emit(fixture.config_path)})
+    assert record["verdict"] == "FAIL", record["message"]
+    return {**record, "mutant": name, "mutant_description": bug.description}
+
+
+def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, browser):
+    fixture = fixtures.load("llama")
+    decode_bug, prefill_bug = _mutant_record(fixture, "cache_slot_off_by_one"), _mutant_record(fixture, "rope_theta_default")
+    passing = run_case(fixture)
+    broken = run_case(fixtures.load("qwen2"), texts={"prefill": "this is not StableHLO"})
+    assert broken["verdict"] == "ERROR"
+    assert report.write([passing, decode_bug, prefill_bug, broken], tmp_path) == []
+
+    assert_renders(browser, tmp_path / "llama--cache_slot_off_by_one.html", charts=2)
+    worst = decode_bug["timeline"][decode_bug["worst_step"]]
+    where = browser.find_element("id", "decode-where").text
+    assert (f"max |Δlogit| = {worst['max_abs_diff']:.3e} at step {worst['step']} (position {worst['position']}), "
+            f"vocab index {decode_bug['worst_index']}, exceeds the bound 1.0e-02 by "
+            f"{worst['max_abs_diff'] - 1e-2:.3e}") in where
+    first_over = next(t for t in decode_bug["timeline"] if t["max_abs_diff"] > 1e-2)
+    assert f"first at step {first_over['step']} (position {first_over['position']}" in where
+    row = browser.find_element("id", f"decode-step-{worst['step']}")
+    assert "over" in row.get_attribute("class").split() and "over the bound" in row.text
+    assert browser.find_element("id", "verdict").text == "FAIL"
+    assert screenshot_has(browser, FAIL_RED)
+
+    assert_renders(browser, tmp_path / "llama--rope_theta_default.html", charts=2)
+    where = browser.find_element("id", "prefill-where").text
+    assert (f"max |Δlogit| = {prefill_bug['max_abs_diff']:.3e} at position {fixture.prompt_len - 1} (the prompt's "
+            f"last token), vocab index {prefill_bug['worst_index']}, exceeds the bound") in where
+
+    assert_renders(browser, tmp_path / "llama.html", charts=2)
+    assert_renders(browser, tmp_path / "qwen2.html", charts=0)  # an ERROR has no numbers to draw
+    assert "does not parse" in browser.find_element("id", "prefill-where").text
+
+    assert_renders(browser, tmp_path / "index.html", charts=0)
+    verdicts = lambda: [r.text for r in browser.find_elements("css selector", "#results tbody td:nth-child(3)")]
+    assert verdicts() == ["FAIL", "FAIL", "ERROR", "PASS"]  # failing rows first
+    browser.find_element("css selector", "#results th:nth-child(4)").click()  # sort by max |Δlogit|
+    diffs = [r.get("max_abs_diff") or -1 for r in (broken, passing, decode_bug, prefill_bug)]
+    shown = [c.get_attribute("data-sort") for c in browser.find_elements("css selector", "#results tbody td:nth-child(4)")]
+    assert [float(x) for x in shown] == sorted(diffs)
+
+
+def test_a_report_failure_is_said_and_leaves_the_verdict_alone(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("template exploded")
+    monkeypatch.setattr(report, "write", broken)
+    assert main(["--family", "qwen2", "--reports", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "reports: FAILED, no HTML report written: RuntimeError: template exploded" in out
+    assert "RESULT: PASS" in out and (tmp_path / "summary.json").is_file()
+
+
+def test_a_page_for_nan_logits_names_them_and_still_draws(tmp_path):
+    """NaN/Inf reach the tables and the charts leave them out instead of failing the page."""
+    fixture = fixtures.load("llama")
+    oracle = np.linspace(-2, 2, fixture.config["vocab_size"], dtype=np.float32)
+    graph = oracle.copy()
+    graph[7], graph[9] = np.nan, np.inf
+    comparison = compare.compare_logits(oracle, graph)
+    verdict, message = compare.verdict(comparison, fixture.bound)
+    record = {"family": "llama", "model_type": "llama", "graph": "prefill", "bound": fixture.bound,
+              "prompt_len": fixture.prompt_len, "replay": "./validate_arch.sh --family llama", "verdict": verdict,
+              "message": message, "timings": {}, **comparison.as_dict(),
+              "logits": {"oracle": compare.f32_list(oracle), "graph": compare.f32_list(graph)}}
+    assert report.write([record], tmp_path) == []
+    page = (tmp_path / "llama.html").read_text()
+    assert "NaN/Inf: the graph&#39;s logits hold 2 non-finite values (bound 0)" in page
+    assert page.count("<svg") == 2
