@@ -21,16 +21,38 @@ REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
 GRAPHS = structural.GRAPHS
 
 
-def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str]) -> list[dict]:
-    """Every graph kind of one family in one worker: they share its oracle run and compiled prefill;
-    a family with a routed MLP adds its block-level check."""
+def _warm_up() -> None:
+    """Runs in each new worker while the main process does the structural pass."""
+    import iree.runtime  # noqa: F401
+
+    from . import blocks, validate  # noqa: F401
+
+
+def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str], checks: dict[str, dict],
+                     reports: Path | None, emitter_label: str) -> tuple[list[dict], list[str]]:
+    """Every graph kind of one family in one worker (they share its oracle run and compiled prefill;
+    a family with a routed MLP adds its block-level check), then its report page, so that pages
+    render in parallel. checks: the structural pass's result per graph kind."""
     from . import blocks
     from .validate import run_case
     fixture = fixtures.load(name)
     records = [run_case(fixture, graph, texts=texts, emitter=emitter) for graph in GRAPHS]
     if blocks.applies(fixture):
         records.append(blocks.run_moe_block(fixture, emitter=emitter))
-    return records
+    for record in records:
+        check = checks.get(record["graph"])
+        record["structural"] = check and structural.brief(check)
+        if check and "emit_s" in check:  # emitted once, by the structural pass
+            record["timings"].setdefault("emit", check["emit_s"])
+    return records, (_write_pages(records, reports, emitter_label) if reports else [])
+
+
+def _write_pages(records: list[dict], directory: Path, emitter_label: str) -> list[str]:
+    try:
+        from . import report
+        return report.write_pages(records, directory, emitter_label)[1]
+    except Exception as e:  # noqa: BLE001 - reports explain a verdict, they never decide or stop it
+        return [f"{records[0]['family']}.html not written: {type(e).__name__}: {e}"]
 
 
 def format_line(r: dict) -> str:
@@ -63,43 +85,56 @@ def write_json_atomic(path: Path, value) -> None:
     os.replace(tmp, path)
 
 
-def write_reports(records: list[dict], directory: Path, emitter: str | None) -> None:
-    """The HTML reports and summary.csv. A report problem is said plainly; the verdict stays the gate's."""
-    start = time.perf_counter()
+def write_index(records: list[dict], directory: Path, emitter_label: str, problems: list[str]) -> None:
+    """The index and summary.csv over the pages the workers wrote. A report problem is said
+    plainly; the verdict stays the gate's."""
+    from . import report
+    problems = list(problems)
+    written = {report.page_name(r) for r in records} - {p.split(".html")[0] for p in problems}
     try:
-        from . import report
-        problems = report.write(records, directory, emitter or "built-in (python -m emitter)")
+        report.write_index(records, directory, emitter_label, written, problems)
     except Exception as e:  # noqa: BLE001 - reports explain a verdict, they never decide or stop it
-        print(f"reports: FAILED, no HTML report written: {type(e).__name__}: {e} (the verdict is unaffected)",
-              flush=True)
-        return
+        problems.append(f"index.html not written: {type(e).__name__}: {e} (the verdict is unaffected)")
     for problem in problems:
         print(f"reports: {problem}", flush=True)
-    print(f"reports: {directory / 'index.html'} and a page per family ({time.perf_counter() - start:.1f} s)",
-          flush=True)
+    print(f"reports: {directory / 'index.html'} and a page per family", flush=True)
 
 
-def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) -> list[dict]:
-    """Numerical validation in worker processes, one family per task; texts already emitted by the
-    structural pass are reused."""
+def start_workers(jobs: int) -> ProcessPoolExecutor:
+    """Spawned now, so that their imports overlap the structural pass."""
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(jobs):
+        pool.submit(_warm_up)
+    return pool
+
+
+def run_all(pool: ProcessPoolExecutor, names: list[str], emitter: tuple[str, ...], structural_results: list[dict],
+            reports: Path | None, emitter_label: str) -> tuple[list[dict], list[str]]:
+    """Numerical validation in the worker processes, one family per task, reusing the texts the
+    structural pass emitted; (records in family order, report problems)."""
     by_family: dict[str, list[dict]] = {}
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_validate_family, n, emitter, {g: texts[(n, g)] for g in GRAPHS if (n, g) in texts}): n
-                   for n in names}
-        for future in as_completed(futures):
-            name = futures[future]
-            try:
-                family_records = future.result()
-            except BrokenProcessPool as e:  # a worker died (signal, OOM): that family's cases are ERRORs
-                family_records = [{"family": name, "graph": graph, "verdict": ERROR, "max_abs_diff": None,
-                                   "argmax_match": None, "bound": fixtures.load(name).bound,
-                                   "message": f"the worker process died: {e}",
-                                   "replay": replay_command(fixtures.load(name))} for graph in GRAPHS]
-            by_family[name] = family_records
-            for record in family_records:
-                print(format_line(record), flush=True)
-    return [record for name in names for record in by_family[name]]
+    problems: list[str] = []
+    checks = {(r["case"], r["graph"]): r for r in structural_results}
+    futures = {}
+    for n in names:
+        mine = {g: checks[(n, g)] for g in GRAPHS if (n, g) in checks}
+        texts = {g: c["text"] for g, c in mine.items() if c["text"]}
+        futures[pool.submit(_validate_family, n, emitter, texts, mine, reports, emitter_label)] = n
+    for future in as_completed(futures):
+        name = futures[future]
+        try:
+            family_records, family_problems = future.result()
+        except BrokenProcessPool as e:  # a worker died (signal, OOM): that family's cases are ERRORs
+            family_records = [{"family": name, "graph": graph, "verdict": ERROR, "max_abs_diff": None,
+                               "argmax_match": None, "bound": fixtures.load(name).bound,
+                               "message": f"the worker process died: {e}",
+                               "replay": replay_command(fixtures.load(name))} for graph in GRAPHS]
+            family_problems = [f"{name}.html not written: its worker died"]
+        by_family[name] = family_records
+        problems += family_problems
+        for record in family_records:
+            print(format_line(record), flush=True)
+    return [record for name in names for record in by_family[name]], problems
 
 
 def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:
@@ -158,27 +193,24 @@ def main(argv=None) -> int:
     names = list(dict.fromkeys(selected))
 
     start = time.perf_counter()
+    numeric = not (args.structural_only or args.update_goldens)
+    pool = start_workers(min(args.jobs, len(names))) if numeric else None
     structural_results, structural_ok = [], True
     if emitter == DEFAULT_EMITTER:  # goldens record the built-in emitter; another one has none
         structural_results, structural_ok = structural_pass(args.family, args.update_goldens, args.jobs)
     else:
         print("== structural signatures: skipped (the goldens record the built-in emitter)")
-    if args.structural_only or args.update_goldens:
+    if not numeric:
         print(f"structural-only: {time.perf_counter() - start:.2f} s")
         print(f"RESULT: {'PASS' if structural_ok else 'FAIL'}")
         return 0 if structural_ok else 1
 
     print("== numerical: oracle vs IREE", flush=True)
-    texts = {(r["case"], r["graph"]): r["text"] for r in structural_results if r["text"]}
-    records = run_all(names, min(args.jobs, len(names)), emitter, texts)
-    structural_by_case = {(r["case"], r["graph"]): r for r in structural_results}
-    for record in records:
-        s_result = structural_by_case.get((record["family"], record["graph"]))
-        record["structural"] = s_result and structural.brief(s_result)
-        if s_result and "emit_s" in s_result:  # emitted once, by the structural pass
-            record.setdefault("timings", {}).setdefault("emit", s_result["emit_s"])
+    emitter_label = args.emitter or "built-in (python -m emitter)"
+    with pool:
+        records, problems = run_all(pool, names, emitter, structural_results, args.reports, emitter_label)
     write_json_atomic(args.reports / "summary.json", records)
-    write_reports(records, args.reports, args.emitter)
+    write_index(records, args.reports, emitter_label, problems)
     numeric_ok = all(r["verdict"] == PASS for r in records)
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("PASS", "FAIL", "ERROR")}
     print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['ERROR']} errors "

@@ -45,6 +45,13 @@ def page_name(record: dict) -> str:
 def write(records: list[dict], directory: Path, emitter: str = "built-in (python -m emitter)") -> list[str]:
     """Writes <page>.html per family, index.html and summary.csv under directory, each atomically.
     Returns the problems met (a page that could not be rendered); the others are still written."""
+    written, problems = write_pages(records, directory, emitter)
+    write_index(records, directory, emitter, written, problems)
+    return problems
+
+
+def write_pages(records: list[dict], directory: Path, emitter: str) -> tuple[set[str], list[str]]:
+    """One page per family (and mutant): (the pages written, the problems met)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     context = {"versions": versions(emitter)}
@@ -60,12 +67,19 @@ def write(records: list[dict], directory: Path, emitter: str = "built-in (python
             continue
         write_text_atomic(directory / f"{name}.html", html)
         written.add(name)
+    return written, problems
+
+
+def write_index(records: list[dict], directory: Path, emitter: str, written: set[str], problems: list[str]) -> None:
+    """index.html (linking the pages written) and summary.csv."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     rows = index_rows(records)
     rows["page"] = [f"{p}.html" if p in written else None for p in rows["page"]]
     write_text_atomic(directory / "summary.csv", rows.to_csv(index=False))
     write_text_atomic(directory / "index.html", _env.get_template("index.html.j2").render(
-        rows=rows.astype(object).where(rows.notna(), None).to_dict("records"), problems=problems, **context))
-    return problems
+        rows=rows.astype(object).where(rows.notna(), None).to_dict("records"), problems=problems,
+        versions=versions(emitter)))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
