@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import fixtures, structural
+from . import fixtures, structural, triangulate
 from .compare import ERROR, PASS
 from .validate import DEFAULT_EMITTER, replay_command
 
@@ -45,8 +45,14 @@ def format_line(r: dict) -> str:
             agree = "argmax near-tie flip"
     line = (f"{r['family']:<20} {r['graph']:<8} max|Δlogit| {diff:>9}  bound {r['bound']:.0e}  "
             f"{agree:<28} {r['verdict']}")
+    if r.get("xla"):
+        line += f"  [{triangulate.note(r['xla'])}]"
+
     if r["verdict"] != PASS or r["message"]:
-        line += f"\n    {r['message']}\n    replay: {r['replay']}"
+        line += f"\n    {r['message']}"
+        if r.get("xla") and r["xla"].get("verdict") != triangulate.AGREE:
+            line += f"\n    {triangulate.detail(r['xla'])}"
+        line += f"\n    replay: {r['replay']}"
     return line
 
 
@@ -150,7 +156,7 @@ def main(argv=None) -> int:
         print(f"RESULT: {'PASS' if structural_ok else 'FAIL'}")
         return 0 if structural_ok else 1
 
-    print("== numerical: oracle vs IREE", flush=True)
+    print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
     texts = {(r["case"], r["graph"]): r["text"] for r in structural_results if r["text"]}
     records = run_all(names, min(args.jobs, len(names)), emitter, texts)
     structural_by_case = {(r["case"], r["graph"]): r for r in structural_results}

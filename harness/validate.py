@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compare
+from . import compare, triangulate, xla_backend
 from .fixtures import Fixture
 from .graph import FunctionSignature, GraphError, parse_signature
 from .iree_backend import BackendError, Module, compile_text
@@ -133,11 +133,13 @@ def _timed(timings: dict, stage: str):
 
 class _Graph:
     """One graph kind of a case: emitted (or given), parsed, compiled and loaded."""
+    run_stage = "run"
 
     def __init__(self, kind: str, text: str | None, fixture: Fixture, emitter, timings: dict, record: dict):
         if text is None:
             with _timed(timings, "emit"):
                 text = emit_with_command(emitter, fixture.config_path, kind)
+        self.text = text
         sig = parse_signature(text)
         if "main" not in sig.functions:
             raise CaseError(f"the {kind} graph has no func.func @main")
@@ -151,14 +153,25 @@ class _Graph:
 
     def __call__(self, weights: dict, inputs: dict) -> list[np.ndarray]:
         args = bind(self.main, weights, inputs)
-        with _timed(self.timings, "run"):
+        with _timed(self.timings, self.run_stage):
             return self.module.call("main", *args)
 
 
+class _XlaGraph(_Graph):
+    """The same text compiled by XLA CPU: the second compiler of the triangulation."""
+    run_stage = "xla_run"
+
+    def __init__(self, graph: _Graph, timings: dict):
+        self.text, self.main, self.timings = graph.text, graph.main, timings
+        with _timed(timings, "xla_compile"):
+            self.module = xla_backend.Module(graph.text)
+
+
 def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | None = None,
-             emitter=DEFAULT_EMITTER) -> dict:
+             emitter=DEFAULT_EMITTER, xla: bool = True) -> dict:
     """Validate one fixture and graph kind; never raises: failures become the record's verdict.
-    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too)."""
+    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too).
+    xla: also run the text on XLA CPU and report the three-way comparison (record["xla"])."""
     texts = texts or {}
     timings: dict[str, float] = {}
     record = {"family": fixture.name, "model_type": fixture.model_type, "graph": graph,
@@ -181,28 +194,49 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         with _timed(timings, "oracle"):
             oracle = oracle_run(fixture)
         record["oracle_class"] = oracle.class_name
-        tokens = np.zeros(bucket, np.int32)
-        tokens[: len(prompt)] = prompt
-        logits, *caches = prefill(oracle.weights, {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
-                                                   "real_len": np.array(len(prompt), np.int32)})
+        steps = _graph_logits(prefill, decoder, oracle, prompt, bucket)
         used = {a.name for a in prefill.main.args}
         if decoder is None:
-            result = compare.compare_logits(oracle.logits[0], logits)
+            result = compare.compare_logits(oracle.logits[0], steps[0])
             record.update(result.as_dict())
             record["verdict"], record["message"] = compare.verdict(result, fixture.bound)
         else:
-            steps = _decode(decoder, oracle, len(prompt), logits, caches)
             used |= {a.name for a in decoder.main.args}
             positions = range(len(prompt) - 1, len(prompt) + fixture.decode_steps)
             result = compare.compare_steps(oracle.logits, steps, positions, fixture.bound)
             record.update(result.as_dict())
             record["verdict"], record["message"] = compare.decode_verdict(result)
         record["unused_tensors"] = sorted(set(oracle.weights) - used)
+        if xla:
+            record["xla"] = _triangulate(prefill, decoder, oracle, prompt, bucket, steps, fixture.bound, timings)
     except (CaseError, GraphError, BackendError) as e:
         record["message"] = str(e)
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
         record["message"] = f"unexpected {type(e).__name__}: {e}"
     return record
+
+
+def _graph_logits(prefill: _Graph, decoder: _Graph | None, oracle: OracleRun, prompt: np.ndarray,
+                  bucket: int) -> np.ndarray:
+    """The graph side's logits [steps + 1, V] fed the oracle's tokens (prefill alone: one row)."""
+    tokens = np.zeros(bucket, np.int32)
+    tokens[: len(prompt)] = prompt
+    logits, *caches = prefill(oracle.weights, {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
+                                               "real_len": np.array(len(prompt), np.int32)})
+    if decoder is None:
+        return np.asarray(logits, np.float32).reshape(1, -1)
+    return _decode(decoder, oracle, len(prompt), logits, caches)
+
+
+def _triangulate(prefill: _Graph, decoder: _Graph | None, oracle: OracleRun, prompt: np.ndarray, bucket: int,
+                 iree_logits: np.ndarray, bound: float, timings: dict) -> dict:
+    """The same texts and inputs on XLA CPU; an XLA failure is reported there, never the case's verdict."""
+    try:
+        xla_logits = _graph_logits(_XlaGraph(prefill, timings), decoder and _XlaGraph(decoder, timings),
+                                   oracle, prompt, bucket)
+    except (CaseError, BackendError) as e:
+        return {"error": str(e)}
+    return triangulate.triangulate(oracle.logits[: len(iree_logits)], iree_logits, xla_logits, bound)
 
 
 def _decode(decoder: _Graph, oracle: OracleRun, prompt_len: int, prefill_logits: np.ndarray,
