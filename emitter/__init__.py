@@ -8,10 +8,12 @@ DEFAULT_CAPACITY = 32   # decode cache slots C
 
 
 def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capacity: int = DEFAULT_CAPACITY,
-         core: type[Decoder] = Decoder) -> str:
-    """The StableHLO text of one graph kind for a parsed config."""
+         core: type[Decoder] = Decoder, taps: bool = False) -> str:
+    """The StableHLO text of one graph kind for a parsed config (taps: prefill's per-layer debug outputs)."""
     if graph == "prefill":
-        return prefill(cfg, bucket, core)
+        return prefill(cfg, bucket, core, taps)
+    if graph == "decode" and taps:
+        raise ValueError("debug taps exist for the prefill graph only")
     if graph == "decode":
         return decode(cfg, capacity, core)
     raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS)})")

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import fixtures, structural, triangulate
+from . import fixtures, mutation, structural, triangulate
 from .compare import ERROR, PASS
 from .validate import DEFAULT_EMITTER, replay_command
 
@@ -26,11 +26,11 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str]) -> list[dict]:
+def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str], strict_bound: bool = True) -> list[dict]:
     """Every graph kind of one family in one worker: they share its oracle run and compiled prefill."""
     from .validate import run_case
     fixture = fixtures.load(name)
-    return [run_case(fixture, graph, texts=texts, emitter=emitter) for graph in GRAPHS]
+    return [run_case(fixture, graph, texts=texts, emitter=emitter, strict_bound=strict_bound) for graph in GRAPHS]
 
 
 def format_line(r: dict) -> str:
@@ -65,7 +65,7 @@ def write_json_atomic(path: Path, value) -> None:
     os.replace(tmp, path)
 
 
-def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) -> list[dict]:
+def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict, strict_bound: bool = True) -> list[dict]:
     """Numerical validation in worker processes, one family per task; texts already emitted by the
     structural pass are reused."""
     records: dict[tuple[str, str], dict] = {}
@@ -73,7 +73,8 @@ def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(_validate_family, n, emitter, {g: texts[(n, g)] for g in GRAPHS if (n, g) in texts}): n
+        futures = {pool.submit(_validate_family, n, emitter, {g: texts[(n, g)] for g in GRAPHS if (n, g) in texts},
+                               strict_bound): n
                    for n in names}
         for future in as_completed(futures):
             name = futures[future]
@@ -105,6 +106,18 @@ def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[
     return results, ok
 
 
+def mutation_pass(names: list[str], jobs: int, strict_bound: bool, reports: Path, start: float) -> int:
+    bound = "the strict and the fixed bound" if strict_bound else "the fixed bound alone"
+    print(f"== mutation self-test: every applicable mutant must FAIL ({bound})", flush=True)
+    records = mutation.run_all(names, jobs, strict_bound)
+    write_json_atomic(reports / "mutants.json", records)
+    lines, ok = mutation.summary(records)
+    print("\n".join(lines))
+    print(f"-> {reports / 'mutants.json'} ({time.perf_counter() - start:.1f} s)")
+    print(f"RESULT: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="validate_arch.sh", description=__doc__)
     ap.add_argument("--family", action="append", metavar="NAME",
@@ -117,6 +130,10 @@ def main(argv=None) -> int:
                     help="only emit and check signatures against goldens (no compile, no run, no torch)")
     ap.add_argument("--update-goldens", action="store_true",
                     help="rewrite the goldens that differ from what the emitter writes now, and say which")
+    ap.add_argument("--fixed-bound-only", action="store_true",
+                    help="judge by the fixed bound alone (no fp64 oracle run, no strict noise-derived bound)")
+    ap.add_argument("--mutants", action="store_true",
+                    help="the mutation self-test: every applicable mutant of the selected families must FAIL")
     args = ap.parse_args(argv)
 
     if args.update_goldens and os.environ.get("PYTEST_XDIST_WORKER"):
@@ -146,6 +163,8 @@ def main(argv=None) -> int:
     names = list(dict.fromkeys(selected))
 
     start = time.perf_counter()
+    if args.mutants:
+        return mutation_pass(names, min(args.jobs, len(names)), not args.fixed_bound_only, args.reports, start)
     structural_results, structural_ok = [], True
     if emitter == DEFAULT_EMITTER:  # goldens record the built-in emitter; another one has none
         structural_results, structural_ok = structural_pass(args.family, args.update_goldens, args.jobs)
@@ -158,7 +177,7 @@ def main(argv=None) -> int:
 
     print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
     texts = {(r["case"], r["graph"]): r["text"] for r in structural_results if r["text"]}
-    records = run_all(names, min(args.jobs, len(names)), emitter, texts)
+    records = run_all(names, min(args.jobs, len(names)), emitter, texts, strict_bound=not args.fixed_bound_only)
     structural_by_case = {(r["case"], r["graph"]): r for r in structural_results}
     for record in records:
         s_result = structural_by_case.get((record["family"], record["graph"]))

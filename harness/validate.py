@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compare, triangulate, xla_backend
+from . import compare, noise, triangulate, xla_backend
 from .fixtures import Fixture
 from .graph import FunctionSignature, GraphError, parse_signature
 from .iree_backend import BackendError, Module, compile_text
@@ -168,10 +168,12 @@ class _XlaGraph(_Graph):
 
 
 def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | None = None,
-             emitter=DEFAULT_EMITTER, xla: bool = True) -> dict:
+             emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True) -> dict:
     """Validate one fixture and graph kind; never raises: failures become the record's verdict.
     texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too).
-    xla: also run the text on XLA CPU and report the three-way comparison (record["xla"])."""
+    xla: also run the text on XLA CPU and report the three-way comparison (record["xla"]).
+    strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
+    oracle run); False judges by the fixed bound alone."""
     texts = texts or {}
     timings: dict[str, float] = {}
     record = {"family": fixture.name, "model_type": fixture.model_type, "graph": graph,
@@ -207,6 +209,8 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
             record.update(result.as_dict())
             record["verdict"], record["message"] = compare.decode_verdict(result)
         record["unused_tensors"] = sorted(set(oracle.weights) - used)
+        if strict_bound:
+            _judge_against_noise(record, fixture, oracle, len(steps), timings)
         if xla:
             record["xla"] = _triangulate(prefill, decoder, oracle, prompt, bucket, steps, fixture.bound, timings)
     except (CaseError, GraphError, BackendError) as e:
@@ -226,6 +230,16 @@ def _graph_logits(prefill: _Graph, decoder: _Graph | None, oracle: OracleRun, pr
     if decoder is None:
         return np.asarray(logits, np.float32).reshape(1, -1)
     return _decode(decoder, oracle, len(prompt), logits, caches)
+
+
+def _judge_against_noise(record: dict, fixture: Fixture, oracle: OracleRun, steps: int, timings: dict) -> None:
+    """Adds the noise floor and the strict bound; a PASS beyond the strict bound becomes a FAIL."""
+    with _timed(timings, "oracle_fp64"):
+        fp64 = noise.fp64_logits(fixture, oracle.tokens)[:steps]
+    record.update(noise.assess(record["max_abs_diff"], noise.noise_floor(oracle.logits[:steps], fp64)))
+    record["fixed_verdict"] = record["verdict"]
+    if record["verdict"] == compare.PASS and not record["max_abs_diff"] <= record["strict_bound"]:
+        record["verdict"], record["message"] = compare.FAIL, noise.strict_failure(record)
 
 
 def _triangulate(prefill: _Graph, decoder: _Graph | None, oracle: OracleRun, prompt: np.ndarray, bucket: int,
