@@ -14,7 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from . import fixtures, mutation, structural, triangulate
-from .compare import ERROR, PASS
+from .compare import ERROR, FAIL, PASS
 from .validate import DEFAULT_EMITTER, replay_command
 
 REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
@@ -30,7 +30,21 @@ def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str],
     """Every graph kind of one family in one worker: they share its oracle run and compiled prefill."""
     from .validate import run_case
     fixture = fixtures.load(name)
-    return [run_case(fixture, graph, texts=texts, emitter=emitter, strict_bound=strict_bound) for graph in GRAPHS]
+    records = [run_case(fixture, graph, texts=texts, emitter=emitter, strict_bound=strict_bound) for graph in GRAPHS]
+    if emitter == DEFAULT_EMITTER:  # the built-in emitter can re-emit the failing prefill graph with debug taps
+        for record in records:
+            if record["graph"] == "prefill" and record["verdict"] == FAIL:
+                record["localisation"] = _localise(fixture)
+    return records
+
+
+def _localise(fixture) -> dict:
+    from . import localise
+    try:
+        result = localise.localise(fixture)
+    except Exception as e:  # noqa: BLE001 - a diagnosis that fails must not hide the verdict
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {**result, "summary": localise.describe(result)}
 
 
 def format_line(r: dict) -> str:
@@ -52,6 +66,8 @@ def format_line(r: dict) -> str:
         line += f"\n    {r['message']}"
         if r.get("xla") and r["xla"].get("verdict") != triangulate.AGREE:
             line += f"\n    {triangulate.detail(r['xla'])}"
+        if r.get("localisation"):
+            line += f"\n    localised: {r['localisation'].get('summary') or r['localisation'].get('error')}"
         line += f"\n    replay: {r['replay']}"
     return line
 

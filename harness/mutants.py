@@ -28,6 +28,9 @@ class Mutant:
     core: type[Decoder] = Decoder
     graph: str = "prefill"  # the graph kind whose check must kill it
     applies: Applies | None = None  # None: only where a fixture lists it
+    # the same slip on the oracle's config.json, where HF can express it: its exact effect in fp64
+    # says whether any fp32 check could see it at all (harness/mutation.py)
+    oracle_config: Callable[[dict], dict] | None = None
 
     def emit(self, config_path: Path) -> str:
         return emit(self.config(Config.from_json(config_path)), self.graph, core=self.core)
@@ -162,7 +165,8 @@ MUTANTS: dict[str, Mutant] = {
                                     core=DecodeIgnoresWindow, graph="decode", applies=_slides),
     # Subtle slips: some stay inside the fixed 1e-2 bound; the strict bound (harness/noise.py) catches them.
     "eps_10x": Mutant("RMSNorm epsilon 10x the config's", lambda c: replace(c, rms_norm_eps=c.rms_norm_eps * 10),
-                      applies=lambda c: True),
+                      applies=lambda c: True,
+                      oracle_config=lambda raw: {**raw, "rms_norm_eps": Config.from_dict(raw).rms_norm_eps * 10}),
     "attn_scale_1pct": Mutant("attention scores scaled 1% too much",
                               lambda c: replace(c, score_scale=c.score_scale * 1.01), applies=lambda c: True),
     "mask_includes_next": Mutant("the causal mask lets each query see the next slot", core=MaskIncludesNext,

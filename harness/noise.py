@@ -19,7 +19,7 @@ import numpy as np
 
 from .fixtures import Fixture
 
-STRICT_FACTOR = 20.0
+STRICT_FACTOR = 10.0
 # A floor can never be below one f32 rounding of the largest logit: guards the ratio
 # against a floor that happens to come out near zero.
 F32_EPS = float(np.finfo(np.float32).eps)
