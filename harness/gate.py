@@ -175,6 +175,9 @@ def main(argv=None) -> int:
     except fixtures.FixtureError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.mutants and args.emitter:
+        print("error: --mutants mutates the built-in emitter; it cannot take --emitter", file=sys.stderr)
+        return 2
     emitter = tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
     names = list(dict.fromkeys(selected))
 

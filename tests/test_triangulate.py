@@ -45,3 +45,11 @@ def test_a_compiler_problem_is_blamed_on_iree(monkeypatch):
     monkeypatch.setattr(iree_backend.Module, "call", miscompiled)
     record = run_case(fixtures.load("qwen3"), "decode")
     assert record["verdict"] == "FAIL" and record["xla"]["verdict"] == triangulate.IREE, record["xla"]
+
+
+def test_a_subtle_emitter_bug_is_blamed_at_the_strict_bound():
+    """eps 10x on Llama: inside 1e-2, beyond the strict bound; both compilers agree on the wrong answer."""
+    fixture, bug = fixtures.load("llama"), mutants.MUTANTS["eps_10x"]
+    record = run_case(fixture, "prefill", texts={"prefill": bug.emit(fixture.config_path)})
+    assert record["verdict"] == "FAIL" and record["fixed_verdict"] == "PASS"
+    assert record["xla"]["verdict"] == triangulate.EMITTER, record["xla"]
