@@ -76,3 +76,24 @@ def test_taps_only_on_request():
     assert "tensor<4x16x64xf32>" in tapped and "tensor<4x16x64xf32>" not in plain
     with pytest.raises(ValueError):
         emit(config, "decode", taps=True)
+
+
+def test_gate_localises_a_failing_prefill(monkeypatch):
+    """The built-in emitter itself broken (gate/up swapped in layer 3): the gate's failing prefill
+    record says where."""
+    from harness.gate import _validate_family, format_line
+    from harness.validate import DEFAULT_EMITTER
+    weight = Decoder.weight
+
+    def swapped_in_layer3(self, name, shape):
+        stem, _, leaf = name.rpartition(".mlp.")
+        if stem.endswith(".layers.3"):
+            name = f"{stem}.mlp.{mutants.GateUpSwapped.SWAP.get(leaf, leaf)}"
+        return weight(self, name, shape)
+
+    monkeypatch.setattr(Decoder, "weight", swapped_in_layer3)
+    prefill, _decode = _validate_family(FAMILY, DEFAULT_EMITTER, {})
+    assert prefill["verdict"] == "FAIL", format_line(prefill)
+    first = prefill["localisation"]["first"]
+    assert (first["layer"], first["point"]) == (3, "mlp"), prefill["localisation"]
+    assert "localised: first divergence: layer 3 mlp" in format_line(prefill)
