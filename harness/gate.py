@@ -61,7 +61,6 @@ def format_line(r: dict) -> str:
             f"{agree:<28} {r['verdict']}")
     if r.get("xla"):
         line += f"  [{triangulate.note(r['xla'])}]"
-
     if r["verdict"] != PASS or r["message"]:
         line += f"\n    {r['message']}"
         if r.get("xla") and r["xla"].get("verdict") != triangulate.AGREE:
