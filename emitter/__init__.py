@@ -9,12 +9,14 @@ DEFAULT_CAPACITY = 32   # decode cache slots C
 
 
 def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capacity: int = DEFAULT_CAPACITY,
-         core: type[Decoder] = Decoder) -> str:
-    """The StableHLO text of one graph kind for a parsed config."""
+         core: type[Decoder] = Decoder, taps: bool = False) -> str:
+    """The StableHLO text of one graph kind for a parsed config (taps: prefill's per-layer debug outputs)."""
     if graph in GRAPHS:
         cfg.check_positions(bucket if graph == "prefill" else capacity, graph)
     if graph == "prefill":
-        return prefill(cfg, bucket, core)
+        return prefill(cfg, bucket, core, taps)
+    if graph == "decode" and taps:
+        raise ValueError("debug taps exist for the prefill graph only")
     if graph == "decode":
         return decode(cfg, capacity, core)
     if graph == "moe_block":

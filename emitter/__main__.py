@@ -1,4 +1,4 @@
-"""python -m emitter --config CONFIG.json --graph {prefill,decode,moe_block} --out FILE.mlir"""
+"""python -m emitter --config CONFIG.json --graph {prefill,decode,moe_block} --out FILE.mlir [--debug-taps]"""
 import argparse
 import os
 import sys
@@ -15,9 +15,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="where to write the StableHLO text")
     ap.add_argument("--bucket", type=int, default=DEFAULT_BUCKET, help="prefill (and moe_block) tokens (default %(default)s)")
     ap.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="decode cache slots (default %(default)s)")
+    ap.add_argument("--debug-taps", action="store_true",
+                    help="prefill only: also return every layer's attention, MLP and layer outputs")
     args = ap.parse_args(argv)
+    if args.debug_taps and args.graph != "prefill":
+        ap.error("--debug-taps exists for --graph prefill only")
     try:
-        text = emit(Config.from_json(args.config), args.graph, args.bucket, args.capacity)
+        text = emit(Config.from_json(args.config), args.graph, args.bucket, args.capacity, taps=args.debug_taps)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -254,19 +254,51 @@ class Decoder:
         return self.softcap(g.reshape(logits, (cfg.vocab_size,)), cfg.final_softcap)
 
 
-def prefill(cfg: Config, bucket: int, core: type[Decoder] = Decoder) -> str:
+TAP_POINTS = ("attention", "mlp", "layer")
+
+
+def tapped(core: type[Decoder]) -> type[Decoder]:
+    """The core with debug taps: every layer's attention output, MLP output (both before any
+    post-norm and the residual add) and layer output, each [T, hidden], kept in order."""
+    class Tapped(core):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.taps: dict[str, list[Value]] = {point: [] for point in TAP_POINTS}
+
+        def attention(self, x, i, rope, mask):
+            return self._tap("attention", super().attention(x, i, rope, mask))
+
+        def mlp(self, x, i):
+            return self._tap("mlp", super().mlp(x, i))
+
+        def layer(self, x, i, rope, mask):
+            return self._tap("layer", super().layer(x, i, rope, mask))
+
+        def _tap(self, point: str, value: Value) -> Value:
+            self.taps[point].append(value)
+            return value
+
+        def stacked_taps(self) -> list[Value]:
+            g = self.g
+            return [g.concatenate([g.reshape(v, (1, *v.shape)) for v in self.taps[p]], dim=0) for p in TAP_POINTS]
+
+    return Tapped
+
+
+def prefill(cfg: Config, bucket: int, core: type[Decoder] = Decoder, taps: bool = False) -> str:
     """tokens i32[Lp], positions i32[Lp], real_len i32[] -> logits f32[V] of the last real token and
     the K/V caches f32[L, Lp, n_kv, D]. Padding after real_len is causally invisible to real tokens.
-    core: the decoder core (mutation tests pass a deliberately broken subclass)."""
+    core: the decoder core (mutation tests pass a deliberately broken subclass).
+    taps: also return f32[L, Lp, hidden] per TAP_POINTS (per-layer localisation of a divergence)."""
     g = Function("main")
-    dec = core(cfg, g)
+    dec = (tapped(core) if taps else core)(cfg, g)
     tokens = g.input("tokens", (bucket,), "i32")
     positions = g.input("positions", (bucket,), "i32")
     real_len = g.input("real_len", (), "i32")
     slots = g.iota((bucket,), 0)
     h = dec.hidden_states(tokens, positions, slots, slots, capacity=bucket)
     last = g.dynamic_slice(h, [g.sub(real_len, g.scalar(1, "i32")), g.scalar(0, "i32")], (1, cfg.hidden_size))
-    g.returns(dec.logits(last), *dec.stacked_new_kv())
+    g.returns(dec.logits(last), *dec.stacked_new_kv(), *(dec.stacked_taps() if taps else ()))
     return module(f"{cfg.model_type}_prefill", [g])
 
 

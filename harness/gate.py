@@ -13,8 +13,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import fixtures, structural
-from .compare import ERROR, PASS
+from . import fixtures, mutation, structural, triangulate
+from .compare import ERROR, FAIL, PASS
 from .validate import DEFAULT_EMITTER, replay_command
 
 REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
@@ -29,14 +29,14 @@ def _warm_up() -> None:
 
 
 def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str], checks: dict[str, dict],
-                     reports: Path | None, emitter_label: str) -> tuple[list[dict], list[str]]:
+                     reports: Path | None, emitter_label: str, strict_bound: bool) -> tuple[list[dict], list[str]]:
     """Every graph kind of one family in one worker (they share its oracle run and compiled prefill;
     a family with a routed MLP adds its block-level check), then its report page, so that pages
     render in parallel. checks: the structural pass's result per graph kind."""
     from . import blocks
     from .validate import run_case
     fixture = fixtures.load(name)
-    records = [run_case(fixture, graph, texts=texts, emitter=emitter) for graph in GRAPHS]
+    records = [run_case(fixture, graph, texts=texts, emitter=emitter, strict_bound=strict_bound) for graph in GRAPHS]
     if blocks.applies(fixture):
         records.append(blocks.run_moe_block(fixture, emitter=emitter))
     for record in records:
@@ -44,7 +44,18 @@ def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str],
         record["structural"] = check and structural.brief(check)
         if check and "emit_s" in check:  # emitted once, by the structural pass
             record["timings"].setdefault("emit", check["emit_s"])
+        if emitter == DEFAULT_EMITTER and record["graph"] == "prefill" and record["verdict"] == FAIL:
+            record["localisation"] = _localise(fixture)  # the built-in emitter can re-emit it with debug taps
     return records, (_write_pages(records, reports, emitter_label) if reports else [])
+
+
+def _localise(fixture) -> dict:
+    from . import localise
+    try:
+        result = localise.localise(fixture)
+    except Exception as e:  # noqa: BLE001 - a diagnosis that fails must not hide the verdict
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {**result, "summary": localise.describe(result)}
 
 
 def _write_pages(records: list[dict], directory: Path, emitter_label: str) -> list[str]:
@@ -71,8 +82,15 @@ def format_line(r: dict) -> str:
     metric = "max|Δ|    " if r["graph"] == "moe_block" else "max|Δlogit|"
     line = (f"{r['family']:<20} {r['graph']:<9} {metric} {diff:>9}  bound {r['bound']:.0e}  "
             f"{agree:<30} {r['verdict']}")
+    if r.get("xla"):
+        line += f"  [{triangulate.note(r['xla'])}]"
     if r["verdict"] != PASS or r["message"]:
-        line += f"\n    {r['message']}\n    replay: {r['replay']}"
+        line += f"\n    {r['message']}"
+        if r.get("xla") and r["xla"].get("verdict") != triangulate.AGREE:
+            line += f"\n    {triangulate.detail(r['xla'])}"
+        if r.get("localisation"):
+            line += f"\n    localised: {r['localisation'].get('summary') or r['localisation'].get('error')}"
+        line += f"\n    replay: {r['replay']}"
     return line
 
 
@@ -109,7 +127,7 @@ def start_workers(jobs: int) -> ProcessPoolExecutor:
 
 
 def run_all(pool: ProcessPoolExecutor, names: list[str], emitter: tuple[str, ...], structural_results: list[dict],
-            reports: Path | None, emitter_label: str) -> tuple[list[dict], list[str]]:
+            reports: Path | None, emitter_label: str, strict_bound: bool) -> tuple[list[dict], list[str]]:
     """Numerical validation in the worker processes, one family per task, reusing the texts the
     structural pass emitted; (records in family order, report problems)."""
     by_family: dict[str, list[dict]] = {}
@@ -119,7 +137,7 @@ def run_all(pool: ProcessPoolExecutor, names: list[str], emitter: tuple[str, ...
     for n in names:
         mine = {g: checks[(n, g)] for g in GRAPHS if (n, g) in checks}
         texts = {g: c["text"] for g, c in mine.items() if c["text"]}
-        futures[pool.submit(_validate_family, n, emitter, texts, mine, reports, emitter_label)] = n
+        futures[pool.submit(_validate_family, n, emitter, texts, mine, reports, emitter_label, strict_bound)] = n
     for future in as_completed(futures):
         name = futures[future]
         try:
@@ -152,6 +170,18 @@ def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[
     return results, ok
 
 
+def mutation_pass(names: list[str], jobs: int, strict_bound: bool, reports: Path, start: float) -> int:
+    bound = "the strict and the fixed bound" if strict_bound else "the fixed bound alone"
+    print(f"== mutation self-test: every applicable mutant must FAIL ({bound})", flush=True)
+    records = mutation.run_all(names, jobs, strict_bound)
+    write_json_atomic(reports / "mutants.json", records)
+    lines, ok = mutation.summary(records)
+    print("\n".join(lines))
+    print(f"-> {reports / 'mutants.json'} ({time.perf_counter() - start:.1f} s)")
+    print(f"RESULT: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="validate_arch.sh", description=__doc__)
     ap.add_argument("--family", action="append", metavar="NAME",
@@ -164,6 +194,10 @@ def main(argv=None) -> int:
                     help="only emit and check signatures against goldens (no compile, no run, no torch)")
     ap.add_argument("--update-goldens", action="store_true",
                     help="rewrite the goldens that differ from what the emitter writes now, and say which")
+    ap.add_argument("--fixed-bound-only", action="store_true",
+                    help="judge by the fixed bound alone (no fp64 oracle run, no strict noise-derived bound)")
+    ap.add_argument("--mutants", action="store_true",
+                    help="the mutation self-test: every applicable mutant of the selected families must FAIL")
     args = ap.parse_args(argv)
 
     if args.update_goldens and os.environ.get("PYTEST_XDIST_WORKER"):
@@ -189,10 +223,15 @@ def main(argv=None) -> int:
     except fixtures.FixtureError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.mutants and args.emitter:
+        print("error: --mutants mutates the built-in emitter; it cannot take --emitter", file=sys.stderr)
+        return 2
     emitter = tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
     names = list(dict.fromkeys(selected))
 
     start = time.perf_counter()
+    if args.mutants:
+        return mutation_pass(names, min(args.jobs, len(names)), not args.fixed_bound_only, args.reports, start)
     numeric = not (args.structural_only or args.update_goldens)
     pool = start_workers(min(args.jobs, len(names))) if numeric else None
     structural_results, structural_ok = [], True
@@ -205,10 +244,11 @@ def main(argv=None) -> int:
         print(f"RESULT: {'PASS' if structural_ok else 'FAIL'}")
         return 0 if structural_ok else 1
 
-    print("== numerical: oracle vs IREE", flush=True)
+    print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
     emitter_label = args.emitter or "built-in (python -m emitter)"
     with pool:
-        records, problems = run_all(pool, names, emitter, structural_results, args.reports, emitter_label)
+        records, problems = run_all(pool, names, emitter, structural_results, args.reports, emitter_label,
+                                    strict_bound=not args.fixed_bound_only)
     write_json_atomic(args.reports / "summary.json", records)
     write_index(records, args.reports, emitter_label, problems)
     numeric_ok = all(r["verdict"] == PASS for r in records)

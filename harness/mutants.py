@@ -4,7 +4,9 @@ A config mutant rewrites the parsed config before emission; a core mutant is a d
 subclass with one method wrong. Either way the graph is wrong while the oracle stays
 right. A fixture lists the mutants that its family's deltas must kill (fixture.json
 "mutants"); a check with teeth reports FAIL for every one of them, on the graph kind the
-mutant breaks.
+mutant breaks. Each mutant also says where it applies (`applies`, a predicate on the
+parsed Config's flags, never on a family name, so families added later are covered);
+harness/mutation.py runs every applicable one per family and reports the kill rate.
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from typing import Callable
 
 from emitter import Config, Decoder, Rope, emit
 from emitter.families import FULL, SLIDING
+from emitter.stablehlo import Value
+
+Applies = Callable[[Config], bool]
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,10 @@ class Mutant:
     config: Callable[[Config], Config] = lambda c: c
     core: type[Decoder] = Decoder
     graph: str = "prefill"  # the graph kind whose check must kill it
+    applies: Applies | None = None  # None: only where a fixture lists it
+    # the same slip on the oracle's config.json, where HF can express it: its exact effect in fp64
+    # says whether any fp32 check could see it at all (harness/mutation.py)
+    oracle_config: Callable[[dict], dict] | None = None
 
     def emit(self, config_path: Path) -> str:
         return emit(self.config(Config.from_json(config_path)), self.graph, core=self.core)
@@ -47,16 +56,97 @@ class DecodeIgnoresWindow(Decoder):
         return super().mask(q_slot, k_slot, None if q_slot.shape[0] == 1 else window)
 
 
+class MaskIncludesNext(Decoder):
+    """The causal mask lets each query see the next slot too."""
+    def mask(self, q_slot, k_slot, window):
+        return super().mask(self.g.add(q_slot, self.g.broadcast(self.g.scalar(1, "i32"), q_slot.shape, ())),
+                            k_slot, None if window is None else window + 1)
+
+
+class RopeInterleaved(Decoder):
+    """GPT-J style RoPE: rotates the pairs (x[2i], x[2i+1]) instead of (x[i], x[i + D/2])."""
+    def rotate(self, x, cos, sin):
+        g = self.g
+        t, h, d = x.shape
+        pairs = g.reshape(x, (t, h, d // 2, 2))
+        even = g.reshape(g.slice(pairs, (0, 0, 0, 0), (t, h, d // 2, 1)), (t, h, d // 2))
+        odd = g.reshape(g.slice(pairs, (0, 0, 0, 1), (t, h, d // 2, 2)), (t, h, d // 2))
+        c, s = g.broadcast(cos, even.shape, [0, 2]), g.broadcast(sin, even.shape, [0, 2])
+        rotated = [g.sub(g.mul(even, c), g.mul(odd, s)), g.add(g.mul(odd, c), g.mul(even, s))]
+        return g.reshape(g.concatenate([g.reshape(r, (t, h, d // 2, 1)) for r in rotated], dim=3), (t, h, d))
+
+
+class GateUpSwapped(Decoder):
+    """The MLP's gate and up projections bound to each other's checkpoint tensors."""
+    SWAP = {"gate_proj.weight": "up_proj.weight", "up_proj.weight": "gate_proj.weight"}
+
+    def weight(self, name, shape):
+        stem, _, leaf = name.rpartition(".mlp.")
+        return super().weight(f"{stem}.mlp.{self.SWAP.get(leaf, leaf)}" if stem else name, shape)
+
+
+class QkNormWrongAxis(Decoder):
+    """q/k RMSNorm over the other axis: the whole projection where the family norms each head,
+    each head where it norms the whole projection (the weight is applied as the family's)."""
+    def rms_norm(self, x, name):
+        if not name.endswith(("q_norm", "k_norm")):
+            return super().rms_norm(x, name)
+        g, shape, d = self.g, x.shape, self.cfg.head_dim
+        other = (shape[0], shape[1] * shape[2]) if len(shape) == 3 else (shape[0], shape[1] // d, d)
+        y = g.reshape(self._normalise(g.reshape(x, other)), shape)
+        w = self.weight(f"{name}.weight", (shape[-1],))
+        if self.cfg.norm_plus_one:
+            w = g.add(g.scalar(1.0), w)
+        return g.mul(y, g.broadcast(w, shape, [len(shape) - 1]))
+
+    def _normalise(self, x: Value) -> Value:
+        g, last = self.g, len(x.shape) - 1
+        mean_sq = g.div(g.reduce(g.mul(x, x), g.scalar(0.0), "add", [last]), g.scalar(float(x.shape[-1])))
+        inv_rms = g.rsqrt(g.add(mean_sq, g.scalar(self.cfg.rms_norm_eps)))
+        return g.mul(x, g.broadcast(inv_rms, x.shape, list(range(last))))
+
+
 def _first_full_layer_slides(c: Config) -> Config:
     types = list(c.layer_types)
     types[types.index(FULL)] = SLIDING
     return replace(c, layer_types=tuple(types))
 
 
-def _gate_up_swapped(c: Config) -> Config:
-    swap = {".mlp.c_fc_0.": ".mlp.c_fc_1.", ".mlp.c_fc_1.": ".mlp.c_fc_0."}
-    return replace(c, weight_names=tuple((pattern, swap.get(name, name)) for pattern, name in c.weight_names))
+def _rotates(c: Config) -> bool:
+    return any(c.rope_for(i) is not None for i in range(c.num_layers))
 
+
+def _slides(c: Config) -> bool:
+    return SLIDING in c.layer_types
+
+
+def _scaled_rope(c: Config) -> bool:
+    return _rotates(c) and (c.rope_full.kind != "default" or (_slides(c) and c.rope_sliding.kind != "default"))
+
+
+_APPLIES: dict[str, Applies] = {
+    "rope_theta_default": lambda c: _rotates(c) and {c.rope_full.theta, c.rope_sliding.theta} != {10000.0},
+    "no_rope_scaling": _scaled_rope,
+    "local_rope_is_global": lambda c: _slides(c) and c.rope_sliding != c.rope_full,
+    "nope_layer_rotated": lambda c: not all(c.rope_layers),
+    "no_qkv_bias": lambda c: c.qkv_bias,
+    "no_qk_norm": lambda c: c.qk_norm is not None,
+    "no_plus_one_norm": lambda c: c.norm_plus_one,
+    "no_embed_scale": lambda c: c.embed_scale,
+    "silu_for_gelu": lambda c: c.mlp_activation != "silu",
+    "no_attn_softcap": lambda c: c.attn_softcap is not None,
+    "no_final_softcap": lambda c: c.final_softcap is not None,
+    "head_dim_score_scale": lambda c: abs(c.score_scale - c.head_dim ** -0.5) > 1e-9,
+    "window_off_by_one": _slides,
+    "no_sliding_window": _slides,
+    "global_layer_slides": lambda c: _slides(c) and FULL in c.layer_types,
+    "no_o_bias": lambda c: c.o_bias,
+    "no_mlp_bias": lambda c: c.mlp_bias,
+    "no_yarn_attention_factor": lambda c: _rotates(c) and "yarn" in {c.rope_full.kind, c.rope_sliding.kind},
+    "no_topk_renorm": lambda c: c.moe is not None and c.moe.renormalize,
+    "renormalize_topk": lambda c: c.moe is not None and not c.moe.renormalize,
+    "no_clip_qkv": lambda c: c.clip_qkv is not None,
+}
 
 _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "rope_theta_default": ("RoPE base 10000 instead of the config's rope_theta",
@@ -71,8 +161,6 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "no_yarn_attention_factor": ("YaRN's attention factor left out of cos and sin",
                                  lambda c: replace(c, rope_full=replace(c.rope_full, attention_factor=1.0),
                                                    rope_sliding=replace(c.rope_sliding, attention_factor=1.0))),
-    "gate_up_swapped": ("checkpoint names with gate and up swapped (EXAONE's c_fc_0 read as up, c_fc_1 as gate)",
-                        _gate_up_swapped),
     "no_qk_norm": ("q/k RMSNorm dropped", lambda c: replace(c, qk_norm=None)),
     "no_plus_one_norm": ("RMSNorm scales by w instead of (1 + w)", lambda c: replace(c, norm_plus_one=False)),
     "no_embed_scale": ("embeddings not scaled by sqrt(hidden)", lambda c: replace(c, embed_scale=False)),
@@ -94,11 +182,34 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
 }
 
 MUTANTS: dict[str, Mutant] = {
-    **{name: Mutant(description, config) for name, (description, config) in _CONFIG_MUTANTS.items()},
+    **{name: Mutant(description, config, applies=_APPLIES.get(name))
+       for name, (description, config) in _CONFIG_MUTANTS.items()},
     "cache_slot_off_by_one": Mutant("decode writes the new key/value one slot past the cache's end",
-                                    core=CacheSlotOffByOne, graph="decode"),
-    "topk_least_likely": Mutant("routing keeps the k least likely experts", core=TopKLeastLikely),
-    "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated),
+                                    core=CacheSlotOffByOne, graph="decode", applies=lambda c: True),
     "decode_ignores_window": Mutant("decode attends to the whole cache on sliding layers",
-                                    core=DecodeIgnoresWindow, graph="decode"),
+                                    core=DecodeIgnoresWindow, graph="decode", applies=_slides),
+    # Subtle slips: some stay inside the fixed 1e-2 bound; the strict bound (harness/noise.py) catches them.
+    "eps_10x": Mutant("RMSNorm epsilon 10x the config's", lambda c: replace(c, rms_norm_eps=c.rms_norm_eps * 10),
+                      applies=lambda c: True,
+                      oracle_config=lambda raw: {**raw, "rms_norm_eps": Config.from_dict(raw).rms_norm_eps * 10}),
+    "attn_scale_1pct": Mutant("attention scores scaled 1% too much",
+                              lambda c: replace(c, score_scale=c.score_scale * 1.01), applies=lambda c: True),
+    "mask_includes_next": Mutant("the causal mask lets each query see the next slot", core=MaskIncludesNext,
+                                 applies=lambda c: True),
+    "rope_interleaved": Mutant("RoPE rotates interleaved pairs instead of the two halves", core=RopeInterleaved,
+                               applies=_rotates),
+    "gate_up_swapped": Mutant("the MLP's gate and up projections swapped", core=GateUpSwapped,
+                              applies=lambda c: c.moe is None or not all(c.moe.routed_layers)),
+    "topk_least_likely": Mutant("routing keeps the k least likely experts", core=TopKLeastLikely,
+                                applies=lambda c: c.moe is not None),
+    "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated,
+                                    applies=lambda c: c.moe is not None and bool(c.moe.shared_expert_size)),
+    "qk_norm_wrong_axis": Mutant("q/k RMSNorm over the other axis (projection vs head)", core=QkNormWrongAxis,
+                                 applies=lambda c: c.qk_norm is not None),
 }
+
+
+def applicable(name: str, config: Config, listed: tuple[str, ...] = ()) -> bool:
+    """A mutant applies to a family when its predicate holds on the config, or the fixture lists it."""
+    bug = MUTANTS[name]
+    return name in listed or (bug.applies is not None and bug.applies(config))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compare
+from . import compare, noise, triangulate, xla_backend
 from .fixtures import Fixture
 from .graph import FunctionSignature, GraphError, parse_signature
 from .iree_backend import BackendError, Module, compile_text
@@ -144,11 +144,13 @@ def timed(timings: dict, stage: str):
 
 class CompiledGraph:
     """One graph kind of a case: emitted (or given), parsed, compiled and loaded."""
+    run_stage = "run"
 
     def __init__(self, kind: str, text: str | None, fixture: Fixture, emitter, timings: dict, record: dict):
         if text is None:
             with timed(timings, "emit"):
                 text = emit_with_command(emitter, fixture.config_path, kind)
+        self.text = text
         sig = parse_signature(text)
         if "main" not in sig.functions:
             raise CaseError(f"the {kind} graph has no func.func @main")
@@ -162,8 +164,18 @@ class CompiledGraph:
 
     def __call__(self, weights: dict, inputs: dict) -> list[np.ndarray]:
         args = bind(self.main, weights, inputs)
-        with timed(self.timings, "run"):
+        with timed(self.timings, self.run_stage):
             return self.module.call("main", *args)
+
+
+class _XlaGraph(CompiledGraph):
+    """The same text compiled by XLA CPU: the second compiler of the triangulation."""
+    run_stage = "xla_run"
+
+    def __init__(self, graph: CompiledGraph, timings: dict):
+        self.text, self.main, self.timings = graph.text, graph.main, timings
+        with timed(timings, "xla_compile"):
+            self.module = xla_backend.Module(graph.text)
 
 
 def new_record(fixture: Fixture, graph: str, bound: float) -> dict:
@@ -175,9 +187,12 @@ def new_record(fixture: Fixture, graph: str, bound: float) -> dict:
 
 
 def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | None = None,
-             emitter=DEFAULT_EMITTER) -> dict:
+             emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True) -> dict:
     """Validate one fixture and graph kind; never raises: failures become the record's verdict.
-    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too)."""
+    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too).
+    xla: also run the text on XLA CPU and report the three-way comparison (record["xla"]).
+    strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
+    oracle run); False judges by the fixed bound alone."""
     texts = texts or {}
     record = new_record(fixture, graph, fixture.bound)
     timings = record["timings"]
@@ -196,18 +211,14 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         with timed(timings, "oracle"):
             oracle = oracle_run(fixture)
         record["oracle_class"], record["oracle_mapping"] = oracle.class_name, oracle.mapping
-        tokens = np.zeros(bucket, np.int32)
-        tokens[: len(prompt)] = prompt
-        logits, *caches = prefill(oracle.weights, {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
-                                                   "real_len": np.array(len(prompt), np.int32)})
+        steps = _graph_logits(prefill, decoder, oracle, prompt, bucket)
         used = {a.name for a in prefill.main.args}
         if decoder is None:
-            result = compare.compare_logits(oracle.logits[0], logits)
+            result = compare.compare_logits(oracle.logits[0], steps[0])
             record.update(result.as_dict())
             record["verdict"], record["message"] = compare.verdict(result, fixture.bound)
-            record["logits"] = {"oracle": compare.f32_list(oracle.logits[0]), "graph": compare.f32_list(logits)}
+            record["logits"] = {"oracle": compare.f32_list(oracle.logits[0]), "graph": compare.f32_list(steps[0])}
         else:
-            steps = _decode(decoder, oracle, len(prompt), logits, caches)
             used |= {a.name for a in decoder.main.args}
             positions = range(len(prompt) - 1, len(prompt) + fixture.decode_steps)
             result = compare.compare_steps(oracle.logits, steps, positions, fixture.bound)
@@ -216,11 +227,49 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
             record["logits"] = {"oracle": compare.f32_list(oracle.logits[result.worst_step]),
                                 "graph": compare.f32_list(steps[result.worst_step])}
         record["unused_tensors"] = sorted(set(oracle.weights) - used)
+        if strict_bound:
+            _judge_against_noise(record, fixture, oracle, len(steps), timings)
+        if xla:
+            bound = min(fixture.bound, record.get("strict_bound", fixture.bound))  # the bound the verdict used
+            record["xla"] = _triangulate(prefill, decoder, oracle, prompt, bucket, steps, bound, timings)
     except (CaseError, GraphError, BackendError) as e:
         record["message"] = str(e)
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
         record["message"] = f"unexpected {type(e).__name__}: {e}"
     return record
+
+
+def _graph_logits(prefill: CompiledGraph, decoder: CompiledGraph | None, oracle: OracleRun, prompt: np.ndarray,
+                  bucket: int) -> np.ndarray:
+    """The graph side's logits [steps + 1, V] fed the oracle's tokens (prefill alone: one row)."""
+    tokens = np.zeros(bucket, np.int32)
+    tokens[: len(prompt)] = prompt
+    logits, *caches = prefill(oracle.weights, {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
+                                               "real_len": np.array(len(prompt), np.int32)})
+    if decoder is None:
+        return np.asarray(logits, np.float32).reshape(1, -1)
+    return _decode(decoder, oracle, len(prompt), logits, caches)
+
+
+def _judge_against_noise(record: dict, fixture: Fixture, oracle: OracleRun, steps: int, timings: dict) -> None:
+    """Adds the noise floor and the strict bound; a PASS beyond the strict bound becomes a FAIL."""
+    with timed(timings, "oracle_fp64"):
+        fp64 = noise.fp64_logits(fixture, oracle.tokens)[:steps]
+    record.update(noise.assess(record["max_abs_diff"], noise.noise_floor(oracle.logits[:steps], fp64)))
+    record["fixed_verdict"] = record["verdict"]
+    if record["verdict"] == compare.PASS and not record["max_abs_diff"] <= record["strict_bound"]:
+        record["verdict"], record["message"] = compare.FAIL, noise.strict_failure(record)
+
+
+def _triangulate(prefill: CompiledGraph, decoder: CompiledGraph | None, oracle: OracleRun, prompt: np.ndarray, bucket: int,
+                 iree_logits: np.ndarray, bound: float, timings: dict) -> dict:
+    """The same texts and inputs on XLA CPU; an XLA failure is reported there, never the case's verdict."""
+    try:
+        xla_logits = _graph_logits(_XlaGraph(prefill, timings), decoder and _XlaGraph(decoder, timings),
+                                   oracle, prompt, bucket)
+    except (CaseError, BackendError) as e:
+        return {"error": str(e)}
+    return triangulate.triangulate(oracle.logits[: len(iree_logits)], iree_logits, xla_logits, bound)
 
 
 def _decode(decoder: CompiledGraph, oracle: OracleRun, prompt_len: int, prefill_logits: np.ndarray,

@@ -1,0 +1,125 @@
+"""Per-layer localisation: the first layer and sub-block whose error jumps above the noise floor.
+
+The prefill graph is emitted with debug taps (emit(..., taps=True): every layer's attention
+output, MLP output, both before any post-norm and the residual add, and the layer's output),
+run on IREE with the fp32 oracle's weights, and each tap is compared over the prompt's real
+tokens with the same tensor hooked out of the fp32 oracle (forward hooks on self_attn, mlp
+and the decoder layer). Each tap's noise floor is fp32 oracle vs fp64 oracle at that tap;
+the first tap (in forward order) whose error exceeds noise.STRICT_FACTOR x its floor is named.
+"attention" covers the attention's input norm, projections, RoPE, mask and softmax; "mlp" its
+input norm and the MLP; "layer" the post-norms and residual adds. Nothing flagged although the
+logits fail means the final norm or the head.
+
+Runs only on request or for a failing case: it compiles one more graph and runs the oracle twice.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from emitter import Config, Decoder, emit
+from emitter.decoder import TAP_POINTS
+
+from . import noise
+from .fixtures import Fixture
+from .graph import parse_signature
+from .iree_backend import Module, compile_text
+
+HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
+
+
+def oracle_taps(fixture: Fixture, dtype) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """({point: [L, T, hidden]} of the oracle on the prompt, its fp32 state dict)."""
+    import torch
+
+    from oracles.hf import Oracle
+    oracle = Oracle(fixture.config, fixture.seed, dtype=dtype)
+    layers = oracle.model.model.layers
+    taps = {p: [None] * len(layers) for p in TAP_POINTS}
+    handles = []
+    for i, layer in enumerate(layers):
+        for point, attr in HF_MODULES.items():
+            def hook(_module, _args, out, point=point, i=i):
+                out = out[0] if isinstance(out, tuple) else out
+                taps[point][i] = out[0].detach().to(torch.float64).numpy()
+            handles.append((getattr(layer, attr) if attr else layer).register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            oracle.model(input_ids=torch.from_numpy(fixture.prompt().astype(np.int64))[None, :])
+    finally:
+        for h in handles:
+            h.remove()
+    return {p: np.stack(v) for p, v in taps.items()}, oracle.state_dict()
+
+
+def graph_taps(text: str, weights: dict[str, np.ndarray], prompt: np.ndarray) -> dict[str, np.ndarray]:
+    from .validate import bind
+    sig = parse_signature(text)
+    main = sig.functions["main"]
+    bucket = main.arg("tokens").shape[0]
+    tokens = np.zeros(bucket, np.int32)
+    tokens[: len(prompt)] = prompt
+    args = bind(main, weights, {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
+                                "real_len": np.array(len(prompt), np.int32)})
+    results = Module(compile_text(text)[0], sig.module_name).call("main", *args)
+    return dict(zip(TAP_POINTS, (np.asarray(r)[:, : len(prompt)] for r in results[3:])))
+
+
+def localise(fixture: Fixture, config: Config | None = None, core: type[Decoder] = Decoder) -> dict:
+    """The tap table and the first tap above STRICT_FACTOR x its floor. config/core: what to emit
+    (a mutant's); by default the fixture's config through the built-in core."""
+    import torch
+    config = config or Config.from_json(fixture.config_path)
+    text = emit(config, "prefill", core=core, taps=True)
+    fp32, weights = oracle_taps(fixture, torch.float32)
+    fp64, _ = oracle_taps(fixture, torch.float64)
+    graph = graph_taps(text, weights, fixture.prompt())
+    table, first = [], None
+    for layer in range(config.num_layers):
+        for point in TAP_POINTS:
+            error = float(np.abs(graph[point][layer] - fp32[point][layer]).max())
+            floor = float(max(np.abs(fp32[point][layer] - fp64[point][layer]).max(),
+                              noise.F32_EPS * np.abs(fp64[point][layer]).max()))
+            row = {"layer": layer, "point": point, "max_abs_diff": error, "noise_floor": floor,
+                   "noise_ratio": error / floor}
+            table.append(row)
+            if first is None and not error <= noise.STRICT_FACTOR * floor:
+                first = row
+    return {"first": first, "taps": table, "strict_factor": noise.STRICT_FACTOR}
+
+
+def describe(result: dict) -> str:
+    first = result["first"]
+    if first is None:
+        return ("no layer's output leaves the noise floor: the divergence is after the last layer "
+                "(final norm or head)")
+    return (f"first divergence: layer {first['layer']} {first['point']} (max |Δ| {first['max_abs_diff']:.2e} = "
+            f"{first['noise_ratio']:.0f}x its noise floor {first['noise_floor']:.1e})")
+
+
+def main(argv=None) -> int:
+    """python -m harness.localise FAMILY: the tap table of the built-in emitter's prefill graph."""
+    import argparse
+
+    from . import fixtures
+    ap = argparse.ArgumentParser(prog="python -m harness.localise", description=main.__doc__)
+    ap.add_argument("family")
+    ap.add_argument("--mutant", help="localise this mutant (harness/mutants.py) instead")
+    args = ap.parse_args(argv)
+    fixture = fixtures.load(args.family)
+    config, core = Config.from_json(fixture.config_path), Decoder
+    if args.mutant:
+        from .mutants import MUTANTS
+        config, core = MUTANTS[args.mutant].config(config), MUTANTS[args.mutant].core
+    result = localise(fixture, config, core)
+    for row in result["taps"]:
+        print(f"layer {row['layer']:>2} {row['point']:<9} max|Δ| {row['max_abs_diff']:.2e}  "
+              f"floor {row['noise_floor']:.1e}  {row['noise_ratio']:>10.1f}x")
+    print(describe(result))
+    print(json.dumps(result["first"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

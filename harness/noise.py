@@ -1,0 +1,67 @@
+"""The noise floor and the strict bound derived from it.
+
+The oracle is run again in fp64 (the same seeded fp32 weights, upcast), teacher-forced with
+the fp32 oracle's tokens. max |fp32 oracle - fp64 oracle| is what fp32 arithmetic alone
+costs on this model and these inputs: the noise floor. A correct fp32 graph is a different
+but equally valid fp32 evaluation, so its error against the fp32 oracle is a small multiple
+of that floor; a subtle bug (a scale 1% off, an epsilon 10x) is a large multiple while it
+may still be far inside the fixed 1e-2 tanh-near-tie bound.
+
+STRICT_FACTOR was chosen from data: bench/noise_table.py over 20 seeds of every family,
+prefill and decode (400 correct cases, worst 5.1x the floor), confirmed over 50 seeds (1000
+cases, worst 5.7x); the README has the table.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+
+from .fixtures import Fixture
+
+STRICT_FACTOR = 10.0
+# A floor can never be below one f32 rounding of the largest logit: guards the ratio
+# against a floor that happens to come out near zero.
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
+    """The fp64 oracle's logits [len(tokens), V]: the prompt's last token, then each step fed
+    tokens[s - 1] (the fp32 oracle's choices, so both see the same inputs)."""
+    return _fp64_logits(json.dumps(fixture.config, sort_keys=True), fixture.seed,
+                        tuple(fixture.prompt().tolist()), tuple(int(t) for t in tokens))
+
+
+@lru_cache(maxsize=8)
+def _fp64_logits(config_json: str, seed: int, prompt: tuple[int, ...], tokens: tuple[int, ...]) -> np.ndarray:
+    import torch
+
+    from oracles.hf import Oracle
+    model = Oracle(json.loads(config_json), seed, dtype=torch.float64).model
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+        logits = [out.logits[0, -1].numpy()]
+        for token in tokens[:-1]:
+            out = model(input_ids=torch.tensor([[token]]), cache=out.cache, use_cache=True)
+            logits.append(out.logits[0, -1].numpy())
+    return np.stack(logits)
+
+
+def noise_floor(fp32: np.ndarray, fp64: np.ndarray) -> float:
+    """max |fp32 - fp64| over the compared steps, at least one f32 ulp of the largest logit."""
+    fp32, fp64 = np.asarray(fp32, np.float64), np.asarray(fp64, np.float64)
+    return float(max(np.abs(fp32 - fp64).max(), F32_EPS * np.abs(fp64).max()))
+
+
+def assess(error: float, floor: float, factor: float = STRICT_FACTOR) -> dict:
+    """The record's strict-bound fields: the floor, the error as a multiple of it, the bound."""
+    return {"noise_floor": floor, "noise_ratio": error / floor, "strict_bound": factor * floor,
+            "strict_factor": factor}
+
+
+def strict_failure(record: dict) -> str:
+    return (f"max |Δlogit| = {record['max_abs_diff']:.3e} is {record['noise_ratio']:.1f}x the fp32 noise floor "
+            f"{record['noise_floor']:.2e} (fp32 vs fp64 oracle), above the strict bound "
+            f"{record['strict_factor']:g}x = {record['strict_bound']:.2e} (the fixed bound {record['bound']:.1e} "
+            "alone would pass it)")

@@ -1,0 +1,66 @@
+"""Three-way comparison: the oracle, IREE and XLA CPU on the same emitted text.
+
+Two compilers and one oracle vote. IREE and XLA agreeing against the oracle means the text
+itself computes the wrong thing (an emitter bug); XLA agreeing with the oracle against IREE
+points at IREE (a compiler problem); the oracle and IREE against XLA points at XLA.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+AGREE = "all agree"
+EMITTER = "emitter bug: IREE and XLA agree against the oracle"
+IREE = "compiler problem: XLA agrees with the oracle against IREE"
+XLA = "XLA is the odd one out: the oracle and IREE agree against it"
+NONE = "no two agree"
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| over every step and logit; NaN/Inf anywhere is an infinite difference."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = np.abs(a - b)
+    return float(np.where(np.isfinite(diff), diff, np.inf).max())
+
+
+def odd_one_out(oracle_iree: float, oracle_xla: float, iree_xla: float, bound: float) -> str:
+    """Which side disagrees with the other two, each pair judged against the same bound."""
+    agree = {pair: d <= bound for pair, d in
+             (("oracle-iree", oracle_iree), ("oracle-xla", oracle_xla), ("iree-xla", iree_xla))}
+    if all(agree.values()):
+        return AGREE
+    if agree["iree-xla"] and not agree["oracle-iree"] and not agree["oracle-xla"]:
+        return EMITTER
+    if agree["oracle-xla"]:
+        return IREE
+    if agree["oracle-iree"]:
+        return XLA
+    return NONE
+
+
+def triangulate(oracle: np.ndarray, iree: np.ndarray, xla: np.ndarray, bound: float) -> dict:
+    """oracle, iree, xla: logits [steps, V] fed the same tokens. The record's `xla` entry."""
+    pairs = {"oracle_iree": max_abs_diff(oracle, iree), "oracle_xla": max_abs_diff(oracle, xla),
+             "iree_xla": max_abs_diff(iree, xla)}
+    xla = np.asarray(xla).reshape(len(oracle), -1)
+    oracle_tokens = np.asarray(oracle).reshape(len(oracle), -1).argmax(axis=1)
+    return {**pairs, "bound": bound,
+            "argmax_match": bool((xla.argmax(axis=1) == oracle_tokens).all()),
+            "verdict": odd_one_out(pairs["oracle_iree"], pairs["oracle_xla"], pairs["iree_xla"], bound)}
+
+
+def note(x: dict | None) -> str:
+    """The gate line's compact note."""
+    if x is None:
+        return ""
+    if "error" in x:
+        return "xla ERROR"
+    short = {AGREE: "all agree", EMITTER: "emitter bug", IREE: "IREE bug", XLA: "XLA odd", NONE: "none agree"}
+    return f"xla {x['oracle_xla']:.1e}: {short[x['verdict']]}"
+
+
+def detail(x: dict) -> str:
+    """The failure line's full triangulation."""
+    if "error" in x:
+        return f"xla: {x['error']}"
+    return (f"xla: {x['verdict']} (oracle-IREE {x['oracle_iree']:.3e}, oracle-XLA {x['oracle_xla']:.3e}, "
+            f"IREE-XLA {x['iree_xla']:.3e}, each against {x['bound']:.1e})")

@@ -1,0 +1,88 @@
+"""XLA CPU through jaxlib: a second, independent compiler for the same StableHLO text.
+
+Triangulation needs a compiler that shares nothing with IREE but the input: when IREE and
+XLA agree against the oracle the emitter is wrong; when XLA agrees with the oracle the
+problem is IREE's. jaxlib's client API is private (jax._src), so it is wrapped here, in
+one place, for the pinned jax 0.10.x. Compiling a tiny graph takes ~1 s, loading a
+serialized executable ~0.1 s: executables are cached beside IREE's, keyed the same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import tempfile
+from functools import lru_cache
+
+import numpy as np
+
+from .iree_backend import BackendError, _read_entry, cache_dir, host_cpu
+
+
+@lru_cache(maxsize=1)
+def _client():
+    import jax
+    jax.config.update("jax_platforms", "cpu")
+    from jax._src import xla_bridge
+    return xla_bridge.get_backend("cpu")
+
+
+@lru_cache(maxsize=1)
+def compiler_identity() -> str:
+    return f"XLA CPU (jaxlib {importlib.metadata.version('jaxlib')})"
+
+
+def cache_key(text: str) -> str:
+    h = hashlib.sha256()
+    for part in (text, compiler_identity(), host_cpu()):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class Module:
+    """StableHLO text compiled by XLA CPU; call(function, *arrays) -> results as numpy arrays,
+    the same interface as iree_backend.Module (XLA compiles the entry function @main only)."""
+
+    def __init__(self, text: str):
+        from jax._src.lib import xla_client
+        client = _client()
+        self._device = client.local_devices()[0]
+        devices, options = xla_client.DeviceList((self._device,)), xla_client.CompileOptions()
+        path = cache_dir() / f"{cache_key(text)}.xla"
+        blob = _read_entry(path)
+        self.cache_hit = False
+        if blob is not None:
+            try:
+                self._exe = client.deserialize_executable(blob, devices, options)
+                self.cache_hit = True
+                return
+            except Exception:  # noqa: BLE001 - an unreadable entry is rebuilt below
+                pass
+        try:
+            self._exe = client.compile_and_load(text, devices, options)
+        except Exception as e:  # noqa: BLE001 - jaxlib raises XlaRuntimeError/ValueError
+            raise BackendError(f"XLA could not compile the module: {str(e)[-2000:]}") from None
+        _write_entry(path, client.serialize_executable(self._exe))
+
+    def call(self, function: str, *args: np.ndarray) -> list[np.ndarray]:
+        if function != "main":
+            raise BackendError(f"XLA runs the entry function @main only, not @{function}")
+        import jax
+        try:
+            out = self._exe.execute([jax.device_put(np.asarray(a), self._device) for a in args])
+        except Exception as e:  # noqa: BLE001
+            raise BackendError(f"XLA failed running @{function}: {e}") from None
+        return [np.asarray(r) for r in out]
+
+
+def _write_entry(path, blob: bytes) -> None:
+    """Atomic, with a sha256 trailer (the IREE cache's format); a failed write only costs a recompile."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".compile.", suffix=".xla")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob + hashlib.sha256(blob).digest())
+        os.replace(tmp, path)
+    except OSError:
+        pass

@@ -1,0 +1,99 @@
+"""Per-layer localisation names the layer and sub-block a deliberately broken layer breaks,
+for several kinds of bug; the debug taps leave the normal graph byte-identical."""
+from dataclasses import replace
+
+import pytest
+
+from emitter import Config, Decoder, emit
+from harness import fixtures, mutants
+from harness.localise import describe, localise
+
+FAMILY = "gemma2"  # four layers, sandwich norms: every tap point has something to break
+
+
+class ScaleOffInLayer2(Decoder):
+    """attention scores 1% too large, in layer 2 only"""
+    def attention(self, x, i, rope, mask):
+        cfg = self.cfg
+        self.cfg = replace(cfg, score_scale=cfg.score_scale * 1.01) if i == 2 else cfg
+        try:
+            return super().attention(x, i, rope, mask)
+        finally:
+            self.cfg = cfg
+
+
+class RopeInterleavedInLayer1(mutants.RopeInterleaved):
+    def attention(self, x, i, rope, mask):
+        self.layer_index = i
+        return super().attention(x, i, rope, mask)
+
+    def rotate(self, x, cos, sin):
+        return (super() if self.layer_index == 1 else super(mutants.RopeInterleaved, self)).rotate(x, cos, sin)
+
+
+class GateUpSwappedInLayer3(mutants.GateUpSwapped):
+    def weight(self, name, shape):
+        return super().weight(name, shape) if ".layers.3.mlp." in name else Decoder.weight(self, name, shape)
+
+
+class PostFeedforwardNormPlainInLayer1(Decoder):
+    """layer 1's post-feedforward norm scales by w instead of (1 + w): after the MLP, before the residual"""
+    def rms_norm(self, x, name):
+        cfg = self.cfg
+        self.cfg = replace(cfg, norm_plus_one=False) if name == "model.layers.1.post_feedforward_layernorm" else cfg
+        try:
+            return super().rms_norm(x, name)
+        finally:
+            self.cfg = cfg
+
+
+@pytest.mark.parametrize("core,layer,point", [
+    (ScaleOffInLayer2, 2, "attention"),
+    (RopeInterleavedInLayer1, 1, "attention"),
+    (GateUpSwappedInLayer3, 3, "mlp"),
+    (PostFeedforwardNormPlainInLayer1, 1, "layer"),
+], ids=["scale-off-layer2", "rope-interleaved-layer1", "gate-up-swapped-layer3", "post-norm-layer1"])
+def test_broken_layer_is_named(core, layer, point):
+    fixture = fixtures.load(FAMILY)
+    config = Config.from_json(fixture.config_path)
+    assert emit(config, "prefill", core=core) != emit(config, "prefill"), "the bug does not change the graph"
+    result = localise(fixture, core=core)
+    first = result["first"]
+    assert first is not None and (first["layer"], first["point"]) == (layer, point), describe(result)
+
+
+def test_correct_graph_localises_nothing():
+    result = localise(fixtures.load(FAMILY))
+    assert result["first"] is None, describe(result)
+    assert len(result["taps"]) == 4 * 3
+
+
+def test_taps_only_on_request():
+    fixture = fixtures.load(FAMILY)
+    config = Config.from_json(fixture.config_path)
+    plain, tapped = emit(config, "prefill"), emit(config, "prefill", taps=True)
+    assert plain == (fixture.config_path.parent / "golden" / "prefill.mlir").read_text()
+    assert "tensor<4x16x64xf32>" in tapped and "tensor<4x16x64xf32>" not in plain
+    with pytest.raises(ValueError):
+        emit(config, "decode", taps=True)
+
+
+def test_gate_localises_a_failing_prefill(monkeypatch):
+    """The built-in emitter itself broken (gate/up swapped in layer 3): the gate's failing prefill
+    record says where."""
+    from harness.gate import _validate_family, format_line
+    from harness.validate import DEFAULT_EMITTER
+    weight = Decoder.weight
+
+    def swapped_in_layer3(self, name, shape):
+        stem, _, leaf = name.rpartition(".mlp.")
+        if stem.endswith(".layers.3"):
+            name = f"{stem}.mlp.{mutants.GateUpSwapped.SWAP.get(leaf, leaf)}"
+        return weight(self, name, shape)
+
+    monkeypatch.setattr(Decoder, "weight", swapped_in_layer3)
+    prefill, _decode = _validate_family(FAMILY, DEFAULT_EMITTER, {})
+    assert prefill["verdict"] == "FAIL", format_line(prefill)
+    first = prefill["localisation"]["first"]
+    assert (first["layer"], first["point"]) == (3, "mlp"), prefill["localisation"]
+    assert "localised: first divergence: layer 3 mlp" in format_line(prefill)

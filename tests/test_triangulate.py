@@ -1,0 +1,55 @@
+"""Three-way comparison: XLA CPU runs the same text; the odd one out is named."""
+import numpy as np
+import pytest
+
+from harness import fixtures, iree_backend, mutants, triangulate
+from harness.gate import format_line
+from harness.validate import run_case
+
+
+@pytest.mark.parametrize("pairs,expected", [
+    ((1e-5, 1e-5, 1e-6), triangulate.AGREE),
+    ((3.0, 3.0, 1e-5), triangulate.EMITTER),
+    ((3.0, 1e-5, 3.0), triangulate.IREE),
+    ((1e-5, 3.0, 3.0), triangulate.XLA),
+    ((3.0, 2.0, 1.0), triangulate.NONE),
+    ((np.inf, 1e-5, np.inf), triangulate.IREE),
+])
+def test_odd_one_out(pairs, expected):
+    assert triangulate.odd_one_out(*pairs, bound=1e-2) == expected
+
+
+def test_xla_runs_the_same_text_and_agrees():
+    record = run_case(fixtures.load("llama"), "decode")
+    x = record["xla"]
+    assert record["verdict"] == "PASS" and x["verdict"] == triangulate.AGREE, x
+    assert x["oracle_xla"] < 1e-3 and x["iree_xla"] < 1e-3 and x["argmax_match"]
+    assert "xla" in format_line(record)
+
+
+def test_emitter_bug_is_blamed_on_the_emitter():
+    fixture, bug = fixtures.load("gemma2"), mutants.MUTANTS["no_attn_softcap"]
+    record = run_case(fixture, "prefill", texts={"prefill": bug.emit(fixture.config_path)})
+    assert record["verdict"] == "FAIL" and record["xla"]["verdict"] == triangulate.EMITTER, record["xla"]
+    assert "emitter bug" in format_line(record)
+
+
+def test_a_compiler_problem_is_blamed_on_iree(monkeypatch):
+    """IREE made to miscompute (its logits shifted): XLA sides with the oracle."""
+    call = iree_backend.Module.call
+
+    def miscompiled(self, function, *args):
+        logits, *rest = call(self, function, *args)
+        return [logits + np.float32(0.5), *rest]
+
+    monkeypatch.setattr(iree_backend.Module, "call", miscompiled)
+    record = run_case(fixtures.load("qwen3"), "decode")
+    assert record["verdict"] == "FAIL" and record["xla"]["verdict"] == triangulate.IREE, record["xla"]
+
+
+def test_a_subtle_emitter_bug_is_blamed_at_the_strict_bound():
+    """eps 10x on Llama: inside 1e-2, beyond the strict bound; both compilers agree on the wrong answer."""
+    fixture, bug = fixtures.load("llama"), mutants.MUTANTS["eps_10x"]
+    record = run_case(fixture, "prefill", texts={"prefill": bug.emit(fixture.config_path)})
+    assert record["verdict"] == "FAIL" and record["fixed_verdict"] == "PASS"
+    assert record["xla"]["verdict"] == triangulate.EMITTER, record["xla"]
