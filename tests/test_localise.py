@@ -92,7 +92,7 @@ def test_gate_localises_a_failing_prefill(monkeypatch):
         return weight(self, name, shape)
 
     monkeypatch.setattr(Decoder, "weight", swapped_in_layer3)
-    prefill, _decode = _validate_family(FAMILY, DEFAULT_EMITTER, {})
+    (prefill, _decode), _problems = _validate_family(FAMILY, DEFAULT_EMITTER, {}, {}, None, "built-in", True)
     assert prefill["verdict"] == "FAIL", format_line(prefill)
     first = prefill["localisation"]["first"]
     assert (first["layer"], first["point"]) == (3, "mlp"), prefill["localisation"]
