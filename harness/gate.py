@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import fixtures, structural
+from . import fixtures, published, structural
 from .compare import ERROR, PASS
 from .validate import DEFAULT_EMITTER, replay_command
 
@@ -21,12 +21,17 @@ REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
 GRAPHS = structural.GRAPHS
 
 
-def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str]) -> list[dict]:
+def _load(name: str, directory: str | None) -> fixtures.Fixture:
+    return fixtures.load(name) if directory is None else fixtures.load_dir(Path(directory))
+
+
+def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str],
+                     directory: str | None = None) -> list[dict]:
     """Every graph kind of one family in one worker: they share its oracle run and compiled prefill;
-    a family with a routed MLP adds its block-level check."""
+    a family with a routed MLP adds its block-level check. directory: a fixture outside fixtures/ (--config)."""
     from . import blocks
     from .validate import run_case
-    fixture = fixtures.load(name)
+    fixture = _load(name, directory)
     records = [run_case(fixture, graph, texts=texts, emitter=emitter) for graph in GRAPHS]
     if blocks.applies(fixture):
         records.append(blocks.run_moe_block(fixture, emitter=emitter))
@@ -63,27 +68,49 @@ def write_json_atomic(path: Path, value) -> None:
     os.replace(tmp, path)
 
 
-def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) -> list[dict]:
+def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict,
+            directories: dict[str, str] | None = None) -> list[dict]:
     """Numerical validation in worker processes, one family per task; texts already emitted by the
     structural pass are reused."""
+    directories = directories or {}
     by_family: dict[str, list[dict]] = {}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_validate_family, n, emitter, {g: texts[(n, g)] for g in GRAPHS if (n, g) in texts}): n
+        futures = {pool.submit(_validate_family, n, emitter, {g: texts[(n, g)] for g in GRAPHS if (n, g) in texts},
+                               directories.get(n)): n
                    for n in names}
         for future in as_completed(futures):
             name = futures[future]
             try:
                 family_records = future.result()
             except BrokenProcessPool as e:  # a worker died (signal, OOM): that family's cases are ERRORs
-                family_records = [{"family": name, "graph": graph, "verdict": ERROR, "max_abs_diff": None,
-                                   "argmax_match": None, "bound": fixtures.load(name).bound,
-                                   "message": f"the worker process died: {e}",
-                                   "replay": replay_command(fixtures.load(name))} for graph in GRAPHS]
+                fixture = _load(name, directories.get(name))
+                family_records = [error_record(fixture, graph, f"the worker process died: {e}") for graph in GRAPHS]
             by_family[name] = family_records
             for record in family_records:
                 print(format_line(record), flush=True)
     return [record for name in names for record in by_family[name]]
+
+
+def error_record(fixture: fixtures.Fixture, graph: str, message: str) -> dict:
+    return {"family": fixture.name, "model_type": fixture.model_type, "graph": graph, "verdict": ERROR,
+            "max_abs_diff": None, "argmax_match": None, "bound": fixture.bound, "message": message,
+            "replay": replay_command(fixture)}
+
+
+def published_pass(paths: list[str], workdir: Path) -> list[published.Published]:
+    """Each --config shrunk into workdir, its seed chosen; PublishedConfigError on bad input."""
+    print("== published configs: shrunk to tiny synthetic models (field old -> new), every architectural "
+          "choice kept", flush=True)
+    taken, prepared = set(), []
+    for path in paths:
+        name = base = published.label(Path(path))
+        while name in taken:
+            name = f"{base}-{len(taken)}"
+        taken.add(name)
+        prepared.append(published.prepare(path, workdir, name))
+        print(published.format_summary(prepared[-1]), flush=True)
+    return prepared
 
 
 def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:
@@ -106,6 +133,9 @@ def main(argv=None) -> int:
     ap.add_argument("--family", action="append", metavar="NAME",
                     help="validate only this fixture (repeatable); default: all")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    ap.add_argument("--config", action="append", metavar="PATH",
+                    help="validate a published config.json (repeatable): shrunk to a tiny model, every "
+                         "architectural choice kept, no weights needed")
     ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m emitter`)")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where summary.json goes")
     ap.add_argument("--list", action="store_true", help="list the fixtures and exit")
@@ -119,6 +149,16 @@ def main(argv=None) -> int:
         print("error: --update-goldens refuses to run inside a parallel pytest worker "
               f"({os.environ['PYTEST_XDIST_WORKER']}): concurrent writers would lose goldens", file=sys.stderr)
         return 2
+    if args.config:
+        clash = [o for o, on in (("--family", args.family), ("--structural-only", args.structural_only),
+                                 ("--update-goldens", args.update_goldens)) if on]
+        if clash:
+            print(f"error: --config cannot be combined with {clash[0]}", file=sys.stderr)
+            return 2
+        if args.jobs < 1:
+            print(f"error: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
+            return 2
+        return run_published(args)
     known = fixtures.names()
     if args.list:
         print("\n".join(known))
@@ -159,6 +199,37 @@ def main(argv=None) -> int:
     for record in records:
         s_result = structural_by_case.get((record["family"], record["graph"]))
         record["structural"] = s_result and {"status": s_result["status"], "detail": s_result["detail"]}
+    return finish(args, records, structural_ok, start)
+
+
+def run_published(args) -> int:
+    """--config: each published config shrunk into a temporary fixture, then the usual cases on it."""
+    start = time.perf_counter()
+    emitter = tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
+    with tempfile.TemporaryDirectory(prefix="archval-config-") as tmp:
+        try:
+            prepared = published_pass(args.config, Path(tmp))
+        except published.PublishedConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print("== structural signatures: skipped (a shrunk config has no golden)")
+        print("== numerical: oracle vs IREE", flush=True)
+        runnable = [p for p in prepared if p.error is None]
+        names = [p.fixture.name for p in runnable]
+        records = run_all(names, max(1, min(args.jobs, len(names))), emitter, {},
+                          {p.fixture.name: str(p.fixture.config_path.parent) for p in runnable}) if names else []
+    for p in prepared:
+        if p.error:
+            records += [error_record(p.fixture, graph, p.error) for graph in GRAPHS]
+            for record in records[-len(GRAPHS):]:
+                print(format_line(record), flush=True)
+    by_name = {p.fixture.name: p.summary() for p in prepared}
+    for record in records:
+        record["published"] = by_name[record["family"]]
+    return finish(args, records, True, start)
+
+
+def finish(args, records: list[dict], structural_ok: bool, start: float) -> int:
     write_json_atomic(args.reports / "summary.json", records)
     numeric_ok = all(r["verdict"] == PASS for r in records)
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("PASS", "FAIL", "ERROR")}
