@@ -11,16 +11,16 @@ MUTANT_CASES = [(n, m) for n in NAMES for m in fixtures.load(n).mutants]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_prefill_matches_oracle(name):
-    record = run_case(fixtures.load(name))
+def test_prefill_matches_oracle(name, emitter):
+    record = run_case(fixtures.load(name), emitter=emitter)
     assert record["verdict"] == "PASS", format_line(record)
     assert record["argmax_match"], format_line(record)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_decode_matches_oracle_token_for_token(name):
+def test_decode_matches_oracle_token_for_token(name, emitter):
     fixture = fixtures.load(name)
-    record = run_case(fixture, "decode")
+    record = run_case(fixture, "decode", emitter=emitter)
     assert record["verdict"] == "PASS", format_line(record)
     assert record["first_divergence"] is None, format_line(record)
     timeline = record["timeline"]
