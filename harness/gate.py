@@ -104,9 +104,8 @@ def published_pass(paths: list[str], workdir: Path) -> list[published.Published]
           "choice kept", flush=True)
     taken, prepared = set(), []
     for path in paths:
-        name = base = published.label(Path(path))
-        while name in taken:
-            name = f"{base}-{len(taken)}"
+        base = published.label(Path(path))
+        name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, len(paths) + 2))) if n not in taken)
         taken.add(name)
         prepared.append(published.prepare(path, workdir, name))
         print(published.format_summary(prepared[-1]), flush=True)
