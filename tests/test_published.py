@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from harness import published
-from harness.gate import main
+from harness import mutants, published
+from harness.gate import format_line, main
 from harness.structural import REAL_DIR
+from harness.validate import run_case
 
 REAL = sorted(d.name for d in REAL_DIR.iterdir() if (d / "config.json").is_file())
 SUBSET = ["gemma-3-1b-it", "Qwen3-30B-A3B"]  # a 5:1 window schedule, and 16 experts top-8 with q/k norm
@@ -59,6 +60,26 @@ def test_every_published_config_passes_after_shrinking(tmp_path, capsys):
     code, out, _, records = run_gate(tmp_path, capsys, *argv, "--jobs", "2")
     assert code == 0, out
     assert {r["family"] for r in records} == set(REAL) and all(r["verdict"] == "PASS" for r in records)
+
+
+SHRUNK_MUTANTS = [
+    ("Mistral-7B-v0.1", "decode_ignores_window"),    # window 4096 -> 4: it bites in decode
+    ("MiMo-7B-Base", "honour_inert_window"),         # the inert window, shrunk too, would bite if honoured
+    ("gemma-2-2b", "no_attn_softcap"),               # soft-caps 50 / 30 -> 20 / 5: both still bite
+    ("gemma-2-2b", "no_final_softcap"),
+    ("Olmo-3-1025-7B", "no_yarn_attention_factor"),  # YaRN and llama3 over an original context of 32
+    ("Llama-3.2-1B", "no_rope_scaling"),
+    ("Qwen3-30B-A3B", "no_topk_renorm"),             # top-8 of 16 experts, renormalised
+]
+
+
+@pytest.mark.parametrize("name,mutant", SHRUNK_MUTANTS, ids=[f"{n}-{m}" for n, m in SHRUNK_MUTANTS])
+def test_what_shrinking_keeps_still_bites(tmp_path, name, mutant):
+    """A choice kept but shrunk into irrelevance would test nothing: its mutant must fail the shrunk model."""
+    fixture = published.prepare(str(REAL_DIR / name / "config.json"), tmp_path, name).fixture
+    bug = mutants.MUTANTS[mutant]
+    record = run_case(fixture, bug.graph, texts={bug.graph: bug.emit(fixture.config_path)})
+    assert record["verdict"] == "FAIL", format_line(record)
 
 
 def test_an_moe_config_that_routes_near_tied_takes_the_next_seed(tmp_path, monkeypatch):
