@@ -2,6 +2,7 @@
 # archval gate: on first use (or when pyproject.toml changes) creates .venv and installs the
 # project; then validates every family and prints one line each and RESULT: PASS|FAIL.
 #   ./validate_arch.sh [--family NAME]... [--jobs N] [--emitter CMD] [--list]
+#   ./validate_arch.sh --config PATH/config.json...   a published config, shrunk (README)
 #   ./validate_arch.sh --setup        only create/refresh .venv
 # Exit: 0 all pass, 1 a family failed or errored, 2 usage or input error.
 set -euo pipefail

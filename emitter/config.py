@@ -174,6 +174,8 @@ class _Parser:
         kv_heads = self.int_field("num_key_value_heads", self.get("num_key_value_heads") or heads)
         if heads % kv_heads:
             self.fail("num_key_value_heads", kv_heads, f"must divide num_attention_heads ({heads})")
+        if not self.get("head_dim") and hidden % heads:  # HF would silently take hidden // heads
+            self.fail("num_attention_heads", heads, f"must divide hidden_size ({hidden}) when head_dim is not given")
         head_dim = self.int_field("head_dim", self.get("head_dim") or hidden // heads)
         if head_dim % 2:
             self.fail("head_dim", head_dim, "must be even for rotary embeddings")

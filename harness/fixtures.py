@@ -30,6 +30,7 @@ class Fixture:
     purpose: str
     mutants: tuple[str, ...]  # deliberate bugs this fixture must catch (harness/mutants.py)
     decode_steps: int = DEFAULT_DECODE_STEPS
+    replay: str | None = None  # the command that reruns it, where not `--family NAME` (a --config run)
 
     @property
     def model_type(self) -> str:
@@ -46,10 +47,14 @@ def names() -> list[str]:
 
 
 def load(name: str) -> Fixture:
-    directory = FIXTURES_DIR / name
-    spec_path, config_path = directory / "fixture.json", directory / "config.json"
-    if not spec_path.is_file():
+    if not (FIXTURES_DIR / name / "fixture.json").is_file():
         raise FixtureError(f"no fixture named '{name}' (known: {', '.join(names())})")
+    return load_dir(FIXTURES_DIR / name)
+
+
+def load_dir(directory: Path) -> Fixture:
+    """A fixture directory anywhere (a --config run writes its shrunk fixture to a temporary one)."""
+    spec_path, config_path = directory / "fixture.json", directory / "config.json"
     spec, config = _json(spec_path), _json(config_path)
 
     def need(field, kind, default=None):
@@ -70,9 +75,13 @@ def load(name: str) -> Fixture:
     if isinstance(window, int) and prompt_len + steps <= window:  # the decode cache must outgrow the window
         raise FixtureError(f"{spec_path}: field 'decode_steps' = {steps} with prompt_len {prompt_len} never takes "
                            f"the cache past {config_path.name}'s sliding_window {window}.")
-    return Fixture(name=name, config_path=config_path, config=config, seed=need("seed", int),
+    replay = spec.get("replay")
+    if replay is not None and not isinstance(replay, str):
+        raise FixtureError(f"{spec_path}: field 'replay' = {json.dumps(replay)} must be str.")
+    return Fixture(name=directory.name, config_path=config_path, config=config, seed=need("seed", int),
                    prompt_len=prompt_len, bound=bound, bound_reason=reason, purpose=spec.get("purpose", ""),
-                   mutants=tuple(need("mutants", list, [])), decode_steps=steps)
+                   mutants=tuple(need("mutants", list, [])), decode_steps=steps,
+                   replay=replay)
 
 
 def _json(path: Path) -> dict:

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import fixtures, mutation, structural, triangulate
+from . import fixtures, mutation, published, structural, triangulate
 from .compare import ERROR, FAIL, PASS
 from .validate import DEFAULT_EMITTER, replay_command
 
@@ -28,14 +28,20 @@ def _warm_up() -> None:
     from . import blocks, validate  # noqa: F401
 
 
+def _load(name: str, directory: str | None) -> fixtures.Fixture:
+    return fixtures.load(name) if directory is None else fixtures.load_dir(Path(directory))
+
+
 def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str], checks: dict[str, dict],
-                     reports: Path | None, emitter_label: str, strict_bound: bool) -> tuple[list[dict], list[str]]:
+                     reports: Path | None, emitter_label: str, strict_bound: bool,
+                     directory: str | None = None) -> tuple[list[dict], list[str]]:
     """Every graph kind of one family in one worker (they share its oracle run and compiled prefill;
     a family with a routed MLP adds its block-level check), then its report page, so that pages
-    render in parallel. checks: the structural pass's result per graph kind."""
+    render in parallel. checks: the structural pass's result per graph kind; directory: a fixture
+    outside fixtures/ (--config)."""
     from . import blocks
     from .validate import run_case
-    fixture = fixtures.load(name)
+    fixture = _load(name, directory)
     records = [run_case(fixture, graph, texts=texts, emitter=emitter, strict_bound=strict_bound) for graph in GRAPHS]
     if blocks.applies(fixture):
         records.append(blocks.run_moe_block(fixture, emitter=emitter))
@@ -127,9 +133,11 @@ def start_workers(jobs: int) -> ProcessPoolExecutor:
 
 
 def run_all(pool: ProcessPoolExecutor, names: list[str], emitter: tuple[str, ...], structural_results: list[dict],
-            reports: Path | None, emitter_label: str, strict_bound: bool) -> tuple[list[dict], list[str]]:
+            reports: Path | None, emitter_label: str, strict_bound: bool,
+            directories: dict[str, str] | None = None) -> tuple[list[dict], list[str]]:
     """Numerical validation in the worker processes, one family per task, reusing the texts the
     structural pass emitted; (records in family order, report problems)."""
+    directories = directories or {}
     by_family: dict[str, list[dict]] = {}
     problems: list[str] = []
     checks = {(r["case"], r["graph"]): r for r in structural_results}
@@ -137,22 +145,41 @@ def run_all(pool: ProcessPoolExecutor, names: list[str], emitter: tuple[str, ...
     for n in names:
         mine = {g: checks[(n, g)] for g in GRAPHS if (n, g) in checks}
         texts = {g: c["text"] for g, c in mine.items() if c["text"]}
-        futures[pool.submit(_validate_family, n, emitter, texts, mine, reports, emitter_label, strict_bound)] = n
+        futures[pool.submit(_validate_family, n, emitter, texts, mine, reports, emitter_label, strict_bound,
+                            directories.get(n))] = n
     for future in as_completed(futures):
         name = futures[future]
         try:
             family_records, family_problems = future.result()
         except BrokenProcessPool as e:  # a worker died (signal, OOM): that family's cases are ERRORs
-            family_records = [{"family": name, "graph": graph, "verdict": ERROR, "max_abs_diff": None,
-                               "argmax_match": None, "bound": fixtures.load(name).bound,
-                               "message": f"the worker process died: {e}",
-                               "replay": replay_command(fixtures.load(name))} for graph in GRAPHS]
+            fixture = _load(name, directories.get(name))
+            family_records = [error_record(fixture, graph, f"the worker process died: {e}") for graph in GRAPHS]
             family_problems = [f"{name}.html not written: its worker died"]
         by_family[name] = family_records
         problems += family_problems
         for record in family_records:
             print(format_line(record), flush=True)
     return [record for name in names for record in by_family[name]], problems
+
+
+def error_record(fixture: fixtures.Fixture, graph: str, message: str) -> dict:
+    return {"family": fixture.name, "model_type": fixture.model_type, "graph": graph, "verdict": ERROR,
+            "max_abs_diff": None, "argmax_match": None, "bound": fixture.bound, "message": message,
+            "replay": replay_command(fixture)}
+
+
+def published_pass(paths: list[str], workdir: Path) -> list[published.Published]:
+    """Each --config shrunk into workdir, its seed chosen; PublishedConfigError on bad input."""
+    print("== published configs: shrunk to tiny synthetic models (field old -> new), every architectural "
+          "choice kept", flush=True)
+    taken, prepared = set(), []
+    for path in paths:
+        base = published.label(Path(path))
+        name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, len(paths) + 2))) if n not in taken)
+        taken.add(name)
+        prepared.append(published.prepare(path, workdir, name))
+        print(published.format_summary(prepared[-1]), flush=True)
+    return prepared
 
 
 def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:
@@ -187,6 +214,9 @@ def main(argv=None) -> int:
     ap.add_argument("--family", action="append", metavar="NAME",
                     help="validate only this fixture (repeatable); default: all")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    ap.add_argument("--config", action="append", metavar="PATH",
+                    help="validate a published config.json (repeatable): shrunk to a tiny model, every "
+                         "architectural choice kept, no weights needed")
     ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m emitter`)")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where summary.json goes")
     ap.add_argument("--list", action="store_true", help="list the fixtures and exit")
@@ -204,6 +234,16 @@ def main(argv=None) -> int:
         print("error: --update-goldens refuses to run inside a parallel pytest worker "
               f"({os.environ['PYTEST_XDIST_WORKER']}): concurrent writers would lose goldens", file=sys.stderr)
         return 2
+    if args.config:
+        clash = [o for o, on in (("--family", args.family), ("--structural-only", args.structural_only),
+                                 ("--update-goldens", args.update_goldens)) if on]
+        if clash:
+            print(f"error: --config cannot be combined with {clash[0]}", file=sys.stderr)
+            return 2
+        if args.jobs < 1:
+            print(f"error: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
+            return 2
+        return run_published(args)
     known = fixtures.names()
     if args.list:
         print("\n".join(known))
@@ -249,8 +289,45 @@ def main(argv=None) -> int:
     with pool:
         records, problems = run_all(pool, names, emitter, structural_results, args.reports, emitter_label,
                                     strict_bound=not args.fixed_bound_only)
+    return finish(args, records, structural_ok, start, problems)
+
+
+def run_published(args) -> int:
+    """--config: each published config shrunk into a temporary fixture, then the usual cases on it."""
+    start = time.perf_counter()
+    emitter = tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
+    emitter_label = args.emitter or "built-in (python -m emitter)"
+    records, problems = [], []
+    with tempfile.TemporaryDirectory(prefix="archval-config-") as tmp:
+        try:
+            prepared = published_pass(args.config, Path(tmp))
+        except published.PublishedConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print("== structural signatures: skipped (a shrunk config has no golden)")
+        print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
+        runnable = [p for p in prepared if p.error is None]
+        names = [p.fixture.name for p in runnable]
+        if names:
+            with start_workers(max(1, min(args.jobs, len(names)))) as pool:
+                records, problems = run_all(pool, names, emitter, [], args.reports, emitter_label,
+                                            not args.fixed_bound_only,
+                                            {p.fixture.name: str(p.fixture.config_path.parent) for p in runnable})
+    for p in prepared:
+        if p.error:
+            records += [error_record(p.fixture, graph, p.error) for graph in GRAPHS]
+            for record in records[-len(GRAPHS):]:
+                print(format_line(record), flush=True)
+    by_name = {p.fixture.name: p.summary() for p in prepared}
+    for record in records:
+        record["published"] = by_name[record["family"]]
+    return finish(args, records, True, start, problems)
+
+
+def finish(args, records: list[dict], structural_ok: bool, start: float, problems: list[str]) -> int:
+    """summary.json, the index over the workers' pages, the counts and RESULT."""
     write_json_atomic(args.reports / "summary.json", records)
-    write_index(records, args.reports, emitter_label, problems)
+    write_index(records, args.reports, args.emitter or "built-in (python -m emitter)", problems)
     numeric_ok = all(r["verdict"] == PASS for r in records)
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("PASS", "FAIL", "ERROR")}
     print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['ERROR']} errors "

@@ -1,4 +1,5 @@
 """`pytest --reports DIR`: the differential tests' records become the gate's reports under DIR.
+`pytest --emitter 'CMD'`: the differential tests validate that emitter (README, the emitter protocol).
 
 A test hands its run_case record to the `case_report` fixture; the record travels to the
 controlling process in the test report's user_properties (so it works under xdist), and
@@ -6,6 +7,7 @@ at the end of the session summary.json, summary.csv, index.html and a page per f
 written under DIR.
 """
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -21,6 +23,14 @@ RECORD = "archval-record"
 def pytest_addoption(parser):
     parser.addoption("--reports", type=Path, metavar="DIR",
                      help="write the HTML reports of the differential cases run to DIR")
+    parser.addoption("--emitter", default=None,
+                     help="emitter command to validate (CMD --config C --graph KIND --out FILE); default: the built-in")
+
+
+@pytest.fixture(scope="session")
+def emitter(request) -> tuple[str, ...]:
+    command = request.config.getoption("--emitter")
+    return tuple(shlex.split(command)) if command else DEFAULT_EMITTER
 
 
 def pytest_configure(config):

@@ -33,10 +33,10 @@ def test_every_moe_family_has_a_fixture():
 
 
 @pytest.mark.parametrize("name", MOE)
-def test_moe_block_matches_the_oracles_block(name):
+def test_moe_block_matches_the_oracles_block(name, emitter):
     fixture = fixtures.load(name)
     assert blocks.applies(fixture), f"the emitter routes {name} but the oracle has no routed layer"
-    record = blocks.run_moe_block(fixture)
+    record = blocks.run_moe_block(fixture, emitter=emitter)
     assert record["verdict"] == "PASS", format_line(record)
     assert record["expert_sets"] > 1, "every token picks the same experts: routing is untested"
 

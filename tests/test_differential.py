@@ -11,17 +11,17 @@ MUTANT_CASES = [(n, m) for n in NAMES for m in fixtures.load(n).mutants]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_prefill_matches_oracle(name, case_report):
-    record = run_case(fixtures.load(name))
+def test_prefill_matches_oracle(name, emitter, case_report):
+    record = run_case(fixtures.load(name), emitter=emitter)
     case_report(record)
     assert record["verdict"] == "PASS", format_line(record)
     assert record["argmax_match"], format_line(record)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_decode_matches_oracle_token_for_token(name, case_report):
+def test_decode_matches_oracle_token_for_token(name, emitter, case_report):
     fixture = fixtures.load(name)
-    record = run_case(fixture, "decode")
+    record = run_case(fixture, "decode", emitter=emitter)
     case_report(record)
     assert record["verdict"] == "PASS", format_line(record)
     assert record["first_divergence"] is None, format_line(record)

@@ -1,6 +1,7 @@
 """A stand-in emitter for tests: fails or writes garbage for one model_type, else runs the built-in one.
 
-usage: breaks_on.py MODEL_TYPE MODE --config C --graph KIND --out FILE   (MODE: exit | garbage | nothing)
+usage: breaks_on.py MODEL_TYPE MODE --config C --graph KIND --out FILE   (MODE: exit | garbage | nothing | rename)
+rename: the built-in graph with the final norm's argument named model.final_norm.weight, which the oracle lacks
 """
 import json
 import subprocess
@@ -15,5 +16,9 @@ if json.loads(config.read_text()).get("model_type") == model_type:
         sys.exit("breaks_on: refusing on purpose")
     if mode == "garbage":
         out.write_text("module @oops { this is not stablehlo }\n")
+    if mode == "rename":
+        code = subprocess.call([sys.executable, "-m", "emitter", *rest])
+        out.write_text(out.read_text().replace('loc("model.norm.weight")', 'loc("model.final_norm.weight")'))
+        sys.exit(code)
     sys.exit(0)
 sys.exit(subprocess.call([sys.executable, "-m", "emitter", *rest]))

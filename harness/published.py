@@ -1,0 +1,129 @@
+"""`--config PATH`: validate a published config.json without its weights.
+
+The config is checked, shrunk (harness/shrink.py) and written with a fixture.json into a
+temporary fixture directory (never next to the user's file); the usual cases then run on
+it. Seed and prompt are fixed (DEFAULT_SEED, PROMPT_LEN), so a run replays exactly. An MoE
+config must route decisively (every token's k-th and (k+1)-th router logits more than
+ROUTER_MARGIN apart over the prompt, its continuation and the block check's hidden
+states), or fp32 noise could pick another expert: the next seed is tried, up to
+SEED_TRIES, and the seed taken is reported; if none routes decisively, the config's cases
+are ERRORs saying so.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emitter import DEFAULT_BUCKET, ConfigError
+from emitter.config import read_json_object
+from emitter.families import FAMILIES
+
+from . import fixtures
+from .shrink import ShrinkError, Shrunk, shrink
+
+DEFAULT_SEED, PROMPT_LEN, SEED_TRIES = 1, 13, 8
+ROUTER_MARGIN = 1e-3  # router logits; their fp32 error at this scale is ~1e-6
+
+
+class PublishedConfigError(ValueError):
+    """A config.json archval cannot take: one sentence naming file, field and value."""
+
+
+@dataclass(frozen=True)
+class Published:
+    path: str          # as the user wrote it: the replay command repeats it
+    fixture: fixtures.Fixture
+    shrunk: Shrunk
+    router_margin: float | None
+    error: str | None  # no seed routes decisively: the config's cases are ERRORs with this message
+
+    def summary(self) -> dict:
+        return {"config": self.path, "layers": list(self.shrunk.layers), "kept": list(self.shrunk.kept),
+                "shrunk": {f: [old, new] for f, old, new in self.shrunk.changes},
+                "seed": self.fixture.seed, "router_margin": self.router_margin}
+
+
+def read(path: Path) -> dict:
+    raw = read_json_object(path, PublishedConfigError)
+    model_type = raw.get("model_type")
+    if model_type not in FAMILIES and isinstance(raw.get("auto_map"), dict):
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+        if model_type not in CONFIG_MAPPING_NAMES:
+            raise PublishedConfigError(
+                f"{path}: field 'model_type' = {json.dumps(model_type)}: a trust_remote_code architecture "
+                f"(auto_map {json.dumps(raw['auto_map'].get('AutoModelForCausalLM', raw['auto_map']))}) that "
+                "transformers does not ship, so there is no in-tree oracle to validate against.")
+    return raw
+
+
+def label(path: Path) -> str:
+    """The case's name: the checkpoint directory's, for a file named config.json."""
+    return path.resolve().parent.name if path.name == "config.json" else path.stem
+
+
+def prepare(path: str, workdir: Path, name: str) -> Published:
+    """Shrink the config into workdir/name and choose the seed; PublishedConfigError for bad input."""
+    try:
+        shrunk = shrink(read(Path(path)), source=path)
+    except (ConfigError, ShrinkError) as e:
+        raise PublishedConfigError(str(e)) from None
+    directory = workdir / name
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps(shrunk.config, indent=2) + "\n")
+    tried = []
+    for seed in range(DEFAULT_SEED, DEFAULT_SEED + SEED_TRIES):
+        (directory / "fixture.json").write_text(json.dumps({
+            "seed": seed, "prompt_len": PROMPT_LEN, "replay": f"./validate_arch.sh --config {path}",
+            "purpose": f"{path} shrunk to a tiny synthetic model"}, indent=2) + "\n")
+        fixture = fixtures.load_dir(directory)
+        margin = router_margin(fixture)
+        if margin is None or margin > ROUTER_MARGIN:
+            return Published(path, fixture, shrunk, margin, None)
+        tried.append(f"seed {seed}: {margin:.1e}")
+    return Published(path, fixture, shrunk, margin, (
+        f"no seed in {DEFAULT_SEED}..{DEFAULT_SEED + SEED_TRIES - 1} routes the shrunk model decisively (router "
+        f"logit margin > {ROUTER_MARGIN:.0e}: {', '.join(tried)}), so fp32 noise could pick other experts"))
+
+
+def router_margin(fixture: fixtures.Fixture) -> float | None:
+    """Smallest gap between a token's k-th and (k+1)-th router logit, over the prompt and its greedy
+    continuation in every routed layer, and over the block check's hidden states; None for a dense model.
+    Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
+    probabilities, however far apart the logits that order them are."""
+    import torch
+    from .blocks import hidden_states, routed_layers
+    from .validate import oracle_model, oracle_run
+    oracle = oracle_model(fixture)
+    layers = routed_layers(oracle)
+    if not layers:
+        return None
+    logits = []
+    hooks = [oracle.model.model.layers[i].mlp.gate.register_forward_hook(lambda m, i, out: logits.append(out[0]))
+             for i in layers]
+    ids = np.concatenate([fixture.prompt(), oracle_run(fixture).tokens[:-1]]).astype(np.int64)
+    hidden = hidden_states(fixture, DEFAULT_BUCKET, fixture.config["hidden_size"])
+    try:
+        with torch.no_grad():
+            oracle.model(input_ids=torch.from_numpy(ids)[None], use_cache=False)
+            oracle.model.model.layers[layers[0]].mlp.gate(torch.from_numpy(hidden))
+    finally:
+        for h in hooks:
+            h.remove()
+    k = oracle.model.model.layers[layers[0]].mlp.gate.top_k
+    ranked = -np.sort(-torch.cat([x.reshape(-1, x.shape[-1]) for x in logits]).double().numpy(), axis=1)
+    return float((ranked[:, k - 1] - ranked[:, k]).min())
+
+
+def format_summary(p: Published) -> str:
+    def show(v):
+        return f"[{len(v)} entries]" if isinstance(v, list) and len(v) > 8 else json.dumps(v)
+    seed = f"seed {p.fixture.seed}" + (f", router logit margin {p.router_margin:.2e}" if p.router_margin is not None else "")
+    lines = [f"{p.fixture.name:<20} {p.path}  ({p.fixture.model_type}, {seed})",
+             "    shrunk: " + ", ".join(f"{f} {show(old)} -> {show(new)}" for f, old, new in p.shrunk.changes),
+             "    kept:   " + "; ".join(p.shrunk.kept)]
+    if p.error:
+        lines.append(f"    {p.error}")
+    return "\n".join(lines)

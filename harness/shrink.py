@@ -1,0 +1,247 @@
+"""A published config.json shrunk to a tiny synthetic model that keeps every architectural choice.
+
+Works on the raw dict, in either dialect (transformers 5 `rope_parameters`/`layer_types`,
+or legacy `rope_theta`/`rope_scaling`/`sliding_window_pattern`/...): sizes become tiny,
+every other field is kept as written. What "architectural choice" means is
+`architecture(Config)`: everything the emitter's parsed flags say except sizes, plus the
+layer schedule's pattern; `shrink` checks that the shrunk config parses to the same, which
+is the proof that nothing but sizes changed.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+from emitter.config import Config
+from emitter.families import FAMILIES, FULL, SLIDING
+
+VOCAB = 96
+HEAD_DIM = 16                 # hidden = heads × HEAD_DIM when the original has head_dim·heads = hidden
+HEAD_DIM_UNEVEN = 24          # ... and head_dim 24 when it has head_dim·heads ≠ hidden
+INTERMEDIATE = 128
+EXPERT_SIZE, SHARED_EXPERT_SIZE = 32, 48
+MAX_EXPERTS = 8               # or 2·top-k, so that top-k still leaves experts out
+WINDOW = 4                    # shorter than the prompt, so the window bites in prefill and decode
+ROPE_CONTEXT = 32             # llama3/YaRN original context: the scaling moves angles within 32 positions
+DYNAMIC_CONTEXT = 64          # dynamic RoPE equals the default inside max_position_embeddings >= decode capacity
+ATTN_SOFTCAP, FINAL_SOFTCAP = 20.0, 5.0  # the gemma2 fixture's caps: they bite at the synthetic weight scale
+CLIP_QKV = 2.5                # the olmoe fixture's clip: it bites at the synthetic weight scale
+MAX_LAYERS = 12               # a schedule with no shorter period is cut to one layer per run
+
+
+class ShrinkError(ValueError):
+    """The config cannot be shrunk without changing an architectural choice; one sentence saying which."""
+
+
+@dataclass(frozen=True)
+class Shrunk:
+    config: dict
+    changes: tuple[tuple[str, object, object], ...]  # (field, old, new), in the config's own field names
+    kept: tuple[str, ...]                            # the architectural choices, readable
+    layers: tuple[int, ...]                          # the original layer each shrunk layer stands for
+
+
+def attention_kind(cfg: Config) -> str:
+    if cfg.num_kv_heads == cfg.num_heads:
+        return "MHA"
+    return "MQA" if cfg.num_kv_heads == 1 else "GQA"
+
+
+def layer_schedule(cfg: Config) -> list[tuple]:
+    """Per layer: (attention type, rotated, routed to experts)."""
+    routed = cfg.moe.routed_layers if cfg.moe else (False,) * cfg.num_layers
+    return list(zip(cfg.layer_types, cfg.rope_layers, routed))
+
+
+def _runs(seq: list) -> list:
+    return [x for i, x in enumerate(seq) if i == 0 or seq[i - 1] != x]
+
+
+def _period(seq: list) -> int:
+    return next(p for p in range(1, len(seq) + 1) if all(seq[i] == seq[i + p] for i in range(len(seq) - p)))
+
+
+def schedule_kept(original: list, shrunk: list) -> bool:
+    """The original schedule is the shrunk one repeated, or the shrunk one with each layer's run stretched."""
+    tiled = all(x == shrunk[i % len(shrunk)] for i, x in enumerate(original))
+    return tiled or _runs(original) == shrunk
+
+
+def architecture(cfg: Config) -> dict:
+    """Every choice the parsed flags make, sizes left out (the layer schedule is compared by schedule_kept)."""
+    def rope(r):
+        return {k: v for k, v in asdict(r).items() if k != "original_max_position"}
+    moe = cfg.moe and {"top_k": cfg.moe.top_k, "top_k_below_experts": cfg.moe.top_k < cfg.moe.experts,
+                       "renormalize": cfg.moe.renormalize, "shared_expert": cfg.moe.shared_expert_size is not None}
+    return {
+        "model_type": cfg.model_type, "attention": attention_kind(cfg),
+        "head_dim_x_heads_is_hidden": cfg.head_dim * cfg.num_heads == cfg.hidden_size,
+        "rms_norm_eps": cfg.rms_norm_eps, "tie_word_embeddings": cfg.tie_word_embeddings,
+        "embed_scale": cfg.embed_scale, "norm_plus_one": cfg.norm_plus_one, "norm_placement": cfg.norm_placement,
+        "qk_norm": cfg.qk_norm, "qkv_bias": cfg.qkv_bias, "o_bias": cfg.o_bias, "mlp_bias": cfg.mlp_bias,
+        "mlp_activation": cfg.mlp_activation,
+        "score_scale_over_head_dim": round(cfg.score_scale ** -2 / cfg.head_dim, 6),
+        "attn_softcap": cfg.attn_softcap is not None, "final_softcap": cfg.final_softcap is not None,
+        "sliding_window": cfg.sliding_window is not None, "clip_qkv": cfg.clip_qkv is not None,
+        "rope_full": rope(cfg.rope_full), "rope_sliding": rope(cfg.rope_sliding), "moe": moe,
+        "weight_names": cfg.weight_names,
+    }
+
+
+def describe(cfg: Config) -> tuple[str, ...]:
+    """The kept choices, one short phrase each."""
+    def rope(r):
+        extra = {"linear": f" ×{r.factor:g}", "dynamic": f" ×{r.factor:g}",
+                 "llama3": f" ×{r.factor:g} low {r.low_freq_factor:g} high {r.high_freq_factor:g}",
+                 "yarn": f" ×{r.factor:g} attention factor {r.attention_factor:.4g} beta {r.beta_fast:g}/{r.beta_slow:g}"}
+        return f"{r.kind}{extra.get(r.kind, '')} base {r.theta:g}"
+    sched = layer_schedule(cfg)
+    unit = sched[:_period(sched)]
+    names = [("sliding" if t == SLIDING else "full") + ("" if rot else "/NoPE") + ("/moe" if moe else "")
+             for t, rot, moe in unit]
+    kept = [f"{attention_kind(cfg)} attention",
+            "head_dim·heads " + ("=" if cfg.head_dim * cfg.num_heads == cfg.hidden_size else "≠") + " hidden",
+            f"layer pattern ({', '.join(names)})" + (" repeated" if len(unit) < len(sched) else ""),
+            f"{cfg.norm_placement}-norm" + (" (1 + w)" if cfg.norm_plus_one else "") +
+            (f", q/k norm per {cfg.qk_norm}" if cfg.qk_norm else ""),
+            f"{cfg.mlp_activation} MLP", "tied head" if cfg.tie_word_embeddings else "untied head"]
+    biases = [n for n, on in (("q/k/v", cfg.qkv_bias), ("o", cfg.o_bias), ("MLP", cfg.mlp_bias)) if on]
+    kept.append(f"{'/'.join(biases)} biases" if biases else "no biases")
+    if cfg.embed_scale:
+        kept.append("embeddings × √hidden")
+    kept.append(f"RoPE {rope(cfg.rope_full)}" + ("" if cfg.rope_sliding == cfg.rope_full
+                                                  else f", sliding layers {rope(cfg.rope_sliding)}"))
+    if cfg.sliding_window is not None:
+        kept.append("sliding window shorter than the prompt")
+    kept += [f"{name} soft-cap" for name, cap in (("attention", cfg.attn_softcap), ("final", cfg.final_softcap)) if cap]
+    if cfg.clip_qkv is not None:
+        kept.append("clip_qkv")
+    if cfg.moe:
+        kept.append(f"top-{cfg.moe.top_k} of {'more' if cfg.moe.top_k < cfg.moe.experts else 'all'} experts, "
+                    f"{'renormalised' if cfg.moe.renormalize else 'not renormalised'}"
+                    + (", shared expert" if cfg.moe.shared_expert_size else ""))
+    if cfg.weight_names:
+        kept.append("checkpoint tensor names")
+    return tuple(kept)
+
+
+class _Writer:
+    """Edits a copy of the raw dict under the config's own field names, recording each change."""
+
+    def __init__(self, raw: dict):
+        self.raw, self.changes = copy.deepcopy(raw), []
+        self.family = FAMILIES[raw["model_type"]]
+
+    def name(self, attr: str) -> str:
+        alias = self.family.aliases.get(attr)
+        return alias if alias and alias in self.raw else attr
+
+    def set(self, attr: str, value, path: tuple[str, ...] = ()) -> None:
+        where = self.raw
+        for key in path:
+            where = where[key]
+        key = attr if path else self.name(attr)
+        old = where.get(key, "(absent)")
+        if old != value:
+            where[key] = value
+            self.changes.append((".".join((*path, key)), old, value))
+
+
+def _layer_choice(schedule: list) -> list[int]:
+    """The original layers the shrunk model keeps: whole periods (at least two layers), or one per run."""
+    period, n = _period(schedule), len(schedule)
+    if period < n or n <= MAX_LAYERS:
+        return list(range(min(n, period * math.ceil(2 / period))))
+    starts = [i for i in range(n) if i == 0 or schedule[i - 1] != schedule[i]]
+    if len(starts) > MAX_LAYERS:
+        raise ShrinkError(f"its {n}-layer schedule has no period and {len(starts)} runs, more than {MAX_LAYERS}")
+    return starts
+
+
+def _shrink_rope(w: _Writer, cfg: Config) -> None:
+    """Make llama3/YaRN scaling bite within the fixture's positions; dynamic stays inside its context."""
+    mpe = w.raw.get("max_position_embeddings")
+    specs = []
+    for key in ("rope_scaling", "rope_parameters"):
+        value = w.raw.get(key)
+        if isinstance(value, dict):
+            nested = [(key, t) for t in (FULL, SLIDING) if isinstance(value.get(t), dict)]
+            specs += nested or [(key,)]
+    for path in specs:
+        spec = w.raw
+        for k in path:
+            spec = spec[k]
+        kind = spec.get("rope_type", spec.get("type"))
+        if kind in ("llama3", "yarn"):
+            original = spec.get("original_max_position_embeddings", mpe)
+            if "original_max_position_embeddings" in spec:
+                w.set("original_max_position_embeddings", ROPE_CONTEXT, path)
+                if kind == "yarn" and isinstance(mpe, int) and isinstance(original, int) and mpe >= original:
+                    # YaRN's context ratio as published (HF derives the factor from it when none is given)
+                    w.set("max_position_embeddings", ROPE_CONTEXT * max(1, round(mpe / original)))
+            else:
+                w.set("max_position_embeddings", ROPE_CONTEXT)
+        elif kind == "dynamic":
+            w.set("max_position_embeddings", DYNAMIC_CONTEXT)
+
+
+def shrink(raw: dict, source: str = "config.json") -> Shrunk:
+    """The tiny config; raises ConfigError for a config the emitter refuses, ShrinkError if a choice would change."""
+    cfg = Config.from_dict(raw, source)
+    fam = FAMILIES[cfg.model_type]
+    w = _Writer(raw)
+
+    schedule = layer_schedule(cfg)
+    layers = _layer_choice(schedule)
+    w.set("num_hidden_layers", len(layers))
+    for attr in ("layer_types", "no_rope_layers"):
+        if isinstance(raw.get(attr), list) and len(raw[attr]) == cfg.num_layers:
+            w.set(attr, [raw[attr][i] for i in layers])
+    if isinstance(raw.get("mlp_only_layers"), list):
+        w.set("mlp_only_layers", [j for j, i in enumerate(layers) if i in set(raw["mlp_only_layers"])])
+    if isinstance(raw.get("max_window_layers"), int):
+        w.set("max_window_layers", sum(i < raw["max_window_layers"] for i in layers))
+
+    kind = attention_kind(cfg)
+    heads, kv_heads = {"MHA": (4, 4), "MQA": (4, 1)}.get(kind, (2 * min(cfg.num_heads // cfg.num_kv_heads, 4), 2))
+    even = cfg.head_dim * cfg.num_heads == cfg.hidden_size
+    head_dim = HEAD_DIM if even else HEAD_DIM_UNEVEN
+    w.set("hidden_size", heads * HEAD_DIM)
+    w.set("num_attention_heads", heads)
+    if "num_key_value_heads" in raw or fam.defaults.get("num_key_value_heads") is not None or kv_heads != heads:
+        w.set("num_key_value_heads", kv_heads)
+    if "head_dim" in raw or fam.defaults.get("head_dim") is not None or not even:
+        w.set("head_dim", head_dim)
+    if fam.score_scale_field:
+        scalar = cfg.score_scale ** -2 * head_dim / cfg.head_dim
+        w.set(fam.score_scale_field, int(round(scalar)) if abs(scalar - round(scalar)) < 1e-9 else scalar)
+    w.set("vocab_size", VOCAB)
+    if not (cfg.moe and fam.expert_size_field == "intermediate_size"):  # Mixtral, OLMoE: it is the expert size
+        w.set("intermediate_size", INTERMEDIATE)
+
+    if isinstance(raw.get("sliding_window"), int) or cfg.sliding_window is not None:
+        w.set("sliding_window", WINDOW)  # an inert window too: an emitter that honours it then fails
+    if cfg.attn_softcap is not None:
+        w.set(fam.attn_softcap_field, ATTN_SOFTCAP)
+    if cfg.final_softcap is not None:
+        w.set(fam.final_softcap_field, FINAL_SOFTCAP)
+    if cfg.clip_qkv is not None:
+        w.set(fam.clip_qkv_field, CLIP_QKV)
+    _shrink_rope(w, cfg)
+
+    if cfg.moe:
+        w.set(fam.experts_field, min(cfg.moe.experts, max(MAX_EXPERTS, 2 * cfg.moe.top_k)))
+        w.set(fam.expert_size_field, EXPERT_SIZE)
+        if fam.shared_expert_field:
+            w.set(fam.shared_expert_field, SHARED_EXPERT_SIZE)
+
+    tiny = Config.from_dict(w.raw, source)
+    if layer_schedule(tiny) != [schedule[i] for i in layers] or not schedule_kept(schedule, layer_schedule(tiny)):
+        raise ShrinkError(f"{source}: shrinking to layers {layers} would change the layer schedule.")
+    before, after = architecture(cfg), architecture(tiny)
+    changed = [k for k in before if before[k] != after[k]]
+    if changed:
+        raise ShrinkError(f"{source}: shrinking would change '{changed[0]}' from {before[changed[0]]} "
+                          f"to {after[changed[0]]}.")
+    return Shrunk(config=w.raw, changes=tuple(w.changes), kept=describe(cfg), layers=tuple(layers))

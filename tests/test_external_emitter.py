@@ -1,0 +1,34 @@
+"""An emitter of one's own, driven through the protocol: PASS as the built-in writes it, FAIL once altered."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.gate import main
+from harness.validate import ROOT
+
+WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
+
+
+@pytest.mark.parametrize("alter,verdict", [(False, "PASS"), (True, "FAIL")])
+def test_wrapping_emitter_passes_unaltered_and_fails_altered(tmp_path, capsys, alter, verdict):
+    command = f"{sys.executable} {WRAPS}" + (" --alter" if alter else "")
+    code = main(["--family", "llama", "--reports", str(tmp_path), "--emitter", command])
+    out = capsys.readouterr().out
+    records = json.loads((tmp_path / "summary.json").read_text())
+    assert {r["graph"]: r["verdict"] for r in records} == {"prefill": verdict, "decode": verdict}, out
+    assert code == (0 if verdict == "PASS" else 1)
+    assert "structural signatures: skipped" in out
+    assert all((r["max_abs_diff"] > r["bound"]) == alter for r in records), out
+
+
+@pytest.mark.parametrize("alter,returncode", [(False, 0), (True, 1)])
+def test_pytest_emitter_option_runs_the_differential_tests_through_it(alter, returncode):
+    command = f"{sys.executable} {WRAPS}" + (" --alter" if alter else "")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--emitter", command,
+                           "tests/test_differential.py::test_prefill_matches_oracle[llama]"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == returncode, proc.stdout[-2000:]
+    assert ("1 passed" if returncode == 0 else "1 failed") in proc.stdout

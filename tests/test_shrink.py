@@ -1,0 +1,82 @@
+"""Shrinking a published config keeps every architectural choice: the shrunk config parses to the same flags."""
+import json
+
+import pytest
+
+from emitter import Config
+from harness import fixtures, shrink
+from harness.published import PROMPT_LEN
+from harness.structural import REAL_DIR
+
+REAL = sorted(d.name for d in REAL_DIR.iterdir() if (d / "config.json").is_file())
+CONFIGS = [REAL_DIR / n / "config.json" for n in REAL] + [fixtures.load(n).config_path for n in fixtures.names()]
+IDS = [f"real/{n}" for n in REAL] + fixtures.names()
+
+
+def transformers5_dialect(raw):
+    """The config as transformers 5 saves it (rope_parameters, layer_types), model_type as published."""
+    from transformers import AutoConfig
+    from oracles.hf import binding
+    return {**AutoConfig.for_model(**binding(raw["model_type"]).config(raw)).to_dict(), "model_type": raw["model_type"]}
+
+
+def check_kept(raw, source):
+    tiny = shrink.shrink(raw, source)
+    before, after = Config.from_dict(raw), Config.from_dict(tiny.config)
+    assert shrink.architecture(after) == shrink.architecture(before)
+    assert shrink.schedule_kept(shrink.layer_schedule(before), shrink.layer_schedule(after))
+    # tiny, and a window that bites within the prompt
+    assert after.vocab_size == shrink.VOCAB and after.hidden_size <= 128 and after.num_layers <= 6
+    assert after.moe is None or after.moe.experts <= 16
+    assert after.sliding_window is None or after.sliding_window < PROMPT_LEN
+    # every field not reported as changed is kept as written
+    changed = {field.split(".")[0] for field, _, _ in tiny.changes}
+    assert {k: v for k, v in raw.items() if k not in changed} == \
+        {k: v for k, v in tiny.config.items() if k not in changed}
+    return tiny
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+def test_shrunk_config_keeps_every_architectural_choice(path):
+    check_kept(json.loads(path.read_text()), str(path))
+
+
+@pytest.mark.parametrize("path", CONFIGS[:len(REAL)], ids=IDS[:len(REAL)])
+def test_shrinking_the_transformers5_dialect_keeps_every_choice(path):
+    check_kept(transformers5_dialect(json.loads(path.read_text())), str(path))
+
+
+def test_architecture_sees_a_changed_choice():
+    """The check has teeth: a flag, a schedule or a RoPE scaling that changed is seen."""
+    raw = json.loads((REAL_DIR / "gemma-3-1b-it" / "config.json").read_text())
+    base = shrink.architecture(Config.from_dict(raw))
+    for edit in ({"tie_word_embeddings": False}, {"final_logit_softcapping": 30.0}, {"num_key_value_heads": 4},
+                 {"rope_scaling": {"rope_type": "linear", "factor": 8.0}}, {"head_dim": 288}):
+        assert shrink.architecture(Config.from_dict({**raw, **edit})) != base, edit
+    schedule = shrink.layer_schedule(Config.from_dict(raw))
+    assert not shrink.schedule_kept(schedule, schedule[1:6] + schedule[:1])  # the global layer moved
+
+
+def test_layer_schedule_is_rederived_from_explicit_lists():
+    raw = json.loads((REAL_DIR / "Olmo-3-1025-7B" / "config.json").read_text())
+    tiny = shrink.shrink(raw).config
+    assert tiny["num_hidden_layers"] == 4
+    assert tiny["layer_types"] == ["sliding_attention"] * 3 + ["full_attention"]
+    smol = shrink.shrink(json.loads((REAL_DIR / "SmolLM3-3B" / "config.json").read_text())).config
+    assert smol["no_rope_layers"] == [1, 1, 1, 0]
+
+
+def test_a_schedule_of_runs_keeps_one_layer_per_run():
+    """Qwen2 with use_sliding_window: full layers below max_window_layers, sliding from there."""
+    raw = {**json.loads((REAL_DIR / "Qwen2.5-7B-Instruct" / "config.json").read_text()),
+           "num_hidden_layers": 28, "use_sliding_window": True, "max_window_layers": 20}
+    tiny = check_kept(raw, "qwen2.json")
+    assert tiny.layers == (0, 20)
+    assert Config.from_dict(tiny.config).layer_types == ("full_attention", "sliding_attention")
+
+
+def test_yarn_scaling_bites_within_the_fixture_positions():
+    raw = json.loads((REAL_DIR / "Olmo-3-1025-7B" / "config.json").read_text())
+    tiny = Config.from_dict(shrink.shrink(raw).config)
+    assert tiny.rope_full.kind == "yarn" and tiny.rope_full.original_max_position == shrink.ROPE_CONTEXT
+    assert tiny.rope_full.attention_factor == pytest.approx(1.2079441541679836)
