@@ -9,13 +9,13 @@ import shlex
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from . import fixtures, structural
-from .compare import ERROR, PASS
-from .validate import DEFAULT_EMITTER, replay_command
+from .compare import PASS
+from .validate import DEFAULT_EMITTER, new_record
 
 REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
 GRAPHS = structural.GRAPHS
@@ -65,25 +65,46 @@ def write_json_atomic(path: Path, value) -> None:
 
 def run_all(names: list[str], jobs: int, emitter: tuple[str, ...], texts: dict) -> list[dict]:
     """Numerical validation in worker processes, one family per task; texts already emitted by the
-    structural pass are reused."""
+    structural pass are reused. A worker that dies (signal, OOM) breaks the whole pool, so the families
+    it took down with it are run again, each in a process of its own: only the one that dies again is
+    an ERROR."""
     by_family: dict[str, list[dict]] = {}
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_validate_family, n, emitter, {g: texts[(n, g)] for g in GRAPHS if (n, g) in texts}): n
-                   for n in names}
+    family_texts = {n: {g: texts[(n, g)] for g in GRAPHS if (n, g) in texts} for n in names}
+    broken = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=_SPAWN) as pool:
+        futures = {pool.submit(_validate_family, n, emitter, family_texts[n]): n for n in names}
         for future in as_completed(futures):
             name = futures[future]
             try:
-                family_records = future.result()
-            except BrokenProcessPool as e:  # a worker died (signal, OOM): that family's cases are ERRORs
-                family_records = [{"family": name, "graph": graph, "verdict": ERROR, "max_abs_diff": None,
-                                   "argmax_match": None, "bound": fixtures.load(name).bound,
-                                   "message": f"the worker process died: {e}",
-                                   "replay": replay_command(fixtures.load(name))} for graph in GRAPHS]
-            by_family[name] = family_records
-            for record in family_records:
+                by_family[name] = future.result()
+            except BrokenProcessPool:
+                broken.append(name)
+                continue
+            for record in by_family[name]:
                 print(format_line(record), flush=True)
+    if broken:
+        print(f"a worker process died: running {', '.join(sorted(broken))} again, one process each", flush=True)
+        with ThreadPoolExecutor(max_workers=jobs) as threads:
+            futures = {threads.submit(_validate_isolated, n, emitter, family_texts[n]): n for n in broken}
+            for future in as_completed(futures):
+                by_family[futures[future]] = future.result()
+                for record in by_family[futures[future]]:
+                    print(format_line(record), flush=True)
     return [record for name in names for record in by_family[name]]
+
+
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def _validate_isolated(name: str, emitter: tuple[str, ...], texts: dict) -> list[dict]:
+    """One family in a worker process of its own; if that process dies, its cases are ERRORs."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=_SPAWN) as pool:
+        try:
+            return pool.submit(_validate_family, name, emitter, texts).result()
+        except BrokenProcessPool as e:
+            fixture = fixtures.load(name)
+            return [{**new_record(fixture, graph, fixture.bound), "message": f"the worker process died (run alone too): {e}"}
+                    for graph in GRAPHS]
 
 
 def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:
