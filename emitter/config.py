@@ -289,7 +289,7 @@ class _Parser:
             if not fam.rope_per_layer_type:
                 self.fail("rope_parameters", sorted(params), "per-layer-type RoPE is not used by this family")
             full = self.rope(params.get(FULL) or {}, f"rope_parameters.{FULL}", theta)
-            local_default = self.get(fam.local_theta_field) if fam.local_theta_field else theta
+            local_default = self.local_theta()
             sliding = self.rope(params.get(SLIDING) or {}, f"rope_parameters.{SLIDING}", local_default)
             return full, sliding
         if params is not None and not isinstance(params, dict):
@@ -300,11 +300,18 @@ class _Parser:
         if fam.rope_per_layer_type:
             # Legacy form: rope_scaling applies to the global layers only.
             full = self.rope({**(params or {}), **(scaling or {})}, "rope_scaling", theta)
-            local = self.get(fam.local_theta_field) if fam.local_theta_field else theta
+            local = self.local_theta()
             return full, Rope(theta=float(local))
         name = "rope_scaling" if scaling else "rope_parameters"
         rope = self.rope({**(params or {}), **(scaling or {})}, name, theta)
         return rope, rope
+
+    def local_theta(self):
+        """The sliding layers' base where the config gives none of its own. Without a legacy field for it
+        (OLMo 3), transformers hands the top-level rope_theta to the full layers only (Olmo3Config pops it
+        once) and the sliding layers keep the class default."""
+        fam = self.family
+        return self.get(fam.local_theta_field) if fam.local_theta_field else fam.defaults["rope_theta"]
 
     def rope(self, spec: dict, where: str, default_theta) -> Rope:
         kind = spec.get("rope_type", spec.get("type", "default"))

@@ -149,6 +149,16 @@ def test_explicit_null_switches_a_feature_off_and_an_absent_one_takes_the_class_
     assert getattr(Config.from_dict(absent), attribute) == getattr(hf_config(absent), field)
 
 
+@pytest.mark.parametrize("rope", [{}, {"rope_scaling": {"rope_type": "yarn", "factor": 8.0,
+                                                         "original_max_position_embeddings": 32}}])
+def test_olmo3_sliding_layers_keep_the_class_default_base_as_transformers_reads_it(rope):
+    """Found by tests/test_fuzz.py: Olmo3Config gives the top-level rope_theta to the full layers only."""
+    raw = {**fixtures.load("olmo3").config, "rope_theta": 10_000.0, **rope}
+    ours, hf = Config.from_dict(raw), hf_config(raw).rope_parameters
+    assert ours.rope_full.theta == hf["full_attention"]["rope_theta"] == 10_000.0
+    assert ours.rope_sliding.theta == hf["sliding_attention"]["rope_theta"] == 500_000.0
+
+
 def test_refusals_name_the_field_as_the_config_writes_it():
     with pytest.raises(ConfigError, match="field 'num_layers' = 0"):
         Config.from_dict({**fixtures.load("exaone").config, "num_layers": 0})
