@@ -63,12 +63,12 @@ def rope_spec(draw, theta=None):
 
 
 @st.composite
-def dense_base(draw, model_type, head_dim_free=True, kv_heads=None):
+def dense_base(draw, model_type, head_dim_free=True):
     """Shapes every family shares: heads and GQA ratio, head_dim, hidden, layers, MLP width, eps, tie."""
     hidden = pick(draw, 16, 32, 48, 64)
     # hidden // heads >= 8 where it is the head_dim: HF's dynamic RoPE divides by head_dim - 2
     heads = draw(st.sampled_from([h for h in (1, 2, 4, 8) if head_dim_free or hidden // h >= 8]))
-    kv = kv_heads or draw(st.sampled_from([d for d in (1, 2, 4, 8) if heads % d == 0]))
+    kv = draw(st.sampled_from([d for d in (1, 2, 4, 8) if heads % d == 0]))
     head_dim = pick(draw, 8, 16, 24, 32) if head_dim_free else None
     raw = {"model_type": model_type, "vocab_size": VOCAB, "hidden_size": hidden,
            "intermediate_size": pick(draw, 16, 32, 64, 96, 128),
