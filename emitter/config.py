@@ -141,6 +141,11 @@ class _Parser:
             value = self.family.defaults.get(name, default)
         return value
 
+    def present(self, name: str, fallback):
+        """The field's value, or fallback where it is absent or null; 0 is a value (HF keeps it), not absent."""
+        value = self.get(name)
+        return fallback if value is None else value
+
     def int_field(self, name: str, value=None, minimum: int = 1) -> int:
         value = self.get(name) if value is None else value
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -154,6 +159,13 @@ class _Parser:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
             self.fail(name, value, "must be a positive number")
         return float(value)
+
+    def optional_number(self, name: str) -> float | None:
+        """A feature a number switches on (a soft-cap, a clamp): an explicit null switches it off, as HF's
+        config keeps it; only an absent field takes the class default."""
+        if name in self.raw and self.raw[name] is None:
+            return None
+        return self.number(name)
 
     def flag(self, spec: str | bool) -> bool:
         return spec if isinstance(spec, bool) else bool(self.get(spec, False))
@@ -171,12 +183,12 @@ class _Parser:
 
         hidden = self.int_field("hidden_size")
         heads = self.int_field("num_attention_heads")
-        kv_heads = self.int_field("num_key_value_heads", self.get("num_key_value_heads") or heads)
+        kv_heads = self.int_field("num_key_value_heads", self.present("num_key_value_heads", heads))
         if heads % kv_heads:
             self.fail("num_key_value_heads", kv_heads, f"must divide num_attention_heads ({heads})")
-        if not self.get("head_dim") and hidden % heads:  # HF would silently take hidden // heads
+        if self.get("head_dim") is None and hidden % heads:  # HF would silently take hidden // heads
             self.fail("num_attention_heads", heads, f"must divide hidden_size ({hidden}) when head_dim is not given")
-        head_dim = self.int_field("head_dim", self.get("head_dim") or hidden // heads)
+        head_dim = self.int_field("head_dim", self.present("head_dim", hidden // heads))
         if head_dim % 2:
             self.fail("head_dim", head_dim, "must be even for rotary embeddings")
         layers = self.int_field("num_hidden_layers")
@@ -218,15 +230,15 @@ class _Parser:
             o_bias=self.flag(fam.o_bias),
             mlp_activation=ACTIVATIONS[act_name],
             score_scale=(scale_base or head_dim) ** -0.5,
-            attn_softcap=self.number(fam.attn_softcap_field) if fam.attn_softcap_field else None,
-            final_softcap=self.number(fam.final_softcap_field) if fam.final_softcap_field else None,
+            attn_softcap=self.optional_number(fam.attn_softcap_field) if fam.attn_softcap_field else None,
+            final_softcap=self.optional_number(fam.final_softcap_field) if fam.final_softcap_field else None,
             sliding_window=window,
             layer_types=tuple(layer_types),
             rope_layers=tuple(rope_layers),
             rope_full=rope_full,
             rope_sliding=rope_sliding,
             moe=self.moe(layers),
-            clip_qkv=self.number(fam.clip_qkv_field) if fam.clip_qkv_field else None,
+            clip_qkv=self.optional_number(fam.clip_qkv_field) if fam.clip_qkv_field else None,
             mlp_bias=self.flag(fam.mlp_bias_field or False),
             weight_names=fam.weight_names,
             source=self.source,
@@ -279,7 +291,7 @@ class _Parser:
             if not fam.rope_per_layer_type:
                 self.fail("rope_parameters", sorted(params), "per-layer-type RoPE is not used by this family")
             full = self.rope(params.get(FULL) or {}, f"rope_parameters.{FULL}", theta)
-            local_default = self.get(fam.local_theta_field) if fam.local_theta_field else theta
+            local_default = self.local_theta()
             sliding = self.rope(params.get(SLIDING) or {}, f"rope_parameters.{SLIDING}", local_default)
             return full, sliding
         if params is not None and not isinstance(params, dict):
@@ -290,11 +302,18 @@ class _Parser:
         if fam.rope_per_layer_type:
             # Legacy form: rope_scaling applies to the global layers only.
             full = self.rope({**(params or {}), **(scaling or {})}, "rope_scaling", theta)
-            local = self.get(fam.local_theta_field) if fam.local_theta_field else theta
+            local = self.local_theta()
             return full, Rope(theta=float(local))
         name = "rope_scaling" if scaling else "rope_parameters"
         rope = self.rope({**(params or {}), **(scaling or {})}, name, theta)
         return rope, rope
+
+    def local_theta(self):
+        """The sliding layers' base where the config gives none of its own. Without a legacy field for it
+        (OLMo 3), transformers hands the top-level rope_theta to the full layers only (Olmo3Config pops it
+        once) and the sliding layers keep the class default."""
+        fam = self.family
+        return self.get(fam.local_theta_field) if fam.local_theta_field else fam.defaults["rope_theta"]
 
     def rope(self, spec: dict, where: str, default_theta) -> Rope:
         kind = spec.get("rope_type", spec.get("type", "default"))

@@ -9,7 +9,7 @@ import shlex
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -136,30 +136,51 @@ def run_all(pool: ProcessPoolExecutor, names: list[str], emitter: tuple[str, ...
             reports: Path | None, emitter_label: str, strict_bound: bool,
             directories: dict[str, str] | None = None) -> tuple[list[dict], list[str]]:
     """Numerical validation in the worker processes, one family per task, reusing the texts the
-    structural pass emitted; (records in family order, report problems)."""
+    structural pass emitted; (records in family order, report problems). A worker that dies (signal,
+    OOM) breaks the whole pool, so the families it took down with it run again, each in a process
+    of its own: only the one that dies again is an ERROR."""
     directories = directories or {}
     by_family: dict[str, list[dict]] = {}
     problems: list[str] = []
     checks = {(r["case"], r["graph"]): r for r in structural_results}
-    futures = {}
+    tasks = {}
     for n in names:
         mine = {g: checks[(n, g)] for g in GRAPHS if (n, g) in checks}
         texts = {g: c["text"] for g, c in mine.items() if c["text"]}
-        futures[pool.submit(_validate_family, n, emitter, texts, mine, reports, emitter_label, strict_bound,
-                            directories.get(n))] = n
-    for future in as_completed(futures):
-        name = futures[future]
-        try:
-            family_records, family_problems = future.result()
-        except BrokenProcessPool as e:  # a worker died (signal, OOM): that family's cases are ERRORs
-            fixture = _load(name, directories.get(name))
-            family_records = [error_record(fixture, graph, f"the worker process died: {e}") for graph in GRAPHS]
-            family_problems = [f"{name}.html not written: its worker died"]
-        by_family[name] = family_records
-        problems += family_problems
-        for record in family_records:
+        tasks[n] = (n, emitter, texts, mine, reports, emitter_label, strict_bound, directories.get(n))
+
+    def take(name: str, outcome: tuple[list[dict], list[str]]) -> None:
+        by_family[name], family_problems = outcome
+        problems.extend(family_problems)
+        for record in by_family[name]:
             print(format_line(record), flush=True)
+
+    futures = {pool.submit(_validate_family, *tasks[n]): n for n in names}
+    broken = []
+    for future in as_completed(futures):
+        try:
+            take(futures[future], future.result())
+        except BrokenProcessPool:
+            broken.append(futures[future])
+    if broken:
+        print(f"a worker process died: running {', '.join(sorted(broken))} again, one process each", flush=True)
+        with ThreadPoolExecutor(max_workers=min(len(broken), os.cpu_count() or 1)) as threads:
+            again = {threads.submit(_validate_isolated, tasks[n]): n for n in broken}
+            for future in as_completed(again):
+                take(again[future], future.result())
     return [record for name in names for record in by_family[name]], problems
+
+
+def _validate_isolated(task: tuple) -> tuple[list[dict], list[str]]:
+    """One family in a worker process of its own; if that process dies too, its cases are ERRORs."""
+    name, directory = task[0], task[-1]
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_validate_family, *task).result()
+        except BrokenProcessPool as e:
+            fixture = _load(name, directory)
+            return ([error_record(fixture, graph, f"the worker process died (run alone too): {e}") for graph in GRAPHS],
+                    [f"{name}.html not written: its worker died"])
 
 
 def error_record(fixture: fixtures.Fixture, graph: str, message: str) -> dict:

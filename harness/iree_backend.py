@@ -10,6 +10,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import signal
 import subprocess
 import tempfile
 from functools import lru_cache
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 COMPILE_TIMEOUT_S = 300
+# Seams for fault injection and odd installs: another iree-compile executable, a shorter timeout.
+COMPILER_ENV, TIMEOUT_ENV = "ARCHVAL_IREE_COMPILE", "ARCHVAL_COMPILE_TIMEOUT_S"
 TARGET_FLAGS = ("--iree-hal-target-backends=llvm-cpu", "--iree-llvmcpu-target-cpu=host")
 
 
@@ -44,9 +47,13 @@ def host_cpu() -> str:
     return platform.machine() + "\n" + "\n".join(keep)
 
 
+def compile_timeout_s() -> float:
+    return float(os.environ.get(TIMEOUT_ENV) or COMPILE_TIMEOUT_S)
+
+
 def cache_key(text: str) -> str:
     h = hashlib.sha256()
-    for part in (text, compiler_identity(), " ".join(TARGET_FLAGS), host_cpu()):
+    for part in (text, compiler_identity(), os.environ.get(COMPILER_ENV, ""), " ".join(TARGET_FLAGS), host_cpu()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
@@ -54,7 +61,7 @@ def cache_key(text: str) -> str:
 
 def _iree_compile_command() -> list[str]:
     from iree.compiler.tools import binaries
-    tool = binaries.find_tool("iree-compile")
+    tool = os.environ.get(COMPILER_ENV) or binaries.find_tool("iree-compile")
     lld = Path(tool).with_name("iree-lld")
     return [tool, "-", "--iree-input-type=stablehlo", *TARGET_FLAGS,
             f"--iree-llvmcpu-embedded-linker-path={lld}", "--mlir-print-op-on-diagnostic=false"]
@@ -80,11 +87,15 @@ def compile_text(text: str) -> tuple[bytes, bool]:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".compile.", suffix=".vmfb")
     os.close(fd)
     try:
+        command, timeout = _iree_compile_command(), compile_timeout_s()
         try:
-            proc = subprocess.run(_iree_compile_command() + ["-o", tmp], input=text.encode(),
-                                  capture_output=True, timeout=COMPILE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise BackendError(f"iree-compile did not finish within {COMPILE_TIMEOUT_S} s") from None
+            proc = subprocess.run(command + ["-o", tmp], input=text.encode(), capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise BackendError(f"iree-compile did not finish within {timeout:g} s (killed){_said(e.stderr)}") from None
+        except OSError as e:
+            raise BackendError(f"iree-compile could not start ({command[0]}): {e.strerror}") from None
+        if proc.returncode < 0:
+            raise BackendError(f"iree-compile was killed by {signal.Signals(-proc.returncode).name}{_said(proc.stderr)}")
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace").strip()
             raise BackendError(f"iree-compile exited with {proc.returncode}: {stderr[-2000:]}")
@@ -95,6 +106,12 @@ def compile_text(text: str) -> tuple[bytes, bool]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _said(stderr: bytes | None) -> str:
+    """The compiler's last words, when it said any."""
+    text = (stderr or b"").decode(errors="replace").strip()
+    return f"; its stderr: {text[-2000:]}" if text else "; it wrote nothing to stderr"
 
 
 class Module:

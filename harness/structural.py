@@ -59,9 +59,14 @@ def refusal_path(case_dir: Path, graph: str) -> Path:
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # interrupted or failed: the golden is the old one, whole, and no temp file is left
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _golden_files(text: str | None, sig: dict | None, refusal: str | None) -> dict[str, str]:

@@ -18,7 +18,8 @@ NONE = "no two agree"
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     """max |a - b| over every step and logit; NaN/Inf anywhere is an infinite difference."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    diff = np.abs(a - b)
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN, counted as infinite below
+        diff = np.abs(a - b)
     return float(np.where(np.isfinite(diff), diff, np.inf).max())
 
 

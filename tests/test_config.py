@@ -80,6 +80,8 @@ LLAMA = fixtures.load("llama").config
     ({"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}},
      "rope_parameters.partial_rotary_factor"),
     ({"layer_types": ["full_attention"]}, "layer_types"),
+    ({"head_dim": 0}, "head_dim"),  # found by tests/test_fuzz.py: 0 was read as absent
+    ({"num_key_value_heads": 0}, "num_key_value_heads"),
     ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "rope_scaling.low_freq_factor"),
 ])
 def test_refusals_name_the_field(change, field):
@@ -133,6 +135,28 @@ def test_explicit_null_sliding_window_means_none_and_an_absent_one_the_class_def
     assert cfg.sliding_window is None and set(cfg.layer_types) == {"full_attention"}
     absent = {k: v for k, v in mistral.items() if k != "sliding_window"}
     assert Config.from_dict(absent).sliding_window == 4096 == hf_config(absent).sliding_window
+
+
+@pytest.mark.parametrize("name,field,attribute", [("gemma2", "final_logit_softcapping", "final_softcap"),
+                                                  ("gemma2", "attn_logit_softcapping", "attn_softcap"),
+                                                  ("olmoe", "clip_qkv", "clip_qkv")])
+def test_explicit_null_switches_a_feature_off_and_an_absent_one_takes_the_class_default(name, field, attribute):
+    """Found by tests/test_fuzz.py: a null final soft-cap took Gemma 2's default 30 (|Δlogit| 1.08)."""
+    raw = fixtures.load(name).config
+    assert getattr(Config.from_dict({**raw, field: None}), attribute) is None
+    assert getattr(hf_config({**raw, field: None}), field) is None
+    absent = {k: v for k, v in raw.items() if k != field}
+    assert getattr(Config.from_dict(absent), attribute) == getattr(hf_config(absent), field)
+
+
+@pytest.mark.parametrize("rope", [{}, {"rope_scaling": {"rope_type": "yarn", "factor": 8.0,
+                                                         "original_max_position_embeddings": 32}}])
+def test_olmo3_sliding_layers_keep_the_class_default_base_as_transformers_reads_it(rope):
+    """Found by tests/test_fuzz.py: Olmo3Config gives the top-level rope_theta to the full layers only."""
+    raw = {**fixtures.load("olmo3").config, "rope_theta": 10_000.0, **rope}
+    ours, hf = Config.from_dict(raw), hf_config(raw).rope_parameters
+    assert ours.rope_full.theta == hf["full_attention"]["rope_theta"] == 10_000.0
+    assert ours.rope_sliding.theta == hf["sliding_attention"]["rope_theta"] == 500_000.0
 
 
 def test_refusals_name_the_field_as_the_config_writes_it():

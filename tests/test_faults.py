@@ -1,0 +1,228 @@
+"""Fault injection: a broken tool, a poisoned graph, a dying worker or an interrupted update never
+yields a wrong verdict; each fault is that case's ERROR or FAIL, with its own sentence.
+
+Elsewhere already: a corrupt cache entry rebuilt (test_iree_backend.py), a broken emitter, a compile
+error and a prompt past the vocabulary (test_isolation.py), NaN/Inf verdicts on hand-made logits
+(test_compare.py).
+"""
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emitter import Config, emit
+from harness import fixtures, iree_backend, structural
+from harness.gate import format_line, main
+from harness.signature import golden_paths
+from harness.validate import DEFAULT_EMITTER, run_case
+
+KILLS_WORKER = Path(__file__).parent / "emitters" / "kills_worker.py"
+DOUBLE = """module @double {
+  func.func public @main(%x: tensor<4xf32> loc("x")) -> (tensor<4xf32>) {
+    %0 = stablehlo.add %x, %x : tensor<4xf32>
+    return %0 : tensor<4xf32>
+  }
+}
+"""
+
+
+def fake_compiler(tmp_path: Path, name: str, body: str) -> Path:
+    """An executable standing in for iree-compile (this interpreter, so no PATH lookup)."""
+    path = tmp_path / name
+    path.write_text(f"#!{sys.executable}\nimport os, signal, sys, time\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def cold_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHVAL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# -- iree-compile missing, crashing, hanging ---------------------------------------------------------
+
+def test_missing_compiler_is_a_backend_error_naming_it(tmp_path, monkeypatch, cold_cache):
+    monkeypatch.setenv(iree_backend.COMPILER_ENV, str(tmp_path / "no-such-iree-compile"))
+    with pytest.raises(iree_backend.BackendError,
+                       match=r"iree-compile could not start \(.*no-such-iree-compile\): No such file or directory"):
+        iree_backend.compile_text(DOUBLE)
+
+
+def test_crashing_compiler_names_the_signal_and_its_stderr(tmp_path, monkeypatch, cold_cache):
+    crash = fake_compiler(tmp_path, "crashes", "sys.stdin.read(); sys.stderr.write('Stack dump: pass XYZ\\n'); "
+                                               "sys.stderr.flush(); os.kill(os.getpid(), signal.SIGSEGV)")
+    monkeypatch.setenv(iree_backend.COMPILER_ENV, str(crash))
+    with pytest.raises(iree_backend.BackendError,
+                       match=r"iree-compile was killed by SIGSEGV; its stderr: Stack dump: pass XYZ"):
+        iree_backend.compile_text(DOUBLE)
+    assert not list(cold_cache.iterdir()), "a crashed compile must leave nothing in the cache"
+
+
+def test_hanging_compiler_times_out_with_its_stderr(tmp_path, monkeypatch, cold_cache):
+    hang = fake_compiler(tmp_path, "hangs", "sys.stderr.write('stuck in a pass\\n'); sys.stderr.flush(); "
+                                            "time.sleep(600)")
+    monkeypatch.setenv(iree_backend.COMPILER_ENV, str(hang))
+    monkeypatch.setenv(iree_backend.TIMEOUT_ENV, "1.5")
+    start = time.perf_counter()
+    with pytest.raises(iree_backend.BackendError,
+                       match=r"iree-compile did not finish within 1.5 s \(killed\); its stderr: stuck in a pass"):
+        iree_backend.compile_text(DOUBLE)
+    assert time.perf_counter() - start < 30
+    assert not list(cold_cache.iterdir())
+
+
+def test_compiler_fault_is_that_cases_error_with_a_replay(tmp_path, monkeypatch, cold_cache):
+    """End to end: the record is an ERROR naming the fault, never a PASS or FAIL."""
+    crash = fake_compiler(tmp_path, "crashes", "os.kill(os.getpid(), signal.SIGKILL)")
+    monkeypatch.setenv(iree_backend.COMPILER_ENV, str(crash))
+    record = run_case(fixtures.load("llama"))
+    assert record["verdict"] == "ERROR"
+    assert "iree-compile was killed by SIGKILL; it wrote nothing to stderr" in record["message"]
+    assert "replay: ./validate_arch.sh --family llama" in format_line(record)
+
+
+def test_the_compiler_override_is_part_of_the_cache_key(monkeypatch):
+    """A vmfb another compiler wrote is never served as the real compiler's."""
+    real = iree_backend.cache_key(DOUBLE)
+    monkeypatch.setenv(iree_backend.COMPILER_ENV, "/opt/other/iree-compile")
+    assert iree_backend.cache_key(DOUBLE) != real
+
+
+# -- NaN / Inf in the emitter's output graph -------------------------------------------------------
+
+def poison_logits(text: str, bits: str, index: int) -> str:
+    """Write one NaN or Inf (f32 bit pattern) into the logits that @main returns."""
+    match = re.search(r"^(\s*)return (%\w+), (.*): tensor<(\d+)xf32>, ", text, re.M)
+    indent, logits, rest, vocab = match.groups()
+    poison = (f"{indent}%poison = stablehlo.constant dense<{bits}> : tensor<1xf32>\n"
+              f"{indent}%poison_at = stablehlo.constant dense<{index}> : tensor<i32>\n"
+              f"{indent}%poisoned = stablehlo.dynamic_update_slice {logits}, %poison, %poison_at : "
+              f"(tensor<{vocab}xf32>, tensor<1xf32>, tensor<i32>) -> tensor<{vocab}xf32>\n")
+    return text[:match.start()] + poison + text[match.start():].replace(f"return {logits}, ", "return %poisoned, ", 1)
+
+
+@pytest.mark.parametrize("graph,bits,expected", [
+    ("prefill", "0x7FC00000", "graph logits hold 1 NaN/Inf values (first at vocab index 7)"),
+    ("decode", "0x7F800000", "step 1: graph logits hold 1 NaN/Inf values (first at vocab index 7)"),
+])
+def test_nan_or_inf_in_the_emitted_graph_fails_with_its_own_message(graph, bits, expected):
+    fixture = fixtures.load("llama")
+    config = Config.from_json(fixture.config_path)
+    texts = {g: emit(config, g) for g in ("prefill", "decode")}
+    texts[graph] = poison_logits(texts[graph], bits, 7)
+    record = run_case(fixture, graph, texts=texts)
+    assert record["verdict"] == "FAIL", format_line(record)
+    assert expected in record["message"], record["message"]
+    assert "bound" not in record["message"]  # the NaN message, not a numeric one
+
+
+# -- out-of-vocabulary tokens ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prompt,token", [([1, -1, 3], -1), ([1, 96, 3], 96)])
+def test_token_outside_the_vocabulary_is_refused_before_compiling(monkeypatch, prompt, token):
+    """IREE's gather clamps an index silently, so the harness must refuse it; nothing is compiled or run."""
+    fixture = fixtures.load("llama")
+    monkeypatch.setattr(type(fixture), "prompt", lambda self: np.array(prompt, np.int32))
+    monkeypatch.setattr("harness.validate.compile_text", lambda text: pytest.fail("compiled an invalid case"))
+    record = run_case(fixture)
+    assert record["verdict"] == "ERROR"
+    assert f"prompt token {token} is outside the vocabulary [0, 96)" in record["message"]
+
+
+# -- a worker killed mid-run -------------------------------------------------------------------------
+
+def test_a_killed_worker_takes_down_only_its_own_family(tmp_path, capsys):
+    """The emitter SIGKILLs the worker validating qwen3 (as the OOM killer would) while llama's is in
+    flight. The pool breaks for both; they are run again one process each, so only qwen3 is an ERROR."""
+    code = main(["--family", "llama", "--family", "qwen3", "--jobs", "2", "--reports", str(tmp_path),
+                 "--emitter", f"{sys.executable} {KILLS_WORKER} qwen3"])
+    out = capsys.readouterr().out
+    records = json.loads((tmp_path / "summary.json").read_text())
+    verdicts = {(r["family"], r["graph"]): r["verdict"] for r in records}
+    assert verdicts == {("llama", "prefill"): "PASS", ("llama", "decode"): "PASS",
+                        ("qwen3", "prefill"): "ERROR", ("qwen3", "decode"): "ERROR"}, out
+    assert code == 1 and "RESULT: FAIL" in out
+    assert "the worker process died (run alone too)" in records[2]["message"]
+    assert out.count("replay: ./validate_arch.sh --family qwen3") == 2
+
+
+# -- an interrupted --update-goldens -----------------------------------------------------------------
+
+@pytest.fixture
+def scratch_fixtures(tmp_path, monkeypatch):
+    """A copy of the llama fixture whose goldens are out of date, in a fixtures/ of its own."""
+    shutil.copytree(fixtures.FIXTURES_DIR / "llama", tmp_path / "llama")
+    monkeypatch.setattr(fixtures, "FIXTURES_DIR", tmp_path)
+    monkeypatch.setattr(structural, "REAL_DIR", tmp_path / "real")
+    stale = {}
+    for graph in structural.GRAPHS:
+        for path in golden_paths(tmp_path / "llama", graph):
+            path.write_text(path.read_text().replace("stablehlo.", "stablehlo.stale_"))
+            stale[path] = path.read_text()
+    return tmp_path / "llama", stale
+
+
+class FaultyOs:
+    """structural.py's view of `os`, with one call made to fail (the emitter's own os is untouched)."""
+
+    def __init__(self, **overrides):
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+class FullDisk:
+    """A file that takes half of what is written, then reports a full disk."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, text):
+        self.f.write(text[: len(text) // 2])
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("fault", ["interrupt_between_files", "disk_full_mid_file"])
+def test_interrupted_update_leaves_no_half_written_golden(scratch_fixtures, monkeypatch, fault):
+    case_dir, stale = scratch_fixtures
+    fresh_texts = {golden_paths(case_dir, g)[1]: emit(Config.from_json(case_dir / "config.json"), g)
+                   for g in structural.GRAPHS}
+    replaced = []
+
+    def replace_then_interrupt(src, dst):
+        replaced.append(dst)
+        if len(replaced) == 2:
+            raise KeyboardInterrupt  # Ctrl-C between the first golden file and the second
+        os.replace(src, dst)
+
+    faulty = (FaultyOs(replace=replace_then_interrupt) if fault == "interrupt_between_files"
+              else FaultyOs(fdopen=lambda fd, mode: FullDisk(os.fdopen(fd, mode))))
+    with monkeypatch.context() as m:
+        m.setattr(structural, "os", faulty)
+        with pytest.raises(KeyboardInterrupt if fault == "interrupt_between_files" else OSError):
+            structural.run(DEFAULT_EMITTER, update=True, names=["llama"], jobs=1)
+
+    assert sorted(p.name for p in (case_dir / "golden").iterdir()) == sorted(p.name for p in stale), \
+        "a temporary file was left beside the goldens"
+    for path, old in stale.items():  # each golden file is whole: the old one or the new one
+        now = path.read_text()
+        if now != old:
+            assert now == fresh_texts[path] if path.suffix == ".mlir" else json.loads(now)["sha256"]
+    assert structural.orphan_goldens() == []
+    rerun = structural.run(DEFAULT_EMITTER, update=True, names=["llama"], jobs=1)
+    assert [r["status"] for r in rerun] == ["match", "match"]
+    assert all(path.read_text() == text for path, text in fresh_texts.items())
