@@ -121,7 +121,9 @@ def _slides(c: Config) -> bool:
 
 
 def _scaled_rope(c: Config) -> bool:
-    return _rotates(c) and (c.rope_full.kind != "default" or (_slides(c) and c.rope_sliding.kind != "default"))
+    # dynamic RoPE inside its original context (all the emitter accepts) is the default RoPE
+    unscaled = ("default", "dynamic")
+    return _rotates(c) and (c.rope_full.kind not in unscaled or (_slides(c) and c.rope_sliding.kind not in unscaled))
 
 
 _APPLIES: dict[str, Applies] = {
