@@ -255,14 +255,14 @@ def main(argv=None) -> int:
         print("error: --update-goldens refuses to run inside a parallel pytest worker "
               f"({os.environ['PYTEST_XDIST_WORKER']}): concurrent writers would lose goldens", file=sys.stderr)
         return 2
+    if args.jobs < 1:
+        print(f"error: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
+        return 2
     if args.config:
         clash = [o for o, on in (("--family", args.family), ("--structural-only", args.structural_only),
                                  ("--update-goldens", args.update_goldens)) if on]
         if clash:
             print(f"error: --config cannot be combined with {clash[0]}", file=sys.stderr)
-            return 2
-        if args.jobs < 1:
-            print(f"error: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
             return 2
         return run_published(args)
     known = fixtures.names()
@@ -274,9 +274,6 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: --family {unknown[0]}: no such fixture under fixtures/ (known: {', '.join(known)})",
               file=sys.stderr)
-        return 2
-    if args.jobs < 1:
-        print(f"error: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
         return 2
     try:
         for name in selected:
