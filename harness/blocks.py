@@ -14,40 +14,24 @@ from . import compare
 from .fixtures import Fixture
 from .graph import GraphError
 from .iree_backend import BackendError
-from .validate import DEFAULT_EMITTER, CaseError, CompiledGraph, new_record, oracle_model, oracle_run, timed
+from . import oracle
+from .validate import DEFAULT_EMITTER, CaseError, CompiledGraph, new_record, timed
 
 BLOCK_BOUND = 1e-4  # fp32 noise of one block is ~1e-6; routing or mixing bugs move it by >1e-1
 _LAYER = re.compile(r"model\.layers\.(\d+)\.mlp\.")
 
 
-def routed_layers(oracle) -> list[int]:
-    """Indices of the oracle's layers whose MLP routes to experts."""
-    return [i for i, layer in enumerate(oracle.model.model.layers) if hasattr(layer.mlp, "experts")]
-
-
 def applies(fixture: Fixture) -> bool:
-    return bool(routed_layers(oracle_model(fixture)))
+    """Whether the oracle (not the emitter: its bug must not skip the check) routes any layer to experts."""
+    return bool(oracle.run(fixture).routed_layers)
 
 
 def hidden_states(fixture: Fixture, tokens: int, width: int) -> np.ndarray:
     return np.random.default_rng([fixture.seed, 0xB10C]).standard_normal((tokens, width)).astype(np.float32)
 
 
-def routing(oracle, layer: int, hidden: np.ndarray) -> tuple[float, int]:
-    """(smallest gap between a token's k-th and (k+1)-th router probability, distinct expert sets)."""
-    import torch
-    block = oracle.model.model.layers[layer].mlp
-    with torch.no_grad():
-        logits = block.gate(torch.from_numpy(hidden))[0]
-    probs = np.sort(torch.softmax(logits.float(), -1).numpy(), axis=1)[:, ::-1]
-    k = block.gate.top_k
-    chosen = {tuple(sorted(row)) for row in np.argsort(-logits.numpy(), axis=1)[:, :k]}
-    return float((probs[:, k - 1] - probs[:, k]).min()), len(chosen)
-
-
 def run_moe_block(fixture: Fixture, text: str | None = None, emitter=DEFAULT_EMITTER) -> dict:
     """The first routed layer's MoE block, emitted alone, against the oracle's block; never raises."""
-    import torch
     record = new_record(fixture, "moe_block", BLOCK_BOUND)
     try:
         graph = CompiledGraph("moe_block", text, fixture, emitter, record["timings"], record)
@@ -58,13 +42,11 @@ def run_moe_block(fixture: Fixture, text: str | None = None, emitter=DEFAULT_EMI
         tokens, width = graph.main.arg("hidden").shape
         hidden = hidden_states(fixture, tokens, width)
         with timed(record["timings"], "oracle"):
-            oracle = oracle_model(fixture)
-            with torch.no_grad():
-                expected = oracle.model.model.layers[layer].mlp(torch.from_numpy(hidden)[None])[0].numpy()
-            record["router_margin"], record["expert_sets"] = routing(oracle, layer, hidden)
-        (out,) = graph(oracle_run(fixture).weights, {"hidden": hidden})
+            expected = oracle.moe_block(fixture, layer, hidden)
+        record["router_margin"], record["expert_sets"] = expected.router_margin, expected.expert_sets
+        (out,) = graph(oracle.run(fixture).weights, {"hidden": hidden})
         record.update(layer=layer, tokens=tokens)
-        diff = np.abs(np.asarray(out, np.float64) - expected)
+        diff = np.abs(np.asarray(out, np.float64) - expected.output)
         nonfinite = int((~np.isfinite(out)).sum())
         record["max_abs_diff"] = float(np.nan_to_num(diff, nan=np.inf).max())
         worst_token = int(np.nan_to_num(diff, nan=np.inf).max(axis=1).argmax())

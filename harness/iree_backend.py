@@ -1,12 +1,10 @@
-"""IREE llvm-cpu: compile StableHLO text (content-addressed cache) and run it.
+"""IREE llvm-cpu: compile StableHLO text (content-addressed cache, harness/cache.py) and run it.
 
 The cache key covers the text, the compiler version, the flags and the host CPU
-(host-tuned vmfbs are not portable). Entries are written atomically and carry a
-sha256 trailer, so a truncated or corrupted entry is detected and rebuilt.
+(host-tuned vmfbs are not portable).
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import platform
@@ -18,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cache
+
 COMPILE_TIMEOUT_S = 300
 # Seams for fault injection and odd installs: another iree-compile executable, a shorter timeout.
 COMPILER_ENV, TIMEOUT_ENV = "ARCHVAL_IREE_COMPILE", "ARCHVAL_COMPILE_TIMEOUT_S"
@@ -26,10 +26,6 @@ TARGET_FLAGS = ("--iree-hal-target-backends=llvm-cpu", "--iree-llvmcpu-target-cp
 
 class BackendError(RuntimeError):
     """Compiling or running the graph failed; the message carries the tool's own words."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("ARCHVAL_CACHE_DIR") or Path.home() / ".cache" / "archval")
 
 
 @lru_cache(maxsize=1)
@@ -52,11 +48,7 @@ def compile_timeout_s() -> float:
 
 
 def cache_key(text: str) -> str:
-    h = hashlib.sha256()
-    for part in (text, compiler_identity(), os.environ.get(COMPILER_ENV, ""), " ".join(TARGET_FLAGS), host_cpu()):
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    return cache.key(text, compiler_identity(), os.environ.get(COMPILER_ENV, ""), " ".join(TARGET_FLAGS), host_cpu())
 
 
 def _iree_compile_command() -> list[str]:
@@ -67,29 +59,17 @@ def _iree_compile_command() -> list[str]:
             f"--iree-llvmcpu-embedded-linker-path={lld}", "--mlir-print-op-on-diagnostic=false"]
 
 
-def _read_entry(path: Path) -> bytes | None:
-    try:
-        blob = path.read_bytes()
-    except OSError:
-        return None
-    body, digest = blob[:-32], blob[-32:]
-    return body if len(blob) > 32 and hashlib.sha256(body).digest() == digest else None
-
-
 def compile_text(text: str) -> tuple[bytes, bool]:
-    """(vmfb, cache_hit). Parallel workers may race on one key: both write whole files, one wins."""
-    directory = cache_dir()
-    path = directory / f"{cache_key(text)}.vmfb"
-    cached = _read_entry(path)
+    """(vmfb, cache_hit)."""
+    path = cache.cache_dir() / f"{cache_key(text)}.vmfb"
+    cached = cache.read_entry(path)
     if cached is not None:
         return cached, True
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".compile.", suffix=".vmfb")
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory(prefix="archval-compile-") as tmp:
+        out = Path(tmp) / "module.vmfb"
         command, timeout = _iree_compile_command(), compile_timeout_s()
         try:
-            proc = subprocess.run(command + ["-o", tmp], input=text.encode(), capture_output=True, timeout=timeout)
+            proc = subprocess.run(command + ["-o", str(out)], input=text.encode(), capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             raise BackendError(f"iree-compile did not finish within {timeout:g} s (killed){_said(e.stderr)}") from None
         except OSError as e:
@@ -99,13 +79,9 @@ def compile_text(text: str) -> tuple[bytes, bool]:
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace").strip()
             raise BackendError(f"iree-compile exited with {proc.returncode}: {stderr[-2000:]}")
-        vmfb = Path(tmp).read_bytes()
-        Path(tmp).write_bytes(vmfb + hashlib.sha256(vmfb).digest())
-        os.replace(tmp, path)
-        return vmfb, False
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        vmfb = out.read_bytes()
+    cache.write_entry(path, vmfb)
+    return vmfb, False
 
 
 def _said(stderr: bytes | None) -> str:

@@ -60,8 +60,8 @@ def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | Non
 def _measure_exact_effect(record: dict, fixture, bug: mutants.Mutant) -> None:
     from dataclasses import replace
 
-    from .noise import fp64_logits
-    from .validate import oracle_run
+    from .oracle import fp64_logits
+    from .oracle import run as oracle_run
     tokens = oracle_run(fixture).tokens
     steps = 1 if record["graph"] == "prefill" else len(tokens)
     slipped = replace(fixture, config=bug.oracle_config(fixture.config))

@@ -1,6 +1,6 @@
 """The noise floor and the strict bound derived from it.
 
-The oracle is run again in fp64 (the same seeded fp32 weights, upcast), teacher-forced with
+The oracle is run again in fp64 (harness/oracle.py: the same seeded fp32 weights, upcast), teacher-forced with
 the fp32 oracle's tokens. max |fp32 oracle - fp64 oracle| is what fp32 arithmetic alone
 costs on this model and these inputs: the noise floor. A correct fp32 graph is a different
 but equally valid fp32 evaluation, so its error against the fp32 oracle is a small multiple
@@ -13,39 +13,12 @@ cases, worst 5.7x); the README has the table.
 """
 from __future__ import annotations
 
-import json
-from functools import lru_cache
-
 import numpy as np
-
-from .fixtures import Fixture
 
 STRICT_FACTOR = 10.0
 # A floor can never be below one f32 rounding of the largest logit: guards the ratio
 # against a floor that happens to come out near zero.
 F32_EPS = float(np.finfo(np.float32).eps)
-
-
-def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
-    """The fp64 oracle's logits [len(tokens), V]: the prompt's last token, then each step fed
-    tokens[s - 1] (the fp32 oracle's choices, so both see the same inputs)."""
-    return _fp64_logits(json.dumps(fixture.config, sort_keys=True), fixture.seed,
-                        tuple(fixture.prompt().tolist()), tuple(int(t) for t in tokens))
-
-
-@lru_cache(maxsize=8)
-def _fp64_logits(config_json: str, seed: int, prompt: tuple[int, ...], tokens: tuple[int, ...]) -> np.ndarray:
-    import torch
-
-    from oracles.hf import Oracle
-    model = Oracle(json.loads(config_json), seed, dtype=torch.float64).model
-    with torch.no_grad():
-        out = model(input_ids=torch.tensor([prompt]), use_cache=True)
-        logits = [out.logits[0, -1].numpy()]
-        for token in tokens[:-1]:
-            out = model(input_ids=torch.tensor([[token]]), cache=out.cache, use_cache=True)
-            logits.append(out.logits[0, -1].numpy())
-    return np.stack(logits)
 
 
 def noise_floor(fp32: np.ndarray, fp64: np.ndarray) -> float:

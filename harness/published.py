@@ -94,16 +94,16 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
     probabilities, however far apart the logits that order them are."""
     import torch
-    from .blocks import hidden_states, routed_layers
-    from .validate import oracle_model, oracle_run
-    oracle = oracle_model(fixture)
-    layers = routed_layers(oracle)
+    from . import oracle as oracles
+    from .blocks import hidden_states
+    oracle = oracles.model(fixture)
+    layers = oracle.routed_layers()
     if not layers:
         return None
     logits = []
     hooks = [oracle.model.model.layers[i].mlp.gate.register_forward_hook(lambda m, i, out: logits.append(out[0]))
              for i in layers]
-    ids = np.concatenate([fixture.prompt(), oracle_run(fixture).tokens[:-1]]).astype(np.int64)
+    ids = np.concatenate([fixture.prompt(), oracles.run(fixture).tokens[:-1]]).astype(np.int64)
     hidden = hidden_states(fixture, DEFAULT_BUCKET, fixture.config["hidden_size"])
     try:
         with torch.no_grad():

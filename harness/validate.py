@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,8 @@ from . import compare, noise, triangulate, xla_backend
 from .fixtures import Fixture
 from .graph import FunctionSignature, GraphError, parse_signature
 from .iree_backend import BackendError, Module, compile_text
+from .oracle import OracleRun, fp64_logits
+from .oracle import run as oracle_run
 
 DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
 EMIT_TIMEOUT_S = 120
@@ -83,41 +82,6 @@ def emit_with_command(command, config_path: Path, graph: str) -> str:
         return out.read_text()
 
 
-@dataclass(frozen=True)
-class OracleRun:
-    """The oracle's greedy continuation with its own cache: logits [steps + 1, V] (row 0 is the
-    prompt's last token, prefill's expectation) and the tokens they choose; plus its weights."""
-    logits: np.ndarray
-    tokens: np.ndarray
-    weights: dict[str, np.ndarray]
-    class_name: str
-    mapping: str  # checkpoint names -> the class's names ("identity" unless a stand-in class serves the family)
-
-
-def oracle_run(fixture: Fixture) -> OracleRun:
-    """Cached per process: a family's prefill and decode cases share one oracle run."""
-    return _oracle_run(json.dumps(fixture.config, sort_keys=True), fixture.seed,
-                       tuple(fixture.prompt().tolist()), fixture.decode_steps)
-
-
-def oracle_model(fixture: Fixture):
-    """The fixture's oracles.hf.Oracle, built once per process."""
-    return _oracle(json.dumps(fixture.config, sort_keys=True), fixture.seed)
-
-
-@lru_cache(maxsize=8)
-def _oracle(config_json: str, seed: int):
-    from oracles.hf import Oracle
-    return Oracle(json.loads(config_json), seed)
-
-
-@lru_cache(maxsize=8)
-def _oracle_run(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> OracleRun:
-    oracle = _oracle(config_json, seed)
-    logits, tokens = oracle.greedy(np.array(prompt), steps)
-    return OracleRun(logits, tokens, oracle.state_dict(), oracle.binding.class_name, oracle.binding.mapping)
-
-
 def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Arguments in the graph's order, each found by its name; shapes and dtypes must agree."""
     args = []
@@ -176,6 +140,16 @@ class _XlaGraph(CompiledGraph):
         self.text, self.main, self.timings = graph.text, graph.main, timings
         with timed(timings, "xla_compile"):
             self.module = xla_backend.Module(graph.text)
+        self._weights_on_device = None
+
+    def __call__(self, weights: dict, inputs: dict) -> list[np.ndarray]:
+        args = bind(self.main, weights, inputs)
+        with timed(self.timings, self.run_stage):
+            if self._weights_on_device is None:  # every step takes the same weights: copy them once
+                self._weights_on_device = {a.name: self.module.upload(v) for a, v in zip(self.main.args, args)
+                                           if a.name not in inputs}
+            return self.module.call("main", *(self._weights_on_device.get(a.name, v)
+                                              for a, v in zip(self.main.args, args)))
 
 
 def new_record(fixture: Fixture, graph: str, bound: float) -> dict:
@@ -212,6 +186,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         with timed(timings, "oracle"):
             oracle = oracle_run(fixture)
         record["oracle_class"], record["oracle_mapping"] = oracle.class_name, oracle.mapping
+        record["oracle_cache_hit"] = oracle.cached
         steps = _graph_logits(prefill, decoder, oracle, prompt, bucket)
         used = {a.name for a in prefill.main.args}
         if decoder is None:
@@ -255,7 +230,7 @@ def _graph_logits(prefill: CompiledGraph, decoder: CompiledGraph | None, oracle:
 def _judge_against_noise(record: dict, fixture: Fixture, oracle: OracleRun, steps: int, timings: dict) -> None:
     """Adds the noise floor and the strict bound; a PASS beyond the strict bound becomes a FAIL."""
     with timed(timings, "oracle_fp64"):
-        fp64 = noise.fp64_logits(fixture, oracle.tokens)[:steps]
+        fp64 = fp64_logits(fixture, oracle.tokens)[:steps]
     record.update(noise.assess(record["max_abs_diff"], noise.noise_floor(oracle.logits[:steps], fp64)))
     record["fixed_verdict"] = record["verdict"]
     if record["verdict"] == compare.PASS and not record["max_abs_diff"] <= record["strict_bound"]:

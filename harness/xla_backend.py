@@ -8,15 +8,13 @@ serialized executable ~0.1 s: executables are cached beside IREE's, keyed the sa
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import os
-import tempfile
 from functools import lru_cache
 
 import numpy as np
 
-from .iree_backend import BackendError, _read_entry, cache_dir, host_cpu
+from . import cache
+from .iree_backend import BackendError, host_cpu
 
 
 @lru_cache(maxsize=1)
@@ -33,11 +31,7 @@ def compiler_identity() -> str:
 
 
 def cache_key(text: str) -> str:
-    h = hashlib.sha256()
-    for part in (text, compiler_identity(), host_cpu()):
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    return cache.key(text, compiler_identity(), host_cpu())
 
 
 class Module:
@@ -49,8 +43,8 @@ class Module:
         client = _client()
         self._device = client.local_devices()[0]
         devices, options = xla_client.DeviceList((self._device,)), xla_client.CompileOptions()
-        path = cache_dir() / f"{cache_key(text)}.xla"
-        blob = _read_entry(path)
+        path = cache.cache_dir() / f"{cache_key(text)}.xla"
+        blob = cache.read_entry(path)
         self.cache_hit = False
         if blob is not None:
             try:
@@ -63,26 +57,21 @@ class Module:
             self._exe = client.compile_and_load(text, devices, options)
         except Exception as e:  # noqa: BLE001 - jaxlib raises XlaRuntimeError/ValueError
             raise BackendError(f"XLA could not compile the module: {str(e)[-2000:]}") from None
-        _write_entry(path, client.serialize_executable(self._exe))
+        cache.write_entry(path, client.serialize_executable(self._exe))
 
-    def call(self, function: str, *args: np.ndarray) -> list[np.ndarray]:
+    def upload(self, array: np.ndarray):
+        """The array on the device, to pass to call() many times without copying it again."""
+        import jax
+        return jax.device_put(np.asarray(array), self._device)
+
+    def call(self, function: str, *args) -> list[np.ndarray]:
+        """args: numpy arrays, or what upload() returned."""
         if function != "main":
             raise BackendError(f"XLA runs the entry function @main only, not @{function}")
         import jax
         try:
-            out = self._exe.execute([jax.device_put(np.asarray(a), self._device) for a in args])
+            out = self._exe.execute([a if isinstance(a, jax.Array) else self.upload(a) for a in args])
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"XLA failed running @{function}: {e}") from None
         return [np.asarray(r) for r in out]
 
-
-def _write_entry(path, blob: bytes) -> None:
-    """Atomic, with a sha256 trailer (the IREE cache's format); a failed write only costs a recompile."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".compile.", suffix=".xla")
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob + hashlib.sha256(blob).digest())
-        os.replace(tmp, path)
-    except OSError:
-        pass

@@ -138,3 +138,31 @@ class Oracle:
             logits.append(out.logits[0, -1].to(torch.float32).numpy())
         logits = np.stack(logits)
         return logits, logits.argmax(axis=1).astype(np.int32)
+
+    @torch.no_grad()
+    def teacher_forced(self, prompt: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """The logits [len(tokens), V] in the model's dtype: the prompt's last token, then each step fed
+        tokens[s - 1] (another run's choices, so that both runs see the same inputs)."""
+        out = self.model(input_ids=torch.tensor([[int(t) for t in prompt]]), use_cache=True)
+        logits = [out.logits[0, -1]]
+        for token in tokens[:-1]:
+            out = self.model(input_ids=torch.tensor([[int(token)]]), cache=out.cache, use_cache=True)
+            logits.append(out.logits[0, -1])
+        return torch.stack(logits).numpy()
+
+    def routed_layers(self) -> list[int]:
+        """Indices of the layers whose MLP routes to experts."""
+        return [i for i, layer in enumerate(self.model.model.layers) if hasattr(layer.mlp, "experts")]
+
+    @torch.no_grad()
+    def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:
+        """Layer's MoE block on hidden [tokens, width]: (its output, the smallest gap between a token's k-th
+        and (k+1)-th router probability, the number of distinct expert sets chosen)."""
+        block = self.model.model.layers[layer].mlp
+        x = torch.from_numpy(hidden)
+        out = block(x[None])[0].numpy()
+        logits = block.gate(x)[0]
+        probs = np.sort(torch.softmax(logits.float(), -1).numpy(), axis=1)[:, ::-1]
+        k = block.gate.top_k
+        chosen = {tuple(sorted(row)) for row in np.argsort(-logits.numpy(), axis=1)[:, :k]}
+        return out, float((probs[:, k - 1] - probs[:, k]).min()), len(chosen)

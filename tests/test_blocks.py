@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from emitter import Config, emit
-from harness import blocks, fixtures, mutants
+from harness import blocks, fixtures, mutants, oracle
 from harness.gate import format_line
-from harness.validate import oracle_model, oracle_run
 
 MOE = [n for n in fixtures.names() if Config.from_json(fixtures.load(n).config_path).moe is not None]
 
@@ -59,13 +58,13 @@ def test_fixture_routes_decisively_over_the_whole_continuation(name):
     """A router near-tie would let fp32 noise pick another expert: the fixture must keep clear of it."""
     import torch
     fixture = fixtures.load(name)
-    oracle, run = oracle_model(fixture), oracle_run(fixture)
+    model, run = oracle.model(fixture), oracle.run(fixture)
     logits = []
-    hooks = [oracle.model.model.layers[i].mlp.gate.register_forward_hook(lambda m, i, out: logits.append(out[0]))
-             for i in blocks.routed_layers(oracle)]
+    hooks = [model.model.model.layers[i].mlp.gate.register_forward_hook(lambda m, i, out: logits.append(out[0]))
+             for i in run.routed_layers]
     ids = np.concatenate([fixture.prompt(), run.tokens[:-1]]).astype(np.int64)
     with torch.no_grad():
-        oracle.model(input_ids=torch.from_numpy(ids)[None], use_cache=False)
+        model.model(input_ids=torch.from_numpy(ids)[None], use_cache=False)
     for h in hooks:
         h.remove()
     k = fixture.config["num_experts_per_tok"]

@@ -62,7 +62,7 @@ def test_crashing_compiler_names_the_signal_and_its_stderr(tmp_path, monkeypatch
     with pytest.raises(iree_backend.BackendError,
                        match=r"iree-compile was killed by SIGSEGV; its stderr: Stack dump: pass XYZ"):
         iree_backend.compile_text(DOUBLE)
-    assert not list(cold_cache.iterdir()), "a crashed compile must leave nothing in the cache"
+    assert not cold_cache.exists() or not list(cold_cache.iterdir()), "a crashed compile must leave nothing in the cache"
 
 
 def test_hanging_compiler_times_out_with_its_stderr(tmp_path, monkeypatch, cold_cache):
@@ -75,7 +75,7 @@ def test_hanging_compiler_times_out_with_its_stderr(tmp_path, monkeypatch, cold_
                        match=r"iree-compile did not finish within 1.5 s \(killed\); its stderr: stuck in a pass"):
         iree_backend.compile_text(DOUBLE)
     assert time.perf_counter() - start < 30
-    assert not list(cold_cache.iterdir())
+    assert not cold_cache.exists() or not list(cold_cache.iterdir())
 
 
 def test_compiler_fault_is_that_cases_error_with_a_replay(tmp_path, monkeypatch, cold_cache):

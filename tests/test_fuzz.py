@@ -237,8 +237,8 @@ def router_margin(fixture: Fixture) -> float:
     noise may pick another expert than torch does, which no emitter can match (README, Mixture of experts)."""
     import numpy as np
     import torch
-    from harness.validate import oracle_model
-    oracle, logits = oracle_model(fixture), []
+    from harness import oracle as oracles
+    oracle, logits = oracles.model(fixture), []
     gates = [layer.mlp.gate for layer in oracle.model.model.layers if hasattr(layer.mlp, "gate")]
     if not gates:
         return 1.0

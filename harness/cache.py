@@ -1,0 +1,53 @@
+"""The one cache directory: compiled modules (IREE, XLA) and the oracle's outputs.
+
+`~/.cache/archval`, or `$ARCHVAL_CACHE_DIR` (an empty directory is a cold run). Every entry
+is content-addressed by its caller's key, written atomically (a temporary file, then
+rename: parallel workers racing on one key both write whole files and one wins) and
+carries a sha256 trailer, so a torn or corrupted entry reads as missing and is rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+DIR_ENV = "ARCHVAL_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(DIR_ENV) or Path.home() / ".cache" / "archval")
+
+
+def key(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def read_entry(path: Path) -> bytes | None:
+    """The entry's body, or None when it is missing or fails its checksum."""
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    body, digest = blob[:-32], blob[-32:]
+    return body if len(blob) > 32 and hashlib.sha256(body).digest() == digest else None
+
+
+def write_entry(path: Path, body: bytes) -> None:
+    """Atomic, with the checksum trailer; a failed write only costs a recomputation next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.suffix[1:]}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body + hashlib.sha256(body).digest())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass

@@ -1,0 +1,137 @@
+"""The oracle's outputs, computed once and kept in the cache directory (harness/cache.py).
+
+What the HF oracle says is a pure function of the fixture's config, its seed, the inputs,
+the installed torch and transformers, and oracles/hf.py: every entry is keyed by all of
+them. A warm run reads the entries back and never imports torch (~6 s per worker); a
+change to any of those inputs, or an empty cache directory, runs the oracle again.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import io
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import cache
+from .fixtures import Fixture
+
+SOURCE = Path(__file__).resolve().parent.parent / "oracles" / "hf.py"
+
+
+@dataclass(frozen=True)
+class OracleRun:
+    """The oracle's greedy continuation with its own cache: logits [steps + 1, V] (row 0 is the
+    prompt's last token, prefill's expectation) and the tokens they choose; plus its weights."""
+    logits: np.ndarray
+    tokens: np.ndarray
+    weights: dict[str, np.ndarray]
+    class_name: str
+    mapping: str  # checkpoint names -> the class's names ("identity" unless a stand-in class serves the family)
+    routed_layers: tuple[int, ...]  # layers whose MLP routes to experts
+    cached: bool  # read from the cache directory, not computed by this process
+
+
+@dataclass(frozen=True)
+class BlockExpectation:
+    """One MoE block of the oracle on given hidden states."""
+    output: np.ndarray
+    router_margin: float  # smallest gap between a token's k-th and (k+1)-th router probability
+    expert_sets: int  # distinct expert sets chosen
+
+
+def run(fixture: Fixture) -> OracleRun:
+    """Once per process and, through the cache directory, once per machine: a family's prefill,
+    decode and block cases share it."""
+    return _run(_config_json(fixture), fixture.seed, tuple(fixture.prompt().tolist()), fixture.decode_steps)
+
+
+def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
+    """The fp64 oracle's logits [len(tokens), V] (the same seeded fp32 weights, upcast): the prompt's
+    last token, then each step fed tokens[s - 1] (the fp32 oracle's choices)."""
+    return _fp64_logits(_config_json(fixture), fixture.seed, tuple(fixture.prompt().tolist()),
+                        tuple(int(t) for t in tokens))
+
+
+def moe_block(fixture: Fixture, layer: int, hidden: np.ndarray) -> BlockExpectation:
+    parts = {"config": _config_json(fixture), "seed": fixture.seed, "layer": layer,
+             "hidden": hashlib.sha256(hidden.tobytes()).hexdigest() + str(hidden.shape)}
+
+    def compute():
+        output, margin, sets = model(fixture).moe_block(layer, hidden)
+        return {"output": output}, {"router_margin": margin, "expert_sets": sets}
+
+    arrays, meta, _ = _stored("moe_block", parts, compute)
+    return BlockExpectation(arrays["output"], meta["router_margin"], meta["expert_sets"])
+
+
+def model(fixture: Fixture, dtype: str = "float32"):
+    """The fixture's live oracles.hf.Oracle (imports torch), built once per process."""
+    return _model(_config_json(fixture), fixture.seed, dtype)
+
+
+def _config_json(fixture: Fixture) -> str:
+    return json.dumps(fixture.config, sort_keys=True)
+
+
+@lru_cache(maxsize=8)
+def _model(config_json: str, seed: int, dtype: str):
+    import torch
+
+    from oracles.hf import Oracle
+    return Oracle(json.loads(config_json), seed, dtype=getattr(torch, dtype))
+
+
+@lru_cache(maxsize=8)
+def _run(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> OracleRun:
+    parts = {"config": config_json, "seed": seed, "prompt": prompt, "steps": steps}
+
+    def compute():
+        oracle = _model(config_json, seed, "float32")
+        logits, tokens = oracle.greedy(np.array(prompt), steps)
+        arrays = {"logits": logits, "tokens": tokens} | {f"weight:{k}": v for k, v in oracle.state_dict().items()}
+        return arrays, {"class_name": oracle.binding.class_name, "mapping": oracle.binding.mapping,
+                        "routed_layers": oracle.routed_layers()}
+
+    arrays, meta, cached = _stored("run", parts, compute)
+    weights = {k.removeprefix("weight:"): v for k, v in arrays.items() if k.startswith("weight:")}
+    return OracleRun(arrays["logits"], arrays["tokens"], weights, meta["class_name"], meta["mapping"],
+                     tuple(meta["routed_layers"]), cached)
+
+
+@lru_cache(maxsize=8)
+def _fp64_logits(config_json: str, seed: int, prompt: tuple[int, ...], tokens: tuple[int, ...]) -> np.ndarray:
+    parts = {"config": config_json, "seed": seed, "prompt": prompt, "tokens": tokens}
+
+    def compute():
+        logits = _model(config_json, seed, "float64").teacher_forced(np.array(prompt), np.array(tokens))
+        return {"logits": logits}, {}
+
+    return _stored("fp64", parts, compute)[0]["logits"]
+
+
+@lru_cache(maxsize=1)
+def _identity() -> str:
+    """What the outputs depend on besides their inputs: the libraries and the oracle's own code."""
+    versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("torch", "transformers"))
+    return f"{versions}, oracles/hf.py {hashlib.sha256(SOURCE.read_bytes()).hexdigest()}"
+
+
+def _stored(kind: str, parts: dict, compute: Callable[[], tuple[dict, dict]]) -> tuple[dict[str, np.ndarray], dict, bool]:
+    """(arrays, meta, cached): the entry for (kind, parts), computed and stored when missing or corrupt."""
+    path = cache.cache_dir() / f"{cache.key(kind, json.dumps(parts, sort_keys=True), _identity())}.oracle"
+    body = cache.read_entry(path)
+    if body is not None:
+        with np.load(io.BytesIO(body), allow_pickle=False) as entry:
+            arrays = {k: entry[k] for k in entry.files}
+        return arrays, json.loads(arrays.pop("__meta__").tobytes()), True
+    arrays, meta = compute()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    cache.write_entry(path, buffer.getvalue())
+    return arrays, meta, False

@@ -1,0 +1,111 @@
+"""The oracle's outputs in the cache directory: the same numbers back, no torch on a warm run,
+recomputed when anything they depend on changes or an entry is corrupt."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import cache, fixtures, oracle
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cold_cache(tmp_path, monkeypatch):
+    directory = tmp_path / "cache"
+    monkeypatch.setenv(cache.DIR_ENV, str(directory))
+    return directory
+
+
+def counting(arrays: dict, meta: dict):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return arrays, meta
+    return compute, calls
+
+
+def test_an_entry_is_computed_once_then_read_back(cold_cache):
+    compute, calls = counting({"x": np.arange(5, dtype=np.float32)}, {"name": "llama"})
+    first = oracle._stored("run", {"seed": 1}, compute)
+    second = oracle._stored("run", {"seed": 1}, compute)
+    assert len(calls) == 1 and (first[2], second[2]) == (False, True)
+    assert second[0]["x"].dtype == np.float32 and np.array_equal(second[0]["x"], first[0]["x"])
+    assert second[1] == {"name": "llama"}
+
+
+def test_other_inputs_or_another_oracle_source_recompute(cold_cache, monkeypatch, tmp_path):
+    compute, calls = counting({"x": np.zeros(2)}, {})
+    oracle._stored("run", {"seed": 1}, compute)
+    oracle._stored("run", {"seed": 2}, compute)
+    oracle._stored("fp64", {"seed": 1}, compute)
+    assert len(calls) == 3
+    edited = tmp_path / "hf.py"
+    edited.write_text(oracle.SOURCE.read_text() + "\n# an edit\n")
+    monkeypatch.setattr(oracle, "SOURCE", edited)
+    oracle._identity.cache_clear()
+    try:
+        oracle._stored("run", {"seed": 1}, compute)
+    finally:
+        oracle._identity.cache_clear()
+    assert len(calls) == 4
+
+
+def test_a_corrupt_entry_is_recomputed(cold_cache):
+    compute, calls = counting({"x": np.ones(3)}, {})
+    oracle._stored("run", {"seed": 1}, compute)
+    (entry,) = cold_cache.glob("*.oracle")
+    entry.write_bytes(entry.read_bytes()[:-40] + bytes(40))
+    assert oracle._stored("run", {"seed": 1}, compute)[2] is False
+    assert len(calls) == 2
+
+
+def test_the_cached_run_is_the_live_oracle_bit_for_bit(cold_cache):
+    fixture = fixtures.load("exaone")  # a stand-in class with renamed checkpoint weights
+    oracle._run.cache_clear()
+    cached = oracle.run(fixture)
+    assert not cached.cached
+    oracle._run.cache_clear()
+    again = oracle.run(fixture)
+    assert again.cached
+    live = oracle.model(fixture)
+    logits, tokens = live.greedy(fixture.prompt(), fixture.decode_steps)
+    assert np.array_equal(again.logits, logits) and np.array_equal(again.tokens, tokens)
+    state = live.state_dict()
+    assert list(again.weights) == list(state)
+    assert all(np.array_equal(again.weights[k], v) and again.weights[k].dtype == v.dtype for k, v in state.items())
+    assert (again.class_name, again.mapping) == (live.binding.class_name, live.binding.mapping)
+
+
+WARM_RUN = textwrap.dedent("""
+    import json, sys
+    from harness import blocks, fixtures
+    from harness.validate import run_case
+    out = {}
+    for name in ("olmoe",):  # a routed family: its block check reads the cache too
+        fixture = fixtures.load(name)
+        records = [run_case(fixture, graph) for graph in ("prefill", "decode")]
+        if blocks.applies(fixture):
+            records.append(blocks.run_moe_block(fixture))
+        out[name] = [(r["verdict"], r["max_abs_diff"], r.get("noise_floor"), r.get("oracle_cache_hit")) for r in records]
+    out["torch"] = "torch" in sys.modules
+    print(json.dumps(out))
+""")
+
+
+def test_a_warm_run_never_imports_torch_and_judges_the_same(cold_cache):
+    env = {"ARCHVAL_CACHE_DIR": str(cold_cache), "PATH": "/usr/bin:/bin"}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", WARM_RUN], cwd=ROOT, env=env, capture_output=True,
+                                      text=True, check=True).stdout) for _ in range(2)]
+    cold, warm = runs
+    assert cold.pop("torch") and not warm.pop("torch")
+    for name in cold:
+        assert [r[:3] for r in cold[name]] == [r[:3] for r in warm[name]]
+        assert all(r[0] == "PASS" for r in warm[name]), warm
+        assert [r[3] for r in cold[name]] == [False, False, None]
+        assert [r[3] for r in warm[name] if r[3] is not None] == [True, True]
