@@ -22,10 +22,12 @@ GRAPHS = structural.GRAPHS
 
 
 def _warm_up() -> None:
-    """Runs in each new worker while the main process does the structural pass."""
+    """Runs in each new worker while the main process does the structural pass: the imports and
+    the XLA client that every family needs, so that the first family does not pay for them."""
     import iree.runtime  # noqa: F401
 
-    from . import blocks, validate  # noqa: F401
+    from . import blocks, report, validate, xla_backend  # noqa: F401
+    xla_backend.client()
 
 
 def _load(name: str, directory: str | None) -> fixtures.Fixture:

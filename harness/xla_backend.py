@@ -24,7 +24,7 @@ DEBUG_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensiv
 
 
 @lru_cache(maxsize=1)
-def _client():
+def client():
     import jax
     jax.config.update("jax_platforms", "cpu")
     from jax._src import xla_bridge
@@ -46,8 +46,8 @@ class Module:
 
     def __init__(self, text: str):
         from jax._src.lib import xla_client
-        client = _client()
-        self._device = client.local_devices()[0]
+        cpu = client()
+        self._device = cpu.local_devices()[0]
         devices, options = xla_client.DeviceList((self._device,)), xla_client.CompileOptions()
         for name, value in DEBUG_OPTIONS.items():
             setattr(options.executable_build_options.debug_options, name, value)
@@ -56,16 +56,16 @@ class Module:
         self.cache_hit = False
         if blob is not None:
             try:
-                self._exe = client.deserialize_executable(blob, devices, options)
+                self._exe = cpu.deserialize_executable(blob, devices, options)
                 self.cache_hit = True
                 return
             except Exception:  # noqa: BLE001 - an unreadable entry is rebuilt below
                 pass
         try:
-            self._exe = client.compile_and_load(text, devices, options)
+            self._exe = cpu.compile_and_load(text, devices, options)
         except Exception as e:  # noqa: BLE001 - jaxlib raises XlaRuntimeError/ValueError
             raise BackendError(f"XLA could not compile the module: {str(e)[-2000:]}") from None
-        cache.write_entry(path, client.serialize_executable(self._exe))
+        cache.write_entry(path, cpu.serialize_executable(self._exe))
 
     def upload(self, array: np.ndarray):
         """The array on the device, to pass to call() many times without copying it again."""
