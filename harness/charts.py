@@ -116,9 +116,12 @@ class Chart:
                 f'width="{self.width}" height="{self.height}" font-family="sans-serif" font-size="{FONT_SIZE}">\n'
                 + "\n".join(self.parts) + "\n</svg>")
 
-    def text(self, x: float, y: float, text: str, anchor: str = "middle", rotate: bool = False) -> None:
+    def text(self, x: float, y: float, text: str, anchor: str = "middle", rotate: bool = False,
+             centred: bool = False) -> None:
+        """Text at (x, y): y is its baseline, or its middle when centred."""
         turn = f' transform="rotate(-90 {x:.1f} {y:.1f})"' if rotate else ""
-        self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{turn}>{escape(text)}</text>')
+        middle = ' dominant-baseline="central"' if centred else ""
+        self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{middle}{turn}>{escape(text)}</text>')
 
     def frame(self) -> None:
         self.parts.append(f'<rect x="{self.x.start:.1f}" y="{self.y.end:.1f}" width="{self.x.end - self.x.start:.1f}" '
@@ -138,7 +141,7 @@ class Chart:
             if grid:
                 self.parts.append(f'<path d="M{_xy(self.x.start, y)}H{self.x.end:.1f}" {_stroke(GRID_COLOUR, 1)}/>')
             self.parts.append(f'<path d="M{_xy(self.x.start, y)}h-4" {_stroke(AXIS_COLOUR, 1)}/>')
-            self.text(self.x.start - 6, y + FONT_SIZE * 0.35, label, anchor="end")
+            self.text(self.x.start - 6, y, label, anchor="end", centred=True)
 
     def x_label(self, text: str) -> None:
         self.text((self.x.start + self.x.end) / 2, self.height - 6, text)
@@ -187,7 +190,7 @@ class Chart:
             if entry.marker:
                 sample += f'<circle cx="{x + 11:.1f}" cy="{y:.1f}" r="{entry.marker}" fill="{entry.colour}"/>'
             self.parts.append(f'<g class="legend">{sample}</g>')
-            self.text(x + 28, y + FONT_SIZE * 0.35, entry.label, anchor="start")
+            self.text(x + 28, y, entry.label, anchor="start", centred=True)
 
 
 def _legend_height(entries: int, columns: int = 2) -> int:
