@@ -46,7 +46,7 @@ class Series:
 
 
 def padded(lo: float, hi: float, fraction: float = 0.05) -> tuple[float, float]:
-    """An axis range with room around the data, so that markers at the ends are not cut in half."""
+    """An axis range with room around the data, so that the points at its ends stay off the frame."""
     if not hi > lo:
         return lo - 0.5, hi + 0.5
     room = (hi - lo) * fraction
@@ -164,21 +164,22 @@ class Chart:
 
     def markers(self, xs, ys, colour: str, radius: float, role: str, hollow: bool = False) -> None:
         """A circle at each finite point; hollow ones ring a point instead of covering it."""
-        xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
-        finite = np.isfinite(xs) & np.isfinite(ys)
         paint = _stroke(colour, 1.5) if hollow else f'fill="{colour}"'
-        circles = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}"/>'
-                          for x, y in zip(self.x(xs[finite]), self.y(ys[finite])))
+        circles = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}"/>' for x, y in self._finite_pixels(xs, ys))
         self.parts.append(f'<g class="{role}" {paint}>{circles}</g>')
 
     def stems(self, xs, ys, base: float, colour: str) -> None:
         """A vertical line from base up to each finite value."""
-        xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
-        finite = np.isfinite(xs) & np.isfinite(ys)
         bottom = self.y(base)
         lines = "".join(f'<line x1="{x:.1f}" y1="{bottom:.1f}" x2="{x:.1f}" y2="{y:.1f}"/>'
-                        for x, y in zip(self.x(xs[finite]), self.y(ys[finite])))
+                        for x, y in self._finite_pixels(xs, ys))
         self.parts.append(f'<g class="stems" {_stroke(colour, 1)}>{lines}</g>')
+
+    def _finite_pixels(self, xs, ys):
+        """The points with both coordinates finite, in pixels."""
+        xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+        finite = np.isfinite(xs) & np.isfinite(ys)
+        return zip(self.x(xs[finite]), self.y(ys[finite]))
 
     def legend(self, entries: list[Series], columns: int = 2) -> None:
         """The entries in rows above the plot area, where they can never hide a point."""
@@ -207,9 +208,8 @@ def steps_chart(timeline: list[dict], bound: float, salt: str, first_divergence:
     error_look = Series("max |Δlogit|", GRAPH_COLOUR, marker=3)
     gap_look = Series("2 × oracle top-1/top-2 gap", ORACLE_COLOUR, dash=DOTTED, marker=2)
     bound_look = Series(f"bound {bound:.0e}", BOUND_COLOUR, dash=DASHED)
-    entries = [error_look, gap_look, bound_look]
-    if first_divergence is not None:
-        entries.append(Series(f"first divergence: step {first_divergence}", MARK_COLOUR))
+    divergence_look = Series(f"first divergence: step {first_divergence}", MARK_COLOUR)
+    entries = [error_look, gap_look, bound_look] + ([divergence_look] if first_divergence is not None else [])
 
     y_range, powers = decades(err, gap, np.array([log_bound]))
     x_range = padded(steps.min(), steps.max()) if len(steps) else (0.0, 1.0)
@@ -220,7 +220,7 @@ def steps_chart(timeline: list[dict], bound: float, salt: str, first_divergence:
     chart.frame()
     chart.line(x_range, [log_bound, log_bound], bound_look, role="bound", width=1)
     if first_divergence is not None:
-        chart.line([first_divergence] * 2, y_range, entries[-1], role="first-divergence", width=1)
+        chart.line([first_divergence] * 2, y_range, divergence_look, role="first-divergence", width=1)
     chart.line(steps, gap, gap_look, role="gap")
     chart.line(steps, err, error_look, role="error")
     chart.x_label("decode step (0 = the prompt's last token)")
@@ -234,10 +234,9 @@ def vocab_chart(oracle: list[float], graph: list[float], bound: float, salt: str
     logged = log10_or_floor(diff)
     log_bound = math.log10(bound)
     bound_look = Series(f"bound {bound:.0e}", BOUND_COLOUR, dash=DASHED)
-    entries = [bound_look]
-    if np.isfinite(logged).any():
-        worst = int(np.nanargmax(logged))
-        entries.append(Series(f"largest: index {worst}", MARK_COLOUR, marker=4, line=False))
+    worst = int(np.nanargmax(logged)) if np.isfinite(logged).any() else None
+    largest_look = Series(f"largest: index {worst}", MARK_COLOUR, marker=4, line=False)
+    entries = [bound_look] + ([largest_look] if worst is not None else [])
 
     y_range, powers = decades(logged, np.array([log_bound]))
     x_range = padded(0, max(len(diff) - 1, 0))
@@ -248,8 +247,8 @@ def vocab_chart(oracle: list[float], graph: list[float], bound: float, salt: str
     chart.frame()
     chart.stems(np.arange(len(diff)), logged, base=powers[0], colour=GRAPH_COLOUR)
     chart.line(x_range, [log_bound, log_bound], bound_look, role="bound", width=1)
-    if len(entries) > 1:
-        chart.markers([worst], [logged[worst]], MARK_COLOUR, 4, role="largest")
+    if worst is not None:
+        chart.markers([worst], [logged[worst]], MARK_COLOUR, largest_look.marker, role="largest")
     chart.x_label("vocabulary index")
     chart.y_label("|Δlogit|")
     chart.legend(entries)
