@@ -15,15 +15,18 @@ import subprocess
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 import numpy as np
-import pandas as pd
 from markupsafe import Markup
 
 from . import charts, fixtures
 from .compare import ERROR, FAIL, NOT_A_TIE, PASS
 from .signature import load_golden
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 VERDICT_ORDER = {FAIL: 0, ERROR: 1, PASS: 2}  # failing rows first
@@ -137,6 +140,7 @@ def token_agreement(r: dict) -> str:
 
 
 def index_rows(records: list[dict]) -> pd.DataFrame:
+    import pandas as pd  # here, not at the top: the workers that render family pages never need it
     rows = []
     for r in records:
         diff, bound = r.get("max_abs_diff"), r["bound"]
