@@ -8,6 +8,7 @@ CSS and their charts (SVG), so they open from disk with no network.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import os
 import platform
@@ -94,7 +95,9 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+@functools.lru_cache(maxsize=4)
 def versions(emitter: str) -> dict[str, str]:
+    """Once per process: a page each would cost a `git describe` each."""
     found = {"python": platform.python_version()}
     for label, dist in (("torch", "torch"), ("transformers", "transformers"), ("IREE compiler", "iree-base-compiler"),
                         ("IREE runtime", "iree-base-runtime"), ("jax", "jax"), ("numpy", "numpy")):
