@@ -77,6 +77,34 @@ def parse(value: str, option: str = "--shard") -> tuple[int, int]:
     return index, count
 
 
+RECORD_KEYS = ("family", "graph", "verdict", "max_abs_diff", "argmax_match", "bound", "message", "replay")
+
+
+def read_shards(directories: list[Path]) -> tuple[list[dict], dict[str, Path]]:
+    """The records of the shard runs' summary.json files, in the gate's family order (a family's own
+    records in the order its shard wrote them), and the directory each family's page is in.
+    ValueError, one sentence naming the file, for a missing or unreadable summary.json, or a family
+    in two of them."""
+    records, homes, source = [], {}, {}
+    for directory in directories:
+        path = directory / "summary.json"
+        if not path.is_file():
+            raise ValueError(f"--merge {directory}: no summary.json in it ({path}): not a gate's --reports directory")
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"{path}: not readable as JSON ({type(e).__name__}: {e})") from None
+        if not (isinstance(found, list) and all(isinstance(r, dict) and all(k in r for k in RECORD_KEYS)
+                                                and isinstance(r["family"], str) for r in found)):
+            raise ValueError(f"{path}: not a gate summary.json (a list of records with {', '.join(RECORD_KEYS)})")
+        for family in dict.fromkeys(r["family"] for r in found):
+            if family in source:
+                raise ValueError(f"--merge: family '{family}' is in both {source[family]} and {path}")
+            source[family], homes[family] = path, directory
+        records += found
+    return sorted(records, key=lambda r: r["family"]), homes  # the gate's order: fixtures.names() is sorted
+
+
 def measured(summary: Path) -> dict[str, float]:
     """{family: the sum of every stage of every record of the family} from a gate's summary.json."""
     totals: dict[str, float] = {}
