@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import fixtures, mutation, published, structural, triangulate
+from . import fixtures, mutation, published, shard, structural, triangulate
 from .compare import ERROR, FAIL, PASS
 from .validate import DEFAULT_EMITTER, replay_command
 
@@ -138,7 +138,8 @@ def run_all(pool: ProcessPoolExecutor, names: list[str], emitter: tuple[str, ...
             reports: Path | None, emitter_label: str, strict_bound: bool,
             directories: dict[str, str] | None = None) -> tuple[list[dict], list[str]]:
     """Numerical validation in the worker processes, one family per task, reusing the texts the
-    structural pass emitted; (records in family order, report problems). A worker that dies (signal,
+    structural pass emitted, the slowest first (fixtures/costs.json) so that no long one starts last;
+    (records in family order, report problems). A worker that dies (signal,
     OOM) breaks the whole pool, so the families it took down with it run again, each in a process
     of its own: only the one that dies again is an ERROR."""
     directories = directories or {}
@@ -157,7 +158,7 @@ def run_all(pool: ProcessPoolExecutor, names: list[str], emitter: tuple[str, ...
         for record in by_family[name]:
             print(format_line(record), flush=True)
 
-    futures = {pool.submit(_validate_family, *tasks[n]): n for n in names}
+    futures = {pool.submit(_validate_family, *tasks[n]): n for n in shard.slowest_first(names)}
     broken = []
     for future in as_completed(futures):
         try:
@@ -191,32 +192,41 @@ def error_record(fixture: fixtures.Fixture, graph: str, message: str) -> dict:
             "replay": replay_command(fixture)}
 
 
-def published_pass(paths: list[str], workdir: Path) -> list[published.Published]:
-    """Each --config shrunk into workdir, its seed chosen; PublishedConfigError on bad input."""
+def published_pass(paths: list[str], workdir: Path, part: tuple[int, int] | None = None) -> list[published.Published]:
+    """Each --config (of shard part, when given) shrunk into workdir, its seed chosen; PublishedConfigError
+    on bad input."""
     print("== published configs: shrunk to tiny synthetic models (field old -> new), every architectural "
           "choice kept", flush=True)
-    taken, prepared = set(), []
+    taken, named = set(), {}
     for path in paths:
         base = published.label(Path(path))
         name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, len(paths) + 2))) if n not in taken)
         taken.add(name)
-        prepared.append(published.prepare(path, workdir, name))
+        named[name] = path
+    if part:  # a published config has no measured cost: each costs the table's median
+        named = {name: named[name] for name in shard.assign(named, *part)}
+        say_shard(part, list(named))
+    prepared = []
+    for name in named:
+        prepared.append(published.prepare(named[name], workdir, name))
         print(published.format_summary(prepared[-1]), flush=True)
     return prepared
 
 
-def structural_pass(family: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:
-    """Every case (or the --family ones) signed and compared with its golden; orphans reported."""
+def structural_pass(cases: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:
+    """Every case (or the --family or --shard ones) signed and compared with its golden; orphans
+    reported when every case ran."""
     print("== structural signatures" + (" (updating goldens)" if update else ""), flush=True)
-    results = structural.run(DEFAULT_EMITTER, update=update, names=family, jobs=max(1, jobs))
+    results = structural.run(DEFAULT_EMITTER, update=update, names=cases, jobs=max(1, jobs))
     for r in results:
         print(structural.format_result(r), flush=True)
-    orphans = [] if family else structural.orphan_goldens()
+    orphans = [] if cases is not None else structural.orphan_goldens()
     for path in orphans:
         print(f"golden without a case: fixtures/{path}")
     ok = all(structural.passed(r) for r in results) and not orphans
     print(f"structural: {sum(structural.passed(r) for r in results)}/{len(results)} as recorded, "
-          f"{len(orphans)} orphan goldens", flush=True)
+          + (f"{len(orphans)} orphan goldens" if cases is None else "orphan goldens not checked (a part of the cases)"),
+          flush=True)
     return results, ok
 
 
@@ -251,6 +261,12 @@ def main(argv=None) -> int:
                     help="judge by the fixed bound alone (no fp64 oracle run, no strict noise-derived bound)")
     ap.add_argument("--mutants", action="store_true",
                     help="the mutation self-test: every applicable mutant of the selected families must FAIL")
+    ap.add_argument("--shard", metavar="I/N",
+                    help="only shard I of N (1-based): the families harness/shard.py assigns it by their cost in "
+                         "fixtures/costs.json, for N machines; --merge joins their reports")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                    help="join the reports of shard runs (each one's --reports DIR) into --reports, as one run "
+                         "over all their families would have written them")
     args = ap.parse_args(argv)
 
     if args.update_goldens and os.environ.get("PYTEST_XDIST_WORKER"):
@@ -259,6 +275,17 @@ def main(argv=None) -> int:
         return 2
     if args.jobs < 1:
         print(f"error: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
+        return 2
+    if args.merge:
+        return run_merge(args)
+    try:
+        args.shard = None if args.shard is None else shard.parse(args.shard)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.shard and args.family:
+        print("error: --shard cannot be combined with --family: a shard's families are chosen by their cost",
+              file=sys.stderr)
         return 2
     if args.config:
         clash = [o for o, on in (("--family", args.family), ("--structural-only", args.structural_only),
@@ -271,7 +298,7 @@ def main(argv=None) -> int:
     if args.list:
         print("\n".join(known))
         return 0
-    selected = args.family or known
+    selected = args.family or (shard.assign(known, *args.shard) if args.shard else known)
     unknown = [n for n in selected if n not in known]
     if unknown:
         print(f"error: --family {unknown[0]}: no such fixture under fixtures/ (known: {', '.join(known)})",
@@ -288,15 +315,21 @@ def main(argv=None) -> int:
         return 2
     emitter = tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
     names = list(dict.fromkeys(selected))
+    cases = args.family
+    if args.shard:
+        say_shard(args.shard, names)
+        cases = names + [c.name for c in structural.cases()  # published configs' cases: no cost, by name
+                         if c.name not in known and shard.by_hash(c.name, args.shard[1]) == args.shard[0]]
 
     start = time.perf_counter()
     if args.mutants:
-        return mutation_pass(names, min(args.jobs, len(names)), not args.fixed_bound_only, args.reports, start)
+        return mutation_pass(names, max(1, min(args.jobs, len(names))), not args.fixed_bound_only, args.reports,
+                             start)
     numeric = not (args.structural_only or args.update_goldens)
-    pool = start_workers(min(args.jobs, len(names))) if numeric else None
+    pool = start_workers(min(args.jobs, len(names))) if numeric and names else None
     structural_results, structural_ok = [], True
     if emitter == DEFAULT_EMITTER:  # goldens record the built-in emitter; another one has none
-        structural_results, structural_ok = structural_pass(args.family, args.update_goldens, args.jobs)
+        structural_results, structural_ok = structural_pass(cases, args.update_goldens, args.jobs)
     else:
         print("== structural signatures: skipped (the goldens record the built-in emitter)")
     if not numeric:
@@ -306,10 +339,21 @@ def main(argv=None) -> int:
 
     print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
     emitter_label = args.emitter or "built-in (python -m emitter)"
-    with pool:
-        records, problems = run_all(pool, names, emitter, structural_results, args.reports, emitter_label,
-                                    strict_bound=not args.fixed_bound_only)
+    records, problems = [], []
+    if pool:
+        with pool:
+            records, problems = run_all(pool, names, emitter, structural_results, args.reports, emitter_label,
+                                        strict_bound=not args.fixed_bound_only)
     return finish(args, records, structural_ok, start, problems)
+
+
+def say_shard(part: tuple[int, int], names: list[str]) -> None:
+    index, count = part
+    if names:
+        print(f"== shard {index}/{count}: {len(names)} families, {sum(map(shard.cost, names)):.0f} s cold by "
+              f"fixtures/costs.json: {' '.join(names)}", flush=True)
+    else:
+        print(f"== shard {index}/{count}: no families (more shards than families)", flush=True)
 
 
 def run_published(args) -> int:
@@ -320,7 +364,7 @@ def run_published(args) -> int:
     records, problems = [], []
     with tempfile.TemporaryDirectory(prefix="archval-config-") as tmp:
         try:
-            prepared = published_pass(args.config, Path(tmp))
+            prepared = published_pass(args.config, Path(tmp), args.shard)
         except published.PublishedConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -342,6 +386,42 @@ def run_published(args) -> int:
     for record in records:
         record["published"] = by_name[record["family"]]
     return finish(args, records, True, start, problems)
+
+
+def run_merge(args) -> int:
+    """--merge DIR...: the shards' summary.json records in the gate's family order, their pages copied,
+    then summary.json, the index and RESULT as one run over all their families."""
+    from . import report
+    clash = [o for o, on in (("--family", args.family), ("--shard", args.shard), ("--config", args.config),
+                             ("--structural-only", args.structural_only), ("--update-goldens", args.update_goldens),
+                             ("--mutants", args.mutants), ("--list", args.list)) if on]
+    if clash:
+        print(f"error: --merge cannot be combined with {clash[0]}", file=sys.stderr)
+        return 2
+    if args.reports.resolve() in {d.resolve() for d in args.merge}:
+        print(f"error: --reports {args.reports} is one of the --merge inputs: merge into another directory, "
+              "so that no shard's reports are overwritten", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        records, homes = shard.read_shards(args.merge)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    problems = []
+    args.reports.mkdir(parents=True, exist_ok=True)
+    for page, family in {report.page_name(r): r["family"] for r in records}.items():
+        source = homes[family] / f"{page}.html"
+        try:
+            report.write_text_atomic(args.reports / source.name, source.read_text(encoding="utf-8"))
+        except OSError as e:
+            problems.append(f"{source.name} not copied from {source.parent}: {e.strerror or e}")
+    for record in records:
+        print(format_line(record), flush=True)
+    drifted = [r for r in records if r.get("structural") and not structural.passed(r["structural"])]
+    for r in drifted:
+        print(f"structural: {r['family']} {r['graph']} {r['structural']['status']} (see its page)", flush=True)
+    return finish(args, records, not drifted, start, problems)
 
 
 def finish(args, records: list[dict], structural_ok: bool, start: float, problems: list[str]) -> int:

@@ -1,5 +1,7 @@
 """`pytest --reports DIR`: the differential tests' records become the gate's reports under DIR.
 `pytest --emitter 'CMD'`: the differential tests validate that emitter (README, the emitter protocol).
+`pytest --shard I/N`: only shard I of N; a test about one fixture family runs in the shard the gate's
+`--shard I/N` gives that family (harness/shard.py), any other by a stable hash of its node id.
 
 A test hands its run_case record to the `case_report` fixture; the record travels to the
 controlling process in the test report's user_properties (so it works under xdist), and
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import fixtures, structural
+from harness import fixtures, shard, structural
 from harness.signature import drift, load_golden, signature
 from harness.validate import DEFAULT_EMITTER
 
@@ -25,6 +27,9 @@ def pytest_addoption(parser):
                      help="write the HTML reports of the differential cases run to DIR")
     parser.addoption("--emitter", default=None,
                      help="emitter command to validate (CMD --config C --graph KIND --out FILE); default: the built-in")
+    parser.addoption("--shard", metavar="I/N",
+                     help="run only shard I of N (1-based): a family's tests where the gate's --shard I/N puts that "
+                          "family, the others by a stable hash of their node id")
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +39,41 @@ def emitter(request) -> tuple[str, ...]:
 
 
 def pytest_configure(config):
+    if config.getoption("--shard") is not None:
+        try:
+            shard.parse(config.getoption("--shard"))
+        except ValueError as e:
+            raise pytest.UsageError(str(e)) from None
     directory = config.getoption("--reports")
     if directory and not hasattr(config, "workerinput"):  # only the controlling process writes
         config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--shard") is None:
+        return
+    index, count = shard.parse(config.getoption("--shard"))
+    names = fixtures.names()
+    mine = set(shard.assign(names, index, count))
+    keep, deselected = [], []
+    for item in items:
+        family = _family_of(item, names)
+        here = family in mine if family else shard.by_hash(item.nodeid, count) == index
+        (keep if here else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+def _family_of(item, names: list[str]) -> str | None:
+    """The fixture family a test is parametrised over: a parameter that is its name (or a case
+    named after it, such as a StructuralCase)."""
+    callspec = getattr(item, "callspec", None)
+    for value in callspec.params.values() if callspec else ():
+        name = value if isinstance(value, str) else getattr(value, "name", None)
+        if name in names:
+            return name
+    return None
 
 
 @pytest.fixture
