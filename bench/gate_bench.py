@@ -1,7 +1,7 @@
 """Benchmark of the gate: cold and warm full runs, the structural-only run, per-stage and
 per-family times, the overhead ratio and the peak memory of the whole process tree.
 
-    .venv/bin/python bench/gate_bench.py [--jobs N] [--family NAME ...]
+    .venv/bin/python bench/gate_bench.py [--jobs N] [--family NAME ...] [--write-costs]
 
 Cold means an empty cache directory (ARCHVAL_CACHE_DIR: compiled modules and the oracle's
 outputs); warm reruns with it. The stages are the work a gate cannot skip: emit, oracle (the
@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from harness import shard  # noqa: E402 - the project root is not on the path of a script under bench/
 # stage -> the record timings it sums
 STAGES = {"emit": ("emit",), "oracle": ("oracle", "oracle_fp64"), "compile": ("compile", "xla_compile"),
           "load": ("load",), "run": ("run", "xla_run")}
@@ -104,6 +106,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--family", action="append", default=[])
+    ap.add_argument("--write-costs", action="store_true",
+                    help="rewrite fixtures/costs.json (scheduling, --shard) from the cold run's figures")
     args = ap.parse_args()
     selection = [f"--family={n}" for n in args.family] + [f"--jobs={args.jobs}"]
     with tempfile.TemporaryDirectory(prefix="archval-bench-") as tmp:
@@ -115,6 +119,9 @@ def main() -> int:
             if code != 0:
                 print(out)
             report(label, wall, peak, code, records, args.jobs)
+            if args.write_costs and label.startswith("cold") and records:
+                costs = shard.write_costs(reports / "summary.json")
+                print(f"   {shard.COSTS_PATH.relative_to(ROOT)}: {len(costs)} families rewritten")
         wall, peak, code, _ = run_gate(["--structural-only", *selection], env)
         print(f"\n== structural-only: {wall:.1f} s wall, exit {code}, peak memory {peak / 2**30:.2f} GiB")
     return 0

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import fixtures, mutation, published, shard, structural, triangulate
+from . import fixtures, mutation, oracle, published, shard, structural, triangulate
 from .compare import ERROR, FAIL, PASS
 from .validate import DEFAULT_EMITTER, replay_command
 
@@ -21,13 +21,16 @@ REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
 GRAPHS = structural.GRAPHS
 
 
-def _warm_up() -> None:
+def _warm_up(oracle_needed: bool) -> None:
     """Runs in each new worker while the main process does the structural pass: the imports and
-    the XLA client that every family needs, so that the first family does not pay for them."""
+    the XLA client that every family needs, and torch when an oracle has to run, so that the
+    first family does not pay for them (nor carry them in its measured cost)."""
     import iree.runtime  # noqa: F401
 
     from . import blocks, report, validate, xla_backend  # noqa: F401
     xla_backend.client()
+    if oracle_needed:
+        import oracles.hf  # noqa: F401
 
 
 def _load(name: str, directory: str | None) -> fixtures.Fixture:
@@ -126,11 +129,12 @@ def write_index(records: list[dict], directory: Path, emitter_label: str, proble
     print(f"reports: {directory / 'index.html'} and a page per family", flush=True)
 
 
-def start_workers(jobs: int) -> ProcessPoolExecutor:
+def start_workers(jobs: int, selected: list[fixtures.Fixture]) -> ProcessPoolExecutor:
     """Spawned now, so that their imports overlap the structural pass."""
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    oracle_needed = not all(oracle.cached(f) for f in selected)
     for _ in range(jobs):
-        pool.submit(_warm_up)
+        pool.submit(_warm_up, oracle_needed)
     return pool
 
 
@@ -326,7 +330,7 @@ def main(argv=None) -> int:
         return mutation_pass(names, max(1, min(args.jobs, len(names))), not args.fixed_bound_only, args.reports,
                              start)
     numeric = not (args.structural_only or args.update_goldens)
-    pool = start_workers(min(args.jobs, len(names))) if numeric and names else None
+    pool = start_workers(min(args.jobs, len(names)), [fixtures.load(n) for n in names]) if numeric and names else None
     structural_results, structural_ok = [], True
     if emitter == DEFAULT_EMITTER:  # goldens record the built-in emitter; another one has none
         structural_results, structural_ok = structural_pass(cases, args.update_goldens, args.jobs)
@@ -373,7 +377,7 @@ def run_published(args) -> int:
         runnable = [p for p in prepared if p.error is None]
         names = [p.fixture.name for p in runnable]
         if names:
-            with start_workers(max(1, min(args.jobs, len(names)))) as pool:
+            with start_workers(max(1, min(args.jobs, len(names))), [p.fixture for p in runnable]) as pool:
                 records, problems = run_all(pool, names, emitter, [], args.reports, emitter_label,
                                             not args.fixed_bound_only,
                                             {p.fixture.name: str(p.fixture.config_path.parent) for p in runnable})

@@ -48,7 +48,20 @@ class BlockExpectation:
 def run(fixture: Fixture) -> OracleRun:
     """Once per process and, through the cache directory, once per machine: a family's prefill,
     decode and block cases share it."""
-    return _run(_config_json(fixture), fixture.seed, tuple(fixture.prompt().tolist()), fixture.decode_steps)
+    return _run(*_run_key(fixture))
+
+
+def cached(fixture: Fixture) -> bool:
+    """Whether run(fixture) will be read from the cache directory (no torch needed for it)."""
+    return _entry_path("run", _run_parts(*_run_key(fixture))).is_file()
+
+
+def _run_key(fixture: Fixture) -> tuple[str, int, tuple[int, ...], int]:
+    return _config_json(fixture), fixture.seed, tuple(fixture.prompt().tolist()), fixture.decode_steps
+
+
+def _run_parts(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> dict:
+    return {"config": config_json, "seed": seed, "prompt": prompt, "steps": steps}
 
 
 def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
@@ -89,8 +102,6 @@ def _model(config_json: str, seed: int, dtype: str):
 
 @lru_cache(maxsize=8)
 def _run(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> OracleRun:
-    parts = {"config": config_json, "seed": seed, "prompt": prompt, "steps": steps}
-
     def compute():
         oracle = _model(config_json, seed, "float32")
         logits, tokens = oracle.greedy(np.array(prompt), steps)
@@ -98,10 +109,10 @@ def _run(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> Or
         return arrays, {"class_name": oracle.binding.class_name, "mapping": oracle.binding.mapping,
                         "routed_layers": oracle.routed_layers()}
 
-    arrays, meta, cached = _stored("run", parts, compute)
+    arrays, meta, hit = _stored("run", _run_parts(config_json, seed, prompt, steps), compute)
     weights = {k.removeprefix("weight:"): v for k, v in arrays.items() if k.startswith("weight:")}
     return OracleRun(arrays["logits"], arrays["tokens"], weights, meta["class_name"], meta["mapping"],
-                     tuple(meta["routed_layers"]), cached)
+                     tuple(meta["routed_layers"]), hit)
 
 
 @lru_cache(maxsize=8)
@@ -122,9 +133,13 @@ def _identity() -> str:
     return f"{versions}, oracles/hf.py {hashlib.sha256(SOURCE.read_bytes()).hexdigest()}"
 
 
+def _entry_path(kind: str, parts: dict) -> Path:
+    return cache.cache_dir() / f"{cache.key(kind, json.dumps(parts, sort_keys=True), _identity())}.oracle"
+
+
 def _stored(kind: str, parts: dict, compute: Callable[[], tuple[dict, dict]]) -> tuple[dict[str, np.ndarray], dict, bool]:
     """(arrays, meta, cached): the entry for (kind, parts), computed and stored when missing or corrupt."""
-    path = cache.cache_dir() / f"{cache.key(kind, json.dumps(parts, sort_keys=True), _identity())}.oracle"
+    path = _entry_path(kind, parts)
     body = cache.read_entry(path)
     if body is not None:
         with np.load(io.BytesIO(body), allow_pickle=False) as entry:

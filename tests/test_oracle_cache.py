@@ -68,8 +68,9 @@ def test_a_corrupt_entry_is_recomputed(cold_cache):
 def test_the_cached_run_is_the_live_oracle_bit_for_bit(cold_cache):
     fixture = fixtures.load("exaone")  # a stand-in class with renamed checkpoint weights
     oracle._run.cache_clear()
+    assert not oracle.cached(fixture)
     cached = oracle.run(fixture)
-    assert not cached.cached
+    assert not cached.cached and oracle.cached(fixture)
     oracle._run.cache_clear()
     again = oracle.run(fixture)
     assert again.cached
