@@ -10,11 +10,10 @@ import re
 
 import numpy as np
 
-from . import compare
+from . import compare, oracle
 from .fixtures import Fixture
 from .graph import GraphError
 from .iree_backend import BackendError
-from . import oracle
 from .validate import DEFAULT_EMITTER, CaseError, CompiledGraph, new_record, timed
 
 BLOCK_BOUND = 1e-4  # fp32 noise of one block is ~1e-6; routing or mixing bugs move it by >1e-1
