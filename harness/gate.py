@@ -217,21 +217,37 @@ def published_pass(paths: list[str], workdir: Path, part: tuple[int, int] | None
     return prepared
 
 
-def structural_pass(cases: list[str] | None, update: bool, jobs: int) -> tuple[list[dict], bool]:
-    """Every case (or the --family or --shard ones) signed and compared with its golden; orphans
-    reported when every case ran."""
+def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool) -> tuple[list[dict], bool]:
+    """These cases (None: all) signed and compared with their goldens; orphan goldens looked for when
+    asked (only a run over every case can tell one)."""
     print("== structural signatures" + (" (updating goldens)" if update else ""), flush=True)
     results = structural.run(DEFAULT_EMITTER, update=update, names=cases, jobs=max(1, jobs))
+    said = said_structural(results)
+    found = structural.orphan_goldens() if orphans else []
+    for path in found:
+        print(f"golden without a case: fixtures/{path}")
+    print(f"structural: {said} as recorded, "
+          + (f"{len(found)} orphan goldens" if orphans else "orphan goldens not checked (a part of the cases)"),
+          flush=True)
+    return results, all(structural.passed(r) for r in results) and not found
+
+
+def said_structural(results: list[dict]) -> str:
+    """Prints a line per result; 'passed/all'."""
     for r in results:
         print(structural.format_result(r), flush=True)
-    orphans = [] if cases is not None else structural.orphan_goldens()
-    for path in orphans:
-        print(f"golden without a case: fixtures/{path}")
-    ok = all(structural.passed(r) for r in results) and not orphans
-    print(f"structural: {sum(structural.passed(r) for r in results)}/{len(results)} as recorded, "
-          + (f"{len(orphans)} orphan goldens" if cases is None else "orphan goldens not checked (a part of the cases)"),
-          flush=True)
-    return results, ok
+    return f"{sum(structural.passed(r) for r in results)}/{len(results)}"
+
+
+def check_meanwhile(cases: list[str]):
+    """Structural cases no numerical case needs (the published configs'), checked in a thread of this
+    process while the workers run the families; a Future of their results, None when there are none."""
+    if not cases:
+        return None
+    thread = ThreadPoolExecutor(max_workers=1)
+    future = thread.submit(structural.run, DEFAULT_EMITTER, False, cases, 1)
+    thread.shutdown(wait=False)  # its one task still runs to the end
+    return future
 
 
 def mutation_pass(names: list[str], jobs: int, strict_bound: bool, reports: Path, start: float) -> int:
@@ -331,11 +347,17 @@ def main(argv=None) -> int:
                              start)
     numeric = not (args.structural_only or args.update_goldens)
     pool = start_workers(min(args.jobs, len(names)), [fixtures.load(n) for n in names]) if numeric and names else None
-    structural_results, structural_ok = [], True
-    if emitter == DEFAULT_EMITTER:  # goldens record the built-in emitter; another one has none
-        structural_results, structural_ok = structural_pass(cases, args.update_goldens, args.jobs)
-    else:
+    structural_results, structural_ok, published_checks = [], True, None
+    if emitter != DEFAULT_EMITTER:  # goldens record the built-in emitter; another one has none
         print("== structural signatures: skipped (the goldens record the built-in emitter)")
+    elif numeric:
+        every = cases if cases is not None else [c.name for c in structural.cases()]
+        structural_results, structural_ok = structural_pass([c for c in every if c in known], False, args.jobs,
+                                                            orphans=cases is None)
+        published_checks = check_meanwhile([c for c in every if c not in known])
+    else:
+        structural_results, structural_ok = structural_pass(cases, args.update_goldens, args.jobs,
+                                                            orphans=cases is None)
     if not numeric:
         print(f"structural-only: {time.perf_counter() - start:.2f} s")
         print(f"RESULT: {'PASS' if structural_ok else 'FAIL'}")
@@ -348,6 +370,11 @@ def main(argv=None) -> int:
         with pool:
             records, problems = run_all(pool, names, emitter, structural_results, args.reports, emitter_label,
                                         strict_bound=not args.fixed_bound_only)
+    if published_checks:
+        print("== structural signatures of the published configs (checked while the families ran)", flush=True)
+        published_results = published_checks.result()
+        print(f"structural: {said_structural(published_results)} as recorded", flush=True)
+        structural_ok = structural_ok and all(structural.passed(r) for r in published_results)
     return finish(args, records, structural_ok, start, problems)
 
 
