@@ -1,4 +1,4 @@
-"""The one cache directory: compiled modules (IREE, XLA) and the oracle's outputs.
+"""The one cache directory: compiled modules (IREE, XLA), the oracle's outputs and XLA's.
 
 `~/.cache/archval`, or `$ARCHVAL_CACHE_DIR` (an empty directory is a cold run). Every entry
 is content-addressed by its caller's key, written atomically (a temporary file, then
@@ -8,9 +8,14 @@ carries a sha256 trailer, so a torn or corrupted entry reads as missing and is r
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 DIR_ENV = "ARCHVAL_CACHE_DIR"
 
@@ -51,3 +56,18 @@ def write_entry(path: Path, body: bytes) -> None:
                 os.unlink(tmp)
     except OSError:
         pass
+
+
+def stored_arrays(path: Path, compute: Callable[[], tuple[dict, dict]]) -> tuple[dict[str, np.ndarray], dict, bool]:
+    """(arrays, meta, hit): the entry at path (an npz of named arrays and a JSON-able meta dict),
+    computed by compute() and stored when it is missing or corrupt."""
+    body = read_entry(path)
+    if body is not None:
+        with np.load(io.BytesIO(body), allow_pickle=False) as entry:
+            arrays = {k: entry[k] for k in entry.files}
+        return arrays, json.loads(arrays.pop("__meta__").tobytes()), True
+    arrays, meta = compute()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    write_entry(path, buffer.getvalue())
+    return arrays, meta, False

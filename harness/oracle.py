@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import io
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -139,14 +138,4 @@ def _entry_path(kind: str, parts: dict) -> Path:
 
 def _stored(kind: str, parts: dict, compute: Callable[[], tuple[dict, dict]]) -> tuple[dict[str, np.ndarray], dict, bool]:
     """(arrays, meta, cached): the entry for (kind, parts), computed and stored when missing or corrupt."""
-    path = _entry_path(kind, parts)
-    body = cache.read_entry(path)
-    if body is not None:
-        with np.load(io.BytesIO(body), allow_pickle=False) as entry:
-            arrays = {k: entry[k] for k in entry.files}
-        return arrays, json.loads(arrays.pop("__meta__").tobytes()), True
-    arrays, meta = compute()
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-    cache.write_entry(path, buffer.getvalue())
-    return arrays, meta, False
+    return cache.stored_arrays(_entry_path(kind, parts), compute)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compare, noise, triangulate, xla_backend
+from . import cache, compare, noise, triangulate, xla_backend
 from .fixtures import Fixture
 from .graph import FunctionSignature, GraphError, parse_signature
 from .iree_backend import BackendError, Module, compile_text
@@ -239,13 +240,31 @@ def _judge_against_noise(record: dict, fixture: Fixture, oracle: OracleRun, step
 
 def _triangulate(prefill: CompiledGraph, decoder: CompiledGraph | None, oracle: OracleRun, prompt: np.ndarray, bucket: int,
                  iree_logits: np.ndarray, bound: float, timings: dict) -> dict:
-    """The same texts and inputs on XLA CPU; an XLA failure is reported there, never the case's verdict."""
+    """The same texts and inputs on XLA CPU; an XLA failure is reported there, never the case's verdict.
+    XLA is a reference, like the oracle: its logits are cached by (its texts and build, the inputs)."""
+    def compute():
+        return {"logits": _graph_logits(_XlaGraph(prefill, timings), decoder and _XlaGraph(decoder, timings),
+                                        oracle, prompt, bucket)}, {}
+
+    texts = [xla_backend.cache_key(g.text) for g in (prefill, decoder) if g is not None]
+    path = cache.cache_dir() / f"{cache.key('xla logits', *texts, _inputs_digest(oracle, prompt))}.xla-logits"
     try:
-        xla_logits = _graph_logits(_XlaGraph(prefill, timings), decoder and _XlaGraph(decoder, timings),
-                                   oracle, prompt, bucket)
+        xla_logits, _, hit = cache.stored_arrays(path, compute)
     except (CaseError, BackendError) as e:
         return {"error": str(e)}
-    return triangulate.triangulate(oracle.logits[: len(iree_logits)], iree_logits, xla_logits, bound)
+    return {**triangulate.triangulate(oracle.logits[: len(iree_logits)], iree_logits, xla_logits["logits"], bound),
+            "cache_hit": hit}
+
+
+def _inputs_digest(oracle: OracleRun, prompt: np.ndarray) -> str:
+    """What the graphs are fed: every weight, the prompt and the teacher-forced tokens."""
+    h = hashlib.sha256()
+    for name, value in sorted(oracle.weights.items()):
+        h.update(f"{name}:{value.dtype}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    for array in (prompt, oracle.tokens):
+        h.update(np.asarray(array, np.int64).tobytes())
+    return h.hexdigest()
 
 
 def _decode(decoder: CompiledGraph, oracle: OracleRun, prompt_len: int, prefill_logits: np.ndarray,
