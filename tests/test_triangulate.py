@@ -53,3 +53,23 @@ def test_a_subtle_emitter_bug_is_blamed_at_the_strict_bound():
     record = run_case(fixture, "prefill", texts={"prefill": bug.emit(fixture.config_path)})
     assert record["verdict"] == "FAIL" and record["fixed_verdict"] == "PASS"
     assert record["xla"]["verdict"] == triangulate.EMITTER, record["xla"]
+
+
+def test_xla_logits_are_cached_by_text_and_inputs(tmp_path, monkeypatch):
+    """XLA is a reference: the same text on the same inputs is run once; another text, or a failure, is not
+    served from the cache."""
+    monkeypatch.setenv("ARCHVAL_CACHE_DIR", str(tmp_path))
+    fixture = fixtures.load("qwen2")
+    first, again = run_case(fixture, "prefill"), run_case(fixture, "prefill")
+    assert (first["xla"].pop("cache_hit"), again["xla"].pop("cache_hit")) == (False, True)
+    assert first["xla"] == again["xla"] and "xla_compile" not in again["timings"]
+    bug = mutants.MUTANTS["no_qkv_bias"]
+    mutated = run_case(fixture, "prefill", texts={"prefill": bug.emit(fixture.config_path)})
+    assert mutated["xla"]["cache_hit"] is False and mutated["xla"]["oracle_xla"] != first["xla"]["oracle_xla"]
+
+    def broken(self, text):
+        raise iree_backend.BackendError("XLA could not compile the module: on purpose")
+    monkeypatch.setattr("harness.xla_backend.Module.__init__", broken)
+    decode = run_case(fixture, "decode")
+    assert decode["xla"] == {"error": "XLA could not compile the module: on purpose"}
+    assert run_case(fixture, "decode")["xla"] == decode["xla"]  # the failure was not stored as an answer
