@@ -21,16 +21,17 @@ REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
 GRAPHS = structural.GRAPHS
 
 
-def _warm_up(oracle_needed: bool) -> None:
-    """Runs in each new worker while the main process does the structural pass: the imports and
-    the XLA client that every family needs, and torch when an oracle has to run, so that the
-    first family does not pay for them (nor carry them in its measured cost)."""
+def _warm_up(cold: bool) -> None:
+    """Runs in each new worker while the main process does the structural pass: the imports that
+    every family needs and, when the cache lacks the oracle's outputs (and so XLA's, keyed by the
+    oracle's weights), torch and XLA's client, so that the first family does not pay for them (nor
+    carry them in its measured cost)."""
     import iree.runtime  # noqa: F401
 
     from . import blocks, report, validate, xla_backend  # noqa: F401
-    xla_backend.client()
-    if oracle_needed:
+    if cold:
         import oracles.hf  # noqa: F401
+        xla_backend.client()
 
 
 def _load(name: str, directory: str | None) -> fixtures.Fixture:
@@ -132,9 +133,9 @@ def write_index(records: list[dict], directory: Path, emitter_label: str, proble
 def start_workers(jobs: int, selected: list[fixtures.Fixture]) -> ProcessPoolExecutor:
     """Spawned now, so that their imports overlap the structural pass."""
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    oracle_needed = not all(oracle.cached(f) for f in selected)
+    cold = not all(oracle.cached(f) for f in selected)
     for _ in range(jobs):
-        pool.submit(_warm_up, oracle_needed)
+        pool.submit(_warm_up, cold)
     return pool
 
 
