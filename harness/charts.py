@@ -276,3 +276,35 @@ def scatter_chart(oracle: list[float], graph: list[float], salt: str) -> str:
     chart.x_label("oracle logit")
     chart.y_label("graph logit")
     return chart.svg(salt)
+
+
+def taps_chart(taps: list[dict], factor: float, salt: str) -> str:
+    """Localisation: max |Δ| at each debug tap in forward order (layer by layer: attention, mlp,
+    layer output) against its threshold, factor × that tap's noise floor; the first tap over it
+    is circled."""
+    x = np.arange(len(taps), dtype=np.float64)
+    err = log10_or_floor(t["max_abs_diff"] for t in taps)
+    threshold = log10_or_floor(factor * t["noise_floor"] for t in taps)
+    over = [i for i, t in enumerate(taps) if not t["max_abs_diff"] <= factor * t["noise_floor"]]
+    error_look = Series("max |Δ| at the tap", GRAPH_COLOUR, marker=3)
+    threshold_look = Series(f"{factor:g} × the tap's noise floor", BOUND_COLOUR, dash=DASHED)
+    first_look = Series(f"first over: layer {taps[over[0]]['layer']} {taps[over[0]]['point']}" if over else "",
+                        MARK_COLOUR, marker=5, line=False)
+    entries = [error_look, threshold_look] + ([first_look] if over else [])
+
+    y_range, powers = decades(err, threshold)
+    x_range = padded(0, max(len(taps) - 1, 1))
+    chart = Chart(WIDE, x_range, y_range, left=58, right=12, top=_legend_height(len(entries)), bottom=40)
+    layers = sorted({t["layer"] for t in taps})
+    first_tap = [next(i for i, t in enumerate(taps) if t["layer"] == layer) for layer in layers]
+    chart.x_ticks(first_tap, [str(layer) for layer in layers], grid=True)
+    chart.y_ticks(powers, [f"1e{k}" for k in powers], grid=True)
+    chart.frame()
+    chart.line(x, threshold, threshold_look, role="threshold", width=1)
+    chart.line(x, err, error_look, role="error")
+    if over:
+        chart.markers([over[0]], [err[over[0]]], MARK_COLOUR, first_look.marker, role="first-over", hollow=True)
+    chart.x_label("layer (its taps in order: attention, mlp, layer output)")
+    chart.y_label("max |Δ|")
+    chart.legend(entries)
+    return chart.svg(salt)

@@ -22,7 +22,7 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from . import charts, fixtures
+from . import charts, fixtures, triangulate
 from .compare import ERROR, FAIL, NOT_A_TIE, PASS
 from .signature import load_golden
 
@@ -34,7 +34,19 @@ VERDICT_ORDER = {FAIL: 0, ERROR: 1, PASS: 2}  # failing rows first
 GRAPH_ORDER = {"prefill": 0, "decode": 1, "moe_block": 2}
 STAGES = ("emit", "compile", "load", "run", "oracle")
 INDEX_COLUMNS = ["family", "mutant", "graph", "verdict", "max_abs_diff", "bound", "margin", "bound_used",
-                 "token_agreement", "first_divergence", "structural", "time_s", "message", "page"]
+                 "token_agreement", "first_divergence", "structural", "time_s", "message", "page",
+                 "xla_verdict", "noise_ratio"]
+# The three-way verdict (triangulate.odd_one_out) as a user reads it: which side is wrong.
+THREE_WAY_SENTENCES = {
+    triangulate.AGREE: "The oracle, IREE and XLA all agree within the bound.",
+    triangulate.EMITTER: "IREE and XLA agree against the oracle: the emitter's graph is wrong (two compilers "
+                         "compute the same wrong thing from its text).",
+    triangulate.IREE: "XLA agrees with the oracle against IREE: the graph is right and IREE computes it wrong "
+                      "(a compiler problem).",
+    triangulate.XLA: "The oracle and IREE agree against XLA: XLA is the odd one out (the verdict, judged on IREE, "
+                     "is unaffected).",
+    triangulate.NONE: "No two of the oracle, IREE and XLA agree within the bound: no one side can be blamed.",
+}
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("harness", "templates"), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -154,13 +166,21 @@ def index_rows(records: list[dict]) -> pd.DataFrame:
                      "first_divergence": r.get("first_divergence"),
                      "structural": (r.get("structural") or {}).get("status"),
                      "time_s": round(sum(r.get("timings", {}).values()), 3), "message": r.get("message", ""),
-                     "page": page_name(r)})
+                     "page": page_name(r), "xla_verdict": _xla_verdict(r.get("xla")),
+                     "noise_ratio": r.get("noise_ratio")})
     frame = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     frame["first_divergence"] = frame["first_divergence"].astype("Int64")
     keys = {"verdict": lambda s: s.map(VERDICT_ORDER), "graph": lambda s: s.map(GRAPH_ORDER),
             "mutant": lambda s: s.fillna("")}
     return frame.sort_values(["verdict", "family", "mutant", "graph"],
                              key=lambda s: keys.get(s.name, lambda x: x)(s), kind="stable").reset_index(drop=True)
+
+
+def _xla_verdict(x: dict | None) -> str | None:
+    """The index's three-way column: the odd one out, XLA's error, or None where it did not run."""
+    if not x:
+        return None
+    return f"ERROR: {x['error']}" if "error" in x else x["verdict"]
 
 
 # ---- a family's page
@@ -220,9 +240,13 @@ def _section(page: str, r: dict) -> dict:
                "metrics": (_block_metrics(r) if r["graph"] == "moe_block" else _metrics(r)) if judged else [], "timings": _timings(r.get("timings", {})),
                "oracle_class": r.get("oracle_class"), "cache_hit": r.get("cache_hit"),
                "unused_tensors": r.get("unused_tensors", []), "structural": _structural(r),
-               "top_k": [], "timeline": [], "charts": []}
+               "top_k": [], "timeline": [], "charts": [], "strict_note": None, "strict_used": False,
+               "three_way": None, "localisation": None}
     if not judged or r["graph"] == "moe_block":
         return section
+    section["strict_note"], section["strict_used"] = _strict_note(r), "strict_bound" in r
+    section["three_way"] = _three_way(r)
+    section["localisation"] = _localisation(page, r)
     where = (f"the worst step {r['worst_step']} (position {r['timeline'][r['worst_step']]['position']})" if decode
              else f"position {r['prompt_len'] - 1} (the prompt's last token)")
     section["top_k"] = [{"title": f"at {where}", "rows": _top_k_rows(r["oracle_top_k"], r["graph_top_k"])}]
@@ -285,6 +309,8 @@ def _metrics(r: dict) -> list[dict]:
              "ok": diff <= bound, "where": f"{where}, vocab index {r['worst_index']}"},
             {"metric": "NaN/Inf in the graph's logits", "value": str(r["nonfinite"]), "bound": "0",
              "margin": str(-r["nonfinite"]), "ok": r["nonfinite"] == 0, "where": "all steps" if decode else where}]
+    if "strict_bound" in r:  # absent when judged by the fixed bound alone
+        rows.insert(1, _strict_row(r, f"{where}, vocab index {r['worst_index']}"))
     if decode:
         first = r.get("first_divergence")
         rows.append({"metric": "greedy token agreement", "value": token_agreement(r), "bound": "a flip must be a near tie",
@@ -302,6 +328,52 @@ def _metrics(r: dict) -> list[dict]:
                  "bound": f"> 2 × |Δ| = {2 * err:.3e} (no flip possible)", "margin": f"{gap - 2 * err:+.3e}",
                  "ok": True, "where": where})
     return rows
+
+
+def _strict_row(r: dict, where: str) -> dict:
+    """The error against the strict bound: STRICT_FACTOR × the fp32-vs-fp64 noise floor (over every compared step)."""
+    diff, strict = r["max_abs_diff"], r["strict_bound"]
+    return {"metric": "max |Δlogit| vs the strict bound", "value": f"{diff:.3e} ({r['noise_ratio']:.1f}× the noise floor)",
+            "bound": f"≤ {r['strict_factor']:g}× noise floor {r['noise_floor']:.2e} = {strict:.2e}",
+            "margin": f"{strict - diff:+.3e} ({diff / strict:.1%} of the bound)" if np.isfinite(diff) else "–",
+            "ok": diff <= strict, "where": where}
+
+
+def _strict_note(r: dict) -> str | None:
+    """Said plainly when the strict bound changed the verdict; absent when it was not used."""
+    if "strict_bound" not in r or r.get("fixed_verdict") in (None, r["verdict"]):
+        return None
+    return (f"The fixed bound alone would have passed it: max |Δlogit| {r['max_abs_diff']:.3e} is within the fixed bound "
+            f"{r['bound']:.1e}, but it is {r['noise_ratio']:.1f}× the fp32 noise floor {r['noise_floor']:.2e} "
+            f"(fp32 against fp64 oracle), above the strict bound {r['strict_factor']:g}× = {r['strict_bound']:.2e}.")
+
+
+def _three_way(r: dict) -> dict | None:
+    """Oracle, IREE and XLA pairwise, and which side is the odd one out; None where XLA did not run."""
+    x = r.get("xla")
+    if not x:
+        return None
+    if "error" in x:
+        return {"error": x["error"]}
+    pairs = (("oracle – IREE", "oracle_iree"), ("oracle – XLA", "oracle_xla"), ("IREE – XLA", "iree_xla"))
+    return {"rows": [{"pair": label, "value": x[key], "ok": x[key] <= x["bound"]} for label, key in pairs],
+            "bound": x["bound"], "verdict": x["verdict"], "sentence": THREE_WAY_SENTENCES[x["verdict"]],
+            "argmax_match": x["argmax_match"], "cache_hit": x.get("cache_hit")}
+
+
+def _localisation(page: str, r: dict) -> dict | None:
+    """The per-layer localisation of a failing prefill graph: its sentence, chart and tap table."""
+    found = r.get("localisation")
+    if not found:
+        return None
+    if "error" in found:
+        return {"error": found["error"]}
+    taps = found["taps"]
+    chart = Markup(charts.taps_chart(taps, found["strict_factor"], f"{page}-{r['graph']}-taps")) if taps else None
+    first = found["first"]
+    return {"summary": found["summary"], "chart": chart, "factor": found["strict_factor"],
+            "taps": [{**t, "first": first is not None and (t["layer"], t["point"]) == (first["layer"], first["point"]),
+                      "over": not t["max_abs_diff"] <= found["strict_factor"] * t["noise_floor"]} for t in taps]}
 
 
 def _block_metrics(r: dict) -> list[dict]:

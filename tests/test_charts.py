@@ -128,3 +128,29 @@ def test_nothing_finite_still_draws_empty_axes():
     for svg in (charts.vocab_chart(nan, nan, 1e-2, "v"), charts.scatter_chart(nan, nan, "s"),
                 charts.steps_chart(timeline(nan, nan), 1e-2, "t", None)):
         parse(svg)
+
+
+def taps(errors, floors):
+    points = ("attention", "mlp", "layer")
+    return [{"layer": i // 3, "point": points[i % 3], "max_abs_diff": e, "noise_floor": f}
+            for i, (e, f) in enumerate(zip(errors, floors))]
+
+
+def test_the_first_tap_over_its_threshold_is_circled_where_it_belongs():
+    floors = [1e-6, 2e-6, 3e-6, 1e-6, 2e-6, 3e-6]
+    errors = [2e-6, 5e-6, 2e-5, 4e-4, 1e-3, 2e-3]  # tap 3 (layer 1 attention) is the first over 10 x its floor
+    drawn = charts.taps_chart(taps(errors, floors), 10.0, "t")
+    assert drawn == charts.taps_chart(taps(errors, floors), 10.0, "t")
+    root = parse(drawn)
+    to_x, to_y = axis(root, "x"), axis(root, "y")  # x ticks: each layer's first tap, labelled by layer
+    [ring] = group(root, "first-over")
+    assert (float(ring.get("cx")), float(ring.get("cy"))) == pytest.approx((to_x(1), to_y(math.log10(4e-4))), abs=0.2)
+    assert len(group(root, "error-points")) == 6
+    assert "first over: layer 1 attention" in "".join(root.itertext())
+    x, y = map(float, group(root, "threshold").get("d")[1:].split("L")[0].split(","))
+    assert (x, y) == pytest.approx((to_x(0), to_y(math.log10(1e-5))), abs=0.2)  # 10 x the first tap's floor
+
+
+def test_taps_all_within_their_threshold_circle_nothing():
+    root = parse(charts.taps_chart(taps([1e-6] * 6, [1e-6] * 6), 10.0, "t"))
+    assert not [e for e in root.iter() if e.get("class") == "first-over"]

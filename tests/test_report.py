@@ -1,5 +1,6 @@
 """Reports: the gate writes an index and a page per family that a real browser renders without
-errors and without the network, and a failing family's page says where it fails."""
+errors and without the network, and a failing family's page says where it fails, what the strict
+bound, the three-way comparison and the localisation found."""
 import csv
 import io
 import json
@@ -9,8 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from harness import compare, fixtures, mutants, report
+from harness import compare, fixtures, localise, mutants, report, triangulate
 from harness.gate import main
+from emitter import Config
 from harness.validate import run_case
 
 FAIL_RED = (0xC6, 0x28, 0x28)  # the FAIL badge (report.css)
@@ -165,3 +167,86 @@ def test_a_page_for_nan_logits_names_them_and_still_draws(tmp_path):
     page = (tmp_path / "llama.html").read_text()
     assert "NaN/Inf: the graph&#39;s logits hold 2 non-finite values (bound 0)" in page
     assert page.count("<svg") == 2
+
+
+def test_a_passing_page_shows_the_three_way_comparison_and_the_noise_ratio(tmp_path, browser):
+    record = run_case(fixtures.load("llama"))
+    x = record["xla"]
+    assert record["verdict"] == "PASS" and x["verdict"] == triangulate.AGREE, record["message"]
+    assert report.write([record], tmp_path) == []
+    assert_renders(browser, tmp_path / "llama.html", charts=2)
+    metrics = browser.find_element("css selector", "#prefill table.metrics").text
+    assert (f"max |Δlogit| vs the strict bound {record['max_abs_diff']:.3e} ({record['noise_ratio']:.1f}× the noise "
+            f"floor) ≤ {record['strict_factor']:g}× noise floor {record['noise_floor']:.2e} = "
+            f"{record['strict_bound']:.2e}") in metrics
+    three_way = browser.find_element("id", "prefill-three-way").text
+    for label, key in (("oracle – IREE", "oracle_iree"), ("oracle – XLA", "oracle_xla"), ("IREE – XLA", "iree_xla")):
+        assert f"{label} {x[key]:.3e} ≤ {x['bound']:.2e} agree" in three_way, label
+    assert report.THREE_WAY_SENTENCES[triangulate.AGREE] in three_way
+    assert "would have passed" not in browser.find_element("id", "prefill").text
+    with open(tmp_path / "summary.csv", newline="") as f:
+        [row] = list(csv.DictReader(f))
+    assert list(row)[-2:] == ["xla_verdict", "noise_ratio"]
+    assert (row["xla_verdict"], float(row["noise_ratio"])) == (triangulate.AGREE, record["noise_ratio"])
+    assert_renders(browser, tmp_path / "index.html", charts=0)
+    cells = [c.text for c in browser.find_elements("css selector", "#results tbody td")][-3:-1]  # before the time
+    assert cells == [f"{record['noise_ratio']:.1f}", triangulate.AGREE]
+
+
+@pytest.fixture(scope="module")
+def strict_only_mutant():
+    """llama with RMSNorm epsilon 10x: within the fixed 1e-2 bound, ~130x the noise floor; with the
+    localisation the gate adds to a failing prefill case."""
+    fixture = fixtures.load("llama")
+    record = _mutant_record(fixture, "eps_10x")
+    assert record["fixed_verdict"] == "PASS" and record["max_abs_diff"] < record["bound"], record
+    bug = mutants.MUTANTS["eps_10x"]
+    found = localise.localise(fixture, bug.config(Config.from_json(fixture.config_path)), bug.core)
+    return {**record, "localisation": {**found, "summary": localise.describe(found)}}
+
+
+def test_a_mutant_only_the_strict_bound_catches_says_the_fixed_bound_alone_would_have_passed_it(
+        tmp_path, browser, strict_only_mutant):
+    record = {k: v for k, v in strict_only_mutant.items() if k != "localisation"}
+    assert report.write([record], tmp_path) == []
+    assert_renders(browser, tmp_path / "llama--eps_10x.html", charts=2)
+    assert "the fixed bound alone would have passed it" in browser.find_element("id", "prefill-strict-note").text.lower()
+    strict = next(r for r in browser.find_elements("css selector", "#prefill table.metrics tr")
+                  if "vs the strict bound" in r.text)
+    assert "over" in strict.get_attribute("class").split() and strict.text.endswith("FAILS")
+    three_way = browser.find_element("id", "prefill-three-way").text
+    assert "IREE and XLA agree against the oracle: the emitter's graph is wrong" in three_way
+    assert f"oracle – IREE {record['xla']['oracle_iree']:.3e} ≤ {record['xla']['bound']:.2e} disagree" in three_way
+
+
+def test_a_localised_failure_shows_its_summary_and_a_chart_per_tap(tmp_path, browser, strict_only_mutant):
+    found = strict_only_mutant["localisation"]
+    assert found["first"] is not None
+    assert report.write([strict_only_mutant], tmp_path) == []
+    assert_renders(browser, tmp_path / "llama--eps_10x.html", charts=3)  # |Δ| per index, the scatter, the taps
+    shown = browser.find_element("id", "prefill-localisation")
+    assert found["summary"] in shown.text
+    chart = browser.find_element("id", "llama--eps_10x-prefill-taps")
+    assert len(chart.find_elements("css selector", ".error-points circle")) == len(found["taps"])
+    assert f"first over: layer {found['first']['layer']} {found['first']['point']}" in chart.text
+
+
+def test_missing_or_failed_diagnoses_render_as_such(tmp_path, browser, strict_only_mutant):
+    """XLA's error and a failed localisation are said; a record without the diagnoses (the mutation
+    tests' xla=False, or --fixed-bound-only) says they were not run."""
+    failed = {**strict_only_mutant, "mutant": "xla_failed", "xla": {"error": "XLA compile: unsupported op"},
+              "localisation": {"error": "RuntimeError: taps exploded"}}
+    diagnoses = ("xla", "noise_floor", "noise_ratio", "strict_bound", "strict_factor", "fixed_verdict", "localisation")
+    bare = {k: v for k, v in strict_only_mutant.items() if k not in diagnoses} | {"mutant": "bare"}
+    assert report.write([failed, bare], tmp_path) == []
+    assert_renders(browser, tmp_path / "llama--xla_failed.html", charts=2)
+    assert "XLA compile: unsupported op" in browser.find_element("id", "prefill-three-way").text
+    assert "Localisation failed: RuntimeError: taps exploded" in browser.find_element("id", "prefill-localisation").text
+    assert_renders(browser, tmp_path / "llama--bare.html", charts=2)
+    section = browser.find_element("id", "prefill").text
+    assert "XLA: not run." in section and "Strict bound (noise floor): not run" in section
+    assert "vs the strict bound" not in section and "Localisation" not in section
+    with open(tmp_path / "summary.csv", newline="") as f:
+        rows = {r["mutant"]: r for r in csv.DictReader(f)}
+    assert rows["xla_failed"]["xla_verdict"] == "ERROR: XLA compile: unsupported op"
+    assert (rows["bare"]["xla_verdict"], rows["bare"]["noise_ratio"]) == ("", "")
