@@ -53,11 +53,9 @@ class Module:
             setattr(options.executable_build_options.debug_options, name, value)
         path = cache.cache_dir() / f"{cache_key(text)}.xla"
         blob = cache.read_entry(path)
-        self.cache_hit = False
         if blob is not None:
             try:
                 self._exe = cpu.deserialize_executable(blob, devices, options)
-                self.cache_hit = True
                 return
             except Exception:  # noqa: BLE001 - an unreadable entry is rebuilt below
                 pass

@@ -1,7 +1,6 @@
 """Sharding: the cost table, slowest first, a deterministic balanced split, --shard, --merge, pytest --shard."""
 import json
 import re
-import shutil
 import statistics
 import subprocess
 import sys
