@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from harness import shard  # noqa: E402 - the project root is not on the path of a script under bench/
+from harness.modes import shard  # noqa: E402 - the project root is not on the path of a script under bench/
 # stage -> the record timings it sums
 STAGES = {"emit": ("emit",), "oracle": ("oracle", "oracle_fp64"), "compile": ("compile", "xla_compile"),
           "load": ("load",), "run": ("run", "xla_run")}

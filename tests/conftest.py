@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import fixtures, shard, structural
-from harness.signature import drift, load_golden, signature
-from harness.validate import DEFAULT_EMITTER
+from harness.core import fixtures
+from harness.modes import shard
+from harness.checks import structural
+from harness.checks.signature import drift, load_golden, signature
+from harness.core.case import DEFAULT_EMITTER
 
 RECORD = "archval-record"
 
@@ -85,7 +87,7 @@ def case_report(request):
             return
         record = {**record, "structural": _structural(record["family"], record["graph"], text)}
         if mutant:
-            from harness.mutants import MUTANTS
+            from harness.checks.mutants import MUTANTS
             record.update(mutant=mutant, mutant_description=MUTANTS[mutant].description,
                           replay=f".venv/bin/python -m pytest '{request.node.nodeid}'")
         request.node.user_properties.append((RECORD, json.dumps(record)))
@@ -117,8 +119,8 @@ class _ReportWriter:
         if not self.records:
             self.said = f"reports: no differential case ran, nothing written to {self.directory}"
             return
-        from harness import report
-        from harness.gate import write_json_atomic
+        from harness.present import report
+        from harness.cli import write_json_atomic
         start = time.perf_counter()
         order = {"prefill": 0, "decode": 1}
         records = sorted(self.records, key=lambda r: (r["family"], r.get("mutant") or "", order.get(r["graph"], 9)))

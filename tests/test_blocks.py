@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from emitter import Config, emit
-from harness import blocks, fixtures, mutants, oracle
-from harness.gate import format_line
+from harness.core import blocks, fixtures, oracle_cache
+from harness.checks import mutants
+from harness.cli import format_line
 
 MOE = [n for n in fixtures.names() if Config.from_json(fixtures.load(n).config_path).moe is not None]
 
@@ -58,7 +59,7 @@ def test_fixture_routes_decisively_over_the_whole_continuation(name):
     """A router near-tie would let fp32 noise pick another expert: the fixture must keep clear of it."""
     import torch
     fixture = fixtures.load(name)
-    model, run = oracle.model(fixture), oracle.run(fixture)
+    model, run = oracle_cache.model(fixture), oracle_cache.run(fixture)
     logits = []
     hooks = [model.model.model.layers[i].mlp.gate.register_forward_hook(lambda m, i, out: logits.append(out[0]))
              for i in run.routed_layers]

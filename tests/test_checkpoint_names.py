@@ -2,8 +2,8 @@
 import re
 
 from emitter import Config, emit
-from harness import fixtures
-from harness.graph import parse_signature
+from harness.core import fixtures
+from harness.core.graph import parse_signature
 
 
 def weight_names(name: str, graph: str = "prefill") -> list[str]:

@@ -1,7 +1,7 @@
 """The verdict logic on hand-made logits: each rule decides a case on its own."""
 import numpy as np
 
-from harness.compare import compare_logits, compare_steps, decode_verdict, verdict
+from harness.core.compare import compare_logits, compare_steps, decode_verdict, verdict
 
 ORACLE = np.array([0.0, 3.0, 1.0, 2.999], np.float32)
 

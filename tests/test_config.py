@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from emitter import Config, ConfigError
-from harness import fixtures
+from harness.core import fixtures
 
 NAMES = fixtures.names()
 

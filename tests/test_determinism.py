@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from emitter import GRAPHS
-from harness import fixtures
+from harness.core import fixtures
 
 
 def emit_in_fresh_process(config, graph, out, hash_seed):

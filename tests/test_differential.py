@@ -2,9 +2,10 @@
 import pytest
 
 from emitter import Config, emit
-from harness import fixtures, mutants
-from harness.gate import format_line
-from harness.validate import run_case
+from harness.core import fixtures
+from harness.checks import mutants
+from harness.cli import format_line
+from harness.core.case import run_case
 
 NAMES = fixtures.names()
 MUTANT_CASES = [(n, m) for n in NAMES for m in fixtures.load(n).mutants]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.gate import main
-from harness.validate import ROOT
+from harness.cli import main
+from harness import ROOT
 
 WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
 

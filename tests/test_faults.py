@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 
 from emitter import Config, emit
-from harness import fixtures, iree_backend, structural
-from harness.gate import format_line, main
-from harness.signature import golden_paths
-from harness.validate import DEFAULT_EMITTER, run_case
+from harness.core import fixtures
+from harness.backends import iree
+from harness.checks import structural
+from harness.cli import format_line, main
+from harness.checks.signature import golden_paths
+from harness.core.case import DEFAULT_EMITTER, run_case
 
 KILLS_WORKER = Path(__file__).parent / "emitters" / "kills_worker.py"
 DOUBLE = """module @double {
@@ -49,31 +51,31 @@ def cold_cache(tmp_path, monkeypatch):
 # -- iree-compile missing, crashing, hanging ---------------------------------------------------------
 
 def test_missing_compiler_is_a_backend_error_naming_it(tmp_path, monkeypatch, cold_cache):
-    monkeypatch.setenv(iree_backend.COMPILER_ENV, str(tmp_path / "no-such-iree-compile"))
-    with pytest.raises(iree_backend.BackendError,
+    monkeypatch.setenv(iree.COMPILER_ENV, str(tmp_path / "no-such-iree-compile"))
+    with pytest.raises(iree.BackendError,
                        match=r"iree-compile could not start \(.*no-such-iree-compile\): No such file or directory"):
-        iree_backend.compile_text(DOUBLE)
+        iree.compile_text(DOUBLE)
 
 
 def test_crashing_compiler_names_the_signal_and_its_stderr(tmp_path, monkeypatch, cold_cache):
     crash = fake_compiler(tmp_path, "crashes", "sys.stdin.read(); sys.stderr.write('Stack dump: pass XYZ\\n'); "
                                                "sys.stderr.flush(); os.kill(os.getpid(), signal.SIGSEGV)")
-    monkeypatch.setenv(iree_backend.COMPILER_ENV, str(crash))
-    with pytest.raises(iree_backend.BackendError,
+    monkeypatch.setenv(iree.COMPILER_ENV, str(crash))
+    with pytest.raises(iree.BackendError,
                        match=r"iree-compile was killed by SIGSEGV; its stderr: Stack dump: pass XYZ"):
-        iree_backend.compile_text(DOUBLE)
+        iree.compile_text(DOUBLE)
     assert not cold_cache.exists() or not list(cold_cache.iterdir()), "a crashed compile must leave nothing in the cache"
 
 
 def test_hanging_compiler_times_out_with_its_stderr(tmp_path, monkeypatch, cold_cache):
     hang = fake_compiler(tmp_path, "hangs", "sys.stderr.write('stuck in a pass\\n'); sys.stderr.flush(); "
                                             "time.sleep(600)")
-    monkeypatch.setenv(iree_backend.COMPILER_ENV, str(hang))
-    monkeypatch.setenv(iree_backend.TIMEOUT_ENV, "1.5")
+    monkeypatch.setenv(iree.COMPILER_ENV, str(hang))
+    monkeypatch.setenv(iree.TIMEOUT_ENV, "1.5")
     start = time.perf_counter()
-    with pytest.raises(iree_backend.BackendError,
+    with pytest.raises(iree.BackendError,
                        match=r"iree-compile did not finish within 1.5 s \(killed\); its stderr: stuck in a pass"):
-        iree_backend.compile_text(DOUBLE)
+        iree.compile_text(DOUBLE)
     assert time.perf_counter() - start < 30
     assert not cold_cache.exists() or not list(cold_cache.iterdir())
 
@@ -81,7 +83,7 @@ def test_hanging_compiler_times_out_with_its_stderr(tmp_path, monkeypatch, cold_
 def test_compiler_fault_is_that_cases_error_with_a_replay(tmp_path, monkeypatch, cold_cache):
     """End to end: the record is an ERROR naming the fault, never a PASS or FAIL."""
     crash = fake_compiler(tmp_path, "crashes", "os.kill(os.getpid(), signal.SIGKILL)")
-    monkeypatch.setenv(iree_backend.COMPILER_ENV, str(crash))
+    monkeypatch.setenv(iree.COMPILER_ENV, str(crash))
     record = run_case(fixtures.load("llama"))
     assert record["verdict"] == "ERROR"
     assert "iree-compile was killed by SIGKILL; it wrote nothing to stderr" in record["message"]
@@ -90,9 +92,9 @@ def test_compiler_fault_is_that_cases_error_with_a_replay(tmp_path, monkeypatch,
 
 def test_the_compiler_override_is_part_of_the_cache_key(monkeypatch):
     """A vmfb another compiler wrote is never served as the real compiler's."""
-    real = iree_backend.cache_key(DOUBLE)
-    monkeypatch.setenv(iree_backend.COMPILER_ENV, "/opt/other/iree-compile")
-    assert iree_backend.cache_key(DOUBLE) != real
+    real = iree.cache_key(DOUBLE)
+    monkeypatch.setenv(iree.COMPILER_ENV, "/opt/other/iree-compile")
+    assert iree.cache_key(DOUBLE) != real
 
 
 # -- NaN / Inf in the emitter's output graph -------------------------------------------------------
@@ -130,7 +132,7 @@ def test_token_outside_the_vocabulary_is_refused_before_compiling(monkeypatch, p
     """IREE's gather clamps an index silently, so the harness must refuse it; nothing is compiled or run."""
     fixture = fixtures.load("llama")
     monkeypatch.setattr(type(fixture), "prompt", lambda self: np.array(prompt, np.int32))
-    monkeypatch.setattr("harness.validate.compile_text", lambda text: pytest.fail("compiled an invalid case"))
+    monkeypatch.setattr("harness.core.case.compile_text", lambda text: pytest.fail("compiled an invalid case"))
     record = run_case(fixture)
     assert record["verdict"] == "ERROR"
     assert f"prompt token {token} is outside the vocabulary [0, 96)" in record["message"]

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script for replay
 
 from emitter import GRAPHS, Config, ConfigError, emit  # noqa: E402
-from harness.fixtures import DEFAULT_BOUND, Fixture  # noqa: E402
-from harness.validate import run_case  # noqa: E402
+from harness.core.fixtures import DEFAULT_BOUND, Fixture  # noqa: E402
+from harness.core.case import run_case  # noqa: E402
 
 LONG = os.environ.get("ARCHVAL_FUZZ") == "long"
 FAILURES_DIR = ROOT / "reports" / "fuzz"
@@ -237,7 +237,7 @@ def router_margin(fixture: Fixture) -> float:
     noise may pick another expert than torch does, which no emitter can match (README, Mixture of experts)."""
     import numpy as np
     import torch
-    from harness import oracle as oracles
+    from harness.core import oracle_cache as oracles
     oracle, logits = oracles.model(fixture), []
     gates = [layer.mlp.gate for layer in oracle.model.model.layers if hasattr(layer.mlp, "gate")]
     if not gates:

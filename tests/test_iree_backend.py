@@ -1,7 +1,7 @@
 """The compile cache: keyed by content, hit on the second compile, a corrupt entry detected and rebuilt."""
 import numpy as np
 
-from harness import iree_backend
+from harness.backends import iree
 
 DOUBLE = """module @double {
   func.func public @main(%x: tensor<4xf32> loc("x")) -> (tensor<4xf32>) {
@@ -13,17 +13,17 @@ DOUBLE = """module @double {
 
 
 def run(vmfb):
-    (out,) = iree_backend.Module(vmfb, "double").call("main", np.arange(4, dtype=np.float32))
+    (out,) = iree.Module(vmfb, "double").call("main", np.arange(4, dtype=np.float32))
     return out
 
 
 def test_cache_hits_and_rebuilds_a_corrupt_entry(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHVAL_CACHE_DIR", str(tmp_path))
-    vmfb, hit = iree_backend.compile_text(DOUBLE)
+    vmfb, hit = iree.compile_text(DOUBLE)
     assert not hit and run(vmfb).tolist() == [0, 2, 4, 6]
-    assert iree_backend.compile_text(DOUBLE)[1]
+    assert iree.compile_text(DOUBLE)[1]
     (entry,) = tmp_path.glob("*.vmfb")
     entry.write_bytes(entry.read_bytes()[: len(vmfb) // 2])  # a torn write
-    rebuilt, hit = iree_backend.compile_text(DOUBLE)
+    rebuilt, hit = iree.compile_text(DOUBLE)
     assert not hit and rebuilt == vmfb and run(rebuilt).tolist() == [0, 2, 4, 6]
-    assert iree_backend.cache_key(DOUBLE) != iree_backend.cache_key(DOUBLE.replace("add", "multiply"))
+    assert iree.cache_key(DOUBLE) != iree.cache_key(DOUBLE.replace("add", "multiply"))

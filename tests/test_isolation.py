@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from emitter import Config, emit
-from harness import fixtures
-from harness.gate import main
-from harness.validate import run_case
+from harness.core import fixtures
+from harness.cli import main
+from harness.core.case import run_case
 
 BREAKS_ON = Path(__file__).parent / "emitters" / "breaks_on.py"
 

@@ -5,8 +5,9 @@ from dataclasses import replace
 import pytest
 
 from emitter import Config, Decoder, emit
-from harness import fixtures, mutants
-from harness.localise import describe, localise
+from harness.core import fixtures
+from harness.checks import mutants
+from harness.checks.localise import describe, localise
 
 FAMILY = "gemma2"  # four layers, sandwich norms: every tap point has something to break
 
@@ -81,8 +82,8 @@ def test_taps_only_on_request():
 def test_gate_localises_a_failing_prefill(monkeypatch):
     """The built-in emitter itself broken (gate/up swapped in layer 3): the gate's failing prefill
     record says where."""
-    from harness.gate import _validate_family, format_line
-    from harness.validate import DEFAULT_EMITTER
+    from harness.cli import _validate_family, format_line
+    from harness.core.case import DEFAULT_EMITTER
     weight = Decoder.weight
 
     def swapped_in_layer3(self, name, shape):

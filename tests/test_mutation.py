@@ -3,8 +3,9 @@ strict bound (or is proven equivalent at fp32); the strict bound kills what the 
 import pytest
 
 from emitter import Config
-from harness import fixtures, mutants, mutation
-from harness.gate import main as gate_main
+from harness.core import fixtures
+from harness.checks import mutants, mutation
+from harness.cli import main as gate_main
 
 
 def first_family(mutant: str) -> str:

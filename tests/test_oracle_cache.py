@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import cache, fixtures, oracle
+from harness.core import cache, fixtures, oracle_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,8 +32,8 @@ def counting(arrays: dict, meta: dict):
 
 def test_an_entry_is_computed_once_then_read_back(cold_cache):
     compute, calls = counting({"x": np.arange(5, dtype=np.float32)}, {"name": "llama"})
-    first = oracle._stored("run", {"seed": 1}, compute)
-    second = oracle._stored("run", {"seed": 1}, compute)
+    first = oracle_cache._stored("run", {"seed": 1}, compute)
+    second = oracle_cache._stored("run", {"seed": 1}, compute)
     assert len(calls) == 1 and (first[2], second[2]) == (False, True)
     assert second[0]["x"].dtype == np.float32 and np.array_equal(second[0]["x"], first[0]["x"])
     assert second[1] == {"name": "llama"}
@@ -41,40 +41,40 @@ def test_an_entry_is_computed_once_then_read_back(cold_cache):
 
 def test_other_inputs_or_another_oracle_source_recompute(cold_cache, monkeypatch, tmp_path):
     compute, calls = counting({"x": np.zeros(2)}, {})
-    oracle._stored("run", {"seed": 1}, compute)
-    oracle._stored("run", {"seed": 2}, compute)
-    oracle._stored("fp64", {"seed": 1}, compute)
+    oracle_cache._stored("run", {"seed": 1}, compute)
+    oracle_cache._stored("run", {"seed": 2}, compute)
+    oracle_cache._stored("fp64", {"seed": 1}, compute)
     assert len(calls) == 3
     edited = tmp_path / "hf.py"
-    edited.write_text(oracle.SOURCE.read_text() + "\n# an edit\n")
-    monkeypatch.setattr(oracle, "SOURCE", edited)
-    oracle._identity.cache_clear()
+    edited.write_text(oracle_cache.SOURCE.read_text() + "\n# an edit\n")
+    monkeypatch.setattr(oracle_cache, "SOURCE", edited)
+    oracle_cache._identity.cache_clear()
     try:
-        oracle._stored("run", {"seed": 1}, compute)
+        oracle_cache._stored("run", {"seed": 1}, compute)
     finally:
-        oracle._identity.cache_clear()
+        oracle_cache._identity.cache_clear()
     assert len(calls) == 4
 
 
 def test_a_corrupt_entry_is_recomputed(cold_cache):
     compute, calls = counting({"x": np.ones(3)}, {})
-    oracle._stored("run", {"seed": 1}, compute)
+    oracle_cache._stored("run", {"seed": 1}, compute)
     (entry,) = cold_cache.glob("*.oracle")
     entry.write_bytes(entry.read_bytes()[:-40] + bytes(40))
-    assert oracle._stored("run", {"seed": 1}, compute)[2] is False
+    assert oracle_cache._stored("run", {"seed": 1}, compute)[2] is False
     assert len(calls) == 2
 
 
 def test_the_cached_run_is_the_live_oracle_bit_for_bit(cold_cache):
     fixture = fixtures.load("exaone")  # a stand-in class with renamed checkpoint weights
-    oracle._run.cache_clear()
-    assert not oracle.cached(fixture)
-    cached = oracle.run(fixture)
-    assert not cached.cached and oracle.cached(fixture)
-    oracle._run.cache_clear()
-    again = oracle.run(fixture)
+    oracle_cache._run.cache_clear()
+    assert not oracle_cache.cached(fixture)
+    cached = oracle_cache.run(fixture)
+    assert not cached.cached and oracle_cache.cached(fixture)
+    oracle_cache._run.cache_clear()
+    again = oracle_cache.run(fixture)
     assert again.cached
-    live = oracle.model(fixture)
+    live = oracle_cache.model(fixture)
     logits, tokens = live.greedy(fixture.prompt(), fixture.decode_steps)
     assert np.array_equal(again.logits, logits) and np.array_equal(again.tokens, tokens)
     state = live.state_dict()
@@ -85,8 +85,8 @@ def test_the_cached_run_is_the_live_oracle_bit_for_bit(cold_cache):
 
 WARM_RUN = textwrap.dedent("""
     import json, sys
-    from harness import blocks, fixtures
-    from harness.validate import run_case
+    from harness.core import blocks, fixtures
+    from harness.core.case import run_case
     out = {}
     for name in ("olmoe",):  # a routed family: its block check reads the cache too
         fixture = fixtures.load(name)

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from harness import mutants, published
-from harness.gate import format_line, main
-from harness.structural import REAL_DIR
-from harness.validate import run_case
+from harness.checks import mutants, published
+from harness.cli import format_line, main
+from harness.checks.structural import REAL_DIR
+from harness.core.case import run_case
 
 REAL = sorted(d.name for d in REAL_DIR.iterdir() if (d / "config.json").is_file())
 SUBSET = ["gemma-3-1b-it", "Qwen3-30B-A3B"]  # a 5:1 window schedule, and 16 experts top-8 with q/k norm

@@ -10,10 +10,12 @@ import shutil
 import numpy as np
 import pytest
 
-from harness import compare, fixtures, localise, mutants, report, triangulate
-from harness.gate import main
+from harness.core import compare, fixtures
+from harness.checks import localise, mutants, triangulate
+from harness.present import report
+from harness.cli import main
 from emitter import Config
-from harness.validate import run_case
+from harness.core.case import run_case
 
 FAIL_RED = (0xC6, 0x28, 0x28)  # the FAIL badge (report.css)
 

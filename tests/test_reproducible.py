@@ -5,17 +5,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import fixtures
-from harness.gate import format_line
-from harness.validate import new_record
+from harness.core import fixtures
+from harness.cli import format_line
+from harness.core.case import new_record
 
 ROOT = Path(__file__).resolve().parent.parent
 # Everything a record measures; timings and cache_hit describe the run, not the case.
 RUN_ONLY = {"timings", "cache_hit"}
 RUN_CASES = """
 import json, sys
-from harness import fixtures
-from harness.validate import run_case
+from harness.core import fixtures
+from harness.core.case import run_case
 fixture = fixtures.load(sys.argv[1])
 print(json.dumps([run_case(fixture, graph) for graph in ("prefill", "decode")]))
 """

@@ -8,7 +8,7 @@ import pytest
 
 from emitter import Config, ConfigError, emit
 from emitter import rope as rope_tables
-from harness import fixtures
+from harness.core import fixtures
 
 LLAMA = {**fixtures.load("llama").config, "max_position_embeddings": 256}
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import fixtures, shard
-from harness.gate import error_record, main
+from harness.core import fixtures
+from harness.modes import shard
+from harness.cli import error_record, main
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = fixtures.names()

@@ -4,9 +4,10 @@ import json
 import pytest
 
 from emitter import Config
-from harness import fixtures, shrink
-from harness.published import PROMPT_LEN
-from harness.structural import REAL_DIR
+from harness.core import fixtures
+from harness.checks import shrink
+from harness.checks.published import PROMPT_LEN
+from harness.checks.structural import REAL_DIR
 
 REAL = sorted(d.name for d in REAL_DIR.iterdir() if (d / "config.json").is_file())
 CONFIGS = [REAL_DIR / n / "config.json" for n in REAL] + [fixtures.load(n).config_path for n in fixtures.names()]

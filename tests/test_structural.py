@@ -9,10 +9,11 @@ import pytest
 
 from emitter import Config, emit
 from emitter.families import FULL, SLIDING
-from harness import fixtures, structural
-from harness.gate import main
-from harness.signature import signature
-from harness.validate import DEFAULT_EMITTER
+from harness.core import fixtures
+from harness.checks import structural
+from harness.cli import main
+from harness.checks.signature import signature
+from harness.core.case import DEFAULT_EMITTER
 
 CASES = structural.cases()
 

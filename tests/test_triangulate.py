@@ -2,9 +2,11 @@
 import numpy as np
 import pytest
 
-from harness import fixtures, iree_backend, mutants, triangulate
-from harness.gate import format_line
-from harness.validate import run_case
+from harness.core import fixtures
+from harness.backends import iree
+from harness.checks import mutants, triangulate
+from harness.cli import format_line
+from harness.core.case import run_case
 
 
 @pytest.mark.parametrize("pairs,expected", [
@@ -36,13 +38,13 @@ def test_emitter_bug_is_blamed_on_the_emitter():
 
 def test_a_compiler_problem_is_blamed_on_iree(monkeypatch):
     """IREE made to miscompute (its logits shifted): XLA sides with the oracle."""
-    call = iree_backend.Module.call
+    call = iree.Module.call
 
     def miscompiled(self, function, *args):
         logits, *rest = call(self, function, *args)
         return [logits + np.float32(0.5), *rest]
 
-    monkeypatch.setattr(iree_backend.Module, "call", miscompiled)
+    monkeypatch.setattr(iree.Module, "call", miscompiled)
     record = run_case(fixtures.load("qwen3"), "decode")
     assert record["verdict"] == "FAIL" and record["xla"]["verdict"] == triangulate.IREE, record["xla"]
 
@@ -68,8 +70,8 @@ def test_xla_logits_are_cached_by_text_and_inputs(tmp_path, monkeypatch):
     assert mutated["xla"]["cache_hit"] is False and mutated["xla"]["oracle_xla"] != first["xla"]["oracle_xla"]
 
     def broken(self, text):
-        raise iree_backend.BackendError("XLA could not compile the module: on purpose")
-    monkeypatch.setattr("harness.xla_backend.Module.__init__", broken)
+        raise iree.BackendError("XLA could not compile the module: on purpose")
+    monkeypatch.setattr("harness.backends.xla.Module.__init__", broken)
     decode = run_case(fixture, "decode")
     assert decode["xla"] == {"error": "XLA could not compile the module: on purpose"}
     assert run_case(fixture, "decode")["xla"] == decode["xla"]  # the failure was not stored as an answer

@@ -14,18 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cache, compare, noise, triangulate, xla_backend
-from .fixtures import Fixture
-from .graph import FunctionSignature, GraphError, parse_signature
-from .iree_backend import BackendError, Module, compile_text
-from .oracle import OracleRun, fp64_logits
-from .oracle import run as oracle_run
+from harness import ROOT
+from harness.core import cache, compare, noise
+from harness.checks import triangulate
+from harness.backends import xla
+from harness.core.fixtures import Fixture
+from harness.core.graph import FunctionSignature, GraphError, parse_signature
+from harness.backends.iree import BackendError, Module, compile_text
+from harness.core.oracle_cache import OracleRun, fp64_logits
+from harness.core.oracle_cache import run as oracle_run
 
 DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
 EMIT_TIMEOUT_S = 120
 
 
-ROOT = Path(__file__).resolve().parent.parent
+
 
 
 class CaseError(RuntimeError):
@@ -140,7 +143,7 @@ class _XlaGraph(CompiledGraph):
     def __init__(self, graph: CompiledGraph, timings: dict):
         self.text, self.main, self.timings = graph.text, graph.main, timings
         with timed(timings, "xla_compile"):
-            self.module = xla_backend.Module(graph.text)
+            self.module = xla.Module(graph.text)
         self._weights_on_device = None
 
     def __call__(self, weights: dict, inputs: dict) -> list[np.ndarray]:
@@ -246,7 +249,7 @@ def _triangulate(prefill: CompiledGraph, decoder: CompiledGraph | None, oracle: 
         return {"logits": _graph_logits(_XlaGraph(prefill, timings), decoder and _XlaGraph(decoder, timings),
                                         oracle, prompt, bucket)}, {}
 
-    texts = [xla_backend.cache_key(g.text) for g in (prefill, decoder) if g is not None]
+    texts = [xla.cache_key(g.text) for g in (prefill, decoder) if g is not None]
     path = cache.cache_dir() / f"{cache.key('xla logits', *texts, _inputs_digest(oracle, prompt))}.xla-logits"
     try:
         xla_logits, _, hit = cache.stored_arrays(path, compute)

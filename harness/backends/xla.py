@@ -17,8 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import cache
-from .iree_backend import BackendError, host_cpu
+from harness.core import cache
+from harness.backends.iree import BackendError, host_cpu
 
 DEBUG_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
@@ -42,7 +42,7 @@ def cache_key(text: str) -> str:
 
 class Module:
     """StableHLO text compiled by XLA CPU; call(function, *arrays) -> results as numpy arrays,
-    the same interface as iree_backend.Module (XLA compiles the entry function @main only)."""
+    the same interface as iree.Module (XLA compiles the entry function @main only)."""
 
     def __init__(self, text: str):
         from jax._src.lib import xla_client

@@ -21,10 +21,10 @@ import numpy as np
 from emitter import Config, Decoder, emit
 from emitter.decoder import TAP_POINTS
 
-from . import noise
-from .fixtures import Fixture
-from .graph import parse_signature
-from .iree_backend import Module, compile_text
+from harness.core import noise
+from harness.core.fixtures import Fixture
+from harness.core.graph import parse_signature
+from harness.backends.iree import Module, compile_text
 
 HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
 
@@ -54,7 +54,7 @@ def oracle_taps(fixture: Fixture, dtype) -> tuple[dict[str, np.ndarray], dict[st
 
 
 def graph_taps(text: str, weights: dict[str, np.ndarray], prompt: np.ndarray) -> dict[str, np.ndarray]:
-    from .validate import bind
+    from harness.core.case import bind
     sig = parse_signature(text)
     main = sig.functions["main"]
     bucket = main.arg("tokens").shape[0]
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     """python -m harness.localise FAMILY: the tap table of the built-in emitter's prefill graph."""
     import argparse
 
-    from . import fixtures
+    from harness.core import fixtures
     ap = argparse.ArgumentParser(prog="python -m harness.localise", description=main.__doc__)
     ap.add_argument("family")
     ap.add_argument("--mutant", help="localise this mutant (harness/mutants.py) instead")
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     fixture = fixtures.load(args.family)
     config, core = Config.from_json(fixture.config_path), Decoder
     if args.mutant:
-        from .mutants import MUTANTS
+        from harness.checks.mutants import MUTANTS
         config, core = MUTANTS[args.mutant].config(config), MUTANTS[args.mutant].core
     result = localise(fixture, config, core)
     for row in result["taps"]:

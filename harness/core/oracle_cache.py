@@ -17,10 +17,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import cache
-from .fixtures import Fixture
+from harness import ROOT
+from harness.core import cache
+from harness.core.fixtures import Fixture
 
-SOURCE = Path(__file__).resolve().parent.parent / "oracles" / "hf.py"
+SOURCE = ROOT / "oracles" / "hf.py"
 
 
 @dataclass(frozen=True)

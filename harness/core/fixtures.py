@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from emitter.config import read_json_object
+from harness import ROOT
 
-FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES_DIR = ROOT / "fixtures"
 DEFAULT_BOUND = 1e-2  # the tanh-near-tie bound
 DEFAULT_DECODE_STEPS = 16
 

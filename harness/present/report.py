@@ -22,14 +22,17 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from . import charts, fixtures, triangulate
-from .compare import ERROR, FAIL, NOT_A_TIE, PASS
-from .signature import load_golden
+from harness import ROOT
+from harness.present import charts
+from harness.core import fixtures
+from harness.checks import triangulate
+from harness.core.compare import ERROR, FAIL, NOT_A_TIE, PASS
+from harness.checks.signature import load_golden
 
 if TYPE_CHECKING:
     import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
+
 VERDICT_ORDER = {FAIL: 0, ERROR: 1, PASS: 2}  # failing rows first
 GRAPH_ORDER = {"prefill": 0, "decode": 1, "moe_block": 2}
 STAGES = ("emit", "compile", "load", "run", "oracle")
@@ -48,7 +51,7 @@ THREE_WAY_SENTENCES = {
     triangulate.NONE: "No two of the oracle, IREE and XLA agree within the bound: no one side can be blamed.",
 }
 
-_env = jinja2.Environment(loader=jinja2.PackageLoader("harness", "templates"), autoescape=True,
+_env = jinja2.Environment(loader=jinja2.PackageLoader("harness.present", "templates"), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _env.filters["sci"] = lambda v, digits=3: "–" if v is None else f"{v:.{digits}e}"
 

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fixtures
-from .graph import GraphError
-from .signature import drift, golden_paths, load_golden, signature
-from .validate import CaseError, EmitterRefused, emit_with_command
+from harness.core import fixtures
+from harness.core.graph import GraphError
+from harness.checks.signature import drift, golden_paths, load_golden, signature
+from harness.core.case import CaseError, EmitterRefused, emit_with_command
 
 REAL_DIR = fixtures.FIXTURES_DIR / "real"
 GRAPHS = ("prefill", "decode")

@@ -13,11 +13,14 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import fixtures, mutation, oracle, published, shard, structural, triangulate
-from .compare import ERROR, FAIL, PASS
-from .validate import DEFAULT_EMITTER, replay_command
+from harness import ROOT
+from harness.core import fixtures, oracle_cache
+from harness.checks import mutation, published, structural, triangulate
+from harness.modes import shard
+from harness.core.compare import ERROR, FAIL, PASS
+from harness.core.case import DEFAULT_EMITTER, replay_command
 
-REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
+REPORTS_DIR = ROOT / "reports"
 GRAPHS = structural.GRAPHS
 
 
@@ -28,10 +31,12 @@ def _warm_up(cold: bool) -> None:
     carry them in its measured cost)."""
     import iree.runtime  # noqa: F401
 
-    from . import blocks, report, validate, xla_backend  # noqa: F401
+    from harness.core import blocks, case
+    from harness.present import report
+    from harness.backends import xla  # noqa: F401
     if cold:
         import oracles.hf  # noqa: F401
-        xla_backend.client()
+        xla.client()
 
 
 def _load(name: str, directory: str | None) -> fixtures.Fixture:
@@ -45,8 +50,8 @@ def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str],
     a family with a routed MLP adds its block-level check), then its report page, so that pages
     render in parallel. checks: the structural pass's result per graph kind; directory: a fixture
     outside fixtures/ (--config)."""
-    from . import blocks
-    from .validate import run_case
+    from harness.core import blocks
+    from harness.core.case import run_case
     fixture = _load(name, directory)
     records = [run_case(fixture, graph, texts=texts, emitter=emitter, strict_bound=strict_bound) for graph in GRAPHS]
     if blocks.applies(fixture):
@@ -62,7 +67,7 @@ def _validate_family(name: str, emitter: tuple[str, ...], texts: dict[str, str],
 
 
 def _localise(fixture) -> dict:
-    from . import localise
+    from harness.checks import localise
     try:
         result = localise.localise(fixture)
     except Exception as e:  # noqa: BLE001 - a diagnosis that fails must not hide the verdict
@@ -72,7 +77,7 @@ def _localise(fixture) -> dict:
 
 def _write_pages(records: list[dict], directory: Path, emitter_label: str) -> list[str]:
     try:
-        from . import report
+        from harness.present import report
         return report.write_pages(records, directory, emitter_label)[1]
     except Exception as e:  # noqa: BLE001 - reports explain a verdict, they never decide or stop it
         return [f"{records[0]['family']}.html not written: {type(e).__name__}: {e}"]
@@ -118,7 +123,7 @@ def write_json_atomic(path: Path, value) -> None:
 def write_index(records: list[dict], directory: Path, emitter_label: str, problems: list[str]) -> None:
     """The index and summary.csv over the pages the workers wrote. A report problem is said
     plainly; the verdict stays the gate's."""
-    from . import report
+    from harness.present import report
     problems = list(problems)
     written = {report.page_name(r) for r in records} - {p.split(".html")[0] for p in problems}
     try:
@@ -133,7 +138,7 @@ def write_index(records: list[dict], directory: Path, emitter_label: str, proble
 def start_workers(jobs: int, selected: list[fixtures.Fixture]) -> ProcessPoolExecutor:
     """Spawned now, so that their imports overlap the structural pass."""
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    cold = not all(oracle.cached(f) for f in selected)
+    cold = not all(oracle_cache.cached(f) for f in selected)
     for _ in range(jobs):
         pool.submit(_warm_up, cold)
     return pool
@@ -423,7 +428,7 @@ def run_published(args) -> int:
 def run_merge(args) -> int:
     """--merge DIR...: the shards' summary.json records in the gate's family order, their pages copied,
     then summary.json, the index and RESULT as one run over all their families."""
-    from . import report
+    from harness.present import report
     clash = [o for o, on in (("--family", args.family), ("--shard", args.shard), ("--config", args.config),
                              ("--structural-only", args.structural_only), ("--update-goldens", args.update_goldens),
                              ("--mutants", args.mutants), ("--list", args.list)) if on]

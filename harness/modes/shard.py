@@ -19,7 +19,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from . import fixtures
+from harness.core import fixtures
 
 COSTS_PATH = fixtures.FIXTURES_DIR / "costs.json"
 ABOUT = "_about"
@@ -125,7 +125,7 @@ def write_costs(summary: Path, path: Path = COSTS_PATH) -> dict[str, float]:
         raise ValueError(f"{summary}: no fixture family in it, nothing to measure")
     old = json.loads(path.read_text())
     new = {n: found.get(n, old.get(n)) for n in known if n in found or n in old}
-    from .gate import write_json_atomic
+    from harness.cli import write_json_atomic
     write_json_atomic(path, {ABOUT: old[ABOUT], **new})
     table.cache_clear()
     return new

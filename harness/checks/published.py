@@ -21,8 +21,8 @@ from emitter import DEFAULT_BUCKET, ConfigError
 from emitter.config import read_json_object
 from emitter.families import FAMILIES
 
-from . import fixtures
-from .shrink import ShrinkError, Shrunk, shrink
+from harness.core import fixtures
+from harness.checks.shrink import ShrinkError, Shrunk, shrink
 
 DEFAULT_SEED, PROMPT_LEN, SEED_TRIES = 1, 13, 8
 ROUTER_MARGIN = 1e-3  # router logits; their fp32 error at this scale is ~1e-6
@@ -94,8 +94,8 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
     probabilities, however far apart the logits that order them are."""
     import torch
-    from . import oracle as oracles
-    from .blocks import hidden_states
+    from harness.core import oracle_cache as oracles
+    from harness.core.blocks import hidden_states
     oracle = oracles.model(fixture)
     layers = oracle.routed_layers()
     if not layers:

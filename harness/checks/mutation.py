@@ -22,8 +22,9 @@ import numpy as np
 
 from emitter import Config, emit
 
-from . import fixtures, mutants
-from .compare import FAIL
+from harness.core import fixtures
+from harness.checks import mutants
+from harness.core.compare import FAIL
 
 
 def family_mutants(name: str) -> list[str]:
@@ -35,7 +36,7 @@ def family_mutants(name: str) -> list[str]:
 def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | None = None) -> list[dict]:
     """One record per applicable mutant (or the `only` ones): the case's record plus mutant,
     description, killed (FAIL under the verdict in force) and fixed_killed (FAIL under 1e-2 alone)."""
-    from .validate import run_case
+    from harness.core.case import run_case
     fixture = fixtures.load(name)
     config = Config.from_json(fixture.config_path)
     records = []
@@ -60,8 +61,8 @@ def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | Non
 def _measure_exact_effect(record: dict, fixture, bug: mutants.Mutant) -> None:
     from dataclasses import replace
 
-    from .oracle import fp64_logits
-    from .oracle import run as oracle_run
+    from harness.core.oracle_cache import fp64_logits
+    from harness.core.oracle_cache import run as oracle_run
     tokens = oracle_run(fixture).tokens
     steps = 1 if record["graph"] == "prefill" else len(tokens)
     slipped = replace(fixture, config=bug.oracle_config(fixture.config))

@@ -10,11 +10,11 @@ import re
 
 import numpy as np
 
-from . import compare, oracle
-from .fixtures import Fixture
-from .graph import GraphError
-from .iree_backend import BackendError
-from .validate import DEFAULT_EMITTER, CaseError, CompiledGraph, new_record, timed
+from harness.core import compare, oracle_cache
+from harness.core.fixtures import Fixture
+from harness.core.graph import GraphError
+from harness.backends.iree import BackendError
+from harness.core.case import DEFAULT_EMITTER, CaseError, CompiledGraph, new_record, timed
 
 BLOCK_BOUND = 1e-4  # fp32 noise of one block is ~1e-6; routing or mixing bugs move it by >1e-1
 _LAYER = re.compile(r"model\.layers\.(\d+)\.mlp\.")
@@ -22,7 +22,7 @@ _LAYER = re.compile(r"model\.layers\.(\d+)\.mlp\.")
 
 def applies(fixture: Fixture) -> bool:
     """Whether the oracle (not the emitter: its bug must not skip the check) routes any layer to experts."""
-    return bool(oracle.run(fixture).routed_layers)
+    return bool(oracle_cache.run(fixture).routed_layers)
 
 
 def hidden_states(fixture: Fixture, tokens: int, width: int) -> np.ndarray:
@@ -41,9 +41,9 @@ def run_moe_block(fixture: Fixture, text: str | None = None, emitter=DEFAULT_EMI
         tokens, width = graph.main.arg("hidden").shape
         hidden = hidden_states(fixture, tokens, width)
         with timed(record["timings"], "oracle"):
-            expected = oracle.moe_block(fixture, layer, hidden)
+            expected = oracle_cache.moe_block(fixture, layer, hidden)
         record["router_margin"], record["expert_sets"] = expected.router_margin, expected.expert_sets
-        (out,) = graph(oracle.run(fixture).weights, {"hidden": hidden})
+        (out,) = graph(oracle_cache.run(fixture).weights, {"hidden": hidden})
         record.update(layer=layer, tokens=tokens)
         diff = np.abs(np.asarray(out, np.float64) - expected.output)
         nonfinite = int((~np.isfinite(out)).sum())

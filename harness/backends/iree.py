@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cache
+from harness.core import cache
 
 COMPILE_TIMEOUT_S = 300
 # Seams for fault injection and odd installs: another iree-compile executable, a shorter timeout.
