@@ -14,7 +14,6 @@ measured in one run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from harness.modes import shard  # noqa: E402 - the project root is not on the path of a script under bench/
+from harness.core import summary  # noqa: E402 - the project root is not on the path of a script under bench/
+from harness.core.record import Record  # noqa: E402
+from harness.modes import shard  # noqa: E402
 # stage -> the record timings it sums
 STAGES = {"emit": ("emit",), "oracle": ("oracle", "oracle_fp64"), "compile": ("compile", "xla_compile"),
           "load": ("load",), "run": ("run", "xla_run")}
@@ -77,17 +78,17 @@ def run_gate(args: list[str], env: dict) -> tuple[float, int, int, str]:
     return time.perf_counter() - start, peak, proc.returncode, out
 
 
-def stage_table(records: list[dict]) -> dict[str, dict[str, float]]:
+def stage_table(records: list[Record]) -> dict[str, dict[str, float]]:
     """family -> record timing -> seconds, summed over the family's records."""
     per_family: dict[str, dict[str, float]] = {}
     for r in records:
-        family = per_family.setdefault(r["family"], dict.fromkeys(COLUMNS, 0.0))
+        family = per_family.setdefault(r.family, dict.fromkeys(COLUMNS, 0.0))
         for column in COLUMNS:
-            family[column] += r.get("timings", {}).get(column, 0.0)
+            family[column] += r.timings.get(column, 0.0)
     return per_family
 
 
-def report(label: str, wall: float, peak: int, code: int, records: list[dict], jobs: int) -> None:
+def report(label: str, wall: float, peak: int, code: int, records: list[Record], jobs: int) -> None:
     per_family = stage_table(records)
     column = {c: sum(f[c] for f in per_family.values()) for c in COLUMNS}
     stages = {s: sum(column[c] for c in parts) for s, parts in STAGES.items()}
@@ -115,7 +116,7 @@ def main() -> int:
         reports = Path(tmp) / "reports"
         for label in ("cold (empty cache directory)", "warm (cache hit)"):
             wall, peak, code, out = run_gate([*selection, "--reports", str(reports)], env)
-            records = json.loads((reports / "summary.json").read_text()) if (reports / "summary.json").is_file() else []
+            records = summary.read(reports / "summary.json")[1] if (reports / "summary.json").is_file() else []
             if code != 0:
                 print(out)
             report(label, wall, peak, code, records, args.jobs)

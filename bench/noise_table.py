@@ -34,10 +34,10 @@ def family_rows(name: str, seeds: int) -> list[dict]:
         fixture = replace(fixtures.load(name), seed=seed)
         for graph in ("prefill", "decode"):
             r = run_case(fixture, graph, xla=False)
-            rows.append({"family": name, "graph": graph, "seed": seed, "verdict": r["verdict"],
-                         "fixed_verdict": r.get("fixed_verdict"), "max_abs_diff": r["max_abs_diff"],
-                         "noise_floor": r.get("noise_floor"), "noise_ratio": r.get("noise_ratio"),
-                         "message": r["message"]})
+            rows.append({"family": name, "graph": graph, "seed": seed, "verdict": r.verdict,
+                         "fixed_verdict": r.fixed_verdict, "max_abs_diff": r.max_abs_diff,
+                         "noise_floor": r.noise and r.noise.noise_floor, "noise_ratio": r.noise and r.noise.noise_ratio,
+                         "message": r.message})
     return rows
 
 

@@ -1,25 +1,28 @@
 """`pytest --reports DIR`: the differential tests' records become the gate's reports under DIR.
-`pytest --emitter 'CMD'`: the differential tests validate that emitter (README, the emitter protocol).
+`pytest --emitter 'CMD'`: the differential tests validate that emitter (docs/emitter-protocol.md).
 `pytest --shard I/N`: only shard I of N; a test about one fixture family runs in the shard the gate's
-`--shard I/N` gives that family (harness/shard.py), any other by a stable hash of its node id.
+`--shard I/N` gives that family (harness/modes/shard.py), any other by a stable hash of its node id.
 
 A test hands its run_case record to the `case_report` fixture; the record travels to the
 controlling process in the test report's user_properties (so it works under xdist), and
-at the end of the session summary.json, summary.csv, index.html and a page per family are
-written under DIR.
+at the end of the session it is published as the gate publishes its records
+(harness/present/publish.py): summary.json, summary.csv, index.html and a page per family under DIR.
 """
 import json
 import shlex
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from harness.core import fixtures
-from harness.modes import shard
-from harness.checks import structural
+from harness.checks import builtin, structural
 from harness.checks.signature import drift, load_golden, signature
-from harness.core.case import DEFAULT_EMITTER
+from harness.core import fixtures, summary
+from harness.core.emitters import DEFAULT_EMITTER
+from harness.core.kinds import order
+from harness.core.record import MutantFacts, Record
+from harness.modes import shard
 
 RECORD = "archval-record"
 
@@ -82,19 +85,21 @@ def _family_of(item, names: list[str]) -> str | None:
 def case_report(request):
     """keep(record, text=None, mutant=None): the record goes into --reports (a no-op without it).
     text is the graph the record judged when it is not the built-in emitter's (a mutant's)."""
-    def keep(record: dict, text: str | None = None, mutant: str | None = None) -> None:
+    def keep(record: Record, text: str | None = None, mutant: str | None = None) -> None:
         if not request.config.getoption("--reports"):
             return
-        record = {**record, "structural": _structural(record["family"], record["graph"], text)}
+        record.structural = _structural(record.family, record.graph, text)
+        if request.config.getoption("--emitter") is None:
+            builtin.annotate(record, fixtures.load(record.family), localise=False)
         if mutant:
             from harness.checks.mutants import MUTANTS
-            record.update(mutant=mutant, mutant_description=MUTANTS[mutant].description,
-                          replay=f".venv/bin/python -m pytest '{request.node.nodeid}'")
-        request.node.user_properties.append((RECORD, json.dumps(record)))
+            record.mutant = MutantFacts(mutant, MUTANTS[mutant].description)
+            record.replay = f".venv/bin/python -m pytest '{request.node.nodeid}'"
+        request.node.user_properties.append((RECORD, json.dumps(record.to_json())))
     return keep
 
 
-def _structural(family: str, graph: str, text: str | None) -> dict:
+def _structural(family: str, graph: str, text: str | None):
     """The gate's structural brief: of the built-in emission, or of the given text against the golden."""
     case = structural.StructuralCase(family, fixtures.FIXTURES_DIR / family)
     if text is None:
@@ -102,33 +107,31 @@ def _structural(family: str, graph: str, text: str | None) -> dict:
     sig, golden = signature(text), load_golden(case.directory, graph)
     changes = drift(*golden, sig, text) if golden else ["no golden recorded"]
     return structural.brief({"status": structural.DRIFT if changes else structural.MATCH, "detail": changes,
-                             "sha256": sig["sha256"], "signature": sig})
+                             "sha256": sig["sha256"], "signature": sig, "golden": golden and golden[0]})
 
 
 class _ReportWriter:
     def __init__(self, directory: Path):
         self.directory = directory
-        self.records: list[dict] = []
+        self.records: list[Record] = []
         self.said = ""
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call":
-            self.records += [json.loads(value) for key, value in report.user_properties if key == RECORD]
+            self.records += [Record.from_json(json.loads(value)) for key, value in report.user_properties
+                             if key == RECORD]
 
     def pytest_sessionfinish(self, session):
         if not self.records:
             self.said = f"reports: no differential case ran, nothing written to {self.directory}"
             return
-        from harness.present import report
-        from harness.cli import write_json_atomic
+        from harness.present.publish import publish
         start = time.perf_counter()
-        order = {"prefill": 0, "decode": 1}
-        records = sorted(self.records, key=lambda r: (r["family"], r.get("mutant") or "", order.get(r["graph"], 9)))
-        write_json_atomic(self.directory / "summary.json", records)
-        problems = report.write(records, self.directory)
-        self.said = "\n".join([*(f"reports: {p}" for p in problems),
-                               f"reports: {len(records)} records -> {self.directory / 'index.html'} "
-                               f"({time.perf_counter() - start:.1f} s)"])
+        records = sorted(self.records, key=lambda r: (r.family, r.mutant.name if r.mutant else "", order(r.graph)))
+        run = summary.run_info("pytest", ["pytest", *sys.argv[1:]], session.config.getoption("--emitter"))
+        said = publish(records, run, self.directory)
+        self.said = "\n".join([*said[:-1], f"reports: {len(records)} records -> {self.directory / 'index.html'} "
+                                            f"({time.perf_counter() - start:.1f} s)"])
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.said:

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from emitter import Config, emit
-from harness.core import blocks, fixtures, oracle_cache
+from harness.core import fixtures, oracle_cache
+from harness.core.case import run_case
+from harness.core.kinds import KINDS
 from harness.checks import mutants
-from harness.cli import format_line
+from harness.present.console import line as format_line
 
 MOE = [n for n in fixtures.names() if Config.from_json(fixtures.load(n).config_path).moe is not None]
 
@@ -35,18 +37,18 @@ def test_every_moe_family_has_a_fixture():
 @pytest.mark.parametrize("name", MOE)
 def test_moe_block_matches_the_oracles_block(name, emitter):
     fixture = fixtures.load(name)
-    assert blocks.applies(fixture), f"the emitter routes {name} but the oracle has no routed layer"
-    record = blocks.run_moe_block(fixture, emitter=emitter)
-    assert record["verdict"] == "PASS", format_line(record)
-    assert record["expert_sets"] > 1, "every token picks the same experts: routing is untested"
+    assert KINDS["moe_block"].applies(fixture), f"the emitter routes {name} but the oracle has no routed layer"
+    record = run_case(fixture, "moe_block", emitter=emitter)
+    assert record.verdict == "PASS", format_line(record)
+    assert record.block.expert_sets > 1, "every token picks the same experts: routing is untested"
 
 
 @pytest.mark.parametrize("name,mutant", BLOCK_MUTANTS, ids=[f"{n}-{m}" for n, m in BLOCK_MUTANTS])
 def test_routing_mutant_fails_the_block_check(name, mutant):
     fixture, bug = fixtures.load(name), mutants.MUTANTS[mutant]
     text = emit(bug.config(Config.from_json(fixture.config_path)), "moe_block", core=bug.core)
-    record = blocks.run_moe_block(fixture, text)
-    assert record["verdict"] == "FAIL", format_line(record)
+    record = run_case(fixture, "moe_block", texts={"moe_block": text})
+    assert record.verdict == "FAIL", format_line(record)
 
 
 def test_routing_mutants_reach_the_block_check():

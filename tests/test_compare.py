@@ -1,7 +1,19 @@
 """The verdict logic on hand-made logits: each rule decides a case on its own."""
 import numpy as np
 
-from harness.core.compare import compare_logits, compare_steps, decode_verdict, verdict
+from harness.core.compare import compare_logits, compare_steps, decode_checks, logit_checks
+from harness.core.record import message_of, verdict_of
+
+
+def verdict(c, bound):
+    """A position's verdict and message, as a record derives them from its checks."""
+    checks = logit_checks(c, bound)
+    return verdict_of(checks), message_of(checks)
+
+
+def decode_verdict(d):
+    checks = decode_checks(d)
+    return verdict_of(checks), message_of(checks)
 
 ORACLE = np.array([0.0, 3.0, 1.0, 2.999], np.float32)
 
@@ -56,9 +68,9 @@ def test_decode_near_tie_divergence_is_reported_with_its_step_and_position():
     assert (d.first_divergence, d.divergence) == (1, "near-tie flip")
     v, message = decode_verdict(d)
     assert v == "PASS" and "greedy diverges at step 1 (position 13): oracle 0, graph 3" in message
-    record = d.as_dict()
-    assert record["steps"] == 2 and record["first_divergence"] == 1 and not record["argmax_match"]
-    assert [s["graph_token"] for s in record["timeline"]] == [1, 3, 2]
+    logits, decode = d.results(oracle, graph)
+    assert decode.steps == 2 and decode.first_divergence == 1 and not logits.argmax_match
+    assert [s.graph_token for s in decode.timeline] == [1, 3, 2]
 
 
 def test_decode_error_above_bound_names_the_step_position_and_vocab_index():

@@ -4,7 +4,7 @@ import pytest
 from emitter import Config, emit
 from harness.core import fixtures
 from harness.checks import mutants
-from harness.cli import format_line
+from harness.present.console import line as format_line
 from harness.core.case import run_case
 
 NAMES = fixtures.names()
@@ -15,8 +15,8 @@ MUTANT_CASES = [(n, m) for n in NAMES for m in fixtures.load(n).mutants]
 def test_prefill_matches_oracle(name, emitter, case_report):
     record = run_case(fixtures.load(name), emitter=emitter)
     case_report(record)
-    assert record["verdict"] == "PASS", format_line(record)
-    assert record["argmax_match"], format_line(record)
+    assert record.verdict == "PASS", format_line(record)
+    assert record.logits.argmax_match, format_line(record)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -24,13 +24,13 @@ def test_decode_matches_oracle_token_for_token(name, emitter, case_report):
     fixture = fixtures.load(name)
     record = run_case(fixture, "decode", emitter=emitter)
     case_report(record)
-    assert record["verdict"] == "PASS", format_line(record)
-    assert record["first_divergence"] is None, format_line(record)
-    timeline = record["timeline"]
+    assert record.verdict == "PASS", format_line(record)
+    assert record.decode.first_divergence is None, format_line(record)
+    timeline = record.decode.timeline
     assert len(timeline) == fixture.decode_steps + 1
-    assert timeline[-1]["position"] == fixture.prompt_len + fixture.decode_steps - 1
+    assert timeline[-1].position == fixture.prompt_len + fixture.decode_steps - 1
     # a continuation that repeats one token would exercise the cache with one key: the fixture is too weak
-    assert len({step["oracle_token"] for step in timeline}) > len(timeline) // 2, timeline
+    assert len({step.oracle_token for step in timeline}) > len(timeline) // 2, timeline
 
 
 @pytest.mark.parametrize("name,mutant", MUTANT_CASES, ids=[f"{n}-{m}" for n, m in MUTANT_CASES])
@@ -42,7 +42,7 @@ def test_mutant_fails(name, mutant, case_report):
     # (the --mutants suite and tests/test_mutation.py cover the strict one and the triangulation).
     record = run_case(fixture, bug.graph, texts={bug.graph: broken}, xla=False, strict_bound=False)
     case_report(record, text=broken, mutant=mutant)
-    assert record["verdict"] == "FAIL", format_line(record)
+    assert record.verdict == "FAIL", format_line(record)
 
 
 @pytest.mark.parametrize("name", NAMES)

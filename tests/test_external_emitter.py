@@ -17,7 +17,7 @@ def test_wrapping_emitter_passes_unaltered_and_fails_altered(tmp_path, capsys, a
     command = f"{sys.executable} {WRAPS}" + (" --alter" if alter else "")
     code = main(["--family", "llama", "--reports", str(tmp_path), "--emitter", command])
     out = capsys.readouterr().out
-    records = json.loads((tmp_path / "summary.json").read_text())
+    records = json.loads((tmp_path / "summary.json").read_text())["records"]
     assert {r["graph"]: r["verdict"] for r in records} == {"prefill": verdict, "decode": verdict}, out
     assert code == (0 if verdict == "PASS" else 1)
     assert "structural signatures: skipped" in out

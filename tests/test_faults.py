@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 
 from emitter import Config, emit
-from harness.core import fixtures
 from harness.backends import iree
 from harness.checks import structural
-from harness.cli import format_line, main
 from harness.checks.signature import golden_paths
-from harness.core.case import DEFAULT_EMITTER, run_case
+from harness.cli import main
+from harness.core import files, fixtures
+from harness.core.case import run_case
+from harness.core.emitters import DEFAULT_EMITTER
+from harness.present.console import line as format_line
 
 KILLS_WORKER = Path(__file__).parent / "emitters" / "kills_worker.py"
 DOUBLE = """module @double {
@@ -85,8 +87,8 @@ def test_compiler_fault_is_that_cases_error_with_a_replay(tmp_path, monkeypatch,
     crash = fake_compiler(tmp_path, "crashes", "os.kill(os.getpid(), signal.SIGKILL)")
     monkeypatch.setenv(iree.COMPILER_ENV, str(crash))
     record = run_case(fixtures.load("llama"))
-    assert record["verdict"] == "ERROR"
-    assert "iree-compile was killed by SIGKILL; it wrote nothing to stderr" in record["message"]
+    assert record.verdict == "ERROR"
+    assert "iree-compile was killed by SIGKILL; it wrote nothing to stderr" in record.message
     assert "replay: ./validate_arch.sh --family llama" in format_line(record)
 
 
@@ -120,9 +122,9 @@ def test_nan_or_inf_in_the_emitted_graph_fails_with_its_own_message(graph, bits,
     texts = {g: emit(config, g) for g in ("prefill", "decode")}
     texts[graph] = poison_logits(texts[graph], bits, 7)
     record = run_case(fixture, graph, texts=texts)
-    assert record["verdict"] == "FAIL", format_line(record)
-    assert expected in record["message"], record["message"]
-    assert "bound" not in record["message"]  # the NaN message, not a numeric one
+    assert record.verdict == "FAIL", format_line(record)
+    assert expected in record.message, record.message
+    assert "bound" not in record.message  # the NaN message, not a numeric one
 
 
 # -- out-of-vocabulary tokens ------------------------------------------------------------------------
@@ -132,10 +134,10 @@ def test_token_outside_the_vocabulary_is_refused_before_compiling(monkeypatch, p
     """IREE's gather clamps an index silently, so the harness must refuse it; nothing is compiled or run."""
     fixture = fixtures.load("llama")
     monkeypatch.setattr(type(fixture), "prompt", lambda self: np.array(prompt, np.int32))
-    monkeypatch.setattr("harness.core.case.compile_text", lambda text: pytest.fail("compiled an invalid case"))
+    monkeypatch.setattr("harness.backends.iree.compile_text", lambda text: pytest.fail("compiled an invalid case"))
     record = run_case(fixture)
-    assert record["verdict"] == "ERROR"
-    assert f"prompt token {token} is outside the vocabulary [0, 96)" in record["message"]
+    assert record.verdict == "ERROR"
+    assert f"prompt token {token} is outside the vocabulary [0, 96)" in record.message
 
 
 # -- a worker killed mid-run -------------------------------------------------------------------------
@@ -146,7 +148,7 @@ def test_a_killed_worker_takes_down_only_its_own_family(tmp_path, capsys):
     code = main(["--family", "llama", "--family", "qwen3", "--jobs", "2", "--reports", str(tmp_path),
                  "--emitter", f"{sys.executable} {KILLS_WORKER} qwen3"])
     out = capsys.readouterr().out
-    records = json.loads((tmp_path / "summary.json").read_text())
+    records = json.loads((tmp_path / "summary.json").read_text())["records"]
     verdicts = {(r["family"], r["graph"]): r["verdict"] for r in records}
     assert verdicts == {("llama", "prefill"): "PASS", ("llama", "decode"): "PASS",
                         ("qwen3", "prefill"): "ERROR", ("qwen3", "decode"): "ERROR"}, out
@@ -172,7 +174,8 @@ def scratch_fixtures(tmp_path, monkeypatch):
 
 
 class FaultyOs:
-    """structural.py's view of `os`, with one call made to fail (the emitter's own os is untouched)."""
+    """The atomic writer's view of `os` (core/files.py), with one call made to fail (the emitter's own os is
+    untouched)."""
 
     def __init__(self, **overrides):
         self.__dict__.update(overrides)
@@ -214,7 +217,7 @@ def test_interrupted_update_leaves_no_half_written_golden(scratch_fixtures, monk
     faulty = (FaultyOs(replace=replace_then_interrupt) if fault == "interrupt_between_files"
               else FaultyOs(fdopen=lambda fd, mode: FullDisk(os.fdopen(fd, mode))))
     with monkeypatch.context() as m:
-        m.setattr(structural, "os", faulty)
+        m.setattr(files, "os", faulty)
         with pytest.raises(KeyboardInterrupt if fault == "interrupt_between_files" else OSError):
             structural.run(DEFAULT_EMITTER, update=True, names=["llama"], jobs=1)
 

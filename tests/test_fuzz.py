@@ -284,9 +284,9 @@ def test_valid_config_passes_end_to_end(family):
     def check(case):
         note(f"config: {json.dumps(case['config'], sort_keys=True)}")
         record = check_case(case)
-        if record["verdict"] != "PASS":
+        if record.verdict != "PASS":
             path = save_failure(case)
-            pytest.fail(f"{record['verdict']}: {record['message']}\n  case: {json.dumps(case, sort_keys=True)}\n"
+            pytest.fail(f"{record.verdict}: {record.message}\n  case: {json.dumps(case, sort_keys=True)}\n"
                         f"  replay: .venv/bin/python tests/test_fuzz.py {path.relative_to(ROOT)}")
     check()
 
@@ -419,5 +419,6 @@ if __name__ == "__main__":  # replay: tests/test_fuzz.py reports/fuzz/<sha>.json
     if len(sys.argv) > 2:
         replayed["graph"] = sys.argv[2]
     record = check_case(replayed, skip_router_ties=False)
-    print(json.dumps({k: record.get(k) for k in ("graph", "verdict", "max_abs_diff", "argmax_match", "message")}))
-    sys.exit(record["verdict"] != "PASS")
+    print(json.dumps({"graph": record.graph, "verdict": record.verdict, "max_abs_diff": record.max_abs_diff,
+                      "argmax_match": record.logits and record.logits.argmax_match, "message": record.message}))
+    sys.exit(record.verdict != "PASS")

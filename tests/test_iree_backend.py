@@ -2,6 +2,7 @@
 import numpy as np
 
 from harness.backends import iree
+from harness.core.graph import parse_signature
 
 DOUBLE = """module @double {
   func.func public @main(%x: tensor<4xf32> loc("x")) -> (tensor<4xf32>) {
@@ -13,7 +14,8 @@ DOUBLE = """module @double {
 
 
 def run(vmfb):
-    (out,) = iree.Module(vmfb, "double").call("main", np.arange(4, dtype=np.float32))
+    main = parse_signature(DOUBLE).functions["main"]
+    (out,) = iree.IreeModule(main, vmfb, "double", cache_hit=False).call({}, {"x": np.arange(4, dtype=np.float32)})
     return out
 
 

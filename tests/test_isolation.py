@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from emitter import Config, emit
-from harness.core import fixtures
 from harness.cli import main
+from harness.core import fixtures
 from harness.core.case import run_case
 
 BREAKS_ON = Path(__file__).parent / "emitters" / "breaks_on.py"
@@ -24,7 +24,7 @@ def test_broken_emitter_is_that_familys_error_only(tmp_path, capsys, mode, messa
     code = main(["--family", "qwen3", "--family", "olmo2", "--reports", str(tmp_path),
                  "--emitter", f"{sys.executable} {BREAKS_ON} qwen3 {mode}"])
     out = capsys.readouterr().out
-    records = {r["family"]: r for r in json.loads((tmp_path / "summary.json").read_text())}
+    records = {r["family"]: r for r in json.loads((tmp_path / "summary.json").read_text())["records"]}
     assert code == 1 and "RESULT: FAIL" in out
     assert records["qwen3"]["verdict"] == "ERROR" and message in records["qwen3"]["message"]
     assert records["olmo2"]["verdict"] == "PASS"
@@ -38,17 +38,17 @@ def test_compile_error_is_reported_with_the_compilers_words():
                     r"stablehlo.custom_call @not_a_real_target(\1) : (\2) -> \2", text, count=1)
     assert broken != text
     record = run_case(fixture, texts={"prefill": broken})
-    assert record["verdict"] == "ERROR"
-    assert "iree-compile exited" in record["message"], record["message"]
+    assert record.verdict == "ERROR"
+    assert "iree-compile exited" in record.message, record.message
 
 
 def test_decode_cache_too_small_for_the_continuation_is_an_error():
     fixture = fixtures.load("llama")
     small = emit(Config.from_json(fixture.config_path), "decode", capacity=20)
     record = run_case(fixture, "decode", texts={"decode": small})
-    assert record["verdict"] == "ERROR"
+    assert record.verdict == "ERROR"
     assert "prompt_len 13 + 16 decode steps need 29 cache slots but the decode graph's k_cache holds 20" \
-        in record["message"]
+        in record.message
 
 
 def test_fixture_whose_decode_never_outgrows_the_window_is_refused(tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_out_of_vocabulary_prompt_is_refused_before_running(monkeypatch):
     fixture = fixtures.load("llama")
     monkeypatch.setattr(type(fixture), "prompt", lambda self: __import__("numpy").array([1, 500], "int32"))
     record = run_case(fixture)
-    assert record["verdict"] == "ERROR" and "outside the vocabulary" in record["message"]
+    assert record.verdict == "ERROR" and "outside the vocabulary" in record.message
 
 
 @pytest.mark.parametrize("spec,expected", [

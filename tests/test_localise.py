@@ -5,9 +5,9 @@ from dataclasses import replace
 import pytest
 
 from emitter import Config, Decoder, emit
-from harness.core import fixtures
 from harness.checks import mutants
-from harness.checks.localise import describe, localise
+from harness.checks.localise import localise
+from harness.core import fixtures
 
 FAMILY = "gemma2"  # four layers, sandwich norms: every tap point has something to break
 
@@ -59,14 +59,14 @@ def test_broken_layer_is_named(core, layer, point):
     config = Config.from_json(fixture.config_path)
     assert emit(config, "prefill", core=core) != emit(config, "prefill"), "the bug does not change the graph"
     result = localise(fixture, core=core)
-    first = result["first"]
-    assert first is not None and (first["layer"], first["point"]) == (layer, point), describe(result)
+    first = result.first
+    assert first is not None and (first.layer, first.point) == (layer, point), result.summary
 
 
 def test_correct_graph_localises_nothing():
     result = localise(fixtures.load(FAMILY))
-    assert result["first"] is None, describe(result)
-    assert len(result["taps"]) == 4 * 3
+    assert result.first is None, result.summary
+    assert len(result.taps) == 4 * 3
 
 
 def test_taps_only_on_request():
@@ -82,8 +82,8 @@ def test_taps_only_on_request():
 def test_gate_localises_a_failing_prefill(monkeypatch):
     """The built-in emitter itself broken (gate/up swapped in layer 3): the gate's failing prefill
     record says where."""
-    from harness.cli import _validate_family, format_line
-    from harness.core.case import DEFAULT_EMITTER
+    from harness.modes.workers import Task, validate
+    from harness.present.console import line as format_line
     weight = Decoder.weight
 
     def swapped_in_layer3(self, name, shape):
@@ -93,8 +93,8 @@ def test_gate_localises_a_failing_prefill(monkeypatch):
         return weight(self, name, shape)
 
     monkeypatch.setattr(Decoder, "weight", swapped_in_layer3)
-    (prefill, _decode), _problems = _validate_family(FAMILY, DEFAULT_EMITTER, {}, {}, None, "built-in", True)
-    assert prefill["verdict"] == "FAIL", format_line(prefill)
-    first = prefill["localisation"]["first"]
-    assert (first["layer"], first["point"]) == (3, "mlp"), prefill["localisation"]
+    prefill, _decode = validate(Task(FAMILY)).records
+    assert prefill.verdict == "FAIL", format_line(prefill)
+    first = prefill.localisation.first
+    assert (first.layer, first.point) == (3, "mlp"), prefill.localisation
     assert "localised: first divergence: layer 3 mlp" in format_line(prefill)

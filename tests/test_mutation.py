@@ -3,9 +3,10 @@ strict bound (or is proven equivalent at fp32); the strict bound kills what the 
 import pytest
 
 from emitter import Config
-from harness.core import fixtures
 from harness.checks import mutants, mutation
 from harness.cli import main as gate_main
+from harness.core import fixtures
+from harness.present.console import mutant_line
 
 
 def first_family(mutant: str) -> str:
@@ -22,7 +23,7 @@ KINDS = [(first_family(m), m) for m in mutants.MUTANTS]
 @pytest.mark.parametrize("family,mutant", KINDS, ids=[f"{f}-{m}" for f, m in KINDS])
 def test_every_mutant_kind_is_killed(family, mutant):
     (record,) = mutation.run_family(family, only=(mutant,))
-    assert record["killed"] or record["equivalent"], mutation.format_line(record)
+    assert record.mutant.killed or record.mutant.equivalent, mutant_line(record)
 
 
 def test_predicates_cover_every_listed_mutant():
@@ -37,9 +38,9 @@ def test_predicates_cover_every_listed_mutant():
 
 def test_strict_bound_kills_what_the_fixed_bound_misses():
     (record,) = mutation.run_family("llama", only=("eps_10x",))
-    assert record["killed"] and not record["fixed_killed"], mutation.format_line(record)
+    assert record.mutant.killed and not record.mutant.fixed_killed, mutant_line(record)
     (fixed,) = mutation.run_family("llama", strict_bound=False, only=("eps_10x",))
-    assert fixed["verdict"] == "PASS" and not fixed["killed"], mutation.format_line(fixed)
+    assert fixed.verdict == "PASS" and not fixed.mutant.killed, mutant_line(fixed)
 
 
 def test_gate_mutants_reports_kill_rate(tmp_path, capsys):

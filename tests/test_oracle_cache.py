@@ -85,15 +85,14 @@ def test_the_cached_run_is_the_live_oracle_bit_for_bit(cold_cache):
 
 WARM_RUN = textwrap.dedent("""
     import json, sys
-    from harness.core import blocks, fixtures
+    from harness.core import fixtures, kinds
     from harness.core.case import run_case
     out = {}
     for name in ("olmoe",):  # a routed family: its block check reads the cache too
         fixture = fixtures.load(name)
-        records = [run_case(fixture, graph) for graph in ("prefill", "decode")]
-        if blocks.applies(fixture):
-            records.append(blocks.run_moe_block(fixture))
-        out[name] = [(r["verdict"], r["max_abs_diff"], r.get("noise_floor"), r.get("oracle_cache_hit")) for r in records]
+        records = [run_case(fixture, kind.name) for kind in kinds.applicable(fixture)]
+        out[name] = [(r.verdict, r.max_abs_diff, r.noise and r.noise.noise_floor, r.cache_hit.get("oracle"))
+                     for r in records]
     out["torch"] = "torch" in sys.modules
     print(json.dumps(out))
 """)
@@ -108,5 +107,5 @@ def test_a_warm_run_never_imports_torch_and_judges_the_same(cold_cache):
     for name in cold:
         assert [r[:3] for r in cold[name]] == [r[:3] for r in warm[name]]
         assert all(r[0] == "PASS" for r in warm[name]), warm
-        assert [r[3] for r in cold[name]] == [False, False, None]
-        assert [r[3] for r in warm[name] if r[3] is not None] == [True, True]
+        assert [r[3] for r in cold[name]] == [False, False, False]  # prefill, decode, moe_block
+        assert [r[3] for r in warm[name]] == [True, True, True]

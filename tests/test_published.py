@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from harness.checks import mutants, published
-from harness.cli import format_line, main
 from harness.checks.structural import REAL_DIR
+from harness.cli import main
 from harness.core.case import run_case
+from harness.present.console import line as format_line
 
 REAL = sorted(d.name for d in REAL_DIR.iterdir() if (d / "config.json").is_file())
 SUBSET = ["gemma-3-1b-it", "Qwen3-30B-A3B"]  # a 5:1 window schedule, and 16 experts top-8 with q/k norm
@@ -25,7 +26,7 @@ def run_gate(tmp_path, capsys, *argv):
     code = main([*argv, "--reports", str(tmp_path / "reports")])
     captured = capsys.readouterr()
     summary = tmp_path / "reports" / "summary.json"
-    return code, captured.out, captured.err, json.loads(summary.read_text()) if summary.exists() else None
+    return code, captured.out, captured.err, json.loads(summary.read_text())["records"] if summary.exists() else None
 
 
 def test_published_configs_pass_after_shrinking_and_the_report_says_what_was_shrunk(tmp_path, capsys):
@@ -79,7 +80,7 @@ def test_what_shrinking_keeps_still_bites(tmp_path, name, mutant):
     fixture = published.prepare(str(REAL_DIR / name / "config.json"), tmp_path, name).fixture
     bug = mutants.MUTANTS[mutant]
     record = run_case(fixture, bug.graph, texts={bug.graph: bug.emit(fixture.config_path)})
-    assert record["verdict"] == "FAIL", format_line(record)
+    assert record.verdict == "FAIL", format_line(record)
 
 
 def test_an_moe_config_that_routes_near_tied_takes_the_next_seed(tmp_path, monkeypatch):

@@ -6,16 +6,26 @@ import io
 import json
 import os
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from harness.core import compare, fixtures
-from harness.checks import localise, mutants, triangulate
-from harness.present import report
-from harness.cli import main
 from emitter import Config
-from harness.core.case import run_case
+from harness.checks import localise, mutants
+from harness.cli import main
+from harness.core import compare, fixtures, summary, triangulate
+from harness.core.case import new_record, run_case
+from harness.core.record import STRICT, MutantFacts
+from harness.present import index, pages
+from harness.present.publish import publish
+
+RUN = summary.run_info("pytest", ["pytest", "tests/test_report.py"], None)
+
+
+def write(records, directory) -> list[str]:
+    """Publishes the records as a run does; the problems met (the last line says where the reports are)."""
+    return publish(records, RUN, directory)[:-1]
 
 FAIL_RED = (0xC6, 0x28, 0x28)  # the FAIL badge (report.css)
 
@@ -78,7 +88,7 @@ def test_gate_writes_an_index_and_a_page_per_family_that_render(tmp_path, browse
     assert main(["--family", "qwen2", "--reports", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"reports: {tmp_path / 'index.html'}" in out
-    records = json.loads((tmp_path / "summary.json").read_text())
+    records = json.loads((tmp_path / "summary.json").read_text())["records"]
     with open(tmp_path / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["family"], r["graph"], r["verdict"]) for r in rows] == \
@@ -100,8 +110,9 @@ def test_gate_writes_an_index_and_a_page_per_family_that_render(tmp_path, browse
 def _mutant_record(fixture, name):
     bug = mutants.MUTANTS[name]
     record = run_case(fixture, bug.graph, texts={bug.graph: bug.emit(fixture.config_path)})
-    assert record["verdict"] == "FAIL", record["message"]
-    return {**record, "mutant": name, "mutant_description": bug.description}
+    assert record.verdict == "FAIL", record.message
+    record.mutant = MutantFacts(name, bug.description)
+    return record
 
 
 def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, browser):
@@ -109,26 +120,26 @@ def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, 
     decode_bug, prefill_bug = _mutant_record(fixture, "cache_slot_off_by_one"), _mutant_record(fixture, "rope_theta_default")
     passing = run_case(fixture)
     broken = run_case(fixtures.load("qwen2"), texts={"prefill": "this is not StableHLO"})
-    assert broken["verdict"] == "ERROR"
-    assert report.write([passing, decode_bug, prefill_bug, broken], tmp_path) == []
+    assert broken.verdict == "ERROR"
+    assert write([passing, decode_bug, prefill_bug, broken], tmp_path) == []
 
     assert_renders(browser, tmp_path / "llama--cache_slot_off_by_one.html", charts=2)
-    worst = decode_bug["timeline"][decode_bug["worst_step"]]
+    worst = decode_bug.decode.timeline[decode_bug.decode.worst_step]
     where = browser.find_element("id", "decode-where").text
-    assert (f"max |Δlogit| = {worst['max_abs_diff']:.3e} at step {worst['step']} (position {worst['position']}), "
-            f"vocab index {decode_bug['worst_index']}, exceeds the bound 1.0e-02 by "
-            f"{worst['max_abs_diff'] - 1e-2:.3e}") in where
-    first_over = next(t for t in decode_bug["timeline"] if t["max_abs_diff"] > 1e-2)
-    assert f"first at step {first_over['step']} (position {first_over['position']}" in where
-    row = browser.find_element("id", f"decode-step-{worst['step']}")
+    assert (f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {worst.step} (position {worst.position}), "
+            f"vocab index {decode_bug.logits.worst_index}, exceeds the bound 1.0e-02 by "
+            f"{worst.max_abs_diff - 1e-2:.3e}") in where
+    first_over = next(t for t in decode_bug.decode.timeline if t.max_abs_diff > 1e-2)
+    assert f"first at step {first_over.step} (position {first_over.position}" in where
+    row = browser.find_element("id", f"decode-step-{worst.step}")
     assert "over" in row.get_attribute("class").split() and "over the bound" in row.text
     assert browser.find_element("id", "verdict").text == "FAIL"
     assert screenshot_has(browser, FAIL_RED)
 
     assert_renders(browser, tmp_path / "llama--rope_theta_default.html", charts=2)
     where = browser.find_element("id", "prefill-where").text
-    assert (f"max |Δlogit| = {prefill_bug['max_abs_diff']:.3e} at position {fixture.prompt_len - 1} (the prompt's "
-            f"last token), vocab index {prefill_bug['worst_index']}, exceeds the bound") in where
+    assert (f"max |Δlogit| = {prefill_bug.max_abs_diff:.3e} at position {fixture.prompt_len - 1} (the prompt's "
+            f"last token), vocab index {prefill_bug.logits.worst_index}, exceeds the bound") in where
 
     assert_renders(browser, tmp_path / "llama.html", charts=2)
     assert_renders(browser, tmp_path / "qwen2.html", charts=0)  # an ERROR has no numbers to draw
@@ -138,7 +149,7 @@ def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, 
     verdicts = lambda: [r.text for r in browser.find_elements("css selector", "#results tbody td:nth-child(3)")]
     assert verdicts() == ["FAIL", "FAIL", "ERROR", "PASS"]  # failing rows first
     browser.find_element("css selector", "#results th:nth-child(4)").click()  # sort by max |Δlogit|
-    diffs = [r.get("max_abs_diff") or -1 for r in (broken, passing, decode_bug, prefill_bug)]
+    diffs = [r.max_abs_diff or -1 for r in (broken, passing, decode_bug, prefill_bug)]
     shown = [c.get_attribute("data-sort") for c in browser.find_elements("css selector", "#results tbody td:nth-child(4)")]
     assert [float(x) for x in shown] == sorted(diffs)
 
@@ -146,7 +157,7 @@ def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, 
 def test_a_report_failure_is_said_and_leaves_the_verdict_alone(tmp_path, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("template exploded")
-    monkeypatch.setattr(report, "write_index", broken)  # the index is written by the gate's own process
+    monkeypatch.setattr(index, "render", broken)  # the index is written by the gate's own process
     assert main(["--family", "qwen2", "--reports", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "reports: index.html not written: RuntimeError: template exploded (the verdict is unaffected)" in out
@@ -160,12 +171,10 @@ def test_a_page_for_nan_logits_names_them_and_still_draws(tmp_path):
     graph = oracle.copy()
     graph[7], graph[9] = np.nan, np.inf
     comparison = compare.compare_logits(oracle, graph)
-    verdict, message = compare.verdict(comparison, fixture.bound)
-    record = {"family": "llama", "model_type": "llama", "graph": "prefill", "bound": fixture.bound,
-              "prompt_len": fixture.prompt_len, "replay": "./validate_arch.sh --family llama", "verdict": verdict,
-              "message": message, "timings": {}, **comparison.as_dict(),
-              "logits": {"oracle": compare.f32_list(oracle), "graph": compare.f32_list(graph)}}
-    assert report.write([record], tmp_path) == []
+    record = new_record(fixture, "prefill")
+    record.checks, record.max_abs_diff = compare.logit_checks(comparison, fixture.bound), comparison.max_abs_diff
+    record.logits = comparison.result(fixture.prompt_len - 1, oracle, graph)
+    assert write([record], tmp_path) == []
     page = (tmp_path / "llama.html").read_text()
     assert "NaN/Inf: the graph&#39;s logits hold 2 non-finite values (bound 0)" in page
     assert page.count("<svg") == 2
@@ -173,26 +182,26 @@ def test_a_page_for_nan_logits_names_them_and_still_draws(tmp_path):
 
 def test_a_passing_page_shows_the_three_way_comparison_and_the_noise_ratio(tmp_path, browser):
     record = run_case(fixtures.load("llama"))
-    x = record["xla"]
-    assert record["verdict"] == "PASS" and x["verdict"] == triangulate.AGREE, record["message"]
-    assert report.write([record], tmp_path) == []
+    x, n = record.xla, record.noise
+    assert record.verdict == "PASS" and x.verdict == triangulate.AGREE, record.message
+    assert write([record], tmp_path) == []
     assert_renders(browser, tmp_path / "llama.html", charts=2)
     metrics = browser.find_element("css selector", "#prefill table.metrics").text
-    assert (f"max |Δlogit| vs the strict bound {record['max_abs_diff']:.3e} ({record['noise_ratio']:.1f}× the noise "
-            f"floor) ≤ {record['strict_factor']:g}× noise floor {record['noise_floor']:.2e} = "
-            f"{record['strict_bound']:.2e}") in metrics
+    assert (f"max |Δlogit| vs the strict bound {record.max_abs_diff:.3e} ({n.noise_ratio:.1f}× the noise "
+            f"floor) ≤ {n.strict_factor:g}× noise floor {n.noise_floor:.2e} = "
+            f"{n.strict_bound:.2e}") in metrics
     three_way = browser.find_element("id", "prefill-three-way").text
     for label, key in (("oracle – IREE", "oracle_iree"), ("oracle – XLA", "oracle_xla"), ("IREE – XLA", "iree_xla")):
-        assert f"{label} {x[key]:.3e} ≤ {x['bound']:.2e} agree" in three_way, label
-    assert report.THREE_WAY_SENTENCES[triangulate.AGREE] in three_way
+        assert f"{label} {getattr(x, key):.3e} ≤ {x.bound:.2e} agree" in three_way, label
+    assert pages.THREE_WAY_SENTENCES[triangulate.AGREE] in three_way
     assert "would have passed" not in browser.find_element("id", "prefill").text
     with open(tmp_path / "summary.csv", newline="") as f:
         [row] = list(csv.DictReader(f))
     assert list(row)[-2:] == ["xla_verdict", "noise_ratio"]
-    assert (row["xla_verdict"], float(row["noise_ratio"])) == (triangulate.AGREE, record["noise_ratio"])
+    assert (row["xla_verdict"], float(row["noise_ratio"])) == (triangulate.AGREE, n.noise_ratio)
     assert_renders(browser, tmp_path / "index.html", charts=0)
     cells = [c.text for c in browser.find_elements("css selector", "#results tbody td")][-3:-1]  # before the time
-    assert cells == [f"{record['noise_ratio']:.1f}", triangulate.AGREE]
+    assert cells == [f"{n.noise_ratio:.1f}", triangulate.AGREE]
 
 
 @pytest.fixture(scope="module")
@@ -201,16 +210,16 @@ def strict_only_mutant():
     localisation the gate adds to a failing prefill case."""
     fixture = fixtures.load("llama")
     record = _mutant_record(fixture, "eps_10x")
-    assert record["fixed_verdict"] == "PASS" and record["max_abs_diff"] < record["bound"], record
+    assert record.fixed_verdict == "PASS" and record.max_abs_diff < record.bound, record
     bug = mutants.MUTANTS["eps_10x"]
-    found = localise.localise(fixture, bug.config(Config.from_json(fixture.config_path)), bug.core)
-    return {**record, "localisation": {**found, "summary": localise.describe(found)}}
+    return replace(record, localisation=localise.localise(fixture, bug.config(Config.from_json(fixture.config_path)),
+                                                          bug.core))
 
 
 def test_a_mutant_only_the_strict_bound_catches_says_the_fixed_bound_alone_would_have_passed_it(
         tmp_path, browser, strict_only_mutant):
-    record = {k: v for k, v in strict_only_mutant.items() if k != "localisation"}
-    assert report.write([record], tmp_path) == []
+    record = replace(strict_only_mutant, localisation=None)
+    assert write([record], tmp_path) == []
     assert_renders(browser, tmp_path / "llama--eps_10x.html", charts=2)
     assert "the fixed bound alone would have passed it" in browser.find_element("id", "prefill-strict-note").text.lower()
     strict = next(r for r in browser.find_elements("css selector", "#prefill table.metrics tr")
@@ -218,29 +227,30 @@ def test_a_mutant_only_the_strict_bound_catches_says_the_fixed_bound_alone_would
     assert "over" in strict.get_attribute("class").split() and strict.text.endswith("FAILS")
     three_way = browser.find_element("id", "prefill-three-way").text
     assert "IREE and XLA agree against the oracle: the emitter's graph is wrong" in three_way
-    assert f"oracle – IREE {record['xla']['oracle_iree']:.3e} ≤ {record['xla']['bound']:.2e} disagree" in three_way
+    assert f"oracle – IREE {record.xla.oracle_iree:.3e} ≤ {record.xla.bound:.2e} disagree" in three_way
 
 
 def test_a_localised_failure_shows_its_summary_and_a_chart_per_tap(tmp_path, browser, strict_only_mutant):
-    found = strict_only_mutant["localisation"]
-    assert found["first"] is not None
-    assert report.write([strict_only_mutant], tmp_path) == []
+    found = strict_only_mutant.localisation
+    assert found.first is not None
+    assert write([strict_only_mutant], tmp_path) == []
     assert_renders(browser, tmp_path / "llama--eps_10x.html", charts=3)  # |Δ| per index, the scatter, the taps
     shown = browser.find_element("id", "prefill-localisation")
-    assert found["summary"] in shown.text
+    assert found.summary in shown.text
     chart = browser.find_element("id", "llama--eps_10x-prefill-taps")
-    assert len(chart.find_elements("css selector", ".error-points circle")) == len(found["taps"])
-    assert f"first over: layer {found['first']['layer']} {found['first']['point']}" in chart.text
+    assert len(chart.find_elements("css selector", ".error-points circle")) == len(found.taps)
+    assert f"first over: layer {found.first.layer} {found.first.point}" in chart.text
 
 
 def test_missing_or_failed_diagnoses_render_as_such(tmp_path, browser, strict_only_mutant):
     """XLA's error and a failed localisation are said; a record without the diagnoses (the mutation
     tests' xla=False, or --fixed-bound-only) says they were not run."""
-    failed = {**strict_only_mutant, "mutant": "xla_failed", "xla": {"error": "XLA compile: unsupported op"},
-              "localisation": {"error": "RuntimeError: taps exploded"}}
-    diagnoses = ("xla", "noise_floor", "noise_ratio", "strict_bound", "strict_factor", "fixed_verdict", "localisation")
-    bare = {k: v for k, v in strict_only_mutant.items() if k not in diagnoses} | {"mutant": "bare"}
-    assert report.write([failed, bare], tmp_path) == []
+    failed = replace(strict_only_mutant, mutant=replace(strict_only_mutant.mutant, name="xla_failed"),
+                     xla=triangulate.failed("XLA compile: unsupported op"),
+                     localisation=localise.failed(RuntimeError("taps exploded")))
+    bare = replace(strict_only_mutant, mutant=replace(strict_only_mutant.mutant, name="bare"), xla=None, noise=None,
+                   localisation=None, checks=[c for c in strict_only_mutant.checks if c.name != STRICT])
+    assert write([failed, bare], tmp_path) == []
     assert_renders(browser, tmp_path / "llama--xla_failed.html", charts=2)
     assert "XLA compile: unsupported op" in browser.find_element("id", "prefill-three-way").text
     assert "Localisation failed: RuntimeError: taps exploded" in browser.find_element("id", "prefill-localisation").text

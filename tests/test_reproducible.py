@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from harness.core import fixtures
-from harness.cli import format_line
 from harness.core.case import new_record
+from harness.present.console import line as format_line
 
 ROOT = Path(__file__).resolve().parent.parent
 # Everything a record measures; timings and cache_hit describe the run, not the case.
@@ -17,7 +17,7 @@ import json, sys
 from harness.core import fixtures
 from harness.core.case import run_case
 fixture = fixtures.load(sys.argv[1])
-print(json.dumps([run_case(fixture, graph) for graph in ("prefill", "decode")]))
+print(json.dumps([run_case(fixture, graph).to_json() for graph in ("prefill", "decode")]))
 """
 
 
@@ -43,5 +43,10 @@ def test_every_failed_or_errored_line_prints_the_command_that_replays_it():
     fixture = fixtures.load("olmo2")
     for verdict, message in (("FAIL", "max |Δlogit| = 2.0e+00 at vocab index 3 exceeds the bound 1.0e-02"),
                              ("ERROR", "the emitter exited with 1: boom")):
-        line = format_line({**new_record(fixture, "prefill", fixture.bound), "verdict": verdict, "message": message})
+        record = new_record(fixture, "prefill")
+        if verdict == "FAIL":
+            record.check("bound", "compare", False, message)
+        else:
+            record.errored("emit", message)
+        line = format_line(record)
         assert line.splitlines()[-2:] == [f"    {message}", "    replay: ./validate_arch.sh --family olmo2"]

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.core import fixtures
+from harness.cli import main
+from harness.core import fixtures, summary
+from harness.core.case import error_record
 from harness.modes import shard
-from harness.cli import error_record, main
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = fixtures.names()
@@ -72,20 +73,24 @@ def test_by_hash_is_stable_and_spreads():
     assert spread == {1, 2, 3}
 
 
+OLD_RECORD = {"verdict": "PASS", "max_abs_diff": 1e-5, "argmax_match": True, "bound": 0.01, "message": "",
+              "replay": "./validate_arch.sh --family qwen2"}
+
+
 def test_write_costs_sums_every_stage_of_every_record(tmp_path):
     costs = tmp_path / "costs.json"
     costs.write_text(json.dumps({"_about": "note", "qwen2": 1.0, "mimo": 2.0, "gone": 9.0}))
-    summary = tmp_path / "summary.json"
-    summary.write_text(json.dumps([
-        {"family": "qwen2", "graph": "prefill", "timings": {"compile": 1.25, "oracle": 2.0}},
-        {"family": "qwen2", "graph": "decode", "timings": {"compile": 0.5}},
-        {"family": "Some-Published-7B", "graph": "prefill", "timings": {"compile": 4.0}},
+    found = tmp_path / "summary.json"
+    found.write_text(json.dumps([  # as archval wrote it before schema_version 1: a bare list of flat records
+        {**OLD_RECORD, "family": "qwen2", "graph": "prefill", "timings": {"compile": 1.25, "oracle": 2.0}},
+        {**OLD_RECORD, "family": "qwen2", "graph": "decode", "timings": {"compile": 0.5}},
+        {**OLD_RECORD, "family": "Some-Published-7B", "graph": "prefill", "timings": {"compile": 4.0}},
     ]))
-    assert shard.write_costs(summary, costs) == {"mimo": 2.0, "qwen2": 3.8}
+    assert shard.write_costs(found, costs) == {"mimo": 2.0, "qwen2": 3.8}
     assert json.loads(costs.read_text()) == {"_about": "note", "mimo": 2.0, "qwen2": 3.8}
-    summary.write_text("[{]")
+    found.write_text("[{]")
     with pytest.raises(ValueError, match="summary.json: not a gate summary.json"):
-        shard.write_costs(summary, costs)
+        shard.write_costs(found, costs)
 
 
 @pytest.mark.parametrize("value,why", [("0/2", "I must be between 1 and N (2)"), ("3/2", "I must be between 1 and N (2)"),
@@ -123,13 +128,14 @@ def test_a_shard_without_families_passes_with_no_records(tmp_path, capsys):
     assert main(["--shard", "30/30", "--reports", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "== shard 30/30: no families" in out and "RESULT: PASS" in out
-    assert json.loads((tmp_path / "summary.json").read_text()) == []
+    assert json.loads((tmp_path / "summary.json").read_text())["records"] == []
 
 
 # ---- --merge: two shard runs joined are the one run over both
 
 def without_timings(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "timings"} for r in records]
+    """What a record measures: not how long it took, nor what the cache held then."""
+    return [{k: v for k, v in r.items() if k not in ("timings", "cache_hit")} for r in records]
 
 
 def table_rows(index: Path) -> list[str]:
@@ -147,7 +153,7 @@ def test_merge_writes_what_one_run_over_every_family_writes(tmp_path, capsys):
     out, both = tmp_path / "merged", tmp_path / "both"
     assert main(["--merge", str(tmp_path / "qwen2"), str(tmp_path / "mimo"), "--reports", str(out)]) == 0
     printed = capsys.readouterr().out
-    merged, whole = json.loads((out / "summary.json").read_text()), json.loads((both / "summary.json").read_text())
+    merged, whole = (json.loads((d / "summary.json").read_text())["records"] for d in (out, both))
     assert [(r["family"], r["graph"]) for r in merged] == [(r["family"], r["graph"]) for r in whole]
     assert without_timings(merged) == without_timings(whole)
     csv = [pd.read_csv(d / "summary.csv").drop(columns="time_s") for d in (out, both)]
@@ -161,7 +167,7 @@ def test_merge_writes_what_one_run_over_every_family_writes(tmp_path, capsys):
 
 def shard_dir(directory: Path, *families: str) -> Path:
     """A shard's reports as a run whose emitter failed on every case would leave them (no pages)."""
-    records = [error_record(fixtures.load(f), graph, "the emitter exited with 1") for f in families
+    records = [error_record(fixtures.load(f), graph, "emit", "the emitter exited with 1").to_json() for f in families
                for graph in ("prefill", "decode")]
     directory.mkdir()
     (directory / "summary.json").write_text(json.dumps(records))
@@ -172,10 +178,30 @@ def test_merge_fails_when_a_shard_failed_and_says_which_page_is_missing(tmp_path
     a, b = shard_dir(tmp_path / "a", "qwen2"), shard_dir(tmp_path / "b", "llama", "mimo")
     assert main(["--merge", str(a), str(b), "--reports", str(tmp_path / "out")]) == 1
     printed = capsys.readouterr().out
-    assert [r["family"] for r in json.loads((tmp_path / "out" / "summary.json").read_text())] == \
+    assert [r["family"] for r in json.loads((tmp_path / "out" / "summary.json").read_text())["records"]] == \
         ["llama", "llama", "mimo", "mimo", "qwen2", "qwen2"]
     assert "0 passed, 0 failed, 6 errors" in printed and printed.rstrip().endswith("RESULT: FAIL")
     assert f"reports: qwen2.html not copied from {a}" in printed
+
+
+def test_merge_reads_an_old_bare_list_beside_the_new_form(tmp_path, capsys):
+    """A shard run by an archval from before schema_version 1 (a bare list of flat records) joins a new one."""
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text(json.dumps([
+        {"family": "qwen2", "model_type": "qwen2", "graph": graph, "verdict": "ERROR", "max_abs_diff": None,
+         "argmax_match": None, "bound": 0.01, "message": "the emitter exited with 1",
+         "replay": "./validate_arch.sh --family qwen2"} for graph in ("prefill", "decode")]))
+    new = tmp_path / "new"
+    summary.write(new / "summary.json", summary.run_info("gate", ["validate_arch.sh"], None),
+                  [error_record(fixtures.load("llama"), graph, "emit", "the emitter exited with 2") for graph in
+                   ("prefill", "decode")])
+    assert main(["--merge", str(old), str(new), "--reports", str(tmp_path / "out")]) == 1
+    _, records = summary.read(tmp_path / "out" / "summary.json")
+    assert [(r.family, r.verdict, r.message) for r in records] == [
+        ("llama", "ERROR", "the emitter exited with 2"), ("llama", "ERROR", "the emitter exited with 2"),
+        ("qwen2", "ERROR", "the emitter exited with 1"), ("qwen2", "ERROR", "the emitter exited with 1")]
+    assert "0 passed, 0 failed, 4 errors" in capsys.readouterr().out
 
 
 def test_merge_refuses_a_family_in_two_shards(tmp_path, capsys):

@@ -13,7 +13,7 @@ from harness.core import fixtures
 from harness.checks import structural
 from harness.cli import main
 from harness.checks.signature import signature
-from harness.core.case import DEFAULT_EMITTER
+from harness.core.emitters import DEFAULT_EMITTER
 
 CASES = structural.cases()
 

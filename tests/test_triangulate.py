@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from harness.core import fixtures
-from harness.backends import iree
-from harness.checks import mutants, triangulate
-from harness.cli import format_line
+from harness.backends import iree, xla
+from harness.checks import mutants
+from harness.core import fixtures, triangulate
 from harness.core.case import run_case
+from harness.present.console import line as format_line
 
 
 @pytest.mark.parametrize("pairs,expected", [
@@ -23,38 +23,38 @@ def test_odd_one_out(pairs, expected):
 
 def test_xla_runs_the_same_text_and_agrees():
     record = run_case(fixtures.load("llama"), "decode")
-    x = record["xla"]
-    assert record["verdict"] == "PASS" and x["verdict"] == triangulate.AGREE, x
-    assert x["oracle_xla"] < 1e-3 and x["iree_xla"] < 1e-3 and x["argmax_match"]
+    x = record.xla
+    assert record.verdict == "PASS" and x.verdict == triangulate.AGREE, x
+    assert x.oracle_xla < 1e-3 and x.iree_xla < 1e-3 and x.argmax_match
     assert "xla" in format_line(record)
 
 
 def test_emitter_bug_is_blamed_on_the_emitter():
     fixture, bug = fixtures.load("gemma2"), mutants.MUTANTS["no_attn_softcap"]
     record = run_case(fixture, "prefill", texts={"prefill": bug.emit(fixture.config_path)})
-    assert record["verdict"] == "FAIL" and record["xla"]["verdict"] == triangulate.EMITTER, record["xla"]
+    assert record.verdict == "FAIL" and record.xla.verdict == triangulate.EMITTER, record.xla
     assert "emitter bug" in format_line(record)
 
 
 def test_a_compiler_problem_is_blamed_on_iree(monkeypatch):
     """IREE made to miscompute (its logits shifted): XLA sides with the oracle."""
-    call = iree.Module.call
+    execute = iree.IreeModule.execute
 
-    def miscompiled(self, function, *args):
-        logits, *rest = call(self, function, *args)
+    def miscompiled(self, args, inputs):
+        logits, *rest = execute(self, args, inputs)
         return [logits + np.float32(0.5), *rest]
 
-    monkeypatch.setattr(iree.Module, "call", miscompiled)
+    monkeypatch.setattr(iree.IreeModule, "execute", miscompiled)
     record = run_case(fixtures.load("qwen3"), "decode")
-    assert record["verdict"] == "FAIL" and record["xla"]["verdict"] == triangulate.IREE, record["xla"]
+    assert record.verdict == "FAIL" and record.xla.verdict == triangulate.IREE, record.xla
 
 
 def test_a_subtle_emitter_bug_is_blamed_at_the_strict_bound():
     """eps 10x on Llama: inside 1e-2, beyond the strict bound; both compilers agree on the wrong answer."""
     fixture, bug = fixtures.load("llama"), mutants.MUTANTS["eps_10x"]
     record = run_case(fixture, "prefill", texts={"prefill": bug.emit(fixture.config_path)})
-    assert record["verdict"] == "FAIL" and record["fixed_verdict"] == "PASS"
-    assert record["xla"]["verdict"] == triangulate.EMITTER, record["xla"]
+    assert record.verdict == "FAIL" and record.fixed_verdict == "PASS"
+    assert record.xla.verdict == triangulate.EMITTER, record.xla
 
 
 def test_xla_logits_are_cached_by_text_and_inputs(tmp_path, monkeypatch):
@@ -63,15 +63,16 @@ def test_xla_logits_are_cached_by_text_and_inputs(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHVAL_CACHE_DIR", str(tmp_path))
     fixture = fixtures.load("qwen2")
     first, again = run_case(fixture, "prefill"), run_case(fixture, "prefill")
-    assert (first["xla"].pop("cache_hit"), again["xla"].pop("cache_hit")) == (False, True)
-    assert first["xla"] == again["xla"] and "xla_compile" not in again["timings"]
+    assert (first.xla.cache_hit, again.xla.cache_hit) == (False, True)
+    first.xla.cache_hit = again.xla.cache_hit = None
+    assert first.xla == again.xla and "xla_compile" not in again.timings
     bug = mutants.MUTANTS["no_qkv_bias"]
     mutated = run_case(fixture, "prefill", texts={"prefill": bug.emit(fixture.config_path)})
-    assert mutated["xla"]["cache_hit"] is False and mutated["xla"]["oracle_xla"] != first["xla"]["oracle_xla"]
+    assert mutated.xla.cache_hit is False and mutated.xla.oracle_xla != first.xla.oracle_xla
 
-    def broken(self, text):
+    def broken(self, main, text):
         raise iree.BackendError("XLA could not compile the module: on purpose")
-    monkeypatch.setattr("harness.backends.xla.Module.__init__", broken)
+    monkeypatch.setattr(xla.XlaModule, "__init__", broken)
     decode = run_case(fixture, "decode")
-    assert decode["xla"] == {"error": "XLA could not compile the module: on purpose"}
-    assert run_case(fixture, "decode")["xla"] == decode["xla"]  # the failure was not stored as an answer
+    assert decode.xla == triangulate.failed("XLA could not compile the module: on purpose")
+    assert run_case(fixture, "decode").xla == decode.xla  # the failure was not stored as an answer

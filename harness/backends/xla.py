@@ -17,8 +17,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from harness.backends.base import Backend, BackendError, Module, Stage
+from harness.backends.iree import host_cpu
 from harness.core import cache
-from harness.backends.iree import BackendError, host_cpu
+from harness.core.graph import FunctionSignature, GraphSignature
 
 DEBUG_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
@@ -40,22 +42,24 @@ def cache_key(text: str) -> str:
     return cache.key(text, compiler_identity(), repr(sorted(DEBUG_OPTIONS.items())), host_cpu())
 
 
-class Module:
-    """StableHLO text compiled by XLA CPU; call(function, *arrays) -> results as numpy arrays,
-    the same interface as iree.Module (XLA compiles the entry function @main only)."""
+class XlaModule(Module):
+    """StableHLO text compiled by XLA CPU (the entry function @main only). The weights are copied to
+    the device at the first call and kept there: every call of a case takes the same ones."""
 
-    def __init__(self, text: str):
+    def __init__(self, main: FunctionSignature, text: str):
         from jax._src.lib import xla_client
         cpu = client()
         self._device = cpu.local_devices()[0]
         devices, options = xla_client.DeviceList((self._device,)), xla_client.CompileOptions()
         for name, value in DEBUG_OPTIONS.items():
             setattr(options.executable_build_options.debug_options, name, value)
+        self._weights = None
         path = cache.cache_dir() / f"{cache_key(text)}.xla"
         blob = cache.read_entry(path)
         if blob is not None:
             try:
                 self._exe = cpu.deserialize_executable(blob, devices, options)
+                super().__init__(main, True)
                 return
             except Exception:  # noqa: BLE001 - an unreadable entry is rebuilt below
                 pass
@@ -64,20 +68,34 @@ class Module:
         except Exception as e:  # noqa: BLE001 - jaxlib raises XlaRuntimeError/ValueError
             raise BackendError(f"XLA could not compile the module: {str(e)[-2000:]}") from None
         cache.write_entry(path, cpu.serialize_executable(self._exe))
+        super().__init__(main, False)
 
-    def upload(self, array: np.ndarray):
-        """The array on the device, to pass to call() many times without copying it again."""
+    def _upload(self, array: np.ndarray):
         import jax
         return jax.device_put(np.asarray(array), self._device)
 
-    def call(self, function: str, *args) -> list[np.ndarray]:
-        """args: numpy arrays, or what upload() returned."""
-        if function != "main":
-            raise BackendError(f"XLA runs the entry function @main only, not @{function}")
-        import jax
+    def execute(self, args: list[np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        names = [a.name for a in self.main.args]
+        if self._weights is None:
+            self._weights = {n: self._upload(v) for n, v in zip(names, args) if n not in inputs}
         try:
-            out = self._exe.execute([a if isinstance(a, jax.Array) else self.upload(a) for a in args])
+            out = self._exe.execute([self._weights[n] if n in self._weights else self._upload(v)
+                                     for n, v in zip(names, args)])
         except Exception as e:  # noqa: BLE001
-            raise BackendError(f"XLA failed running @{function}: {e}") from None
+            raise BackendError(f"XLA failed running @main: {e}") from None
         return [np.asarray(r) for r in out]
 
+
+class Xla(Backend):
+    """XLA CPU: a reference backend for the three-way comparison, never the verdict."""
+    name, run_stage = "xla", "xla_run"
+
+    def load(self, text: str, graph: GraphSignature, stage: Stage) -> XlaModule:
+        with stage("xla_compile"):
+            return XlaModule(graph.functions["main"], text)
+
+    def cache_key(self, text: str) -> str:
+        return cache_key(text)
+
+
+XLA = Xla()

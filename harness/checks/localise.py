@@ -14,17 +14,21 @@ Runs only on request or for a failing case: it compiles one more graph and runs 
 """
 from __future__ import annotations
 
+import contextlib
 import json
+from dataclasses import asdict
 
 import numpy as np
 
 from emitter import Config, Decoder, emit
 from emitter.decoder import TAP_POINTS
 
+from harness.backends import SUBJECT
 from harness.core import noise
 from harness.core.fixtures import Fixture
 from harness.core.graph import parse_signature
-from harness.backends.iree import Module, compile_text
+from harness.core.kinds import prefill_inputs
+from harness.core.record import Localisation, Tap
 
 HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
 
@@ -54,19 +58,14 @@ def oracle_taps(fixture: Fixture, dtype) -> tuple[dict[str, np.ndarray], dict[st
 
 
 def graph_taps(text: str, weights: dict[str, np.ndarray], prompt: np.ndarray) -> dict[str, np.ndarray]:
-    from harness.core.case import bind
-    sig = parse_signature(text)
-    main = sig.functions["main"]
-    bucket = main.arg("tokens").shape[0]
-    tokens = np.zeros(bucket, np.int32)
-    tokens[: len(prompt)] = prompt
-    args = bind(main, weights, {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
-                                "real_len": np.array(len(prompt), np.int32)})
-    results = Module(compile_text(text)[0], sig.module_name).call("main", *args)
+    """{point: [L, T, hidden]} of the tapped prefill graph on the prompt's real tokens."""
+    graph = parse_signature(text)
+    module = SUBJECT.load(text, graph, lambda stage: contextlib.nullcontext())
+    results = module.call(weights, prefill_inputs(prompt, module.main.arg("tokens").shape[0]))
     return dict(zip(TAP_POINTS, (np.asarray(r)[:, : len(prompt)] for r in results[3:])))
 
 
-def localise(fixture: Fixture, config: Config | None = None, core: type[Decoder] = Decoder) -> dict:
+def localise(fixture: Fixture, config: Config | None = None, core: type[Decoder] = Decoder) -> Localisation:
     """The tap table and the first tap above STRICT_FACTOR x its floor. config/core: what to emit
     (a mutant's); by default the fixture's config through the built-in core."""
     import torch
@@ -81,31 +80,34 @@ def localise(fixture: Fixture, config: Config | None = None, core: type[Decoder]
             error = float(np.abs(graph[point][layer] - fp32[point][layer]).max())
             floor = float(max(np.abs(fp32[point][layer] - fp64[point][layer]).max(),
                               noise.F32_EPS * np.abs(fp64[point][layer]).max()))
-            row = {"layer": layer, "point": point, "max_abs_diff": error, "noise_floor": floor,
-                   "noise_ratio": error / floor}
-            table.append(row)
+            tap = Tap(layer, point, error, floor, error / floor)
+            table.append(tap)
             if first is None and not error <= noise.STRICT_FACTOR * floor:
-                first = row
-    return {"first": first, "taps": table, "strict_factor": noise.STRICT_FACTOR}
+                first = tap
+    return Localisation(None, first, table, noise.STRICT_FACTOR, describe(first))
 
 
-def describe(result: dict) -> str:
-    first = result["first"]
+def describe(first: Tap | None) -> str:
     if first is None:
         return ("no layer's output leaves the noise floor: the divergence is after the last layer "
                 "(final norm or head)")
-    return (f"first divergence: layer {first['layer']} {first['point']} (max |Δ| {first['max_abs_diff']:.2e} = "
-            f"{first['noise_ratio']:.0f}x its noise floor {first['noise_floor']:.1e})")
+    return (f"first divergence: layer {first.layer} {first.point} (max |Δ| {first.max_abs_diff:.2e} = "
+            f"{first.noise_ratio:.0f}x its noise floor {first.noise_floor:.1e})")
+
+
+def failed(error: Exception) -> Localisation:
+    """A localisation that could not be made: its error, no taps."""
+    return Localisation(f"{type(error).__name__}: {error}", None, [], None, "")
 
 
 def main(argv=None) -> int:
-    """python -m harness.localise FAMILY: the tap table of the built-in emitter's prefill graph."""
+    """python -m harness.checks.localise FAMILY: the tap table of the built-in emitter's prefill graph."""
     import argparse
 
     from harness.core import fixtures
-    ap = argparse.ArgumentParser(prog="python -m harness.localise", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m harness.checks.localise", description=main.__doc__)
     ap.add_argument("family")
-    ap.add_argument("--mutant", help="localise this mutant (harness/mutants.py) instead")
+    ap.add_argument("--mutant", help="localise this mutant (harness/checks/mutants.py) instead")
     args = ap.parse_args(argv)
     fixture = fixtures.load(args.family)
     config, core = Config.from_json(fixture.config_path), Decoder
@@ -113,11 +115,11 @@ def main(argv=None) -> int:
         from harness.checks.mutants import MUTANTS
         config, core = MUTANTS[args.mutant].config(config), MUTANTS[args.mutant].core
     result = localise(fixture, config, core)
-    for row in result["taps"]:
-        print(f"layer {row['layer']:>2} {row['point']:<9} max|Δ| {row['max_abs_diff']:.2e}  "
-              f"floor {row['noise_floor']:.1e}  {row['noise_ratio']:>10.1f}x")
-    print(describe(result))
-    print(json.dumps(result["first"]))
+    for tap in result.taps:
+        print(f"layer {tap.layer:>2} {tap.point:<9} max|Δ| {tap.max_abs_diff:.2e}  "
+              f"floor {tap.noise_floor:.1e}  {tap.noise_ratio:>10.1f}x")
+    print(result.summary)
+    print(json.dumps(result.first and asdict(result.first)))
     return 0
 
 

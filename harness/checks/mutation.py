@@ -1,7 +1,7 @@
 """The mutation self-test: every applicable mutant of every selected family, and the kill rate.
 
 A harness that never fails on a subtle bug proves nothing. Each mutant applicable to a family
-(harness/mutants.py: its predicate on the config's flags, or the fixture lists it) is emitted,
+(checks/mutants.py: its predicate on the config's flags, or the fixture lists it) is emitted,
 run through the same case as the real graph, and must FAIL. The report gives the kill rate per
 family, the survivors, and the mutants the fixed bound alone would have let through (killed only
 by the strict, noise-derived bound).
@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from emitter import Config, emit
 
-from harness.core import fixtures
 from harness.checks import mutants
-from harness.core.compare import FAIL
+from harness.core import fixtures
+from harness.core.case import new_record, run_case
+from harness.core.record import FAIL, MutantFacts, Record
 
 
 def family_mutants(name: str) -> list[str]:
@@ -33,10 +35,9 @@ def family_mutants(name: str) -> list[str]:
     return [m for m in mutants.MUTANTS if mutants.applicable(m, config, fixture.mutants)]
 
 
-def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | None = None) -> list[dict]:
-    """One record per applicable mutant (or the `only` ones): the case's record plus mutant,
-    description, killed (FAIL under the verdict in force) and fixed_killed (FAIL under 1e-2 alone)."""
-    from harness.core.case import run_case
+def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | None = None) -> list[Record]:
+    """A record per applicable mutant (or the `only` ones): the case's record with its mutant part (killed:
+    FAIL under the verdict in force; fixed_killed: FAIL under 1e-2 alone)."""
     fixture = fixtures.load(name)
     config = Config.from_json(fixture.config_path)
     records = []
@@ -45,62 +46,33 @@ def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | Non
             continue
         bug = mutants.MUTANTS[mutant]
         text = bug.emit(fixture.config_path)
-        if text == emit(config, bug.graph):
-            record = {"family": name, "graph": bug.graph, "verdict": "UNCHANGED", "max_abs_diff": None,
-                      "message": "the mutant does not change this family's graph"}
-        else:
+        facts = MutantFacts(mutant, bug.description, changes_graph=text != emit(config, bug.graph))
+        if facts.changes_graph:
             record = run_case(fixture, bug.graph, texts={bug.graph: text}, xla=False, strict_bound=strict_bound)
-        record.update(mutant=mutant, description=bug.description, killed=record["verdict"] == FAIL,
-                      fixed_killed=record.get("fixed_verdict", record["verdict"]) == FAIL, equivalent=False)
-        if not record["killed"] and bug.oracle_config and record.get("strict_bound") is not None:
+        else:
+            record = new_record(fixture, bug.graph)
+            record.errored("emit", "the mutant does not change this family's graph")
+        facts.killed = record.verdict == FAIL
+        facts.fixed_killed = (record.fixed_verdict or record.verdict) == FAIL
+        facts.equivalent = False
+        record.mutant = facts
+        if not facts.killed and bug.oracle_config and record.noise:
             _measure_exact_effect(record, fixture, bug)
         records.append(record)
     return records
 
 
-def _measure_exact_effect(record: dict, fixture, bug: mutants.Mutant) -> None:
+def _measure_exact_effect(record: Record, fixture, bug: mutants.Mutant) -> None:
     from dataclasses import replace
 
     from harness.core.oracle_cache import fp64_logits
     from harness.core.oracle_cache import run as oracle_run
     tokens = oracle_run(fixture).tokens
-    steps = 1 if record["graph"] == "prefill" else len(tokens)
+    steps = 1 if record.graph == "prefill" else len(tokens)
     slipped = replace(fixture, config=bug.oracle_config(fixture.config))
     effect = float(np.abs(fp64_logits(slipped, tokens)[:steps] - fp64_logits(fixture, tokens)[:steps]).max())
-    record["exact_effect"] = effect
-    record["equivalent"] = effect <= record["strict_bound"]
-
-
-def format_line(r: dict) -> str:
-    diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3e}"
-    ratio = f"{r['noise_ratio']:>9.1f}x noise" if r.get("noise_ratio") is not None else " " * 15
-    state = "killed" if r["killed"] else f"SURVIVED ({r['verdict']})"
-    if r.get("equivalent"):
-        state = (f"equivalent at fp32: its exact effect {r['exact_effect']:.1e} (fp64 oracle with the slip) is "
-                 f"within the strict bound {r['strict_bound']:.1e}")
-    note = "  (the fixed 1e-2 bound alone would miss it)" if r["killed"] and not r["fixed_killed"] else ""
-    return f"{r['family']:<20} {r['mutant']:<24} {r['graph']:<8} max|Δlogit| {diff:>9} {ratio}  {state}{note}"
-
-
-def summary(records: list[dict]) -> tuple[list[str], bool]:
-    """Per-family kill rates, the survivors, and what the fixed bound alone misses; ok if all killed."""
-    lines = []
-    equivalent = [f"{r['family']}:{r['mutant']}" for r in records if r.get("equivalent")]
-    records = [r for r in records if not r.get("equivalent")]
-    for family in dict.fromkeys(r["family"] for r in records):
-        rs = [r for r in records if r["family"] == family]
-        killed, fixed = sum(r["killed"] for r in rs), sum(r["fixed_killed"] for r in rs)
-        lines.append(f"{family:<20} killed {killed}/{len(rs)} ({100 * killed / len(rs):.0f}%)   "
-                     f"fixed bound alone {fixed}/{len(rs)}")
-    survivors = [f"{r['family']}:{r['mutant']}" for r in records if not r["killed"]]
-    missed = [f"{r['family']}:{r['mutant']}" for r in records if r["killed"] and not r["fixed_killed"]]
-    total, killed = len(records), sum(r["killed"] for r in records)
-    lines.append(f"kill rate {killed}/{total} ({100 * killed / max(total, 1):.1f}%)")
-    lines.append("survivors: " + (", ".join(survivors) or "none"))
-    lines.append("killed only by the strict bound (the fixed bound alone misses): " + (", ".join(missed) or "none"))
-    lines.append("equivalent at fp32, not counted (exact effect within the strict bound): "
-                 + (", ".join(equivalent) or "none"))
-    return lines, not survivors
+    record.mutant.exact_effect = effect
+    record.mutant.equivalent = effect <= record.noise.strict_bound
 
 
 def _worker_init(threads: int) -> None:
@@ -108,16 +80,13 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_all(names: list[str], jobs: int, strict_bound: bool = True) -> list[dict]:
-    """Every family in a worker process (one oracle run each), lines printed as families finish."""
+def run_all(names: list[str], jobs: int, strict_bound: bool = True) -> Iterator[list[Record]]:
+    """Every family in a worker process (one oracle run each); each family's records, in the order given,
+    as soon as they are ready."""
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    by_family = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads,)) as pool:
-        futures = {n: pool.submit(run_family, n, strict_bound) for n in names}
-        for name, future in futures.items():
-            by_family[name] = future.result()
-            for record in by_family[name]:
-                print(format_line(record), flush=True)
-    return [r for n in names for r in by_family[n]]
+        futures = [pool.submit(run_family, n, strict_bound) for n in names]
+        for future in futures:
+            yield future.result()

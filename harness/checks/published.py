@@ -1,6 +1,6 @@
 """`--config PATH`: validate a published config.json without its weights.
 
-The config is checked, shrunk (harness/shrink.py) and written with a fixture.json into a
+The config is checked, shrunk (checks/shrink.py) and written with a fixture.json into a
 temporary fixture directory (never next to the user's file); the usual cases then run on
 it. Seed and prompt are fixed (DEFAULT_SEED, PROMPT_LEN), so a run replays exactly. An MoE
 config must route decisively (every token's k-th and (k+1)-th router logits more than
@@ -21,8 +21,9 @@ from emitter import DEFAULT_BUCKET, ConfigError
 from emitter.config import read_json_object
 from emitter.families import FAMILIES
 
-from harness.core import fixtures
 from harness.checks.shrink import ShrinkError, Shrunk, shrink
+from harness.core import fixtures
+from harness.core.record import PublishedFacts
 
 DEFAULT_SEED, PROMPT_LEN, SEED_TRIES = 1, 13, 8
 ROUTER_MARGIN = 1e-3  # router logits; their fp32 error at this scale is ~1e-6
@@ -40,10 +41,11 @@ class Published:
     router_margin: float | None
     error: str | None  # no seed routes decisively: the config's cases are ERRORs with this message
 
-    def summary(self) -> dict:
-        return {"config": self.path, "layers": list(self.shrunk.layers), "kept": list(self.shrunk.kept),
-                "shrunk": {f: [old, new] for f, old, new in self.shrunk.changes},
-                "seed": self.fixture.seed, "router_margin": self.router_margin}
+    def facts(self) -> PublishedFacts:
+        """What each record of the config keeps of it."""
+        return PublishedFacts(self.path, list(self.shrunk.layers), list(self.shrunk.kept),
+                              {f: [old, new] for f, old, new in self.shrunk.changes}, self.fixture.seed,
+                              self.router_margin)
 
 
 def read(path: Path) -> dict:
@@ -95,7 +97,7 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     probabilities, however far apart the logits that order them are."""
     import torch
     from harness.core import oracle_cache as oracles
-    from harness.core.blocks import hidden_states
+    from harness.core.kinds import hidden_states
     oracle = oracles.model(fixture)
     layers = oracle.routed_layers()
     if not layers:

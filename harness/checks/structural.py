@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.core import fixtures
-from harness.core.graph import GraphError
 from harness.checks.signature import drift, golden_paths, load_golden, signature
-from harness.core.case import CaseError, EmitterRefused, emit_with_command
+from harness.core import fixtures, kinds
+from harness.core.emitters import CaseError, EmitterRefused, emit
+from harness.core.files import write_atomic
+from harness.core.graph import GraphError
+from harness.core.record import StructuralBrief
 
 REAL_DIR = fixtures.FIXTURES_DIR / "real"
-GRAPHS = ("prefill", "decode")
+GRAPHS = kinds.signed()
 MATCH, DRIFT, MISSING, REFUSED, ERROR = "match", "DRIFT", "MISSING-GOLDEN", "refused (as recorded)", "ERROR"
 
 
@@ -56,19 +56,6 @@ def refusal_path(case_dir: Path, graph: str) -> Path:
     return case_dir / "golden" / f"{graph}.refusal.txt"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:  # interrupted or failed: the golden is the old one, whole, and no temp file is left
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _golden_files(text: str | None, sig: dict | None, refusal: str | None) -> dict[str, str]:
     if refusal is not None:
         return {"refusal": refusal + "\n"}
@@ -95,11 +82,11 @@ def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> di
     text = sig = refusal = None
     start = time.perf_counter()
     try:
-        text = emit_with_command(emitter, case.config_path, graph)
+        text = emit(emitter, case.config_path, graph)
         result["emit_s"] = round(time.perf_counter() - start, 4)
         recorded = None if update else _golden_if_same(case, graph, text)
         if recorded is not None:  # the signature is a function of the text: no need to parse it again
-            result.update(status=MATCH, text=text, sha256=recorded["sha256"], signature=recorded)
+            result.update(status=MATCH, text=text, sha256=recorded["sha256"], signature=recorded, golden=recorded)
             return result
         sig = signature(text)
     except EmitterRefused as e:
@@ -121,11 +108,12 @@ def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> di
                 path.unlink()
                 result["rewrote"].append(f"removed {case.name}/{path.relative_to(case.directory)}")
             elif content is not None and content != current:
-                _write_atomic(path, content)
+                write_atomic(path, content)
                 result["rewrote"].append(f"wrote {case.name}/{path.relative_to(case.directory)}")
 
     recorded_refusal = ref_path.read_text().strip() if ref_path.is_file() else None
     golden = load_golden(case.directory, graph)
+    result["golden"] = golden and golden[0]
     if refusal is not None:
         if recorded_refusal == refusal:
             result["status"], result["detail"] = REFUSED, [refusal]
@@ -162,11 +150,13 @@ def format_result(r: dict) -> str:
     return line
 
 
-def brief(r: dict) -> dict:
-    """What a validation record keeps of a check: status, drift, and @main's signature in brief."""
-    main = (r.get("signature") or {}).get("functions", {}).get("main", {})
-    return {"status": r["status"], "detail": r["detail"], "sha256": r.get("sha256"),
-            "args": len(main.get("args", [])), "results": main.get("results"), "ops": main.get("ops")}
+def brief(r: dict) -> StructuralBrief:
+    """What a validation record keeps of a check: status, drift, and @main's signature in brief beside the golden's."""
+    def main(signature: dict | None) -> dict:
+        return (signature or {}).get("functions", {}).get("main", {})
+    found = main(r.get("signature"))
+    return StructuralBrief(r["status"], r["detail"], r.get("sha256"), len(found.get("args", [])),
+                           found.get("results"), found.get("ops"), main(r.get("golden")).get("ops"))
 
 
 def passed(r: dict) -> bool:

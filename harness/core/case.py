@@ -1,300 +1,171 @@
-"""One case, end to end: emit -> parse -> oracle -> bind by name -> compile -> run -> compare."""
+"""One case, end to end, for every graph kind: emit -> parse -> compile -> oracle -> bind by name ->
+run -> compare; then the strict bound and the three-way comparison where the kind has them.
+
+run_case never raises: whatever goes wrong becomes an errored check named after its stage,
+and every check the kind meant to run that did not is recorded as not run, so the verdict
+(core/record.py) can only be PASS when everything meant to run ran and passed.
+"""
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness import ROOT
-from harness.core import cache, compare, noise
-from harness.checks import triangulate
-from harness.backends import xla
+from harness.backends import REFERENCES, SUBJECT
+from harness.backends.base import Backend, BackendError, Module
+from harness.core import cache, noise, triangulate
+from harness.core.emitters import DEFAULT_EMITTER, CaseError, emit
 from harness.core.fixtures import Fixture
-from harness.core.graph import FunctionSignature, GraphError, parse_signature
-from harness.backends.iree import BackendError, Module, compile_text
-from harness.core.oracle_cache import OracleRun, fp64_logits
+from harness.core.graph import GraphError, GraphSignature, parse_signature
+from harness.core.kinds import KINDS, GraphKind
+from harness.core.oracle_cache import OracleRun
 from harness.core.oracle_cache import run as oracle_run
-
-DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
-EMIT_TIMEOUT_S = 120
-
-
-
-
-
-class CaseError(RuntimeError):
-    """The case could not be judged (emitter, binding or input problem): the family's ERROR."""
-
-
-class EmitterRefused(CaseError):
-    """The emitter exited 2: it refuses the config, with one sentence saying why."""
+from harness.core.record import NOT_RUN, STRICT, Check, OracleFacts, Record, ThreeWay
 
 
 def replay_command(fixture: Fixture) -> str:
     return fixture.replay or f"./validate_arch.sh --family {fixture.name}"
 
 
-_BUILTIN_LOCK = threading.Lock()
+def new_record(fixture: Fixture, graph: str) -> Record:
+    """A case's record before anything is judged (with no checks, an ERROR)."""
+    return Record(family=fixture.name, model_type=fixture.model_type, graph=graph,
+                  bound=KINDS[graph].bound(fixture) if graph in KINDS else fixture.bound,
+                  replay=replay_command(fixture), fixture=fixture.facts())
 
 
-def _run_builtin(argv: list[str]) -> tuple[int, str]:
-    """The built-in emitter's own CLI entry, called in-process: same argv, exit code and file,
-    without a Python start per graph (which would dominate a structural run)."""
-    from emitter.__main__ import main
-    err = io.StringIO()
-    with _BUILTIN_LOCK, contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as e:  # argparse usage errors
-            code = e.code if isinstance(e.code, int) else 1
-    return code, err.getvalue()
-
-
-def emit_with_command(command, config_path: Path, graph: str) -> str:
-    """Run an emitter that follows the protocol `CMD --config C --graph KIND --out FILE`."""
-    with tempfile.TemporaryDirectory(prefix="archval-emit-") as tmp:
-        out = Path(tmp) / f"{graph}.mlir"
-        config = Path(config_path).resolve()
-        config = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
-        argv = [*command, "--config", str(config), "--graph", graph, "--out", str(out)]
-        if tuple(command) == DEFAULT_EMITTER:
-            returncode, said = _run_builtin(["--config", str(ROOT / config), *argv[len(command) + 2:]])
-        else:
-            try:
-                proc = subprocess.run(argv, capture_output=True, text=True, timeout=EMIT_TIMEOUT_S, cwd=ROOT)
-            except subprocess.TimeoutExpired:
-                raise CaseError(f"the emitter did not finish within {EMIT_TIMEOUT_S} s") from None
-            except OSError as e:
-                raise CaseError(f"the emitter could not start: {e}") from None
-            returncode, said = proc.returncode, proc.stderr.strip() or proc.stdout.strip()
-        said = (said.strip() or "(no output)").splitlines()[-1]
-        if returncode == 2:  # name the config as the subprocess path does, relative to the project
-            raise EmitterRefused(said.removeprefix("error: ").replace(str(ROOT / config), str(config)))
-        if returncode != 0:
-            raise CaseError(f"the emitter exited with {returncode}: {said}")
-        if not out.is_file() or out.stat().st_size == 0:
-            raise CaseError(f"the emitter exited 0 but wrote nothing to {out.name}")
-        return out.read_text()
-
-
-def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Arguments in the graph's order, each found by its name; shapes and dtypes must agree."""
-    args = []
-    for spec in fn.args:
-        value = inputs.get(spec.name, weights.get(spec.name))
-        if value is None:
-            raise CaseError(f"graph argument '{spec.name}' names no tensor of the oracle's state dict")
-        if tuple(value.shape) != spec.shape or str(value.dtype) != {"f32": "float32", "i32": "int32"}.get(spec.dtype):
-            raise CaseError(f"graph argument '{spec.name}' is {spec.dtype}{list(spec.shape)} but the oracle's "
-                            f"tensor is {value.dtype}{list(value.shape)}")
-        args.append(value)
-    return args
-
-
-@contextmanager
-def timed(timings: dict, stage: str):
-    """Adds the block's wall time to timings[stage] (a decode case compiles and runs two graphs)."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 4)
-
-
-class CompiledGraph:
-    """One graph kind of a case: emitted (or given), parsed, compiled and loaded."""
-    run_stage = "run"
-
-    def __init__(self, kind: str, text: str | None, fixture: Fixture, emitter, timings: dict, record: dict):
-        if text is None:
-            with timed(timings, "emit"):
-                text = emit_with_command(emitter, fixture.config_path, kind)
-        self.text = text
-        sig = parse_signature(text)
-        if "main" not in sig.functions:
-            raise CaseError(f"the {kind} graph has no func.func @main")
-        self.main = sig.functions["main"]
-        with timed(timings, "compile"):
-            vmfb, hit = compile_text(text)
-        record["cache_hit"] = record.get("cache_hit", True) and hit
-        with timed(timings, "load"):
-            self.module = Module(vmfb, sig.module_name)
-        self.timings = timings
-
-    def __call__(self, weights: dict, inputs: dict) -> list[np.ndarray]:
-        args = bind(self.main, weights, inputs)
-        with timed(self.timings, self.run_stage):
-            return self.module.call("main", *args)
-
-
-class _XlaGraph(CompiledGraph):
-    """The same text compiled by XLA CPU: the second compiler of the triangulation."""
-    run_stage = "xla_run"
-
-    def __init__(self, graph: CompiledGraph, timings: dict):
-        self.text, self.main, self.timings = graph.text, graph.main, timings
-        with timed(timings, "xla_compile"):
-            self.module = xla.Module(graph.text)
-        self._weights_on_device = None
-
-    def __call__(self, weights: dict, inputs: dict) -> list[np.ndarray]:
-        args = bind(self.main, weights, inputs)
-        with timed(self.timings, self.run_stage):
-            if self._weights_on_device is None:  # every step takes the same weights: copy them once
-                self._weights_on_device = {a.name: self.module.upload(v) for a, v in zip(self.main.args, args)
-                                           if a.name not in inputs}
-            return self.module.call("main", *(self._weights_on_device.get(a.name, v)
-                                              for a, v in zip(self.main.args, args)))
-
-
-def new_record(fixture: Fixture, graph: str, bound: float) -> dict:
-    """A case's record before it runs: an ERROR until a comparison says otherwise."""
-    return {"family": fixture.name, "model_type": fixture.model_type, "graph": graph,
-            "bound": bound, "bound_reason": fixture.bound_reason, "seed": fixture.seed,
-            "prompt_len": fixture.prompt_len, "max_abs_diff": None, "argmax_match": None,
-            "verdict": compare.ERROR, "message": "", "timings": {}, "replay": replay_command(fixture)}
-
-
-def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | None = None,
-             emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True) -> dict:
-    """Validate one fixture and graph kind; never raises: failures become the record's verdict.
-    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too).
-    xla: also run the text on XLA CPU and report the three-way comparison (record["xla"]).
-    strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
-    oracle run); False judges by the fixed bound alone."""
-    texts = texts or {}
-    record = new_record(fixture, graph, fixture.bound)
-    timings = record["timings"]
-    if graph == "decode":
-        record.update(steps=fixture.decode_steps, first_divergence=None, divergence=None)
-    try:
-        prompt = fixture.prompt()
-        vocab = fixture.config["vocab_size"]
-        outside = prompt[(prompt < 0) | (prompt >= vocab)]
-        if outside.size:  # IREE's gather would clamp silently
-            raise CaseError(f"prompt token {int(outside[0])} is outside the vocabulary [0, {vocab})")
-        prefill = CompiledGraph("prefill", texts.get("prefill"), fixture, emitter, timings, record)
-        bucket = prefill.main.arg("tokens").shape[0]
-        if len(prompt) > bucket:
-            raise CaseError(f"prompt_len {len(prompt)} exceeds the graph's prefill bucket {bucket}")
-        decoder = CompiledGraph("decode", texts.get("decode"), fixture, emitter, timings, record) if graph == "decode" else None
-        with timed(timings, "oracle"):
-            oracle = oracle_run(fixture)
-        record["oracle_class"], record["oracle_mapping"] = oracle.class_name, oracle.mapping
-        record["oracle_cache_hit"] = oracle.cached
-        steps = _graph_logits(prefill, decoder, oracle, prompt, bucket)
-        used = {a.name for a in prefill.main.args}
-        if decoder is None:
-            result = compare.compare_logits(oracle.logits[0], steps[0])
-            record.update(result.as_dict())
-            record["verdict"], record["message"] = compare.verdict(result, fixture.bound)
-            record["logits"] = {"oracle": compare.f32_list(oracle.logits[0]), "graph": compare.f32_list(steps[0])}
-        else:
-            used |= {a.name for a in decoder.main.args}
-            positions = range(len(prompt) - 1, len(prompt) + fixture.decode_steps)
-            result = compare.compare_steps(oracle.logits, steps, positions, fixture.bound)
-            record.update(result.as_dict())
-            record["verdict"], record["message"] = compare.decode_verdict(result)
-            record["logits"] = {"oracle": compare.f32_list(oracle.logits[result.worst_step]),
-                                "graph": compare.f32_list(steps[result.worst_step])}
-        record["unused_tensors"] = sorted(set(oracle.weights) - used)
-        if strict_bound:
-            _judge_against_noise(record, fixture, oracle, len(steps), timings)
-        if xla:
-            bound = min(fixture.bound, record.get("strict_bound", fixture.bound))  # the bound the verdict used
-            record["xla"] = _triangulate(prefill, decoder, oracle, prompt, bucket, steps, bound, timings)
-    except (CaseError, GraphError, BackendError) as e:
-        record["message"] = str(e)
-    except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
-        record["message"] = f"unexpected {type(e).__name__}: {e}"
+def error_record(fixture: Fixture, graph: str, stage: str, message: str) -> Record:
+    """A case that could not be run at all (its worker died, its published config could not be prepared)."""
+    record = new_record(fixture, graph)
+    record.errored(stage, message)
     return record
 
 
-def _graph_logits(prefill: CompiledGraph, decoder: CompiledGraph | None, oracle: OracleRun, prompt: np.ndarray,
-                  bucket: int) -> np.ndarray:
-    """The graph side's logits [steps + 1, V] fed the oracle's tokens (prefill alone: one row)."""
-    tokens = np.zeros(bucket, np.int32)
-    tokens[: len(prompt)] = prompt
-    logits, *caches = prefill(oracle.weights, {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
-                                               "real_len": np.array(len(prompt), np.int32)})
-    if decoder is None:
-        return np.asarray(logits, np.float32).reshape(1, -1)
-    return _decode(decoder, oracle, len(prompt), logits, caches)
+@dataclass
+class Case:
+    """One fixture and graph kind being validated: what the kind's steps share, made once each."""
+    fixture: Fixture
+    kind: GraphKind
+    emitter: tuple[str, ...]
+    texts: dict[str, str]  # graph kind -> StableHLO text, given or emitted
+    record: Record
+    failed_stage: str | None = None
+    _graphs: dict[str, GraphSignature] = field(default_factory=dict)
+    _modules: dict[tuple[str, str], Module] = field(default_factory=dict)
+    _oracle: OracleRun | None = None
+
+    @contextmanager
+    def stage(self, name: str, timed: bool = True):
+        """Adds the block's wall time to timings[name] and names the stage of an exception raised in it."""
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.failed_stage = self.failed_stage or name
+            raise
+        finally:
+            if timed:
+                timings = self.record.timings
+                timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 4)
+
+    def graph(self, name: str) -> GraphSignature:
+        if name not in self._graphs:
+            if name not in self.texts:
+                with self.stage("emit"):
+                    self.texts[name] = emit(self.emitter, self.fixture.config_path, name)
+            with self.stage("parse", timed=False):
+                self._graphs[name] = parse_signature(self.texts[name])
+                if "main" not in self._graphs[name].functions:
+                    raise CaseError(f"the {name} graph has no func.func @main")
+        return self._graphs[name]
+
+    def module(self, name: str, backend: Backend) -> Module:
+        """The graph compiled and loaded by backend, once per case."""
+        if (name, backend.name) not in self._modules:
+            graph = self.graph(name)  # emitted and parsed first: the text is then in self.texts
+            module = backend.load(self.texts[name], graph, self.stage)
+            self._modules[name, backend.name] = module
+            if backend is SUBJECT:
+                self.record.cache_hit["compile"] = self.record.cache_hit.get("compile", True) and module.cache_hit
+        return self._modules[name, backend.name]
+
+    def oracle(self) -> OracleRun:
+        if self._oracle is None:
+            with self.stage("oracle"):
+                self._oracle = oracle_run(self.fixture)
+            self.record.cache_hit["oracle"] = self._oracle.cached
+            self.record.oracle = OracleFacts(self._oracle.class_name, self._oracle.mapping, [])
+        return self._oracle
+
+    def call(self, module: Module, backend: Backend, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        weights = self.oracle().weights
+        with self.stage(backend.run_stage):
+            return module.call(weights, inputs)
 
 
-def _judge_against_noise(record: dict, fixture: Fixture, oracle: OracleRun, steps: int, timings: dict) -> None:
-    """Adds the noise floor and the strict bound; a PASS beyond the strict bound becomes a FAIL."""
-    with timed(timings, "oracle_fp64"):
-        fp64 = fp64_logits(fixture, oracle.tokens)[:steps]
-    record.update(noise.assess(record["max_abs_diff"], noise.noise_floor(oracle.logits[:steps], fp64)))
-    record["fixed_verdict"] = record["verdict"]
-    if record["verdict"] == compare.PASS and not record["max_abs_diff"] <= record["strict_bound"]:
-        record["verdict"], record["message"] = compare.FAIL, noise.strict_failure(record)
-
-
-def _triangulate(prefill: CompiledGraph, decoder: CompiledGraph | None, oracle: OracleRun, prompt: np.ndarray, bucket: int,
-                 iree_logits: np.ndarray, bound: float, timings: dict) -> dict:
-    """The same texts and inputs on XLA CPU; an XLA failure is reported there, never the case's verdict.
-    XLA is a reference, like the oracle: its logits are cached by (its texts and build, the inputs)."""
-    def compute():
-        return {"logits": _graph_logits(_XlaGraph(prefill, timings), decoder and _XlaGraph(decoder, timings),
-                                        oracle, prompt, bucket)}, {}
-
-    texts = [xla.cache_key(g.text) for g in (prefill, decoder) if g is not None]
-    path = cache.cache_dir() / f"{cache.key('xla logits', *texts, _inputs_digest(oracle, prompt))}.xla-logits"
+def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | None = None,
+             emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True) -> Record:
+    """Validate one fixture and graph kind; never raises.
+    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too).
+    xla: also run the text on the reference backends (XLA CPU) and record the three-way comparison.
+    strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
+    oracle run); False judges by the fixed bound alone."""
+    kind = KINDS[graph]
+    case = Case(fixture, kind, tuple(emitter), dict(texts or {}), new_record(fixture, graph))
+    record = case.record
     try:
-        xla_logits, _, hit = cache.stored_arrays(path, compute)
-    except (CaseError, BackendError) as e:
-        return {"error": str(e)}
-    return {**triangulate.triangulate(oracle.logits[: len(iree_logits)], iree_logits, xla_logits["logits"], bound),
-            "cache_hit": hit}
+        with case.stage("inputs", timed=False):
+            kind.prepare(case)
+        for name in kind.emits:  # what the emitter and the compiler can get wrong, before the oracle runs
+            case.module(name, SUBJECT)
+        expected = kind.expected(case)
+        actual = kind.actual(case, SUBJECT)
+        with case.stage("compare", timed=False):
+            kind.judge(case, expected, actual)
+        used = {a.name for name in kind.emits for a in case.graph(name).functions["main"].args}
+        record.oracle.unused_tensors = sorted(set(case.oracle().weights) - used)
+        if strict_bound and kind.strict:
+            with case.stage("oracle_fp64"):
+                fp64 = kind.fp64(case, len(expected))
+            record.noise = noise.assess(record.max_abs_diff, noise.noise_floor(expected, fp64))
+            record.checks.append(noise.strict_check(record.max_abs_diff, record.noise, record.bound))
+        if xla and kind.three_way:
+            bound = min(record.bound, record.noise.strict_bound if record.noise else record.bound)
+            record.xla = _three_way(case, expected, actual, bound)
+    except (CaseError, GraphError, BackendError) as e:
+        record.errored(case.failed_stage or "case", str(e))
+    except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
+        record.errored(case.failed_stage or "case", f"unexpected {type(e).__name__}: {e}")
+    meant = kind.checks() + ((STRICT,) if strict_bound and kind.strict else ())
+    ran = {c.name for c in record.checks}
+    record.checks += [Check(name, "compare", NOT_RUN) for name in meant if name not in ran]
+    return record
 
 
-def _inputs_digest(oracle: OracleRun, prompt: np.ndarray) -> str:
+def _three_way(case: Case, expected: np.ndarray, actual: np.ndarray, bound: float) -> ThreeWay:
+    """The same texts and inputs on the reference backend; its failure is reported there, never the case's
+    verdict. Its logits are a reference, like the oracle's: cached by (its texts and build, the inputs)."""
+    (backend,) = REFERENCES
+    texts = [backend.cache_key(case.texts[name]) for name in case.kind.emits]
+    path = cache.cache_dir() / (f"{cache.key(f'{backend.name} logits', *texts, _inputs_digest(case))}"
+                                f".{backend.name}-logits")
+    try:
+        found, _, hit = cache.stored_arrays(path, lambda: ({"logits": case.kind.actual(case, backend)}, {}))
+    except (CaseError, GraphError, BackendError) as e:
+        return triangulate.failed(str(e))
+    return triangulate.triangulate(expected, actual, found["logits"], bound, hit)
+
+
+def _inputs_digest(case: Case) -> str:
     """What the graphs are fed: every weight, the prompt and the teacher-forced tokens."""
-    h = hashlib.sha256()
+    oracle, h = case.oracle(), hashlib.sha256()
     for name, value in sorted(oracle.weights.items()):
         h.update(f"{name}:{value.dtype}{value.shape}".encode())
         h.update(np.ascontiguousarray(value).tobytes())
-    for array in (prompt, oracle.tokens):
+    for array in (case.fixture.prompt(), oracle.tokens):
         h.update(np.asarray(array, np.int64).tobytes())
     return h.hexdigest()
 
-
-def _decode(decoder: CompiledGraph, oracle: OracleRun, prompt_len: int, prefill_logits: np.ndarray,
-            prefill_caches: list[np.ndarray]) -> np.ndarray:
-    """Teacher-forced decode: step s feeds the oracle's token s-1 at position prompt_len + s - 1.
-    Returns the logits of every step, prefill's first."""
-    k_spec = decoder.main.arg("k_cache")
-    capacity, steps = k_spec.shape[1], len(oracle.tokens) - 1
-    if prompt_len + steps > capacity:
-        raise CaseError(f"prompt_len {prompt_len} + {steps} decode steps need {prompt_len + steps} cache slots "
-                        f"but the decode graph's k_cache holds {capacity}")
-    if len(prefill_caches) != 2:
-        raise CaseError(f"the prefill graph returns {1 + len(prefill_caches)} results; decode needs "
-                        "(logits, k_cache, v_cache)")
-    caches = []
-    for cache in prefill_caches:  # the prefill bucket, padding slots and all, starts the decode cache
-        full = np.zeros(k_spec.shape, np.float32)
-        if cache.shape[0] != full.shape[0] or cache.shape[2:] != full.shape[2:] or cache.shape[1] > capacity:
-            raise CaseError(f"the prefill graph's cache is f32{list(cache.shape)} but the decode graph's "
-                            f"is f32{list(k_spec.shape)}")
-        full[:, : cache.shape[1]] = cache
-        caches.append(full)
-    logits = [prefill_logits]
-    for s in range(1, steps + 1):
-        slot = np.int32(prompt_len + s - 1)
-        step_logits, *caches = decoder(oracle.weights, {
-            "token": np.array(oracle.tokens[s - 1], np.int32), "position": np.array(slot), "cache_len": np.array(slot),
-            "k_cache": caches[0], "v_cache": caches[1]})
-        logits.append(step_logits)
-    return np.stack([np.asarray(x, np.float32).reshape(-1) for x in logits])

@@ -1,11 +1,12 @@
-"""Metrics and the tie-aware verdict: each failure message names the metric, the value and the bound."""
+"""Metrics and the tie-aware checks: each failure message names the metric, the value and the bound."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
+from harness.core.record import FAILED, PASSED, Check, DecodeResult, LogitsResult, Step
+
 TOP_K = 5  # logits of each side kept per compared position, for the report
 
 
@@ -29,8 +30,11 @@ class Comparison:
         """A top-1 swap the error can explain: the oracle's own top-1/top-2 gap is within 2x the error."""
         return not self.argmax_match and self.oracle_top2_gap <= 2 * self.max_abs_diff
 
-    def as_dict(self) -> dict:
-        return {**asdict(self), "argmax_match": self.argmax_match, "near_tie_flip": self.near_tie_flip}
+    def result(self, position: int, oracle: np.ndarray, graph: np.ndarray) -> LogitsResult:
+        """The record's part: this comparison at position, with both full logit vectors."""
+        return LogitsResult(position, self.worst_index, self.oracle_argmax, self.graph_argmax, self.oracle_top2_gap,
+                            self.nonfinite, self.argmax_match, self.near_tie_flip, list(self.oracle_top_k),
+                            list(self.graph_top_k), f32_list(oracle), f32_list(graph))
 
 
 def compare_logits(oracle: np.ndarray, graph: np.ndarray) -> Comparison:
@@ -63,18 +67,24 @@ def top_k(logits: np.ndarray, k: int = TOP_K) -> tuple[tuple[int, float], ...]:
     return tuple(zip(order.tolist(), f32_list(logits[order])))
 
 
-def verdict(c: Comparison, bound: float) -> tuple[str, str]:
-    if c.nonfinite:
-        return FAIL, f"graph logits hold {c.nonfinite} NaN/Inf values (first at vocab index {c.worst_index})"
-    if not c.max_abs_diff <= bound:
-        return FAIL, (f"max |Δlogit| = {c.max_abs_diff:.3e} at vocab index {c.worst_index} "
-                      f"exceeds the bound {bound:.1e}")
+def logit_checks(c: Comparison, bound: float) -> list[Check]:
+    """One position's checks: no NaN/Inf, the error within the bound, the top token the same or a near tie."""
+    checks = [Check("finite", "compare", PASSED if not c.nonfinite else FAILED,
+                    f"graph logits hold {c.nonfinite} NaN/Inf values (first at vocab index {c.worst_index})"
+                    if c.nonfinite else "", c.nonfinite, 0),
+              Check("bound", "compare", PASSED if c.max_abs_diff <= bound else FAILED,
+                    "" if c.max_abs_diff <= bound else (f"max |Δlogit| = {c.max_abs_diff:.3e} at vocab index "
+                                                        f"{c.worst_index} exceeds the bound {bound:.1e}"),
+                    c.max_abs_diff, bound)]
     # At one position a flip is always a near tie: oracle gap o1 - o2 <= e2 - e1 <= 2 max|e|.
     # It is reported; the bound above is what fails a graph.
-    if c.near_tie_flip:
-        return PASS, (f"near-tie flip: oracle {c.oracle_argmax}, graph {c.graph_argmax}, gap "
-                      f"{c.oracle_top2_gap:.3e} within 2 x {c.max_abs_diff:.3e}")
-    return PASS, ""
+    tie = c.near_tie_flip and c.max_abs_diff <= bound
+    note = (f"near-tie flip: oracle {c.oracle_argmax}, graph {c.graph_argmax}, gap {c.oracle_top2_gap:.3e} "
+            f"within 2 x {c.max_abs_diff:.3e}") if tie else ""
+    passed = c.argmax_match or tie
+    checks.append(Check("argmax", "compare", PASSED if passed else FAILED,
+                        note if passed else f"argmax differs: oracle {c.oracle_argmax}, graph {c.graph_argmax}"))
+    return checks
 
 
 NEAR_TIE, NOT_A_TIE = "near-tie flip", "failure"
@@ -107,17 +117,17 @@ class DecodeComparison:
         c = self.steps[s]
         return NEAR_TIE if c.near_tie_flip and c.max_abs_diff <= self.bound else NOT_A_TIE
 
-    def as_dict(self) -> dict:
-        worst = self.steps[self.worst_step]
-        return {**worst.as_dict(), "worst_step": self.worst_step, "steps": len(self.steps) - 1,
-                "argmax_match": self.first_divergence is None, "near_tie_flip": self.divergence == NEAR_TIE,
-                "nonfinite": sum(c.nonfinite for c in self.steps),
-                "first_divergence": self.first_divergence, "divergence": self.divergence,
-                "timeline": [{"step": s, "position": pos, "oracle_token": c.oracle_argmax,
-                              "graph_token": c.graph_argmax, "max_abs_diff": c.max_abs_diff,
-                              "oracle_top2_gap": c.oracle_top2_gap,
-                              "oracle_top_k": c.oracle_top_k, "graph_top_k": c.graph_top_k}
-                             for s, (c, pos) in enumerate(zip(self.steps, self.positions))]}
+    def results(self, oracle: np.ndarray, graph: np.ndarray) -> tuple[LogitsResult, DecodeResult]:
+        """The record's parts: the worst step's comparison (NaN/Inf counted over every step, the tokens
+        agreeing at every step), and the timeline."""
+        s = self.worst_step
+        logits = replace(self.steps[s].result(self.positions[s], oracle[s], graph[s]),
+                         nonfinite=sum(c.nonfinite for c in self.steps), argmax_match=self.first_divergence is None,
+                         near_tie_flip=self.divergence == NEAR_TIE)
+        timeline = [Step(i, pos, c.oracle_argmax, c.graph_argmax, c.max_abs_diff, c.oracle_top2_gap,
+                         list(c.oracle_top_k), list(c.graph_top_k))
+                    for i, (c, pos) in enumerate(zip(self.steps, self.positions))]
+        return logits, DecodeResult(len(self.steps) - 1, s, self.first_divergence, self.divergence, timeline)
 
 
 def compare_steps(oracle: np.ndarray, graph: np.ndarray, positions, bound: float) -> DecodeComparison:
@@ -126,19 +136,28 @@ def compare_steps(oracle: np.ndarray, graph: np.ndarray, positions, bound: float
                             tuple(int(p) for p in positions), bound)
 
 
-def decode_verdict(d: DecodeComparison) -> tuple[str, str]:
+def decode_checks(d: DecodeComparison) -> list[Check]:
+    """A continuation's checks: no NaN/Inf at any step, the worst step within the bound, and every
+    greedy flip a near tie."""
     s = d.worst_step
     worst = d.steps[s]
-    if worst.nonfinite:
-        return FAIL, f"step {s}: graph logits hold {worst.nonfinite} NaN/Inf values (first at vocab index {worst.worst_index})"
-    if not worst.max_abs_diff <= d.bound:
-        return FAIL, (f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {s} (position {d.positions[s]}), "
-                      f"vocab index {worst.worst_index} exceeds the bound {d.bound:.1e}")
+    nonfinite = sum(c.nonfinite for c in d.steps)
+    checks = [Check("finite", "compare", PASSED if not nonfinite else FAILED,
+                    f"step {s}: graph logits hold {worst.nonfinite} NaN/Inf values (first at vocab index "
+                    f"{worst.worst_index})" if nonfinite else "", nonfinite, 0),
+              Check("bound", "compare", PASSED if worst.max_abs_diff <= d.bound else FAILED,
+                    "" if worst.max_abs_diff <= d.bound else (
+                        f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {s} (position {d.positions[s]}), "
+                        f"vocab index {worst.worst_index} exceeds the bound {d.bound:.1e}"),
+                    worst.max_abs_diff, d.bound)]
     first = d.first_divergence
-    if first is None:
-        return PASS, ""
-    # Within the bound, a flip is a near tie (see verdict): reported, not failed.
-    c = d.steps[first]
-    return PASS, (f"greedy diverges at step {first} (position {d.positions[first]}): oracle {c.oracle_argmax}, "
-                  f"graph {c.graph_argmax}, oracle gap {c.oracle_top2_gap:.3e} within 2 x {c.max_abs_diff:.3e}: "
-                  "a near-tie flip")
+    note = ""
+    if first is not None and d.divergence == NEAR_TIE:  # within the bound a flip is a near tie: reported, not failed
+        c = d.steps[first]
+        note = (f"greedy diverges at step {first} (position {d.positions[first]}): oracle {c.oracle_argmax}, "
+                f"graph {c.graph_argmax}, oracle gap {c.oracle_top2_gap:.3e} within 2 x {c.max_abs_diff:.3e}: "
+                "a near-tie flip")
+    passed = d.divergence != NOT_A_TIE
+    checks.append(Check("greedy tokens", "compare", PASSED if passed else FAILED,
+                        note if passed else f"greedy tokens diverge at step {first}, and not as a near tie"))
+    return checks

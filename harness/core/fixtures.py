@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from emitter.config import read_json_object
 from harness import ROOT
+from harness.core.record import FixtureFacts
 
 FIXTURES_DIR = ROOT / "fixtures"
 DEFAULT_BOUND = 1e-2  # the tanh-near-tie bound
 DEFAULT_DECODE_STEPS = 16
+DIMS = (("vocab", "vocab_size"), ("hidden", "hidden_size"), ("intermediate", "intermediate_size"),
+        ("layers", "num_hidden_layers"), ("heads", "num_attention_heads"), ("kv heads", "num_key_value_heads"),
+        ("head_dim", "head_dim"))
 
 
 class FixtureError(ValueError):
@@ -29,13 +32,20 @@ class Fixture:
     bound: float
     bound_reason: str | None
     purpose: str
-    mutants: tuple[str, ...]  # deliberate bugs this fixture must catch (harness/mutants.py)
+    mutants: tuple[str, ...]  # deliberate bugs this fixture must catch (checks/mutants.py)
     decode_steps: int = DEFAULT_DECODE_STEPS
     replay: str | None = None  # the command that reruns it, where not `--family NAME` (a --config run)
 
     @property
     def model_type(self) -> str:
         return self.config.get("model_type", "?")
+
+    def facts(self) -> FixtureFacts:
+        """What a record keeps of the fixture: all that its page shows."""
+        path = self.config_path.relative_to(ROOT) if self.config_path.is_relative_to(ROOT) else self.config_path
+        dims = ", ".join(f"{label} {self.config[key]}" for label, key in DIMS if key in self.config)
+        return FixtureFacts(str(path), self.purpose, dims, self.seed, self.prompt().tolist(), self.decode_steps,
+                            self.bound, self.bound_reason)
 
     def prompt(self) -> np.ndarray:
         """The seeded prompt: token ids in [0, vocab)."""
@@ -86,4 +96,13 @@ def load_dir(directory: Path) -> Fixture:
 
 
 def _json(path: Path) -> dict:
-    return read_json_object(path, FixtureError)
+    """A JSON object from a file, or FixtureError with one sentence naming the file and the problem."""
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as e:
+        raise FixtureError(f"{path}: cannot read the file ({e.strerror}).") from None
+    except json.JSONDecodeError as e:
+        raise FixtureError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+    if not isinstance(raw, dict):
+        raise FixtureError(f"{path}: the top level must be a JSON object, not {type(raw).__name__}.")
+    return raw

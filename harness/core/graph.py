@@ -1,8 +1,11 @@
-"""What a graph asks for and returns, read from the parsed module (not from regexes)."""
+"""What a graph asks for and returns, read from the parsed module (not from regexes), and its arguments
+bound by name."""
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+
+import numpy as np
 
 
 class GraphError(ValueError):
@@ -82,3 +85,17 @@ def parse_signature(text: str) -> GraphSignature:
             results = tuple(_tensor(ir, t, f"result{i}") for i, t in enumerate(fn_type.results))
             functions[name] = FunctionSignature(name, args, results, _op_histogram(ir, op.operation))
     return GraphSignature(module_name, functions)
+
+
+def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Arguments in the graph's order, each found by its name; shapes and dtypes must agree."""
+    args = []
+    for spec in fn.args:
+        value = inputs.get(spec.name, weights.get(spec.name))
+        if value is None:
+            raise GraphError(f"graph argument '{spec.name}' names no tensor of the oracle's state dict")
+        if tuple(value.shape) != spec.shape or str(value.dtype) != {"f32": "float32", "i32": "int32"}.get(spec.dtype):
+            raise GraphError(f"graph argument '{spec.name}' is {spec.dtype}{list(spec.shape)} but the oracle's "
+                             f"tensor is {value.dtype}{list(value.shape)}")
+        args.append(value)
+    return args

@@ -1,6 +1,6 @@
 """The noise floor and the strict bound derived from it.
 
-The oracle is run again in fp64 (harness/oracle.py: the same seeded fp32 weights, upcast), teacher-forced with
+The oracle is run again in fp64 (core/oracle_cache.py: the same seeded fp32 weights, upcast), teacher-forced with
 the fp32 oracle's tokens. max |fp32 oracle - fp64 oracle| is what fp32 arithmetic alone
 costs on this model and these inputs: the noise floor. A correct fp32 graph is a different
 but equally valid fp32 evaluation, so its error against the fp32 oracle is a small multiple
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.core.record import FAILED, PASSED, STRICT, Check, NoiseResult
+
 STRICT_FACTOR = 10.0
 # A floor can never be below one f32 rounding of the largest logit: guards the ratio
 # against a floor that happens to come out near zero.
@@ -27,14 +29,16 @@ def noise_floor(fp32: np.ndarray, fp64: np.ndarray) -> float:
     return float(max(np.abs(fp32 - fp64).max(), F32_EPS * np.abs(fp64).max()))
 
 
-def assess(error: float, floor: float, factor: float = STRICT_FACTOR) -> dict:
-    """The record's strict-bound fields: the floor, the error as a multiple of it, the bound."""
-    return {"noise_floor": floor, "noise_ratio": error / floor, "strict_bound": factor * floor,
-            "strict_factor": factor}
+def assess(error: float, floor: float, factor: float = STRICT_FACTOR) -> NoiseResult:
+    """The record's strict-bound part: the floor, the error as a multiple of it, the bound."""
+    return NoiseResult(floor, error / floor, factor, factor * floor)
 
 
-def strict_failure(record: dict) -> str:
-    return (f"max |Δlogit| = {record['max_abs_diff']:.3e} is {record['noise_ratio']:.1f}x the fp32 noise floor "
-            f"{record['noise_floor']:.2e} (fp32 vs fp64 oracle), above the strict bound "
-            f"{record['strict_factor']:g}x = {record['strict_bound']:.2e} (the fixed bound {record['bound']:.1e} "
-            "alone would pass it)")
+def strict_check(error: float, noise: NoiseResult, fixed_bound: float) -> Check:
+    """The error within the strict bound; its message says when the fixed bound alone would pass it."""
+    passed = error <= noise.strict_bound
+    message = "" if passed else (
+        f"max |Δlogit| = {error:.3e} is {noise.noise_ratio:.1f}x the fp32 noise floor {noise.noise_floor:.2e} "
+        f"(fp32 vs fp64 oracle), above the strict bound {noise.strict_factor:g}x = {noise.strict_bound:.2e}"
+        + (f" (the fixed bound {fixed_bound:.1e} alone would pass it)" if error <= fixed_bound else ""))
+    return Check(STRICT, "oracle_fp64", PASSED if passed else FAILED, message, error, noise.strict_bound)

@@ -6,8 +6,8 @@ into N shards, longest first onto the least loaded shard, so that `--shard I/N` 
 of pytest hold the same families; whatever has no cost (a test not about one family, a published
 config's structural case) goes by a stable hash of its name.
 
-    .venv/bin/python -m harness.shard --write-costs reports/summary.json   # after a cold full run
-    .venv/bin/python -m harness.shard --show 3                              # the split over 3 shards
+    .venv/bin/python -m harness.modes.shard --write-costs reports/summary.json   # after a cold full run
+    .venv/bin/python -m harness.modes.shard --show 3                              # the split over 3 shards
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from harness.core import fixtures
+from harness.core import fixtures, summary
+from harness.core.files import write_json_atomic
 
 COSTS_PATH = fixtures.FIXTURES_DIR / "costs.json"
 ABOUT = "_about"
@@ -77,62 +78,34 @@ def parse(value: str, option: str = "--shard") -> tuple[int, int]:
     return index, count
 
 
-RECORD_KEYS = ("family", "graph", "verdict", "max_abs_diff", "argmax_match", "bound", "message", "replay")
-
-
-def read_shards(directories: list[Path]) -> tuple[list[dict], dict[str, Path]]:
-    """The records of the shard runs' summary.json files, in the gate's family order (a family's own
-    records in the order its shard wrote them), and the directory each family's page is in.
-    ValueError, one sentence naming the file, for a missing or unreadable summary.json, or a family
-    in two of them."""
-    records, homes, source = [], {}, {}
-    for directory in directories:
-        path = directory / "summary.json"
-        if not path.is_file():
-            raise ValueError(f"--merge {directory}: no summary.json in it ({path}): not a gate's --reports directory")
-        try:
-            found = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise ValueError(f"{path}: not readable as JSON ({type(e).__name__}: {e})") from None
-        if not (isinstance(found, list) and all(isinstance(r, dict) and all(k in r for k in RECORD_KEYS)
-                                                and isinstance(r["family"], str) for r in found)):
-            raise ValueError(f"{path}: not a gate summary.json (a list of records with {', '.join(RECORD_KEYS)})")
-        for family in dict.fromkeys(r["family"] for r in found):
-            if family in source:
-                raise ValueError(f"--merge: family '{family}' is in both {source[family]} and {path}")
-            source[family], homes[family] = path, directory
-        records += found
-    return sorted(records, key=lambda r: r["family"]), homes  # the gate's order: fixtures.names() is sorted
-
-
-def measured(summary: Path) -> dict[str, float]:
+def measured(path: Path) -> dict[str, float]:
     """{family: the sum of every stage of every record of the family} from a gate's summary.json."""
     totals: dict[str, float] = {}
-    for record in json.loads(summary.read_text()):
-        totals[record["family"]] = totals.get(record["family"], 0.0) + sum(record.get("timings", {}).values())
+    for record in summary.read(path)[1]:
+        totals[record.family] = totals.get(record.family, 0.0) + sum(record.timings.values())
     return {family: round(seconds, 1) for family, seconds in totals.items()}
 
 
-def write_costs(summary: Path, path: Path = COSTS_PATH) -> dict[str, float]:
+def write_costs(summary_path: Path, path: Path = COSTS_PATH) -> dict[str, float]:
     """The table with every fixture family summary.json measured replaced; fixtures it did not run
     keep their cost, names that are no fixture (gone, or a --config run's) are dropped."""
     try:
-        found = measured(summary)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-        raise ValueError(f"{summary}: not a gate summary.json ({type(e).__name__}: {e})") from None
+        found = measured(summary_path)
+    except ValueError as e:
+        raise ValueError(f"{summary_path}: not a gate summary.json ({str(e).removeprefix(f'{summary_path}: ')})") \
+            from None
     known = fixtures.names()
     if not set(found) & set(known):
-        raise ValueError(f"{summary}: no fixture family in it, nothing to measure")
+        raise ValueError(f"{summary_path}: no fixture family in it, nothing to measure")
     old = json.loads(path.read_text())
     new = {n: found.get(n, old.get(n)) for n in known if n in found or n in old}
-    from harness.cli import write_json_atomic
     write_json_atomic(path, {ABOUT: old[ABOUT], **new})
     table.cache_clear()
     return new
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.shard", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.modes.shard", description=__doc__.split("\n\n")[0])
     ap.add_argument("--write-costs", type=Path, metavar="SUMMARY",
                     help="rewrite fixtures/costs.json from a cold run's summary.json")
     ap.add_argument("--show", type=int, metavar="N", help="print the split of every fixture over N shards")

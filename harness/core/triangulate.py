@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.core.record import ThreeWay
+
 AGREE = "all agree"
 EMITTER = "emitter bug: IREE and XLA agree against the oracle"
 IREE = "compiler problem: XLA agrees with the oracle against IREE"
@@ -38,30 +40,15 @@ def odd_one_out(oracle_iree: float, oracle_xla: float, iree_xla: float, bound: f
     return NONE
 
 
-def triangulate(oracle: np.ndarray, iree: np.ndarray, xla: np.ndarray, bound: float) -> dict:
-    """oracle, iree, xla: logits [steps, V] fed the same tokens. The record's `xla` entry."""
-    pairs = {"oracle_iree": max_abs_diff(oracle, iree), "oracle_xla": max_abs_diff(oracle, xla),
-             "iree_xla": max_abs_diff(iree, xla)}
+def triangulate(oracle: np.ndarray, iree: np.ndarray, xla: np.ndarray, bound: float, cache_hit: bool) -> ThreeWay:
+    """oracle, iree, xla: logits [steps, V] fed the same tokens. The record's `xla` part."""
+    pairs = (max_abs_diff(oracle, iree), max_abs_diff(oracle, xla), max_abs_diff(iree, xla))
     xla = np.asarray(xla).reshape(len(oracle), -1)
     oracle_tokens = np.asarray(oracle).reshape(len(oracle), -1).argmax(axis=1)
-    return {**pairs, "bound": bound,
-            "argmax_match": bool((xla.argmax(axis=1) == oracle_tokens).all()),
-            "verdict": odd_one_out(pairs["oracle_iree"], pairs["oracle_xla"], pairs["iree_xla"], bound)}
+    return ThreeWay(None, *pairs, bound, bool((xla.argmax(axis=1) == oracle_tokens).all()),
+                    odd_one_out(*pairs, bound), cache_hit)
 
 
-def note(x: dict | None) -> str:
-    """The gate line's compact note."""
-    if x is None:
-        return ""
-    if "error" in x:
-        return "xla ERROR"
-    short = {AGREE: "all agree", EMITTER: "emitter bug", IREE: "IREE bug", XLA: "XLA odd", NONE: "none agree"}
-    return f"xla {x['oracle_xla']:.1e}: {short[x['verdict']]}"
-
-
-def detail(x: dict) -> str:
-    """The failure line's full triangulation."""
-    if "error" in x:
-        return f"xla: {x['error']}"
-    return (f"xla: {x['verdict']} (oracle-IREE {x['oracle_iree']:.3e}, oracle-XLA {x['oracle_xla']:.3e}, "
-            f"IREE-XLA {x['iree_xla']:.3e}, each against {x['bound']:.1e})")
+def failed(error: str) -> ThreeWay:
+    """XLA could not run: its error, no comparison."""
+    return ThreeWay(error, None, None, None, None, None, None, None)

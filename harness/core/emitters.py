@@ -1,0 +1,74 @@
+"""The emitter protocol: `CMD --config C --graph KIND --out FILE`, exit 0 with the text written,
+exit 2 with one sentence for a config it refuses (docs/emitter-protocol.md).
+
+The built-in emitter is run the same way, as the module `python -m emitter`, but inside this
+process (same argv, exit code and file, without a Python start per graph, which would
+dominate a structural run); any other command runs as a subprocess.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import runpy
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from harness import ROOT
+
+DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
+EMIT_TIMEOUT_S = 120
+_IN_PROCESS = threading.Lock()  # sys.argv and stderr are the process's own
+
+
+class CaseError(RuntimeError):
+    """The case could not be judged (emitter, binding or input problem): its ERROR."""
+
+
+class EmitterRefused(CaseError):
+    """The emitter exited 2: it refuses the config, with one sentence saying why."""
+
+
+def _run_module(module: str, argv: list[str]) -> tuple[int, str]:
+    """`python -m module argv...` in this process: (exit code, what it wrote to stderr)."""
+    err = io.StringIO()
+    with _IN_PROCESS, contextlib.redirect_stderr(err):
+        saved, sys.argv = sys.argv, [module, *argv]
+        try:
+            runpy.run_module(module, run_name="__main__")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            sys.argv = saved
+    return code, err.getvalue()
+
+
+def emit(command, config_path: Path, graph: str) -> str:
+    """The text an emitter writes for one graph kind; CaseError (EmitterRefused for exit 2) when it fails."""
+    with tempfile.TemporaryDirectory(prefix="archval-emit-") as tmp:
+        out = Path(tmp) / f"{graph}.mlir"
+        config = Path(config_path).resolve()
+        config = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+        argv = ["--config", str(config), "--graph", graph, "--out", str(out)]
+        if tuple(command) == DEFAULT_EMITTER:
+            returncode, said = _run_module(DEFAULT_EMITTER[2], ["--config", str(ROOT / config), *argv[2:]])
+        else:
+            try:
+                proc = subprocess.run([*command, *argv], capture_output=True, text=True, timeout=EMIT_TIMEOUT_S,
+                                      cwd=ROOT)
+            except subprocess.TimeoutExpired:
+                raise CaseError(f"the emitter did not finish within {EMIT_TIMEOUT_S} s") from None
+            except OSError as e:
+                raise CaseError(f"the emitter could not start: {e}") from None
+            returncode, said = proc.returncode, proc.stderr.strip() or proc.stdout.strip()
+        said = (said.strip() or "(no output)").splitlines()[-1]
+        if returncode == 2:  # name the config as the subprocess path does, relative to the project
+            raise EmitterRefused(said.removeprefix("error: ").replace(str(ROOT / config), str(config)))
+        if returncode != 0:
+            raise CaseError(f"the emitter exited with {returncode}: {said}")
+        if not out.is_file() or out.stat().st_size == 0:
+            raise CaseError(f"the emitter exited 0 but wrote nothing to {out.name}")
+        return out.read_text()

@@ -1,0 +1,259 @@
+"""The record of one case: the checks it had to pass, how each came out, and what the reports show.
+
+Every run mode produces records and every presentation reads them; nothing else travels
+between the two. The verdict is not stored but derived from the checks: PASS only when
+there were checks and every one of them ran and passed; ERROR when one could not be run
+(an earlier stage failed) or raised; FAIL when one ran and failed. A case therefore cannot
+pass by skipping what it was meant to check. core/case.py builds records; the JSON form and
+its published schema (docs/summary.schema.json) come from these types (core/typed.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.core.typed import from_json, to_json
+
+PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
+VERDICTS = (FAIL, ERROR, PASS)  # the order failing rows are listed in
+PASSED, FAILED, ERRORED, NOT_RUN = "passed", "failed", "errored", "not run"
+Status = Literal["passed", "failed", "errored", "not run"]
+Verdict = Literal["PASS", "FAIL", "ERROR"]
+STRICT = "strict bound"  # the check --fixed-bound-only leaves out (fixed_verdict: the verdict without it)
+
+
+@dataclass
+class Check:
+    """One judgement the case had to pass, and how it came out."""
+    name: str  # what is judged: a metric against its bound, or a stage that had to succeed
+    stage: str  # where it ran: emit, compile, run, oracle, compare, ...
+    status: Status  # passed, failed, errored (it raised), or not run (an earlier stage failed)
+    message: str = ""  # why it failed or errored; for a pass, a note worth reading (a near-tie flip)
+    value: float | None = None  # the measured value, where the check compares one with a bound
+    bound: float | None = None  # the bound it was held to
+
+
+def verdict_of(checks: list[Check]) -> str:
+    if not checks or any(c.status in (ERRORED, NOT_RUN) for c in checks):
+        return ERROR
+    return FAIL if any(c.status == FAILED for c in checks) else PASS
+
+
+def message_of(checks: list[Check]) -> str:
+    if not checks:
+        return "nothing was checked"
+    for status in (ERRORED, FAILED, NOT_RUN):
+        found = next((c.message for c in checks if c.status == status and c.message), None)
+        if found:
+            return found
+    return "; ".join(c.message for c in checks if c.message)
+
+
+@dataclass
+class FixtureFacts:
+    """The fixture the case ran on: what the page shows about it."""
+    config_path: str  # the family's config.json, relative to the project when inside it
+    purpose: str  # why the fixture exists
+    dims: str  # vocab, hidden, intermediate, layers, heads, kv heads, head_dim
+    seed: int  # seeds the weights and the prompt
+    prompt: list[int]  # the prompt's token ids
+    decode_steps: int  # greedy steps a decode case takes
+    bound: float  # the fixed bound of the family's logits
+    bound_reason: str | None  # why that bound is looser than the default, when it is
+
+
+@dataclass
+class LogitsResult:
+    """Logit-producing kinds (prefill, decode): the comparison at one position."""
+    position: int  # the compared position: the prompt's last token, or decode's worst step
+    worst_index: int  # vocabulary index of the largest |Δlogit| there
+    oracle_argmax: int  # the oracle's top token there
+    graph_argmax: int  # the graph's top token there
+    oracle_top2_gap: float  # the oracle's top-1 minus top-2 logit there
+    nonfinite: int  # NaN/Inf in the graph's logits, over every compared step
+    argmax_match: bool  # prefill: the top tokens agree; decode: they agree at every step
+    near_tie_flip: bool  # a top-1 swap explained by the error (the oracle's gap within 2x the error)
+    oracle_top_k: list[tuple[int, float]]  # the oracle's highest logits there: [index, logit], highest first
+    graph_top_k: list[tuple[int, float]]  # the graph's highest logits there: [index, logit], highest first
+    oracle_logits: list[float]  # the oracle's full logit vector there
+    graph_logits: list[float]  # the graph's full logit vector there
+
+
+@dataclass
+class Step:
+    """One step of a teacher-forced decode (step 0 is the prompt's last token)."""
+    step: int  # the step
+    position: int  # the token position it computes
+    oracle_token: int  # the oracle's greedy token
+    graph_token: int  # the graph's greedy token
+    max_abs_diff: float  # max |Δlogit| at this step
+    oracle_top2_gap: float  # the oracle's top-1 minus top-2 logit at this step
+    oracle_top_k: list[tuple[int, float]]  # the oracle's highest logits: [index, logit], highest first
+    graph_top_k: list[tuple[int, float]]  # the graph's highest logits: [index, logit], highest first
+
+
+@dataclass
+class DecodeResult:
+    """decode: the continuation step by step."""
+    steps: int  # decode steps taken (the timeline has one more: the prompt's last token)
+    worst_step: int  # the step with the largest error (non-finite first)
+    first_divergence: int | None  # the first step whose greedy token differs, if any
+    divergence: str | None  # that divergence: near-tie flip, or failure
+    timeline: list[Step]  # every step
+
+
+@dataclass
+class BlockResult:
+    """moe_block: one routed layer's MoE block on seeded hidden states."""
+    layer: int  # the routed layer the block graph takes
+    tokens: int  # hidden states fed
+    router_margin: float  # smallest gap between a token's k-th and (k+1)-th router probability
+    expert_sets: int  # distinct expert sets the oracle chose
+    worst_token: int  # the token with the largest |Δ|
+    nonfinite: int  # NaN/Inf in the block's output
+
+
+@dataclass
+class NoiseResult:
+    """The strict bound: the error against the oracle's own fp32-vs-fp64 noise."""
+    noise_floor: float  # max |fp32 oracle - fp64 oracle| over the compared steps
+    noise_ratio: float  # max_abs_diff / noise_floor
+    strict_factor: float  # the strict bound is this many noise floors
+    strict_bound: float  # strict_factor x noise_floor
+
+
+@dataclass
+class ThreeWay:
+    """The same text on a second compiler (XLA CPU): which of oracle, IREE and XLA is the odd one out."""
+    error: str | None  # XLA's failure; the other fields are then null
+    oracle_iree: float | None  # max |Δlogit| between each pair, over every compared step
+    oracle_xla: float | None  # (oracle_iree, oracle_xla, iree_xla)
+    iree_xla: float | None  # (the same)
+    bound: float | None  # each pair's bound: the one the verdict used
+    argmax_match: bool | None  # XLA's top tokens agree with the oracle's at every compared step
+    verdict: str | None  # who is the odd one out (checks/triangulate.py)
+    cache_hit: bool | None  # XLA's logits read from the cache directory
+
+
+@dataclass
+class Tap:
+    """One debug tap of the localisation: a layer's sub-block output against the oracle's."""
+    layer: int  # the layer
+    point: str  # attention, mlp or layer (its output)
+    max_abs_diff: float  # max |Δ| over the prompt's tokens
+    noise_floor: float  # the tap's fp32-vs-fp64 oracle noise
+    noise_ratio: float  # max_abs_diff / noise_floor
+
+
+@dataclass
+class Localisation:
+    """Which layer and sub-block of a failing prefill graph leaves the noise floor first."""
+    error: str | None  # why the localisation could not be made; the other fields are then empty
+    first: Tap | None  # the first tap over strict_factor x its floor (none: the final norm or head)
+    taps: list[Tap]  # every tap, in forward order
+    strict_factor: float | None  # the threshold, in noise floors
+    summary: str  # the finding in one sentence
+
+
+@dataclass
+class StructuralBrief:
+    """The graph's structural signature against its golden (the built-in emitter's)."""
+    status: str  # match, DRIFT, MISSING-GOLDEN, refused (as recorded), ERROR
+    detail: list[str]  # what drifted, in words
+    sha256: str | None  # of the emitted text
+    args: int  # @main's argument count
+    results: list[tuple[list[int], str]] | None  # @main's result shapes and element types
+    ops: dict[str, int] | None  # @main's op histogram
+    golden_ops: dict[str, int] | None  # the golden's op histogram, beside it
+
+
+@dataclass
+class OracleFacts:
+    """Which oracle answered and what the graph took of it."""
+    class_name: str  # the transformers class
+    mapping: str  # how checkpoint names map onto its names: identity, or the stand-in's mapping
+    unused_tensors: list[str]  # tensors of the oracle's state dict the graph does not take
+
+
+@dataclass
+class PublishedFacts:
+    """A --config run: the published config and how it was shrunk."""
+    config: str  # the path as given
+    layers: list[int]  # the layers kept
+    kept: list[str]  # the architectural choices kept, in words
+    shrunk: dict[str, list[Any]]  # field: [published value, shrunk value]
+    seed: int  # the seed taken (an MoE config must route decisively)
+    router_margin: float | None  # the smallest router logit gap at that seed; null for a dense model
+
+
+@dataclass
+class MutantFacts:
+    """A deliberately broken graph (checks/mutants.py) the case must FAIL."""
+    name: str  # the mutant
+    description: str  # the slip, in words
+    changes_graph: bool = True  # false: the mutant leaves this family's graph as it was (nothing to run)
+    killed: bool | None = None  # the mutation self-test: FAIL under the verdict in force
+    fixed_killed: bool | None = None  # FAIL under the fixed bound alone
+    equivalent: bool | None = None  # its exact effect is within the strict bound: no fp32 check can see it
+    exact_effect: float | None = None  # fp64 oracle with the slip against without it
+
+
+@dataclass
+class Record:
+    """One case: a family (or published config), a graph kind, and everything judged about it."""
+    DERIVED = ("verdict", "message", "fixed_verdict")
+
+    family: str  # the fixture (or shrunk published config)
+    model_type: str  # its config's model_type
+    graph: str  # the graph kind (core/kinds.py)
+    bound: float  # the fixed bound the error is held to
+    replay: str  # the command that runs exactly this case again
+    fixture: FixtureFacts  # the fixture, as the page shows it
+    checks: list[Check] = field(default_factory=list)  # everything judged; the verdict derives from them
+    max_abs_diff: float | None = None  # the headline error; null when nothing was compared
+    logits: LogitsResult | None = None  # logit kinds: the comparison at the compared position
+    decode: DecodeResult | None = None  # decode: the continuation, step by step
+    block: BlockResult | None = None  # moe_block: the block check
+    noise: NoiseResult | None = None  # the strict bound, where judged
+    xla: ThreeWay | None = None  # the three-way comparison, where run
+    localisation: Localisation | None = None  # a failing prefill of the built-in emitter: where it fails
+    structural: StructuralBrief | None = None  # against the golden, where checked
+    oracle: OracleFacts | None = None  # the oracle that answered
+    emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config, field by field
+    published: PublishedFacts | None = None  # a --config run's published config
+    mutant: MutantFacts | None = None  # a deliberately broken graph
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    cache_hit: dict[str, bool] = field(default_factory=dict)  # compile, oracle: read from the cache directory
+
+    @property
+    def verdict(self) -> Verdict:
+        """PASS only if every check ran and passed; ERROR if one could not run; else FAIL."""
+        return verdict_of(self.checks)
+
+    @property
+    def message(self) -> str:
+        """The first error's or failure's reason; for a PASS, the notes of its checks."""
+        return message_of(self.checks)
+
+    @property
+    def fixed_verdict(self) -> Verdict | None:
+        """The verdict under the fixed bound alone; null where the strict bound was not judged."""
+        if not any(c.name == STRICT for c in self.checks):
+            return None
+        return verdict_of([c for c in self.checks if c.name != STRICT])
+
+    def check(self, name: str, stage: str, passed: bool, message: str = "", value: float | None = None,
+              bound: float | None = None, note: str = "") -> None:
+        """Adds a check that ran: its failure message, or the note a pass carries."""
+        self.checks.append(Check(name, stage, PASSED if passed else FAILED, note if passed else message,
+                                 value, bound))
+
+    def errored(self, stage: str, message: str) -> None:
+        self.checks.append(Check(stage, stage, ERRORED, message))
+
+    def to_json(self) -> dict:
+        return to_json(self)
+
+    @classmethod
+    def from_json(cls, value: dict, where: str = "record") -> Record:
+        return from_json(cls, value, where)

@@ -1,0 +1,58 @@
+"""--config PATH...: each published config.json shrunk into a temporary fixture (checks/published.py),
+then the usual cases on it in the workers. A shrunk config has no golden."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from harness.checks import published
+from harness.core.case import error_record
+from harness.core.kinds import KINDS
+from harness.core.summary import RunInfo
+from harness.modes import Outcome, UsageError, shard, workers
+from harness.modes.gate import emitter_of, say_shard, validate
+from harness.present.console import line
+
+
+def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None) -> list[published.Published]:
+    """Each --config (of shard part, when given) shrunk into workdir, its seed chosen; UsageError on bad input."""
+    print("== published configs: shrunk to tiny synthetic models (field old -> new), every architectural "
+          "choice kept", flush=True)
+    taken, named = set(), {}
+    for path in paths:
+        base = published.label(Path(path))
+        name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, len(paths) + 2))) if n not in taken)
+        taken.add(name)
+        named[name] = path
+    if part:  # a published config has no measured cost: each costs the table's median
+        named = {name: named[name] for name in shard.assign(named, *part)}
+        say_shard(part, list(named))
+    prepared = []
+    for name in named:
+        try:
+            prepared.append(published.prepare(named[name], workdir, name))
+        except published.PublishedConfigError as e:
+            raise UsageError(str(e)) from None
+        print(published.format_summary(prepared[-1]), flush=True)
+    return prepared
+
+
+def run(args, info: RunInfo) -> Outcome:
+    with tempfile.TemporaryDirectory(prefix="archval-config-") as tmp:
+        prepared = prepare(args.config, Path(tmp), args.shard)
+        print("== structural signatures: skipped (a shrunk config has no golden)")
+        print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
+        runnable = [p for p in prepared if p.error is None]
+        tasks = [workers.Task(p.fixture.name, emitter_of(args), not args.fixed_bound_only, args.reports, info,
+                              directory=str(p.fixture.config_path.parent), published=p.facts()) for p in runnable]
+        outcome = (validate(workers.start(max(1, min(args.jobs, len(tasks))), [p.fixture for p in runnable]), tasks)
+                   if tasks else Outcome(True, [], set()))
+    for p in prepared:
+        if p.error:
+            for kind in KINDS.values():
+                if kind.every_family:
+                    record = error_record(p.fixture, kind.name, "inputs", p.error)
+                    record.published = p.facts()
+                    outcome.records.append(record)
+                    print(line(record), flush=True)
+    return outcome

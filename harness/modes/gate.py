@@ -1,0 +1,140 @@
+"""The gate (the default mode) and the structural-only modes.
+
+The gate signs every selected case's graphs against their goldens in this process while the
+workers (modes/workers.py) validate the families numerically, reusing the texts the structural
+pass emitted; the published configs' structural cases, which no family needs, are checked in a
+thread meanwhile. --structural-only and --update-goldens stop after the structural pass.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from harness.checks import structural
+from harness.core import fixtures
+from harness.core.emitters import DEFAULT_EMITTER
+from harness.core.summary import RunInfo
+from harness.modes import Outcome, UsageError, shard, workers
+from harness.present.console import line
+
+
+@dataclass
+class Selection:
+    names: list[str]  # the fixture families to validate
+    cases: list[str] | None  # the structural cases to sign; None: every one (orphan goldens are looked for)
+
+
+def select(args) -> Selection:
+    """The families and structural cases --family and --shard select; UsageError for an unknown or bad fixture."""
+    known = fixtures.names()
+    chosen = args.family or (shard.assign(known, *args.shard) if args.shard else known)
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise UsageError(f"--family {unknown[0]}: no such fixture under fixtures/ (known: {', '.join(known)})")
+    try:
+        for name in chosen:
+            fixtures.load(name)
+    except fixtures.FixtureError as e:
+        raise UsageError(str(e)) from None
+    names, cases = list(dict.fromkeys(chosen)), args.family
+    if args.shard:
+        say_shard(args.shard, names)
+        cases = names + [c.name for c in structural.cases()  # published configs' cases: no cost, by name
+                         if c.name not in known and shard.by_hash(c.name, args.shard[1]) == args.shard[0]]
+    return Selection(names, cases)
+
+
+def say_shard(part: tuple[int, int], names: list[str]) -> None:
+    index, count = part
+    if names:
+        print(f"== shard {index}/{count}: {len(names)} families, {sum(map(shard.cost, names)):.0f} s cold by "
+              f"fixtures/costs.json: {' '.join(names)}", flush=True)
+    else:
+        print(f"== shard {index}/{count}: no families (more shards than families)", flush=True)
+
+
+def emitter_of(args) -> tuple[str, ...]:
+    return tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
+
+
+def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool) -> tuple[list[dict], bool]:
+    """These cases (None: all) signed and compared with their goldens; orphan goldens looked for when
+    asked (only a run over every case can tell one)."""
+    print("== structural signatures" + (" (updating goldens)" if update else ""), flush=True)
+    results = structural.run(DEFAULT_EMITTER, update=update, names=cases, jobs=max(1, jobs))
+    said = said_structural(results)
+    found = structural.orphan_goldens() if orphans else []
+    for path in found:
+        print(f"golden without a case: fixtures/{path}")
+    print(f"structural: {said} as recorded, "
+          + (f"{len(found)} orphan goldens" if orphans else "orphan goldens not checked (a part of the cases)"),
+          flush=True)
+    return results, all(structural.passed(r) for r in results) and not found
+
+
+def said_structural(results: list[dict]) -> str:
+    """Prints a line per result; 'passed/all'."""
+    for r in results:
+        print(structural.format_result(r), flush=True)
+    return f"{sum(structural.passed(r) for r in results)}/{len(results)}"
+
+
+def check_meanwhile(cases: list[str]) -> Future | None:
+    """Structural cases no numerical case needs, checked in a thread of this process while the workers run
+    the families; a Future of their results, None when there are none."""
+    if not cases:
+        return None
+    thread = ThreadPoolExecutor(max_workers=1)
+    future = thread.submit(structural.run, DEFAULT_EMITTER, False, cases, 1)
+    thread.shutdown(wait=False)  # its one task still runs to the end
+    return future
+
+
+def structural_only(args, run: RunInfo) -> Outcome:
+    """--structural-only, --update-goldens: emit, sign, compare (and rewrite); no compile, no run, no torch."""
+    start, chosen = time.perf_counter(), select(args)
+    _, ok = structural_pass(chosen.cases, args.update_goldens, args.jobs, orphans=chosen.cases is None)
+    print(f"structural-only: {time.perf_counter() - start:.2f} s")
+    return Outcome(ok)
+
+
+def gate(args, run: RunInfo) -> Outcome:
+    """Every selected family: its graphs against the goldens, then every graph kind against the oracle."""
+    chosen, emitter = select(args), emitter_of(args)
+    names, known = chosen.names, set(fixtures.names())
+    pool = workers.start(min(args.jobs, len(names)), [fixtures.load(n) for n in names]) if names else None
+    checks, ok, published = [], True, None
+    if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
+        print("== structural signatures: skipped (the goldens record the built-in emitter)")
+    else:
+        every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
+        checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
+                                     orphans=chosen.cases is None)
+        published = check_meanwhile([c for c in every if c not in known])
+    print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
+    by_case = {(r["case"], r["graph"]): r for r in checks}
+    tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
+                          {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}) for n in names]
+    outcome = validate(pool, tasks) if pool else Outcome(True, [], set())
+    if published:
+        print("== structural signatures of the published configs (checked while the families ran)", flush=True)
+        results = published.result()
+        print(f"structural: {said_structural(results)} as recorded", flush=True)
+        ok = ok and all(structural.passed(r) for r in results)
+    outcome.ok = outcome.ok and ok
+    return outcome
+
+
+def validate(pool, tasks: list[workers.Task]) -> Outcome:
+    """The tasks in the pool, a line per record as each family is done; the records in the tasks' order."""
+    done = {}
+    with pool:
+        for family in workers.run_all(pool, tasks):
+            done[family.name] = family
+            for record in family.records:
+                print(line(record), flush=True)
+    families = [done[t.name] for t in tasks]
+    return Outcome(True, [r for f in families for r in f.records], set().union(*(f.pages for f in families)),
+                   [p for f in families for p in f.problems])

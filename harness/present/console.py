@@ -1,0 +1,98 @@
+"""What the console says of records: a line per case (and, for a failure, why, where and how to replay it),
+the counts, and the mutation self-test's kill rates. The index and the pages use the same wording."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from harness.core import triangulate
+from harness.core.kinds import KINDS
+from harness.core.record import ERROR, FAIL, PASS, Record, ThreeWay
+
+
+def agreement(r: Record) -> str | None:
+    """Token agreement (or, for a block, what the check covered), in the words every view uses."""
+    if r.block:
+        return f"layer {r.block.layer}, {r.block.expert_sets} expert sets, router margin {r.block.router_margin:.1e}"
+    if r.decode:
+        tokens = len(r.decode.timeline)
+        agreeing = sum(t.oracle_token == t.graph_token for t in r.decode.timeline)
+        return (f"greedy {tokens}/{tokens} tokens" if r.decode.first_divergence is None
+                else f"greedy {agreeing}/{tokens} tokens, {r.decode.divergence} at step {r.decode.first_divergence}")
+    if r.logits:
+        if r.logits.near_tie_flip:
+            return "argmax near-tie flip"
+        return "argmax match" if r.logits.argmax_match else "argmax differs"
+    return None
+
+
+def three_way_note(x: ThreeWay) -> str:
+    """The gate line's compact note."""
+    if x.error:
+        return "xla ERROR"
+    short = {triangulate.AGREE: "all agree", triangulate.EMITTER: "emitter bug", triangulate.IREE: "IREE bug",
+             triangulate.XLA: "XLA odd", triangulate.NONE: "none agree"}
+    return f"xla {x.oracle_xla:.1e}: {short[x.verdict]}"
+
+
+def three_way_detail(x: ThreeWay) -> str:
+    """The failure line's full three-way comparison."""
+    if x.error:
+        return f"xla: {x.error}"
+    return (f"xla: {x.verdict} (oracle-IREE {x.oracle_iree:.3e}, oracle-XLA {x.oracle_xla:.3e}, "
+            f"IREE-XLA {x.iree_xla:.3e}, each against {x.bound:.1e})")
+
+
+def line(r: Record) -> str:
+    diff = "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.3e}"
+    metric = (KINDS[r.graph].metric if r.graph in KINDS else "max |Δ|").replace(" ", "")
+    text = (f"{r.family:<20} {r.graph:<9} {metric:<11} {diff:>9}  bound {r.bound:.0e}  "
+            f"{agreement(r) or '-':<30} {r.verdict}")
+    if r.xla:
+        text += f"  [{three_way_note(r.xla)}]"
+    if r.verdict != PASS or r.message:
+        text += f"\n    {r.message}"
+        if r.xla and r.xla.verdict != triangulate.AGREE:
+            text += f"\n    {three_way_detail(r.xla)}"
+        if r.localisation:
+            text += f"\n    localised: {r.localisation.summary or r.localisation.error}"
+        text += f"\n    replay: {r.replay}"
+    return text
+
+
+def counts(records: Iterable[Record]) -> str:
+    verdicts = [r.verdict for r in records]
+    return f"{verdicts.count(PASS)} passed, {verdicts.count(FAIL)} failed, {verdicts.count(ERROR)} errors"
+
+
+def mutant_line(r: Record) -> str:
+    """A mutation self-test record: killed, or how it survived."""
+    m = r.mutant
+    diff = "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.3e}"
+    ratio = f"{r.noise.noise_ratio:>9.1f}x noise" if r.noise else " " * 15
+    state = "killed" if m.killed else f"SURVIVED ({r.verdict if m.changes_graph else 'UNCHANGED'})"
+    if m.equivalent:
+        state = (f"equivalent at fp32: its exact effect {m.exact_effect:.1e} (fp64 oracle with the slip) is "
+                 f"within the strict bound {r.noise.strict_bound:.1e}")
+    note = "  (the fixed 1e-2 bound alone would miss it)" if m.killed and not m.fixed_killed else ""
+    return f"{r.family:<20} {m.name:<24} {r.graph:<8} max|Δlogit| {diff:>9} {ratio}  {state}{note}"
+
+
+def kill_summary(records: list[Record]) -> tuple[list[str], bool]:
+    """Per-family kill rates, the survivors, and what the fixed bound alone misses; ok if all killed."""
+    lines = []
+    equivalent = [f"{r.family}:{r.mutant.name}" for r in records if r.mutant.equivalent]
+    counted = [r for r in records if not r.mutant.equivalent]
+    for family in dict.fromkeys(r.family for r in counted):
+        rs = [r for r in counted if r.family == family]
+        killed, fixed = sum(r.mutant.killed for r in rs), sum(r.mutant.fixed_killed for r in rs)
+        lines.append(f"{family:<20} killed {killed}/{len(rs)} ({100 * killed / len(rs):.0f}%)   "
+                     f"fixed bound alone {fixed}/{len(rs)}")
+    survivors = [f"{r.family}:{r.mutant.name}" for r in counted if not r.mutant.killed]
+    missed = [f"{r.family}:{r.mutant.name}" for r in counted if r.mutant.killed and not r.mutant.fixed_killed]
+    total, killed = len(counted), sum(r.mutant.killed for r in counted)
+    lines.append(f"kill rate {killed}/{total} ({100 * killed / max(total, 1):.1f}%)")
+    lines.append("survivors: " + (", ".join(survivors) or "none"))
+    lines.append("killed only by the strict bound (the fixed bound alone misses): " + (", ".join(missed) or "none"))
+    lines.append("equivalent at fp32, not counted (exact effect within the strict bound): "
+                 + (", ".join(equivalent) or "none"))
+    return lines, not survivors
