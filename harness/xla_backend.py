@@ -18,7 +18,8 @@ from functools import lru_cache
 import numpy as np
 
 from . import cache
-from .iree_backend import BackendError, host_cpu
+from .host import cpu_identity
+from .iree_backend import BackendError
 
 DEBUG_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
@@ -37,7 +38,7 @@ def compiler_identity() -> str:
 
 
 def cache_key(text: str) -> str:
-    return cache.key(text, compiler_identity(), repr(sorted(DEBUG_OPTIONS.items())), host_cpu())
+    return cache.key(text, compiler_identity(), repr(sorted(DEBUG_OPTIONS.items())), cpu_identity())
 
 
 class Module:
