@@ -16,6 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
+import jax.extend  # noqa: E402
 
 jax.config.update("jax_traceback_in_locations_limit", 0)   # op locations: op names, no file paths
 jax.config.update("jax_enable_x64", False)                   # i32 inputs stay i32
@@ -55,16 +56,40 @@ def lower(spec, graph):
         return fn(spec, list(xs[:n_weights]), *xs[n_weights:])
 
     # keep_unused: jit would otherwise drop arguments the math does not read
-    module = jax.jit(flat, keep_unused=True).lower(*structs).compiler_ir("stablehlo")
+    module = jax.jit(inlined(flat, structs), keep_unused=True).lower(*structs).compiler_ir("stablehlo")
     return adapt(module, f"{spec.family}_{graph}", [name for name, _, _ in args])
+
+
+def inlined(fn, structs):
+    """fn with every nested jit (jnp.where, jax.nn.silu, ... are jitted) traced inline.
+
+    Otherwise JAX's module holds private functions (@_where, @silu) beside @main, and
+    archval wants @main alone."""
+    closed = jax.make_jaxpr(fn)(*structs)
+
+    def run(jaxpr, consts, *args):
+        env = dict(zip(jaxpr.constvars, consts)) | dict(zip(jaxpr.invars, args))
+        read = lambda v: v.val if isinstance(v, jax.extend.core.Literal) else env[v]  # noqa: E731
+        for eqn in jaxpr.eqns:
+            ins = [read(v) for v in eqn.invars]
+            if eqn.primitive.name in ("jit", "pjit"):
+                outs = run(eqn.params["jaxpr"].jaxpr, eqn.params["jaxpr"].consts, *ins)
+            else:
+                outs = eqn.primitive.bind(*ins, **eqn.params)
+                outs = outs if eqn.primitive.multiple_results else [outs]
+            env.update(zip(eqn.outvars, outs))
+        return [read(v) for v in jaxpr.outvars]
+
+    return lambda *args: run(closed.jaxpr, closed.consts, *args)
 
 
 def adapt(module, module_name, arg_names):
     """Rename the module, name every argument, strip JAX's attributes; return the text."""
     with module.context:
-        # JAX may add private helpers (@_where, @silu, ...) that @main calls; they stay.
-        main = [op for op in module.body.operations
-                if ir.StringAttr(op.attributes["sym_name"]).value == "main"][0]
+        funcs = [ir.StringAttr(op.attributes["sym_name"]).value for op in module.body.operations]
+        if funcs != ["main"]:
+            raise RuntimeError(f"JAX's module holds functions {funcs}; archval wants @main alone")
+        main = module.body.operations[0]
         params = main.regions[0].blocks[0].arguments
         if len(params) != len(arg_names):
             raise RuntimeError(f"JAX's @main takes {len(params)} arguments, the ABI {len(arg_names)}")
