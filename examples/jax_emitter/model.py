@@ -159,8 +159,8 @@ def decode(spec, weights, token, position, cache_len, k_cache, v_cache):
         def attention(h, i=i):
             nonlocal k_cache, v_cache
             q, k, v = qkv(h, position[None], w, f"model.layers.{i}.", spec)
-            k_cache = k_cache.at[i].set(jax.lax.dynamic_update_slice_in_dim(k_cache[i], k, slot, axis=0))
-            v_cache = v_cache.at[i].set(jax.lax.dynamic_update_slice_in_dim(v_cache[i], v, slot, axis=0))
+            k_cache = jax.lax.dynamic_update_slice(k_cache, k[None], (i, slot, 0, 0))  # k: [1, K, D]
+            v_cache = jax.lax.dynamic_update_slice(v_cache, v[None], (i, slot, 0, 0))
             return attend(q, k_cache[i], v_cache[i], mask(cache_len[None], slots, spec.windows[i]), spec)
         x = layer(x, attention, w, f"model.layers.{i}.", spec)
     return head(x[0], w, spec), k_cache, v_cache
