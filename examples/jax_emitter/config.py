@@ -60,6 +60,7 @@ def parse(cfg, name="config.json"):
     if family not in DEFAULTS:
         raise Refused(f"{name}: model_type {family!r} is not supported by this example emitter "
                       f"(only {', '.join(DEFAULTS)}).")
+    # null means "class default", except for Gemma 2's soft-caps, where null switches the cap off
     d = {**DEFAULTS[family], **{k: v for k, v in cfg.items() if v is not None or k.endswith("softcapping")}}
     for field in ("attention_bias", "mlp_bias", "use_sliding_window"):
         if d.get(field):
