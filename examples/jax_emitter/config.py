@@ -37,11 +37,11 @@ class Spec:
 
 # model_type -> the config class defaults this emitter reads
 DEFAULTS = {
-    "llama":  dict(rms_norm_eps=1e-6, tie_word_embeddings=False, hidden_act="silu"),
-    "qwen3":  dict(rms_norm_eps=1e-6, tie_word_embeddings=False, hidden_act="silu", head_dim=128),
-    "gemma2": dict(rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_activation="gelu_pytorch_tanh",
-                   head_dim=256, query_pre_attn_scalar=256, sliding_window=4096,
-                   attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
+    "llama":  {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "hidden_act": "silu"},
+    "qwen3":  {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "hidden_act": "silu", "head_dim": 128},
+    "gemma2": {"rms_norm_eps": 1e-6, "tie_word_embeddings": True, "hidden_activation": "gelu_pytorch_tanh",
+               "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096,
+               "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
 }
 ACTIVATIONS = ("silu", "gelu_pytorch_tanh")
 

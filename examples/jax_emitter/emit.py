@@ -13,19 +13,17 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jax
+import jax.extend
+import jax.numpy as jnp
+from jaxlib.mlir import ir
 
-import jax  # noqa: E402
-import jax.extend  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model  # after the path: model.py and config.py sit beside this file
+from config import Refused, parse
 
 jax.config.update("jax_traceback_in_locations_limit", 0)   # op locations: op names, no file paths
 jax.config.update("jax_enable_x64", False)                   # i32 inputs stay i32
-
-import jax.numpy as jnp  # noqa: E402
-from jaxlib.mlir import ir  # noqa: E402
-
-import model  # noqa: E402
-from config import Refused, parse  # noqa: E402
 
 PREFILL_BUCKET = 16   # Lp: prompt slots in prefill
 CAPACITY = 32         # C: decode cache slots (prompt + decode steps must fit)
@@ -69,7 +67,7 @@ def inlined(fn, structs):
 
     def run(jaxpr, consts, *args):
         env = dict(zip(jaxpr.constvars, consts)) | dict(zip(jaxpr.invars, args))
-        read = lambda v: v.val if isinstance(v, jax.extend.core.Literal) else env[v]  # noqa: E731
+        read = lambda v: v.val if isinstance(v, jax.extend.core.Literal) else env[v]
         for eqn in jaxpr.eqns:
             ins = [read(v) for v in eqn.invars]
             if eqn.primitive.name in ("jit", "pjit"):
