@@ -12,10 +12,15 @@ cd "$(dirname "$0")"
 venv=.venv
 stamp="$venv/.archval-installed"
 
+# The stamp is pyproject.toml's digest, taken with Python: no sha256sum on macOS.
+digest() {
+  "$1" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' pyproject.toml
+}
+
 bootstrap() {
-  local want
-  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-  [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$(digest "$venv/bin/python")" ]; then
+    return 0
+  fi
   local py=${PYTHON:-python3}
   if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     echo "error: archval needs Python >= 3.11 as '$py' (set PYTHON=/path/to/python3.11)" >&2
@@ -27,7 +32,7 @@ bootstrap() {
   # torch first, pinned: with no torch present a looser spec pulls a multi-GB CUDA build.
   "$venv/bin/python" -m pip install -q torch==2.13.0
   "$venv/bin/python" -m pip install -q -e .
-  echo "$want" > "$stamp"
+  digest "$venv/bin/python" > "$stamp"
 }
 
 bootstrap

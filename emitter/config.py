@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import exact
 from .families import FAMILIES, FULL, SLIDING, Family
 
 ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
@@ -229,7 +230,7 @@ class _Parser:
             qkv_bias=self.flag(fam.qkv_bias),
             o_bias=self.flag(fam.o_bias),
             mlp_activation=ACTIVATIONS[act_name],
-            score_scale=(scale_base or head_dim) ** -0.5,
+            score_scale=exact.inverse_sqrt(scale_base or head_dim),
             attn_softcap=self.optional_number(fam.attn_softcap_field) if fam.attn_softcap_field else None,
             final_softcap=self.optional_number(fam.final_softcap_field) if fam.final_softcap_field else None,
             sliding_window=window,
@@ -356,7 +357,7 @@ class _Parser:
                 self.fail(f"{where}.{name}", value, "YaRN needs a positive number")
 
         def get_mscale(scale: float, mscale: float = 1.0) -> float:
-            return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+            return 1.0 if scale <= 1 else 0.1 * mscale * exact.log(scale) + 1.0
 
         attention, mscale, mscale_all_dim = spec.get("attention_factor"), spec.get("mscale"), spec.get("mscale_all_dim")
         if attention is None:

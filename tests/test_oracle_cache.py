@@ -109,3 +109,26 @@ def test_a_warm_run_never_imports_torch_and_judges_the_same(cold_cache):
         assert all(r[0] == "PASS" for r in warm[name]), warm
         assert [r[3] for r in cold[name]] == [False, False, False]  # prefill, decode, moe_block
         assert [r[3] for r in warm[name]] == [True, True, True]
+
+
+def test_machines_of_different_kinds_sharing_a_cache_keep_their_oracle_outputs_apart(cold_cache, monkeypatch):
+    """torch's kernels round by CPU: an AVX-512 runner's logits must not be served to an AVX2 one."""
+    from harness.core import host
+    compute, calls = counting({"x": np.arange(3, dtype=np.float32)}, {})
+    paths = []
+    for kind in ("avx512 machine", "avx2 machine", "avx512 machine"):
+        monkeypatch.setattr(host, "cpu_identity", lambda kind=kind: kind)
+        oracle_cache._identity.cache_clear()
+        paths.append(oracle_cache._entry_path("run", {"seed": 1}))
+        oracle_cache._stored("run", {"seed": 1}, compute)
+    oracle_cache._identity.cache_clear()
+    assert paths[0] != paths[1] and paths[0] == paths[2] and len(calls) == 2
+
+
+def test_the_cpu_identity_names_the_kernel_switches(monkeypatch):
+    from harness.core import host
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    plain = host.cpu_identity()
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert host.cpu_identity() != plain and "ATEN_CPU_CAPABILITY=avx2" in host.cpu_identity()
+    assert host.cpu_model() and "\n" not in host.cpu_model() and host.cpu_features()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import platform
 import signal
 import subprocess
 import tempfile
@@ -19,6 +18,7 @@ import numpy as np
 from harness.backends.base import Backend, BackendError, Module, Stage
 from harness.core import cache
 from harness.core.graph import FunctionSignature, GraphSignature
+from harness.core.host import cpu_identity
 
 COMPILE_TIMEOUT_S = 300
 # Seams for fault injection and odd installs: another iree-compile executable, a shorter timeout.
@@ -31,22 +31,12 @@ def compiler_identity() -> str:
     return f"iree-base-compiler {importlib.metadata.version('iree-base-compiler')}"
 
 
-@lru_cache(maxsize=1)
-def host_cpu() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
-    except OSError:
-        return platform.machine() + platform.processor()
-    keep = [line for line in info.splitlines() if line.split(":")[0].strip() in ("model name", "flags", "Features")]
-    return platform.machine() + "\n" + "\n".join(keep)
-
-
 def compile_timeout_s() -> float:
     return float(os.environ.get(TIMEOUT_ENV) or COMPILE_TIMEOUT_S)
 
 
 def cache_key(text: str) -> str:
-    return cache.key(text, compiler_identity(), os.environ.get(COMPILER_ENV, ""), " ".join(TARGET_FLAGS), host_cpu())
+    return cache.key(text, compiler_identity(), os.environ.get(COMPILER_ENV, ""), " ".join(TARGET_FLAGS), cpu_identity())
 
 
 def _iree_compile_command() -> list[str]:

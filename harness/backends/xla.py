@@ -18,9 +18,9 @@ from functools import lru_cache
 import numpy as np
 
 from harness.backends.base import Backend, BackendError, Module, Stage
-from harness.backends.iree import host_cpu
 from harness.core import cache
 from harness.core.graph import FunctionSignature, GraphSignature
+from harness.core.host import cpu_identity
 
 DEBUG_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
@@ -39,7 +39,7 @@ def compiler_identity() -> str:
 
 
 def cache_key(text: str) -> str:
-    return cache.key(text, compiler_identity(), repr(sorted(DEBUG_OPTIONS.items())), host_cpu())
+    return cache.key(text, compiler_identity(), repr(sorted(DEBUG_OPTIONS.items())), cpu_identity())
 
 
 class XlaModule(Module):

@@ -1,8 +1,10 @@
 """The oracle's outputs, computed once and kept in the cache directory (harness/cache.py).
 
 What the HF oracle says is a pure function of the fixture's config, its seed, the inputs,
-the installed torch and transformers, and oracles/hf.py: every entry is keyed by all of
-them. A warm run reads the entries back and never imports torch (~6 s per worker); a
+the installed torch and transformers, oracles/hf.py, and the machine: torch's SIMD kernels
+round differently by CPU (the same fixture's logits differ in their last bits under
+ATEN_CPU_CAPABILITY default, avx2 and avx512; its seeded weights do not). Every entry is
+keyed by all of them. A warm run reads the entries back and never imports torch (~6 s per worker); a
 change to any of those inputs, or an empty cache directory, runs the oracle again.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from harness import ROOT
-from harness.core import cache
+from harness.core import cache, host
 from harness.core.fixtures import Fixture
 
 SOURCE = ROOT / "oracles" / "hf.py"
@@ -128,9 +130,9 @@ def _fp64_logits(config_json: str, seed: int, prompt: tuple[int, ...], tokens: t
 
 @lru_cache(maxsize=1)
 def _identity() -> str:
-    """What the outputs depend on besides their inputs: the libraries and the oracle's own code."""
+    """What the outputs depend on besides their inputs: the libraries, the oracle's own code, the machine."""
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("torch", "transformers"))
-    return f"{versions}, oracles/hf.py {hashlib.sha256(SOURCE.read_bytes()).hexdigest()}"
+    return f"{versions}, oracles/hf.py {hashlib.sha256(SOURCE.read_bytes()).hexdigest()}, {host.cpu_identity()}"
 
 
 def _entry_path(kind: str, parts: dict) -> Path:

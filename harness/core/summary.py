@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import ROOT
+from harness.core import host
 from harness.core.files import write_json_atomic
 from harness.core.record import (ERROR, ERRORED, FAILED, PASS, PASSED, BlockResult, Check, DecodeResult,
                                  FixtureFacts, Localisation, LogitsResult, MutantFacts, NoiseResult, OracleFacts,
@@ -36,7 +37,7 @@ LIBRARIES = (("torch", "torch"), ("transformers", "transformers"), ("IREE compil
 class Host:
     """The machine a run ran on (numerics and compiled code can depend on its CPU)."""
     machine: str  # platform.machine()
-    cpu: str  # the CPU's model name
+    cpu: str  # the CPU's model name (core/host.py)
     cores: int  # os.cpu_count()
     system: str  # platform.platform()
 
@@ -64,17 +65,8 @@ class Summary:
 def run_info(mode: str, command: list[str], emitter: str | None) -> RunInfo:
     return RunInfo(command=shlex.join(command), mode=mode,
                    started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                   host=Host(platform.machine(), _cpu_model(), os.cpu_count() or 1, platform.platform()),
+                   host=Host(platform.machine(), host.cpu_model(), os.cpu_count() or 1, platform.platform()),
                    versions=versions(), emitter=emitter or BUILTIN_EMITTER)
-
-
-def _cpu_model() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    return next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.processor() or platform.machine())
 
 
 @functools.cache
