@@ -79,7 +79,7 @@ def test_update_goldens_refuses_inside_a_parallel_worker(monkeypatch, capsys):
 
 
 def test_structural_only_never_imports_torch():
-    code = ("import sys; from harness.gate import main; rc = main(['--structural-only']); "
+    code = ("import sys; from harness.cli import main; rc = main(['--structural-only']); "
             "sys.exit(rc or (3 if 'torch' in sys.modules else 0))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=fixtures.FIXTURES_DIR.parent, env={**os.environ, "PYTHONPATH": "."})

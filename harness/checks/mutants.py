@@ -6,7 +6,7 @@ right. A fixture lists the mutants that its family's deltas must kill (fixture.j
 "mutants"); a check with teeth reports FAIL for every one of them, on the graph kind the
 mutant breaks. Each mutant also says where it applies (`applies`, a predicate on the
 parsed Config's flags, never on a family name, so families added later are covered);
-harness/mutation.py runs every applicable one per family and reports the kill rate.
+checks/mutation.py runs every applicable one per family and reports the kill rate.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Mutant:
     graph: str = "prefill"  # the graph kind whose check must kill it
     applies: Applies | None = None  # None: only where a fixture lists it
     # the same slip on the oracle's config.json, where HF can express it: its exact effect in fp64
-    # says whether any fp32 check could see it at all (harness/mutation.py)
+    # says whether any fp32 check could see it at all (checks/mutation.py)
     oracle_config: Callable[[dict], dict] | None = None
 
     def emit(self, config_path: Path) -> str:
@@ -190,7 +190,7 @@ MUTANTS: dict[str, Mutant] = {
                                     core=CacheSlotOffByOne, graph="decode", applies=lambda c: True),
     "decode_ignores_window": Mutant("decode attends to the whole cache on sliding layers",
                                     core=DecodeIgnoresWindow, graph="decode", applies=_slides),
-    # Subtle slips: some stay inside the fixed 1e-2 bound; the strict bound (harness/noise.py) catches them.
+    # Subtle slips: some stay inside the fixed 1e-2 bound; the strict bound (core/noise.py) catches them.
     "eps_10x": Mutant("RMSNorm epsilon 10x the config's", lambda c: replace(c, rms_norm_eps=c.rms_norm_eps * 10),
                       applies=lambda c: True,
                       oracle_config=lambda raw: {**raw, "rms_norm_eps": Config.from_dict(raw).rms_norm_eps * 10}),

@@ -11,11 +11,12 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from harness.core.files import write_atomic
 
 DIR_ENV = "ARCHVAL_CACHE_DIR"
 
@@ -45,15 +46,7 @@ def read_entry(path: Path) -> bytes | None:
 def write_entry(path: Path, body: bytes) -> None:
     """Atomic, with the checksum trailer; a failed write only costs a recomputation next time."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.suffix[1:]}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(body + hashlib.sha256(body).digest())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, body + hashlib.sha256(body).digest())
     except OSError:
         pass
 

@@ -1,4 +1,4 @@
-"""The oracle's outputs, computed once and kept in the cache directory (harness/cache.py).
+"""The oracle's outputs, computed once and kept in the cache directory (core/cache.py).
 
 What the HF oracle says is a pure function of the fixture's config, its seed, the inputs,
 the installed torch and transformers, oracles/hf.py, and the machine: torch's SIMD kernels

@@ -65,7 +65,8 @@ def _section(page: str, r: Record) -> dict:
     judged = r.max_abs_diff is not None
     section = {"graph": r.graph, "verdict": r.verdict, "message": r.message, "replay": r.replay,
                "where": _where_it_fails(r) if r.verdict != PASS else [],
-               "metrics": (_block_metrics(r) if r.block else _metrics(r)) if judged else [],
+               "metrics": (_block_metrics(r) if r.block else _metrics(r) if r.logits else _check_metrics(r))
+               if judged else [],
                "timings": _timings(r.timings), "oracle_class": r.oracle and r.oracle.class_name,
                "cache_hit": r.cache_hit.get("compile"), "unused_tensors": r.oracle.unused_tensors if r.oracle else [],
                "structural": _structural(r), "logit_kind": r.logits is not None, "top_k": [], "timeline": [],
@@ -165,6 +166,11 @@ def _metrics(r: Record) -> list[dict]:
                  "bound": f"> 2 × |Δ| = {2 * err:.3e} (no flip possible)", "margin": f"{gap - 2 * err:+.3e}",
                  "ok": True, "where": where})
     return rows
+
+
+def _check_metrics(r: Record) -> list[dict]:
+    """A kind with neither logits nor a block part: each check that compared a value with a bound."""
+    return [_metric(c.name, c.value, c.bound, c.stage) for c in r.checks if c.value is not None and c.bound is not None]
 
 
 def _block_metrics(r: Record) -> list[dict]:
