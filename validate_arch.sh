@@ -2,8 +2,8 @@
 # archval gate: on first use (or when pyproject.toml changes) creates .venv and installs the
 # project; then validates every family and prints one line each and RESULT: PASS|FAIL.
 #   ./validate_arch.sh [--family NAME]... [--jobs N] [--emitter CMD] [--list]
-#   ./validate_arch.sh --config PATH/config.json...   a published config, shrunk (README)
-#   ./validate_arch.sh --shard I/N --reports DIR      shard I of N; then --merge DIR... (README, Sharding)
+#   ./validate_arch.sh --config PATH/config.json...   a published config, shrunk (docs/published-configs.md)
+#   ./validate_arch.sh --shard I/N --reports DIR      shard I of N; then --merge DIR... (docs/sharding-and-ci.md)
 #   ./validate_arch.sh --setup        only create/refresh .venv
 # Exit: 0 all pass, 1 a family failed or errored, 2 usage or input error.
 set -euo pipefail

@@ -9,7 +9,7 @@ may still be far inside the fixed 1e-2 tanh-near-tie bound.
 
 STRICT_FACTOR was chosen from data: bench/noise_table.py over 20 seeds of every family,
 prefill and decode (400 correct cases, worst 5.1x the floor), confirmed over 50 seeds (1000
-cases, worst 5.7x); the README has the table.
+cases, worst 5.7x); docs/diagnosis.md has the table.
 """
 from __future__ import annotations
 

@@ -1,0 +1,171 @@
+"""Every command the docs show runs, so the docs cannot drift.
+
+README.md and docs/*.md are read for fenced ```sh and ```console blocks. Each command is run
+here, in a copy of the project (so that no run writes into this checkout's reports/), as
+validate_arch.sh runs it once .venv exists: `./validate_arch.sh ARGS` is `python -m harness
+ARGS` and `.venv/bin/python` is this interpreter. A console block's output must be what the
+command prints, numbers aside (they are masked) and where the block says `...` (any lines).
+A block marked `slow` (the whole gate, the whole suite, every published config, the long
+fuzz, all mutants) is too long for the suite: its commands must still be accepted by their
+program's options, and SLOW says what runs each of them instead.
+"""
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT
+from harness.cli import check_options, parser
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# a slow command (as shown) -> what runs it instead
+SLOW = {
+    "./validate_arch.sh": "every case of the gate: tests/test_differential.py, test_blocks.py, test_structural.py",
+    "./validate_arch.sh --setup && .venv/bin/python -m pytest -n auto": ".ci/run: this suite",
+    "./validate_arch.sh --mutants": "tests/test_mutation.py (every mutant kind, and --mutants on one family)",
+    "./validate_arch.sh --jobs 2 $(for f in fixtures/real/*/config.json; do printf -- '--config %s ' \"$f\"; done)":
+        "tests/test_published.py, all of them with ARCHVAL_ALL_PUBLISHED=1",
+    "ARCHVAL_ALL_PUBLISHED=1 .venv/bin/python -m pytest tests/test_published.py -k every":
+        "tests/test_published.py::test_every_published_config_passes_after_shrinking",
+    "ARCHVAL_FUZZ=long ARCHVAL_FUZZ_EXAMPLES=100 .venv/bin/python -m pytest -n 2 tests/test_fuzz.py":
+        "tests/test_fuzz.py with its CI budget",
+    "./validate_arch.sh --shard $i/4 --reports shard-$i": "tests/test_shard.py (--shard, structural and numerical)",
+    "./validate_arch.sh --merge shard-1 shard-2 shard-3 shard-4 --reports reports": "tests/test_shard.py (--merge)",
+}
+COPIED = ("harness", "emitter", "oracles", "fixtures", "tests", "examples", "bench", "docs", "pyproject.toml",
+          "validate_arch.sh")
+
+
+@dataclass
+class Command:
+    where: str  # file:line
+    text: str  # as shown
+    slow: bool
+    output: list[str] | None  # a console block's expected output
+
+
+def commands() -> list[Command]:
+    found = []
+    for path in DOCS:
+        lines = path.read_text().splitlines()
+        i = 0
+        while i < len(lines):
+            fence = re.fullmatch(r"```(sh|console)( slow)?", lines[i])
+            if not fence:
+                i += 1
+                continue
+            end = lines.index("```", i + 1)
+            body, where = lines[i + 1:end], f"{path.relative_to(ROOT)}:{i + 1}"
+            if fence.group(1) == "sh":
+                found += [Command(where, strip_comment(line), bool(fence.group(2)), None)
+                          for line in body if line.strip() and not line.startswith("#")]
+            else:
+                starts = [k for k, line in enumerate(body) if line.startswith("$ ")] + [len(body)]
+                found += [Command(where, body[a][2:], bool(fence.group(2)), body[a + 1:b])
+                          for a, b in zip(starts, starts[1:])]
+            i = end + 1
+    return found
+
+
+def strip_comment(line: str) -> str:
+    """The command without a trailing `# ...` comment."""
+    return re.sub(r"\s+#\s.*$", "", line).strip()
+
+
+COMMANDS = commands()
+
+
+def argv(command: str, python: str, cwd: Path) -> list[list[str]]:
+    """The argv of each command of a `&&` chain, expanded by bash as a shell would (quotes, $i = 1, globs),
+    as validate_arch.sh runs it once .venv exists."""
+    chains = []
+    for part in command.split("&&"):
+        expanded = subprocess.run(["bash", "-c", f"i=1; set -- {part}; printf '%s\\0' \"$@\""], cwd=cwd,
+                                  capture_output=True, text=True, check=True).stdout
+        words = [w.replace(".venv/bin/python", python) for w in expanded.split("\0")[:-1]]
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # environment assignments
+            words.pop(0)
+        if words[0] == "./validate_arch.sh":
+            words = [python, "-m", "harness", *words[1:]]
+        chains.append(words)
+    return chains
+
+
+def test_every_slow_command_says_what_runs_it_instead_and_nothing_else_is_slow():
+    assert {c.text for c in COMMANDS if c.slow} == set(SLOW)
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c.slow], ids=lambda c: c.where)
+def test_a_slow_command_is_accepted_by_its_program(command):
+    for words in argv(command.text, sys.executable, ROOT):
+        if words[1:3] == ["-m", "harness"]:
+            if words[3:] != ["--setup"]:  # validate_arch.sh's own option: set up and stop
+                check_options(parser().parse_args(words[3:]))
+        elif words[1:3] == ["-m", "pytest"]:
+            options = [w for w, before in zip(words[3:], ["", *words[3:]]) if w != "-n" and before != "-n"]
+            proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", *options],
+                                  cwd=ROOT, capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        else:
+            raise AssertionError(f"{command.where}: nothing checks {words[0]}")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project, so that a command's reports/ is its own."""
+    copy = tmp_path_factory.mktemp("project")
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+        else:
+            shutil.copy2(source, copy / name)
+    return copy
+
+
+def masked(text: str, root: Path) -> str:
+    """Numbers masked, whitespace runs collapsed, the project's path left out."""
+    text = text.replace(f"{root}/", "")
+    return " ".join(re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", text).split())
+
+
+def matches(expected: list[str], actual: list[str]) -> bool:
+    """Each run of expected lines between `...` lines is a run of the actual ones, in order; no `...` at an
+    end means the output starts (or ends) there."""
+    segments, current = [], []
+    for line in expected + ["..."]:
+        if line.strip() == "...":
+            segments.append(current)
+            current = []
+        else:
+            current.append(line)
+    at = 0
+    for k, segment in enumerate(segments):
+        if not segment:
+            continue
+        starts = [s for s in range(at, len(actual) - len(segment) + 1) if actual[s:s + len(segment)] == segment]
+        if not starts or (k == 0 and starts[0] != 0):
+            return False
+        at = starts[0] + len(segment)
+    return at == len(actual) or not segments[-1]
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if not c.slow], ids=lambda c: c.where)
+def test_a_command_runs_as_shown(command, project):
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    expect_fail = command.output is not None and "RESULT: FAIL" in command.output
+    for words in argv(command.text, sys.executable, project):
+        proc = subprocess.run(words, cwd=project, env=env, capture_output=True, text=True, timeout=900)
+        said = proc.stdout + proc.stderr
+        assert proc.returncode == (1 if expect_fail else 0), f"{command.where}: {command.text}\n{said[-3000:]}"
+    if command.output is not None:
+        actual = [masked(line, project) for line in proc.stdout.splitlines()]
+        expected = [masked(line, project) for line in command.output]
+        assert matches(expected, actual), f"{command.where}: {command.text} printed\n{proc.stdout}"
