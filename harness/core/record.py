@@ -243,10 +243,9 @@ class Record:
         return verdict_of([c for c in self.checks if c.name != STRICT])
 
     def check(self, name: str, stage: str, passed: bool, message: str = "", value: float | None = None,
-              bound: float | None = None, note: str = "") -> None:
-        """Adds a check that ran: its failure message, or the note a pass carries."""
-        self.checks.append(Check(name, stage, PASSED if passed else FAILED, note if passed else message,
-                                 value, bound))
+              bound: float | None = None) -> None:
+        """Adds a check that ran; message: why it failed (a pass carries none)."""
+        self.checks.append(Check(name, stage, PASSED if passed else FAILED, "" if passed else message, value, bound))
 
     def errored(self, stage: str, message: str) -> None:
         self.checks.append(Check(stage, stage, ERRORED, message))
