@@ -234,7 +234,7 @@ def fuzz_fixture(raw: dict, seed: int, prompt_len: int, directory: Path) -> Fixt
 
 def router_margin(fixture: Fixture) -> float:
     """The smallest gap between the k-th and (k+1)-th router probability over the prompt: below 1e-4 fp32
-    noise may pick another expert than torch does, which no emitter can match (README, Mixture of experts)."""
+    noise may pick another expert than torch does, which no emitter can match (docs/adding-a-family.md, Mixture of experts)."""
     import numpy as np
     import torch
     from harness.core import oracle_cache as oracles
