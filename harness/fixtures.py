@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emitter.config import read_json_object
+from emitter.config_input import ConfigError, check_input, read_json_object
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 DEFAULT_BOUND = 1e-2  # the tanh-near-tie bound
@@ -56,6 +56,10 @@ def load_dir(directory: Path) -> Fixture:
     """A fixture directory anywhere (a --config run writes its shrunk fixture to a temporary one)."""
     spec_path, config_path = directory / "fixture.json", directory / "config.json"
     spec, config = _json(spec_path), _json(config_path)
+    try:  # what transformers' config class would refuse, refused before the oracle is built from it
+        check_input(config, str(config_path))
+    except ConfigError as e:
+        raise FixtureError(str(e)) from None
 
     def need(field, kind, default=None):
         value = spec.get(field, default)

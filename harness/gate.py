@@ -13,6 +13,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from emitter.config_input import printable
+
 from . import fixtures, mutation, oracle, published, shard, structural, triangulate
 from .compare import ERROR, FAIL, PASS
 from .validate import DEFAULT_EMITTER, replay_command
@@ -297,6 +299,11 @@ def main(argv=None) -> int:
     if args.jobs < 1:
         print(f"error: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
         return 2
+    try:
+        emitter = emitter_command(args.emitter)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.merge:
         return run_merge(args)
     try:
@@ -334,7 +341,6 @@ def main(argv=None) -> int:
     if args.mutants and args.emitter:
         print("error: --mutants mutates the built-in emitter; it cannot take --emitter", file=sys.stderr)
         return 2
-    emitter = tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
     names = list(dict.fromkeys(selected))
     cases = args.family
     if args.shard:
@@ -379,6 +385,21 @@ def main(argv=None) -> int:
     return finish(args, records, structural_ok, start, problems)
 
 
+def emitter_command(text: str | None) -> tuple[str, ...]:
+    """--emitter split as a shell would, or the built-in emitter where the option is not given; ValueError
+    for text that is no command line or names no command (an unset variable must not validate the built-in)."""
+    if text is None:
+        return DEFAULT_EMITTER
+    shown = printable(shlex.quote(text))
+    try:
+        command = tuple(shlex.split(text))
+    except ValueError as e:
+        raise ValueError(f"--emitter {shown}: not a command line ({e})") from None
+    if not command:
+        raise ValueError(f"--emitter {shown}: names no command; leave --emitter out to validate the built-in emitter")
+    return command
+
+
 def say_shard(part: tuple[int, int], names: list[str]) -> None:
     index, count = part
     if names:
@@ -391,7 +412,7 @@ def say_shard(part: tuple[int, int], names: list[str]) -> None:
 def run_published(args) -> int:
     """--config: each published config shrunk into a temporary fixture, then the usual cases on it."""
     start = time.perf_counter()
-    emitter = tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
+    emitter = emitter_command(args.emitter)
     emitter_label = args.emitter or "built-in (python -m emitter)"
     records, problems = [], []
     with tempfile.TemporaryDirectory(prefix="archval-config-") as tmp:

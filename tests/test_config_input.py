@@ -1,4 +1,4 @@
-"""A config.json is untrusted input: every bad one is refused through the real command line, exit 2 and one
+"""A config.json is untrusted input: every bad one is refused through the real command lines, exit 2 and one
 sentence naming the file (and the field), never a traceback, a hang or a run; and the field types the refusal
 goes by are transformers' own."""
 import dataclasses
@@ -110,6 +110,10 @@ def assert_refused(proc: subprocess.CompletedProcess, *fragments: str) -> None:
         assert fragment in proc.stderr, (fragment, proc.stderr)
 
 
+def gate(config, tmp_path) -> subprocess.CompletedProcess:
+    return run_cli(["-m", "harness", "--config", str(config), "--reports", str(tmp_path / "reports")])
+
+
 def emitter(config, tmp_path) -> subprocess.CompletedProcess:
     out = tmp_path / "graph.mlir"
     proc = run_cli(["-m", "emitter", "--config", str(config), "--graph", "prefill", "--out", str(out)])
@@ -117,7 +121,7 @@ def emitter(config, tmp_path) -> subprocess.CompletedProcess:
     return proc
 
 
-CLIS = {"emitter": emitter}
+CLIS = {"gate": gate, "emitter": emitter}
 
 
 @pytest.mark.parametrize("cli", CLIS)
@@ -132,6 +136,26 @@ def test_bad_content_is_refused_with_one_sentence(tmp_path, cli, case, content, 
 def test_a_path_that_is_no_regular_file_is_refused_without_reading_it(tmp_path, cli, kind, fragment):
     path = special_file(kind, tmp_path)
     assert_refused(CLIS[cli](path, tmp_path), f"error: {path}: ", fragment)
+
+
+@pytest.mark.parametrize("file_name,fragment", [("..json", "no case name can be made of \".\""),
+                                                ("index.json", "over the reports' index"),
+                                                ("index/config.json", "over the reports' index"),
+                                                ("INDEX.json", "over the reports' index")])
+def test_a_config_whose_case_name_is_unusable_or_the_index_is_refused(tmp_path, file_name, fragment):
+    path = tmp_path / file_name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(real(LLAMA)))
+    assert_refused(gate(path, tmp_path), f"error: {path}: ", fragment)
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("command,fragment", [("", "names no command"), ("   ", "names no command"),
+                                              ('"unterminated', "not a command line (No closing quotation)")])
+@pytest.mark.parametrize("selection", [["--family", "llama"], ["--config", str(REAL_DIR / LLAMA / "config.json")]])
+def test_an_emitter_option_that_names_no_command_is_refused(tmp_path, command, fragment, selection):
+    proc = run_cli(["-m", "harness", *selection, "--emitter", command, "--reports", str(tmp_path / "reports")])
+    assert_refused(proc, "error: --emitter ", fragment)
 
 
 # -- the mirror of transformers' config classes ----------------------------------------------------------------
@@ -185,3 +209,11 @@ def test_reserved_names_are_the_config_class_attributes_that_are_no_keys():
         fields = {f.name for f in dataclasses.fields(cls)}
         attributes = {n for n in dir(cls) if not (n.startswith("__") and n.endswith("__"))} - fields
         assert attributes - keys == RESERVED_NAMES - {"cls", "self"}, model_type
+
+
+def test_a_fixture_whose_config_transformers_would_refuse_is_refused_when_loaded(tmp_path):
+    from harness import fixtures
+    (tmp_path / "fixture.json").write_text(json.dumps({"seed": 1, "prompt_len": 13}))
+    (tmp_path / "config.json").write_text(json.dumps({**fixtures.load("llama").config, "rms_norm_eps": float("nan")}))
+    with pytest.raises(fixtures.FixtureError, match=r"config\.json: field 'rms_norm_eps' = NaN: not a finite number\.$"):
+        fixtures.load_dir(tmp_path)
