@@ -404,11 +404,12 @@ def break_type(draw, raw):
 
 
 def break_finite(draw, raw):
-    """A number in the config, at the top level or nested, made NaN or infinite."""
-    paths = [(k,) for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    """A float in the config (eps, a RoPE base or factor, a soft-cap), at the top level or nested, made NaN or
+    infinite (an integer field given one is a type confusion, break_type's)."""
+    paths = [(k,) for k, v in raw.items() if isinstance(v, float)]
     for key, value in raw.items():
         if isinstance(value, dict):
-            paths += [(key, k) for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            paths += [(key, k) for k, v in value.items() if isinstance(v, float)]
     path = draw(st.sampled_from(sorted(paths)))
     parent = raw[path[0]] if len(path) == 2 else raw
     parent[path[-1]] = draw(st.sampled_from(NON_FINITE))
