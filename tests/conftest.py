@@ -9,13 +9,13 @@ at the end of the session summary.json, summary.csv, index.html and a page per f
 written under DIR.
 """
 import json
-import shlex
 import time
 from pathlib import Path
 
 import pytest
 
 from harness import fixtures, shard, structural
+from harness.gate import emitter_command
 from harness.signature import drift, load_golden, signature
 from harness.validate import DEFAULT_EMITTER
 
@@ -34,11 +34,14 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def emitter(request) -> tuple[str, ...]:
-    command = request.config.getoption("--emitter")
-    return tuple(shlex.split(command)) if command else DEFAULT_EMITTER
+    return emitter_command(request.config.getoption("--emitter"))
 
 
 def pytest_configure(config):
+    try:  # as the gate's --emitter: an empty one (an unset variable) must not test the built-in emitter
+        emitter_command(config.getoption("--emitter"))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
     if config.getoption("--shard") is not None:
         try:
             shard.parse(config.getoption("--shard"))

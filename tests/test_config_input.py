@@ -217,3 +217,9 @@ def test_a_fixture_whose_config_transformers_would_refuse_is_refused_when_loaded
     (tmp_path / "config.json").write_text(json.dumps({**fixtures.load("llama").config, "rms_norm_eps": float("nan")}))
     with pytest.raises(fixtures.FixtureError, match=r"config\.json: field 'rms_norm_eps' = NaN: not a finite number\.$"):
         fixtures.load_dir(tmp_path)
+
+
+def test_pytest_refuses_an_emitter_option_that_names_no_command():
+    proc = run_cli(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--emitter", "", "tests/test_config_input.py"])
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "--emitter '': names no command" in proc.stderr
