@@ -227,7 +227,7 @@ def shrink(raw: dict, source: str = "config.json") -> Shrunk:
         if abs(scalar - round(scalar)) >= 1e-9:  # transformers declares the field int
             raise ShrinkError(f"{source}: keeping {fam.score_scale_field} / head_dim at head_dim {head_dim} would need "
                               f"{fam.score_scale_field} = {scalar:g}, not an integer.")
-        w.set(fam.score_scale_field, int(round(scalar)))
+        w.set(fam.score_scale_field, round(scalar))
     w.set("vocab_size", VOCAB)
     if not (cfg.moe and fam.expert_size_field == "intermediate_size"):  # Mixtral, OLMoE: it is the expert size
         w.set("intermediate_size", INTERMEDIATE)
