@@ -35,9 +35,9 @@ PRETRAINED_FIELDS = {
     "id2label": "dict[int, str] | dict[str, str] | None", "label2id": "dict[str, int] | dict[str, str] | None",
     "problem_type": "Literal['regression', 'single_label_classification', 'multi_label_classification'] | None",
 }
-# Keys that are no fields but that PreTrainedConfig.__post_init__ and its RoPE conversion read, and how they use
-# them: a legacy RoPE dialect, and values it converts (getattr(torch, torch_dtype), range(num_labels)).
-PRETRAINED_KWARGS = {
+# Legacy keys, no fields, that PreTrainedConfig.__post_init__ and its RoPE conversion still read, with the type
+# they use them as: the legacy RoPE dialect, and values it converts (getattr(torch, torch_dtype), range(num_labels)).
+PRETRAINED_LEGACY_FIELDS = {
     "rope_theta": "int | float | None", "rope_scaling": "dict | None", "partial_rotary_factor": "int | float | None",
     "torch_dtype": "str | None", "num_labels": "int",
 }
@@ -66,7 +66,8 @@ AT_LEAST = {  # where transformers would divide by the value or count with it
     "sliding_window_pattern": 1, "no_rope_layer_interval": 1, "chunk_size_feed_forward": 0, "num_labels": 0,
 }
 AT_MOST = {"num_hidden_layers": MAX_LAYERS, "head_dim": MAX_HEAD_DIM, "num_labels": MAX_LABELS}
-PROBABILITIES = ("initializer_range", "attention_dropout", "residual_dropout")  # torch's Dropout refuses p outside [0, 1]
+# torch's Dropout refuses a p outside [0, 1], and two config classes an initializer_range outside it
+PROBABILITIES = ("initializer_range", "attention_dropout", "residual_dropout")
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
@@ -139,10 +140,11 @@ def check_input(raw: dict, source: str) -> Family:
     family's config class (or key it reads) of the type that class declares, and within archval's limits."""
     model_type = raw.get("model_type")
     if not isinstance(model_type, str) or model_type not in FAMILIES:
-        raise field_error(source, "model_type", model_type, f"not a supported family (supported: {', '.join(FAMILIES)})")
+        raise field_error(source, "model_type", model_type,
+                          f"not a supported family (supported: {', '.join(FAMILIES)})")
     family = FAMILIES[model_type]
     attribute = {written: name for name, written in family.aliases.items()}
-    types = {**PRETRAINED_FIELDS, **PRETRAINED_KWARGS, **family.fields, **family.kwargs}
+    types = {**PRETRAINED_FIELDS, **PRETRAINED_LEGACY_FIELDS, **family.fields, **family.legacy_fields}
     for key, value in raw.items():
         if key in RESERVED_NAMES or (key.startswith("__") and key.endswith("__")):
             raise field_error(source, key, value, "names an attribute of transformers' config class, not a field")

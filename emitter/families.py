@@ -102,9 +102,9 @@ class Family:
     clip_qkv_field: str | None = None    # OLMoE: clamp q, k, v to ±clip_qkv
     aliases: dict = field(default_factory=dict)  # HF attribute -> the name this family's config.json uses
     # The transformers config class's own dataclass fields and their annotated types (beyond PreTrainedConfig's),
-    # and keys that are no fields but that its __post_init__ reads
+    # and the legacy keys, no fields, that its __post_init__ still reads (with the type it uses them as)
     fields: dict = field(default_factory=dict)
-    kwargs: dict = field(default_factory=dict)
+    legacy_fields: dict = field(default_factory=dict)
     heads_divide_hidden: bool = False    # the class's validate_architecture wants it even where head_dim is given
     weight_names: tuple[tuple[str, str], ...] = ()  # (regex, replacement) from the core's Llama names to the checkpoint's
 
@@ -182,7 +182,7 @@ FAMILIES: dict[str, Family] = {
                                              sliding_window=4096, final_logit_softcapping=None,
                                              rope_theta=1_000_000.0, rope_local_base_freq=10_000.0),
                           fields=_GEMMA_FIELDS,
-                          kwargs={"sliding_window_pattern": "int", "rope_local_base_freq": "int | float"}),
+                          legacy_fields={"sliding_window_pattern": "int", "rope_local_base_freq": "int | float"}),
     "smollm3": Family(schedule=smollm3_schedule, rope_layers=smollm3_rope_layers,
                       defaults=_defaults(num_key_value_heads=4, rope_theta=2_000_000.0,
                                          tie_word_embeddings=True, sliding_window=None),
@@ -210,8 +210,8 @@ FAMILIES: dict[str, Family] = {
                         defaults=_defaults(num_key_value_heads=16, qkv_bias=True, sliding_window=4096,
                                            num_experts=60, num_experts_per_tok=4, moe_intermediate_size=1408,
                                            shared_expert_intermediate_size=5632, norm_topk_prob=False),
-                        fields=_fields(num_key_value_heads="int | None", hidden_act="str", attention_dropout="float | int",
-                                       decoder_sparse_step="int", moe_intermediate_size="int",
+                        fields=_fields(num_key_value_heads="int | None", hidden_act="str",
+                                       attention_dropout="float | int", decoder_sparse_step="int", moe_intermediate_size="int",
                                        shared_expert_intermediate_size="int", num_experts="int", norm_topk_prob="bool",
                                        mlp_only_layers="list[int] | None", qkv_bias="bool", **_QWEN_WINDOW_FIELDS,
                                        **_ROUTER_FIELDS)),
@@ -249,12 +249,14 @@ FAMILIES: dict[str, Family] = {
                    defaults=_defaults(num_key_value_heads=32, sliding_window=4096), fields=_QWEN2_FIELDS),
     # InternLM3: q/k/v biases follow config.json's qkv_bias, o_proj and the MLP its bias; transformers reads
     # them as attention_bias and mlp_bias and requires them equal, so its Llama forward agrees.
-    "internlm3": Family(heads_divide_hidden=True, qkv_bias="attention_bias", o_bias="mlp_bias", mlp_bias_field="mlp_bias",
+    "internlm3": Family(heads_divide_hidden=True,
+                        qkv_bias="attention_bias", o_bias="mlp_bias", mlp_bias_field="mlp_bias",
                         aliases={"attention_bias": "qkv_bias", "mlp_bias": "bias"},
                         defaults=_defaults(num_key_value_heads=2, head_dim=128, rms_norm_eps=1e-5),
                         fields={**_LLAMA_STAND_IN_FIELDS, "attention_dropout": "float | int"}),
     # EXAONE 3.x: Llama's forward under GPT-2-style names (transformers' conversion_mapping["exaone"]).
-    "exaone": Family(heads_divide_hidden=True, defaults=_defaults(num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=500_000.0),
+    "exaone": Family(heads_divide_hidden=True,
+                     defaults=_defaults(num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=500_000.0),
                      fields=_LLAMA_STAND_IN_FIELDS,
                      aliases={"num_hidden_layers": "num_layers", "rms_norm_eps": "layer_norm_epsilon",
                               "hidden_act": "activation_function"},

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from emitter.config_input import MAX_FILE_BYTES, PRETRAINED_FIELDS, PRETRAINED_KWARGS, RESERVED_NAMES, accepts
+from emitter.config_input import (MAX_FILE_BYTES, PRETRAINED_FIELDS, PRETRAINED_LEGACY_FIELDS, RESERVED_NAMES,
+                                  accepts)
 from emitter.families import FAMILIES
 from harness.structural import REAL_DIR
 
@@ -203,7 +204,7 @@ def test_a_mirrored_type_takes_what_transformers_type_validator_takes(model_type
 def test_reserved_names_are_the_config_class_attributes_that_are_no_keys():
     """Every method, property and class attribute of each family's config class, except those transformers
     reads as config.json keys."""
-    keys = {"model_type", "name_or_path", "output_attentions", "per_layer_config", *PRETRAINED_KWARGS}
+    keys = {"model_type", "name_or_path", "output_attentions", "per_layer_config", *PRETRAINED_LEGACY_FIELDS}
     for model_type in FAMILIES:
         cls = hf_config_class(model_type)
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -215,7 +216,8 @@ def test_a_fixture_whose_config_transformers_would_refuse_is_refused_when_loaded
     from harness import fixtures
     (tmp_path / "fixture.json").write_text(json.dumps({"seed": 1, "prompt_len": 13}))
     (tmp_path / "config.json").write_text(json.dumps({**fixtures.load("llama").config, "rms_norm_eps": float("nan")}))
-    with pytest.raises(fixtures.FixtureError, match=r"config\.json: field 'rms_norm_eps' = NaN: not a finite number\.$"):
+    refusal = r"config\.json: field 'rms_norm_eps' = NaN: not a finite number\.$"
+    with pytest.raises(fixtures.FixtureError, match=refusal):
         fixtures.load_dir(tmp_path)
 
 
