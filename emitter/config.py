@@ -1,35 +1,18 @@
 """config.json (either dialect) -> one flat set of orthogonal flags for the decoder core."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import exact
-from .families import FAMILIES, FULL, SLIDING, Family
+from .config_input import ConfigError, check_input, field_error, printable, read_json_object
+from .families import FULL, SLIDING, Family
 
 ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
 ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
 REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
-
-
-class ConfigError(ValueError):
-    """A config the emitter refuses; the message is one sentence naming file, field and value."""
-
-
-def read_json_object(path: Path, error: type[ValueError]) -> dict:
-    """A JSON object from a file, or `error` with one sentence naming the file and the problem."""
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as e:
-        raise error(f"{path}: cannot read the file ({e.strerror}).") from None
-    except json.JSONDecodeError as e:
-        raise error(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
-    if not isinstance(raw, dict):
-        raise error(f"{path}: the top level must be a JSON object, not {type(raw).__name__}.")
-    return raw
 
 
 @dataclass(frozen=True)
@@ -117,10 +100,10 @@ class Config:
         """Refuse a graph whose RoPE table would reach past where dynamic RoPE starts rescaling."""
         for rope in {self.rope_for(i) for i in range(self.num_layers)} - {None}:
             if rope.kind == "dynamic" and positions > rope.original_max_position:
-                raise ConfigError(
-                    f"{self.source}: field 'max_position_embeddings' = {rope.original_max_position}: dynamic RoPE "
-                    f"recomputes its frequencies for longer sequences, which this emitter does not implement, and the "
-                    f"{graph} graph holds {positions} positions.")
+                raise field_error(
+                    self.source, "max_position_embeddings", rope.original_max_position, "dynamic RoPE recomputes its "
+                    f"frequencies for longer sequences, which this emitter does not implement, and the {graph} graph "
+                    f"holds {positions} positions")
 
 
 class _Parser:
@@ -128,7 +111,7 @@ class _Parser:
         self.raw, self.source = raw, source
 
     def fail(self, field: str, value, why: str):
-        raise ConfigError(f"{self.source}: field '{self.written_name(field)}' = {json.dumps(value)}: {why}.")
+        raise field_error(self.source, self.written_name(field), value, why)
 
     def written_name(self, name: str) -> str:
         """The name config.json uses for an HF attribute (EXAONE's num_layers for num_hidden_layers)."""
@@ -153,11 +136,12 @@ class _Parser:
             self.fail(name, value, f"must be an integer >= {minimum}")
         return value
 
-    def number(self, name: str, positive: bool = True) -> float | None:
+    def number(self, name: str) -> float | None:
+        """A positive number (check_input has checked the type transformers declares), or None where absent."""
         value = self.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
+        if value <= 0:
             self.fail(name, value, "must be a positive number")
         return float(value)
 
@@ -172,21 +156,21 @@ class _Parser:
         return spec if isinstance(spec, bool) else bool(self.get(spec, False))
 
     def parse(self) -> Config:
-        model_type = self.raw.get("model_type")
-        if model_type not in FAMILIES:
-            self.fail("model_type", model_type, f"not a supported family (supported: {', '.join(FAMILIES)})")
-        self.family: Family = FAMILIES[model_type]
-        fam = self.family
+        self.family: Family = check_input(self.raw, self.source)
+        fam, model_type = self.family, self.raw["model_type"]
         self.raw = {**self.raw, **{attr: self.raw[name] for attr, name in fam.aliases.items() if name in self.raw}}
         for name in REQUIRED:
             if name not in self.raw:
-                raise ConfigError(f"{self.source}: required field '{self.written_name(name)}' is missing.")
+                raise ConfigError(f"{printable(self.source)}: required field '{self.written_name(name)}' is missing.")
 
         hidden = self.int_field("hidden_size")
         heads = self.int_field("num_attention_heads")
         kv_heads = self.int_field("num_key_value_heads", self.present("num_key_value_heads", heads))
         if heads % kv_heads:
             self.fail("num_key_value_heads", kv_heads, f"must divide num_attention_heads ({heads})")
+        if hidden % heads and fam.heads_divide_hidden:
+            self.fail("num_attention_heads", heads,
+                      f"must divide hidden_size ({hidden}), as transformers' {model_type} config requires")
         if self.get("head_dim") is None and hidden % heads:  # HF would silently take hidden // heads
             self.fail("num_attention_heads", heads, f"must divide hidden_size ({hidden}) when head_dim is not given")
         head_dim = self.int_field("head_dim", self.present("head_dim", hidden // heads))
@@ -291,15 +275,11 @@ class _Parser:
         if isinstance(params, dict) and (FULL in params or SLIDING in params):
             if not fam.rope_per_layer_type:
                 self.fail("rope_parameters", sorted(params), "per-layer-type RoPE is not used by this family")
-            full = self.rope(params.get(FULL) or {}, f"rope_parameters.{FULL}", theta)
+            full = self.rope(self.nested_spec(params, FULL), f"rope_parameters.{FULL}", theta)
             local_default = self.local_theta()
-            sliding = self.rope(params.get(SLIDING) or {}, f"rope_parameters.{SLIDING}", local_default)
+            sliding = self.rope(self.nested_spec(params, SLIDING), f"rope_parameters.{SLIDING}", local_default)
             return full, sliding
-        if params is not None and not isinstance(params, dict):
-            self.fail("rope_parameters", params, "must be an object")
         scaling = self.raw.get("rope_scaling")
-        if scaling is not None and not isinstance(scaling, dict):
-            self.fail("rope_scaling", scaling, "must be an object")
         if fam.rope_per_layer_type:
             # Legacy form: rope_scaling applies to the global layers only.
             full = self.rope({**(params or {}), **(scaling or {})}, "rope_scaling", theta)
@@ -309,12 +289,19 @@ class _Parser:
         rope = self.rope({**(params or {}), **(scaling or {})}, name, theta)
         return rope, rope
 
-    def local_theta(self):
+    def nested_spec(self, params: dict, layer_type: str) -> dict:
+        """One layer type's RoPE object in rope_parameters; absent or null: the defaults."""
+        spec = params.get(layer_type) or {}
+        if not isinstance(spec, dict):
+            self.fail(f"rope_parameters.{layer_type}", spec, "must be an object")
+        return spec
+
+    def local_theta(self) -> float:
         """The sliding layers' base where the config gives none of its own. Without a legacy field for it
         (OLMo 3), transformers hands the top-level rope_theta to the full layers only (Olmo3Config pops it
         once) and the sliding layers keep the class default."""
         fam = self.family
-        return self.get(fam.local_theta_field) if fam.local_theta_field else fam.defaults["rope_theta"]
+        return self.number(fam.local_theta_field) if fam.local_theta_field else fam.defaults["rope_theta"]
 
     def rope(self, spec: dict, where: str, default_theta) -> Rope:
         kind = spec.get("rope_type", spec.get("type", "default"))

@@ -2,7 +2,8 @@
 
 `defaults` mirror the defaults of the family's transformers config class (what HF
 assumes when a config.json omits the field); `schedule` mirrors how that class fills
-`layer_types` when the config.json has none.
+`layer_types` when the config.json has none; `fields` mirror the types that class
+declares for its fields (config_input.py checks a config.json against them).
 """
 from __future__ import annotations
 
@@ -100,6 +101,11 @@ class Family:
     routes: Callable[[dict, int], list[bool]] = every_layer_routes  # which layers are MoE
     clip_qkv_field: str | None = None    # OLMoE: clamp q, k, v to ±clip_qkv
     aliases: dict = field(default_factory=dict)  # HF attribute -> the name this family's config.json uses
+    # The transformers config class's own dataclass fields and their annotated types (beyond PreTrainedConfig's),
+    # and the legacy keys, no fields, that its __post_init__ still reads (with the type it uses them as)
+    fields: dict = field(default_factory=dict)
+    legacy_fields: dict = field(default_factory=dict)
+    heads_divide_hidden: bool = False    # the class's validate_architecture wants it even where head_dim is given
     weight_names: tuple[tuple[str, str], ...] = ()  # (regex, replacement) from the core's Llama names to the checkpoint's
 
 
@@ -111,28 +117,61 @@ def _defaults(**overrides) -> dict:
     return {**_BASE, **overrides}
 
 
+# The fields every family's transformers config class declares alike (JSON's view: RopeParameters is an object).
+_DECODER_FIELDS = {
+    "vocab_size": "int", "hidden_size": "int", "intermediate_size": "int", "num_hidden_layers": "int",
+    "num_attention_heads": "int", "max_position_embeddings": "int", "initializer_range": "float",
+    "rms_norm_eps": "float", "use_cache": "bool", "pad_token_id": "int | None", "bos_token_id": "int | None",
+    "eos_token_id": "int | list[int] | None", "tie_word_embeddings": "bool", "rope_parameters": "dict | None",
+}
+
+
+def _fields(**declared) -> dict:
+    return {**_DECODER_FIELDS, **declared}
+
+
+_WINDOW_FIELDS = {"sliding_window": "int | None", "layer_types": "list[str] | None"}
+_QWEN_WINDOW_FIELDS = {**_WINDOW_FIELDS, "use_sliding_window": "bool", "max_window_layers": "int"}
+_GEMMA_FIELDS = _fields(num_key_value_heads="int", head_dim="int", hidden_activation="str", attention_bias="bool",
+                        attention_dropout="int | float | None", query_pre_attn_scalar="int",
+                        final_logit_softcapping="float | None", attn_logit_softcapping="float | None",
+                        use_bidirectional_attention="bool | None", **_WINDOW_FIELDS)
+_ROUTER_FIELDS = {"num_experts_per_tok": "int", "output_router_logits": "bool", "router_aux_loss_coef": "float"}
+_QWEN2_FIELDS = _fields(num_key_value_heads="int | None", hidden_act="str", attention_dropout="float | int",
+                        **_QWEN_WINDOW_FIELDS)
+_OLMO_FIELDS = _fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                       attention_dropout="float | int")
+_LLAMA_STAND_IN_FIELDS = _fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                 attention_dropout="int | float | None", mlp_bias="bool", head_dim="int | None")
+
+
 FAMILIES: dict[str, Family] = {
-    "llama": Family(defaults=_defaults()),
+    "llama": Family(heads_divide_hidden=True, defaults=_defaults(),
+                    fields={**_LLAMA_STAND_IN_FIELDS, "pretraining_tp": "int | None"}),
     "qwen2": Family(qkv_bias=True, o_bias=False, mlp_bias_field=None,
                     window_needs_flag="use_sliding_window", schedule=qwen_schedule,
-                    defaults=_defaults(num_key_value_heads=32, sliding_window=4096)),
+                    defaults=_defaults(num_key_value_heads=32, sliding_window=4096), fields=_QWEN2_FIELDS),
     "qwen3": Family(qk_norm="head", mlp_bias_field=None,
                     window_needs_flag="use_sliding_window", schedule=qwen_schedule,
-                    defaults=_defaults(num_key_value_heads=32, head_dim=128, sliding_window=4096)),
+                    defaults=_defaults(num_key_value_heads=32, head_dim=128, sliding_window=4096),
+                    fields={**_QWEN2_FIELDS, "head_dim": "int", "attention_bias": "bool"}),
     "gemma": Family(embed_scale=True, norm_plus_one=True, mlp_bias_field=None,
                     legacy_gelu_is_tanh=True,
                     defaults=_defaults(num_key_value_heads=16, head_dim=256, tie_word_embeddings=True,
-                                       hidden_act="gelu_pytorch_tanh")),
-    "gemma2": Family(embed_scale=True, norm_plus_one=True, norm_placement="sandwich",
+                                       hidden_act="gelu_pytorch_tanh"),
+                    fields=_fields(num_key_value_heads="int", head_dim="int", hidden_act="str", attention_bias="bool",
+                                   attention_dropout="float | int", use_bidirectional_attention="bool | None")),
+    "gemma2": Family(heads_divide_hidden=True, embed_scale=True, norm_plus_one=True, norm_placement="sandwich",
                      mlp_bias_field=None, activation_field="hidden_activation",
                      score_scale_field="query_pre_attn_scalar", attn_softcap_field="attn_logit_softcapping",
                      final_softcap_field="final_logit_softcapping", schedule=every_nth_full(2),
                      defaults=_defaults(num_key_value_heads=4, head_dim=256, tie_word_embeddings=True,
                                         hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=256,
                                         sliding_window=4096, attn_logit_softcapping=50.0,
-                                        final_logit_softcapping=30.0)),
+                                        final_logit_softcapping=30.0),
+                     fields=_GEMMA_FIELDS),
     # Gemma 3 keeps attn_logit_softcapping in its config but its attention never applies it.
-    "gemma3_text": Family(embed_scale=True, norm_plus_one=True,
+    "gemma3_text": Family(heads_divide_hidden=True, embed_scale=True, norm_plus_one=True,
                           norm_placement="sandwich", qk_norm="head", mlp_bias_field=None,
                           activation_field="hidden_activation", score_scale_field="query_pre_attn_scalar",
                           final_softcap_field="final_logit_softcapping", rope_per_layer_type=True,
@@ -141,53 +180,84 @@ FAMILIES: dict[str, Family] = {
                           defaults=_defaults(num_key_value_heads=4, head_dim=256, tie_word_embeddings=True,
                                              hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=256,
                                              sliding_window=4096, final_logit_softcapping=None,
-                                             rope_theta=1_000_000.0, rope_local_base_freq=10_000.0)),
+                                             rope_theta=1_000_000.0, rope_local_base_freq=10_000.0),
+                          fields=_GEMMA_FIELDS,
+                          legacy_fields={"sliding_window_pattern": "int", "rope_local_base_freq": "int | float"}),
     "smollm3": Family(schedule=smollm3_schedule, rope_layers=smollm3_rope_layers,
                       defaults=_defaults(num_key_value_heads=4, rope_theta=2_000_000.0,
-                                         tie_word_embeddings=True, sliding_window=None)),
+                                         tie_word_embeddings=True, sliding_window=None),
+                      fields=_fields(num_key_value_heads="int | None", hidden_act="str", use_sliding_window="bool",
+                                     no_rope_layers="list[int] | None", no_rope_layer_interval="int",
+                                     attention_bias="bool", attention_dropout="float | int", mlp_bias="bool",
+                                     **_WINDOW_FIELDS)),
     "olmo2": Family(norm_placement="post", qk_norm="projection", mlp_bias_field=None,
-                    defaults=_defaults(rms_norm_eps=1e-5)),
+                    defaults=_defaults(rms_norm_eps=1e-5), fields=_OLMO_FIELDS),
     "olmo3": Family(norm_placement="post", qk_norm="projection", mlp_bias_field=None,
                     rope_per_layer_type=True, schedule=every_nth_full(4),
-                    defaults=_defaults(rms_norm_eps=1e-5, rope_theta=500_000.0, sliding_window=4096)),
+                    defaults=_defaults(rms_norm_eps=1e-5, rope_theta=500_000.0, sliding_window=4096),
+                    fields={**_OLMO_FIELDS, **_WINDOW_FIELDS}),
     "mixtral": Family(experts_field="num_local_experts", aliases={"num_local_experts": "num_experts"},
                       expert_size_field="intermediate_size", renormalize=True, mlp_bias_field=None,
                       schedule=all_sliding,
                       defaults=_defaults(num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=1_000_000.0,
-                                         sliding_window=None, num_local_experts=8, num_experts_per_tok=2)),
+                                         sliding_window=None, num_local_experts=8, num_experts_per_tok=2),
+                      fields=_fields(num_key_value_heads="int", head_dim="int | None", hidden_act="str",
+                                     sliding_window="int | None", attention_dropout="float | int",
+                                     num_local_experts="int", router_jitter_noise="float", **_ROUTER_FIELDS)),
     "qwen2_moe": Family(experts_field="num_experts", qkv_bias="qkv_bias", o_bias=False, mlp_bias_field=None,
                         shared_expert_field="shared_expert_intermediate_size", routes=sparse_step_routes,
                         window_needs_flag="use_sliding_window", schedule=qwen2_moe_schedule,
                         defaults=_defaults(num_key_value_heads=16, qkv_bias=True, sliding_window=4096,
                                            num_experts=60, num_experts_per_tok=4, moe_intermediate_size=1408,
-                                           shared_expert_intermediate_size=5632, norm_topk_prob=False)),
+                                           shared_expert_intermediate_size=5632, norm_topk_prob=False),
+                        fields=_fields(num_key_value_heads="int | None", hidden_act="str",
+                                       attention_dropout="float | int", decoder_sparse_step="int", moe_intermediate_size="int",
+                                       shared_expert_intermediate_size="int", num_experts="int", norm_topk_prob="bool",
+                                       mlp_only_layers="list[int] | None", qkv_bias="bool", **_QWEN_WINDOW_FIELDS,
+                                       **_ROUTER_FIELDS)),
     "qwen3_moe": Family(experts_field="num_local_experts", aliases={"num_local_experts": "num_experts"},
                         qk_norm="head", mlp_bias_field=None, routes=sparse_step_routes,
                         window_needs_flag="use_sliding_window", schedule=all_sliding,
                         defaults=_defaults(num_key_value_heads=4, sliding_window=4096, num_local_experts=128,
-                                           num_experts_per_tok=8, moe_intermediate_size=768, norm_topk_prob=False)),
+                                           num_experts_per_tok=8, moe_intermediate_size=768, norm_topk_prob=False),
+                        fields=_fields(num_key_value_heads="int", hidden_act="str", attention_bias="bool",
+                                       use_sliding_window="bool", sliding_window="int | None",
+                                       attention_dropout="float | int", decoder_sparse_step="int",
+                                       moe_intermediate_size="int", num_experts="int", norm_topk_prob="bool",
+                                       mlp_only_layers="list[int] | None", **_ROUTER_FIELDS)),
     "olmoe": Family(experts_field="num_experts", aliases={"num_experts": "num_local_experts"},
                     expert_size_field="intermediate_size", qk_norm="projection",
                     mlp_bias_field=None, clip_qkv_field="clip_qkv",
                     defaults=_defaults(rms_norm_eps=1e-5, num_experts=64, num_experts_per_tok=8,
-                                       norm_topk_prob=False)),
+                                       norm_topk_prob=False),
+                    fields={**_OLMO_FIELDS, "clip_qkv": "float | None", "num_experts": "int", "norm_topk_prob": "bool",
+                            **_ROUTER_FIELDS}),
     # -- Seed-OSS, Mistral, and three families transformers serves through another class (oracles/hf.py) --
     "seed_oss": Family(qkv_bias="attention_bias", o_bias="attention_out_bias",
                        defaults=_defaults(num_key_value_heads=8, head_dim=128, attention_bias=True,
-                                          attention_out_bias=False)),
+                                          attention_out_bias=False),
+                       fields=_fields(num_key_value_heads="int | None", hidden_act="str", pretraining_tp="int",
+                                      attention_bias="bool", attention_out_bias="bool", attention_dropout="float | int",
+                                      residual_dropout="float | int", mlp_bias="bool", head_dim="int | None")),
     "mistral": Family(qkv_bias=False, o_bias=False, mlp_bias_field=None, schedule=all_sliding,
-                      defaults=_defaults(num_key_value_heads=8, sliding_window=4096)),
+                      defaults=_defaults(num_key_value_heads=8, sliding_window=4096),
+                      fields=_fields(num_key_value_heads="int", head_dim="int | None", hidden_act="str",
+                                     sliding_window="int | None", attention_dropout="float | int")),
     # MiMo is Qwen2 plus multi-token-prediction layers (model.mtp_layers.*) that the causal LM never runs.
     "mimo": Family(qkv_bias=True, o_bias=False, mlp_bias_field=None,
                    window_needs_flag="use_sliding_window", schedule=qwen_schedule,
-                   defaults=_defaults(num_key_value_heads=32, sliding_window=4096)),
+                   defaults=_defaults(num_key_value_heads=32, sliding_window=4096), fields=_QWEN2_FIELDS),
     # InternLM3: q/k/v biases follow config.json's qkv_bias, o_proj and the MLP its bias; transformers reads
     # them as attention_bias and mlp_bias and requires them equal, so its Llama forward agrees.
-    "internlm3": Family(qkv_bias="attention_bias", o_bias="mlp_bias", mlp_bias_field="mlp_bias",
+    "internlm3": Family(heads_divide_hidden=True,
+                        qkv_bias="attention_bias", o_bias="mlp_bias", mlp_bias_field="mlp_bias",
                         aliases={"attention_bias": "qkv_bias", "mlp_bias": "bias"},
-                        defaults=_defaults(num_key_value_heads=2, head_dim=128, rms_norm_eps=1e-5)),
+                        defaults=_defaults(num_key_value_heads=2, head_dim=128, rms_norm_eps=1e-5),
+                        fields={**_LLAMA_STAND_IN_FIELDS, "attention_dropout": "float | int"}),
     # EXAONE 3.x: Llama's forward under GPT-2-style names (transformers' conversion_mapping["exaone"]).
-    "exaone": Family(defaults=_defaults(num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=500_000.0),
+    "exaone": Family(heads_divide_hidden=True,
+                     defaults=_defaults(num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=500_000.0),
+                     fields=_LLAMA_STAND_IN_FIELDS,
                      aliases={"num_hidden_layers": "num_layers", "rms_norm_eps": "layer_norm_epsilon",
                               "hidden_act": "activation_function"},
                      weight_names=((r"^model\.embed_tokens\.", "transformer.wte."),

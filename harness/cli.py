@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness import ROOT
 from harness.core import fixtures, summary
+from harness.core.emitters import emitter_command
 from harness.core.record import PASS
 from harness.core.summary import RunInfo
 from harness.modes import Outcome, UsageError, config, gate, merge, mutants, shard
@@ -97,6 +98,7 @@ def check_options(args) -> None:
             raise UsageError(f"{option} cannot be combined with {clash}" + (f": {why}" if why else ""))
     try:
         args.shard = None if args.shard is None else shard.parse(args.shard)
+        emitter_command(args.emitter)
     except ValueError as e:
         raise UsageError(str(e)) from None
 

@@ -9,7 +9,6 @@ at the end of the session it is published as the gate publishes its records
 (harness/present/publish.py): summary.json, summary.csv, index.html and a page per family under DIR.
 """
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from harness.checks import builtin, structural
 from harness.checks.signature import drift, load_golden, signature
 from harness.core import fixtures, summary
-from harness.core.emitters import DEFAULT_EMITTER
+from harness.core.emitters import DEFAULT_EMITTER, emitter_command
 from harness.core.kinds import order
 from harness.core.record import MutantFacts, Record
 from harness.modes import shard
@@ -39,11 +38,14 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def emitter(request) -> tuple[str, ...]:
-    command = request.config.getoption("--emitter")
-    return tuple(shlex.split(command)) if command else DEFAULT_EMITTER
+    return emitter_command(request.config.getoption("--emitter"))
 
 
 def pytest_configure(config):
+    try:  # as the gate's --emitter: an empty one (an unset variable) must not test the built-in emitter
+        emitter_command(config.getoption("--emitter"))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
     if config.getoption("--shard") is not None:
         try:
             shard.parse(config.getoption("--shard"))

@@ -82,6 +82,7 @@ LLAMA = fixtures.load("llama").config
     ({"layer_types": ["full_attention"]}, "layer_types"),
     ({"head_dim": 0}, "head_dim"),  # found by tests/test_fuzz.py: 0 was read as absent
     ({"num_key_value_heads": 0}, "num_key_value_heads"),
+    ({"hidden_size": 66, "head_dim": 16}, "num_attention_heads"),  # LlamaConfig wants heads to divide it regardless
     ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "rope_scaling.low_freq_factor"),
 ])
 def test_refusals_name_the_field(change, field):

@@ -2,7 +2,9 @@
 
 Valid configs, built raw like fixtures/*/config.json and tiny (hidden <= 64, layers <= 4, vocab 96),
 must PASS against the oracle end to end (emit, compile, run, compare); configs that break one
-constraint must be refused by the emitter with one sentence naming the field.
+constraint (a value of the wrong type or a non-finite number among them) must be refused by the
+emitter with one sentence naming the field; any value of any field, and any bytes as a file, are
+taken or refused, never a traceback, and what is taken transformers' config class takes too.
 
 Budgets: CI runs a couple of derandomized examples per family (deterministic); `ARCHVAL_FUZZ=long`
 runs many random ones on every family and graph kind (ARCHVAL_FUZZ_EXAMPLES, default 25 each).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -26,8 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script for replay
 
 from emitter import GRAPHS, Config, ConfigError, emit  # noqa: E402
-from harness.core.fixtures import DEFAULT_BOUND, Fixture  # noqa: E402
+from emitter.config_input import PRETRAINED_FIELDS, accepts, read_json_object  # noqa: E402
+from emitter.families import FAMILIES  # noqa: E402
+from harness.checks.shrink import ShrinkError, shrink  # noqa: E402
 from harness.core.case import run_case  # noqa: E402
+from harness.core.fixtures import DEFAULT_BOUND, Fixture  # noqa: E402
 
 LONG = os.environ.get("ARCHVAL_FUZZ") == "long"
 FAILURES_DIR = ROOT / "reports" / "fuzz"
@@ -379,8 +385,39 @@ def drop_required(draw, raw):
     return field
 
 
+NON_FINITE = (math.nan, math.inf, -math.inf)
+# JSON values of every kind, and the edges of each: a type-confused field gets one of these
+CONFUSERS = (None, True, False, 0, -1, 7, 2**40, 1.5, 1e9, "", "x", "silu", [], [1], [True], ["x"], [[1]], {},
+             {"a": 1}, {"0": "x"}, {"rope_type": "linear"}) + NON_FINITE
+
+
+def declared_fields(raw: dict) -> dict:
+    return {**PRETRAINED_FIELDS, **FAMILIES[raw["model_type"]].fields}
+
+
+def break_type(draw, raw):
+    """A field of the family's transformers config class, given a value of a type that class does not declare."""
+    declared = declared_fields(raw)
+    field = draw(st.sampled_from(sorted(declared)))
+    raw[field] = draw(st.sampled_from([v for v in CONFUSERS if not accepts(declared[field], v)]))
+    return field
+
+
+def break_finite(draw, raw):
+    """A float in the config (eps, a RoPE base or factor, a soft-cap), at the top level or nested, made NaN or
+    infinite (an integer field given one is a type confusion, break_type's)."""
+    paths = [(k,) for k, v in raw.items() if isinstance(v, float)]
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            paths += [(key, k) for k, v in value.items() if isinstance(v, float)]
+    path = draw(st.sampled_from(sorted(paths)))
+    parent = raw[path[0]] if len(path) == 2 else raw
+    parent[path[-1]] = draw(st.sampled_from(NON_FINITE))
+    return ".".join(path)
+
+
 BREAKERS = [break_kv_heads, break_head_dim, break_size, break_eps, break_activation, break_rope,
-            break_layer_types, break_window, break_top_k, break_model_type, drop_required]
+            break_layer_types, break_window, break_top_k, break_model_type, drop_required, break_type, break_finite]
 
 
 @st.composite
@@ -401,6 +438,61 @@ def test_invalid_config_is_refused_naming_the_field(broken):
     message = str(refusal.value)
     assert message.startswith("fuzz.json: ") and message.endswith(".") and "\n" not in message, message
     assert f"field '{field}'" in message, message
+
+
+def json_values():
+    return st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                  max_size=4), max_leaves=8)
+
+
+@st.composite
+def confused_configs(draw):
+    """A valid config with any field (declared, legacy, or unknown) or a nested RoPE entry set to any JSON value."""
+    raw = draw(st.sampled_from(sorted(VALID)).flatmap(lambda family: VALID[family]))
+    field = draw(st.sampled_from(sorted(declared_fields(raw)) + ["rope_theta", "rope_scaling", "sliding_window_pattern",
+                                                                  "no_rope_layer_interval", "torch_dtype", "num_labels",
+                                                                  "cls", "to_dict", "unknown_field"]) | st.text())
+    value = draw(st.sampled_from(CONFUSERS) | json_values())
+    if isinstance(raw.get("rope_parameters"), dict) and draw(st.booleans()):
+        raw["rope_parameters"][draw(st.sampled_from(["factor", "rope_theta", "rope_type", "full_attention"]))] = value
+    else:
+        raw[field] = value
+    return raw
+
+
+def hf_config(raw: dict):
+    from transformers import AutoConfig
+    from oracles.hf import binding
+    return AutoConfig.for_model(**binding(raw["model_type"]).config(raw))
+
+
+@settings(PROFILE, max_examples=1000 if LONG else 150)
+@given(confused_configs())
+def test_any_value_of_any_field_is_taken_or_refused_never_a_traceback(raw):
+    """Refused: one sentence. Taken: the emitter emits and shrinking works, and transformers' config class takes it."""
+    note(f"config: {json.dumps(raw, sort_keys=True)}")
+    try:
+        config = Config.from_dict(raw, source="fuzz.json")
+        for graph in GRAPHS:
+            emit(config, graph)
+        shrink(raw, source="fuzz.json")
+    except (ConfigError, ShrinkError) as refusal:
+        message = str(refusal)
+        assert message.startswith("fuzz.json") and message.endswith(".") and "\n" not in message, message
+        return
+    hf_config(raw)
+
+
+@settings(PROFILE, max_examples=400 if LONG else 100)
+@given(st.binary(max_size=64) | json_values().map(lambda v: json.dumps(v).encode()))
+def test_any_bytes_as_a_file_are_read_or_refused_never_a_traceback(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("read") / "config.json"
+    path.write_bytes(content)
+    try:
+        assert isinstance(read_json_object(path, ConfigError), dict)
+    except ConfigError as refusal:
+        assert str(refusal).startswith(f"{path}: ") and "\n" not in str(refusal), refusal
 
 
 def test_valid_configs_are_accepted_by_the_emitter():

@@ -98,6 +98,16 @@ def test_an_moe_config_that_never_routes_decisively_is_an_error_not_a_pass(tmp_p
     assert "no seed in 1..8 routes the shrunk model decisively" in records[0]["message"]
 
 
+def test_an_oracle_that_fails_in_the_router_check_is_that_configs_error_not_a_crash(tmp_path, monkeypatch):
+    """The router check builds the oracle in the gate's own process, before any worker: a failure there is
+    the config's ERROR, like a failure in a worker."""
+    def broken(fixture):
+        raise RuntimeError("injected")
+    monkeypatch.setattr(published, "router_margin", broken)
+    p = published.prepare(str(REAL_DIR / "Mixtral-8x7B-v0.1" / "config.json"), tmp_path, "mixtral")
+    assert p.error == "the router check could not run the oracle: RuntimeError: injected"
+
+
 BAD = [
     ("not json", "{\"model_type\": \"llama\",", "not valid JSON"),
     ("missing field", {k: v for k, v in real("Llama-3.2-1B").items() if k != "hidden_size"},

@@ -1,5 +1,7 @@
 """Shrinking a published config keeps every architectural choice: the shrunk config parses to the same flags."""
 import json
+import random
+import time
 
 import pytest
 
@@ -81,3 +83,26 @@ def test_yarn_scaling_bites_within_the_fixture_positions():
     tiny = Config.from_dict(shrink.shrink(raw).config)
     assert tiny.rope_full.kind == "yarn" and tiny.rope_full.original_max_position == shrink.ROPE_CONTEXT
     assert tiny.rope_full.attention_factor == pytest.approx(1.2079441541679836)
+
+
+def test_the_schedule_period_is_the_shortest_shift_and_linear_in_the_layers():
+    """_period was quadratic: a 200k-layer schedule took ~35 min (issue 17)."""
+    def by_definition(seq):
+        return next(p for p in range(1, len(seq) + 1) if all(seq[i] == seq[i + p] for i in range(len(seq) - p)))
+    rng = random.Random(17)
+    for _ in range(2000):
+        unit = [rng.choice("fs") for _ in range(rng.randint(1, 6))]
+        seq = (unit * 8)[:rng.randint(1, 40)]
+        if rng.random() < 0.3:
+            seq[rng.randrange(len(seq))] = "x"
+        assert shrink._period(seq) == by_definition(seq), seq
+    start = time.perf_counter()
+    assert shrink._period(["full"] * 100_000 + ["sliding"] * 100_000) == 200_000
+    assert time.perf_counter() - start < 2
+
+
+def test_a_score_scale_that_cannot_stay_an_integer_is_refused():
+    """transformers declares query_pre_attn_scalar int: 100 at head_dim 256 would be 9.375 at head_dim 24."""
+    raw = {**json.loads((REAL_DIR / "gemma-2-2b" / "config.json").read_text()), "query_pre_attn_scalar": 100}
+    with pytest.raises(shrink.ShrinkError, match="query_pre_attn_scalar = 9.375, not an integer"):
+        shrink.shrink(raw, "gemma2.json")

@@ -12,13 +12,15 @@ are ERRORs saying so.
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emitter import DEFAULT_BUCKET, ConfigError
-from emitter.config import read_json_object
+from emitter.config_input import printable, read_json_object
 from emitter.families import FAMILIES
 
 from harness.checks.shrink import ShrinkError, Shrunk, shrink
@@ -27,6 +29,7 @@ from harness.core.record import PublishedFacts
 
 DEFAULT_SEED, PROMPT_LEN, SEED_TRIES = 1, 13, 8
 ROUTER_MARGIN = 1e-3  # router logits; their fp32 error at this scale is ~1e-6
+RESERVED_NAMES = ("index",)  # the report pages are <name>.html beside the reports' index.html
 
 
 class PublishedConfigError(ValueError):
@@ -51,7 +54,7 @@ class Published:
 def read(path: Path) -> dict:
     raw = read_json_object(path, PublishedConfigError)
     model_type = raw.get("model_type")
-    if model_type not in FAMILIES and isinstance(raw.get("auto_map"), dict):
+    if isinstance(model_type, str) and model_type not in FAMILIES and isinstance(raw.get("auto_map"), dict):
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
         if model_type not in CONFIG_MAPPING_NAMES:
             raise PublishedConfigError(
@@ -62,8 +65,18 @@ def read(path: Path) -> dict:
 
 
 def label(path: Path) -> str:
-    """The case's name: the checkpoint directory's, for a file named config.json."""
-    return path.resolve().parent.name if path.name == "config.json" else path.stem
+    """The case's name: the checkpoint directory's, for a file named config.json, else the file's stem; it names
+    the shrunk fixture's directory and the report page, so a character a file name should not hold becomes _.
+    PublishedConfigError where no usable name is left, or where the page would be the reports' index."""
+    name = Path(os.path.abspath(path)).parent.name if path.name == "config.json" else path.stem
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name).lstrip(".")
+    if not re.search(r"[A-Za-z0-9]", safe):
+        raise PublishedConfigError(f"{printable(str(path))}: no case name can be made of {json.dumps(name)}; name the "
+                                   "file after its checkpoint, or save it as config.json in a directory so named.")
+    if safe.casefold() in RESERVED_NAMES:
+        raise PublishedConfigError(f"{printable(str(path))}: its case name '{safe}' would write the report page "
+                                   f"{safe}.html over the reports' index; rename the file or its directory.")
+    return safe
 
 
 def prepare(path: str, workdir: Path, name: str) -> Published:
@@ -81,7 +94,11 @@ def prepare(path: str, workdir: Path, name: str) -> Published:
             "seed": seed, "prompt_len": PROMPT_LEN, "replay": f"./validate_arch.sh --config {path}",
             "purpose": f"{path} shrunk to a tiny synthetic model"}, indent=2) + "\n")
         fixture = fixtures.load_dir(directory)
-        margin = router_margin(fixture)
+        try:
+            margin = router_margin(fixture)
+        except Exception as e:  # noqa: BLE001 - the oracle failing is this config's ERROR, never the whole run's crash
+            return Published(path, fixture, shrunk, None, f"the router check could not run the oracle: "
+                                                           f"{type(e).__name__}: {e}")
         if margin is None or margin > ROUTER_MARGIN:
             return Published(path, fixture, shrunk, margin, None)
         tried.append(f"seed {seed}: {margin:.1e}")

@@ -59,7 +59,16 @@ def _runs(seq: list) -> list:
 
 
 def _period(seq: list) -> int:
-    return next(p for p in range(1, len(seq) + 1) if all(seq[i] == seq[i + p] for i in range(len(seq) - p)))
+    """The smallest p with seq[i] == seq[i + p] for every i: the length less its longest border (a proper prefix
+    that is also a suffix), which Knuth-Morris-Pratt's failure function finds in linear time; seq is a layer
+    schedule, never empty."""
+    border = [0] * len(seq)
+    for i in range(1, len(seq)):
+        k = border[i - 1]
+        while k and seq[i] != seq[k]:
+            k = border[k - 1]
+        border[i] = k + (seq[i] == seq[k])
+    return len(seq) - border[-1]
 
 
 def schedule_kept(original: list, shrunk: list) -> bool:
@@ -215,7 +224,10 @@ def shrink(raw: dict, source: str = "config.json") -> Shrunk:
         w.set("head_dim", head_dim)
     if fam.score_scale_field:
         scalar = cfg.score_scale ** -2 * head_dim / cfg.head_dim
-        w.set(fam.score_scale_field, int(round(scalar)) if abs(scalar - round(scalar)) < 1e-9 else scalar)
+        if abs(scalar - round(scalar)) >= 1e-9:  # transformers declares the field int
+            raise ShrinkError(f"{source}: keeping {fam.score_scale_field} / head_dim at head_dim {head_dim} would need "
+                              f"{fam.score_scale_field} = {scalar:g}, not an integer.")
+        w.set(fam.score_scale_field, round(scalar))
     w.set("vocab_size", VOCAB)
     if not (cfg.moe and fam.expert_size_field == "intermediate_size"):  # Mixtral, OLMoE: it is the expert size
         w.set("intermediate_size", INTERMEDIATE)

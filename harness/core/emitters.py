@@ -10,17 +10,34 @@ from __future__ import annotations
 import contextlib
 import io
 import runpy
+import shlex
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
 
+from emitter.config_input import printable
 from harness import ROOT
 
 DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
 EMIT_TIMEOUT_S = 120
 _IN_PROCESS = threading.Lock()  # sys.argv and stderr are the process's own
+
+
+def emitter_command(text: str | None) -> tuple[str, ...]:
+    """--emitter split as a shell would, or the built-in emitter where the option is not given; ValueError
+    for text that is no command line or names no command (an unset variable must not validate the built-in)."""
+    if text is None:
+        return DEFAULT_EMITTER
+    shown = printable(shlex.quote(text))
+    try:
+        command = tuple(shlex.split(text))
+    except ValueError as e:
+        raise ValueError(f"--emitter {shown}: not a command line ({e})") from None
+    if not command:
+        raise ValueError(f"--emitter {shown}: names no command; leave --emitter out to validate the built-in emitter")
+    return command
 
 
 class CaseError(RuntimeError):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emitter.config_input import ConfigError, check_input, read_json_object
 from harness import ROOT
 from harness.core.record import FixtureFacts
 
@@ -67,6 +68,10 @@ def load_dir(directory: Path) -> Fixture:
     """A fixture directory anywhere (a --config run writes its shrunk fixture to a temporary one)."""
     spec_path, config_path = directory / "fixture.json", directory / "config.json"
     spec, config = _json(spec_path), _json(config_path)
+    try:  # what transformers' config class would refuse, refused before the oracle is built from it
+        check_input(config, str(config_path))
+    except ConfigError as e:
+        raise FixtureError(str(e)) from None
 
     def need(field, kind, default=None):
         value = spec.get(field, default)
@@ -96,13 +101,4 @@ def load_dir(directory: Path) -> Fixture:
 
 
 def _json(path: Path) -> dict:
-    """A JSON object from a file, or FixtureError with one sentence naming the file and the problem."""
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as e:
-        raise FixtureError(f"{path}: cannot read the file ({e.strerror}).") from None
-    except json.JSONDecodeError as e:
-        raise FixtureError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
-    if not isinstance(raw, dict):
-        raise FixtureError(f"{path}: the top level must be a JSON object, not {type(raw).__name__}.")
-    return raw
+    return read_json_object(path, FixtureError)

@@ -20,7 +20,10 @@ def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None
           "choice kept", flush=True)
     taken, named = set(), {}
     for path in paths:
-        base = published.label(Path(path))
+        try:
+            base = published.label(Path(path))
+        except published.PublishedConfigError as e:
+            raise UsageError(str(e)) from None
         name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, len(paths) + 2))) if n not in taken)
         taken.add(name)
         named[name] = path

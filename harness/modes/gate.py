@@ -7,14 +7,13 @@ thread meanwhile. --structural-only and --update-goldens stop after the structur
 """
 from __future__ import annotations
 
-import shlex
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from harness.checks import structural
 from harness.core import fixtures
-from harness.core.emitters import DEFAULT_EMITTER
+from harness.core.emitters import DEFAULT_EMITTER, emitter_command
 from harness.core.summary import RunInfo
 from harness.modes import Outcome, UsageError, shard, workers
 from harness.present.console import line
@@ -56,7 +55,7 @@ def say_shard(part: tuple[int, int], names: list[str]) -> None:
 
 
 def emitter_of(args) -> tuple[str, ...]:
-    return tuple(shlex.split(args.emitter)) if args.emitter else DEFAULT_EMITTER
+    return emitter_command(args.emitter)
 
 
 def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool) -> tuple[list[dict], bool]:
