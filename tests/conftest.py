@@ -92,7 +92,7 @@ def case_report(request):
             return
         record.structural = _structural(record.family, record.graph, text)
         if request.config.getoption("--emitter") is None:
-            builtin.annotate(record, fixtures.load(record.family), localise=False)
+            builtin.annotate(record, fixtures.load(record.family))
         if mutant:
             from harness.checks.mutants import MUTANTS
             record.mutant = MutantFacts(mutant, MUTANTS[mutant].description)

@@ -212,8 +212,8 @@ def strict_only_mutant():
     record = _mutant_record(fixture, "eps_10x")
     assert record.fixed_verdict == "PASS" and record.max_abs_diff < record.bound, record
     bug = mutants.MUTANTS["eps_10x"]
-    return replace(record, localisation=localise.localise(fixture, bug.config(Config.from_json(fixture.config_path)),
-                                                          bug.core))
+    return replace(record, localisation=localise.of_builtin(fixture, bug.config(Config.from_json(fixture.config_path)),
+                                                            bug.core))
 
 
 def test_a_mutant_only_the_strict_bound_catches_says_the_fixed_bound_alone_would_have_passed_it(

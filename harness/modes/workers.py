@@ -20,7 +20,7 @@ from harness.core import fixtures, oracle_cache
 from harness.core.case import error_record, run_case
 from harness.core.emitters import DEFAULT_EMITTER
 from harness.core.kinds import KINDS
-from harness.core.record import PublishedFacts, Record
+from harness.core.record import FAIL, PublishedFacts, Record
 from harness.core.summary import RunInfo
 from harness.modes import shard
 
@@ -99,6 +99,9 @@ def validate(task: Task) -> Done:
         if task.emitter == DEFAULT_EMITTER:
             from harness.checks import builtin
             builtin.annotate(record, fixture)
+        if record.graph == "prefill" and record.verdict == FAIL:  # any emitter is asked for its taps
+            from harness.checks import localise
+            record.localisation = localise.of_emitter(fixture, task.emitter)
     if task.reports is None:
         return Done(task.name, records, set(), [])
     from harness.present.publish import pages
