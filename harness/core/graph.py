@@ -121,7 +121,7 @@ def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str
         is_input = spec.name in inputs
         value = inputs[spec.name] if is_input else weights.get(spec.name)
         if value is None:
-            near = difflib.get_close_matches(spec.name, [*inputs, *weights], n=1)
+            near = difflib.get_close_matches(spec.name, [*inputs, *weights], n=1, cutoff=0.8)
             raise GraphError(f"@{fn.name} argument '{spec.name}' names neither an input of this graph "
                              f"({', '.join(inputs)}) nor a checkpoint tensor"
                              + (f"; did you mean '{near[0]}'?" if near else ""))

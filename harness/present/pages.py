@@ -109,7 +109,8 @@ def _abi(r: Record) -> str | None:
         return None
     caches = {"stacked": "stacked (k_cache, v_cache [L, S, n_kv, D])",
               "per layer": "per layer (k_cache.i, v_cache.i [S, n_kv, D])"}[r.abi.caches]
-    return f"caches {caches}; prefill logits at the {r.abi.logits}"
+    logits = {"last position": "of the last real token (f32[V])", "every position": "of every position (f32[Lp, V])"}
+    return f"caches {caches}; prefill logits {logits[r.abi.logits]}"
 
 
 def _where_it_fails(r: Record) -> list[str]:
