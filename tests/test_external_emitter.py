@@ -26,8 +26,8 @@ def test_wrapping_emitter_passes_unaltered_and_fails_altered(tmp_path, capsys, a
 
 @pytest.mark.parametrize("taps,localised", [
     ("", "first divergence: layer 0 attention"),  # the altered rsqrt is layer 0's input norm
-    (" --no-taps", "not available: the emitter gave no taps (asked with --debug-taps it exited 2: wraps.py: error: "
-                   "unrecognized arguments: --debug-taps)"),
+    (" --no-taps", ("not available: the emitter gave no taps (asked with --debug-taps it exited 2: wraps.py: error: "
+                    "unrecognized arguments: --debug-taps)")),
 ], ids=["taps", "no-taps"])
 def test_any_emitters_failing_prefill_is_localised_through_its_taps_or_says_it_gave_none(tmp_path, capsys, taps,
                                                                                        localised):

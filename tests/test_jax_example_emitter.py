@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("jax")
 
-from harness.checks import localise  # noqa: E402 - after the skip: the example needs JAX
-from harness.core import fixtures  # noqa: E402
+from harness.checks import localise  # after the skip: the example needs JAX
+from harness.core import fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 EMITTER = f"{shlex.quote(sys.executable)} examples/jax_emitter/emit.py"

@@ -159,7 +159,7 @@ class Localisation:
     first: Tap | None  # the first tap over strict_factor x its floor (none: the final norm or head)
     taps: list[Tap]  # every tap, in forward order
     strict_factor: float | None  # the threshold, in noise floors
-    summary: str  # the finding in one sentence
+    summary: str  # the finding in one sentence, or why it is not available (the emitter gave no taps)
 
 
 @dataclass
@@ -224,7 +224,7 @@ class Record:
     block: BlockResult | None = None  # moe_block: the block check
     noise: NoiseResult | None = None  # the strict bound, where judged
     xla: ThreeWay | None = None  # the three-way comparison, where run
-    localisation: Localisation | None = None  # a failing prefill of the built-in emitter: where it fails
+    localisation: Localisation | None = None  # a failing prefill: where it fails, from the emitter's taps
     structural: StructuralBrief | None = None  # against the golden, where checked
     oracle: OracleFacts | None = None  # the oracle that answered
     emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config, field by field
