@@ -54,7 +54,7 @@ def test_its_taps_localise_nothing_on_a_correct_graph(family):
     result = localise.of_emitter(fixtures.load(family), tuple(shlex.split(EMITTER)))
     assert result.error is None and result.taps, result.summary or result.error
     assert result.first is None, result.summary
-    assert len(result.taps) == 3 * fixtures.load(family).config["num_hidden_layers"]
+    assert len(result.taps) == 3 * fixtures.load(family).attribute("num_hidden_layers")
 
 
 @pytest.mark.parametrize("bug", ["eps", "rope"])

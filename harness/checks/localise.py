@@ -69,8 +69,8 @@ def graph_taps(text: str, fixture: Fixture, weights: dict[str, np.ndarray]) -> d
     returns nothing after its caches, CaseError when what it returns there is not the protocol's taps."""
     main = parse_signature(text).functions["main"]
     plain = prefill_results(main, fixture, tapped=True).count
-    config, bucket = fixture.config, main.arg("tokens").shape[0]
-    wanted = (config["num_hidden_layers"], bucket, config["hidden_size"])
+    bucket = main.arg("tokens").shape[0]
+    wanted = (fixture.attribute("num_hidden_layers"), bucket, fixture.attribute("hidden_size"))
     extra = main.results[plain:]
     if not extra:
         raise NoTaps("its prefill graph asked with --debug-taps returns nothing after its caches")
@@ -92,7 +92,7 @@ def localise(fixture: Fixture, text: str) -> Localisation:
     graph = graph_taps(text, fixture, weights)
     fp64, _ = oracle_taps(fixture, torch.float64)
     table, first = [], None
-    for layer in range(fixture.config["num_hidden_layers"]):
+    for layer in range(fixture.attribute("num_hidden_layers")):
         for point in TAP_POINTS:
             error = float(np.abs(graph[point][layer] - fp32[point][layer]).max())
             floor = float(max(np.abs(fp32[point][layer] - fp64[point][layer]).max(),

@@ -32,7 +32,7 @@ class PrefillResults:
 def prefill_results(main: FunctionSignature, fixture: Fixture, tapped: bool = False) -> PrefillResults:
     """The prefill graph's result layout; CaseError naming what does not fit the protocol. tapped: results after
     the caches are the taps (harness/checks/localise.py reads them), not an error."""
-    layers, vocab = fixture.config["num_hidden_layers"], fixture.config["vocab_size"]
+    layers, vocab = fixture.attribute("num_hidden_layers"), fixture.attribute("vocab_size")
     bucket, results = main.arg("tokens").shape[0], main.results
     logits = {(vocab,): LAST, (bucket, vocab): EVERY}.get(results[0].shape) if results else None
     if logits is None or results[0].dtype != "f32":
@@ -56,7 +56,7 @@ def prefill_results(main: FunctionSignature, fixture: Fixture, tapped: bool = Fa
 
 def decode_caches(main: FunctionSignature, fixture: Fixture) -> tuple[str, tuple[TensorSpec, ...]]:
     """(STACKED or PER_LAYER, the decode graph's cache arguments in its order: its results' order too)."""
-    layers = fixture.config["num_hidden_layers"]
+    layers = fixture.attribute("num_hidden_layers")
     caches = tuple(a for a in main.args if a.name in ("k_cache", "v_cache") or _PER_LAYER_CACHE.fullmatch(a.name))
     names, ranks = {a.name for a in caches}, {len(a.shape) for a in caches}
     if names == {"k_cache", "v_cache"} and ranks == {4} and all(c.shape[0] == layers for c in caches):
