@@ -23,7 +23,7 @@ from harness.core.graph import GraphError, GraphSignature, parse_signature
 from harness.core.kinds import KINDS, GraphKind
 from harness.core.oracle_cache import OracleRun
 from harness.core.oracle_cache import run as oracle_run
-from harness.core.record import NOT_RUN, STRICT, Check, OracleFacts, Record, ThreeWay
+from harness.core.record import EVERY_WEIGHT, NOT_RUN, STRICT, Check, OracleFacts, Record, ThreeWay
 
 
 def replay_command(fixture: Fixture) -> str:
@@ -125,8 +125,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         actual = kind.actual(case, SUBJECT)
         with case.stage("compare", timed=False):
             kind.judge(case, expected, actual)
-        used = {a.name for name in kind.emits for a in case.graph(name).functions["main"].args}
-        record.oracle.unused_tensors = sorted(set(case.oracle().weights) - used)
+        _judge_weights_taken(case)
         if strict_bound and kind.strict:
             with case.stage("oracle_fp64"):
                 fp64 = kind.fp64(case, len(expected))
@@ -139,10 +138,26 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         record.errored(case.failed_stage or "case", str(e))
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
         record.errored(case.failed_stage or "case", f"unexpected {type(e).__name__}: {e}")
-    meant = kind.checks() + ((STRICT,) if strict_bound and kind.strict else ())
+    meant = (kind.checks() + ((EVERY_WEIGHT,) if kind.takes_every_weight else ())
+             + ((STRICT,) if strict_bound and kind.strict else ()))
     ran = {c.name for c in record.checks}
     record.checks += [Check(name, "compare", NOT_RUN) for name in meant if name not in ran]
     return record
+
+
+def _judge_weights_taken(case: Case) -> None:
+    """Records the checkpoint's tensors a graph does not take; for a whole forward each one is a FAIL by
+    name: a graph that ignores a weight computes another model, however close its logits come."""
+    weights, unused = set(case.oracle().weights), {}
+    for name in case.kind.emits:
+        taken = {a.name for a in case.graph(name).functions["main"].args}
+        unused |= {tensor: name for tensor in sorted(weights - taken) if tensor not in unused}
+    case.record.oracle.unused_tensors = sorted(unused)
+    if case.kind.takes_every_weight:
+        listed = ", ".join(f"'{tensor}' ({graph})" for tensor, graph in list(unused.items())[:5])
+        more = f" and {len(unused) - 5} more" if len(unused) > 5 else ""
+        case.record.check(EVERY_WEIGHT, "bind", not unused, f"the graph takes no argument for {len(unused)} tensor(s) "
+                          f"of the checkpoint: {listed}{more}")
 
 
 def _three_way(case: Case, expected: np.ndarray, actual: np.ndarray, bound: float) -> ThreeWay:

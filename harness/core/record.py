@@ -20,6 +20,7 @@ PASSED, FAILED, ERRORED, NOT_RUN = "passed", "failed", "errored", "not run"
 Status = Literal["passed", "failed", "errored", "not run"]
 Verdict = Literal["PASS", "FAIL", "ERROR"]
 STRICT = "strict bound"  # the check --fixed-bound-only leaves out (fixed_verdict: the verdict without it)
+EVERY_WEIGHT = "every weight taken"  # a whole forward's graph takes each tensor of the checkpoint
 
 
 @dataclass
@@ -172,7 +173,7 @@ class OracleFacts:
     """Which oracle answered and what the graph took of it."""
     class_name: str  # the transformers class
     mapping: str  # how checkpoint names map onto its names: identity, or the stand-in's mapping
-    unused_tensors: list[str]  # tensors of the oracle's state dict the graph does not take
+    unused_tensors: list[str]  # tensors of the checkpoint the graph does not take (for prefill and decode a FAIL)
 
 
 @dataclass
