@@ -1,8 +1,8 @@
 """One case, end to end, for every graph kind: emit -> parse -> compile -> oracle -> bind by name ->
 run -> compare; then the strict bound and the three-way comparison where the kind has them.
 
-run_case never raises: whatever goes wrong becomes an errored check named after its stage,
-and every check the kind meant to run that did not is recorded as not run, so the verdict
+run_case never raises: whatever goes wrong becomes an errored check named after its stage (an
+emitter's refusal, exit 2, a refused one), and every check the kind meant to run that did not is recorded as not run, so the verdict
 (core/record.py) can only be PASS when everything meant to run ran and passed.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from harness.backends import REFERENCES, SUBJECT
 from harness.backends.base import Backend, BackendError, Module
 from harness.core import cache, noise, triangulate
-from harness.core.emitters import DEFAULT_EMITTER, CaseError, emit
+from harness.core.emitters import DEFAULT_EMITTER, CaseError, EmitterRefused, emit
 from harness.core.fixtures import Fixture
 from harness.core.graph import GraphError, GraphSignature, parse_signature
 from harness.core.kinds import KINDS, GraphKind
@@ -134,6 +134,8 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         if xla and kind.three_way:
             bound = min(record.bound, record.noise.strict_bound if record.noise else record.bound)
             record.xla = _three_way(case, expected, actual, bound)
+    except EmitterRefused as e:
+        record.refused(case.failed_stage or "emit", str(e))
     except (CaseError, GraphError, BackendError) as e:
         record.errored(case.failed_stage or "case", str(e))
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
