@@ -18,6 +18,7 @@ from pathlib import Path
 from harness import ROOT
 from harness.core import fixtures, summary
 from harness.core.emitters import emitter_command
+from harness.core.kinds import KINDS
 from harness.core.record import PASS, UNSUPPORTED
 from harness.core.summary import RunInfo
 from harness.modes import Outcome, UsageError, config, gate, merge, mutants, shard
@@ -53,6 +54,8 @@ CLASHES = (
     ("--shard", ("--family",), "a shard's families are chosen by their cost"),
     ("--config", ("--family", "--structural-only", "--update-goldens"), ""),
     ("--mutants", ("--emitter",), "it mutates the built-in emitter"),
+    ("--graph", ("--structural-only", "--update-goldens", "--list", "--mutants", "--merge"),
+     "it selects the cases to validate numerically"),
     ("--require-all", ("--structural-only", "--update-goldens", "--list", "--mutants"),
      "it judges the families an emitter refuses, which that mode does not validate"),
 )
@@ -62,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="validate_arch.sh", description=__doc__.split("\n\n")[0])
     ap.add_argument("--family", action="append", metavar="NAME",
                     help="validate only this fixture (repeatable); default: all")
+    ap.add_argument("--graph", action="append", metavar="KIND", choices=list(KINDS),
+                    help=f"validate only this graph kind (repeatable; {', '.join(KINDS)}); default: every kind "
+                         "the family has")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     ap.add_argument("--config", action="append", metavar="PATH",
                     help="validate a published config.json (repeatable): shrunk to a tiny model, every "

@@ -8,6 +8,7 @@ emitter's refusal, exit 2, a refused one), and every check the kind meant to run
 from __future__ import annotations
 
 import hashlib
+import shlex
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,20 +27,29 @@ from harness.core.oracle_cache import run as oracle_run
 from harness.core.record import EVERY_WEIGHT, NOT_RUN, STRICT, Check, OracleFacts, Record, ThreeWay
 
 
-def replay_command(fixture: Fixture) -> str:
-    return fixture.replay or f"./validate_arch.sh --family {fixture.name}"
+def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> str:
+    """The command line, run from the project root, that runs exactly this case again: the family (or the
+    published config, as given), the graph kind, the emitter (shell-quoted) and --fixed-bound-only where
+    the case was judged without the strict bound. Not carried: the environment (variables the emitter
+    reads, ARCHVAL_CACHE_DIR), and --reports (the replay writes under reports/)."""
+    words = [fixture.replay or f"./validate_arch.sh --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
+    if tuple(emitter) != DEFAULT_EMITTER:
+        words.append(f"--emitter {shlex.quote(shlex.join(emitter))}")
+    if not strict_bound:
+        words.append("--fixed-bound-only")
+    return " ".join(words)
 
 
-def new_record(fixture: Fixture, graph: str) -> Record:
+def new_record(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> Record:
     """A case's record before anything is judged (with no checks, an ERROR)."""
     return Record(family=fixture.name, model_type=fixture.model_type, graph=graph,
                   bound=KINDS[graph].bound(fixture) if graph in KINDS else fixture.bound,
-                  replay=replay_command(fixture), fixture=fixture.facts())
+                  replay=replay_command(fixture, graph, emitter, strict_bound), fixture=fixture.facts())
 
 
-def error_record(fixture: Fixture, graph: str, stage: str, message: str) -> Record:
+def error_record(fixture: Fixture, graph: str, stage: str, message: str, emitter=DEFAULT_EMITTER) -> Record:
     """A case that could not be run at all (its worker died, its published config could not be prepared)."""
-    record = new_record(fixture, graph)
+    record = new_record(fixture, graph, emitter)
     record.errored(stage, message)
     return record
 
@@ -114,7 +124,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
     strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
     oracle run); False judges by the fixed bound alone."""
     kind = KINDS[graph]
-    case = Case(fixture, kind, tuple(emitter), dict(texts or {}), new_record(fixture, graph))
+    case = Case(fixture, kind, tuple(emitter), dict(texts or {}), new_record(fixture, graph, emitter, strict_bound))
     record = case.record
     try:
         with case.stage("inputs", timed=False):

@@ -215,7 +215,7 @@ class Record:
     model_type: str  # its config's model_type
     graph: str  # the graph kind (core/kinds.py)
     bound: float  # the fixed bound the error is held to
-    replay: str  # the command that runs exactly this case again
+    replay: str  # the command that runs exactly this case again, from the project root (the environment not carried)
     fixture: FixtureFacts  # the fixture, as the page shows it
     checks: list[Check] = field(default_factory=list)  # everything judged; the verdict derives from them
     max_abs_diff: float | None = None  # the headline error; null when nothing was compared
