@@ -19,7 +19,7 @@ import pytest
 from harness.checks import builtin, structural
 from harness.checks.signature import drift, load_golden, signature
 from harness.core import fixtures, summary
-from harness.core.emitters import DEFAULT_EMITTER, emitter_command
+from harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
 from harness.core.kinds import order
 from harness.core.record import MutantFacts, Record
 from harness.modes import shard
@@ -94,7 +94,7 @@ def case_report(request):
         if not request.config.getoption("--reports"):
             return
         record.structural = _structural(record.family, record.graph, text)
-        if request.config.getoption("--emitter") is None:
+        if record.emitter == BUILTIN_EMITTER:  # its parsed flags; another emitter's reading is its own
             builtin.annotate(record, fixtures.load(record.family), localise=False)
         if mutant:
             from harness.checks.mutants import MUTANTS

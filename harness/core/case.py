@@ -18,7 +18,7 @@ import numpy as np
 from harness.backends import REFERENCES, SUBJECT
 from harness.backends.base import Backend, BackendError, Module
 from harness.core import cache, noise, triangulate
-from harness.core.emitters import DEFAULT_EMITTER, CaseError, EmitterRefused, emit
+from harness.core.emitters import DEFAULT_EMITTER, CaseError, EmitterRefused, described, emit
 from harness.core.fixtures import Fixture
 from harness.core.graph import GraphError, GraphSignature, parse_signature
 from harness.core.kinds import KINDS, GraphKind
@@ -44,7 +44,8 @@ def new_record(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bou
     """A case's record before anything is judged (with no checks, an ERROR)."""
     return Record(family=fixture.name, model_type=fixture.model_type, graph=graph,
                   bound=KINDS[graph].bound(fixture) if graph in KINDS else fixture.bound,
-                  replay=replay_command(fixture, graph, emitter, strict_bound), fixture=fixture.facts())
+                  replay=replay_command(fixture, graph, emitter, strict_bound), fixture=fixture.facts(),
+                  emitter=described(emitter))
 
 
 def error_record(fixture: Fixture, graph: str, stage: str, message: str, emitter=DEFAULT_EMITTER) -> Record:

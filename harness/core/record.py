@@ -217,6 +217,8 @@ class Record:
     bound: float  # the fixed bound the error is held to
     replay: str  # the command that runs exactly this case again, from the project root (the environment not carried)
     fixture: FixtureFacts  # the fixture, as the page shows it
+    emitter: str | None = None  # the emitter whose graphs were judged: its command, or the built-in one (null: a
+    # record written before this field)
     checks: list[Check] = field(default_factory=list)  # everything judged; the verdict derives from them
     max_abs_diff: float | None = None  # the headline error; null when nothing was compared
     logits: LogitsResult | None = None  # logit kinds: the comparison at the compared position
@@ -227,7 +229,7 @@ class Record:
     localisation: Localisation | None = None  # a failing prefill of the built-in emitter: where it fails
     structural: StructuralBrief | None = None  # against the golden, where checked
     oracle: OracleFacts | None = None  # the oracle that answered
-    emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config, field by field
+    emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config (its records only)
     published: PublishedFacts | None = None  # a --config run's published config
     mutant: MutantFacts | None = None  # a deliberately broken graph
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
