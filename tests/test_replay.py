@@ -17,7 +17,7 @@ ALTERED = f"{shlex.quote(sys.executable)} {shlex.quote(str(WRAPS))} --alter"  # 
 
 def failures(out: str) -> dict[str, str]:
     """Each FAIL line's case (family and graph, as printed) -> its replay line."""
-    found = re.findall(r"^(\S+ +\S+) .* FAIL .*\n(?:    .*\n)*?    replay: (.*)$", out, re.M)
+    found = re.findall(r"^(\S+ +\S+) .* FAIL .*\n(?:    .*\n)*?    replay: (.*)$", out, re.MULTILINE)
     return {" ".join(case.split()): replay for case, replay in found}
 
 
@@ -71,7 +71,7 @@ def test_pytest_prints_the_node_id_and_the_emitter(tmp_path):
     node = "tests/test_differential.py::test_prefill_matches_oracle[llama]"
 
     def pytest(command: list[str]) -> str:
-        proc = subprocess.run([*command, "-q", "-p", "no:cacheprovider", "-p", "no:xdist"], capture_output=True,
+        proc = subprocess.run([*command, "-q", "-p", "no:cacheprovider", "-p", "no:xdist"], check=False, capture_output=True,
                               text=True, cwd=ROOT)
         assert proc.returncode == 1 and "1 failed" in proc.stdout, proc.stdout[-3000:]
         return proc.stdout

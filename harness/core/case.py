@@ -18,13 +18,27 @@ import numpy as np
 from harness.backends import REFERENCES, SUBJECT
 from harness.backends.base import Backend, BackendError, Module
 from harness.core import cache, noise, triangulate
-from harness.core.emitters import DEFAULT_EMITTER, CaseError, EmitterRefused, described, emit
+from harness.core.emitters import (
+    DEFAULT_EMITTER,
+    CaseError,
+    EmitterRefused,
+    described,
+    emit,
+)
 from harness.core.fixtures import Fixture
 from harness.core.graph import GraphError, GraphSignature, parse_signature
 from harness.core.kinds import KINDS, GraphKind
 from harness.core.oracle_cache import OracleRun
 from harness.core.oracle_cache import run as oracle_run
-from harness.core.record import EVERY_WEIGHT, NOT_RUN, STRICT, Check, OracleFacts, Record, ThreeWay
+from harness.core.record import (
+    EVERY_WEIGHT,
+    NOT_RUN,
+    STRICT,
+    Check,
+    OracleFacts,
+    Record,
+    ThreeWay,
+)
 
 
 def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> str:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 TIED_HEAD = "lm_head.weight"  # what no tied checkpoint ships
 
 
