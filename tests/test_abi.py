@@ -59,7 +59,7 @@ def test_an_unknown_argument_names_neither_input_nor_checkpoint_tensor():
     inputs = {"tokens": np.zeros(16, np.int32), "positions": np.zeros(16, np.int32), "real_len": np.array(1, np.int32)}
     weights = {a.name.replace("model.norm.", "model.nrm."): np.zeros(a.shape, np.float32) for a in main.args if a.name not in inputs}
     with pytest.raises(GraphError, match=r"@main argument 'model.norm.weight' names neither an input of this graph "
-                                         r"\(tokens, positions, real_len\) nor a checkpoint tensor; did you mean "
+                                         r"\(tokens, positions, real_len\) nor a tensor of the checkpoint; did you mean "
                                          r"'model.nrm.weight'\?"):
         bind(main, weights, inputs)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+TIED_HEAD = "lm_head.weight"  # what no tied checkpoint ships
+
 
 class GraphError(ValueError):
     """The emitted text is not a graph the harness can bind."""
@@ -122,9 +124,10 @@ def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str
         value = inputs[spec.name] if is_input else weights.get(spec.name)
         if value is None:
             near = difflib.get_close_matches(spec.name, [*inputs, *weights], n=1, cutoff=0.8)
+            tied = " (a tied checkpoint has none: its head is model.embed_tokens.weight)" * (spec.name == TIED_HEAD)
             raise GraphError(f"@{fn.name} argument '{spec.name}' names neither an input of this graph "
-                             f"({', '.join(inputs)}) nor a checkpoint tensor"
-                             + (f"; did you mean '{near[0]}'?" if near else ""))
+                             f"({', '.join(inputs)}) nor a tensor of the checkpoint{tied}"
+                             + (f"; did you mean '{near[0]}'?" if near and not tied else ""))
         if tuple(value.shape) != spec.shape or str(value.dtype) != {"f32": "float32", "i32": "int32"}.get(spec.dtype):
             raise GraphError(f"@{fn.name} argument '{spec.name}' is {spec.dtype}{list(spec.shape)} but the "
                              f"{'input' if is_input else 'checkpoint tensor'} is {value.dtype}{list(value.shape)}")
