@@ -49,7 +49,7 @@ def build(config: dict, out: Path, dtype: str = "f32", max_shard_size: str | Non
     return out
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.make_checkpoint", description=__doc__.split("\n\n")[0])
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--family", help="a fixture's config.json (fixtures/NAME)")
@@ -60,7 +60,11 @@ def main(argv=None) -> int:
     ap.add_argument("--max-shard-size", help="shard the safetensors (e.g. 100KB, 500MB)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tokenizer", action="store_true", help="also save a word-level tokenizer (w0 w1 ...)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     config = config_of(args.family, args.config, args.set)
     build(config, args.out, args.dtype, args.max_shard_size, args.seed, args.tokenizer)
     print(f"{args.out}: {config['model_type']}, {args.dtype} storage")

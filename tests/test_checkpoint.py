@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bench.make_checkpoint import build
+from harness import ROOT
 from harness.checks.structural import REAL_DIR
 from harness.cli import main
 from harness.core import checkpoint as ckpt
@@ -67,7 +68,7 @@ def test_a_checkpoint_passes_prefill_and_32_decode_steps_token_exact(family, che
 
 def test_a_text_prompt_goes_through_the_checkpoints_tokenizer_and_both_continuations_are_shown(
         checkpoints, tmp_path, capsys):
-    code, out, _, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt", "w3 w1 w4",
+    code, _, _, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt", "w3 w1 w4",
                                        "--steps", "8")
     assert code == 0
     facts = record["checkpoint"]
@@ -153,10 +154,10 @@ def _broken(checkpoints, tmp_path, how: str) -> Path:
 @pytest.mark.parametrize("how, says", [
     ("missing shard", r"model-00002-of-\d+\.safetensors: missing, but model\.safetensors\.index\.json puts '.+' there"),
     ("truncated", r"model\.safetensors: truncated: tensor '.+' ends at byte \d+ of a \d+-byte file"),
-    ("int8", r"model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is stored as I8, which the "
-             r"graph's f32 arguments cannot take"),
-    ("shape", r"model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is \[127, 64\] but "
-              r".+config\.json implies \[128, 64\]"),
+    ("int8", (r"model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is stored as I8, which the "
+              r"graph's f32 arguments cannot take")),
+    ("shape", (r"model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is \[127, 64\] but "
+               r".+config\.json implies \[128, 64\]")),
     ("no config", r"config\.json: missing; a checkpoint directory holds config\.json beside its safetensors"),
 ])
 def test_a_checkpoint_that_cannot_be_validated_is_refused_with_one_sentence(how, says, checkpoints, tmp_path,
@@ -207,17 +208,11 @@ def test_bf16_and_f16_storage_is_upcast_exactly(checkpoints):
         assert np.array_equal(value, expected) and value.ctypes.data % ckpt.ALIGNMENT == 0
 
 
-SEED_FIXTURE = {"model_type": "llama", "vocab_size": 64, "hidden_size": 16, "intermediate_size": 32,
-                "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 4,
-                "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-                "tie_word_embeddings": False}
-
-
 def test_as_is_validates_a_config_at_its_own_dimensions(tmp_path, capsys):
-    path = tmp_path / "team-fixture" / "config.json"
-    path.parent.mkdir()
-    path.write_text(json.dumps(SEED_FIXTURE))
-    code, out, _, records = validate(tmp_path, capsys, "--config", path, "--as-is")
+    """The seed's own fixture dimensions (hidden 16, 4 heads of dim 4, 2 KV heads, 4 layers, vocab 64), which
+    --config alone shrinks to hidden 64, head_dim 16 and 2 layers."""
+    code, out, _, records = validate(tmp_path, capsys, "--config", ROOT / "tests/configs/team-fixture/config.json",
+                                        "--as-is")
     assert code == 0 and [r["verdict"] for r in records] == ["PASS", "PASS"]
     assert "as given: vocab 64, hidden 16, intermediate 32, layers 4, heads 4, kv heads 2, head_dim 4" in out
     assert all(r["published"]["shrunk"] == {} and r["replay"].endswith("--as-is") for r in records)
