@@ -18,7 +18,6 @@ from harness.checks.structural import REAL_DIR
 from harness.cli import main
 from harness.core import checkpoint as ckpt
 from harness.core import fixtures
-from harness.core.emitters import DEFAULT_EMITTER, emit
 
 PROMPT = "3,1,4,1,5,9,2,6"
 # family -> (storage, max shard size, tokenizer): between them every storage dtype, sharded and single files,
@@ -43,23 +42,14 @@ def validate(tmp_path, capsys, *argv):
     return code, out, err, records
 
 
-def emitter_takes_published_expert_names() -> bool:
-    """Whether the built-in emitter's Mixtral graph asks for the tensors as published (per expert) rather than
-    transformers' fused ones: the checkpoint-names work, until it is merged."""
-    return "block_sparse_moe.experts.0.w1.weight" in emit(DEFAULT_EMITTER, fixtures.load("mixtral").config_path,
-                                                          "decode")
-
-
 @pytest.mark.parametrize("family", list(BUILDS))
 def test_a_checkpoint_passes_prefill_and_32_decode_steps_token_exact(family, checkpoints, tmp_path, capsys):
-    if family == "mixtral" and not emitter_takes_published_expert_names():
-        pytest.xfail("the built-in emitter asks for transformers' fused expert tensors, which no published "
-                     "Mixtral checkpoint holds")
     code, out, err, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints[family], "--prompt-ids", PROMPT)
     assert code == 0, out + err
     assert record["verdict"] == "PASS" and record["graph"] == "decode"
     assert record["decode"]["steps"] == 32 and record["decode"]["first_divergence"] is None
-    assert {c["name"] for c in record["checks"]} == {"finite", "bound", "greedy tokens", "strict bound"}
+    assert {c["name"] for c in record["checks"]} == {"finite", "bound", "greedy tokens", "strict bound",
+                                                       "every weight taken"}
     facts = record["checkpoint"]
     assert facts["storage"] == BUILDS[family][0] and facts["files"] == (1 if BUILDS[family][1] is None else
                                                                         len(list(checkpoints[family].glob("*.safetensors"))))
@@ -215,7 +205,7 @@ def test_as_is_validates_a_config_at_its_own_dimensions(tmp_path, capsys):
                                         "--as-is")
     assert code == 0 and [r["verdict"] for r in records] == ["PASS", "PASS"]
     assert "as given: vocab 64, hidden 16, intermediate 32, layers 4, heads 4, kv heads 2, head_dim 4" in out
-    assert all(r["published"]["shrunk"] == {} and r["replay"].endswith("--as-is") for r in records)
+    assert all(r["published"]["shrunk"] == {} and "--as-is --graph" in r["replay"] for r in records)
 
 
 def test_as_is_refuses_a_config_too_large_with_its_estimate(tmp_path, capsys, monkeypatch):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def prepare(path: str, workdir: Path, name: str, as_is: bool = False) -> Publish
     for seed in range(DEFAULT_SEED, DEFAULT_SEED + SEED_TRIES):
         (directory / "fixture.json").write_text(json.dumps({
             "seed": seed, "prompt_len": PROMPT_LEN,
-            "replay": f"./validate_arch.sh --config {path}" + (" --as-is" if as_is else ""),
+            "replay": f"./validate_arch.sh --config {shlex.quote(str(path))}" + (" --as-is" if as_is else ""),
             "purpose": f"{path} " + ("as given, seeded weights" if as_is else "shrunk to a tiny synthetic model")},
             indent=2) + "\n")
         try:

@@ -21,6 +21,7 @@ from emitter.config_input import printable
 from harness import ROOT
 
 DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
+BUILTIN_EMITTER = "built-in (python -m emitter)"  # how the reports name it
 EMIT_TIMEOUT_S = 120
 _IN_PROCESS = threading.Lock()  # sys.argv and stderr are the process's own
 
@@ -38,6 +39,11 @@ def emitter_command(text: str | None) -> tuple[str, ...]:
     if not command:
         raise ValueError(f"--emitter {shown}: names no command; leave --emitter out to validate the built-in emitter")
     return command
+
+
+def described(command) -> str:
+    """An emitter as the reports name it: its command line, or the built-in one."""
+    return BUILTIN_EMITTER if tuple(command) == DEFAULT_EMITTER else shlex.join(command)
 
 
 class CaseError(RuntimeError):

@@ -55,6 +55,9 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
     """The checkpoint read and checked, the memory stated, the fixture made; UsageError for what cannot run."""
     if args.steps < 1:
         raise UsageError(f"--steps {args.steps}: must be at least 1")
+    if args.graph and set(args.graph) != {"decode"}:
+        raise UsageError(f"--graph {next(g for g in args.graph if g != 'decode')}: --checkpoint validates the decode "
+                         "graph kind only (its step 0 is the prefill graph's logits)")
     try:
         checkpoint = ckpt.read(args.checkpoint)
         from oracles.hf import checkpoint_tensors
@@ -79,8 +82,7 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
                          f"{estimate.peak / ckpt.GiB:.1f} GiB but {available / ckpt.GiB:.1f} GiB is available"
                          + ("" if args.fixed_bound_only else " (--fixed-bound-only skips the f64 oracle)"))
     replay = " ".join(["./validate_arch.sh", "--checkpoint", shlex.quote(str(args.checkpoint)), "--prompt-ids",
-                       ",".join(map(str, prompt)), "--steps", str(args.steps)]
-                      + (["--emitter", shlex.quote(args.emitter)] if args.emitter else []))
+                       ",".join(map(str, prompt)), "--steps", str(args.steps)])
     fixture = Fixture(
         name=name, config_path=checkpoint.directory / "config.json", config=checkpoint.config, seed=0,
         prompt_len=len(prompt), bound=DEFAULT_BOUND, bound_reason=None,
