@@ -21,7 +21,7 @@ from harness.core.emitters import emitter_command
 from harness.core.kinds import KINDS
 from harness.core.record import PASS, UNSUPPORTED
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, config, gate, merge, mutants, shard
+from harness.modes import Outcome, UsageError, checkpoint, config, gate, merge, mutants, shard
 from harness.present.console import counts
 from harness.present.publish import publish
 
@@ -41,6 +41,7 @@ def list_fixtures(args, info: RunInfo) -> None:
 
 MODES = (
     Mode("merge", lambda a: bool(a.merge), merge.run),
+    Mode("checkpoint", lambda a: a.checkpoint is not None, checkpoint.run),
     Mode("config", lambda a: bool(a.config), config.run),
     Mode("list", lambda a: a.list, list_fixtures),
     Mode("mutants", lambda a: a.mutants, mutants.run),
@@ -49,9 +50,11 @@ MODES = (
 )
 # (option, the options it cannot be combined with, why), checked in this order before any mode runs
 CLASHES = (
-    ("--merge", ("--family", "--shard", "--config", "--structural-only", "--update-goldens", "--mutants", "--list"),
+    ("--merge", ("--family", "--shard", "--config", "--checkpoint", "--structural-only", "--update-goldens", "--mutants", "--list"),
      ""),
     ("--shard", ("--family",), "a shard's families are chosen by their cost"),
+    ("--checkpoint", ("--family", "--config", "--shard", "--structural-only", "--update-goldens", "--mutants", "--list"),
+     "it validates the one checkpoint"),
     ("--config", ("--family", "--structural-only", "--update-goldens"), ""),
     ("--mutants", ("--emitter",), "it mutates the built-in emitter"),
     ("--graph", ("--structural-only", "--update-goldens", "--list", "--mutants", "--merge"),
@@ -72,6 +75,16 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", action="append", metavar="PATH",
                     help="validate a published config.json (repeatable): shrunk to a tiny model, every "
                          "architectural choice kept, no weights needed")
+    ap.add_argument("--as-is", action="store_true",
+                    help="with --config: validate the config exactly as given, not shrunk (refused with the memory "
+                         "estimate when it is too large to run)")
+    ap.add_argument("--checkpoint", type=Path, metavar="DIR",
+                    help="validate a local checkpoint (config.json and safetensors) on its own weights, at full size")
+    ap.add_argument("--prompt-ids", metavar="IDS", help="with --checkpoint: the prompt's token ids, e.g. 1,2,3")
+    ap.add_argument("--prompt", metavar="TEXT",
+                    help="with --checkpoint: the prompt as text, through the checkpoint's own tokenizer")
+    ap.add_argument("--steps", type=int, metavar="N",
+                    help=f"with --checkpoint: greedy decode steps after the prompt (default {checkpoint.DEFAULT_STEPS})")
     ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m emitter`)")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where summary.json goes")
     ap.add_argument("--list", action="store_true", help="list the fixtures and exit")
@@ -107,6 +120,12 @@ def check_options(args) -> None:
         clash = next((o for o in refused if o in given), None) if option in given else None
         if clash:
             raise UsageError(f"{option} cannot be combined with {clash}" + (f": {why}" if why else ""))
+    for option, needs in (("--prompt-ids", "--checkpoint"), ("--prompt", "--checkpoint"), ("--steps", "--checkpoint"),
+                          ("--as-is", "--config")):
+        if option in given and needs not in given:
+            raise UsageError(f"{option} needs {needs}")
+    if args.steps is None:
+        args.steps = checkpoint.DEFAULT_STEPS
     try:
         args.shard = None if args.shard is None else shard.parse(args.shard)
         emitter_command(args.emitter)

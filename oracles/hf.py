@@ -35,6 +35,7 @@ from transformers.core_model_loading import revert_weight_conversion
 from transformers.models.auto import modeling_auto
 
 transformers.logging.set_verbosity_error()  # legacy-config notices are expected on fixtures
+transformers.logging.disable_progress_bar()  # a checkpoint's loading bar is no part of the run's output
 torch.set_num_threads(1)  # one summation order on every machine and worker layout: the same metrics
 
 MATRIX_GAIN = 2.5
@@ -82,6 +83,23 @@ def binding(model_type: str) -> Binding:
     return Binding(name, conversion_mapping(model_type))
 
 
+def _auto_config(config: dict):
+    return AutoConfig.for_model(**Oracle._in_vocab_ids(config))
+
+
+def checkpoint_tensors(config: dict) -> dict[str, tuple[int, ...]]:
+    """The tensors a save_pretrained of config's model writes, by name and shape: transformers' conversion
+    mapping reverted (per-expert tensors for the MoE families), no lm_head.weight for a tied head. Built on
+    the meta device: no memory, no weights."""
+    b = binding(config["model_type"])
+    cfg = _auto_config(b.config(config))
+    with torch.device("meta"):
+        model = getattr(transformers, b.class_name)._from_config(cfg)
+    tied = set(getattr(model, "_tied_weights_keys", None) or ()) if cfg.tie_word_embeddings else set()
+    return {k: tuple(v.shape) for k, v in revert_weight_conversion(model, model.state_dict()).items()
+            if k not in tied}
+
+
 def tensor_rng(seed: int, name: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
@@ -100,7 +118,7 @@ def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: f
 class Oracle:
     def __init__(self, config: dict, seed: int, dtype: torch.dtype = torch.float32):
         self.binding = binding(config["model_type"])
-        cfg = AutoConfig.for_model(**self._in_vocab_ids(self.binding.config(config)))
+        cfg = _auto_config(self.binding.config(config))
         cls = getattr(transformers, self.binding.class_name)
         torch.manual_seed(seed)  # only buffers HF initialises itself; every parameter is overwritten
         # eager attention and, for MoE, the per-expert reference loop (not grouped_mm)
@@ -110,6 +128,23 @@ class Oracle:
         with torch.no_grad():
             for name, p in sorted(self.model.named_parameters()):
                 p.copy_(torch.from_numpy(synthetic_value(seed, name, tuple(p.shape), embed_scale)))
+
+    @classmethod
+    def from_checkpoint(cls, directory, config: dict) -> Oracle:
+        """The checkpoint in DIR loaded by transformers from its own files (never downloaded), computing in
+        f32 whatever its storage; ValueError where a parameter is missing or of another shape."""
+        self = cls.__new__(cls)
+        self.binding = binding(config["model_type"])
+        model_class = getattr(transformers, self.binding.class_name)
+        self.model, info = model_class.from_pretrained(
+            directory, config=_auto_config(self.binding.config(config)), dtype=torch.float32,
+            attn_implementation="eager", experts_implementation="eager", local_files_only=True,
+            output_loading_info=True)
+        self.model.eval()
+        wrong = sorted(info["missing_keys"]) + sorted(k for k, *_ in info["mismatched_keys"])
+        if wrong:  # transformers would initialise them at random and run on
+            raise ValueError(f"transformers could not load {len(wrong)} parameters from {directory} (first: {wrong[0]})")
+        return self
 
     @staticmethod
     def _in_vocab_ids(config: dict) -> dict:

@@ -37,6 +37,8 @@ SLOW = {
         "tests/test_fuzz.py with its CI budget",
     "./validate_arch.sh --shard $i/4 --reports shard-$i": "tests/test_shard.py (--shard, structural and numerical)",
     "./validate_arch.sh --merge shard-1 shard-2 shard-3 shard-4 --reports reports": "tests/test_shard.py (--merge)",
+    "./validate_arch.sh --checkpoint llama-1b --prompt-ids 1,450,4996,17354,1701,432,17204,975 --steps 32":
+        "tests/test_checkpoint.py: the same path on tiny checkpoints; the 1B figures are measured by hand",
 }
 COPIED = ("harness", "emitter", "oracles", "fixtures", "tests", "examples", "bench", "docs", "pyproject.toml",
           "validate_arch.sh")
@@ -112,6 +114,9 @@ def test_a_slow_command_is_accepted_by_its_program(command):
             proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", *options],
                                   cwd=ROOT, capture_output=True, text=True, timeout=300)
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        elif words[1:3] == ["-m", "bench.make_checkpoint"]:
+            from bench.make_checkpoint import parser as checkpoint_parser
+            checkpoint_parser().parse_args(words[3:])
         else:
             raise AssertionError(f"{command.where}: nothing checks {words[0]}")
 

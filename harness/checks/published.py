@@ -24,11 +24,14 @@ from emitter import DEFAULT_BUCKET, ConfigError
 from emitter.config_input import printable, read_json_object
 from emitter.families import FAMILIES
 
-from harness.checks.shrink import ShrinkError, Shrunk, shrink
+from harness.checks.shrink import ShrinkError, Shrunk, as_given, shrink
 from harness.core import fixtures
 from harness.core.record import PublishedFacts
 
 DEFAULT_SEED, PROMPT_LEN, SEED_TRIES = 1, 13, 8
+# What a config validated as given holds per parameter: the oracle in f32 (its state dict shares it), the
+# f64 oracle of the strict bound, the cache entry's copy while it is written, XLA's copy; plus the process.
+AS_IS_BYTES_PER_PARAMETER, PROCESS_BYTES = 20, 3 << 29
 ROUTER_MARGIN = 1e-3  # router logits; their fp32 error at this scale is ~1e-6
 RESERVED_NAMES = ("index",)  # the report pages are <name>.html beside the reports' index.html
 
@@ -80,21 +83,30 @@ def label(path: Path) -> str:
     return safe
 
 
-def prepare(path: str, workdir: Path, name: str) -> Published:
-    """Shrink the config into workdir/name and choose the seed; PublishedConfigError for bad input."""
+def prepare(path: str, workdir: Path, name: str, as_is: bool = False) -> Published:
+    """Shrink the config (as_is: take it as given, when it fits in memory) into workdir/name and choose the
+    seed; PublishedConfigError for bad input."""
     try:
-        shrunk = shrink(read(Path(path)), source=path)
+        raw = read(Path(path))
+        shrunk = as_given(raw, path) if as_is else shrink(raw, source=path)
     except (ConfigError, ShrinkError) as e:
         raise PublishedConfigError(str(e)) from None
+    if as_is:
+        check_fits(path, shrunk.config)
     directory = workdir / name
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps(shrunk.config, indent=2) + "\n")
     tried = []
     for seed in range(DEFAULT_SEED, DEFAULT_SEED + SEED_TRIES):
         (directory / "fixture.json").write_text(json.dumps({
-            "seed": seed, "prompt_len": PROMPT_LEN, "replay": f"./validate_arch.sh --config {shlex.quote(str(path))}",
-            "purpose": f"{path} shrunk to a tiny synthetic model"}, indent=2) + "\n")
-        fixture = fixtures.load_dir(directory)
+            "seed": seed, "prompt_len": PROMPT_LEN,
+            "replay": f"./validate_arch.sh --config {shlex.quote(str(path))}" + (" --as-is" if as_is else ""),
+            "purpose": f"{path} " + ("as given, seeded weights" if as_is else "shrunk to a tiny synthetic model")},
+            indent=2) + "\n")
+        try:
+            fixture = fixtures.load_dir(directory)
+        except fixtures.FixtureError as e:  # a window the case's prompt and steps never leave
+            raise PublishedConfigError(str(e).replace(str(directory / "fixture.json"), path)) from None
         try:
             margin = router_margin(fixture)
         except Exception as e:  # noqa: BLE001 - the oracle failing is this config's ERROR, never the whole run's crash
@@ -106,6 +118,19 @@ def prepare(path: str, workdir: Path, name: str) -> Published:
     return Published(path, fixture, shrunk, margin, (
         f"no seed in {DEFAULT_SEED}..{DEFAULT_SEED + SEED_TRIES - 1} routes the shrunk model decisively (router "
         f"logit margin > {ROUTER_MARGIN:.0e}: {', '.join(tried)}), so fp32 noise could pick other experts"))
+
+
+def check_fits(path: str, config: dict) -> None:
+    """PublishedConfigError, with the estimate, for a config too large to validate as given here."""
+    from harness.core.checkpoint import GiB, available_memory
+    from oracles.hf import checkpoint_tensors
+    parameters = sum(int(np.prod(shape)) for shape in checkpoint_tensors(config).values())
+    peak, available = PROCESS_BYTES + AS_IS_BYTES_PER_PARAMETER * parameters, available_memory()
+    if available is not None and peak > available:
+        raise PublishedConfigError(
+            f"{path}: as given it has {parameters:,} parameters, an estimated {peak / GiB:.1f} GiB to validate "
+            f"({AS_IS_BYTES_PER_PARAMETER} bytes per parameter), but {available / GiB:.1f} GiB is available; "
+            "leave out --as-is to validate it shrunk.")
 
 
 def router_margin(fixture: fixtures.Fixture) -> float | None:
@@ -142,7 +167,8 @@ def format_summary(p: Published) -> str:
         return f"[{len(v)} entries]" if isinstance(v, list) and len(v) > 8 else json.dumps(v)
     seed = f"seed {p.fixture.seed}" + (f", router logit margin {p.router_margin:.2e}" if p.router_margin is not None else "")
     lines = [f"{p.fixture.name:<20} {p.path}  ({p.fixture.model_type}, {seed})",
-             "    shrunk: " + ", ".join(f"{f} {show(old)} -> {show(new)}" for f, old, new in p.shrunk.changes),
+             ("    shrunk: " + ", ".join(f"{f} {show(old)} -> {show(new)}" for f, old, new in p.shrunk.changes))
+             if p.shrunk.changes else "    as given: " + p.fixture.facts().dims,
              "    kept:   " + "; ".join(p.shrunk.kept)]
     if p.error:
         lines.append(f"    {p.error}")

@@ -195,6 +195,13 @@ def _shrink_rope(w: _Writer, cfg: Config) -> None:
             w.set("max_position_embeddings", DYNAMIC_CONTEXT)
 
 
+def as_given(raw: dict, source: str = "config.json") -> Shrunk:
+    """The config unchanged (--as-is): an emitter team's own tiny fixture, validated at its own dimensions;
+    ConfigError for a config the emitter refuses."""
+    cfg = Config.from_dict(raw, source)
+    return Shrunk(config=raw, changes=(), kept=describe(cfg), layers=tuple(range(cfg.num_layers)))
+
+
 def shrink(raw: dict, source: str = "config.json") -> Shrunk:
     """The tiny config; raises ConfigError for a config the emitter refuses, ShrinkError if a choice would change."""
     cfg = Config.from_dict(raw, source)

@@ -100,7 +100,7 @@ class Case:
         if name not in self._graphs:
             if name not in self.texts:
                 with self.stage("emit"):
-                    self.texts[name] = emit(self.emitter, self.fixture.config_path, name)
+                    self.texts[name] = emit(self.emitter, self.fixture.config_path, name, sizes=self.fixture.sizes)
             with self.stage("parse", timed=False):
                 self._graphs[name] = parse_signature(self.texts[name])
                 if "main" not in self._graphs[name].functions:

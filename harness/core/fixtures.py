@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,9 @@ class Fixture:
     mutants: tuple[str, ...]  # deliberate bugs this fixture must catch (checks/mutants.py)
     decode_steps: int = DEFAULT_DECODE_STEPS
     replay: str | None = None  # the command that reruns it, where not `--family NAME` (a --config run)
+    prompt_ids: tuple[int, ...] | None = None  # a given prompt (a --checkpoint run's), else a seeded one
+    sizes: tuple[int, int] | None = None  # (prefill bucket, decode capacity) the emitter is told; None: its own
+    source: Any = field(default=None, compare=False)  # a --checkpoint run's weights and oracle (core/checkpoint.py)
 
     @property
     def model_type(self) -> str:
@@ -53,7 +57,9 @@ class Fixture:
                             self.bound, self.bound_reason)
 
     def prompt(self) -> np.ndarray:
-        """The seeded prompt: token ids in [0, vocab)."""
+        """The given prompt, else the seeded one: token ids in [0, vocab)."""
+        if self.prompt_ids is not None:
+            return np.array(self.prompt_ids, np.int32)
         rng = np.random.default_rng([self.seed, 0x70])
         return rng.integers(0, self.config["vocab_size"], self.prompt_len).astype(np.int32)
 

@@ -49,7 +49,10 @@ class BlockExpectation:
 
 def run(fixture: Fixture) -> OracleRun:
     """Once per process and, through the cache directory, once per machine: a family's prefill,
-    decode and block cases share it."""
+    decode and block cases share it. A checkpoint's (fixture.source) is its own, never cached: its
+    weights are already on disk, and its logits depend on every byte of them."""
+    if fixture.source is not None:
+        return fixture.source.oracle_run()
     return _run(*_run_key(fixture))
 
 
@@ -69,6 +72,8 @@ def _run_parts(config_json: str, seed: int, prompt: tuple[int, ...], steps: int)
 def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
     """The fp64 oracle's logits [len(tokens), V] (the same seeded fp32 weights, upcast): the prompt's
     last token, then each step fed tokens[s - 1] (the fp32 oracle's choices)."""
+    if fixture.source is not None:
+        return fixture.source.fp64_logits(tokens)
     return _fp64_logits(_config_json(fixture), fixture.seed, tuple(fixture.prompt().tolist()),
                         tuple(int(t) for t in tokens))
 

@@ -202,6 +202,19 @@ class PublishedFacts:
 
 
 @dataclass
+class CheckpointFacts:
+    """A --checkpoint run: the local checkpoint whose weights both sides took, and what it said."""
+    directory: str  # the checkpoint directory, as given
+    files: int  # safetensors files read
+    storage: str  # the storage dtypes (upcast to f32 for the graph, computed in f32 by the oracle)
+    parameters: int  # tensor elements in the files
+    estimated_peak: int  # bytes: the memory estimate stated before the run
+    prompt_text: str | None  # the prompt as text, through the checkpoint's tokenizer; null without one
+    oracle_text: str | None  # the oracle's greedy continuation, decoded
+    graph_text: str | None  # the graph's greedy tokens at each teacher-forced step, decoded
+
+
+@dataclass
 class MutantFacts:
     """A deliberately broken graph (checks/mutants.py) the case must FAIL."""
     name: str  # the mutant
@@ -239,6 +252,7 @@ class Record:
     oracle: OracleFacts | None = None  # the oracle that answered
     emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config (its records only)
     published: PublishedFacts | None = None  # a --config run's published config
+    checkpoint: CheckpointFacts | None = None  # a --checkpoint run's checkpoint
     mutant: MutantFacts | None = None  # a deliberately broken graph
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     cache_hit: dict[str, bool] = field(default_factory=dict)  # compile, oracle: read from the cache directory

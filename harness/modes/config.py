@@ -14,10 +14,12 @@ from harness.modes.gate import emitter_of, say_shard, validate
 from harness.present.console import line
 
 
-def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None) -> list[published.Published]:
-    """Each --config (of shard part, when given) shrunk into workdir, its seed chosen; UsageError on bad input."""
-    print("== published configs: shrunk to tiny synthetic models (field old -> new), every architectural "
-          "choice kept", flush=True)
+def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None,
+            as_is: bool = False) -> list[published.Published]:
+    """Each --config (of shard part, when given) shrunk (as_is: taken as given) into workdir, its seed chosen;
+    UsageError on bad input."""
+    print("== configs as given (--as-is), seeded weights" if as_is else "== published configs: shrunk to tiny "
+          "synthetic models (field old -> new), every architectural choice kept", flush=True)
     taken, named = set(), {}
     for path in paths:
         try:
@@ -33,7 +35,7 @@ def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None
     prepared = []
     for name in named:
         try:
-            prepared.append(published.prepare(named[name], workdir, name))
+            prepared.append(published.prepare(named[name], workdir, name, as_is))
         except published.PublishedConfigError as e:
             raise UsageError(str(e)) from None
         print(published.format_summary(prepared[-1]), flush=True)
@@ -42,8 +44,8 @@ def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None
 
 def run(args, info: RunInfo) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="archval-config-") as tmp:
-        prepared = prepare(args.config, Path(tmp), args.shard)
-        print("== structural signatures: skipped (a shrunk config has no golden)")
+        prepared = prepare(args.config, Path(tmp), args.shard, args.as_is)
+        print(f"== structural signatures: skipped (a {'config as given' if args.as_is else 'shrunk config'} has no golden)")
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
         runnable = [p for p in prepared if p.error is None]
         tasks = [workers.Task(p.fixture.name, emitter_of(args), not args.fixed_bound_only, args.reports, info,

@@ -55,7 +55,7 @@ def render(name: str, records: list[Record], run: RunInfo) -> str:
     return ENV.get_template("family.html.j2").render(
         name=name, family=first.family, mutant=first.mutant and first.mutant.name,
         mutant_description=first.mutant and first.mutant.description, fixture=fixture,
-        flags=first.emitter_flags, emitter=first.emitter or run.emitter,
+        checkpoint=first.checkpoint, flags=first.emitter_flags, emitter=first.emitter or run.emitter,
         versions={**run.versions, "emitter": run.emitter},
         sections=[_section(name, r) for r in sorted(records, key=lambda r: order(r.graph))],
         verdict=worst_verdict(records))

@@ -1,0 +1,75 @@
+"""Build a local checkpoint in the format Hugging Face publishes: save_pretrained of a model with archval's
+seeded weights (oracles/hf.py: real margins between logits, unlike transformers' 0.02 init), in the storage
+dtype and shard size asked for, optionally with a word-level tokenizer. No download; the tests, the docs and
+the 1B-parameter measurement build theirs with it.
+
+    python -m bench.make_checkpoint --family llama --out /tmp/llama-ckpt --dtype bf16 --max-shard-size 100KB
+    python -m bench.make_checkpoint --family llama --set hidden_size=2048 --set num_hidden_layers=16 ... --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DTYPES = ("f32", "bf16", "f16")
+
+
+def config_of(family: str | None, config: str | None, overrides: list[str]) -> dict:
+    """The family fixture's config.json, or a given one, with key=value overrides (JSON values)."""
+    from harness.core import fixtures
+    raw = json.loads(Path(config).read_text()) if config else dict(fixtures.load(family).config)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        raw[key] = json.loads(value)
+    return raw
+
+
+def word_tokenizer(vocab_size: int):
+    """A word-level tokenizer: token i is the word w{i}; text is words separated by spaces."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    vocab = {f"w{i}": i for i in range(vocab_size)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="w0")
+
+
+def build(config: dict, out: Path, dtype: str = "f32", max_shard_size: str | None = None, seed: int = 1,
+          tokenizer: bool = False) -> Path:
+    import torch
+
+    from oracles.hf import Oracle
+    model = Oracle(config, seed).model
+    model.to({"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype])
+    model.save_pretrained(out, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
+    if tokenizer:
+        word_tokenizer(config["vocab_size"]).save_pretrained(out)
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m bench.make_checkpoint", description=__doc__.split("\n\n")[0])
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--family", help="a fixture's config.json (fixtures/NAME)")
+    source.add_argument("--config", help="a config.json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a config field")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--dtype", choices=DTYPES, default="f32", help="storage dtype")
+    ap.add_argument("--max-shard-size", help="shard the safetensors (e.g. 100KB, 500MB)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tokenizer", action="store_true", help="also save a word-level tokenizer (w0 w1 ...)")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    config = config_of(args.family, args.config, args.set)
+    build(config, args.out, args.dtype, args.max_shard_size, args.seed, args.tokenizer)
+    print(f"{args.out}: {config['model_type']}, {args.dtype} storage")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

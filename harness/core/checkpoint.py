@@ -1,0 +1,292 @@
+"""A local Hugging Face checkpoint (`--checkpoint DIR`): config.json and safetensors, single or sharded.
+
+Nothing is ever downloaded. The safetensors headers are read here, without torch, so that a
+missing shard, a truncated file or a dtype the graph cannot take is refused (one sentence)
+before anything heavy starts. The graph's weights are read tensor by tensor under their names
+in the files, the names a real loader sees, and upcast to f32 as they are bound (GraphTensors),
+so that no second full-precision copy of the checkpoint is ever made; the oracle loads the same
+directory through transformers (CheckpointSource), and is gone before the graph's weights are
+read: the peak is one of the two, never both (MemoryEstimate).
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emitter.config_input import ConfigError, check_input, printable, read_json_object
+from harness.core.oracle_cache import OracleRun
+
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+UPCAST = {"F32": np.dtype("<f4"), "BF16": np.dtype("<u2"), "F16": np.dtype("<f2")}  # storage -> how it is read
+ITEM_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "BF16": 2, "F16": 2, "I16": 2, "U16": 2,
+              "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+ALIGNMENT = 64  # what IREE's CPU code assumes of a buffer it is handed
+HEADER_LIMIT = 100 << 20  # safetensors' own reader refuses larger headers
+GiB = 1 << 30
+RUNTIME_BYTES = int(1.5 * GiB)  # python with torch, transformers and the IREE runtime loaded, measured ~1.1 GiB
+
+
+class CheckpointError(ValueError):
+    """A checkpoint archval cannot take: one sentence naming the file, tensor or field, and the value."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One tensor as a safetensors file holds it."""
+    file: Path
+    dtype: str  # safetensors' name: F32, BF16, F16, ...
+    shape: tuple[int, ...]
+    start: int  # byte offsets in the file
+    end: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    directory: Path
+    config: dict
+    tensors: dict[str, Stored]  # every tensor of every file, by its name
+    files: tuple[Path, ...]
+    tokenizer: bool  # the directory holds a tokenizer
+
+    def parameters(self) -> int:
+        return sum(int(np.prod(t.shape)) for t in self.tensors.values())
+
+    def storage(self) -> str:
+        """The storage dtypes, most parameters first: 'bf16', 'bf16 and f32'."""
+        counts: dict[str, int] = {}
+        for t in self.tensors.values():
+            counts[t.dtype.lower()] = counts.get(t.dtype.lower(), 0) + int(np.prod(t.shape))
+        return " and ".join(sorted(counts, key=lambda d: -counts[d]))
+
+    def stored_bytes(self) -> int:
+        return sum(t.end - t.start for t in self.tensors.values())
+
+    def f32(self, name: str) -> np.ndarray:
+        """One tensor read from its file into f32 (bf16: its 16 bits are the f32's high half), aligned so that
+        the IREE runtime can read it in place."""
+        t = self.tensors[name]
+        out = aligned_f32(t.shape)
+        with open(t.file, "rb") as f:
+            f.seek(t.start)
+            if t.dtype == "F32":
+                f.readinto(memoryview(out.reshape(-1).view(np.uint8)))
+                return out
+            raw = np.fromfile(f, UPCAST[t.dtype], (t.end - t.start) // UPCAST[t.dtype].itemsize).reshape(t.shape)
+        if t.dtype == "BF16":
+            bits = out.view(np.uint32)
+            bits[...] = raw
+            bits <<= 16
+        else:
+            out[...] = raw
+        return out
+
+
+def aligned_f32(shape: tuple[int, ...]) -> np.ndarray:
+    """An f32 array at an ALIGNMENT-byte boundary (numpy's own are 16-byte aligned)."""
+    count = int(np.prod(shape))
+    raw = np.empty(4 * count + ALIGNMENT, np.uint8)
+    skip = -raw.ctypes.data % ALIGNMENT
+    return raw[skip: skip + 4 * count].view(np.float32).reshape(shape)
+
+
+def read(directory: str | Path) -> Checkpoint:
+    """The checkpoint's config and tensor headers; CheckpointError for anything it cannot be validated with."""
+    directory = Path(directory)
+    shown = printable(str(directory))
+    if not directory.is_dir():
+        raise CheckpointError(f"--checkpoint {shown}: no such directory (a local checkpoint: config.json and "
+                              "safetensors; nothing is downloaded).")
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{printable(str(config_path))}: missing; a checkpoint directory holds config.json "
+                              "beside its safetensors.")
+    config = read_json_object(config_path, CheckpointError)
+    try:
+        check_input(config, str(config_path))
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    files = _files(directory)
+    tensors: dict[str, Stored] = {}
+    for path in files:
+        for name, stored in _header(path).items():
+            if name in tensors:
+                raise CheckpointError(f"{printable(str(path))}: tensor '{printable(name)}' is also in "
+                                      f"{tensors[name].file.name}.")
+            tensors[name] = stored
+    tokenizer = any((directory / f).is_file() for f in TOKENIZER_FILES)
+    return Checkpoint(directory, config, tensors, tuple(files), tokenizer)
+
+
+def _files(directory: Path) -> list[Path]:
+    """The safetensors files: those the index names (each must exist), else model.safetensors."""
+    index = directory / INDEX
+    if index.is_file():
+        weight_map = read_json_object(index, CheckpointError).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f"{printable(str(index))}: field 'weight_map' must map tensor names to file names.")
+        names = sorted(set(weight_map.values()))
+        for name in names:
+            if Path(name).name != name or not (directory / name).is_file():
+                tensor = next(k for k, v in weight_map.items() if v == name)
+                raise CheckpointError(f"{printable(str(directory / name))}: missing, but {INDEX} puts "
+                                      f"'{printable(tensor)}' there.")
+        return [directory / n for n in names]
+    if (directory / SINGLE).is_file():
+        return [directory / SINGLE]
+    raise CheckpointError(f"{printable(str(directory))}: holds neither {SINGLE} nor {INDEX}; archval reads "
+                          "safetensors only (no .bin, nothing downloaded).")
+
+
+def _header(path: Path) -> dict[str, Stored]:
+    """A safetensors file's tensors: an 8-byte header length, a JSON header, then the data it places."""
+    shown, size = printable(str(path)), path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        length = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        if length is None or length > min(HEADER_LIMIT, size - 8):
+            raise CheckpointError(f"{shown}: not a safetensors file (its {size} bytes hold no complete header).")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{shown}: its safetensors header is not JSON ({e}).") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{shown}: its safetensors header is not a JSON object.")
+    data, found = 8 + length, {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
+            item = ITEM_BYTES[dtype]
+            ok = all(isinstance(d, int) and d >= 0 for d in (*shape, start, end)) and end - start == item * int(
+                np.prod(shape))
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{shown}: tensor '{printable(name)}' has no valid dtype, shape and data_offsets "
+                                  f"({printable(json.dumps(entry))[:200]}).")
+        if dtype not in UPCAST:
+            raise CheckpointError(f"{shown}: tensor '{printable(name)}' is stored as {dtype}, which the graph's f32 "
+                                  f"arguments cannot take (f32, bf16 and f16 storage are upcast).")
+        if data + end > size:
+            raise CheckpointError(f"{shown}: truncated: tensor '{printable(name)}' ends at byte {data + end} of a "
+                                  f"{size}-byte file.")
+        found[name] = Stored(path, dtype, shape, data + start, data + end)
+    return found
+
+
+def check_shapes(checkpoint: Checkpoint, expected: dict[str, tuple[int, ...]]) -> None:
+    """CheckpointError where the files disagree with what config.json implies (expected: the tensors a
+    save_pretrained of the config's model writes, by name)."""
+    config = printable(str(checkpoint.directory / "config.json"))
+    for name, shape in expected.items():
+        stored = checkpoint.tensors.get(name)
+        if stored is None:
+            raise CheckpointError(f"{printable(str(checkpoint.directory))}: no safetensors file holds tensor "
+                                  f"'{printable(name)}', which {config} implies ({list(shape)}).")
+        if stored.shape != shape:
+            raise CheckpointError(f"{printable(str(stored.file))}: tensor '{printable(name)}' is {list(stored.shape)} "
+                                  f"but {config} implies {list(shape)}.")
+
+
+class GraphTensors(Mapping):
+    """The checkpoint's tensors by name, each read and upcast to f32 the first time a graph takes it and
+    kept for the next call (the IREE runtime reads them in place: core/backends/iree.py)."""
+
+    def __init__(self, checkpoint: Checkpoint):
+        self._checkpoint, self._read = checkpoint, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._read:
+            if name not in self._checkpoint.tensors:
+                raise KeyError(name)
+            self._read[name] = self._checkpoint.f32(name)
+        return self._read[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._checkpoint.tensors)
+
+    def __len__(self) -> int:
+        return len(self._checkpoint.tensors)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The peak a --checkpoint run will reach: the process, then the larger of the oracle's phase (the
+    model in f32 while the files are mapped to load it; in f64 for the strict bound's noise floor,
+    converted in place) and the graph's (the weights it takes, in f32, read in place by IREE)."""
+    oracle: int
+    graph: int
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint, strict: bool) -> MemoryEstimate:
+        params = checkpoint.parameters()
+        return cls(max(4 * params + checkpoint.stored_bytes(), 8 * params if strict else 0), 4 * params)
+
+    @property
+    def peak(self) -> int:
+        return RUNTIME_BYTES + max(self.oracle, self.graph)
+
+    def describe(self) -> str:
+        return (f"{self.peak / GiB:.1f} GiB (the process {RUNTIME_BYTES / GiB:.1f}, then the larger of the oracle "
+                f"{self.oracle / GiB:.1f} and the graph's f32 weights {self.graph / GiB:.1f}; never both)")
+
+
+def available_memory() -> int | None:
+    """Memory the run can take now: psutil's 'available' where installed, else the free pages (os.sysconf, on
+    Linux and macOS; it leaves the page cache out, so it errs low), else the physical memory; None if unknown."""
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+        try:
+            return os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            continue
+    return None
+
+
+class CheckpointSource:
+    """The oracle's side of a checkpoint case, computed once: transformers loads DIR in f32 (eager
+    attention), runs the greedy continuation, then, for the strict bound, is converted in place to f64
+    and run teacher-forced on its own tokens; then it is freed, before any graph weight is read."""
+
+    def __init__(self, checkpoint: Checkpoint, prompt: np.ndarray, steps: int, strict: bool):
+        self.checkpoint, self.prompt, self.steps, self.strict = checkpoint, prompt, steps, strict
+        self._run: OracleRun | None = None
+        self._fp64: np.ndarray | None = None
+
+    def oracle_run(self) -> OracleRun:
+        if self._run is None:
+            import torch
+
+            from oracles.hf import Oracle
+            oracle = Oracle.from_checkpoint(self.checkpoint.directory, self.checkpoint.config)
+            logits, tokens = oracle.greedy(self.prompt, self.steps)
+            routed = tuple(oracle.routed_layers())
+            if self.strict:
+                oracle.model.to(torch.float64)
+                self._fp64 = oracle.teacher_forced(self.prompt, tokens)
+            binding = oracle.binding
+            del oracle
+            gc.collect()
+            self._run = OracleRun(logits, tokens, GraphTensors(self.checkpoint), binding.class_name,
+                                  "identity (the graph takes the safetensors names)", routed, False)
+        return self._run
+
+    def fp64_logits(self, tokens: np.ndarray) -> np.ndarray:
+        run = self.oracle_run()
+        if self._fp64 is None or not np.array_equal(tokens, run.tokens):
+            raise ValueError("the checkpoint's fp64 oracle ran only on its own greedy tokens, with the strict bound")
+        return self._fp64

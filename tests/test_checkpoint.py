@@ -1,0 +1,216 @@
+"""--checkpoint DIR on checkpoints built here in the format Hugging Face publishes (save_pretrained of a seeded
+model: sharded, bf16/f16/f32 storage, tied and untied heads, Mixtral's per-expert tensors), the whole path:
+prefill and 32 decode steps token-exact; a wrong binding FAILs; what cannot be validated is refused with one
+sentence (exit 2). And --config --as-is, which validates a config at its own dimensions."""
+import json
+import re
+import shutil
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.make_checkpoint import build
+from harness import ROOT
+from harness.checks.structural import REAL_DIR
+from harness.cli import main
+from harness.core import checkpoint as ckpt
+from harness.core import fixtures
+
+PROMPT = "3,1,4,1,5,9,2,6"
+# family -> (storage, max shard size, tokenizer): between them every storage dtype, sharded and single files,
+# tied (gemma2) and untied heads, per-expert tensors (mixtral)
+BUILDS = {"llama": ("bf16", "40KB", True), "gemma2": ("f16", None, False), "qwen3": ("f32", "60KB", False),
+          "mixtral": ("bf16", "100KB", False)}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {family: build(dict(fixtures.load(family).config), root / family, dtype, shard, tokenizer=tok)
+            for family, (dtype, shard, tok) in BUILDS.items()}
+
+
+def validate(tmp_path, capsys, *argv):
+    """(exit status, stdout, stderr, the records of summary.json)."""
+    code = main([*map(str, argv), "--reports", str(tmp_path / "reports")])
+    out, err = capsys.readouterr()
+    summary = tmp_path / "reports" / "summary.json"
+    records = json.loads(summary.read_text())["records"] if code != 2 and summary.is_file() else []
+    return code, out, err, records
+
+
+@pytest.mark.parametrize("family", list(BUILDS))
+def test_a_checkpoint_passes_prefill_and_32_decode_steps_token_exact(family, checkpoints, tmp_path, capsys):
+    code, out, err, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints[family], "--prompt-ids", PROMPT)
+    assert code == 0, out + err
+    assert record["verdict"] == "PASS" and record["graph"] == "decode"
+    assert record["decode"]["steps"] == 32 and record["decode"]["first_divergence"] is None
+    assert {c["name"] for c in record["checks"]} == {"finite", "bound", "greedy tokens", "strict bound",
+                                                       "every weight taken"}
+    facts = record["checkpoint"]
+    assert facts["storage"] == BUILDS[family][0] and facts["files"] == (1 if BUILDS[family][1] is None else
+                                                                        len(list(checkpoints[family].glob("*.safetensors"))))
+    assert "estimated peak" in out and "--prompt-ids 3,1,4,1,5,9,2,6 --steps 32" in record["replay"]
+
+
+def test_a_text_prompt_goes_through_the_checkpoints_tokenizer_and_both_continuations_are_shown(
+        checkpoints, tmp_path, capsys):
+    code, _, _, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt", "w3 w1 w4",
+                                       "--steps", "8")
+    assert code == 0
+    facts = record["checkpoint"]
+    assert record["fixture"]["prompt"] == [3, 1, 4] and facts["prompt_text"] == "w3 w1 w4"
+    assert facts["oracle_text"] == facts["graph_text"] and len(facts["oracle_text"].split()) == 9
+    page = (tmp_path / "reports" / "llama.html").read_text()
+    assert "oracle&#39;s continuation" in page or "oracle's continuation" in page
+    assert facts["oracle_text"] in page
+
+
+def test_an_external_emitter_gets_the_checkpoints_config_and_the_sizes(checkpoints, tmp_path, capsys):
+    wraps = f"{sys.executable} tests/emitters/wraps.py"
+    code, _, _, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt-ids", PROMPT,
+                                     "--emitter", wraps)
+    assert code == 0 and record["verdict"] == "PASS"
+    code, _, _, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt-ids", PROMPT,
+                                     "--emitter", wraps + " --alter")
+    assert code == 1 and record["verdict"] == "FAIL"
+
+
+def test_a_wrong_binding_fails(checkpoints, tmp_path, capsys, monkeypatch):
+    """The graph's tensors read from a copy in which layer 0's gate and up projections (same shape) are
+    swapped, the oracle's from the original: what an emitter or loader binding one in the other's place does."""
+    swapped = tmp_path / "swapped"
+    shutil.copytree(checkpoints["llama"], swapped)
+    original = ckpt.read(swapped)
+    gate, up = "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight"
+    stored = {name: original.tensors[name] for name in (gate, up)}
+    raw = {}
+    for name, t in stored.items():
+        with open(t.file, "rb") as f:
+            f.seek(t.start)
+            raw[name] = f.read(t.end - t.start)
+    for name, other in ((gate, up), (up, gate)):  # each tensor's bytes written where the other's were
+        with open(stored[name].file, "r+b") as f:
+            f.seek(stored[name].start)
+            f.write(raw[other])
+    before, after = ckpt.read(checkpoints["llama"]), ckpt.read(swapped)
+    assert np.array_equal(after.f32(gate), before.f32(up)) and not np.array_equal(after.f32(gate), before.f32(gate))
+    real_init = ckpt.GraphTensors.__init__
+    monkeypatch.setattr(ckpt.GraphTensors, "__init__", lambda self, _: real_init(self, ckpt.read(swapped)))
+    code, _, _, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt-ids", PROMPT)
+    assert code == 1 and record["verdict"] == "FAIL"
+    assert "exceeds the bound" in record["message"]
+
+
+def _safetensors(path: Path, tensors: dict[str, tuple[str, tuple[int, ...], bytes]]) -> None:
+    header, offset = {}, 0
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + b"".join(t[2] for t in tensors.values()))
+
+
+def _broken(checkpoints, tmp_path, how: str) -> Path:
+    """A copy of the single-file gemma2 checkpoint, broken one way."""
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoints["gemma2"], broken)
+    weights = broken / "model.safetensors"
+    good = ckpt.read(broken)
+    if how == "missing shard":
+        shutil.copytree(checkpoints["llama"], broken, dirs_exist_ok=True)
+        weights.unlink()
+        next(broken.glob("model-00002-*.safetensors")).unlink()
+    elif how == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-100])
+    elif how in ("int8", "shape"):
+        tensors = {}
+        for name, t in good.tensors.items():
+            raw = good.f32(name).astype(np.float16)
+            if name == "model.layers.1.mlp.up_proj.weight":
+                tensors[name] = ("I8", t.shape, raw.astype(np.int8).tobytes()) if how == "int8" else (
+                    "F16", (t.shape[0] - 1, t.shape[1]), raw[1:].tobytes())
+            else:
+                tensors[name] = ("F16", t.shape, raw.tobytes())
+        _safetensors(weights, tensors)
+    elif how == "no config":
+        (broken / "config.json").unlink()
+    return broken
+
+
+@pytest.mark.parametrize("how, says", [
+    ("missing shard", r"model-00002-of-\d+\.safetensors: missing, but model\.safetensors\.index\.json puts '.+' there"),
+    ("truncated", r"model\.safetensors: truncated: tensor '.+' ends at byte \d+ of a \d+-byte file"),
+    ("int8", (r"model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is stored as I8, which the "
+              r"graph's f32 arguments cannot take")),
+    ("shape", (r"model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is \[127, 64\] but "
+               r".+config\.json implies \[128, 64\]")),
+    ("no config", r"config\.json: missing; a checkpoint directory holds config\.json beside its safetensors"),
+])
+def test_a_checkpoint_that_cannot_be_validated_is_refused_with_one_sentence(how, says, checkpoints, tmp_path,
+                                                                             capsys):
+    code, out, err, _ = validate(tmp_path, capsys, "--checkpoint", _broken(checkpoints, tmp_path, how),
+                                 "--prompt-ids", PROMPT)
+    assert code == 2 and "Traceback" not in out + err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert re.search(says, err), err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--prompt-ids", "1,2,999"], "token 999 is outside the vocabulary [0, 96)"),
+    ([], "--checkpoint needs a prompt"),
+    (["--prompt", "w1 w2"], "holds no tokenizer"),
+    (["--prompt-ids", PROMPT, "--steps", "0"], "--steps 0: must be at least 1"),
+])
+def test_a_prompt_that_cannot_run_is_refused(argv, says, checkpoints, tmp_path, capsys):
+    code, _, err, _ = validate(tmp_path, capsys, "--checkpoint", checkpoints["gemma2"], *argv)
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_larger_than_the_memory_available_is_refused_with_the_estimate(checkpoints, tmp_path, capsys,
+                                                                                    monkeypatch):
+    monkeypatch.setattr(ckpt, "available_memory", lambda: 1 << 30)
+    code, out, err, _ = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt-ids", PROMPT)
+    assert code == 2 and "memory: estimated peak 1." in out
+    assert "the run needs an estimated 1.5 GiB but 1.0 GiB is available" in err
+
+
+def test_the_memory_estimate_is_the_larger_phase_never_both(checkpoints):
+    checkpoint = ckpt.read(checkpoints["llama"])
+    params = checkpoint.parameters()
+    strict, fixed = ckpt.MemoryEstimate.of(checkpoint, True), ckpt.MemoryEstimate.of(checkpoint, False)
+    assert strict.oracle == 8 * params and fixed.oracle == 4 * params + 2 * params  # bf16 files mapped to load
+    assert strict.graph == 4 * params and strict.peak == ckpt.RUNTIME_BYTES + 8 * params
+
+
+def test_bf16_and_f16_storage_is_upcast_exactly(checkpoints):
+    import torch
+    from safetensors import safe_open
+    for family in ("llama", "gemma2"):
+        checkpoint = ckpt.read(checkpoints[family])
+        name = "model.layers.0.self_attn.q_proj.weight"
+        with safe_open(checkpoint.tensors[name].file, "pt") as f:
+            expected = f.get_tensor(name).to(torch.float32).numpy()
+        value = checkpoint.f32(name)
+        assert np.array_equal(value, expected) and value.ctypes.data % ckpt.ALIGNMENT == 0
+
+
+def test_as_is_validates_a_config_at_its_own_dimensions(tmp_path, capsys):
+    """The seed's own fixture dimensions (hidden 16, 4 heads of dim 4, 2 KV heads, 4 layers, vocab 64), which
+    --config alone shrinks to hidden 64, head_dim 16 and 2 layers."""
+    code, out, _, records = validate(tmp_path, capsys, "--config", ROOT / "tests/configs/team-fixture/config.json",
+                                        "--as-is")
+    assert code == 0 and [r["verdict"] for r in records] == ["PASS", "PASS"]
+    assert "as given: vocab 64, hidden 16, intermediate 32, layers 4, heads 4, kv heads 2, head_dim 4" in out
+    assert all(r["published"]["shrunk"] == {} and "--as-is --graph" in r["replay"] for r in records)
+
+
+def test_as_is_refuses_a_config_too_large_with_its_estimate(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ckpt, "available_memory", lambda: 8 << 30)
+    code, _, err, _ = validate(tmp_path, capsys, "--config", REAL_DIR / "Llama-3.2-1B" / "config.json",
+                               "--as-is")
+    assert code == 2 and re.search(r"as given it has 1,2\d\d,\d{3},\d{3} parameters, an estimated 2\d\.\d GiB", err)
+    assert "leave out --as-is to validate it shrunk" in err and len(err.strip().splitlines()) == 1
