@@ -8,6 +8,7 @@ from pathlib import Path
 
 from emitter import Config
 from emitter.config import ConfigError
+from harness.core.case import failed
 from harness.core.fixtures import Fixture
 from harness.core.record import FAIL, Record
 
@@ -29,12 +30,14 @@ def flags(config_path: Path) -> list[tuple[str, str]]:
 
 
 def annotate(record: Record, fixture: Fixture, localise: bool = True) -> None:
-    """The flags; with localise, the localisation of a failing prefill record (a diagnosis that fails
-    says so in the record and never hides the verdict)."""
+    """The flags; with localise, the localisation of a failing prefill record. A localisation that fails
+    says so in the record and makes it an ERROR at stage 'localisation' (the FAIL kept in its message):
+    a check that did not run to its end never leaves a verdict standing."""
     record.emitter_flags = flags(fixture.config_path)
     if localise and record.graph == "prefill" and record.verdict == FAIL:
         from harness.checks import localise as taps
         try:
             record.localisation = taps.localise(fixture)
-        except Exception as e:  # noqa: BLE001 - a diagnosis that fails must not hide the verdict
+        except Exception as e:  # noqa: BLE001 - said in the record, never raised
             record.localisation = taps.failed(e)
+            failed(record, "localisation", e)

@@ -222,6 +222,7 @@ class Record:
     emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config, field by field
     published: PublishedFacts | None = None  # a --config run's published config
     mutant: MutantFacts | None = None  # a deliberately broken graph
+    skipped: dict[str, str] = field(default_factory=dict)  # checks not asked for (strict_bound, xla): why
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     cache_hit: dict[str, bool] = field(default_factory=dict)  # compile, oracle: read from the cache directory
 
