@@ -104,19 +104,20 @@ def gate(args, run: RunInfo) -> Outcome:
     chosen, emitter = select(args), emitter_of(args)
     names, known = chosen.names, set(fixtures.names())
     pool = workers.start(min(args.jobs, len(names)), [fixtures.load(n) for n in names]) if names else None
-    checks, ok, published = [], True, None
-    if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
-        print("== structural signatures: skipped (the goldens record the built-in emitter)")
-    else:
-        every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
-        checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
-                                     orphans=chosen.cases is None)
-        published = check_meanwhile([c for c in every if c not in known])
-    print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
-    by_case = {(r["case"], r["graph"]): r for r in checks}
-    tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
-                          {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}) for n in names]
-    outcome = validate(pool, tasks) if pool else Outcome(True, [], set())
+    with workers.running(pool):  # stopped, if the structural pass is interrupted too
+        checks, ok, published = [], True, None
+        if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
+            print("== structural signatures: skipped (the goldens record the built-in emitter)")
+        else:
+            every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
+            checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
+                                         orphans=chosen.cases is None)
+            published = check_meanwhile([c for c in every if c not in known])
+        print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
+        by_case = {(r["case"], r["graph"]): r for r in checks}
+        tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
+                              {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}) for n in names]
+        outcome = validate(pool, tasks) if pool else Outcome(True, [], set())
     if published:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)
         results = published.result()
@@ -127,9 +128,10 @@ def gate(args, run: RunInfo) -> Outcome:
 
 
 def validate(pool, tasks: list[workers.Task]) -> Outcome:
-    """The tasks in the pool, a line per record as each family is done; the records in the tasks' order."""
+    """The tasks in the pool, a line per record as each family is done; the records in the tasks' order.
+    The pool's workers are stopped if this is interrupted (workers.running)."""
     done = {}
-    with pool:
+    with workers.running(pool):
         for family in workers.run_all(pool, tasks):
             done[family.name] = family
             for record in family.records:
