@@ -210,3 +210,25 @@ def test_the_issues_published_config_with_an_infinite_epsilon_never_passes(tmp_p
     if code == 1:
         _, records = summary.read(tmp_path / "r" / "summary.json")
         assert records and {r.verdict for r in records} <= {"ERROR", "FAIL"}
+
+
+def test_a_task_that_raises_outside_every_stage_is_its_familys_error_only(monkeypatch):
+    """A bug in the worker's own code (outside run_case) reached the gate as a traceback after the run;
+    now it is that family's ERROR and the others are taken as they are."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def validate(task):
+        if task.name == "qwen3":
+            raise Injected("worker code broke")
+        records = [new_record(task.fixture(), g) for g in ("prefill", "decode")]
+        for record in records:
+            record.check("bound", "compare", True)
+        return workers.Done(task.name, records, set(), [])
+    monkeypatch.setattr(workers, "validate", validate)
+    with ThreadPoolExecutor(2) as pool:
+        done = {d.name: d for d in workers.run_all(pool, [workers.Task("llama"), workers.Task("qwen3")])}
+    verdicts = {(r.family, r.graph): r.verdict for d in done.values() for r in d.records}
+    assert verdicts == {("llama", "prefill"): "PASS", ("llama", "decode"): "PASS",
+                        ("qwen3", "prefill"): "ERROR", ("qwen3", "decode"): "ERROR"}
+    assert done["qwen3"].records[0].message == "stage 'worker': unexpected Injected: worker code broke"
+    assert done["qwen3"].problems == ["qwen3.html not written: its worker raised Injected"]
