@@ -1,9 +1,9 @@
 """The gate: validate every selected family, one line each, then RESULT; exit 0 pass, 1 fail, 2 bad input.
 
 The command line is a table of modes (MODES): the first whose option is given runs, after the
-options it cannot be combined with (CLASHES) are refused and the --reports directory of a mode that
-writes there is claimed (created, writable, locked against a concurrent run: core/files.py). A mode
-returns its records and whether everything else it checks passed; the records are published here
+options it cannot be combined with (CLASHES) are refused. A mode that writes under --reports claims
+it once its input is good (modes.claim_reports: created, writable, locked against a concurrent run
+until the reports are written, core/files.py). A mode returns its records and whether everything else it checks passed; the records are published here
 and RESULT is printed here, once: FAIL when a report could not be written. Ctrl-C (or SIGTERM)
 stops the workers and their emitters and says one line: exit 130 (143).
 """
@@ -38,7 +38,6 @@ class Mode:
     name: str  # as the run's summary names it
     chosen: Callable[[argparse.Namespace], bool]
     run: Callable[[argparse.Namespace, RunInfo], Outcome | None]  # None: nothing to judge (--list)
-    reports: bool = True  # writes under --reports: claimed before it runs
 
 
 def list_fixtures(args, info: RunInfo) -> None:
@@ -48,9 +47,9 @@ def list_fixtures(args, info: RunInfo) -> None:
 MODES = (
     Mode("merge", lambda a: bool(a.merge), merge.run),
     Mode("config", lambda a: bool(a.config), config.run),
-    Mode("list", lambda a: a.list, list_fixtures, reports=False),
+    Mode("list", lambda a: a.list, list_fixtures),
     Mode("mutants", lambda a: a.mutants, mutants.run),
-    Mode("structural", lambda a: a.structural_only or a.update_goldens, gate.structural_only, reports=False),
+    Mode("structural", lambda a: a.structural_only or a.update_goldens, gate.structural_only),
     Mode("gate", lambda a: True, gate.gate),
 )
 # (option, the options it cannot be combined with, why), checked in this order before any mode runs
@@ -146,8 +145,7 @@ def run(args, argv: list[str]) -> int:
         try:
             check_options(args)
             mode = next(m for m in MODES if m.chosen(args))
-            if mode.reports:
-                stack.enter_context(claimed(args.reports))
+            args.claim_reports = lambda: stack.enter_context(claimed(args.reports))
             if args.emit_timeout is not None:  # the workers spawned from here on inherit it
                 stack.enter_context(_environment(emitproc.TIMEOUT_ENV, args.emit_timeout))
             info = summary.run_info(mode.name, ["validate_arch.sh", *argv], args.emitter)

@@ -15,7 +15,7 @@ from harness.checks import structural
 from harness.core import fixtures
 from harness.core.emitters import DEFAULT_EMITTER, emitter_command
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, shard, workers
+from harness.modes import Outcome, UsageError, claim_reports, shard, workers
 from harness.present.console import line
 
 
@@ -103,6 +103,7 @@ def gate(args, run: RunInfo) -> Outcome:
     """Every selected family: its graphs against the goldens, then every graph kind against the oracle."""
     chosen, emitter = select(args), emitter_of(args)
     names, known = chosen.names, set(fixtures.names())
+    claim_reports(args)
     pool = workers.start(min(args.jobs, len(names)), [fixtures.load(n) for n in names]) if names else None
     with workers.running(pool):  # stopped, if the structural pass is interrupted too
         checks, ok, published = [], True, None

@@ -8,13 +8,14 @@ import time
 from harness.checks import mutation
 from harness.core import summary
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, workers
+from harness.modes import Outcome, claim_reports, workers
 from harness.modes.gate import select
 from harness.present.console import kill_summary, mutant_line
 
 
 def run(args, info: RunInfo) -> Outcome:
     start, names = time.perf_counter(), select(args).names
+    claim_reports(args)
     bound = "the strict and the fixed bound" if not args.fixed_bound_only else "the fixed bound alone"
     print(f"== mutation self-test: every applicable mutant must FAIL ({bound})", flush=True)
     records, jobs = [], max(1, min(args.jobs, len(names)))
