@@ -103,8 +103,8 @@ def test_a_gate_killed_outright_leaves_no_worker_or_emitter(hanging_gate):
 
 # -- the --reports directory: found unwritable before the run starts, locked against a concurrent run ------
 
-from harness.cli import main  # noqa: E402
-from harness.core import files  # noqa: E402
+from harness.cli import main
+from harness.core import files
 
 REAL_CONFIG = ROOT / "fixtures" / "real" / "Llama-3.2-1B" / "config.json"
 MODES = {"gate": ["--family", "llama"], "--config": ["--config", str(REAL_CONFIG)],
