@@ -24,7 +24,8 @@ from harness import ROOT
 from harness.core import emitproc, fixtures, summary
 from harness.core.emitters import emitter_command
 from harness.core.files import ReportsError, claimed
-from harness.core.record import PASS
+from harness.core.kinds import KINDS
+from harness.core.record import PASS, UNSUPPORTED
 from harness.core.summary import RunInfo
 from harness.modes import Outcome, UsageError, config, gate, merge, mutants, shard, workers
 from harness.present.console import counts
@@ -59,6 +60,10 @@ CLASHES = (
     ("--shard", ("--family",), "a shard's families are chosen by their cost"),
     ("--config", ("--family", "--structural-only", "--update-goldens"), ""),
     ("--mutants", ("--emitter",), "it mutates the built-in emitter"),
+    ("--graph", ("--structural-only", "--update-goldens", "--list", "--mutants", "--merge"),
+     "it selects the cases to validate numerically"),
+    ("--require-all", ("--structural-only", "--update-goldens", "--list", "--mutants"),
+     "it judges the families an emitter refuses, which that mode does not validate"),
 )
 
 
@@ -66,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="validate_arch.sh", description=__doc__.split("\n\n")[0])
     ap.add_argument("--family", action="append", metavar="NAME",
                     help="validate only this fixture (repeatable); default: all")
+    ap.add_argument("--graph", action="append", metavar="KIND", choices=list(KINDS),
+                    help=f"validate only this graph kind (repeatable; {', '.join(KINDS)}); default: every kind "
+                         "the family has")
     ap.add_argument("--jobs", type=int, default=min(2, workers.cores()),
                     help="worker processes (default 2; at most the cores this process may use)")
     ap.add_argument("--jobs-over-cores", action="store_true",
@@ -83,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
                     help="only emit and check signatures against goldens (no compile, no run, no torch)")
     ap.add_argument("--update-goldens", action="store_true",
                     help="rewrite the goldens that differ from what the emitter writes now, and say which")
+    ap.add_argument("--require-all", action="store_true",
+                    help="fail the run when the emitter refuses a family (UNSUPPORTED); by default a refused family "
+                         "is reported and counted, and the others decide")
     ap.add_argument("--fixed-bound-only", action="store_true",
                     help="judge by the fixed bound alone (no fp64 oracle run, no strict noise-derived bound)")
     ap.add_argument("--mutants", action="store_true",
@@ -166,7 +177,8 @@ def run(args, argv: list[str]) -> int:
             if problems:
                 print(f"reports: incomplete ({problems} problem{'s' if problems > 1 else ''} above): "
                       "the run cannot pass", flush=True)
-    passed = outcome.ok and not problems and all(r.verdict == PASS for r in records)
+    passed = outcome.ok and not problems and all(
+        r.verdict == PASS or (r.verdict == UNSUPPORTED and not args.require_all) for r in records)
     print(f"RESULT: {'PASS' if passed else 'FAIL'}")
     return 0 if passed else 1
 

@@ -9,6 +9,7 @@ at the end of the session it is published as the gate publishes its records
 (harness/present/publish.py): summary.json, summary.csv, index.html and a page per family under DIR.
 """
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from harness.checks import builtin, structural
 from harness.checks.signature import drift, load_golden, signature
 from harness.core import fixtures, summary
-from harness.core.emitters import DEFAULT_EMITTER, emitter_command
+from harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
 from harness.core.kinds import order
 from harness.core.record import MutantFacts, Record
 from harness.modes import shard
@@ -85,20 +86,30 @@ def _family_of(item, names: list[str]) -> str | None:
 
 @pytest.fixture
 def case_report(request):
-    """keep(record, text=None, mutant=None): the record goes into --reports (a no-op without it).
-    text is the graph the record judged when it is not the built-in emitter's (a mutant's)."""
+    """keep(record, text=None, mutant=None): the record's replay becomes this test's command line, and the
+    record goes into --reports (only that is a no-op without it). text is the graph the record judged
+    when it is not the built-in emitter's (a mutant's)."""
     def keep(record: Record, text: str | None = None, mutant: str | None = None) -> None:
+        record.replay = replay_command(request)
         if not request.config.getoption("--reports"):
             return
         record.structural = _structural(record.family, record.graph, text)
-        if request.config.getoption("--emitter") is None:
+        if record.emitter == BUILTIN_EMITTER:  # its parsed flags; another emitter's reading is its own
             builtin.annotate(record, fixtures.load(record.family), localise=False)
         if mutant:
             from harness.checks.mutants import MUTANTS
             record.mutant = MutantFacts(mutant, MUTANTS[mutant].description)
-            record.replay = f".venv/bin/python -m pytest '{request.node.nodeid}'"
         request.node.user_properties.append((RECORD, json.dumps(record.to_json())))
     return keep
+
+
+def replay_command(request) -> str:
+    """This test alone, run from the project root, with the --emitter it validated (if it takes one)."""
+    command = f".venv/bin/python -m pytest {shlex.quote(request.node.nodeid)}"
+    emitter = request.config.getoption("--emitter")
+    if emitter is not None and "emitter" in request.fixturenames:
+        command += f" --emitter {shlex.quote(emitter)}"
+    return command
 
 
 def _structural(family: str, graph: str, text: str | None):

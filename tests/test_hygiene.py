@@ -206,7 +206,7 @@ def test_a_full_disk_while_writing_the_reports_fails_the_run_with_a_result_line(
     assert lines[-1] == "RESULT: FAIL" and lines[-2] == "reports: incomplete (2 problems above): the run cannot pass"
     assert "reports: summary.json not written: No space left on device" in lines
     assert any(line.startswith("reports: index.html and summary.csv not written: OSError: [Errno 28]") for line in lines)
-    assert "2 passed, 0 failed, 0 errors -> summary.json not written" in out
+    assert "2 passed, 0 failed, 0 errors, 0 unsupported -> summary.json not written" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == [files.LOCK_NAME, "llama.html"]
 
 

@@ -2,16 +2,17 @@
 run -> compare; then the strict bound and the three-way comparison where the kind has them.
 
 run_case never raises: whatever goes wrong becomes an errored check named after its stage (its
-message says `stage 'NAME': ...` and, where checks had been judged before it, what they said), and
-every check the kind meant to run that did not is recorded as not run, so the verdict
-(core/record.py) can only be PASS when everything meant to run ran and passed. The three-way
-comparison is a check meant to run too: XLA failing (a broken jax included) is the case's ERROR.
-A family's cases share one dict of texts, so that each graph kind is emitted once (a failed
-emission too: it is not tried again).
+message says `stage 'NAME': ...` and, where checks had been judged before it, what they said; an
+emitter's refusal, exit 2, a refused one), and every check the kind meant to run that did not is
+recorded as not run, so the verdict (core/record.py) can only be PASS when everything meant to run
+ran and passed. The three-way comparison is a check meant to run too: XLA failing (a broken jax
+included) is the case's ERROR. A family's cases share one dict of texts, so that each graph kind is
+emitted once (a failed or refused emission too: it is not tried again).
 """
 from __future__ import annotations
 
 import hashlib
+import shlex
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,30 +22,56 @@ import numpy as np
 from harness.backends import REFERENCES, SUBJECT
 from harness.backends.base import Backend, BackendError, Module
 from harness.core import cache, noise, triangulate
-from harness.core.emitters import DEFAULT_EMITTER, CaseError, emit
+from harness.core.emitters import (
+    DEFAULT_EMITTER,
+    CaseError,
+    EmitterRefused,
+    described,
+    emit,
+)
 from harness.core.fixtures import Fixture
 from harness.core.graph import GraphError, GraphSignature, bind, parse_signature
 from harness.core.kinds import KINDS, GraphKind
 from harness.core.messages import clip_record
 from harness.core.oracle_cache import OracleRun
 from harness.core.oracle_cache import run as oracle_run
-from harness.core.record import FAIL, NOT_RUN, PASS, STRICT, Check, OracleFacts, Record, verdict_of
+from harness.core.record import (
+    EVERY_WEIGHT,
+    FAIL,
+    NOT_RUN,
+    PASS,
+    STRICT,
+    Check,
+    OracleFacts,
+    Record,
+    verdict_of,
+)
 
 
-def replay_command(fixture: Fixture) -> str:
-    return fixture.replay or f"./validate_arch.sh --family {fixture.name}"
+def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> str:
+    """The command line, run from the project root, that runs exactly this case again: the family (or the
+    published config, as given), the graph kind, the emitter (shell-quoted) and --fixed-bound-only where
+    the case was judged without the strict bound. Not carried: the environment (variables the emitter
+    reads, ARCHVAL_CACHE_DIR), and --reports (the replay writes under reports/)."""
+    words = [fixture.replay or f"./validate_arch.sh --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
+    if tuple(emitter) != DEFAULT_EMITTER:
+        words.append(f"--emitter {shlex.quote(shlex.join(emitter))}")
+    if not strict_bound:
+        words.append("--fixed-bound-only")
+    return " ".join(words)
 
 
-def new_record(fixture: Fixture, graph: str) -> Record:
+def new_record(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> Record:
     """A case's record before anything is judged (with no checks, an ERROR)."""
     return Record(family=fixture.name, model_type=fixture.model_type, graph=graph,
                   bound=KINDS[graph].bound(fixture) if graph in KINDS else fixture.bound,
-                  replay=replay_command(fixture), fixture=fixture.facts())
+                  replay=replay_command(fixture, graph, emitter, strict_bound), fixture=fixture.facts(),
+                  emitter=described(emitter))
 
 
-def error_record(fixture: Fixture, graph: str, stage: str, message: str) -> Record:
+def error_record(fixture: Fixture, graph: str, stage: str, message: str, emitter=DEFAULT_EMITTER) -> Record:
     """A case that could not be run at all (its worker died, its published config could not be prepared)."""
-    return clip_record(failed(new_record(fixture, graph), stage, message))
+    return clip_record(failed(new_record(fixture, graph, emitter), stage, message))
 
 
 def describe(error: BaseException) -> str:
@@ -155,7 +182,8 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
     strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
     oracle run); False judges by the fixed bound alone. A check not asked for is in record.skipped."""
     kind = KINDS[graph]
-    case = Case(fixture, kind, tuple(emitter), {} if texts is None else texts, new_record(fixture, graph))
+    case = Case(fixture, kind, tuple(emitter), {} if texts is None else texts,
+                new_record(fixture, graph, emitter, strict_bound))
     record = case.record
     record.skipped = {name: "not asked for" for name, meant, on in (("strict_bound", kind.strict, strict_bound),
                                                                    ("xla", kind.three_way, xla)) if meant and not on}
@@ -170,8 +198,8 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
         actual = kind.actual(case, SUBJECT)
         with case.stage("compare", timed=False):
             kind.judge(case, expected, actual)
-        used = {a.name for name in kind.emits for a in case.graph(name).functions["main"].args}
-        record.oracle.unused_tensors = sorted(set(case.oracle().weights) - used)
+        with case.stage("bind", timed=False):
+            _judge_weights_taken(case)
         if strict_bound and kind.strict:
             with case.stage("oracle_fp64"):
                 fp64 = kind.fp64(case, len(expected))
@@ -182,12 +210,30 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
         if xla and kind.three_way:
             bound = min(record.bound, record.noise.strict_bound if record.noise else record.bound)
             _three_way(case, expected, actual, bound)
+    except EmitterRefused as e:
+        record.refused(case.failed_stage or "emit", str(e))
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
         failed(record, case.failed_stage or "case", e)
-    meant = kind.checks() + ((STRICT,) if strict_bound and kind.strict else ())
+    meant = (kind.checks() + ((EVERY_WEIGHT,) if kind.takes_every_weight else ())
+             + ((STRICT,) if strict_bound and kind.strict else ()))
     ran = {c.name for c in record.checks}
     record.checks += [Check(name, "compare", NOT_RUN) for name in meant if name not in ran]
     return clip_record(record)
+
+
+def _judge_weights_taken(case: Case) -> None:
+    """Records the checkpoint's tensors a graph does not take; for a whole forward each one is a FAIL by
+    name: a graph that ignores a weight computes another model, however close its logits come."""
+    weights, unused = set(case.oracle().weights), {}
+    for name in case.kind.emits:
+        taken = {a.name for a in case.graph(name).functions["main"].args}
+        unused |= {tensor: name for tensor in sorted(weights - taken) if tensor not in unused}
+    case.record.oracle.unused_tensors = sorted(unused)
+    if case.kind.takes_every_weight:
+        listed = ", ".join(f"'{tensor}' ({graph})" for tensor, graph in list(unused.items())[:5])
+        more = f" and {len(unused) - 5} more" if len(unused) > 5 else ""
+        case.record.check(EVERY_WEIGHT, "bind", not unused, f"the graph takes no argument for {len(unused)} tensor(s) "
+                          f"of the checkpoint: {listed}{more}")
 
 
 def _three_way(case: Case, expected: np.ndarray, actual: np.ndarray, bound: float) -> None:

@@ -23,6 +23,7 @@ from harness import ROOT
 from harness.core import emitproc
 
 DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
+BUILTIN_EMITTER = "built-in (python -m emitter)"  # how the reports name it
 _IN_PROCESS = threading.Lock()  # sys.argv and stderr are the process's own
 
 
@@ -39,6 +40,11 @@ def emitter_command(text: str | None) -> tuple[str, ...]:
     if not command:
         raise ValueError(f"--emitter {shown}: names no command; leave --emitter out to validate the built-in emitter")
     return command
+
+
+def described(command) -> str:
+    """An emitter as the reports name it: its command line, or the built-in one."""
+    return BUILTIN_EMITTER if tuple(command) == DEFAULT_EMITTER else shlex.join(command)
 
 
 class CaseError(RuntimeError):

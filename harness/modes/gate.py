@@ -58,11 +58,12 @@ def emitter_of(args) -> tuple[str, ...]:
     return emitter_command(args.emitter)
 
 
-def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool) -> tuple[list[dict], bool]:
-    """These cases (None: all) signed and compared with their goldens; orphan goldens looked for when
-    asked (only a run over every case can tell one)."""
+def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool,
+                    graphs: list[str] | None = None) -> tuple[list[dict], bool]:
+    """These cases (None: all) signed and compared with their goldens, of the graph kinds given (None:
+    every signed one); orphan goldens looked for when asked (only a run over every case can tell one)."""
     print("== structural signatures" + (" (updating goldens)" if update else ""), flush=True)
-    results = structural.run(DEFAULT_EMITTER, update=update, names=cases, jobs=max(1, jobs))
+    results = structural.run(DEFAULT_EMITTER, update=update, names=cases, jobs=max(1, jobs), graphs=graphs)
     said = said_structural(results)
     found = structural.orphan_goldens() if orphans else []
     for path in found:
@@ -112,12 +113,13 @@ def gate(args, run: RunInfo) -> Outcome:
         else:
             every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
             checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
-                                         orphans=chosen.cases is None)
+                                         orphans=chosen.cases is None and not args.graph, graphs=args.graph)
             published = check_meanwhile([c for c in every if c not in known])
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
         by_case = {(r["case"], r["graph"]): r for r in checks}
         tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
-                              {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}) for n in names]
+                              {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph)
+                 for n in names]
         outcome = validate(pool, tasks) if pool else Outcome(True, [], set())
     if published:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)

@@ -49,6 +49,7 @@ class Task:
     checks: dict[str, dict] = field(default_factory=dict)  # the structural pass's result per graph kind
     directory: str | None = None  # a fixture outside fixtures/ (a --config run's)
     published: PublishedFacts | None = None  # a --config run's published config
+    graphs: list[str] | None = None  # --graph: only these kinds; None: every kind the family has
 
     def fixture(self) -> fixtures.Fixture:
         return fixtures.load(self.name) if self.directory is None else fixtures.load_dir(Path(self.directory))
@@ -171,11 +172,13 @@ def validate(task: Task) -> Done:
     texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}
     records = []
     for kind in KINDS.values():
+        if task.graphs and kind.name not in task.graphs:
+            continue
         try:
             wanted = kind.every_family or kind.applies(fixture)
         except Exception as e:  # noqa: BLE001 - not knowing whether a check applies is an ERROR, never a skip
             records.append(error_record(fixture, kind.name, "oracle", f"could not tell whether {fixture.name} has "
-                                        f"a {kind.name} graph: {type(e).__name__}: {e}"))
+                                        f"a {kind.name} graph: {type(e).__name__}: {e}", task.emitter))
             continue
         if wanted:
             records.append(run_case(fixture, kind.name, texts=texts, emitter=task.emitter,
@@ -221,8 +224,9 @@ def run_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> Iterator[Done]:
 
 def _errored(task: Task, stage: str, message: str, why: str) -> Done:
     """A family whose worker could not give its records: each of its cases an ERROR, no page."""
-    return Done(task.name, [error_record(task.fixture(), kind.name, stage, message)
-                            for kind in KINDS.values() if kind.every_family],
+    return Done(task.name, [error_record(task.fixture(), kind.name, stage, message, task.emitter)
+                            for kind in KINDS.values()
+                            if kind.every_family and (not task.graphs or kind.name in task.graphs)],
                 set(), [f"{task.name}.html not written: {why}"])
 
 
