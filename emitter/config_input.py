@@ -161,6 +161,13 @@ def check_input(raw: dict, source: str) -> Family:
     return family
 
 
+def attribute(raw: dict, name: str):
+    """The value transformers' config class reads as attribute `name` from a checked config.json, under the key
+    the family writes it as (EXAONE's num_layers is num_hidden_layers)."""
+    family = FAMILIES.get(raw.get("model_type"))
+    return raw[family.aliases.get(name, name) if family else name]
+
+
 def _check_finite(source: str, path: str, value) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise field_error(source, path, value, "not a finite number")

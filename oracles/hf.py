@@ -144,6 +144,11 @@ class Oracle:
         return logits, logits.argmax(axis=1).astype(np.int32)
 
     @torch.no_grad()
+    def prompt_logits(self, prompt: np.ndarray) -> np.ndarray:
+        """The logits [len(prompt), V] at every prompt position, in the model's dtype."""
+        return self.model(input_ids=torch.tensor([[int(t) for t in prompt]])).logits[0].numpy()
+
+    @torch.no_grad()
     def teacher_forced(self, prompt: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """The logits [len(tokens), V] in the model's dtype: the prompt's last token, then each step fed
         tokens[s - 1] (another run's choices, so that both runs see the same inputs)."""

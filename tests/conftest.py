@@ -95,7 +95,7 @@ def case_report(request):
             return
         record.structural = _structural(record.family, record.graph, text)
         if record.emitter == BUILTIN_EMITTER:  # its parsed flags; another emitter's reading is its own
-            builtin.annotate(record, fixtures.load(record.family), localise=False)
+            builtin.annotate(record, fixtures.load(record.family))
         if mutant:
             from harness.checks.mutants import MUTANTS
             record.mutant = MutantFacts(mutant, MUTANTS[mutant].description)

@@ -1,7 +1,7 @@
 """The verdict logic on hand-made logits: each rule decides a case on its own."""
 import numpy as np
 
-from harness.core.compare import compare_logits, compare_steps, decode_checks, logit_checks
+from harness.core.compare import compare_logits, compare_steps, decode_checks, logit_checks, position_checks
 from harness.core.record import message_of, verdict_of
 
 
@@ -101,3 +101,14 @@ def test_top_k_keeps_both_sides_highest_logits_with_nan_last():
     c = compare_logits(ORACLE, graph)
     assert c.oracle_top_k[:3] == ((1, 3.0), (3, 2.999), (2, 1.0))
     assert [i for i, _ in c.graph_top_k] == [3, 2, 0, 1]
+
+
+def test_every_position_is_judged_when_prefill_returns_them_all():
+    """A graph wrong at one early prompt position only fails there, and says where."""
+    oracle = np.tile(ORACLE, (4, 1))
+    graph = oracle.copy()
+    graph[1, 2] += 0.05
+    checks = position_checks(compare_steps(oracle, graph, range(4), 1e-2))
+    bound = next(c for c in checks if c.name == "bound")
+    assert bound.status == "failed" and "at position 1, vocab index 2" in bound.message, bound
+    assert [c.status for c in position_checks(compare_steps(oracle, oracle, range(4), 1e-2))] == ["passed"] * 3

@@ -24,6 +24,23 @@ def test_wrapping_emitter_passes_unaltered_and_fails_altered(tmp_path, capsys, a
     assert all((r["max_abs_diff"] > r["bound"]) == alter for r in records), out
 
 
+@pytest.mark.parametrize("taps,localised", [
+    ("", "first divergence: layer 0 attention"),  # the altered rsqrt is layer 0's input norm
+    (" --no-taps", ("not available: the emitter gave no taps (asked with --debug-taps it exited 2: wraps.py: error: "
+                    "unrecognized arguments: --debug-taps)")),
+], ids=["taps", "no-taps"])
+def test_any_emitters_failing_prefill_is_localised_through_its_taps_or_says_it_gave_none(tmp_path, capsys, taps,
+                                                                                       localised):
+    code = main(["--family", "llama", "--reports", str(tmp_path), "--emitter",
+                 f"{sys.executable} {WRAPS} --alter{taps}"])
+    out = capsys.readouterr().out
+    prefill = next(r for r in json.loads((tmp_path / "summary.json").read_text())["records"] if r["graph"] == "prefill")
+    assert code == 1 and prefill["verdict"] == "FAIL"
+    assert prefill["localisation"]["summary"].startswith(localised), prefill["localisation"]
+    assert f"localised: {localised}" in out
+    assert localised in (tmp_path / "llama.html").read_text()
+
+
 @pytest.mark.parametrize("alter,returncode", [(False, 0), (True, 1)])
 def test_pytest_emitter_option_runs_the_differential_tests_through_it(alter, returncode):
     command = f"{sys.executable} {WRAPS}" + (" --alter" if alter else "")

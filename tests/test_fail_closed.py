@@ -8,15 +8,17 @@ tests/test_record.py.)
 """
 import dataclasses
 import json
+import sys
 import types
 
 import numpy as np
 import pytest
 
 from emitter import Config, emit
+from harness import ROOT
 from harness.backends import xla as xla_backend
 from harness.backends.base import BackendError
-from harness.checks import builtin, mutants
+from harness.checks import mutants
 from harness.core import cache, fixtures, noise, summary, triangulate
 from harness.core.case import new_record, run_case
 from harness.core.messages import MAX_CHARS, clip, clip_record
@@ -159,12 +161,12 @@ def test_a_skipped_check_says_so_in_the_record_and_the_line(texts):
 # -- the stages after the cases: localisation (of a failing prefill graph) and the report --------
 
 def test_a_failing_localisation_is_an_error_not_a_fail_left_standing(monkeypatch):
-    text = mutants.MUTANTS["eps_10x"].emit(LLAMA.config_path)
+    """A failing prefill's localisation (any emitter is asked for its taps) that raises: the FAIL does not stand."""
     monkeypatch.setattr("harness.checks.localise.localise", boom)
-    prefill = run_case(LLAMA, texts={"prefill": text}, xla=False)
-    builtin.annotate(prefill, LLAMA)  # what a worker adds to a record of the built-in emitter
+    alter = (sys.executable, str(ROOT / "tests" / "emitters" / "wraps.py"), "--alter")
+    [prefill] = workers.validate(workers.Task("llama", emitter=alter, graphs=["prefill"])).records
     assert prefill.verdict == "ERROR" and error_stage(prefill) == "localisation", line(prefill)
-    assert prefill.message.startswith("stage 'localisation': unexpected Injected: injected fault (until then: FAIL")
+    assert prefill.message.startswith("stage 'localisation': Injected: injected fault (until then: FAIL")
     assert prefill.localisation.error == "Injected: injected fault"
 
 

@@ -1,6 +1,8 @@
-"""The example JAX emitter (examples/jax_emitter) through the real gate, as an external
-emitter: llama, qwen3 and gemma2 PASS on prefill and decode; a planted bug FAILs; any
-other model_type is refused with exit 2 and one sentence."""
+"""The example JAX emitter (examples/jax_emitter) through the real gate, as an external emitter: llama, qwen3
+and gemma2 PASS on prefill and decode in the ABI variants the built-in emitter does not use (per-layer
+caches, every position's logits) and with JAX's helper functions left in; its debug taps localise nothing
+on a correct graph; each planted bug FAILs, with the layer named where the bug is in a layer; any other
+model_type is refused with exit 2 and one sentence."""
 import json
 import os
 import shlex
@@ -12,6 +14,9 @@ import pytest
 
 pytest.importorskip("jax")
 
+from harness.checks import localise  # after the skip: the example needs JAX
+from harness.core import fixtures
+
 ROOT = Path(__file__).resolve().parents[1]
 EMITTER = f"{shlex.quote(sys.executable)} examples/jax_emitter/emit.py"
 FAMILIES = ("llama", "qwen3", "gemma2")
@@ -22,30 +27,57 @@ def gate(tmp_path, families, bug=None):
     env.pop("ARCHVAL_JAX_BUG", None)
     if bug:
         env["ARCHVAL_JAX_BUG"] = bug
-    args = [sys.executable, "-m", "harness", "--emitter", EMITTER, "--jobs", "1",
-            "--reports", str(tmp_path)]
+    args = [sys.executable, "-m", "harness", "--emitter", EMITTER, "--jobs", "1", "--reports", str(tmp_path)]
     for f in families:
         args += ["--family", f]
     run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    records = summary["records"] if isinstance(summary, dict) else summary
+    records = json.loads((tmp_path / "summary.json").read_text())["records"]
     return run, {(r["family"], r["graph"]): r for r in records}
 
 
-def test_llama_qwen3_gemma2_pass(tmp_path):
+def test_llama_qwen3_gemma2_pass_with_per_layer_caches_every_positions_logits_and_helper_functions(tmp_path):
     run, records = gate(tmp_path, FAMILIES)
     assert run.returncode == 0, run.stdout + run.stderr
     assert sorted(records) == sorted((f, g) for f in FAMILIES for g in ("prefill", "decode"))
     for case, r in records.items():
         assert r["verdict"] == "PASS", (case, r["message"])
+        assert r["abi"] == {"caches": "per layer", "logits": "every position"}, case
+    text = tmp_path / "g.mlir"
+    subprocess.run([sys.executable, "examples/jax_emitter/emit.py", "--config", "fixtures/llama/config.json",
+                    "--graph", "prefill", "--out", str(text)], cwd=ROOT, check=True, timeout=120)
+    assert "func.func private @" in text.read_text() and "call @" in text.read_text(), \
+        "JAX's helper functions were inlined: the test no longer shows that helpers validate"
 
 
-def test_cache_slot_off_by_one_fails(tmp_path):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_its_taps_localise_nothing_on_a_correct_graph(family):
+    result = localise.of_emitter(fixtures.load(family), tuple(shlex.split(EMITTER)))
+    assert result.error is None and result.taps, result.summary or result.error
+    assert result.first is None, result.summary
+    assert len(result.taps) == 3 * fixtures.load(family).attribute("num_hidden_layers")
+
+
+@pytest.mark.parametrize("bug", ["eps", "rope"])
+def test_a_bug_in_every_layer_fails_and_is_localised_to_the_first(tmp_path, bug):
+    """eps: RMSNorm's epsilon 10x the config's (llama's 1e-5: caught by the strict bound alone); rope: GPT-J
+    pairs instead of rotate-half. Both sit in every layer's attention, so the first layer's is named."""
+    run, records = gate(tmp_path, ["llama"], bug=bug)
+    assert run.returncode == 1, run.stdout + run.stderr
+    prefill = records["llama", "prefill"]
+    assert prefill["verdict"] == "FAIL" and records["llama", "decode"]["verdict"] == "FAIL", prefill["message"]
+    first = prefill["localisation"]["first"]
+    assert (first["layer"], first["point"]) == (0, "attention"), prefill["localisation"]
+    assert "localised: first divergence: layer 0 attention" in run.stdout
+
+
+def test_cache_slot_off_by_one_fails_decode_only(tmp_path):
     run, records = gate(tmp_path, ["llama"], bug="slot")
     assert run.returncode == 1, run.stdout + run.stderr
     assert records["llama", "prefill"]["verdict"] == "PASS"   # the bug is in decode only
     decode = records["llama", "decode"]
     assert decode["verdict"] == "FAIL" and decode["max_abs_diff"] > 1.0
+    assert decode["decode"]["first_divergence"] == 1  # step 0 is prefill's logits; step 1 the first decode step
+    assert decode["localisation"] is None  # the taps are prefill's, and prefill passes
 
 
 @pytest.mark.parametrize("fixture", ["gemma", "mixtral", "llama-llama3-rope"])

@@ -6,7 +6,7 @@ import pytest
 
 from emitter import Config, Decoder, emit
 from harness.checks import mutants
-from harness.checks.localise import localise
+from harness.checks.localise import of_builtin
 from harness.core import fixtures
 
 FAMILY = "gemma2"  # four layers, sandwich norms: every tap point has something to break
@@ -58,13 +58,13 @@ def test_broken_layer_is_named(core, layer, point):
     fixture = fixtures.load(FAMILY)
     config = Config.from_json(fixture.config_path)
     assert emit(config, "prefill", core=core) != emit(config, "prefill"), "the bug does not change the graph"
-    result = localise(fixture, core=core)
+    result = of_builtin(fixture, core=core)
     first = result.first
     assert first is not None and (first.layer, first.point) == (layer, point), result.summary
 
 
 def test_correct_graph_localises_nothing():
-    result = localise(fixtures.load(FAMILY))
+    result = of_builtin(fixtures.load(FAMILY))
     assert result.first is None, result.summary
     assert len(result.taps) == 4 * 3
 

@@ -217,8 +217,8 @@ def strict_only_mutant():
     record = _mutant_record(fixture, "eps_10x")
     assert record.fixed_verdict == "PASS" and record.max_abs_diff < record.bound, record
     bug = mutants.MUTANTS["eps_10x"]
-    return replace(record, localisation=localise.localise(fixture, bug.config(Config.from_json(fixture.config_path)),
-                                                          bug.core))
+    return replace(record, localisation=localise.of_builtin(fixture, bug.config(Config.from_json(fixture.config_path)),
+                                                            bug.core))
 
 
 def test_a_mutant_only_the_strict_bound_catches_says_the_fixed_bound_alone_would_have_passed_it(
@@ -277,7 +277,7 @@ def test_a_page_names_the_emitter_that_wrote_its_graphs_and_shows_parsed_flags_f
     run = summary.run_info("pytest", ["pytest", "--emitter", shlex.join(external)], shlex.join(external))
     theirs = new_record(fixture, "prefill", emitter=external)
     ours = new_record(fixture, "prefill")
-    builtin.annotate(ours, fixture, localise=False)
+    builtin.annotate(ours, fixture)
     ours.mutant = MutantFacts("eps_10x", "RMSNorm epsilon 10x the config's")
     for record in (theirs, ours):
         record.check("bound", "compare", True)

@@ -1,11 +1,13 @@
-"""archval emitter protocol: emit.py --config C --graph {prefill,decode} --out F
+"""archval emitter protocol: emit.py --config C --graph {prefill,decode} --out F [--debug-taps]
 
 Lowers model.prefill / model.decode with jax.jit, then adapts JAX's StableHLO module to
-archval's ABI:
-  - `module @<model_type>_<graph>` holding `func.func public @main`;
-  - every argument named by a `loc("...")`: checkpoint tensor names for the weights
-    (archval binds weights by these names, not by position), then the inputs;
+archval's ABI (docs/emitter-protocol.md):
+  - `module @<model_type>_<graph>` holding `func.func public @main` and the private
+    functions JAX lowers nested jits to (`@_where`, `@silu`, ...), which @main calls;
+  - every @main argument named by a `loc("...")`: checkpoint tensor names for the weights
+    (archval binds them by these names, not by position), then the inputs;
   - no JAX-specific attributes on the results or the module.
+--debug-taps (prefill only): archval's localisation taps after the normal results.
 Exit 2 with one sentence on stderr for a config it refuses.
 """
 import argparse
@@ -14,7 +16,6 @@ import os
 import sys
 
 import jax
-import jax.extend
 import jax.numpy as jnp
 from jaxlib.mlir import ir
 
@@ -29,65 +30,39 @@ PREFILL_BUCKET = 16   # Lp: prompt slots in prefill
 CAPACITY = 32         # C: decode cache slots (prompt + decode steps must fit)
 
 
-def graph_signature(spec, graph):
+def graph_signature(spec, graph, debug_taps=False):
     """(function, [(argument name, shape, dtype)]): weights first, then the graph's inputs."""
     f32, i32 = jnp.float32, jnp.int32
     args = [(n, s, f32) for n, s in zip(model.weight_names(spec), model.weight_shapes(spec))]
-    cache = (spec.layers, CAPACITY, spec.kv_heads, spec.head_dim)
     if graph == "prefill":
-        fn = model.prefill
+        def fn(spec, weights, *inputs):
+            return model.prefill(spec, weights, *inputs, debug_taps=debug_taps)
         args += [("tokens", (PREFILL_BUCKET,), i32), ("positions", (PREFILL_BUCKET,), i32),
                  ("real_len", (), i32)]
     else:
         fn = model.decode
-        args += [("token", (), i32), ("position", (), i32), ("cache_len", (), i32),
-                 ("k_cache", cache, f32), ("v_cache", cache, f32)]
+        args += [("token", (), i32), ("position", (), i32), ("cache_len", (), i32)]
+        args += [(name, (CAPACITY, spec.kv_heads, spec.head_dim), f32) for name in model.cache_names(spec)]
     return fn, args
 
 
-def lower(spec, graph):
-    fn, args = graph_signature(spec, graph)
+def lower(spec, graph, debug_taps=False):
+    fn, args = graph_signature(spec, graph, debug_taps)
     n_weights = len(model.weight_names(spec))
     structs = [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in args]
 
     def flat(*xs):  # one positional argument per graph argument, in ABI order
         return fn(spec, list(xs[:n_weights]), *xs[n_weights:])
 
-    # keep_unused: jit would otherwise drop arguments the math does not read
-    module = jax.jit(inlined(flat, structs), keep_unused=True).lower(*structs).compiler_ir("stablehlo")
+    # keep_unused: jit would otherwise drop arguments the math does not read (prefill's real_len)
+    module = jax.jit(flat, keep_unused=True).lower(*structs).compiler_ir("stablehlo")
     return adapt(module, f"{spec.family}_{graph}", [name for name, _, _ in args])
 
 
-def inlined(fn, structs):
-    """fn with every nested jit (jnp.where, jax.nn.silu, ... are jitted) traced inline.
-
-    Otherwise JAX's module holds private functions (@_where, @silu) beside @main, and
-    archval wants @main alone."""
-    closed = jax.make_jaxpr(fn)(*structs)
-
-    def run(jaxpr, consts, *args):
-        env = dict(zip(jaxpr.constvars, consts)) | dict(zip(jaxpr.invars, args))
-        read = lambda v: v.val if isinstance(v, jax.extend.core.Literal) else env[v]
-        for eqn in jaxpr.eqns:
-            ins = [read(v) for v in eqn.invars]
-            if eqn.primitive.name in ("jit", "pjit"):
-                outs = run(eqn.params["jaxpr"].jaxpr, eqn.params["jaxpr"].consts, *ins)
-            else:
-                outs = eqn.primitive.bind(*ins, **eqn.params)
-                outs = outs if eqn.primitive.multiple_results else [outs]
-            env.update(zip(eqn.outvars, outs))
-        return [read(v) for v in jaxpr.outvars]
-
-    return lambda *args: run(closed.jaxpr, closed.consts, *args)
-
-
 def adapt(module, module_name, arg_names):
-    """Rename the module, name every argument, strip JAX's attributes; return the text."""
+    """Rename the module, name @main's arguments, strip JAX's attributes; return the text."""
     with module.context:
-        funcs = [ir.StringAttr(op.attributes["sym_name"]).value for op in module.body.operations]
-        if funcs != ["main"]:
-            raise RuntimeError(f"JAX's module holds functions {funcs}; archval wants @main alone")
-        main = module.body.operations[0]
+        main = next(op for op in module.body.operations if ir.StringAttr(op.attributes["sym_name"]).value == "main")
         params = main.regions[0].blocks[0].arguments
         if len(params) != len(arg_names):
             raise RuntimeError(f"JAX's @main takes {len(params)} arguments, the ABI {len(arg_names)}")
@@ -108,16 +83,19 @@ def main(argv=None):
     ap.add_argument("--config", required=True)
     ap.add_argument("--graph", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--debug-taps", action="store_true", help="prefill only: also return archval's taps")
     a = ap.parse_args(argv)
     try:
         if a.graph not in ("prefill", "decode"):
             raise Refused(f"graph {a.graph!r} is not emitted by this example (prefill and decode only).")
+        if a.debug_taps and a.graph != "prefill":
+            raise Refused("--debug-taps exists for --graph prefill only.")
         with open(a.config) as f:
             spec = parse(json.load(f), a.config)
     except Refused as e:
         print(e, file=sys.stderr)
         return 2
-    text = lower(spec, a.graph)
+    text = lower(spec, a.graph, a.debug_taps)
     with open(a.out, "w") as f:
         f.write(text)
     return 0

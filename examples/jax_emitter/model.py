@@ -1,7 +1,9 @@
 """The decoder math in JAX, for Llama, Qwen3 and Gemma 2, as transformers computes it (fp32).
 
 Weights arrive as a dict keyed by checkpoint tensor name; `weight_names(spec)` is the
-list the graph takes, in order. `prefill` and `decode` are archval's two graphs.
+list the graph takes, in order. `prefill` and `decode` are archval's two graphs, in the ABI
+variants the built-in emitter does not use: per-layer caches (`k_cache.{i}`, `v_cache.{i}`,
+each [S, K, D], interleaved by layer) and prefill logits at every position.
 Shapes: T tokens, H query heads, K kv heads, D head_dim, L layers, S cache slots.
 """
 import os
@@ -12,6 +14,11 @@ import numpy as np
 
 # Deliberate bugs for checking that archval catches them: ARCHVAL_JAX_BUG=eps|rope|slot.
 BUG = os.environ.get("ARCHVAL_JAX_BUG", "")
+
+
+def cache_names(spec):
+    """The per-layer cache arguments, in the order decode takes and returns them (prefill returns them so too)."""
+    return [f"{kv}_cache.{i}" for i in range(spec.layers) for kv in "kv"]
 
 
 def weight_names(spec):
@@ -46,7 +53,7 @@ def weight_shapes(spec):
 # ---------------------------------------------------------------- building blocks
 
 def rms_norm(x, w, spec):
-    eps = 1e-6 if BUG == "eps" else spec.eps
+    eps = spec.eps * 10 if BUG == "eps" else spec.eps
     x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps)
     return x * (1.0 + w) if spec.plus_one_norm else x * w
 
@@ -108,16 +115,24 @@ def mask(query_slots, key_slots, window):
     return allowed if window is None else allowed & (k > q - window)
 
 
-def layer(x, attention, w, p, spec):
-    """One decoder layer around an attention callback h -> attention output [T, H*D]."""
+def layer(x, attention, w, p, spec, taps):
+    """One decoder layer around an attention callback h -> attention output [T, H*D]. taps: a dict of lists
+    that collects archval's debug taps (the attention and MLP outputs before any post-norm and residual
+    add, and the layer's output)."""
     h = rms_norm(x, w[p + "input_layernorm.weight"], spec)
     a = linear(attention(h), w[p + "self_attn.o_proj.weight"])
+    taps["attention"].append(a)
     if spec.sandwich_norm:
         x = x + rms_norm(a, w[p + "post_attention_layernorm.weight"], spec)
-        h = rms_norm(x, w[p + "pre_feedforward_layernorm.weight"], spec)
-        return x + rms_norm(mlp(h, w, p, spec), w[p + "post_feedforward_layernorm.weight"], spec)
-    x = x + a
-    return x + mlp(rms_norm(x, w[p + "post_attention_layernorm.weight"], spec), w, p, spec)
+        m = mlp(rms_norm(x, w[p + "pre_feedforward_layernorm.weight"], spec), w, p, spec)
+        x = x + rms_norm(m, w[p + "post_feedforward_layernorm.weight"], spec)
+    else:
+        x = x + a
+        m = mlp(rms_norm(x, w[p + "post_attention_layernorm.weight"], spec), w, p, spec)
+        x = x + m
+    taps["mlp"].append(m)
+    taps["layer"].append(x)
+    return x
 
 
 def embed(tokens, w, spec):
@@ -132,35 +147,41 @@ def head(x, w, spec):
 
 # ---------------------------------------------------------------- the two graphs
 
-def prefill(spec, weights, tokens, positions, real_len):
-    """tokens, positions i32[T] (padded), real_len i32[] -> logits f32[V] of token real_len-1,
-    k_cache, v_cache f32[L, T, K, D]."""
+TAP_POINTS = ("attention", "mlp", "layer")  # archval's tap protocol: results in this order, each [L, T, hidden]
+
+
+def prefill(spec, weights, tokens, positions, real_len, debug_taps=False):
+    """tokens, positions i32[T] (padded), real_len i32[] (unused: every position's logits are returned) ->
+    logits f32[T, V], then k_cache.0, v_cache.0, k_cache.1, ... f32[T, K, D]; with debug_taps, then the
+    taps f32[L, T, hidden] in TAP_POINTS order."""
     w = dict(zip(weight_names(spec), weights))
     slots = jnp.arange(tokens.shape[0])
     x = embed(tokens, w, spec)
-    ks, vs = [], []
+    caches, taps = [], {point: [] for point in TAP_POINTS}
     for i in range(spec.layers):
         def attention(h, i=i):
             q, k, v = qkv(h, positions, w, f"model.layers.{i}.", spec)
-            ks.append(k), vs.append(v)
+            caches.extend((k, v))
             return attend(q, k, v, mask(slots, slots, spec.windows[i]), spec)
-        x = layer(x, attention, w, f"model.layers.{i}.", spec)
-    last = jax.lax.dynamic_index_in_dim(x, real_len - 1, keepdims=False)
-    return head(last, w, spec), jnp.stack(ks), jnp.stack(vs)
+        x = layer(x, attention, w, f"model.layers.{i}.", spec, taps)
+    tapped = [jnp.stack(taps[point]) for point in TAP_POINTS] if debug_taps else []
+    return head(x, w, spec), *caches, *tapped
 
 
-def decode(spec, weights, token, position, cache_len, k_cache, v_cache):
-    """One token at `position`, written to cache slot `cache_len`; caches f32[L, S, K, D]."""
+def decode(spec, weights, token, position, cache_len, *caches):
+    """One token at `position`, written to cache slot `cache_len` of each layer's caches (f32[S, K, D], in
+    cache_names order) -> logits f32[V], then the caches in the same order."""
     w = dict(zip(weight_names(spec), weights))
     slot = cache_len + 1 if BUG == "slot" else cache_len
-    slots = jnp.arange(k_cache.shape[1])
+    caches = list(caches)
+    slots = jnp.arange(caches[0].shape[0])
     x = embed(token[None], w, spec)
     for i in range(spec.layers):
         def attention(h, i=i):
-            nonlocal k_cache, v_cache
             q, k, v = qkv(h, position[None], w, f"model.layers.{i}.", spec)
-            k_cache = jax.lax.dynamic_update_slice(k_cache, k[None], (i, slot, 0, 0))  # k: [1, K, D]
-            v_cache = jax.lax.dynamic_update_slice(v_cache, v[None], (i, slot, 0, 0))
-            return attend(q, k_cache[i], v_cache[i], mask(cache_len[None], slots, spec.windows[i]), spec)
-        x = layer(x, attention, w, f"model.layers.{i}.", spec)
-    return head(x[0], w, spec), k_cache, v_cache
+            # the new key and value go to slot cache_len, which the token then attends to with the slots before it
+            caches[2 * i] = jax.lax.dynamic_update_slice(caches[2 * i], k, (slot, 0, 0))  # k: [1, K, D]
+            caches[2 * i + 1] = jax.lax.dynamic_update_slice(caches[2 * i + 1], v, (slot, 0, 0))
+            return attend(q, caches[2 * i], caches[2 * i + 1], mask(cache_len[None], slots, spec.windows[i]), spec)
+        x = layer(x, attention, w, f"model.layers.{i}.", spec, {point: [] for point in TAP_POINTS})
+    return head(x[0], w, spec), *caches

@@ -99,7 +99,8 @@ class IreeModule(Module):
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"IREE failed running @{self.main.name}: {e}") from None
         results = out if isinstance(out, (tuple, list)) else (out,)
-        return [np.asarray(r.to_host() if hasattr(r, "to_host") else r) for r in results]
+        # copies: to_host() maps the module's buffers, which are freed (and reused) once the module is gone
+        return [np.array(r.to_host() if hasattr(r, "to_host") else r) for r in results]
 
 
 class Iree(Backend):

@@ -1,16 +1,19 @@
-"""Per-layer localisation: the first layer and sub-block whose error jumps above the noise floor.
+"""Per-layer localisation, for any emitter: the first layer and sub-block whose error jumps above the noise floor.
 
-The prefill graph is emitted with debug taps (emit(..., taps=True): every layer's attention
-output, MLP output, both before any post-norm and the residual add, and the layer's output),
-run on IREE with the fp32 oracle's weights, and each tap is compared over the prompt's real
-tokens with the same tensor hooked out of the fp32 oracle (forward hooks on self_attn, mlp
-and the decoder layer). Each tap's noise floor is fp32 oracle vs fp64 oracle at that tap;
-the first tap (in forward order) whose error exceeds noise.STRICT_FACTOR x its floor is named.
-"attention" covers the attention's input norm, projections, RoPE, mask and softmax; "mlp" its
-input norm and the MLP; "layer" the post-norms and residual adds. Nothing flagged although the
-logits fail means the final norm or the head.
+The emitter is asked for the prefill graph again with --debug-taps (the tap protocol,
+docs/emitter-protocol.md#taps): after its normal results it returns three more, each
+f32[L, Lp, hidden], in TAP_POINTS order: every layer's attention output, MLP output (both
+before any post-norm and the residual add) and the layer's output. The graph runs on IREE with
+the fp32 oracle's weights, and each tap is compared over the prompt's real tokens with the same
+tensor hooked out of the fp32 oracle (forward hooks on self_attn, mlp and the decoder layer).
+Each tap's noise floor is fp32 oracle vs fp64 oracle at that tap; the first tap (in forward
+order) whose error exceeds noise.STRICT_FACTOR x its floor is named. "attention" covers the
+attention's input norm, projections, RoPE, mask and softmax; "mlp" its input norm and the MLP;
+"layer" the post-norms and residual adds. Nothing flagged although the logits fail means the
+final norm or the head. An emitter that refuses --debug-taps (exit 2) or returns no results
+after its caches gave no taps: the localisation says it is not available, and why.
 
-Runs only on request or for a failing case: it compiles one more graph and runs the oracle twice.
+Runs only on request or for a failing prefill: it emits and compiles one more graph and runs the oracle twice.
 """
 from __future__ import annotations
 
@@ -20,16 +23,16 @@ from dataclasses import asdict
 
 import numpy as np
 
-from emitter import Config, Decoder, emit
-from emitter.decoder import TAP_POINTS
-
 from harness.backends import SUBJECT
 from harness.core import noise
+from harness.core.abi import PROTOCOL, prefill_results
+from harness.core.emitters import CaseError, EmitterRefused, emit
 from harness.core.fixtures import Fixture
 from harness.core.graph import parse_signature
 from harness.core.kinds import prefill_inputs
 from harness.core.record import Localisation, Tap
 
+TAP_POINTS = ("attention", "mlp", "layer")  # the tap protocol's results, in this order
 HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
 
 
@@ -57,25 +60,39 @@ def oracle_taps(fixture: Fixture, dtype) -> tuple[dict[str, np.ndarray], dict[st
     return {p: np.stack(v) for p, v in taps.items()}, oracle.state_dict()
 
 
-def graph_taps(text: str, weights: dict[str, np.ndarray], prompt: np.ndarray) -> dict[str, np.ndarray]:
-    """{point: [L, T, hidden]} of the tapped prefill graph on the prompt's real tokens."""
-    graph = parse_signature(text)
-    module = SUBJECT.load(text, graph, lambda stage: contextlib.nullcontext())
-    results = module.call(weights, prefill_inputs(prompt, module.main.arg("tokens").shape[0]))
-    return dict(zip(TAP_POINTS, (np.asarray(r)[:, : len(prompt)] for r in results[3:])))
+class NoTaps(Exception):
+    """The emitter gave no taps: the localisation is not available, for the reason given."""
 
 
-def localise(fixture: Fixture, config: Config | None = None, core: type[Decoder] = Decoder) -> Localisation:
-    """The tap table and the first tap above STRICT_FACTOR x its floor. config/core: what to emit
-    (a mutant's); by default the fixture's config through the built-in core."""
+def graph_taps(text: str, fixture: Fixture, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{point: [L, T, hidden]} of the tapped prefill graph on the prompt's real tokens; NoTaps when it
+    returns nothing after its caches, CaseError when what it returns there is not the protocol's taps."""
+    main = parse_signature(text).functions["main"]
+    plain = prefill_results(main, fixture, tapped=True).count
+    bucket = main.arg("tokens").shape[0]
+    wanted = (fixture.attribute("num_hidden_layers"), bucket, fixture.attribute("hidden_size"))
+    extra = main.results[plain:]
+    if not extra:
+        raise NoTaps("its prefill graph asked with --debug-taps returns nothing after its caches")
+    if len(extra) != len(TAP_POINTS) or any(r.shape != wanted or r.dtype != "f32" for r in extra):
+        shown = ", ".join(f"{r.dtype}{list(r.shape)}" for r in extra)
+        raise CaseError(f"the tapped prefill graph returns {shown} after its caches; the tap protocol wants "
+                        f"{len(TAP_POINTS)} results f32{list(wanted)}: {', '.join(TAP_POINTS)} ({PROTOCOL}#taps)")
+    prompt = fixture.prompt()
+    module = SUBJECT.load(text, parse_signature(text), lambda stage: contextlib.nullcontext())
+    results = module.call(weights, prefill_inputs(prompt, bucket))
+    return dict(zip(TAP_POINTS, (np.asarray(r)[:, : len(prompt)] for r in results[plain:])))
+
+
+def localise(fixture: Fixture, text: str) -> Localisation:
+    """The tap table of a tapped prefill text and the first tap above STRICT_FACTOR x its floor; NoTaps
+    when the text carries none."""
     import torch
-    config = config or Config.from_json(fixture.config_path)
-    text = emit(config, "prefill", core=core, taps=True)
     fp32, weights = oracle_taps(fixture, torch.float32)
+    graph = graph_taps(text, fixture, weights)
     fp64, _ = oracle_taps(fixture, torch.float64)
-    graph = graph_taps(text, weights, fixture.prompt())
     table, first = [], None
-    for layer in range(config.num_layers):
+    for layer in range(fixture.attribute("num_hidden_layers")):
         for point in TAP_POINTS:
             error = float(np.abs(graph[point][layer] - fp32[point][layer]).max())
             floor = float(max(np.abs(fp32[point][layer] - fp64[point][layer]).max(),
@@ -85,6 +102,27 @@ def localise(fixture: Fixture, config: Config | None = None, core: type[Decoder]
             if first is None and not error <= noise.STRICT_FACTOR * floor:
                 first = tap
     return Localisation(None, first, table, noise.STRICT_FACTOR, describe(first))
+
+
+def of_emitter(fixture: Fixture, emitter) -> Localisation:
+    """The localisation of the emitter's prefill graph, asked for with --debug-taps; never raises (a diagnosis
+    that fails says so and never hides the verdict)."""
+    try:
+        return localise(fixture, emit(emitter, fixture.config_path, "prefill", taps=True))
+    except EmitterRefused as e:
+        return not_available(f"asked with --debug-taps it exited 2: {e}")
+    except NoTaps as e:
+        return not_available(str(e))
+    except Exception as e:  # noqa: BLE001 - a diagnosis that fails must not hide the verdict
+        return failed(e)
+
+
+def of_builtin(fixture: Fixture, config=None, core=None) -> Localisation:
+    """The built-in emitter's localisation, of a mutant's config or core where given (tests, --mutant)."""
+    from emitter import Config, Decoder
+    from emitter import emit as emit_builtin
+    config = config or Config.from_json(fixture.config_path)
+    return localise(fixture, emit_builtin(config, "prefill", core=core or Decoder, taps=True))
 
 
 def describe(first: Tap | None) -> str:
@@ -100,25 +138,36 @@ def failed(error: Exception) -> Localisation:
     return Localisation(f"{type(error).__name__}: {error}", None, [], None, "")
 
 
+def not_available(why: str) -> Localisation:
+    """An emitter that gave no taps: nothing to localise with, and why."""
+    return Localisation(None, None, [], None, f"not available: the emitter gave no taps ({why})")
+
+
 def main(argv=None) -> int:
-    """python -m harness.checks.localise FAMILY: the tap table of the built-in emitter's prefill graph."""
+    """python -m harness.checks.localise FAMILY: the tap table of an emitter's prefill graph (the built-in one's
+    by default)."""
     import argparse
 
     from harness.core import fixtures
+    from harness.core.emitters import emitter_command
     ap = argparse.ArgumentParser(prog="python -m harness.checks.localise", description=main.__doc__)
     ap.add_argument("family")
-    ap.add_argument("--mutant", help="localise this mutant (harness/checks/mutants.py) instead")
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--mutant", help="localise this mutant of the built-in emitter (harness/checks/mutants.py)")
+    group.add_argument("--emitter", help="localise this emitter command's graph (docs/emitter-protocol.md)")
     args = ap.parse_args(argv)
     fixture = fixtures.load(args.family)
-    config, core = Config.from_json(fixture.config_path), Decoder
     if args.mutant:
+        from emitter import Config
         from harness.checks.mutants import MUTANTS
-        config, core = MUTANTS[args.mutant].config(config), MUTANTS[args.mutant].core
-    result = localise(fixture, config, core)
+        mutant = MUTANTS[args.mutant]
+        result = of_builtin(fixture, mutant.config(Config.from_json(fixture.config_path)), mutant.core)
+    else:
+        result = of_emitter(fixture, emitter_command(args.emitter))
     for tap in result.taps:
         print(f"layer {tap.layer:>2} {tap.point:<9} max|Δ| {tap.max_abs_diff:.2e}  "
               f"floor {tap.noise_floor:.1e}  {tap.noise_ratio:>10.1f}x")
-    print(result.summary)
+    print(result.summary or result.error)
     print(json.dumps(result.first and asdict(result.first)))
     return 0
 

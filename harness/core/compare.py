@@ -87,6 +87,35 @@ def logit_checks(c: Comparison, bound: float) -> list[Check]:
     return checks
 
 
+def position_checks(rows: DecodeComparison) -> list[Check]:
+    """Prefill's checks over the positions it compares (the last token, or every token where the graph
+    returns every position's logits): no NaN/Inf anywhere, the worst position within the bound, and at
+    every position the top token the same or a near tie."""
+    if len(rows.steps) == 1:
+        return logit_checks(rows.steps[0], rows.bound)
+    s, bound = rows.worst_step, rows.bound
+    worst, at = rows.steps[s], f"position {rows.positions[s]}"
+    nonfinite = sum(c.nonfinite for c in rows.steps)
+    checks = [Check("finite", "compare", PASSED if not nonfinite else FAILED,
+                    f"graph logits hold {nonfinite} NaN/Inf values (first at {at}, vocab index {worst.worst_index})"
+                    if nonfinite else "", nonfinite, 0),
+              Check("bound", "compare", PASSED if worst.max_abs_diff <= bound else FAILED,
+                    "" if worst.max_abs_diff <= bound else (f"max |Δlogit| = {worst.max_abs_diff:.3e} at {at}, vocab "
+                                                            f"index {worst.worst_index} exceeds the bound {bound:.1e}"),
+                    worst.max_abs_diff, bound)]
+    flips = [(p, c) for p, c in zip(rows.positions, rows.steps) if not c.argmax_match]
+    failures = [(p, c) for p, c in flips if not (c.near_tie_flip and c.max_abs_diff <= bound)]
+    if failures:
+        p, c = failures[0]
+        checks.append(Check("argmax", "compare", FAILED,
+                            f"argmax differs at position {p}: oracle {c.oracle_argmax}, graph {c.graph_argmax}"))
+    else:
+        checks.append(Check("argmax", "compare", PASSED, "; ".join(
+            f"near-tie flip at position {p}: oracle {c.oracle_argmax}, graph {c.graph_argmax}, gap "
+            f"{c.oracle_top2_gap:.3e} within 2 x {c.max_abs_diff:.3e}" for p, c in flips)))
+    return checks
+
+
 NEAR_TIE, NOT_A_TIE = "near-tie flip", "failure"
 
 

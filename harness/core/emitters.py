@@ -70,13 +70,14 @@ def _run_module(module: str, argv: list[str]) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-def emit(command, config_path: Path, graph: str) -> str:
-    """The text an emitter writes for one graph kind; CaseError (EmitterRefused for exit 2) when it fails."""
+def emit(command, config_path: Path, graph: str, taps: bool = False) -> str:
+    """The text an emitter writes for one graph kind; CaseError (EmitterRefused for exit 2) when it fails.
+    taps: ask for the localisation's debug taps too (--debug-taps, prefill only: docs/emitter-protocol.md#taps)."""
     with tempfile.TemporaryDirectory(prefix="archval-emit-") as tmp:
         out = Path(tmp) / f"{graph}.mlir"
         config = Path(config_path).resolve()
         config = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
-        argv = ["--config", str(config), "--graph", graph, "--out", str(out)]
+        argv = ["--config", str(config), "--graph", graph, "--out", str(out), *(["--debug-taps"] if taps else [])]
         if tuple(command) == DEFAULT_EMITTER:
             returncode, said = _run_module(DEFAULT_EMITTER[2], ["--config", str(ROOT / config), *argv[2:]])
         else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emitter.config_input import ConfigError, check_input, read_json_object
+from emitter.config_input import ConfigError, attribute, check_input, read_json_object
 from harness import ROOT
 from harness.core.record import FixtureFacts
 
@@ -40,6 +40,10 @@ class Fixture:
     @property
     def model_type(self) -> str:
         return self.config.get("model_type", "?")
+
+    def attribute(self, name: str):
+        """A config value by transformers' attribute name, whatever key the family's config.json writes it under."""
+        return attribute(self.config, name)
 
     def facts(self) -> FixtureFacts:
         """What a record keeps of the fixture: all that its page shows."""

@@ -1,7 +1,12 @@
 """What a graph asks for and returns, read from the parsed module (not from regexes), and its arguments
-bound by name."""
+bound by name.
+
+Only @main's arguments are bound, so only they must be named (docs/emitter-protocol.md#arguments);
+the module may hold other functions that @main calls (what frontends such as JAX emit), whose
+arguments are the frontend's business."""
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -46,11 +51,26 @@ def _tensor(ir, t, name: str) -> TensorSpec:
     return TensorSpec(name, tuple(rt.shape), str(rt.element_type))
 
 
-def _loc_name(location) -> str:
+def _loc_name(location) -> str | None:
+    """The name a plain loc("<name>") gives; None for any other location."""
     text = str(location)
-    if not (text.startswith('loc("') and text.endswith('")')):
-        raise GraphError(f"argument location {text} is not a plain loc(\"<tensor name>\")")
-    return text[5:-2]
+    return text[5:-2] if text.startswith('loc("') and text.endswith('")') else None
+
+
+def _main_args(ir, block) -> tuple[TensorSpec, ...]:
+    """@main's arguments, each named by its loc; GraphError naming the first unnamed or twice-named one."""
+    args = []
+    for i, a in enumerate(block.arguments):
+        name = _loc_name(a.location)
+        if name is None:
+            raise GraphError(f"@main's argument {i} ({a.type}) carries no name: its location is {a.location}, not "
+                             f"loc(\"<name>\"); every @main argument is bound by name (a checkpoint tensor or an "
+                             f"input: docs/emitter-protocol.md#arguments)")
+        args.append(_tensor(ir, a.type, name))
+    twice = [n for n, k in Counter(a.name for a in args).items() if k > 1]
+    if twice:
+        raise GraphError(f"@main names more than one argument '{twice[0]}'")
+    return tuple(args)
 
 
 def _op_histogram(ir, func_op) -> dict[str, int]:
@@ -83,22 +103,33 @@ def parse_signature(text: str) -> GraphSignature:
             name = ir.StringAttr(op.attributes["sym_name"]).value
             fn_type = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
             block = op.regions[0].blocks[0]
-            args = tuple(_tensor(ir, a.type, _loc_name(a.location)) for a in block.arguments)
+            args = _main_args(ir, block) if name == "main" else tuple(  # a helper's arguments: named or not
+                _tensor(ir, a.type, _loc_name(a.location) or f"arg{i}") for i, a in enumerate(block.arguments))
             results = tuple(_tensor(ir, t, f"result{i}") for i, t in enumerate(fn_type.results))
             functions[name] = FunctionSignature(name, args, results, _op_histogram(ir, op.operation))
     return GraphSignature(module_name, functions)
 
 
 def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Arguments in the graph's order, each found by its name; shapes and dtypes must agree."""
+    """Arguments in the graph's order, each found by its name: every input must be taken, every other argument
+    must name a checkpoint tensor; shapes and dtypes must agree."""
+    taken = {a.name for a in fn.args}
+    missing = [name for name in inputs if name not in taken]
+    if missing:
+        raise GraphError(f"@{fn.name} takes no argument named '{missing[0]}': this graph's inputs are "
+                         f"{', '.join(inputs)}, each an argument named loc(\"<input>\")")
     args = []
     for spec in fn.args:
-        value = inputs.get(spec.name, weights.get(spec.name))
+        is_input = spec.name in inputs
+        value = inputs[spec.name] if is_input else weights.get(spec.name)
         if value is None:
+            near = difflib.get_close_matches(spec.name, [*inputs, *weights], n=1, cutoff=0.8)
             tied = " (a tied checkpoint has none: its head is model.embed_tokens.weight)" * (spec.name == TIED_HEAD)
-            raise GraphError(f"graph argument '{spec.name}' names no tensor of the checkpoint{tied}")
+            raise GraphError(f"@{fn.name} argument '{spec.name}' names neither an input of this graph "
+                             f"({', '.join(inputs)}) nor a tensor of the checkpoint{tied}"
+                             + (f"; did you mean '{near[0]}'?" if near and not tied else ""))
         if tuple(value.shape) != spec.shape or str(value.dtype) != {"f32": "float32", "i32": "int32"}.get(spec.dtype):
-            raise GraphError(f"graph argument '{spec.name}' is {spec.dtype}{list(spec.shape)} but the oracle's "
-                             f"tensor is {value.dtype}{list(value.shape)}")
+            raise GraphError(f"@{fn.name} argument '{spec.name}' is {spec.dtype}{list(spec.shape)} but the "
+                             f"{'input' if is_input else 'checkpoint tensor'} is {value.dtype}{list(value.shape)}")
         args.append(value)
     return args

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.core import compare, oracle_cache
+from harness.core.abi import EVERY, LAST, PROTOCOL, decode_caches, prefill_results
 from harness.core.emitters import CaseError
 from harness.core.fixtures import Fixture
-from harness.core.record import BlockResult
+from harness.core.record import AbiVariant, BlockResult
 
 if TYPE_CHECKING:
     from harness.backends.base import Backend
@@ -79,10 +80,10 @@ def prefill_inputs(prompt: np.ndarray, bucket: int) -> dict[str, np.ndarray]:
             "real_len": np.array(len(prompt), np.int32)}
 
 
-def decode_inputs(token: int, slot: int, caches: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """What one decode step is fed: the token, its position and cache slot, and the caches."""
+def decode_inputs(token: int, slot: int, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What one decode step is fed: the token, its position and cache slot, and the caches by argument name."""
     return {"token": np.array(token, np.int32), "position": np.array(slot, np.int32),
-            "cache_len": np.array(slot, np.int32), "k_cache": caches[0], "v_cache": caches[1]}
+            "cache_len": np.array(slot, np.int32), **caches}
 
 
 class LogitKind(GraphKind):
@@ -98,31 +99,50 @@ class LogitKind(GraphKind):
     def fp64(self, case: Case, rows: int) -> np.ndarray:
         return oracle_cache.fp64_logits(case.fixture, case.oracle().tokens)[:rows]
 
-    def prefill(self, case: Case, backend: Backend) -> list[np.ndarray]:
-        """The prefill graph on the prompt: (logits, *caches)."""
+    def prefill(self, case: Case, backend: Backend) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The prefill graph on the prompt: (its logits [rows, V]: the last real token's, or every real
+        token's, as the graph returns them; its caches, in the order the decode graph takes them)."""
         module = case.module("prefill", backend)
-        return case.call(module, backend, prefill_inputs(case.fixture.prompt(), module.main.arg("tokens").shape[0]))
+        layout = prefill_results(module.main, case.fixture)
+        prompt = case.fixture.prompt()
+        logits, *caches = case.call(module, backend, prefill_inputs(prompt, module.main.arg("tokens").shape[0]))
+        logits = np.asarray(logits, np.float32)
+        return (logits[None] if layout.logits == LAST else logits[: len(prompt)]), caches
 
 
 class Prefill(LogitKind):
-    """The prompt at once: the logits of its last token."""
+    """The prompt at once: the logits of its last token, or of every token where the graph returns them all."""
     name, emits, signed = "prefill", ("prefill",), True
 
     def checks(self) -> tuple[str, ...]:
         return ("finite", "bound", "argmax")
 
+    def every_position(self, case: Case) -> bool:
+        return prefill_results(case.graph("prefill").functions["main"], case.fixture).logits == EVERY
+
     def expected(self, case: Case) -> np.ndarray:
+        if self.every_position(case):
+            with case.stage("oracle"):
+                return oracle_cache.prompt_logits(case.fixture)
         return case.oracle().logits[:1]
 
+    def fp64(self, case: Case, rows: int) -> np.ndarray:
+        if self.every_position(case):
+            return oracle_cache.prompt_logits(case.fixture, "float64")
+        return super().fp64(case, rows)
+
     def actual(self, case: Case, backend: Backend) -> np.ndarray:
-        return np.asarray(self.prefill(case, backend)[0], np.float32).reshape(1, -1)
+        return self.prefill(case, backend)[0]
 
     def judge(self, case: Case, expected: np.ndarray, actual: np.ndarray) -> None:
-        c = compare.compare_logits(expected[0], actual[0])
-        record = case.record
-        record.max_abs_diff = c.max_abs_diff
-        record.logits = c.result(len(case.fixture.prompt()) - 1, expected[0], actual[0])
-        record.checks += compare.logit_checks(c, record.bound)
+        prompt_len, record = len(case.fixture.prompt()), case.record
+        layout = prefill_results(case.graph("prefill").functions["main"], case.fixture)
+        record.abi = AbiVariant(layout.caches, layout.logits)
+        positions = range(prompt_len - len(expected), prompt_len)  # the last token's, or every token's
+        rows = compare.compare_steps(expected, actual, positions, record.bound)
+        record.max_abs_diff = rows.steps[rows.worst_step].max_abs_diff
+        record.logits = rows.results(expected, actual)[0]
+        record.checks += compare.position_checks(rows)
 
 
 class Decode(LogitKind):
@@ -137,34 +157,42 @@ class Decode(LogitKind):
         return case.oracle().logits
 
     def actual(self, case: Case, backend: Backend) -> np.ndarray:
-        prefill_logits, *prefill_caches = self.prefill(case, backend)
+        prefill_logits, prefill_caches = self.prefill(case, backend)
         decoder = case.module("decode", backend)
+        _, specs = decode_caches(decoder.main, case.fixture)
         tokens, prompt_len = case.oracle().tokens, len(case.fixture.prompt())
-        k_spec = decoder.main.arg("k_cache")
-        capacity, steps = k_spec.shape[1], len(tokens) - 1
+        slot_axis = len(specs[0].shape) - 3  # [L, S, n_kv, D] or [S, n_kv, D]
+        capacity, steps = specs[0].shape[slot_axis], len(tokens) - 1
         if prompt_len + steps > capacity:
             raise CaseError(f"prompt_len {prompt_len} + {steps} decode steps need {prompt_len + steps} cache slots "
-                            f"but the decode graph's k_cache holds {capacity}")
-        if len(prefill_caches) != 2:
-            raise CaseError(f"the prefill graph returns {1 + len(prefill_caches)} results; decode needs "
-                            "(logits, k_cache, v_cache)")
-        caches = []
-        for cache in prefill_caches:  # the prefill bucket, padding slots and all, starts the decode cache
-            full = np.zeros(k_spec.shape, np.float32)
-            if cache.shape[0] != full.shape[0] or cache.shape[2:] != full.shape[2:] or cache.shape[1] > capacity:
-                raise CaseError(f"the prefill graph's cache is f32{list(cache.shape)} but the decode graph's "
-                                f"is f32{list(k_spec.shape)}")
-            full[:, : cache.shape[1]] = cache
-            caches.append(full)
-        logits = [prefill_logits]
+                            f"but the decode graph's {specs[0].name} holds {capacity}")
+        if len(prefill_caches) != len(specs):
+            raise CaseError(f"the prefill graph returns {len(prefill_caches)} caches but the decode graph takes "
+                            f"{len(specs)}")
+        caches = {}
+        for cache, spec in zip(prefill_caches, specs):  # the prefill bucket, padding slots and all, starts it
+            full = np.zeros(spec.shape, np.float32)
+            if cache.ndim != full.ndim or np.delete(cache.shape, slot_axis).tolist() != \
+                    np.delete(full.shape, slot_axis).tolist() or cache.shape[slot_axis] > capacity:
+                raise CaseError(f"the prefill graph's cache for {spec.name} is f32{list(cache.shape)} but the decode "
+                                f"graph's is f32{list(spec.shape)}")
+            full[(slice(None),) * slot_axis + (slice(0, cache.shape[slot_axis]),)] = cache
+            caches[spec.name] = full
+        logits = [prefill_logits[-1]]
         for s in range(1, steps + 1):
-            step_logits, *caches = case.call(decoder, backend,
-                                             decode_inputs(tokens[s - 1], prompt_len + s - 1, caches))
+            step_logits, *returned = case.call(decoder, backend,
+                                               decode_inputs(tokens[s - 1], prompt_len + s - 1, caches))
+            if len(returned) != len(caches):
+                raise CaseError(f"the decode graph returns {1 + len(returned)} results; the protocol wants the logits, "
+                                f"then its {len(caches)} caches in the order it takes them ({PROTOCOL}#results)")
+            caches = dict(zip(caches, returned))
             logits.append(step_logits)
         return np.stack([np.asarray(x, np.float32).reshape(-1) for x in logits])
 
     def judge(self, case: Case, expected: np.ndarray, actual: np.ndarray) -> None:
         prompt_len, record = len(case.fixture.prompt()), case.record
+        record.abi = AbiVariant(decode_caches(case.graph("decode").functions["main"], case.fixture)[0],
+                                prefill_results(case.graph("prefill").functions["main"], case.fixture).logits)
         d = compare.compare_steps(expected, actual, range(prompt_len - 1, prompt_len + len(expected) - 1),
                                   record.bound)
         record.max_abs_diff = d.steps[d.worst_step].max_abs_diff

@@ -73,6 +73,15 @@ def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
                         tuple(int(t) for t in tokens))
 
 
+def prompt_logits(fixture: Fixture, dtype: str = "float32") -> np.ndarray:
+    """The oracle's logits [prompt_len, V] at every prompt position (a prefill graph that returns them all
+    is compared at each); dtype float64: the strict bound's noise floor."""
+    parts = {"config": _config_json(fixture), "seed": fixture.seed, "prompt": tuple(fixture.prompt().tolist()),
+             "dtype": dtype}
+    return _stored("prompt_logits", parts,
+                   lambda: ({"logits": model(fixture, dtype).prompt_logits(fixture.prompt())}, {}))[0]["logits"]
+
+
 def moe_block(fixture: Fixture, layer: int, hidden: np.ndarray) -> BlockExpectation:
     parts = {"config": _config_json(fixture), "seed": fixture.seed, "layer": layer,
              "hidden": hashlib.sha256(hidden.tobytes()).hexdigest() + str(hidden.shape)}

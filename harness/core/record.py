@@ -88,6 +88,13 @@ class LogitsResult:
 
 
 @dataclass
+class AbiVariant:
+    """Logit kinds: which of the protocol's ABI variants the graphs used (docs/emitter-protocol.md#abi-variants)."""
+    caches: Literal["stacked", "per layer"]  # k_cache, v_cache [L, S, n_kv, D], or k_cache.i, v_cache.i [S, n_kv, D]
+    logits: Literal["last position", "every position"]  # prefill's: f32[V] of the last real token, or f32[Lp, V]
+
+
+@dataclass
 class Step:
     """One step of a teacher-forced decode (step 0 is the prompt's last token)."""
     step: int  # the step
@@ -160,7 +167,7 @@ class Localisation:
     first: Tap | None  # the first tap over strict_factor x its floor (none: the final norm or head)
     taps: list[Tap]  # every tap, in forward order
     strict_factor: float | None  # the threshold, in noise floors
-    summary: str  # the finding in one sentence
+    summary: str  # the finding in one sentence, or why it is not available (the emitter gave no taps)
 
 
 @dataclass
@@ -222,11 +229,12 @@ class Record:
     checks: list[Check] = field(default_factory=list)  # everything judged; the verdict derives from them
     max_abs_diff: float | None = None  # the headline error; null when nothing was compared
     logits: LogitsResult | None = None  # logit kinds: the comparison at the compared position
+    abi: AbiVariant | None = None  # logit kinds: the ABI variant the graphs used
     decode: DecodeResult | None = None  # decode: the continuation, step by step
     block: BlockResult | None = None  # moe_block: the block check
     noise: NoiseResult | None = None  # the strict bound, where judged
     xla: ThreeWay | None = None  # the three-way comparison, where run
-    localisation: Localisation | None = None  # a failing prefill of the built-in emitter: where it fails
+    localisation: Localisation | None = None  # a failing prefill: where it fails, from the emitter's taps
     structural: StructuralBrief | None = None  # against the golden, where checked
     oracle: OracleFacts | None = None  # the oracle that answered
     emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config (its records only)

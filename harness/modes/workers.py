@@ -30,7 +30,7 @@ from harness.core.case import error_record, failed, run_case
 from harness.core.emitters import DEFAULT_EMITTER
 from harness.core.kinds import KINDS
 from harness.core.messages import clip_record
-from harness.core.record import PublishedFacts, Record
+from harness.core.record import FAIL, PublishedFacts, Record
 from harness.core.summary import RunInfo
 from harness.modes import shard
 
@@ -165,8 +165,9 @@ def start(jobs: int, selected: list[fixtures.Fixture]) -> ProcessPoolExecutor:
 
 
 def validate(task: Task) -> Done:
-    """Every graph kind of the family, then its page: a page that cannot be written makes its records
-    ERRORs at stage 'report' (it explains the verdict: a run whose report is missing is not a PASS)."""
+    """Every graph kind of the family, a failing prefill's localisation, then its page. A localisation that
+    raises, or a page that cannot be written, makes the records ERRORs at stage 'localisation' or 'report'
+    (the FAIL or PASS kept in the message): a run whose diagnosis or report is missing is not a PASS."""
     fixture = task.fixture()
     # each graph kind emitted once: by the structural pass, or by the first case that needs it
     texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}
@@ -193,6 +194,11 @@ def validate(task: Task) -> Done:
         if task.emitter == DEFAULT_EMITTER:
             from harness.checks import builtin
             builtin.annotate(record, fixture)
+        if record.graph == "prefill" and record.verdict == FAIL:  # any emitter is asked for its taps
+            from harness.checks import localise
+            record.localisation = localise.of_emitter(fixture, task.emitter)
+            if record.localisation.error:  # it raised (not: no taps offered): a check that did not run to its end
+                failed(record, "localisation", record.localisation.error)
     written, problems = set(), []
     if task.reports is not None:
         from harness.present.publish import pages

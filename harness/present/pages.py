@@ -72,14 +72,14 @@ def _section(page: str, r: Record) -> dict:
                "cache_hit": r.cache_hit.get("compile"), "unused_tensors": r.oracle.unused_tensors if r.oracle else [],
                "structural": _structural(r), "logit_kind": r.logits is not None, "top_k": [], "timeline": [],
                "charts": [], "strict_note": None, "strict_used": r.noise is not None, "three_way": None,
-               "localisation": None}
+               "localisation": None, "abi": _abi(r)}
     if not judged or not r.logits:
         return section
     section["strict_note"], section["three_way"] = _strict_note(r), _three_way(r)
     section["localisation"] = _localisation(page, r)
     decode = r.decode
     where = (f"the worst step {decode.worst_step} (position {r.logits.position})" if decode
-             else f"position {r.logits.position} (the prompt's last token)")
+             else f"position {r.logits.position} ({_compared(r)})")
     section["top_k"] = [{"title": f"at {where}", "rows": _top_k_rows(r.logits.oracle_top_k, r.logits.graph_top_k)}]
     if decode:
         section["timeline"] = [_timeline_row(t, r) for t in decode.timeline]
@@ -96,6 +96,22 @@ def _section(page: str, r: Record) -> dict:
                                                               f"{page}-{r.graph}-scatter")),
                                   f"oracle against graph logits {at}; circled: the largest |Δ|"))
     return section
+
+
+def _compared(r: Record) -> str:
+    """Which prefill position the record's logits are: the graph returned the last one, or every one."""
+    return "the worst of every prompt position" if r.abi and r.abi.logits == "every position" else \
+        "the prompt's last token"
+
+
+def _abi(r: Record) -> str | None:
+    """The ABI variant the graphs used, in words (docs/emitter-protocol.md#abi-variants)."""
+    if not r.abi:
+        return None
+    caches = {"stacked": "stacked (k_cache, v_cache [L, S, n_kv, D])",
+              "per layer": "per layer (k_cache.i, v_cache.i [S, n_kv, D])"}[r.abi.caches]
+    logits = {"last position": "of the last real token (f32[V])", "every position": "of every position (f32[Lp, V])"}
+    return f"caches {caches}; prefill logits {logits[r.abi.logits]}"
 
 
 def _where_it_fails(r: Record) -> list[str]:
@@ -123,9 +139,8 @@ def _where_it_fails(r: Record) -> list[str]:
                          f"graph {t.graph_token}, with the oracle's top-1/top-2 gap {t.oracle_top2_gap:.3e}; "
                          f"a near tie needs it within 2 × {t.max_abs_diff:.3e} and that error within the bound")
     elif not r.max_abs_diff <= bound:
-        found.append(f"max |Δlogit| = {r.max_abs_diff:.3e} at position {x.position} (the prompt's last "
-                     f"token), vocab index {x.worst_index}, exceeds the bound {bound:.1e} by "
-                     f"{r.max_abs_diff - bound:.3e}")
+        found.append(f"max |Δlogit| = {r.max_abs_diff:.3e} at position {x.position} ({_compared(r)}), vocab "
+                     f"index {x.worst_index}, exceeds the bound {bound:.1e} by {r.max_abs_diff - bound:.3e}")
     return found or [r.message]
 
 
