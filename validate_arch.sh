@@ -5,7 +5,8 @@
 #   ./validate_arch.sh --config PATH/config.json...   a published config, shrunk (docs/published-configs.md)
 #   ./validate_arch.sh --shard I/N --reports DIR      shard I of N; then --merge DIR... (docs/sharding-and-ci.md)
 #   ./validate_arch.sh --setup        only create/refresh .venv
-# Exit: 0 all pass, 1 a family failed or errored, 2 usage or input error.
+# Exit: 0 all pass, 1 a family failed or errored (or a report could not be written), 2 usage or input
+# error, 130 Ctrl-C (143 SIGTERM).
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -1,27 +1,33 @@
 """The gate: validate every selected family, one line each, then RESULT; exit 0 pass, 1 fail, 2 bad input.
 
 The command line is a table of modes (MODES): the first whose option is given runs, after the
-options it cannot be combined with (CLASHES) are refused. A mode returns its records and
-whether everything else it checks passed; the records are published here and RESULT is
-printed here, once.
+options it cannot be combined with (CLASHES) are refused. A mode that writes under --reports claims
+it once its input is good (modes.claim_reports: created, writable, locked against a concurrent run
+until the reports are written, core/files.py). A mode returns its records and whether everything else it checks passed; the records are published here
+and RESULT is printed here, once: FAIL when a report could not be written. Ctrl-C (or SIGTERM)
+stops the workers and their emitters and says one line: exit 130 (143).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import ROOT
-from harness.core import fixtures, summary
+from harness.core import emitproc, fixtures, summary
 from harness.core.emitters import emitter_command
+from harness.core.files import ReportsError, claimed
 from harness.core.kinds import KINDS
 from harness.core.record import PASS, UNSUPPORTED
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, checkpoint, config, gate, merge, mutants, shard
+from harness.modes import Outcome, UsageError, checkpoint, config, gate, merge, mutants, shard, workers
 from harness.present.console import counts
 from harness.present.publish import publish
 
@@ -71,7 +77,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--graph", action="append", metavar="KIND", choices=list(KINDS),
                     help=f"validate only this graph kind (repeatable; {', '.join(KINDS)}); default: every kind "
                          "the family has")
-    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    ap.add_argument("--jobs", type=int, default=min(2, workers.cores()),
+                    help="worker processes (default 2; at most the cores this process may use)")
+    ap.add_argument("--jobs-over-cores", action="store_true",
+                    help="allow --jobs above the cores (each worker is a whole family: it oversubscribes them)")
     ap.add_argument("--config", action="append", metavar="PATH",
                     help="validate a published config.json (repeatable): shrunk to a tiny model, every "
                          "architectural choice kept, no weights needed")
@@ -86,6 +95,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, metavar="N",
                     help=f"with --checkpoint: greedy decode steps after the prompt (default {checkpoint.DEFAULT_STEPS})")
     ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m emitter`)")
+    ap.add_argument("--emit-timeout", metavar="S",
+                    help=f"seconds another emitter may take per graph before its process group is stopped "
+                         f"(default {emitproc.DEFAULT_TIMEOUT_S:g}, or ${emitproc.TIMEOUT_ENV})")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where summary.json goes")
     ap.add_argument("--list", action="store_true", help="list the fixtures and exit")
     ap.add_argument("--structural-only", action="store_true",
@@ -115,6 +127,14 @@ def check_options(args) -> None:
                          f"({os.environ['PYTEST_XDIST_WORKER']}): concurrent writers would lose goldens")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
+    if args.jobs > workers.cores() and not args.jobs_over_cores:
+        print(f"--jobs {args.jobs}: capped at {workers.cores()}, the cores this process may use "
+              "(--jobs-over-cores to allow more)", flush=True)
+        args.jobs = workers.cores()
+    given_timeout = (("--emit-timeout", args.emit_timeout) if args.emit_timeout is not None
+                     else (f"${emitproc.TIMEOUT_ENV}", os.environ.get(emitproc.TIMEOUT_ENV) or None))
+    if given_timeout[1] is not None and emitproc.parse_timeout(given_timeout[1]) is None:
+        raise UsageError(f"{given_timeout[0]} {given_timeout[1]!r}: must be a number of seconds above 0")
     given = {f"--{k.replace('_', '-')}" for k, v in vars(args).items() if v not in (None, False)}
     for option, refused, why in CLASHES:
         clash = next((o for o in refused if o in given), None) if option in given else None
@@ -136,23 +156,82 @@ def check_options(args) -> None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    with interrupts():
+        try:
+            return run(args, argv)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the workers are already stopped
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                print(f"interrupted ({'SIGTERM' if isinstance(e, Terminated) else 'Ctrl-C'}): the workers "
+                      "and their emitters are stopped; this run's reports are incomplete", file=sys.stderr, flush=True)
+            finally:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
+
+
+def run(args, argv: list[str]) -> int:
     start = time.perf_counter()
-    try:
-        check_options(args)
-        mode = next(m for m in MODES if m.chosen(args))
-        info = summary.run_info(mode.name, ["validate_arch.sh", *argv], args.emitter)
-        outcome = mode.run(args, info)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if outcome is None:
-        return 0
-    records = outcome.records or []
-    if outcome.records is not None:
-        for said in publish(records, info, args.reports, outcome.pages, outcome.problems):
-            print(said, flush=True)
-        print(f"{counts(records)} -> {args.reports / 'summary.json'} ({time.perf_counter() - start:.1f} s)")
-    passed = outcome.ok and all(r.verdict == PASS or (r.verdict == UNSUPPORTED and not args.require_all)
-                                for r in records)
+    with contextlib.ExitStack() as stack:
+        try:
+            check_options(args)
+            mode = next(m for m in MODES if m.chosen(args))
+            args.claim_reports = lambda: stack.enter_context(claimed(args.reports))
+            if args.emit_timeout is not None:  # the workers spawned from here on inherit it
+                stack.enter_context(_environment(emitproc.TIMEOUT_ENV, args.emit_timeout))
+            info = summary.run_info(mode.name, ["validate_arch.sh", *argv], args.emitter)
+            outcome = mode.run(args, info)
+        except (UsageError, ReportsError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if outcome is None:
+            return 0
+        records, problems = outcome.records or [], 0
+        if outcome.records is not None:
+            said = publish(records, info, args.reports, outcome.pages, outcome.problems)
+            for line in said:
+                print(line, flush=True)
+            print(f"{counts(records)} -> {said.summary or 'summary.json not written'} "
+                  f"({time.perf_counter() - start:.1f} s)")
+            problems = said.problems
+            if problems:
+                print(f"reports: incomplete ({problems} problem{'s' if problems > 1 else ''} above): "
+                      "the run cannot pass", flush=True)
+    passed = outcome.ok and not problems and all(
+        r.verdict == PASS or (r.verdict == UNSUPPORTED and not args.require_all) for r in records)
     print(f"RESULT: {'PASS' if passed else 'FAIL'}")
     return 0 if passed else 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to the gate's main process: handled as Ctrl-C is, with its own exit status."""
+
+
+@contextlib.contextmanager
+def interrupts():
+    """For the block: SIGTERM raises Terminated in the main thread (so that the workers are stopped and the
+    gate says one line), as Ctrl-C raises KeyboardInterrupt. A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum, _frame):
+        raise Terminated()
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    """$name = value for the block, restored after."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous

@@ -129,6 +129,6 @@ def test_a_tied_graph_naming_lm_head_is_an_error():
     text = emit(Config.from_json(fixture.config_path), "prefill", core=ReadsLmHead)
     record = run_case(fixture, "prefill", texts={"prefill": text}, xla=False, strict_bound=False)
     assert record.verdict == "ERROR"
-    assert record.message.startswith("@main argument 'lm_head.weight' names neither an input of this graph (tokens, "
-                                     "positions, real_len) nor a tensor of the checkpoint (a tied "), \
+    assert record.message.startswith("stage 'bind': @main argument 'lm_head.weight' names neither an input of this "
+                                     "graph (tokens, positions, real_len) nor a tensor of the checkpoint (a tied "), \
         record.message

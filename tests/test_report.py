@@ -157,14 +157,16 @@ def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, 
     assert [float(x) for x in shown] == sorted(diffs)
 
 
-def test_a_report_failure_is_said_and_leaves_the_verdict_alone(tmp_path, monkeypatch, capsys):
+def test_a_report_failure_is_said_and_fails_the_run(tmp_path, monkeypatch, capsys):
+    """The cases' verdicts stand (summary.json is written), but a run whose index is missing does not pass."""
     def broken(*args, **kwargs):
         raise RuntimeError("template exploded")
     monkeypatch.setattr(index, "render", broken)  # the index is written by the gate's own process
-    assert main(["--family", "qwen2", "--reports", str(tmp_path)]) == 0
+    assert main(["--family", "qwen2", "--reports", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "reports: index.html not written: RuntimeError: template exploded (the verdict is unaffected)" in out
-    assert "RESULT: PASS" in out and (tmp_path / "summary.json").is_file()
+    assert "reports: index.html and summary.csv not written: RuntimeError: template exploded" in out
+    assert out.splitlines()[-2:] == ["reports: incomplete (1 problem above): the run cannot pass", "RESULT: FAIL"]
+    assert {r.verdict for r in summary.read(tmp_path / "summary.json")[1]} == {"PASS"}
 
 
 def test_a_page_for_nan_logits_names_them_and_still_draws(tmp_path):
@@ -286,3 +288,23 @@ def test_a_page_names_the_emitter_that_wrote_its_graphs_and_shows_parsed_flags_f
     page = (tmp_path / "llama--eps_10x.html").read_text()
     assert '<code id="emitter">built-in (python -m emitter)</code>' in page
     assert "Its flags as it parses this config" in page and "rms_norm_eps" in page
+
+
+def test_summary_csv_neutralises_formulas_and_keeps_numbers_numbers():
+    """An emitter's words reach `message`: a cell beginning like a formula is text in a spreadsheet; a
+    negative margin is still a number."""
+    said = {"a": '=HYPERLINK("http://evil","click")', "b": "+cmd|' /C calc'!A0", "c": "-2+3", "d": "@SUM(A1)",
+            "=e": "plain words"}
+    records = []
+    for family, message in said.items():
+        record = replace(new_record(fixtures.load("llama"), "prefill"), family=family, max_abs_diff=0.5)
+        record.check("bound", "compare", False, message, 0.5, 1e-2)
+        records.append(record)
+    _, text = index.render(records, RUN, set(), [])
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sorted(r["message"] for r in rows) == sorted(["'=HYPERLINK(\"http://evil\",\"click\")", "'+cmd|' /C calc'!A0",
+                                                         "'-2+3", "'@SUM(A1)", "plain words"])
+    assert sorted(r["family"] for r in rows) == ["'=e", "a", "b", "c", "d"]
+    for row in rows:
+        assert float(row["margin"]) == pytest.approx(-0.49) and row["margin"].startswith("-")
+        assert float(row["max_abs_diff"]) == 0.5

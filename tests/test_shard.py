@@ -199,7 +199,8 @@ def test_merge_reads_an_old_bare_list_beside_the_new_form(tmp_path, capsys):
     assert main(["--merge", str(old), str(new), "--reports", str(tmp_path / "out")]) == 1
     _, records = summary.read(tmp_path / "out" / "summary.json")
     assert [(r.family, r.verdict, r.message) for r in records] == [
-        ("llama", "ERROR", "the emitter exited with 2"), ("llama", "ERROR", "the emitter exited with 2"),
+        ("llama", "ERROR", "stage 'emit': the emitter exited with 2"),
+        ("llama", "ERROR", "stage 'emit': the emitter exited with 2"),
         ("qwen2", "ERROR", "the emitter exited with 1"), ("qwen2", "ERROR", "the emitter exited with 1")]
     assert "0 passed, 0 failed, 4 errors, 0 unsupported" in capsys.readouterr().out
 

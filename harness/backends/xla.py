@@ -87,7 +87,8 @@ class XlaModule(Module):
 
 
 class Xla(Backend):
-    """XLA CPU: a reference backend for the three-way comparison, never the verdict."""
+    """XLA CPU: a reference backend for the three-way comparison; its figures never decide the verdict, its
+    failure to run is the case's ERROR (core/case.py)."""
     name, run_stage = "xla", "xla_run"
 
     def load(self, text: str, graph: GraphSignature, stage: Stage) -> XlaModule:

@@ -14,10 +14,9 @@ counted in the kill rate. (Its text still differs, so the structural goldens cat
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -76,18 +75,19 @@ def _measure_exact_effect(record: Record, fixture, bug: mutants.Mutant) -> None:
     record.mutant.equivalent = effect <= record.noise.strict_bound
 
 
-def _worker_init(threads: int) -> None:
+def worker_init(threads: int) -> None:
+    """A worker's torch threads: its share of the cores (threads_per_worker)."""
     import torch
     torch.set_num_threads(threads)
 
 
-def run_all(names: list[str], jobs: int, strict_bound: bool = True) -> Iterator[list[Record]]:
-    """Every family in a worker process (one oracle run each); each family's records, in the order given,
-    as soon as they are ready."""
-    ctx = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(threads,)) as pool:
-        futures = [pool.submit(run_family, n, strict_bound) for n in names]
-        for future in futures:
-            yield future.result()
+def threads_per_worker(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def run_all(pool: Executor, names: list[str], strict_bound: bool = True) -> Iterator[list[Record]]:
+    """Every family in a worker process of pool (one oracle run each; the run mode owns the processes, see
+    modes/mutants.py); each family's records, in the order given, as soon as they are ready."""
+    futures = [pool.submit(run_family, n, strict_bound) for n in names]
+    for future in futures:
+        yield future.result()

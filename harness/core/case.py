@@ -1,9 +1,13 @@
 """One case, end to end, for every graph kind: emit -> parse -> compile -> oracle -> bind by name ->
 run -> compare; then the strict bound and the three-way comparison where the kind has them.
 
-run_case never raises: whatever goes wrong becomes an errored check named after its stage (an
-emitter's refusal, exit 2, a refused one), and every check the kind meant to run that did not is recorded as not run, so the verdict
-(core/record.py) can only be PASS when everything meant to run ran and passed.
+run_case never raises: whatever goes wrong becomes an errored check named after its stage (its
+message says `stage 'NAME': ...` and, where checks had been judged before it, what they said; an
+emitter's refusal, exit 2, a refused one), and every check the kind meant to run that did not is
+recorded as not run, so the verdict (core/record.py) can only be PASS when everything meant to run
+ran and passed. The three-way comparison is a check meant to run too: XLA failing (a broken jax
+included) is the case's ERROR. A family's cases share one dict of texts, so that each graph kind is
+emitted once (a failed or refused emission too: it is not tried again).
 """
 from __future__ import annotations
 
@@ -26,18 +30,21 @@ from harness.core.emitters import (
     emit,
 )
 from harness.core.fixtures import Fixture
-from harness.core.graph import GraphError, GraphSignature, parse_signature
+from harness.core.graph import GraphError, GraphSignature, bind, parse_signature
 from harness.core.kinds import KINDS, GraphKind
+from harness.core.messages import clip_record
 from harness.core.oracle_cache import OracleRun
 from harness.core.oracle_cache import run as oracle_run
 from harness.core.record import (
     EVERY_WEIGHT,
+    FAIL,
     NOT_RUN,
+    PASS,
     STRICT,
     Check,
     OracleFacts,
     Record,
-    ThreeWay,
+    verdict_of,
 )
 
 
@@ -64,7 +71,24 @@ def new_record(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bou
 
 def error_record(fixture: Fixture, graph: str, stage: str, message: str, emitter=DEFAULT_EMITTER) -> Record:
     """A case that could not be run at all (its worker died, its published config could not be prepared)."""
-    record = new_record(fixture, graph, emitter)
+    return clip_record(failed(new_record(fixture, graph, emitter), stage, message))
+
+
+def describe(error: BaseException) -> str:
+    """An exception in one sentence: a known problem in its own words, anything else named as unexpected."""
+    if isinstance(error, (CaseError, GraphError, BackendError, noise.NoiseFloorError)):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {error}"
+
+
+def failed(record: Record, stage: str, error: BaseException | str) -> Record:
+    """The record an ERROR at stage, whatever its checks said before (a check that did not run to its end
+    never leaves a PASS or a FAIL standing); the message names the stage and keeps what they said."""
+    before = verdict_of(record.checks) if record.checks else None
+    said = record.message if before in (PASS, FAIL) else ""
+    message = f"stage '{stage}': {error if isinstance(error, str) else describe(error)}"
+    if before in (PASS, FAIL):
+        message += f" (until then: {before}{', ' + said if said else ''})"
     record.errored(stage, message)
     return record
 
@@ -75,7 +99,7 @@ class Case:
     fixture: Fixture
     kind: GraphKind
     emitter: tuple[str, ...]
-    texts: dict[str, str]  # graph kind -> StableHLO text, given or emitted
+    texts: dict  # graph kind -> StableHLO text, given or emitted (or the exception its emission raised)
     record: Record
     failed_stage: str | None = None
     _graphs: dict[str, GraphSignature] = field(default_factory=dict)
@@ -98,9 +122,16 @@ class Case:
 
     def graph(self, name: str) -> GraphSignature:
         if name not in self._graphs:
+            if isinstance(self.texts.get(name), Exception):  # emitted for an earlier case of the family, and failed
+                with self.stage("emit", timed=False):
+                    raise self.texts[name]
             if name not in self.texts:
                 with self.stage("emit"):
-                    self.texts[name] = emit(self.emitter, self.fixture.config_path, name, sizes=self.fixture.sizes)
+                    try:
+                        self.texts[name] = emit(self.emitter, self.fixture.config_path, name, sizes=self.fixture.sizes)
+                    except Exception as e:
+                        self.texts[name] = e
+                        raise
             with self.stage("parse", timed=False):
                 self._graphs[name] = parse_signature(self.texts[name])
                 if "main" not in self._graphs[name].functions:
@@ -121,55 +152,73 @@ class Case:
         if self._oracle is None:
             with self.stage("oracle"):
                 self._oracle = oracle_run(self.fixture)
+                require_finite(self._oracle.logits, "the oracle's fp32 logits")
             self.record.cache_hit["oracle"] = self._oracle.cached
             self.record.oracle = OracleFacts(self._oracle.class_name, self._oracle.mapping, [])
         return self._oracle
 
     def call(self, module: Module, backend: Backend, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         weights = self.oracle().weights
+        with self.stage("bind", timed=False):
+            args = bind(module.main, weights, inputs)
         with self.stage(backend.run_stage):
-            return module.call(weights, inputs)
+            return module.execute(args, inputs)
 
 
-def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | None = None,
+def require_finite(values: np.ndarray, what: str) -> None:
+    """A reference with NaN/Inf cannot judge anything: the case is an ERROR, not a FAIL or a PASS."""
+    bad = int((~np.isfinite(np.asarray(values))).sum())
+    if bad:
+        raise CaseError(f"{what} hold {bad} NaN/Inf values: the case cannot be judged (is every float of the "
+                        "config finite and in range?)")
+
+
+def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None,
              emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True) -> Record:
     """Validate one fixture and graph kind; never raises.
-    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too).
+    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too); what is
+    emitted here is added to it, so that a dict shared by a family's cases emits each graph kind once.
     xla: also run the text on the reference backends (XLA CPU) and record the three-way comparison.
     strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
-    oracle run); False judges by the fixed bound alone."""
+    oracle run); False judges by the fixed bound alone. A check not asked for is in record.skipped."""
     kind = KINDS[graph]
-    case = Case(fixture, kind, tuple(emitter), dict(texts or {}), new_record(fixture, graph, emitter, strict_bound))
+    case = Case(fixture, kind, tuple(emitter), {} if texts is None else texts,
+                new_record(fixture, graph, emitter, strict_bound))
     record = case.record
+    record.skipped = {name: "not asked for" for name, meant, on in (("strict_bound", kind.strict, strict_bound),
+                                                                   ("xla", kind.three_way, xla)) if meant and not on}
     try:
         with case.stage("inputs", timed=False):
             kind.prepare(case)
         for name in kind.emits:  # what the emitter and the compiler can get wrong, before the oracle runs
             case.module(name, SUBJECT)
         expected = kind.expected(case)
+        with case.stage("oracle", timed=False):
+            require_finite(expected, "the oracle's fp32 logits" if kind.strict else f"the oracle's {kind.name} output")
         actual = kind.actual(case, SUBJECT)
         with case.stage("compare", timed=False):
             kind.judge(case, expected, actual)
-        _judge_weights_taken(case)
+        with case.stage("bind", timed=False):
+            _judge_weights_taken(case)
         if strict_bound and kind.strict:
             with case.stage("oracle_fp64"):
                 fp64 = kind.fp64(case, len(expected))
-            record.noise = noise.assess(record.max_abs_diff, noise.noise_floor(expected, fp64))
-            record.checks.append(noise.strict_check(record.max_abs_diff, record.noise, record.bound))
+                require_finite(fp64, "the oracle's fp64 logits")
+            with case.stage("strict_bound", timed=False):
+                record.noise = noise.assess(record.max_abs_diff, noise.noise_floor(expected, fp64))
+                record.checks.append(noise.strict_check(record.max_abs_diff, record.noise, record.bound))
         if xla and kind.three_way:
             bound = min(record.bound, record.noise.strict_bound if record.noise else record.bound)
-            record.xla = _three_way(case, expected, actual, bound)
+            _three_way(case, expected, actual, bound)
     except EmitterRefused as e:
         record.refused(case.failed_stage or "emit", str(e))
-    except (CaseError, GraphError, BackendError) as e:
-        record.errored(case.failed_stage or "case", str(e))
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
-        record.errored(case.failed_stage or "case", f"unexpected {type(e).__name__}: {e}")
+        failed(record, case.failed_stage or "case", e)
     meant = (kind.checks() + ((EVERY_WEIGHT,) if kind.takes_every_weight else ())
              + ((STRICT,) if strict_bound and kind.strict else ()))
     ran = {c.name for c in record.checks}
     record.checks += [Check(name, "compare", NOT_RUN) for name in meant if name not in ran]
-    return record
+    return clip_record(record)
 
 
 def _judge_weights_taken(case: Case) -> None:
@@ -187,18 +236,21 @@ def _judge_weights_taken(case: Case) -> None:
                           f"of the checkpoint: {listed}{more}")
 
 
-def _three_way(case: Case, expected: np.ndarray, actual: np.ndarray, bound: float) -> ThreeWay:
-    """The same texts and inputs on the reference backend; its failure is reported there, never the case's
-    verdict. Its logits are a reference, like the oracle's: cached by (its texts and build, the inputs)."""
+def _three_way(case: Case, expected: np.ndarray, actual: np.ndarray, bound: float) -> None:
+    """record.xla: the same texts and inputs on the reference backend. Its figures never decide the verdict,
+    but its failure (a compile or run error, a broken jax) is said there and raised: a check meant to run
+    that did not. Its logits are a reference, like the oracle's: cached by (its texts and build, the inputs)."""
     (backend,) = REFERENCES
-    texts = [backend.cache_key(case.texts[name]) for name in case.kind.emits]
-    path = cache.cache_dir() / (f"{cache.key(f'{backend.name} logits', *texts, _inputs_digest(case))}"
-                                f".{backend.name}-logits")
     try:
-        found, _, hit = cache.stored_arrays(path, lambda: ({"logits": case.kind.actual(case, backend)}, {}))
-    except (CaseError, GraphError, BackendError) as e:
-        return triangulate.failed(str(e))
-    return triangulate.triangulate(expected, actual, found["logits"], bound, hit)
+        with case.stage(backend.name, timed=False):  # the innermost stage names a failure: xla_compile, xla_run
+            texts = [backend.cache_key(case.texts[name]) for name in case.kind.emits]
+            path = cache.cache_dir() / (f"{cache.key(f'{backend.name} logits', *texts, _inputs_digest(case))}"
+                                        f".{backend.name}-logits")
+            found, _, hit = cache.stored_arrays(path, lambda: ({"logits": case.kind.actual(case, backend)}, {}))
+            case.record.xla = triangulate.triangulate(expected, actual, found["logits"], bound, hit)
+    except Exception as e:
+        case.record.xla = triangulate.failed(describe(e))
+        raise
 
 
 def _inputs_digest(case: Case) -> str:

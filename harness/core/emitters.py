@@ -3,7 +3,8 @@ exit 2 with one sentence for a config it refuses (docs/emitter-protocol.md).
 
 The built-in emitter is run the same way, as the module `python -m emitter`, but inside this
 process (same argv, exit code and file, without a Python start per graph, which would
-dominate a structural run); any other command runs as a subprocess.
+dominate a structural run); any other command runs as a subprocess, contained (core/emitproc.py:
+its own session, a time limit, bounded output, no process of it left behind).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import contextlib
 import io
 import runpy
 import shlex
-import subprocess
+import signal
 import sys
 import tempfile
 import threading
@@ -19,10 +20,10 @@ from pathlib import Path
 
 from emitter.config_input import printable
 from harness import ROOT
+from harness.core import emitproc
 
 DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
 BUILTIN_EMITTER = "built-in (python -m emitter)"  # how the reports name it
-EMIT_TIMEOUT_S = 120
 _IN_PROCESS = threading.Lock()  # sys.argv and stderr are the process's own
 
 
@@ -86,18 +87,27 @@ def emit(command, config_path: Path, graph: str, taps: bool = False, sizes: tupl
             returncode, said = _run_module(DEFAULT_EMITTER[2], ["--config", str(ROOT / config), *argv[2:]])
         else:
             try:
-                proc = subprocess.run([*command, *argv], capture_output=True, text=True, timeout=EMIT_TIMEOUT_S,
-                                      cwd=ROOT)
-            except subprocess.TimeoutExpired:
-                raise CaseError(f"the emitter did not finish within {EMIT_TIMEOUT_S} s") from None
-            except OSError as e:
-                raise CaseError(f"the emitter could not start: {e}") from None
+                proc = emitproc.run([*command, *argv], out, cwd=ROOT)
+            except emitproc.EmitterProblem as e:
+                raise CaseError(str(e)) from None
             returncode, said = proc.returncode, proc.stderr.strip() or proc.stdout.strip()
         said = (said.strip() or "(no output)").splitlines()[-1]
         if returncode == 2:  # name the config as the subprocess path does, relative to the project
             raise EmitterRefused(said.removeprefix("error: ").replace(str(ROOT / config), str(config)))
+        if returncode < 0:
+            raise CaseError(f"the emitter was killed by {_signal_name(-returncode)}: {said}")
         if returncode != 0:
             raise CaseError(f"the emitter exited with {returncode}: {said}")
         if not out.is_file() or out.stat().st_size == 0:
             raise CaseError(f"the emitter exited 0 but wrote nothing to {out.name}")
-        return out.read_text()
+        try:
+            return out.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CaseError(f"the emitter's {out.name} is not UTF-8 text (byte {e.start})") from None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -5,13 +5,23 @@ content goes to a temporary file beside the target, then is renamed over it. mks
 that file 0600, so its mode is set to what open() would have given (0666 less the umask,
 0644 usually) before the rename. An interrupted or failed write leaves the old file whole and
 no temporary file behind.
+
+The --reports directory is claimed before a run writes there (claimed): created, found writable,
+and locked against a concurrent gate by an exclusive flock(2) on DIR/.archval.lock (Linux and
+macOS), held until the run ends. The operating system releases it when the process dies, however it
+dies, so a stale lock file never blocks the next run; the file holds the holder's pid, for the message.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import tempfile
 from pathlib import Path
+
+LOCK_NAME = ".archval.lock"
 
 
 def _umask() -> int:
@@ -40,3 +50,48 @@ def write_atomic(path: Path, content: str | bytes) -> None:
 
 def write_json_atomic(path: Path, value) -> None:
     write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+class ReportsError(Exception):
+    """The directory cannot take this run's reports; one sentence."""
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+@contextlib.contextmanager
+def claimed(directory: Path):
+    """with claimed(DIR): DIR exists, is writable and is this run's alone until the block ends."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ReportsError(f"--reports {directory}: is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportsError(f"--reports {directory}: cannot be created ({_reason(e)})") from None
+    try:  # what the run will do: a temporary file beside the reports, renamed over them
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".archval-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ReportsError(f"--reports {directory}: is not writable ({_reason(e)})") from None
+    try:
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ReportsError(f"--reports {directory}: its lock file cannot be opened ({_reason(e)})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ReportsError(f"--reports {directory}: cannot be locked ({_reason(e)})") from None
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise ReportsError(f"--reports {directory}: another gate run{f' (pid {holder})' if holder else ''} is "
+                               "writing there; wait for it to finish or give another --reports") from None
+        with contextlib.suppress(OSError):  # the pid is only for the message
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield directory
+    finally:
+        os.close(fd)  # releases the lock

@@ -13,6 +13,8 @@ cases, worst 5.7x); docs/diagnosis.md has the table.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from harness.core.record import FAILED, PASSED, STRICT, Check, NoiseResult
@@ -29,8 +31,17 @@ def noise_floor(fp32: np.ndarray, fp64: np.ndarray) -> float:
     return float(max(np.abs(fp32 - fp64).max(), F32_EPS * np.abs(fp64).max()))
 
 
+class NoiseFloorError(ValueError):
+    """No strict bound can be derived: the floor is zero, negative or not a number."""
+
+
 def assess(error: float, floor: float, factor: float = STRICT_FACTOR) -> NoiseResult:
-    """The record's strict-bound part: the floor, the error as a multiple of it, the bound."""
+    """The record's strict-bound part: the floor, the error as a multiple of it, the bound.
+    NoiseFloorError for a floor that is not finite and above zero (all-zero or NaN logits): the error
+    cannot be judged against it, and dividing by it is never attempted."""
+    if not (math.isfinite(floor) and floor > 0):
+        raise NoiseFloorError(f"the fp32 noise floor is {floor} (the oracle's fp32 and fp64 logits): no strict "
+                              "bound can be derived from it")
     return NoiseResult(floor, error / floor, factor, factor * floor)
 
 

@@ -254,6 +254,7 @@ class Record:
     published: PublishedFacts | None = None  # a --config run's published config
     checkpoint: CheckpointFacts | None = None  # a --checkpoint run's checkpoint
     mutant: MutantFacts | None = None  # a deliberately broken graph
+    skipped: dict[str, str] = field(default_factory=dict)  # checks not asked for (strict_bound, xla): why
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     cache_hit: dict[str, bool] = field(default_factory=dict)  # compile, oracle: read from the cache directory
 

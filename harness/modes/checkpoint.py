@@ -19,7 +19,7 @@ from harness.core.case import run_case
 from harness.core.fixtures import DEFAULT_BOUND, Fixture
 from harness.core.record import CheckpointFacts
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError
+from harness.modes import Outcome, UsageError, claim_reports
 from harness.modes.gate import emitter_of
 from harness.present.console import line
 
@@ -95,6 +95,7 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
 
 def run(args, info: RunInfo) -> Outcome:
     fixture, checkpoint, tokenizer, estimate = prepare(args)
+    claim_reports(args)
     print(f"== numerical: oracle (transformers loads the checkpoint: eager attention, f32 compute) vs IREE, prefill "
           f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps (no XLA three-way: it would hold a "
           "third copy of the weights)", flush=True)

@@ -9,7 +9,7 @@ from harness.checks import published
 from harness.core.case import error_record
 from harness.core.kinds import KINDS
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, shard, workers
+from harness.modes import Outcome, UsageError, claim_reports, shard, workers
 from harness.modes.gate import emitter_of, say_shard, validate
 from harness.present.console import line
 
@@ -45,6 +45,7 @@ def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None
 def run(args, info: RunInfo) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="archval-config-") as tmp:
         prepared = prepare(args.config, Path(tmp), args.shard, args.as_is)
+        claim_reports(args)
         print(f"== structural signatures: skipped (a {'config as given' if args.as_is else 'shrunk config'} has no golden)")
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
         runnable = [p for p in prepared if p.error is None]

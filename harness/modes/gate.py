@@ -15,7 +15,7 @@ from harness.checks import structural
 from harness.core import fixtures
 from harness.core.emitters import DEFAULT_EMITTER, emitter_command
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, shard, workers
+from harness.modes import Outcome, UsageError, claim_reports, shard, workers
 from harness.present.console import line
 
 
@@ -104,21 +104,23 @@ def gate(args, run: RunInfo) -> Outcome:
     """Every selected family: its graphs against the goldens, then every graph kind against the oracle."""
     chosen, emitter = select(args), emitter_of(args)
     names, known = chosen.names, set(fixtures.names())
+    claim_reports(args)
     pool = workers.start(min(args.jobs, len(names)), [fixtures.load(n) for n in names]) if names else None
-    checks, ok, published = [], True, None
-    if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
-        print("== structural signatures: skipped (the goldens record the built-in emitter)")
-    else:
-        every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
-        checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
-                                     orphans=chosen.cases is None and not args.graph, graphs=args.graph)
-        published = check_meanwhile([c for c in every if c not in known])
-    print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
-    by_case = {(r["case"], r["graph"]): r for r in checks}
-    tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
-                          {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph)
-             for n in names]
-    outcome = validate(pool, tasks) if pool else Outcome(True, [], set())
+    with workers.running(pool):  # stopped, if the structural pass is interrupted too
+        checks, ok, published = [], True, None
+        if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
+            print("== structural signatures: skipped (the goldens record the built-in emitter)")
+        else:
+            every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
+            checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
+                                         orphans=chosen.cases is None and not args.graph, graphs=args.graph)
+            published = check_meanwhile([c for c in every if c not in known])
+        print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
+        by_case = {(r["case"], r["graph"]): r for r in checks}
+        tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
+                              {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph)
+                 for n in names]
+        outcome = validate(pool, tasks) if pool else Outcome(True, [], set())
     if published:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)
         results = published.result()
@@ -129,9 +131,10 @@ def gate(args, run: RunInfo) -> Outcome:
 
 
 def validate(pool, tasks: list[workers.Task]) -> Outcome:
-    """The tasks in the pool, a line per record as each family is done; the records in the tasks' order."""
+    """The tasks in the pool, a line per record as each family is done; the records in the tasks' order.
+    The pool's workers are stopped if this is interrupted (workers.running)."""
     done = {}
-    with pool:
+    with workers.running(pool):
         for family in workers.run_all(pool, tasks):
             done[family.name] = family
             for record in family.records:

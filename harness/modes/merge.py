@@ -14,7 +14,7 @@ from harness.core import summary
 from harness.core.files import write_atomic
 from harness.core.record import Record
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError
+from harness.modes import Outcome, UsageError, claim_reports
 from harness.present.console import line
 from harness.present.pages import page_name
 
@@ -46,6 +46,7 @@ def run(args, info: RunInfo) -> Outcome:
         raise UsageError(f"--reports {args.reports} is one of the --merge inputs: merge into another directory, "
                          "so that no shard's reports are overwritten")
     records, homes = read_shards(args.merge)
+    claim_reports(args)
     info.merged = [str(d) for d in args.merge]
     copied, problems = set(), []
     for page, family in {page_name(r): r.family for r in records}.items():

@@ -8,23 +8,30 @@ import time
 from harness.checks import mutation
 from harness.core import summary
 from harness.core.summary import RunInfo
-from harness.modes import Outcome
+from harness.modes import Outcome, claim_reports, workers
 from harness.modes.gate import select
 from harness.present.console import kill_summary, mutant_line
 
 
 def run(args, info: RunInfo) -> Outcome:
     start, names = time.perf_counter(), select(args).names
+    claim_reports(args)
     bound = "the strict and the fixed bound" if not args.fixed_bound_only else "the fixed bound alone"
     print(f"== mutation self-test: every applicable mutant must FAIL ({bound})", flush=True)
-    records = []
-    for family in mutation.run_all(names, max(1, min(args.jobs, len(names))), not args.fixed_bound_only):
-        records += family
-        for record in family:
-            print(mutant_line(record), flush=True)
-    path = args.reports / "mutants.json"
-    summary.write(path, info, records)
+    records, jobs = [], max(1, min(args.jobs, len(names)))
+    pool = workers.process_pool(jobs, mutation.worker_init, (mutation.threads_per_worker(jobs),))
+    with workers.running(pool):  # the workers die with the gate
+        for family in mutation.run_all(pool, names, not args.fixed_bound_only):
+            records += family
+            for record in family:
+                print(mutant_line(record), flush=True)
     lines, ok = kill_summary(records)
     print("\n".join(lines))
-    print(f"-> {path} ({time.perf_counter() - start:.1f} s)")
+    path = args.reports / "mutants.json"
+    try:
+        summary.write(path, info, records)
+        print(f"-> {path} ({time.perf_counter() - start:.1f} s)")
+    except OSError as e:  # the evidence of the kill rate is missing
+        print(f"reports: mutants.json not written: {e.strerror or e}: the run cannot pass", flush=True)
+        ok = False
     return Outcome(ok)

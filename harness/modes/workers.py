@@ -4,25 +4,38 @@
 Tasks start slowest first (modes/shard.py) so that no long one starts last on an idle pool. A
 worker that dies (a signal, the OOM killer) breaks the whole pool, so the families it took down
 with it run again, each in a process of its own: only the one that dies again is an ERROR.
+
+The workers die with the gate (process_pool): each ignores SIGINT (a terminal's Ctrl-C reaches the
+whole foreground group; only the gate answers it, stopping them itself), on SIGTERM kills its
+running emitters' process groups (core/emitproc.py) and exits, and watches its parent: when the
+gate is gone (even by SIGKILL) it does the same within WATCH_S. Portable: no PR_SET_PDEATHSIG.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.checks import structural
-from harness.core import fixtures, oracle_cache
-from harness.core.case import error_record, run_case
+from harness.core import emitproc, fixtures, oracle_cache
+from harness.core.case import error_record, failed, run_case
 from harness.core.emitters import DEFAULT_EMITTER
 from harness.core.kinds import KINDS
+from harness.core.messages import clip_record
 from harness.core.record import FAIL, PublishedFacts, Record
 from harness.core.summary import RunInfo
 from harness.modes import shard
+
+WATCH_S = 0.5
+STOP_GRACE_S = 3.0
 
 
 @dataclass
@@ -66,9 +79,85 @@ def _warm_up(cold: bool) -> None:
         xla.client()
 
 
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def worker_init(parent: int, then=None, args: tuple = ()) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stopped)
+    threading.Thread(target=_watch_parent, args=(parent,), name="archval-watch-parent", daemon=True).start()
+    if then is not None:
+        then(*args)
+
+
+def _stopped(signum, _frame) -> None:
+    emitproc.kill_all()
+    os._exit(128 + signum)
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(WATCH_S)
+        if os.getppid() != parent:  # reparented: the gate is gone, and nobody will read what this computes
+            emitproc.kill_all()
+            os._exit(1)
+
+
+def process_pool(jobs: int, initializer=None, initargs: tuple = ()) -> ProcessPoolExecutor:
+    """A pool of spawned workers that die with the gate (worker_init, then initializer(*initargs))."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=worker_init, initargs=(os.getpid(), initializer, initargs))
+
+
+@contextmanager
+def running(pool: ProcessPoolExecutor | None):
+    """with running(pool): the pool shut down as usual at the end; when the block is left by an exception
+    (Ctrl-C, SIGTERM, a bug) the workers are stopped now instead of finishing their families."""
+    try:
+        yield pool
+    except BaseException:
+        if pool is not None:
+            stop(pool)
+        raise
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
+def stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started; SIGTERM every worker (each kills its emitters), SIGKILL what is left."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() \
+        else None  # a second Ctrl-C while stopping must not leave workers behind
+    try:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API lists them
+        manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            if p.is_alive():
+                p.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for p in processes:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=STOP_GRACE_S)
+        # Python 3.11's exit handler wakes the pool's manager thread through a pipe that thread closes
+        # on its way out, unlocked: a race that prints a traceback at exit. Let it finish first.
+        if manager is not None:
+            manager.join(timeout=STOP_GRACE_S)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def start(jobs: int, selected: list[fixtures.Fixture]) -> ProcessPoolExecutor:
-    """Spawned now, so that their imports overlap the structural pass."""
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    """Spawned now, so that their imports overlap the structural pass; they die with the gate: use the
+    pool in `with running(pool)`."""
+    pool = process_pool(jobs)
     cold = not all(oracle_cache.cached(f) for f in selected)
     for _ in range(jobs):
         pool.submit(_warm_up, cold)
@@ -76,9 +165,12 @@ def start(jobs: int, selected: list[fixtures.Fixture]) -> ProcessPoolExecutor:
 
 
 def validate(task: Task) -> Done:
-    """Every graph kind of the family, then its page."""
+    """Every graph kind of the family, a failing prefill's localisation, then its page. A localisation that
+    raises, or a page that cannot be written, makes the records ERRORs at stage 'localisation' or 'report'
+    (the FAIL or PASS kept in the message): a run whose diagnosis or report is missing is not a PASS."""
     fixture = task.fixture()
-    texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}  # emitted once, by the structural pass
+    # each graph kind emitted once: by the structural pass, or by the first case that needs it
+    texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}
     records = []
     for kind in KINDS.values():
         if task.graphs and kind.name not in task.graphs:
@@ -105,10 +197,17 @@ def validate(task: Task) -> Done:
         if record.graph == "prefill" and record.verdict == FAIL:  # any emitter is asked for its taps
             from harness.checks import localise
             record.localisation = localise.of_emitter(fixture, task.emitter)
-    if task.reports is None:
-        return Done(task.name, records, set(), [])
-    from harness.present.publish import pages
-    return Done(task.name, records, *pages(records, task.run, task.reports))
+            if record.localisation.error:  # it raised (not: no taps offered): a check that did not run to its end
+                failed(record, "localisation", record.localisation.error)
+    written, problems = set(), []
+    if task.reports is not None:
+        from harness.present.publish import pages
+        written, problems = pages(records, task.run, task.reports)
+    for record in records:
+        if problems:
+            failed(record, "report", "; ".join(problems))
+        clip_record(record)
+    return Done(task.name, records, written, problems)
 
 
 def run_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> Iterator[Done]:
@@ -121,23 +220,45 @@ def run_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> Iterator[Done]:
             yield future.result()
         except BrokenProcessPool:
             broken.append(futures[future])
+        except Exception as e:  # noqa: BLE001 - raised outside every case's stages: that family's ERROR only
+            yield _errored(by_name[futures[future]], "worker", f"unexpected {type(e).__name__}: {e}",
+                           f"its worker raised {type(e).__name__}")
     if broken:
         print(f"a worker process died: running {', '.join(sorted(broken))} again, one process each", flush=True)
-        with ThreadPoolExecutor(max_workers=min(len(broken), os.cpu_count() or 1)) as threads:
-            again = [threads.submit(_validate_alone, by_name[n]) for n in broken]
-            for future in as_completed(again):
-                yield future.result()
+        yield from _validate_alone([by_name[n] for n in broken], limit=cores())
 
 
-def _validate_alone(task: Task) -> Done:
-    """One family in a worker process of its own; if that process dies too, its cases are ERRORs."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        try:
-            return pool.submit(validate, task).result()
-        except BrokenProcessPool as e:
-            fixture = task.fixture()
-            return Done(task.name, [error_record(fixture, kind.name, "worker",
-                                                 f"the worker process died (run alone too): {e}", task.emitter)
-                                    for kind in KINDS.values()
-                                    if kind.every_family and (not task.graphs or kind.name in task.graphs)],
-                        set(), [f"{task.name}.html not written: its worker died"])
+def _errored(task: Task, stage: str, message: str, why: str) -> Done:
+    """A family whose worker could not give its records: each of its cases an ERROR, no page."""
+    return Done(task.name, [error_record(task.fixture(), kind.name, stage, message, task.emitter)
+                            for kind in KINDS.values()
+                            if kind.every_family and (not task.graphs or kind.name in task.graphs)],
+                set(), [f"{task.name}.html not written: {why}"])
+
+
+def _validate_alone(tasks: list[Task], limit: int) -> Iterator[Done]:
+    """Each family in a worker process of its own, at most limit at a time, as they finish; if that process
+    dies too, the family's cases are ERRORs. Interrupted, every one of these workers is stopped."""
+    pending, active = list(tasks), {}
+    try:
+        while pending or active:
+            while pending and len(active) < limit:
+                task, pool = pending.pop(0), process_pool(1)
+                active[pool.submit(validate, task)] = (task, pool)
+            done, _ = wait(active, return_when=FIRST_COMPLETED)
+            for future in done:
+                task, pool = active.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool as e:
+                    outcome = _errored(task, "worker", f"the worker process died (run alone too): {e}",
+                                       "its worker died")
+                except Exception as e:  # noqa: BLE001 - raised outside every case's stages: that family's ERROR
+                    outcome = _errored(task, "worker", f"unexpected {type(e).__name__}: {e}",
+                                       f"its worker raised {type(e).__name__}")
+                pool.shutdown(wait=True)
+                yield outcome
+    except BaseException:
+        for _, pool in active.values():
+            stop(pool)
+        raise

@@ -49,6 +49,8 @@ def line(r: Record) -> str:
             f"{agreement(r) or '-':<30} {r.verdict}")
     if r.xla:
         text += f"  [{three_way_note(r.xla)}]"
+    if r.skipped:
+        text += f"  [skipped: {', '.join(k.replace('_', ' ') for k in r.skipped)}]"
     if r.verdict != PASS or r.message:
         text += f"\n    {r.message}"
         if r.xla and r.xla.verdict != triangulate.AGREE:

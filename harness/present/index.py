@@ -52,4 +52,21 @@ def render(records: list[Record], run: RunInfo, pages: set[str], problems: list[
         rows=table.astype(object).where(table.notna(), None).to_dict("records"), problems=problems,
         counts=counts(records), verdict_order=VERDICTS,
         versions={**run.versions, "emitter": run.emitter})
-    return html, table.to_csv(index=False)
+    return html, csv_safe(table).to_csv(index=False)
+
+
+# A spreadsheet reads a cell beginning with one of these as a formula (=HYPERLINK(...), +cmd|...).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv's cells, formula injection neutralised: a text cell that begins like a formula gets a
+    leading ' (which spreadsheets show as text). Numbers stay numbers: a negative margin is a number, and
+    only text cells (an emitter's words in `message`, a family name) are touched."""
+    from pandas.api.types import is_numeric_dtype
+    frame = frame.copy()
+    for column in frame.columns:
+        if not is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].map(
+                lambda v: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return frame

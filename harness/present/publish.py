@@ -2,8 +2,10 @@
 
 The gate and pytest publish through here, from the records and the run alone. Workers render
 their family's pages as soon as the family is validated (pages()), so that rendering runs in
-parallel with validation; publish() then writes what is left. A report that cannot be written
-is said on a line (reports: ...) and never changes a verdict.
+parallel with validation; publish() then writes what is left. A report that cannot be written (a
+full disk) is said on a line (reports: ...), leaves no temporary file (core/files.py), and makes
+the run incomplete: the command line says so and the run does not pass, its evidence is missing.
+A family page the worker could not write has already made its records ERRORs (stage 'report').
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from harness.core import summary
 from harness.core.files import write_atomic
+from harness.core.messages import clip
 from harness.core.record import Record
 from harness.core.summary import RunInfo
 from harness.present import index
@@ -28,25 +31,42 @@ def pages(records: list[Record], run: RunInfo, directory: Path) -> tuple[set[str
         try:
             write_atomic(Path(directory) / f"{name}.html", render(name, group, run))
             written.add(name)
-        except Exception as e:  # noqa: BLE001 - reports explain a verdict, they never decide or stop it
+        except Exception as e:  # noqa: BLE001 - said, and the family's records become ERRORs (modes/workers.py)
             problems.append(f"{name}.html not written: {type(e).__name__}: {e}")
     return written, problems
+
+
+class Said(list):
+    """The lines publish() says (the problems, then where the reports are), and how the writing went."""
+    problems: int = 0  # reports not written: the run is incomplete and does not pass
+    summary: Path | None = None  # summary.json, when it was written
 
 
 def publish(records: list[Record], run: RunInfo, directory: Path, written: set[str] | None = None,
             problems: list[str] | None = None) -> list[str]:
     """Writes summary.json and the reports under directory; written: the pages already written (by the
-    workers; None: render them here). Returns the lines to say: the problems, then where the reports are."""
-    directory = Path(directory)
-    summary.write(directory / "summary.json", run, records)
+    workers; None: render them here). Returns the lines to say: the problems, then where the reports are
+    (Said: with the count of problems, and summary.json's path if it was written)."""
+    directory, said = Path(directory), Said()
     problems = list(problems or [])
+    try:
+        summary.write(directory / "summary.json", run, records)
+        said.summary = directory / "summary.json"
+    except OSError as e:
+        problems.append(f"summary.json not written: {e.strerror or e}")
     if written is None:
         written, page_problems = pages(records, run, directory)
         problems += page_problems
+    indexed = True
     try:
         html, csv = index.render(records, run, written, problems)
         write_atomic(directory / "summary.csv", csv)
         write_atomic(directory / "index.html", html)
-    except Exception as e:  # noqa: BLE001 - reports explain a verdict, they never decide or stop it
-        problems.append(f"index.html not written: {type(e).__name__}: {e} (the verdict is unaffected)")
-    return [f"reports: {p}" for p in problems] + [f"reports: {directory / 'index.html'} and a page per family"]
+    except Exception as e:  # noqa: BLE001 - said, and the run fails; never a traceback
+        problems.append(f"index.html and summary.csv not written: {type(e).__name__}: {clip(e)}")
+        indexed = False
+    said += [f"reports: {clip(p)}" for p in problems]
+    if indexed:
+        said.append(f"reports: {directory / 'index.html'} and a page per family")
+    said.problems = len(problems)
+    return said
