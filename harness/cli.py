@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
                          "architectural choice kept, no weights needed")
     ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m emitter`)")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where summary.json goes")
+    ap.add_argument("--bundle", choices=("failing", "all"), default="failing",
+                    help="write a repro bundle (reports/bundles/: .mlir, inputs, iree-compile and iree-run-module "
+                         "scripts) for the failing cases (default) or for all")
     ap.add_argument("--list", action="store_true", help="list the fixtures and exit")
     ap.add_argument("--structural-only", action="store_true",
                     help="only emit and check signatures against goldens (no compile, no run, no torch)")

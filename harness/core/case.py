@@ -17,9 +17,10 @@ import numpy as np
 from harness.backends import REFERENCES, SUBJECT
 from harness.backends.base import Backend, BackendError, Module
 from harness.core import cache, noise, triangulate
+from harness.core.bundle import Bundles
 from harness.core.emitters import DEFAULT_EMITTER, CaseError, emit
 from harness.core.fixtures import Fixture
-from harness.core.graph import GraphError, GraphSignature, parse_signature
+from harness.core.graph import FunctionSignature, GraphError, GraphSignature, parse_signature
 from harness.core.kinds import KINDS, GraphKind
 from harness.core.oracle_cache import OracleRun
 from harness.core.oracle_cache import run as oracle_run
@@ -45,6 +46,15 @@ def error_record(fixture: Fixture, graph: str, stage: str, message: str) -> Reco
 
 
 @dataclass
+class Call:
+    """One call of a graph's @main on the subject backend: what it was fed and what it returned."""
+    graph: str
+    main: FunctionSignature
+    inputs: dict[str, np.ndarray]  # the arguments that are not weights
+    results: list[np.ndarray]
+
+
+@dataclass
 class Case:
     """One fixture and graph kind being validated: what the kind's steps share, made once each."""
     fixture: Fixture
@@ -53,6 +63,7 @@ class Case:
     texts: dict[str, str]  # graph kind -> StableHLO text, given or emitted
     record: Record
     failed_stage: str | None = None
+    calls: list[Call] = field(default_factory=list)  # the subject backend's calls, in order (what a bundle replays)
     _graphs: dict[str, GraphSignature] = field(default_factory=dict)
     _modules: dict[tuple[str, str], Module] = field(default_factory=dict)
     _oracle: OracleRun | None = None
@@ -103,11 +114,16 @@ class Case:
     def call(self, module: Module, backend: Backend, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         weights = self.oracle().weights
         with self.stage(backend.run_stage):
-            return module.call(weights, inputs)
+            results = module.call(weights, inputs)
+        if backend is SUBJECT:
+            graph = next(name for (name, b), m in self._modules.items() if m is module)
+            self.calls.append(Call(graph, module.main, inputs, results))
+        return results
 
 
 def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | None = None,
-             emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True) -> Record:
+             emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True,
+             bundles: Bundles | None = None) -> Record:
     """Validate one fixture and graph kind; never raises.
     texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too).
     xla: also run the text on the reference backends (XLA CPU) and record the three-way comparison.
@@ -142,6 +158,8 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
     meant = kind.checks() + ((STRICT,) if strict_bound and kind.strict else ())
     ran = {c.name for c in record.checks}
     record.checks += [Check(name, "compare", NOT_RUN) for name in meant if name not in ran]
+    if bundles is not None and bundles.wanted(record):
+        record.bundle = bundles.write(case, expected, actual)
     return record
 
 

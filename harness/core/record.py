@@ -222,6 +222,7 @@ class Record:
     emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config, field by field
     published: PublishedFacts | None = None  # a --config run's published config
     mutant: MutantFacts | None = None  # a deliberately broken graph
+    bundle: str | None = None  # its repro bundle's folder under the reports (FAIL, ERROR; all: --bundle all)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     cache_hit: dict[str, bool] = field(default_factory=dict)  # compile, oracle: read from the cache directory
 

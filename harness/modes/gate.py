@@ -115,7 +115,8 @@ def gate(args, run: RunInfo) -> Outcome:
     print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
     by_case = {(r["case"], r["graph"]): r for r in checks}
     tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
-                          {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}) for n in names]
+                          {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case},
+                          bundle_all=args.bundle == "all") for n in names]
     outcome = validate(pool, tasks) if pool else Outcome(True, [], set())
     if published:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.checks import structural
 from harness.core import fixtures, oracle_cache
+from harness.core.bundle import Bundles
 from harness.core.case import error_record, run_case
 from harness.core.emitters import DEFAULT_EMITTER
 from harness.core.kinds import KINDS
@@ -36,6 +37,7 @@ class Task:
     checks: dict[str, dict] = field(default_factory=dict)  # the structural pass's result per graph kind
     directory: str | None = None  # a fixture outside fixtures/ (a --config run's)
     published: PublishedFacts | None = None  # a --config run's published config
+    bundle_all: bool = False  # a repro bundle for every case, not only the failing ones (needs reports)
 
     def fixture(self) -> fixtures.Fixture:
         return fixtures.load(self.name) if self.directory is None else fixtures.load_dir(Path(self.directory))
@@ -78,7 +80,7 @@ def validate(task: Task) -> Done:
     """Every graph kind of the family, then its page."""
     fixture = task.fixture()
     texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}  # emitted once, by the structural pass
-    records = []
+    records, bundles = [], task.reports and Bundles(task.reports, task.bundle_all)
     for kind in KINDS.values():
         try:
             wanted = kind.every_family or kind.applies(fixture)
@@ -88,7 +90,7 @@ def validate(task: Task) -> Done:
             continue
         if wanted:
             records.append(run_case(fixture, kind.name, texts=texts, emitter=task.emitter,
-                                    strict_bound=task.strict_bound))
+                                    strict_bound=task.strict_bound, bundles=bundles or None))
     for record in records:
         record.published = task.published
         check = task.checks.get(record.graph)
@@ -102,7 +104,8 @@ def validate(task: Task) -> Done:
     if task.reports is None:
         return Done(task.name, records, set(), [])
     from harness.present.publish import pages
-    return Done(task.name, records, *pages(records, task.run, task.reports))
+    written, problems = pages(records, task.run, task.reports)
+    return Done(task.name, records, written, bundles.problems + problems)
 
 
 def run_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> Iterator[Done]:
