@@ -86,3 +86,17 @@ def test_a_failed_compile_cites_the_kept_mlir(tmp_path, monkeypatch):
     assert f"{source}:3:" in str(raised.value), str(raised.value)
     assert source.read_text() == BROKEN
     assert '"-":' not in str(raised.value)
+
+
+def test_an_error_before_any_call_still_bundles_the_mlir_and_its_compile(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHVAL_CACHE_DIR", str(tmp_path / "cache"))
+    refuses = tmp_path / "refuses"
+    refuses.write_text(f"#!{sys.executable}\nimport sys\nsys.exit('error: refusing on purpose')\n")
+    refuses.chmod(0o755)
+    monkeypatch.setenv(iree.COMPILER_ENV, str(refuses))
+    record = run_case(fixtures.load("llama"), "prefill", xla=False, bundles=Bundles(tmp_path / "reports"))
+    assert record.verdict == "ERROR" and "refusing on purpose" in record.message
+    bundle = tmp_path / "reports" / record.bundle
+    assert {p.name for p in bundle.iterdir()} == {"prefill.mlir", "compile.sh", "README.txt"}
+    assert "No call of @main was made" in (bundle / "README.txt").read_text()
+    assert str(refuses) in (bundle / "compile.sh").read_text()

@@ -197,7 +197,7 @@ def test_a_passing_page_shows_the_three_way_comparison_and_the_noise_ratio(tmp_p
     assert "would have passed" not in browser.find_element("id", "prefill").text
     with open(tmp_path / "summary.csv", newline="") as f:
         [row] = list(csv.DictReader(f))
-    assert list(row)[-2:] == ["xla_verdict", "noise_ratio"]
+    assert list(row)[-3:] == ["xla_verdict", "noise_ratio", "bundle"]
     assert (row["xla_verdict"], float(row["noise_ratio"])) == (triangulate.AGREE, n.noise_ratio)
     assert_renders(browser, tmp_path / "index.html", charts=0)
     cells = [c.text for c in browser.find_elements("css selector", "#results tbody td")][-3:-1]  # before the time

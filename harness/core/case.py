@@ -128,10 +128,12 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
     texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too).
     xla: also run the text on the reference backends (XLA CPU) and record the three-way comparison.
     strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
-    oracle run); False judges by the fixed bound alone."""
+    oracle run); False judges by the fixed bound alone.
+    bundles: where the case's repro bundle goes when it wants one (core/bundle.py); None: no bundle."""
     kind = KINDS[graph]
     case = Case(fixture, kind, tuple(emitter), dict(texts or {}), new_record(fixture, graph))
     record = case.record
+    expected = actual = None  # what a bundle holds of the two sides, when the case got that far
     try:
         with case.stage("inputs", timed=False):
             kind.prepare(case)
