@@ -1,4 +1,5 @@
-"""Records in, reports out: summary.json, a page per family (and mutant), index.html and summary.csv.
+"""Records in, reports out: summary.json, a page per family (and mutant), index.html, summary.csv and
+junit.xml.
 
 The gate and pytest publish through here, from the records and the run alone. Workers render
 their family's pages as soon as the family is validated (pages()), so that rendering runs in
@@ -14,7 +15,7 @@ from harness.core import summary
 from harness.core.files import write_atomic
 from harness.core.record import Record
 from harness.core.summary import RunInfo
-from harness.present import index
+from harness.present import index, junit
 from harness.present.pages import page_name, render
 
 
@@ -49,4 +50,8 @@ def publish(records: list[Record], run: RunInfo, directory: Path, written: set[s
         write_atomic(directory / "index.html", html)
     except Exception as e:  # noqa: BLE001 - reports explain a verdict, they never decide or stop it
         problems.append(f"index.html not written: {type(e).__name__}: {e} (the verdict is unaffected)")
+    try:
+        write_atomic(directory / "junit.xml", junit.render(records, run))
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"junit.xml not written: {type(e).__name__}: {e} (the verdict is unaffected)")
     return [f"reports: {p}" for p in problems] + [f"reports: {directory / 'index.html'} and a page per family"]
