@@ -69,6 +69,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--bundle", choices=("failing", "all"), default="failing",
                     help="write a repro bundle (reports/bundles/: .mlir, inputs, iree-compile and iree-run-module "
                          "scripts) for the failing cases (default) or for all")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="say only what did not pass (and the result); no progress lines when not on a terminal")
     ap.add_argument("--list", action="store_true", help="list the fixtures and exit")
     ap.add_argument("--structural-only", action="store_true",
                     help="only emit and check signatures against goldens (no compile, no run, no torch)")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from itertools import zip_longest
 
 import numpy as np
 
@@ -80,13 +81,20 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_all(names: list[str], jobs: int, strict_bound: bool = True) -> Iterator[list[Record]]:
-    """Every family in a worker process (one oracle run each); each family's records, in the order given,
-    as soon as they are ready."""
+def order(names: list[str]) -> list[tuple[str, str]]:
+    """(family, mutant) in the order they are handed out: each family's first mutant before any second one,
+    so that a family's oracle run (cached) is done once before its other mutants start."""
+    by_family = [[(n, m) for m in family_mutants(n)] for n in names]
+    return [pair for rank in zip_longest(*by_family) for pair in rank if pair]
+
+
+def run_all(work: list[tuple[str, str]], jobs: int, strict_bound: bool = True) -> Iterator[tuple[str, str, Record]]:
+    """Each (family, mutant) in a worker process; (family, mutant, record) as each is done."""
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads,)) as pool:
-        futures = [pool.submit(run_family, n, strict_bound) for n in names]
-        for future in futures:
-            yield future.result()
+        futures = {pool.submit(run_family, n, strict_bound, (m,)): (n, m) for n, m in work}
+        for future in as_completed(futures):
+            (record,) = future.result()
+            yield *futures[future], record
