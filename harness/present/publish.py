@@ -15,7 +15,7 @@ from harness.core import summary
 from harness.core.files import write_atomic
 from harness.core.record import Record
 from harness.core.summary import RunInfo
-from harness.present import index, junit
+from harness.present import index, junit, manifest
 from harness.present.pages import page_name, render
 
 
@@ -54,4 +54,10 @@ def publish(records: list[Record], run: RunInfo, directory: Path, written: set[s
         write_atomic(directory / "junit.xml", junit.render(records, run))
     except Exception as e:  # noqa: BLE001
         problems.append(f"junit.xml not written: {type(e).__name__}: {e} (the verdict is unaffected)")
+    ours = {"summary.json", "summary.csv", "index.html", "junit.xml", *(f"{p}.html" for p in written),
+            *(r.bundle for r in records if r.bundle)}
+    try:
+        problems += manifest.tidy(directory, ours)
+    except OSError as e:
+        problems.append(f"{manifest.MANIFEST} not written: {e.strerror or e} (the next run removes nothing)")
     return [f"reports: {p}" for p in problems] + [f"reports: {directory / 'index.html'} and a page per family"]
