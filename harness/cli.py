@@ -20,7 +20,7 @@ from harness.core import fixtures, summary
 from harness.core.emitters import emitter_command
 from harness.core.record import PASS
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, config, gate, merge, mutants, shard
+from harness.modes import Outcome, UsageError, cache, config, gate, merge, mutants, shard
 from harness.present.console import counts
 from harness.present.publish import publish
 
@@ -110,6 +110,8 @@ def check_options(args) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["cache"]:  # a command of its own: the cache directory, no validation
+        return cache.main(argv[1:])
     args = parser().parse_args(argv)
     start = time.perf_counter()
     try:

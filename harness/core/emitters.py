@@ -11,6 +11,7 @@ import contextlib
 import io
 import runpy
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,9 @@ def emitter_command(text: str | None) -> tuple[str, ...]:
         raise ValueError(f"--emitter {shown}: not a command line ({e})") from None
     if not command:
         raise ValueError(f"--emitter {shown}: names no command; leave --emitter out to validate the built-in emitter")
+    if shutil.which(command[0]) is None:  # refused once, up front, rather than as every case's ERROR
+        raise ValueError(f"--emitter {shown}: {printable(command[0])} is no executable (not on PATH, or not a file "
+                         "that may be run)")
     return command
 
 
