@@ -24,7 +24,8 @@ from harness.modes import Outcome, UsageError, cache, config, gate, merge, mutan
 from harness.present.console import counts
 from harness.present.publish import publish
 
-REPORTS_DIR = ROOT / "reports"
+# a checkout's reports/ beside its code (validate_arch.sh); an installed archval's in the directory it runs in
+REPORTS_DIR = ROOT / "reports" if (ROOT / "pyproject.toml").is_file() else Path("reports")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ CLASHES = (
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="validate_arch.sh", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--version", action="version", version=f"archval {summary.project_version()}")
     ap.add_argument("--family", action="append", metavar="NAME",
                     help="validate only this fixture (repeatable); default: all")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")

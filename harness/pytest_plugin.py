@@ -158,8 +158,10 @@ def case_report(request):
     def keep(record: Record, text: str | None = None, mutant: str | None = None) -> None:
         if not request.config.getoption("archval_reports"):
             return
-        record.structural = _structural(record.family, record.graph, text)
-        if request.config.getoption("archval_emitter") is None:
+        builtin_emitter = request.config.getoption("archval_emitter") is None
+        if builtin_emitter or text is not None:  # as the gate: the goldens record the built-in emitter only
+            record.structural = _structural(record.family, record.graph, text)
+        if builtin_emitter:
             builtin.annotate(record, fixtures.load(record.family), localise=False)
         if mutant:
             from harness.checks.mutants import MUTANTS
