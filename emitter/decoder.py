@@ -188,8 +188,9 @@ class Decoder:
         weights = g.mul(probs, self.top_k(probs, moe.top_k))
         if moe.renormalize:
             weights = g.div(weights, g.broadcast(g.reduce(weights, g.scalar(0.0), "add", [1]), (t, e), [0]))
-        gate_up = self.weight(f"{p}.experts.gate_up_proj", (e, 2 * size, h))     # gate rows first
-        down = self.weight(f"{p}.experts.down_proj", (e, h, size))
+        gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)), self.experts(p, "up_proj", (size, h))],
+                                dim=1)                                            # [E, 2I, H], gate rows first
+        down = self.experts(p, "down_proj", (h, size))                            # [E, H, I]
         fused = g.dot_general(x, gate_up, contract=(1, 2))                        # [T, E, 2I]
         gate, up = g.slice(fused, (0, 0, 0), (t, e, size)), g.slice(fused, (0, 0, size), (t, e, 2 * size))
         act = g.transpose(g.mul(self.activation(gate), up), [1, 0, 2])            # [E, T, I]
@@ -198,6 +199,13 @@ class Decoder:
         if moe.shared_expert_size:
             out = g.add(out, self.shared_expert(x, p))
         return out
+
+    def experts(self, p: str, projection: str, shape: tuple[int, int]) -> Value:
+        """Every expert's matrix of one projection, stacked [E, out, in]: checkpoints hold one 2-D tensor
+        per expert (`{p}.experts.{j}.{projection}.weight`), the graph runs them as one batched dot."""
+        g = self.g
+        return g.concatenate([g.reshape(self.weight(f"{p}.experts.{j}.{projection}.weight", shape), (1, *shape))
+                              for j in range(self.cfg.moe.experts)], dim=0)
 
     def shared_expert(self, x: Value, p: str) -> Value:
         """Qwen2-MoE: sigmoid(x · w_gate) × a dense SwiGLU, for every token."""

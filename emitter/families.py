@@ -106,7 +106,8 @@ class Family:
     fields: dict = field(default_factory=dict)
     legacy_fields: dict = field(default_factory=dict)
     heads_divide_hidden: bool = False    # the class's validate_architecture wants it even where head_dim is given
-    weight_names: tuple[tuple[str, str], ...] = ()  # (regex, replacement) from the core's Llama names to the checkpoint's
+    # (regex, replacement) from the core's names (Llama's; an expert's `mlp.experts.{j}.gate_proj`) to the checkpoint's
+    weight_names: tuple[tuple[str, str], ...] = ()
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -199,6 +200,11 @@ FAMILIES: dict[str, Family] = {
     "mixtral": Family(experts_field="num_local_experts", aliases={"num_local_experts": "num_experts"},
                       expert_size_field="intermediate_size", renormalize=True, mlp_bias_field=None,
                       schedule=all_sliding,
+                      # the checkpoint's names (transformers' conversion_mapping["mixtral"] reverted)
+                      weight_names=((r"\.mlp\.", ".block_sparse_moe."),
+                                    (r"\.experts\.(\d+)\.gate_proj\.", r".experts.\1.w1."),
+                                    (r"\.experts\.(\d+)\.down_proj\.", r".experts.\1.w2."),
+                                    (r"\.experts\.(\d+)\.up_proj\.", r".experts.\1.w3.")),
                       defaults=_defaults(num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=1_000_000.0,
                                          sliding_window=None, num_local_experts=8, num_experts_per_tok=2),
                       fields=_fields(num_key_value_heads="int", head_dim="int | None", hidden_act="str",

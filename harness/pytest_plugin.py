@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ import pytest
 from harness.checks import builtin, structural
 from harness.checks.signature import drift, load_golden, signature
 from harness.core import fixtures, summary
-from harness.core.emitters import DEFAULT_EMITTER, emitter_command
+from harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
 from harness.core.kinds import KINDS, order
 from harness.core.record import MutantFacts, Record
 from harness.modes import shard
@@ -153,22 +154,36 @@ def _kinds_of(item) -> set[str]:
 
 @pytest.fixture
 def case_report(request):
-    """keep(record, text=None, mutant=None): the record goes into --archval-reports (a no-op without it).
-    text is the graph the record judged when it is not the built-in emitter's (a mutant's)."""
+    """keep(record, text=None, mutant=None): the record's replay becomes this test's command line, and the
+    record goes into --archval-reports (only that is a no-op without it). text is the graph the record
+    judged when it is not the built-in emitter's (a mutant's)."""
     def keep(record: Record, text: str | None = None, mutant: str | None = None) -> None:
+        record.replay = replay_command(request)
         if not request.config.getoption("archval_reports"):
             return
-        builtin_emitter = request.config.getoption("archval_emitter") is None
-        if builtin_emitter or text is not None:  # as the gate: the goldens record the built-in emitter only
+        if record.emitter == BUILTIN_EMITTER or text is not None:  # as the gate: goldens of the built-in only
             record.structural = _structural(record.family, record.graph, text)
-        if builtin_emitter:
+        if record.emitter == BUILTIN_EMITTER:  # its parsed flags; another emitter's reading is its own
             builtin.annotate(record, fixtures.load(record.family), localise=False)
         if mutant:
             from harness.checks.mutants import MUTANTS
             record.mutant = MutantFacts(mutant, MUTANTS[mutant].description)
-            record.replay = f".venv/bin/python -m pytest '{request.node.nodeid}'"
         request.node.user_properties.append((RECORD, json.dumps(record.to_json())))
     return keep
+
+
+def replay_command(request) -> str:
+    """This test alone, with the emitter it validated (if it takes one): in archval's checkout by its node id;
+    archval's suite in another project (harness/pytest_suite.py) by its markers."""
+    emitter = request.config.getoption("archval_emitter")
+    if request.node.path == SUITE:
+        params = request.node.callspec.params
+        return (f"pytest --archval-emitter {shlex.quote(emitter)} -m "
+                f"'{marker('family', params['family'])} and {marker('graph', params['graph'])}'")
+    command = f".venv/bin/python -m pytest {shlex.quote(request.node.nodeid)}"
+    if emitter is not None and "emitter" in request.fixturenames:
+        command += f" --emitter {shlex.quote(emitter)}"
+    return command
 
 
 def _structural(family: str, graph: str, text: str | None):

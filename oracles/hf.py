@@ -8,13 +8,17 @@ std 1 after the family's own embedding scale (Gemma's sqrt(hidden) would otherwi
 each token's embedding swamp the residual stream, and greedy decode just repeats it);
 every 1-D parameter is randomised too, so norms and biases are exercised.
 
-A family that transformers serves through another family's class (EXAONE 3.x and
-InternLM3 through LlamaForCausalLM, MiMo through Qwen2ForCausalLM) has a stand-in
-Binding: the class, the config it is built from, and the mapping between the family's
-checkpoint names and the class's. Weights are always drawn by the stand-in class's own
-parameter names (`model.layers.0.mlp.gate_proj.weight`, also for EXAONE), and
-state_dict() hands them out under the family's checkpoint names, which the graph's
-arguments carry.
+Checkpoint names: transformers 5 renames some checkpoints' tensors on load and fuses others
+(its conversion_mapping: Mixtral's `block_sparse_moe.experts.E.w1/w2/w3`, and every MoE family's
+per-expert `mlp.experts.E.gate_proj/up_proj/down_proj`, become stacked `mlp.experts.gate_up_proj`
+and `down_proj`; EXAONE's GPT-2-style names become Llama's). Weights are always drawn by the
+class's own parameter names, and state_dict() hands them out as save_pretrained writes them:
+transformers' own conversion reverted, for every model type that has one, and a tied head left
+out (no tied checkpoint ships `lm_head.weight`). The graph's arguments carry these names.
+
+A family that transformers serves through another family's class (EXAONE 3.x and InternLM3
+through LlamaForCausalLM, MiMo through Qwen2ForCausalLM) has a stand-in Binding: the class and
+the config it is built from.
 """
 from __future__ import annotations
 
@@ -42,17 +46,17 @@ class Binding:
     """How a family's model_type reaches its oracle: the class that computes its forward, the config
     it is built from, and how the family's checkpoint names map onto the class's parameter names."""
     class_name: str
-    mapping: str = "identity"
+    mapping: str = "identity"  # in words, for the page; state_dict() applies it
     config: Callable[[dict], dict] = field(default=lambda c: c)  # config.json -> the stand-in's config
-    checkpoint_names: bool = False  # state_dict() reverts transformers' conversion mapping for model_type
 
 
-def _conversion_mapping(model_type: str) -> str:
-    """transformers' own checkpoint -> class renamings for model_type, readable."""
-    plain = lambda p: p.lstrip("^").replace("\\.", ".")
-    renames = [f"{plain(r.source_patterns[0])}->{plain(r.target_patterns[0])}"
-               for r in get_checkpoint_conversion_mapping(model_type)]
-    return f"transformers conversion_mapping['{model_type}']: " + ", ".join(renames)
+def conversion_mapping(model_type: str) -> str:
+    """transformers' own checkpoint -> class renamings and fusions for model_type, readable; "identity"
+    where it has none."""
+    plain = lambda patterns: "+".join(p.lstrip("^").replace("\\.", ".") for p in patterns)
+    renames = [f"{plain(r.source_patterns)}->{plain(r.target_patterns)}"
+               for r in get_checkpoint_conversion_mapping(model_type) or ()]
+    return f"transformers conversion_mapping['{model_type}']: " + ", ".join(renames) if renames else "identity"
 
 
 def _mimo_as_qwen2(config: dict) -> dict:
@@ -65,7 +69,7 @@ STAND_INS: dict[str, Binding] = {
     "mimo": Binding("Qwen2ForCausalLM", "identity (MiMo's names are Qwen2's; model.mtp_layers.* unused)",
                     config=_mimo_as_qwen2),
     "internlm3": Binding("LlamaForCausalLM", "identity (InternLM3Config; qkv_bias->attention_bias, bias->mlp_bias)"),
-    "exaone": Binding("LlamaForCausalLM", _conversion_mapping("exaone"), checkpoint_names=True),
+    "exaone": Binding("LlamaForCausalLM", conversion_mapping("exaone")),
 }
 
 
@@ -75,7 +79,7 @@ def binding(model_type: str) -> Binding:
     name = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
     if name is None:
         raise ValueError(f"no transformers causal-LM class serves model_type '{model_type}'")
-    return Binding(name)
+    return Binding(name, conversion_mapping(model_type))
 
 
 def tensor_rng(seed: int, name: str) -> np.random.Generator:
@@ -118,12 +122,12 @@ class Oracle:
         return config
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Every named tensor under the family's checkpoint names, tied ones included (lm_head.weight
-        shares the embedding)."""
-        tensors = self.model.state_dict()
-        if self.binding.checkpoint_names:
-            tensors = revert_weight_conversion(self.model, tensors)
-        return {k: v.detach().to(torch.float32).numpy() for k, v in tensors.items()}
+        """The tensors a published checkpoint of this config holds, under its names and in its layouts
+        (per-expert matrices [out, in]): what save_pretrained writes, without a tied head."""
+        tied = self.model.all_tied_weights_keys  # {the tied name: the tensor it shares}
+        tensors = {k: v for k, v in self.model.state_dict().items() if k not in tied}
+        tensors = revert_weight_conversion(self.model, tensors)
+        return {k: v.detach().to(torch.float32).contiguous().numpy() for k, v in tensors.items()}
 
     @torch.no_grad()
     def greedy(self, prompt: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -130,8 +130,9 @@ def project(tmp_path_factory) -> Path:
 
 
 def masked(text: str, root: Path) -> str:
-    """Numbers masked, whitespace runs collapsed, the project's path left out."""
-    text = text.replace(f"{root}/", "")
+    """Numbers masked, whitespace runs collapsed, the project's path left out, and this interpreter named as the
+    docs name it (argv() ran it for .venv/bin/python: a replay line repeats it)."""
+    text = text.replace(f"{root}/", "").replace(sys.executable, ".venv/bin/python")
     return " ".join(re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", text).split())
 
 

@@ -18,7 +18,7 @@ BREAKS_ON = Path(__file__).parent / "emitters" / "breaks_on.py"
     ("exit", "the emitter exited with 1: breaks_on: refusing on purpose"),
     ("garbage", "does not parse"),
     ("nothing", "wrote nothing"),
-    ("rename", "graph argument 'model.final_norm.weight' names no tensor of the oracle's state dict"),
+    ("rename", "graph argument 'model.final_norm.weight' names no tensor of the checkpoint"),
 ])
 def test_broken_emitter_is_that_familys_error_only(tmp_path, capsys, mode, message):
     code = main(["--family", "qwen3", "--family", "olmo2", "--reports", str(tmp_path),

@@ -25,7 +25,8 @@ def record(family: str, graph: str, status: str, message: str = "", mutant: str 
 
 RECORDS = [record("llama", "prefill", "passed"), record("llama", "decode", "failed", "max |Δlogit| = 7.3 > 1e-2"),
            record("gemma<&>", "prefill", "errored", 'iree-compile exited with 1: "x" < 3 & done'),
-           record("qwen2", "prefill", "failed", "killed", mutant="no_rope")]
+           record("qwen2", "prefill", "failed", "killed", mutant="no_rope"),
+           record("mimo", "decode", "refused", "mimo's multi-token heads are not implemented")]
 
 
 def test_junit_xml_is_valid_against_the_common_schema_and_lists_every_record(tmp_path):
@@ -35,13 +36,13 @@ def test_junit_xml_is_valid_against_the_common_schema_and_lists_every_record(tmp
     suite = ET.fromstring(text).find("testsuite")
     cases = [(c.get("classname"), c.get("name")) for c in suite.iter("testcase")]
     assert cases == [("archval.llama", "prefill"), ("archval.llama", "decode"), ("archval.gemma<&>", "prefill"),
-                     ("archval.qwen2.no_rope", "prefill")]
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "2", "1")
-    assert float(suite.get("time")) == pytest.approx(4 * 1.75)
+                     ("archval.qwen2.no_rope", "prefill"), ("archval.mimo", "decode")]
+    assert [suite.get(k) for k in ("tests", "failures", "errors", "skipped")] == ["5", "2", "1", "1"]
+    assert float(suite.get("time")) == pytest.approx(5 * 1.75)
 
 
 def test_a_failure_carries_its_reason_and_replay_and_a_pass_nothing():
-    passed, failed, errored, _ = ET.fromstring(junit.render(RECORDS, summary.run_info("gate", [], None))).iter(
+    passed, failed, errored, _, refused = ET.fromstring(junit.render(RECORDS, summary.run_info("gate", [], None))).iter(
         "testcase")
     assert list(passed) == []
     [failure] = list(failed)
@@ -50,6 +51,8 @@ def test_a_failure_carries_its_reason_and_replay_and_a_pass_nothing():
     assert "replay: ./validate_arch.sh --family llama" in failure.text
     [error] = list(errored)
     assert error.tag == "error" and error.get("message").startswith('iree-compile exited with 1: "x" < 3 & done')
+    [skipped] = list(refused)
+    assert skipped.tag == "skipped" and skipped.get("message").startswith("mimo's multi-token heads")
 
 
 def test_the_schema_refuses_what_ci_systems_cannot_read():

@@ -79,10 +79,11 @@ def test_a_new_kind_is_one_registry_entry_and_its_emitter(registered, tmp_path):
     jsonschema.Draft202012Validator(SCHEMA).validate(json.loads((tmp_path / "summary.json").read_text()))
 
 
-def test_the_emitter_refusing_a_kind_is_that_cases_error(registered):
+def test_the_emitter_refusing_a_kind_is_that_cases_unsupported(registered):
     record = run_case(fixtures.load("llama"), "prefill", emitter=EMITTER)
-    assert record.verdict == "ERROR" and "writes the final_norm graph only" in record.message
-    assert [(c.name, c.status) for c in record.checks][0] == ("emit", "errored")
+    assert record.verdict == "UNSUPPORTED" and "writes the final_norm graph only" in record.message
+    assert [(c.name, c.status) for c in record.checks][0] == ("emit", "refused")
+    assert {c.status for c in record.checks[1:]} == {"not run"}
 
 
 class Forgetful(FinalNorm):

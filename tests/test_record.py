@@ -25,6 +25,10 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
     ([r.PASSED, r.FAILED], r.FAIL),
     ([r.PASSED, r.NOT_RUN], r.ERROR),  # meant to run and did not
     ([r.FAILED, r.ERRORED], r.ERROR),
+    ([r.REFUSED, r.NOT_RUN], r.UNSUPPORTED),  # the emitter's exit 2 is why the rest did not run
+    ([r.PASSED, r.REFUSED, r.NOT_RUN], r.UNSUPPORTED),  # decode: prefill emitted, decode refused
+    ([r.REFUSED, r.ERRORED], r.ERROR),
+    ([r.REFUSED, r.FAILED], r.FAIL),
 ])
 def test_the_verdict_derives_from_the_checks(statuses, verdict):
     assert r.verdict_of([Check(f"c{i}", "compare", s) for i, s in enumerate(statuses)]) == verdict

@@ -2,10 +2,13 @@
 errors and without the network, and a failing family's page says where it fails, what the strict
 bound, the three-way comparison and the localisation found."""
 import csv
+import html
 import io
 import json
 import os
+import shlex
 import shutil
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -316,3 +319,24 @@ def test_a_run_removes_the_pages_an_earlier_run_wrote_and_nothing_else(tmp_path)
     assert not (tmp_path / "qwen2.html").exists()
     assert {p.name for p in tmp_path.iterdir()} == {"notes.txt", "mine.html", "llama.html", "index.html",
                                                      "summary.json", "summary.csv", "junit.xml", ".archval-written.json"}
+
+
+def test_a_page_names_the_emitter_that_wrote_its_graphs_and_shows_parsed_flags_for_the_built_in_only(tmp_path):
+    """Under `pytest --emitter CMD` the run's emitter is CMD, yet a mutant's graph is the built-in emitter's:
+    each page names the emitter its records say wrote the graphs, never the run's in their stead."""
+    from harness.checks import builtin
+    fixture, external = fixtures.load("llama"), (sys.executable, "my emitter.py", "--fast")
+    run = summary.run_info("pytest", ["pytest", "--emitter", shlex.join(external)], shlex.join(external))
+    theirs = new_record(fixture, "prefill", emitter=external)
+    ours = new_record(fixture, "prefill")
+    builtin.annotate(ours, fixture, localise=False)
+    ours.mutant = MutantFacts("eps_10x", "RMSNorm epsilon 10x the config's")
+    for record in (theirs, ours):
+        record.check("bound", "compare", True)
+    publish([theirs, ours], run, tmp_path)
+    page = html.unescape((tmp_path / "llama.html").read_text())
+    assert f'<code id="emitter">{shlex.join(external)}</code>' in page
+    assert "How it reads the config is its own" in page and "rms_norm_eps" not in page
+    page = (tmp_path / "llama--eps_10x.html").read_text()
+    assert '<code id="emitter">built-in (python -m emitter)</code>' in page
+    assert "Its flags as it parses this config" in page and "rms_norm_eps" in page

@@ -49,4 +49,4 @@ def test_every_failed_or_errored_line_prints_the_command_that_replays_it():
         else:
             record.errored("emit", message)
         line = format_line(record)
-        assert line.splitlines()[-2:] == [f"    {message}", "    replay: ./validate_arch.sh --family olmo2"]
+        assert line.splitlines()[-2:] == [f"    {message}", "    replay: ./validate_arch.sh --family olmo2 --graph prefill"]

@@ -163,7 +163,7 @@ def test_merge_writes_what_one_run_over_every_family_writes(tmp_path, capsys):
     for family in ("qwen2", "mimo"):
         assert (out / f"{family}.html").read_bytes() == (tmp_path / family / f"{family}.html").read_bytes()
     assert printed.index("mimo ") < printed.index("qwen2 ")  # the gate's family order, whatever the shard order
-    assert "4 passed, 0 failed, 0 errors" in printed and printed.rstrip().endswith("RESULT: PASS")
+    assert "4 passed, 0 failed, 0 errors, 0 unsupported" in printed and printed.rstrip().endswith("RESULT: PASS")
 
 
 def shard_dir(directory: Path, *families: str) -> Path:
@@ -181,7 +181,7 @@ def test_merge_fails_when_a_shard_failed_and_says_which_page_is_missing(tmp_path
     printed = capsys.readouterr().out
     assert [r["family"] for r in json.loads((tmp_path / "out" / "summary.json").read_text())["records"]] == \
         ["llama", "llama", "mimo", "mimo", "qwen2", "qwen2"]
-    assert "0 passed, 0 failed, 6 errors" in printed and printed.rstrip().endswith("RESULT: FAIL")
+    assert "0 passed, 0 failed, 6 errors, 0 unsupported" in printed and printed.rstrip().endswith("RESULT: FAIL")
     assert f"reports: qwen2.html not copied from {a}" in printed
 
 
@@ -202,7 +202,7 @@ def test_merge_reads_an_old_bare_list_beside_the_new_form(tmp_path, capsys):
     assert [(r.family, r.verdict, r.message) for r in records] == [
         ("llama", "ERROR", "the emitter exited with 2"), ("llama", "ERROR", "the emitter exited with 2"),
         ("qwen2", "ERROR", "the emitter exited with 1"), ("qwen2", "ERROR", "the emitter exited with 1")]
-    assert "0 passed, 0 failed, 4 errors" in capsys.readouterr().out
+    assert "0 passed, 0 failed, 4 errors, 0 unsupported" in capsys.readouterr().out
 
 
 def test_merge_refuses_a_family_in_two_shards(tmp_path, capsys):

@@ -57,6 +57,7 @@ def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | Non
         facts.fixed_killed = (record.fixed_verdict or record.verdict) == FAIL
         facts.equivalent = False
         record.mutant = facts
+        record.replay = f"./validate_arch.sh --mutants --family {name}"  # runs this family's mutants, this one too
         if not facts.killed and bug.oracle_config and record.noise:
             _measure_exact_effect(record, fixture, bug)
         records.append(record)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def prepare(path: str, workdir: Path, name: str) -> Published:
     tried = []
     for seed in range(DEFAULT_SEED, DEFAULT_SEED + SEED_TRIES):
         (directory / "fixture.json").write_text(json.dumps({
-            "seed": seed, "prompt_len": PROMPT_LEN, "replay": f"./validate_arch.sh --config {path}",
+            "seed": seed, "prompt_len": PROMPT_LEN, "replay": f"./validate_arch.sh --config {shlex.quote(str(path))}",
             "purpose": f"{path} shrunk to a tiny synthetic model"}, indent=2) + "\n")
         fixture = fixtures.load_dir(directory)
         try:

@@ -133,11 +133,13 @@ def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> di
     return result
 
 
-def run(emitter, update: bool = False, names: list[str] | None = None, jobs: int = 2) -> list[dict]:
+def run(emitter, update: bool = False, names: list[str] | None = None, jobs: int = 2,
+        graphs: list[str] | None = None) -> list[dict]:
+    """The cases named (None: all), each signed graph kind of graphs (None: every one)."""
     selected = [c for c in cases() if names is None or c.name in names]
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each emission is its own process
         return list(pool.map(lambda job: check(*job, emitter, update),
-                             [(c, g) for c in selected for g in GRAPHS]))
+                             [(c, g) for c in selected for g in GRAPHS if graphs is None or g in graphs]))
 
 
 def format_result(r: dict) -> str:

@@ -1,13 +1,14 @@
 """One case, end to end, for every graph kind: emit -> parse -> compile -> oracle -> bind by name ->
 run -> compare; then the strict bound and the three-way comparison where the kind has them.
 
-run_case never raises: whatever goes wrong becomes an errored check named after its stage,
-and every check the kind meant to run that did not is recorded as not run, so the verdict
+run_case never raises: whatever goes wrong becomes an errored check named after its stage (an
+emitter's refusal, exit 2, a refused one), and every check the kind meant to run that did not is recorded as not run, so the verdict
 (core/record.py) can only be PASS when everything meant to run ran and passed.
 """
 from __future__ import annotations
 
 import hashlib
+import shlex
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,29 +19,53 @@ from harness.backends import REFERENCES, SUBJECT
 from harness.backends.base import Backend, BackendError, Module
 from harness.core import cache, noise, triangulate
 from harness.core.bundle import Bundles
-from harness.core.emitters import DEFAULT_EMITTER, CaseError, emit
+from harness.core.emitters import (
+    DEFAULT_EMITTER,
+    CaseError,
+    EmitterRefused,
+    described,
+    emit,
+)
 from harness.core.fixtures import Fixture
 from harness.core.graph import FunctionSignature, GraphError, GraphSignature, parse_signature
 from harness.core.kinds import KINDS, GraphKind
 from harness.core.oracle_cache import OracleRun
 from harness.core.oracle_cache import run as oracle_run
-from harness.core.record import NOT_RUN, STRICT, Check, OracleFacts, Record, ThreeWay
+from harness.core.record import (
+    EVERY_WEIGHT,
+    NOT_RUN,
+    STRICT,
+    Check,
+    OracleFacts,
+    Record,
+    ThreeWay,
+)
 
 
-def replay_command(fixture: Fixture) -> str:
-    return fixture.replay or f"./validate_arch.sh --family {fixture.name}"
+def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> str:
+    """The command line, run from the project root, that runs exactly this case again: the family (or the
+    published config, as given), the graph kind, the emitter (shell-quoted) and --fixed-bound-only where
+    the case was judged without the strict bound. Not carried: the environment (variables the emitter
+    reads, ARCHVAL_CACHE_DIR), and --reports (the replay writes under reports/)."""
+    words = [fixture.replay or f"./validate_arch.sh --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
+    if tuple(emitter) != DEFAULT_EMITTER:
+        words.append(f"--emitter {shlex.quote(shlex.join(emitter))}")
+    if not strict_bound:
+        words.append("--fixed-bound-only")
+    return " ".join(words)
 
 
-def new_record(fixture: Fixture, graph: str) -> Record:
+def new_record(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> Record:
     """A case's record before anything is judged (with no checks, an ERROR)."""
     return Record(family=fixture.name, model_type=fixture.model_type, graph=graph,
                   bound=KINDS[graph].bound(fixture) if graph in KINDS else fixture.bound,
-                  replay=replay_command(fixture), fixture=fixture.facts())
+                  replay=replay_command(fixture, graph, emitter, strict_bound), fixture=fixture.facts(),
+                  emitter=described(emitter))
 
 
-def error_record(fixture: Fixture, graph: str, stage: str, message: str) -> Record:
+def error_record(fixture: Fixture, graph: str, stage: str, message: str, emitter=DEFAULT_EMITTER) -> Record:
     """A case that could not be run at all (its worker died, its published config could not be prepared)."""
-    record = new_record(fixture, graph)
+    record = new_record(fixture, graph, emitter)
     record.errored(stage, message)
     return record
 
@@ -131,7 +156,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
     oracle run); False judges by the fixed bound alone.
     bundles: where the case's repro bundle goes when it wants one (core/bundle.py); None: no bundle."""
     kind = KINDS[graph]
-    case = Case(fixture, kind, tuple(emitter), dict(texts or {}), new_record(fixture, graph))
+    case = Case(fixture, kind, tuple(emitter), dict(texts or {}), new_record(fixture, graph, emitter, strict_bound))
     record = case.record
     expected = actual = None  # what a bundle holds of the two sides, when the case got that far
     try:
@@ -143,8 +168,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         actual = kind.actual(case, SUBJECT)
         with case.stage("compare", timed=False):
             kind.judge(case, expected, actual)
-        used = {a.name for name in kind.emits for a in case.graph(name).functions["main"].args}
-        record.oracle.unused_tensors = sorted(set(case.oracle().weights) - used)
+        _judge_weights_taken(case)
         if strict_bound and kind.strict:
             with case.stage("oracle_fp64"):
                 fp64 = kind.fp64(case, len(expected))
@@ -153,16 +177,34 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         if xla and kind.three_way:
             bound = min(record.bound, record.noise.strict_bound if record.noise else record.bound)
             record.xla = _three_way(case, expected, actual, bound)
+    except EmitterRefused as e:
+        record.refused(case.failed_stage or "emit", str(e))
     except (CaseError, GraphError, BackendError) as e:
         record.errored(case.failed_stage or "case", str(e))
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
         record.errored(case.failed_stage or "case", f"unexpected {type(e).__name__}: {e}")
-    meant = kind.checks() + ((STRICT,) if strict_bound and kind.strict else ())
+    meant = (kind.checks() + ((EVERY_WEIGHT,) if kind.takes_every_weight else ())
+             + ((STRICT,) if strict_bound and kind.strict else ()))
     ran = {c.name for c in record.checks}
     record.checks += [Check(name, "compare", NOT_RUN) for name in meant if name not in ran]
     if bundles is not None and bundles.wanted(record):
         record.bundle = bundles.write(case, expected, actual)
     return record
+
+
+def _judge_weights_taken(case: Case) -> None:
+    """Records the checkpoint's tensors a graph does not take; for a whole forward each one is a FAIL by
+    name: a graph that ignores a weight computes another model, however close its logits come."""
+    weights, unused = set(case.oracle().weights), {}
+    for name in case.kind.emits:
+        taken = {a.name for a in case.graph(name).functions["main"].args}
+        unused |= {tensor: name for tensor in sorted(weights - taken) if tensor not in unused}
+    case.record.oracle.unused_tensors = sorted(unused)
+    if case.kind.takes_every_weight:
+        listed = ", ".join(f"'{tensor}' ({graph})" for tensor, graph in list(unused.items())[:5])
+        more = f" and {len(unused) - 5} more" if len(unused) > 5 else ""
+        case.record.check(EVERY_WEIGHT, "bind", not unused, f"the graph takes no argument for {len(unused)} tensor(s) "
+                          f"of the checkpoint: {listed}{more}")
 
 
 def _three_way(case: Case, expected: np.ndarray, actual: np.ndarray, bound: float) -> ThreeWay:

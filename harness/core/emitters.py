@@ -22,6 +22,7 @@ from emitter.config_input import printable
 from harness import ROOT
 
 DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
+BUILTIN_EMITTER = "built-in (python -m emitter)"  # how the reports name it
 EMIT_TIMEOUT_S = 120
 _IN_PROCESS = threading.Lock()  # sys.argv and stderr are the process's own
 
@@ -42,6 +43,11 @@ def emitter_command(text: str | None) -> tuple[str, ...]:
         raise ValueError(f"--emitter {shown}: {printable(command[0])} is no executable (not on PATH, or not a file "
                          "that may be run)")
     return command
+
+
+def described(command) -> str:
+    """An emitter as the reports name it: its command line, or the built-in one."""
+    return BUILTIN_EMITTER if tuple(command) == DEFAULT_EMITTER else shlex.join(command)
 
 
 class CaseError(RuntimeError):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+TIED_HEAD = "lm_head.weight"  # what no tied checkpoint ships
+
 
 class GraphError(ValueError):
     """The emitted text is not a graph the harness can bind."""
@@ -93,7 +95,8 @@ def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str
     for spec in fn.args:
         value = inputs.get(spec.name, weights.get(spec.name))
         if value is None:
-            raise GraphError(f"graph argument '{spec.name}' names no tensor of the oracle's state dict")
+            tied = " (a tied checkpoint has none: its head is model.embed_tokens.weight)" * (spec.name == TIED_HEAD)
+            raise GraphError(f"graph argument '{spec.name}' names no tensor of the checkpoint{tied}")
         if tuple(value.shape) != spec.shape or str(value.dtype) != {"f32": "float32", "i32": "int32"}.get(spec.dtype):
             raise GraphError(f"graph argument '{spec.name}' is {spec.dtype}{list(spec.shape)} but the oracle's "
                              f"tensor is {value.dtype}{list(value.shape)}")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from harness.core.case import Case
 
 BLOCK_BOUND = 1e-4  # fp32 noise of one block is ~1e-6; routing or mixing bugs move it by >1e-1
-_ROUTED_LAYER = re.compile(r"model\.layers\.(\d+)\.mlp\.")
+_ROUTED_LAYER = re.compile(r"model\.layers\.(\d+)\.")  # also Mixtral's block_sparse_moe
 
 
 class GraphKind:
@@ -37,6 +37,7 @@ class GraphKind:
     metric = "max |Δlogit|"  # what max_abs_diff measures, as the reports label it
     strict = False  # also judged against the fp32-vs-fp64 oracle noise (core/noise.py)
     three_way = False  # also run on the reference backends (core/triangulate.py)
+    takes_every_weight = False  # a whole forward: each graph must take every tensor of the checkpoint
 
     def applies(self, fixture: Fixture) -> bool:
         return True
@@ -86,7 +87,7 @@ def decode_inputs(token: int, slot: int, caches: list[np.ndarray]) -> dict[str, 
 
 class LogitKind(GraphKind):
     """Kinds that end in logits, compared row by row with the oracle's (fp32, eager attention)."""
-    strict = three_way = True
+    strict = three_way = takes_every_weight = True
 
     def prepare(self, case: Case) -> None:
         prompt, vocab = case.fixture.prompt(), case.fixture.config["vocab_size"]

@@ -3,8 +3,9 @@
 Every run mode produces records and every presentation reads them; nothing else travels
 between the two. The verdict is not stored but derived from the checks: PASS only when
 there were checks and every one of them ran and passed; ERROR when one could not be run
-(an earlier stage failed) or raised; FAIL when one ran and failed. A case therefore cannot
-pass by skipping what it was meant to check. core/case.py builds records; the JSON form and
+(an earlier stage failed) or raised; FAIL when one ran and failed; UNSUPPORTED when the
+emitter refused the config (exit 2, the protocol's "not this family"), which is what left
+the rest not run. A case therefore cannot pass by skipping what it was meant to check. core/case.py builds records; the JSON form and
 its published schema (docs/summary.schema.json) come from these types (core/typed.py).
 """
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Any, Literal
 
 from harness.core.typed import from_json, to_json
 
-PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
-VERDICTS = (FAIL, ERROR, PASS)  # the order failing rows are listed in
-PASSED, FAILED, ERRORED, NOT_RUN = "passed", "failed", "errored", "not run"
-Status = Literal["passed", "failed", "errored", "not run"]
-Verdict = Literal["PASS", "FAIL", "ERROR"]
+PASS, FAIL, ERROR, UNSUPPORTED = "PASS", "FAIL", "ERROR", "UNSUPPORTED"
+VERDICTS = (FAIL, ERROR, UNSUPPORTED, PASS)  # the order rows are listed in, failing first
+PASSED, FAILED, ERRORED, REFUSED, NOT_RUN = "passed", "failed", "errored", "refused", "not run"
+Status = Literal["passed", "failed", "errored", "refused", "not run"]
+Verdict = Literal["PASS", "FAIL", "ERROR", "UNSUPPORTED"]
 STRICT = "strict bound"  # the check --fixed-bound-only leaves out (fixed_verdict: the verdict without it)
+EVERY_WEIGHT = "every weight taken"  # a whole forward's graph takes each tensor of the checkpoint
 
 
 @dataclass
@@ -27,22 +29,28 @@ class Check:
     """One judgement the case had to pass, and how it came out."""
     name: str  # what is judged: a metric against its bound, or a stage that had to succeed
     stage: str  # where it ran: emit, compile, run, oracle, compare, ...
-    status: Status  # passed, failed, errored (it raised), or not run (an earlier stage failed)
+    status: Status  # passed, failed, errored (it raised), refused (the emitter's exit 2), not run (an earlier stage
+    # failed or refused)
     message: str = ""  # why it failed or errored; for a pass, a note worth reading (a near-tie flip)
     value: float | None = None  # the measured value, where the check compares one with a bound
     bound: float | None = None  # the bound it was held to
 
 
 def verdict_of(checks: list[Check]) -> str:
-    if not checks or any(c.status in (ERRORED, NOT_RUN) for c in checks):
+    statuses = {c.status for c in checks}
+    if not checks or ERRORED in statuses:
         return ERROR
-    return FAIL if any(c.status == FAILED for c in checks) else PASS
+    if REFUSED in statuses:  # what it left not run is explained; nothing it emitted may have failed
+        return FAIL if FAILED in statuses else UNSUPPORTED
+    if NOT_RUN in statuses:
+        return ERROR
+    return FAIL if FAILED in statuses else PASS
 
 
 def message_of(checks: list[Check]) -> str:
     if not checks:
         return "nothing was checked"
-    for status in (ERRORED, FAILED, NOT_RUN):
+    for status in (ERRORED, FAILED, REFUSED, NOT_RUN):
         found = next((c.message for c in checks if c.status == status and c.message), None)
         if found:
             return found
@@ -172,7 +180,7 @@ class OracleFacts:
     """Which oracle answered and what the graph took of it."""
     class_name: str  # the transformers class
     mapping: str  # how checkpoint names map onto its names: identity, or the stand-in's mapping
-    unused_tensors: list[str]  # tensors of the oracle's state dict the graph does not take
+    unused_tensors: list[str]  # tensors of the checkpoint the graph does not take (for prefill and decode a FAIL)
 
 
 @dataclass
@@ -207,8 +215,10 @@ class Record:
     model_type: str  # its config's model_type
     graph: str  # the graph kind (core/kinds.py)
     bound: float  # the fixed bound the error is held to
-    replay: str  # the command that runs exactly this case again
+    replay: str  # the command that runs exactly this case again, from the project root (the environment not carried)
     fixture: FixtureFacts  # the fixture, as the page shows it
+    emitter: str | None = None  # the emitter whose graphs were judged: its command, or the built-in one (null: a
+    # record written before this field)
     checks: list[Check] = field(default_factory=list)  # everything judged; the verdict derives from them
     max_abs_diff: float | None = None  # the headline error; null when nothing was compared
     logits: LogitsResult | None = None  # logit kinds: the comparison at the compared position
@@ -219,7 +229,7 @@ class Record:
     localisation: Localisation | None = None  # a failing prefill of the built-in emitter: where it fails
     structural: StructuralBrief | None = None  # against the golden, where checked
     oracle: OracleFacts | None = None  # the oracle that answered
-    emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config, field by field
+    emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config (its records only)
     published: PublishedFacts | None = None  # a --config run's published config
     mutant: MutantFacts | None = None  # a deliberately broken graph
     bundle: str | None = None  # its repro bundle's folder under the reports (FAIL, ERROR; all: --bundle all)
@@ -228,7 +238,8 @@ class Record:
 
     @property
     def verdict(self) -> Verdict:
-        """PASS only if every check ran and passed; ERROR if one could not run; else FAIL."""
+        """PASS only if every check ran and passed; ERROR if one could not run; UNSUPPORTED if the emitter
+        refused the config; else FAIL."""
         return verdict_of(self.checks)
 
     @property
@@ -250,6 +261,10 @@ class Record:
 
     def errored(self, stage: str, message: str) -> None:
         self.checks.append(Check(stage, stage, ERRORED, message))
+
+    def refused(self, stage: str, sentence: str) -> None:
+        """The emitter refused the config (exit 2) with this sentence."""
+        self.checks.append(Check(stage, stage, REFUSED, sentence))
 
     def to_json(self) -> dict:
         return to_json(self)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness import ROOT
 from harness.core import host
+from harness.core.emitters import BUILTIN_EMITTER
 from harness.core.files import write_json_atomic
 from harness.core.record import (ERROR, ERRORED, FAILED, PASS, PASSED, BlockResult, Check, DecodeResult,
                                  FixtureFacts, Localisation, LogitsResult, MutantFacts, NoiseResult, OracleFacts,
@@ -28,7 +29,6 @@ from harness.core.record import (ERROR, ERRORED, FAILED, PASS, PASSED, BlockResu
 from harness.core.typed import from_json, to_json
 
 SCHEMA_VERSION = 1
-BUILTIN_EMITTER = "built-in (python -m emitter)"
 LIBRARIES = (("torch", "torch"), ("transformers", "transformers"), ("IREE compiler", "iree-base-compiler"),
              ("IREE runtime", "iree-base-runtime"), ("jax", "jax"), ("numpy", "numpy"))
 

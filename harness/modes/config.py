@@ -47,7 +47,7 @@ def run(args, info: RunInfo) -> Outcome:
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
         runnable = [p for p in prepared if p.error is None]
         tasks = [workers.Task(p.fixture.name, emitter_of(args), not args.fixed_bound_only, args.reports, info,
-                              directory=str(p.fixture.config_path.parent), published=p.facts(),
+                              directory=str(p.fixture.config_path.parent), published=p.facts(), graphs=args.graph,
                               bundle_all=args.bundle == "all") for p in runnable]
         jobs = max(1, min(args.jobs, len(tasks)))
         outcome = (validate(workers.start(jobs, [p.fixture for p in runnable]), tasks, jobs, args.quiet)
@@ -55,8 +55,8 @@ def run(args, info: RunInfo) -> Outcome:
     for p in prepared:
         if p.error:
             for kind in KINDS.values():
-                if kind.every_family:
-                    record = error_record(p.fixture, kind.name, "inputs", p.error)
+                if kind.every_family and (not args.graph or kind.name in args.graph):
+                    record = error_record(p.fixture, kind.name, "inputs", p.error, emitter_of(args))
                     record.published = p.facts()
                     outcome.records.append(record)
                     print(line(record), flush=True)

@@ -61,11 +61,11 @@ def emitter_of(args) -> tuple[str, ...]:
 
 
 def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool,
-                    quiet: bool = False) -> tuple[list[dict], bool]:
-    """These cases (None: all) signed and compared with their goldens; orphan goldens looked for when
-    asked (only a run over every case can tell one)."""
+                    graphs: list[str] | None = None, quiet: bool = False) -> tuple[list[dict], bool]:
+    """These cases (None: all) signed and compared with their goldens, of the graph kinds given (None:
+    every signed one); orphan goldens looked for when asked (only a run over every case can tell one)."""
     print("== structural signatures" + (" (updating goldens)" if update else ""), flush=True)
-    results = structural.run(DEFAULT_EMITTER, update=update, names=cases, jobs=max(1, jobs))
+    results = structural.run(DEFAULT_EMITTER, update=update, names=cases, jobs=max(1, jobs), graphs=graphs)
     said = said_structural(results, quiet)
     found = structural.orphan_goldens() if orphans else []
     for path in found:
@@ -115,12 +115,13 @@ def gate(args, run: RunInfo) -> Outcome:
     else:
         every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
         checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
-                                     orphans=chosen.cases is None, quiet=args.quiet)
+                                     orphans=chosen.cases is None and not args.graph, graphs=args.graph,
+                                     quiet=args.quiet)
         published = check_meanwhile([c for c in every if c not in known])
     print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
     by_case = {(r["case"], r["graph"]): r for r in checks}
     tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
-                          {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case},
+                          {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph,
                           bundle_all=args.bundle == "all") for n in names]
     outcome = validate(pool, tasks, min(args.jobs, len(names)), args.quiet) if pool else Outcome(True, [], set())
     if published:

@@ -37,6 +37,7 @@ class Task:
     checks: dict[str, dict] = field(default_factory=dict)  # the structural pass's result per graph kind
     directory: str | None = None  # a fixture outside fixtures/ (a --config run's)
     published: PublishedFacts | None = None  # a --config run's published config
+    graphs: list[str] | None = None  # --graph: only these kinds; None: every kind the family has
     bundle_all: bool = False  # a repro bundle for every case, not only the failing ones (needs reports)
 
     def fixture(self) -> fixtures.Fixture:
@@ -82,11 +83,13 @@ def validate(task: Task) -> Done:
     texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}  # emitted once, by the structural pass
     records, bundles = [], task.reports and Bundles(task.reports, task.bundle_all)
     for kind in KINDS.values():
+        if task.graphs and kind.name not in task.graphs:
+            continue
         try:
             wanted = kind.every_family or kind.applies(fixture)
         except Exception as e:  # noqa: BLE001 - not knowing whether a check applies is an ERROR, never a skip
             records.append(error_record(fixture, kind.name, "oracle", f"could not tell whether {fixture.name} has "
-                                        f"a {kind.name} graph: {type(e).__name__}: {e}"))
+                                        f"a {kind.name} graph: {type(e).__name__}: {e}", task.emitter))
             continue
         if wanted:
             records.append(run_case(fixture, kind.name, texts=texts, emitter=task.emitter,
@@ -139,6 +142,7 @@ def _validate_alone(task: Task) -> Done:
         except BrokenProcessPool as e:
             fixture = task.fixture()
             return Done(task.name, [error_record(fixture, kind.name, "worker",
-                                                 f"the worker process died (run alone too): {e}")
-                                    for kind in KINDS.values() if kind.every_family],
+                                                 f"the worker process died (run alone too): {e}", task.emitter)
+                                    for kind in KINDS.values()
+                                    if kind.every_family and (not task.graphs or kind.name in task.graphs)],
                         set(), [f"{task.name}.html not written: its worker died"])

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from harness.core import triangulate
 from harness.core.kinds import KINDS
-from harness.core.record import ERROR, FAIL, PASS, Record, ThreeWay
+from harness.core.record import ERROR, FAIL, PASS, UNSUPPORTED, Record, ThreeWay
 
 
 def agreement(r: Record) -> str | None:
@@ -61,7 +61,8 @@ def line(r: Record) -> str:
 
 def counts(records: Iterable[Record]) -> str:
     verdicts = [r.verdict for r in records]
-    return f"{verdicts.count(PASS)} passed, {verdicts.count(FAIL)} failed, {verdicts.count(ERROR)} errors"
+    return (f"{verdicts.count(PASS)} passed, {verdicts.count(FAIL)} failed, {verdicts.count(ERROR)} errors, "
+            f"{verdicts.count(UNSUPPORTED)} unsupported")
 
 
 def mutant_line(r: Record) -> str:

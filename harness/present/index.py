@@ -9,7 +9,7 @@ import numpy as np
 from harness.core.kinds import order
 from harness.core.record import VERDICTS, Record
 from harness.core.summary import RunInfo
-from harness.present.console import agreement
+from harness.present.console import agreement, counts
 from harness.present.pages import ENV, page_name
 
 if TYPE_CHECKING:
@@ -50,5 +50,6 @@ def render(records: list[Record], run: RunInfo, pages: set[str], problems: list[
     table["page"] = [f"{p}.html" if p in pages else None for p in table["page"]]
     html = ENV.get_template("index.html.j2").render(
         rows=table.astype(object).where(table.notna(), None).to_dict("records"), problems=problems,
+        counts=counts(records), verdict_order=VERDICTS,
         versions={**run.versions, "emitter": run.emitter})
     return html, table.to_csv(index=False)

@@ -2,17 +2,18 @@
 
 One testsuite for the run, one testcase per record: classname archval.<family> (a mutant's:
 archval.<family>.<mutant>), name the graph kind. A FAIL is a <failure>, an ERROR an <error>, each
-with the reason and the replay line in its message and the console's full account in its text.
+with the reason and the replay line in its message and the console's full account in its text; an
+UNSUPPORTED (the emitter refused the family) is <skipped> with the emitter's sentence.
 """
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from harness.core.record import ERROR, FAIL, Record
+from harness.core.record import ERROR, FAIL, UNSUPPORTED, Record
 from harness.core.summary import RunInfo
 from harness.present.console import counts, line
 
-OUTCOME = {FAIL: "failure", ERROR: "error"}
+OUTCOME = {FAIL: "failure", ERROR: "error", UNSUPPORTED: "skipped"}
 
 
 def classname(r: Record) -> str:
@@ -32,7 +33,8 @@ def render(records: list[Record], run: RunInfo) -> str:
     said = counts(records)
     suite = ET.Element("testsuite", name="archval", tests=str(len(records)),
                        failures=str(sum(r.verdict == FAIL for r in records)),
-                       errors=str(sum(r.verdict == ERROR for r in records)), skipped="0",
+                       errors=str(sum(r.verdict == ERROR for r in records)),
+                       skipped=str(sum(r.verdict == UNSUPPORTED for r in records)),
                        time=f"{sum(sum(r.timings.values()) for r in records):.3f}",
                        timestamp=run.started)
     properties = ET.SubElement(suite, "properties")
@@ -40,7 +42,7 @@ def render(records: list[Record], run: RunInfo) -> str:
         ET.SubElement(properties, "property", name=name, value=value)
     suite.extend(testcase(r) for r in records)
     root = ET.Element("testsuites", name="archval", tests=suite.get("tests"), failures=suite.get("failures"),
-                      errors=suite.get("errors"), time=suite.get("time"))
+                      errors=suite.get("errors"), skipped=suite.get("skipped"), time=suite.get("time"))
     root.append(suite)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

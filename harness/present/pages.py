@@ -15,7 +15,7 @@ from markupsafe import Markup
 from harness.core import triangulate
 from harness.core.compare import NOT_A_TIE
 from harness.core.kinds import order
-from harness.core.record import PASS, VERDICTS, Record
+from harness.core.record import ERROR, FAIL, VERDICTS, Record
 from harness.core.summary import RunInfo
 from harness.present import charts
 from harness.present.console import agreement
@@ -55,7 +55,8 @@ def render(name: str, records: list[Record], run: RunInfo) -> str:
     return ENV.get_template("family.html.j2").render(
         name=name, family=first.family, mutant=first.mutant and first.mutant.name,
         mutant_description=first.mutant and first.mutant.description, fixture=fixture,
-        flags=first.emitter_flags, emitter=run.emitter, versions={**run.versions, "emitter": run.emitter},
+        flags=first.emitter_flags, emitter=first.emitter or run.emitter,
+        versions={**run.versions, "emitter": run.emitter},
         sections=[_section(name, r) for r in sorted(records, key=lambda r: order(r.graph))],
         verdict=worst_verdict(records))
 
@@ -64,7 +65,7 @@ def _section(page: str, r: Record) -> dict:
     """Everything one graph kind's part of the page shows, computed here so the template only lays out."""
     judged = r.max_abs_diff is not None
     section = {"graph": r.graph, "verdict": r.verdict, "message": r.message, "replay": r.replay, "bundle": r.bundle,
-               "where": _where_it_fails(r) if r.verdict != PASS else [],
+               "where": _where_it_fails(r) if r.verdict in (FAIL, ERROR) else [],
                "metrics": (_block_metrics(r) if r.block else _metrics(r) if r.logits else _check_metrics(r))
                if judged else [],
                "timings": _timings(r.timings), "oracle_class": r.oracle and r.oracle.class_name,

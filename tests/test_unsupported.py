@@ -1,0 +1,39 @@
+"""A family the emitter refuses (exit 2, one sentence) is UNSUPPORTED with that sentence: counted apart, shown
+in every report, and no failure of the run unless --require-all asks for every family."""
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.core import fixtures
+
+ONLY = Path(__file__).parent / "emitters" / "only.py"
+SUPPORTED = ("llama", "qwen3")
+
+
+@pytest.mark.parametrize("require_all", [False, True])
+def test_a_refusing_emitter_over_all_families(tmp_path, capsys, require_all):
+    code = main(["--reports", str(tmp_path), "--emitter", f"{sys.executable} {ONLY} {','.join(SUPPORTED)}",
+                 *(["--require-all"] if require_all else [])])
+    out = capsys.readouterr().out
+    records = json.loads((tmp_path / "summary.json").read_text())["records"]
+    supported = [r for r in records if r["model_type"] in SUPPORTED]
+    refused = [r for r in records if r["model_type"] not in SUPPORTED]
+    assert {r["verdict"] for r in supported} == {"PASS"} and len(supported) == 6, out  # llama x2 fixtures, qwen3
+    assert {r["family"] for r in refused} == set(fixtures.names()) - {r["family"] for r in supported}
+    gemma = next(r for r in refused if r["family"] == "gemma" and r["graph"] == "prefill")
+    assert gemma["verdict"] == "UNSUPPORTED" and gemma["message"] == "only.py implements llama and qwen3, not gemma."
+    assert {r["verdict"] for r in refused} == {"UNSUPPORTED"}
+    assert f"6 passed, 0 failed, 0 errors, {len(refused)} unsupported" in out
+    assert "gemma                prefill" in out and "UNSUPPORTED\n    only.py implements llama and qwen3, not gemma." in out
+    assert (code, out.splitlines()[-1]) == ((1, "RESULT: FAIL") if require_all else (0, "RESULT: PASS"))
+
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert sum(row["verdict"] == "UNSUPPORTED" for row in rows) == len(refused)
+    index = (tmp_path / "index.html").read_text()
+    assert f"{len(refused)} unsupported" in index and 'class="verdict UNSUPPORTED"' in index
+    page = (tmp_path / "gemma.html").read_text()
+    assert "The emitter refuses this config (exit 2), in its words: only.py implements llama and qwen3" in page
