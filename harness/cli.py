@@ -27,11 +27,12 @@ from harness.core.files import ReportsError, claimed
 from harness.core.kinds import KINDS
 from harness.core.record import PASS, UNSUPPORTED
 from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, checkpoint, config, gate, merge, mutants, shard, workers
+from harness.modes import Outcome, UsageError, cache, checkpoint, config, gate, merge, mutants, shard, workers
 from harness.present.console import counts
 from harness.present.publish import publish
 
-REPORTS_DIR = ROOT / "reports"
+# a checkout's reports/ beside its code (validate_arch.sh); an installed archval's in the directory it runs in
+REPORTS_DIR = ROOT / "reports" if (ROOT / "pyproject.toml").is_file() else Path("reports")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ CLASHES = (
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="validate_arch.sh", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--version", action="version", version=f"archval {summary.project_version()}")
     ap.add_argument("--family", action="append", metavar="NAME",
                     help="validate only this fixture (repeatable); default: all")
     ap.add_argument("--graph", action="append", metavar="KIND", choices=list(KINDS),
@@ -99,6 +101,11 @@ def parser() -> argparse.ArgumentParser:
                     help=f"seconds another emitter may take per graph before its process group is stopped "
                          f"(default {emitproc.DEFAULT_TIMEOUT_S:g}, or ${emitproc.TIMEOUT_ENV})")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where summary.json goes")
+    ap.add_argument("--bundle", choices=("failing", "all"), default="failing",
+                    help="write a repro bundle (reports/bundles/: .mlir, inputs, iree-compile and iree-run-module "
+                         "scripts) for the failing cases (default) or for all")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="say only what did not pass (and the result); no progress lines when not on a terminal")
     ap.add_argument("--list", action="store_true", help="list the fixtures and exit")
     ap.add_argument("--structural-only", action="store_true",
                     help="only emit and check signatures against goldens (no compile, no run, no torch)")
@@ -155,6 +162,8 @@ def check_options(args) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["cache"]:  # a command of its own: the cache directory, no validation
+        return cache.main(argv[1:])
     args = parser().parse_args(argv)
     with interrupts():
         try:

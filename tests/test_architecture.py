@@ -16,6 +16,8 @@ MAY_IMPORT = {
     "modes": {"core", "backends", "checks", "present", "modes"},
     "cli": {"core", "modes", "present"},
     "__main__": {"cli"},
+    "pytest_plugin": {"core", "checks", "modes", "present"},  # the options, fixtures and reports of pytest runs
+    "pytest_suite": {"core", "present"},  # the cases a downstream pytest run collects
 }
 LONG_MODULES = {  # module: why it is longer than LONGEST lines
     "harness.present.charts": "four hand-written SVG charts beside the one small drawing class they share",

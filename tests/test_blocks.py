@@ -34,6 +34,7 @@ def test_every_moe_family_has_a_fixture():
     assert {fixtures.load(n).model_type for n in MOE} >= {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe"}
 
 
+@pytest.mark.graph_moe_block
 @pytest.mark.parametrize("name", MOE)
 def test_moe_block_matches_the_oracles_block(name, emitter):
     fixture = fixtures.load(name)

@@ -18,6 +18,7 @@ def skip_if_refused(record):
         pytest.skip(f"UNSUPPORTED: {record.message}")
 
 
+@pytest.mark.graph_prefill
 @pytest.mark.parametrize("name", NAMES)
 def test_prefill_matches_oracle(name, emitter, case_report):
     record = run_case(fixtures.load(name), emitter=emitter)
@@ -27,6 +28,7 @@ def test_prefill_matches_oracle(name, emitter, case_report):
     assert record.logits.argmax_match, format_line(record)
 
 
+@pytest.mark.graph_decode
 @pytest.mark.parametrize("name", NAMES)
 def test_decode_matches_oracle_token_for_token(name, emitter, case_report):
     fixture = fixtures.load(name)

@@ -45,8 +45,12 @@ def test_strict_bound_kills_what_the_fixed_bound_misses():
 
 def test_gate_mutants_reports_kill_rate(tmp_path, capsys):
     code = gate_main(["--mutants", "--family", "llama", "--jobs", "1", "--reports", str(tmp_path)])
-    out = capsys.readouterr().out
+    said = capsys.readouterr()
+    out = said.out
     assert code == 0, out
+    # each mutant said as it is done: a progress line counting it (and, every 10 s, one counting what is done)
+    counts = [int(line[1:].split("/", 1)[0]) for line in said.err.splitlines() if "/7 mutants]" in line]
+    assert set(counts) - {0} == set(range(1, 8)) and counts == sorted(counts), said.err
     assert "llama                killed 7/7 (100%)" in out and "survivors: none" in out
     assert "llama:eps_10x" in out.split("the fixed bound alone misses")[1]
     assert (tmp_path / "mutants.json").is_file()

@@ -62,7 +62,10 @@ def render(browser, page) -> dict:
     """Open a page from disk; what a person would see go wrong: console messages, resources fetched,
     charts that did not lay out."""
     browser.get(page.as_uri())
-    return browser.execute_script("""return {
+    collapsed = browser.execute_script("""const shut = [...document.querySelectorAll('details.detail:not([open])')];
+        shut.forEach(d => d.open = true);  // as a reader opens a pass's detail: it must lay out too
+        return shut.map(d => d.id);""")
+    return {"collapsed": collapsed} | browser.execute_script("""return {
         ready: document.readyState, title: document.title,
         fetched: performance.getEntriesByType('resource').map(e => e.name),
         duplicate_ids: [...document.querySelectorAll('[id]')].map(e => e.id).filter((id, i, all) => all.indexOf(id) !== i),
@@ -202,10 +205,10 @@ def test_a_passing_page_shows_the_three_way_comparison_and_the_noise_ratio(tmp_p
     assert "would have passed" not in browser.find_element("id", "prefill").text
     with open(tmp_path / "summary.csv", newline="") as f:
         [row] = list(csv.DictReader(f))
-    assert list(row)[-2:] == ["xla_verdict", "noise_ratio"]
+    assert list(row)[-3:] == ["xla_verdict", "noise_ratio", "bundle"]
     assert (row["xla_verdict"], float(row["noise_ratio"])) == (triangulate.AGREE, n.noise_ratio)
     assert_renders(browser, tmp_path / "index.html", charts=0)
-    cells = [c.text for c in browser.find_elements("css selector", "#results tbody td")][-3:-1]  # before the time
+    cells = [c.text for c in browser.find_elements("css selector", "#results tbody td")][-4:-2]  # before time, why
     assert cells == [f"{n.noise_ratio:.1f}", triangulate.AGREE]
 
 
@@ -267,6 +270,57 @@ def test_missing_or_failed_diagnoses_render_as_such(tmp_path, browser, strict_on
         rows = {r["mutant"]: r for r in csv.DictReader(f)}
     assert rows["xla_failed"]["xla_verdict"] == "ERROR: XLA compile: unsupported op"
     assert (rows["bare"]["xla_verdict"], rows["bare"]["noise_ratio"]) == ("", "")
+
+
+def test_the_index_says_why_and_where_filters_by_verdict_and_keeps_numbers_on_one_line(tmp_path, browser):
+    from harness.core.record import Localisation
+    fixture = fixtures.load("llama")
+    passing, failing = run_case(fixture), _mutant_record(fixture, "rope_theta_default")
+    failing.localisation = Localisation(None, None, [], 10.0, "layer 0 attention leaves the noise floor first")
+    broken = run_case(fixtures.load("qwen2"), texts={"prefill": "this is not StableHLO"})
+    assert write([passing, failing, broken], tmp_path) == []
+    seen = assert_renders(browser, tmp_path / "index.html", charts=0)
+    rows = {row.find_element("css selector", "td").text.split("\n")[0] + " " + row.get_attribute("class"): row
+            for row in browser.find_elements("css selector", "#results tbody tr")}
+    why = {key: row.find_element("css selector", "td.why").text for key, row in rows.items()}
+    assert why["llama PASS"] == ""
+    assert why["llama FAIL"] == f"{failing.message}\nlocalised: layer 0 attention leaves the noise floor first"
+    assert " ".join(why["qwen2 ERROR"].split()) == " ".join(broken.message.split())
+    browser.find_element("css selector", "#filter input[value=PASS]").click()
+    shown = [r.get_attribute("class") for r in browser.find_elements("css selector", "#results tbody tr")
+             if r.is_displayed()]
+    assert shown == ["FAIL", "ERROR"]
+    assert seen["collapsed"] == []
+    # a long reason squeezes the other columns: a number must still not break at its exponent's sign
+    assert write([passing, broken], tmp_path / "squeezed") == []
+    assert_renders(browser, tmp_path / "squeezed" / "index.html", charts=0)
+    one_line = browser.execute_script("""return [...document.querySelectorAll('td.num')].filter(td => {
+        const r = document.createRange(); r.selectNodeContents(td);
+        return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size > 1; }).map(td => td.textContent);""")
+    assert one_line == [], f"numbers wrapped at 1280 px: {one_line}"
+
+
+def test_a_pass_page_collapses_its_detail_and_a_fail_page_does_not(tmp_path, browser):
+    fixture = fixtures.load("llama")
+    assert write([run_case(fixture), run_case(fixture, "decode"), _mutant_record(fixture, "rope_theta_default")],
+                 tmp_path) == []
+    assert render(browser, tmp_path / "llama.html")["collapsed"] == ["prefill-detail", "decode-detail"]
+    assert render(browser, tmp_path / "llama--rope_theta_default.html")["collapsed"] == []
+
+
+def test_a_run_removes_the_pages_an_earlier_run_wrote_and_nothing_else(tmp_path):
+    fixture = fixtures.load("llama")
+    broken = run_case(fixtures.load("qwen2"), texts={"prefill": "this is not StableHLO"})
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "mine.html").write_text("mine too")
+    passing = new_record(fixture, "prefill")
+    passing.check("bound", "compare", True)
+    assert write([passing, broken], tmp_path) == []
+    assert (tmp_path / "qwen2.html").is_file()
+    assert write([passing], tmp_path) == []
+    assert not (tmp_path / "qwen2.html").exists()
+    assert {p.name for p in tmp_path.iterdir()} == {"notes.txt", "mine.html", "llama.html", "index.html",
+                                                     "summary.json", "summary.csv", "junit.xml", ".archval-written.json"}
 
 
 def test_a_page_names_the_emitter_that_wrote_its_graphs_and_shows_parsed_flags_for_the_built_in_only(tmp_path):

@@ -139,9 +139,10 @@ def without_timings(records: list[dict]) -> list[dict]:
 
 
 def table_rows(index: Path) -> list[str]:
-    """The index's rows without their time cell (the last)."""
+    """The index's rows without their time cell (the last but one, before the reason)."""
     body = index.read_text().split("<tbody>")[1].split("</tbody>")[0]
-    return [row.strip().rsplit("<td", 1)[0] for row in body.split("</tr>") if row.strip()]
+    rows = [row.strip().rsplit("<td", 2) for row in body.split("</tr>") if row.strip()]
+    return [f"{before}<td{why}" for before, _, why in rows]
 
 
 def test_merge_writes_what_one_run_over_every_family_writes(tmp_path, capsys):
@@ -262,3 +263,21 @@ def test_pytest_shards_partition_the_tests_and_follow_the_gates_families():
 def test_pytest_refuses_a_bad_shard():
     result = collected("--shard", "3/2")
     assert result.returncode == 4 and "--shard 3/2: I must be between 1 and N (2)" in result.stderr
+
+
+def test_merge_copies_each_shards_repro_bundles_where_their_records_point(tmp_path, capsys):
+    records = []
+    for family in ("qwen2", "llama"):
+        record = error_record(fixtures.load(family), "prefill", "compile", "iree-compile exited with 1")
+        record.bundle = f"bundles/{family}-prefill"
+        (tmp_path / family / record.bundle).mkdir(parents=True)
+        (tmp_path / family / record.bundle / "prefill.mlir").write_text(f"module @{family} {{}}\n")
+        summary.write(tmp_path / family / "summary.json", summary.run_info("gate", [], None), [record])
+        records.append(record)
+    (tmp_path / "llama" / records[1].bundle / "prefill.mlir").unlink()
+    (tmp_path / "llama" / records[1].bundle).rmdir()  # a shard that lost one: said, and no dangling link
+    assert main(["--merge", str(tmp_path / "qwen2"), str(tmp_path / "llama"), "--reports", str(tmp_path / "out")]) == 1
+    assert (tmp_path / "out/bundles/qwen2-prefill/prefill.mlir").read_text() == "module @qwen2 {}\n"
+    assert "reports: bundles/llama-prefill not copied from" in capsys.readouterr().out
+    merged = {r.family: r.bundle for r in summary.read(tmp_path / "out" / "summary.json")[1]}
+    assert merged == {"llama": None, "qwen2": "bundles/qwen2-prefill"}

@@ -17,6 +17,7 @@ import numpy as np
 
 from harness.backends.base import Backend, BackendError, Module, Stage
 from harness.core import cache
+from harness.core.files import write_atomic
 from harness.core.graph import FunctionSignature, GraphSignature
 from harness.core.host import cpu_identity
 
@@ -40,14 +41,29 @@ def cache_key(text: str) -> str:
     return cache.key(text, compiler_identity(), os.environ.get(COMPILER_ENV, ""), " ".join(TARGET_FLAGS), cpu_identity())
 
 
-def _iree_compile_command() -> list[str]:
+LINKER_FLAG = "--iree-llvmcpu-embedded-linker-path"
+
+
+def compiler_tools() -> tuple[str, Path]:
+    """(iree-compile, the iree-lld beside it) as archval runs them."""
     from iree.compiler.tools import binaries
     tool = os.environ.get(COMPILER_ENV) or binaries.find_tool("iree-compile")
-    lld = Path(tool).with_name("iree-lld")
+    return tool, Path(tool).with_name("iree-lld")
+
+
+def compile_command(source: str, out: str) -> list[str]:
+    """The iree-compile command line archval runs (a repro bundle's compile.sh writes it out)."""
+    tool, lld = compiler_tools()
     # One compile per worker already keeps every core busy; threads inside a tiny compile only contend
     # (8 compiles on 2 cores: 14.2 s threaded, 11.8 s not) and the vmfb is the same byte for byte.
-    return [tool, "-", "--iree-input-type=stablehlo", *TARGET_FLAGS, f"--iree-llvmcpu-embedded-linker-path={lld}",
-            "--mlir-print-op-on-diagnostic=false", "--mlir-disable-threading"]
+    return [tool, source, "--iree-input-type=stablehlo", *TARGET_FLAGS, f"{LINKER_FLAG}={lld}",
+            "--mlir-print-op-on-diagnostic=false", "--mlir-disable-threading", "-o", out]
+
+
+def source_path(text: str) -> Path:
+    """Where the text is written for iree-compile: kept when the compile fails, so that its diagnostics cite a
+    file that exists (stdin would make them cite "-":1:16)."""
+    return cache.cache_dir() / "compile-sources" / f"{cache_key(text)}.mlir"
 
 
 def compile_text(text: str) -> tuple[bytes, bool]:
@@ -56,11 +72,13 @@ def compile_text(text: str) -> tuple[bytes, bool]:
     cached = cache.read_entry(path)
     if cached is not None:
         return cached, True
+    source = source_path(text)
+    write_atomic(source, text)
     with tempfile.TemporaryDirectory(prefix="archval-compile-") as tmp:
         out = Path(tmp) / "module.vmfb"
-        command, timeout = _iree_compile_command(), compile_timeout_s()
+        command, timeout = compile_command(str(source), str(out)), compile_timeout_s()
         try:
-            proc = subprocess.run(command + ["-o", str(out)], input=text.encode(), capture_output=True, timeout=timeout)
+            proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             raise BackendError(f"iree-compile did not finish within {timeout:g} s (killed){_said(e.stderr)}") from None
         except OSError as e:
@@ -71,6 +89,7 @@ def compile_text(text: str) -> tuple[bytes, bool]:
             stderr = proc.stderr.decode(errors="replace").strip()
             raise BackendError(f"iree-compile exited with {proc.returncode}: {stderr[-2000:]}")
         vmfb = out.read_bytes()
+    source.unlink(missing_ok=True)  # compiled: the cache keeps the vmfb, the emitter can write the text again
     cache.write_entry(path, vmfb)
     return vmfb, False
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, as_completed
+from itertools import zip_longest
 
 import numpy as np
 
@@ -85,9 +86,17 @@ def threads_per_worker(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def run_all(pool: Executor, names: list[str], strict_bound: bool = True) -> Iterator[list[Record]]:
-    """Every family in a worker process of pool (one oracle run each; the run mode owns the processes, see
-    modes/mutants.py); each family's records, in the order given, as soon as they are ready."""
-    futures = [pool.submit(run_family, n, strict_bound) for n in names]
-    for future in futures:
-        yield future.result()
+def order(names: list[str]) -> list[tuple[str, str]]:
+    """(family, mutant) in the order they are handed out: each family's first mutant before any second one,
+    so that a family's oracle run (cached) is done once before its other mutants start."""
+    by_family = [[(n, m) for m in family_mutants(n)] for n in names]
+    return [pair for rank in zip_longest(*by_family) for pair in rank if pair]
+
+
+def run_all(pool: Executor, work: list[tuple[str, str]], strict_bound: bool = True) -> Iterator[tuple[str, str, Record]]:
+    """Each (family, mutant) in a worker process of pool (the run mode owns the processes, see
+    modes/mutants.py); (family, mutant, record) as each is done."""
+    futures = {pool.submit(run_family, n, strict_bound, (m,)): (n, m) for n, m in work}
+    for future in as_completed(futures):
+        (record,) = future.result()
+        yield *futures[future], record

@@ -7,6 +7,7 @@ carries a sha256 trailer, so a torn or corrupted entry reads as missing and is r
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -40,7 +41,11 @@ def read_entry(path: Path) -> bytes | None:
     except OSError:
         return None
     body, digest = blob[:-32], blob[-32:]
-    return body if len(blob) > 32 and hashlib.sha256(body).digest() == digest else None
+    if len(blob) <= 32 or hashlib.sha256(body).digest() != digest:
+        return None
+    with contextlib.suppress(OSError):  # its last use, for pruning least recently used first (modes/cache.py)
+        os.utime(path)
+    return body
 
 
 def write_entry(path: Path, body: bytes) -> None:

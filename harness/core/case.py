@@ -22,6 +22,7 @@ import numpy as np
 from harness.backends import REFERENCES, SUBJECT
 from harness.backends.base import Backend, BackendError, Module
 from harness.core import cache, noise, triangulate
+from harness.core.bundle import Bundles
 from harness.core.emitters import (
     DEFAULT_EMITTER,
     CaseError,
@@ -30,7 +31,7 @@ from harness.core.emitters import (
     emit,
 )
 from harness.core.fixtures import Fixture
-from harness.core.graph import GraphError, GraphSignature, bind, parse_signature
+from harness.core.graph import FunctionSignature, GraphError, GraphSignature, bind, parse_signature
 from harness.core.kinds import KINDS, GraphKind
 from harness.core.messages import clip_record
 from harness.core.oracle_cache import OracleRun
@@ -94,6 +95,15 @@ def failed(record: Record, stage: str, error: BaseException | str) -> Record:
 
 
 @dataclass
+class Call:
+    """One call of a graph's @main on the subject backend: what it was fed and what it returned."""
+    graph: str
+    main: FunctionSignature
+    inputs: dict[str, np.ndarray]  # the arguments that are not weights
+    results: list[np.ndarray]
+
+
+@dataclass
 class Case:
     """One fixture and graph kind being validated: what the kind's steps share, made once each."""
     fixture: Fixture
@@ -102,6 +112,7 @@ class Case:
     texts: dict  # graph kind -> StableHLO text, given or emitted (or the exception its emission raised)
     record: Record
     failed_stage: str | None = None
+    calls: list[Call] = field(default_factory=list)  # the subject backend's calls, in order (what a bundle replays)
     _graphs: dict[str, GraphSignature] = field(default_factory=dict)
     _modules: dict[tuple[str, str], Module] = field(default_factory=dict)
     _oracle: OracleRun | None = None
@@ -162,7 +173,11 @@ class Case:
         with self.stage("bind", timed=False):
             args = bind(module.main, weights, inputs)
         with self.stage(backend.run_stage):
-            return module.execute(args, inputs)
+            results = module.execute(args, inputs)
+        if backend is SUBJECT:
+            graph = next(name for (name, b), m in self._modules.items() if m is module)
+            self.calls.append(Call(graph, module.main, inputs, results))
+        return results
 
 
 def require_finite(values: np.ndarray, what: str) -> None:
@@ -174,19 +189,22 @@ def require_finite(values: np.ndarray, what: str) -> None:
 
 
 def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None,
-             emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True) -> Record:
+             emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True,
+             bundles: Bundles | None = None) -> Record:
     """Validate one fixture and graph kind; never raises.
     texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too); what is
     emitted here is added to it, so that a dict shared by a family's cases emits each graph kind once.
     xla: also run the text on the reference backends (XLA CPU) and record the three-way comparison.
     strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
-    oracle run); False judges by the fixed bound alone. A check not asked for is in record.skipped."""
+    oracle run); False judges by the fixed bound alone. A check not asked for is in record.skipped.
+    bundles: where the case's repro bundle goes when it wants one (core/bundle.py); None: no bundle."""
     kind = KINDS[graph]
     case = Case(fixture, kind, tuple(emitter), {} if texts is None else texts,
                 new_record(fixture, graph, emitter, strict_bound))
     record = case.record
     record.skipped = {name: "not asked for" for name, meant, on in (("strict_bound", kind.strict, strict_bound),
                                                                    ("xla", kind.three_way, xla)) if meant and not on}
+    expected = actual = None  # what a bundle holds of the two sides, when the case got that far
     try:
         with case.stage("inputs", timed=False):
             kind.prepare(case)
@@ -218,6 +236,8 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
              + ((STRICT,) if strict_bound and kind.strict else ()))
     ran = {c.name for c in record.checks}
     record.checks += [Check(name, "compare", NOT_RUN) for name in meant if name not in ran]
+    if bundles is not None and bundles.wanted(record):
+        record.bundle = bundles.write(case, expected, actual)
     return clip_record(record)
 
 

@@ -9,9 +9,10 @@ its own session, a time limit, bounded output, no process of it left behind).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
-import runpy
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -39,6 +40,9 @@ def emitter_command(text: str | None) -> tuple[str, ...]:
         raise ValueError(f"--emitter {shown}: not a command line ({e})") from None
     if not command:
         raise ValueError(f"--emitter {shown}: names no command; leave --emitter out to validate the built-in emitter")
+    if shutil.which(command[0]) is None:  # refused once, up front, rather than as every case's ERROR
+        raise ValueError(f"--emitter {shown}: {printable(command[0])} is no executable (not on PATH, or not a file "
+                         "that may be run)")
     return command
 
 
@@ -56,13 +60,14 @@ class EmitterRefused(CaseError):
 
 
 def _run_module(module: str, argv: list[str]) -> tuple[int, str]:
-    """`python -m module argv...` in this process: (exit code, what it wrote to stderr)."""
+    """`python -m module argv...` in this process, as its __main__'s main(argv): (exit code, what it wrote to
+    stderr). Not runpy: under pytest, an installed archval's packages load through pytest's assertion
+    rewriter (as every pytest11 plugin's do), which runpy cannot run a module from."""
     err = io.StringIO()
     with _IN_PROCESS, contextlib.redirect_stderr(err):
         saved, sys.argv = sys.argv, [module, *argv]
         try:
-            runpy.run_module(module, run_name="__main__")
-            code = 0
+            code = importlib.import_module(f"{module}.__main__").main(argv) or 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         finally:

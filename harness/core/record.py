@@ -255,6 +255,7 @@ class Record:
     checkpoint: CheckpointFacts | None = None  # a --checkpoint run's checkpoint
     mutant: MutantFacts | None = None  # a deliberately broken graph
     skipped: dict[str, str] = field(default_factory=dict)  # checks not asked for (strict_bound, xla): why
+    bundle: str | None = None  # its repro bundle's folder under the reports (FAIL, ERROR; all: --bundle all)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     cache_hit: dict[str, bool] = field(default_factory=dict)  # compile, oracle: read from the cache directory
 

@@ -77,11 +77,11 @@ def versions() -> dict[str, str]:
             found[label] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             found[label] = "not installed"
-    found["archval"] = _project_version()
+    found["archval"] = project_version()
     return found
 
 
-def _project_version() -> str:
+def project_version() -> str:
     """git describe of this checkout when it is one; else the installed package's version."""
     try:
         described = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--tags"],

@@ -50,9 +50,10 @@ def run(args, info: RunInfo) -> Outcome:
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
         runnable = [p for p in prepared if p.error is None]
         tasks = [workers.Task(p.fixture.name, emitter_of(args), not args.fixed_bound_only, args.reports, info,
-                              directory=str(p.fixture.config_path.parent), published=p.facts(), graphs=args.graph)
-                 for p in runnable]
-        outcome = (validate(workers.start(max(1, min(args.jobs, len(tasks))), [p.fixture for p in runnable]), tasks)
+                              directory=str(p.fixture.config_path.parent), published=p.facts(), graphs=args.graph,
+                              bundle_all=args.bundle == "all") for p in runnable]
+        jobs = max(1, min(args.jobs, len(tasks)))
+        outcome = (validate(workers.start(jobs, [p.fixture for p in runnable]), tasks, jobs, args.quiet)
                    if tasks else Outcome(True, [], set()))
     for p in prepared:
         if p.error:

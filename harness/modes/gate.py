@@ -15,8 +15,10 @@ from harness.checks import structural
 from harness.core import fixtures
 from harness.core.emitters import DEFAULT_EMITTER, emitter_command
 from harness.core.summary import RunInfo
+from harness.core.record import PASS
 from harness.modes import Outcome, UsageError, claim_reports, shard, workers
 from harness.present.console import line
+from harness.present.progress import Progress
 
 
 @dataclass
@@ -59,12 +61,12 @@ def emitter_of(args) -> tuple[str, ...]:
 
 
 def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool,
-                    graphs: list[str] | None = None) -> tuple[list[dict], bool]:
+                    graphs: list[str] | None = None, quiet: bool = False) -> tuple[list[dict], bool]:
     """These cases (None: all) signed and compared with their goldens, of the graph kinds given (None:
     every signed one); orphan goldens looked for when asked (only a run over every case can tell one)."""
     print("== structural signatures" + (" (updating goldens)" if update else ""), flush=True)
     results = structural.run(DEFAULT_EMITTER, update=update, names=cases, jobs=max(1, jobs), graphs=graphs)
-    said = said_structural(results)
+    said = said_structural(results, quiet)
     found = structural.orphan_goldens() if orphans else []
     for path in found:
         print(f"golden without a case: fixtures/{path}")
@@ -74,10 +76,11 @@ def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: b
     return results, all(structural.passed(r) for r in results) and not found
 
 
-def said_structural(results: list[dict]) -> str:
-    """Prints a line per result; 'passed/all'."""
+def said_structural(results: list[dict], quiet: bool = False) -> str:
+    """Prints a line per result (quiet: per result that did not pass); 'passed/all'."""
     for r in results:
-        print(structural.format_result(r), flush=True)
+        if not (quiet and structural.passed(r)):
+            print(structural.format_result(r), flush=True)
     return f"{sum(structural.passed(r) for r in results)}/{len(results)}"
 
 
@@ -95,7 +98,8 @@ def check_meanwhile(cases: list[str]) -> Future | None:
 def structural_only(args, run: RunInfo) -> Outcome:
     """--structural-only, --update-goldens: emit, sign, compare (and rewrite); no compile, no run, no torch."""
     start, chosen = time.perf_counter(), select(args)
-    _, ok = structural_pass(chosen.cases, args.update_goldens, args.jobs, orphans=chosen.cases is None)
+    _, ok = structural_pass(chosen.cases, args.update_goldens, args.jobs, orphans=chosen.cases is None,
+                            quiet=args.quiet)
     print(f"structural-only: {time.perf_counter() - start:.2f} s")
     return Outcome(ok)
 
@@ -113,32 +117,37 @@ def gate(args, run: RunInfo) -> Outcome:
         else:
             every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
             checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
-                                         orphans=chosen.cases is None and not args.graph, graphs=args.graph)
+                                         orphans=chosen.cases is None and not args.graph, graphs=args.graph,
+                                         quiet=args.quiet)
             published = check_meanwhile([c for c in every if c not in known])
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
         by_case = {(r["case"], r["graph"]): r for r in checks}
         tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
-                              {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph)
-                 for n in names]
-        outcome = validate(pool, tasks) if pool else Outcome(True, [], set())
+                              {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph,
+                              bundle_all=args.bundle == "all") for n in names]
+        outcome = validate(pool, tasks, min(args.jobs, len(names)), args.quiet) if pool else Outcome(True, [], set())
     if published:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)
         results = published.result()
-        print(f"structural: {said_structural(results)} as recorded", flush=True)
+        print(f"structural: {said_structural(results, args.quiet)} as recorded", flush=True)
         ok = ok and all(structural.passed(r) for r in results)
     outcome.ok = outcome.ok and ok
     return outcome
 
 
-def validate(pool, tasks: list[workers.Task]) -> Outcome:
-    """The tasks in the pool, a line per record as each family is done; the records in the tasks' order.
-    The pool's workers are stopped if this is interrupted (workers.running)."""
+def validate(pool, tasks: list[workers.Task], jobs: int, quiet: bool = False) -> Outcome:
+    """The tasks in the pool, a line per record (quiet: per record that did not pass) as each family is done,
+    and the progress on stderr; the records in the tasks' order. The pool's workers are stopped if this is
+    interrupted (workers.running)."""
     done = {}
-    with workers.running(pool):
+    costs = {t.name: shard.cost(t.name) for t in tasks}
+    with workers.running(pool), Progress(workers.order(tasks), jobs, costs, quiet=quiet) as progress:
         for family in workers.run_all(pool, tasks):
             done[family.name] = family
             for record in family.records:
-                print(line(record), flush=True)
+                if not (quiet and record.verdict == PASS):
+                    progress.say(line(record))
+            progress.done(family.name)
     families = [done[t.name] for t in tasks]
     return Outcome(True, [r for f in families for r in f.records], set().union(*(f.pages for f in families)),
                    [p for f in families for p in f.problems])

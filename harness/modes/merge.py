@@ -7,6 +7,8 @@ graph drifted from its golden.
 """
 from __future__ import annotations
 
+import shutil
+
 from pathlib import Path
 
 from harness.checks import structural
@@ -56,6 +58,12 @@ def run(args, info: RunInfo) -> Outcome:
             copied.add(page)
         except OSError as e:
             problems.append(f"{source.name} not copied from {source.parent}: {e.strerror or e}")
+    for record in (r for r in records if r.bundle):  # the shard's repro bundle, where the record points
+        try:
+            shutil.copytree(homes[record.family] / record.bundle, args.reports / record.bundle, dirs_exist_ok=True)
+        except OSError as e:
+            problems.append(f"{record.bundle} not copied from {homes[record.family]}: {e.strerror or e}")
+            record.bundle = None
     for record in records:
         print(line(record), flush=True)
     drifted = [r for r in records if r.structural and not structural.passed({"status": r.structural.status})]

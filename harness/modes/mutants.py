@@ -1,6 +1,6 @@
 """--mutants: the mutation self-test instead of the gate (checks/mutation.py): every applicable mutant of the
-selected families must FAIL; a line per mutant as its family finishes, then the kill rates, and
-mutants.json (the records, with their mutant part) under --reports."""
+selected families must FAIL; a line per mutant as it is done (with the progress on stderr), then the
+kill rates, and mutants.json (the records, with their mutant part, in family order) under --reports."""
 from __future__ import annotations
 
 import time
@@ -11,6 +11,7 @@ from harness.core.summary import RunInfo
 from harness.modes import Outcome, claim_reports, workers
 from harness.modes.gate import select
 from harness.present.console import kill_summary, mutant_line
+from harness.present.progress import Progress
 
 
 def run(args, info: RunInfo) -> Outcome:
@@ -18,13 +19,18 @@ def run(args, info: RunInfo) -> Outcome:
     claim_reports(args)
     bound = "the strict and the fixed bound" if not args.fixed_bound_only else "the fixed bound alone"
     print(f"== mutation self-test: every applicable mutant must FAIL ({bound})", flush=True)
-    records, jobs = [], max(1, min(args.jobs, len(names)))
+    work = mutation.order(names)
+    jobs = max(1, min(args.jobs, len(work)))
+    done = {}
     pool = workers.process_pool(jobs, mutation.worker_init, (mutation.threads_per_worker(jobs),))
-    with workers.running(pool):  # the workers die with the gate
-        for family in mutation.run_all(pool, names, not args.fixed_bound_only):
-            records += family
-            for record in family:
-                print(mutant_line(record), flush=True)
+    with workers.running(pool), Progress([f"{n}:{m}" for n, m in work], jobs, unit="mutants",
+                                          quiet=args.quiet) as progress:  # the workers die with the gate
+        for family, mutant, record in mutation.run_all(pool, work, not args.fixed_bound_only):
+            done[family, mutant] = record
+            if not (args.quiet and record.mutant.killed):
+                progress.say(mutant_line(record))
+            progress.done(f"{family}:{mutant}")
+    records = [done[family, mutant] for name in names for family, mutant in work if family == name]
     lines, ok = kill_summary(records)
     print("\n".join(lines))
     path = args.reports / "mutants.json"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.checks import structural
 from harness.core import emitproc, fixtures, oracle_cache
+from harness.core.bundle import Bundles
 from harness.core.case import error_record, failed, run_case
 from harness.core.emitters import DEFAULT_EMITTER
 from harness.core.kinds import KINDS
@@ -50,6 +51,7 @@ class Task:
     directory: str | None = None  # a fixture outside fixtures/ (a --config run's)
     published: PublishedFacts | None = None  # a --config run's published config
     graphs: list[str] | None = None  # --graph: only these kinds; None: every kind the family has
+    bundle_all: bool = False  # a repro bundle for every case, not only the failing ones (needs reports)
 
     def fixture(self) -> fixtures.Fixture:
         return fixtures.load(self.name) if self.directory is None else fixtures.load_dir(Path(self.directory))
@@ -171,7 +173,7 @@ def validate(task: Task) -> Done:
     fixture = task.fixture()
     # each graph kind emitted once: by the structural pass, or by the first case that needs it
     texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}
-    records = []
+    records, bundles = [], task.reports and Bundles(task.reports, task.bundle_all)
     for kind in KINDS.values():
         if task.graphs and kind.name not in task.graphs:
             continue
@@ -183,7 +185,7 @@ def validate(task: Task) -> Done:
             continue
         if wanted:
             records.append(run_case(fixture, kind.name, texts=texts, emitter=task.emitter,
-                                    strict_bound=task.strict_bound))
+                                    strict_bound=task.strict_bound, bundles=bundles or None))
     for record in records:
         record.published = task.published
         check = task.checks.get(record.graph)
@@ -199,10 +201,11 @@ def validate(task: Task) -> Done:
             record.localisation = localise.of_emitter(fixture, task.emitter)
             if record.localisation.error:  # it raised (not: no taps offered): a check that did not run to its end
                 failed(record, "localisation", record.localisation.error)
-    written, problems = set(), []
+    written, problems = set(), list(bundles.problems if bundles else [])
     if task.reports is not None:
         from harness.present.publish import pages
-        written, problems = pages(records, task.run, task.reports)
+        written, page_problems = pages(records, task.run, task.reports)
+        problems += page_problems
     for record in records:
         if problems:
             failed(record, "report", "; ".join(problems))
@@ -210,10 +213,15 @@ def validate(task: Task) -> Done:
     return Done(task.name, records, written, problems)
 
 
+def order(tasks: list[Task]) -> list[str]:
+    """The order the pool starts the families in (and so which of them run at a time): slowest first."""
+    return shard.slowest_first(t.name for t in tasks)
+
+
 def run_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> Iterator[Done]:
     """Each family as it is done, slowest started first."""
     by_name = {t.name: t for t in tasks}
-    futures = {pool.submit(validate, by_name[n]): n for n in shard.slowest_first(by_name)}
+    futures = {pool.submit(validate, by_name[n]): n for n in order(tasks)}
     broken = []
     for future in as_completed(futures):
         try:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ["family", "mutant", "model_type", "seed", "graph", "verdict", "max_abs_diff", "bound", "margin",
            "bound_used", "token_agreement", "first_divergence", "structural", "localisation", "time_s", "message",
-           "page", "xla_verdict", "noise_ratio"]
+           "page", "xla_verdict", "noise_ratio", "bundle"]
 
 
 def rows(records: list[Record]) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def rows(records: list[Record]) -> pd.DataFrame:
                       "localisation": r.localisation and (r.localisation.summary or r.localisation.error),
                       "time_s": round(sum(r.timings.values()), 3), "message": r.message, "page": page_name(r),
                       "xla_verdict": r.xla and (f"ERROR: {r.xla.error}" if r.xla.error else r.xla.verdict),
-                      "noise_ratio": r.noise and r.noise.noise_ratio})
+                      "noise_ratio": r.noise and r.noise.noise_ratio, "bundle": r.bundle})
     frame = pd.DataFrame(found, columns=COLUMNS)
     frame["first_divergence"] = frame["first_divergence"].astype("Int64")
     keys = {"verdict": lambda s: s.map(VERDICTS.index), "graph": lambda s: s.map(order),

@@ -64,7 +64,7 @@ def render(name: str, records: list[Record], run: RunInfo) -> str:
 def _section(page: str, r: Record) -> dict:
     """Everything one graph kind's part of the page shows, computed here so the template only lays out."""
     judged = r.max_abs_diff is not None
-    section = {"graph": r.graph, "verdict": r.verdict, "message": r.message, "replay": r.replay,
+    section = {"graph": r.graph, "verdict": r.verdict, "message": r.message, "replay": r.replay, "bundle": r.bundle,
                "where": _where_it_fails(r) if r.verdict in (FAIL, ERROR) else [],
                "metrics": (_block_metrics(r) if r.block else _metrics(r) if r.logits else _check_metrics(r))
                if judged else [],

@@ -1,4 +1,5 @@
-"""Records in, reports out: summary.json, a page per family (and mutant), index.html and summary.csv.
+"""Records in, reports out: summary.json, a page per family (and mutant), index.html, summary.csv and
+junit.xml.
 
 The gate and pytest publish through here, from the records and the run alone. Workers render
 their family's pages as soon as the family is validated (pages()), so that rendering runs in
@@ -17,7 +18,7 @@ from harness.core.files import write_atomic
 from harness.core.messages import clip
 from harness.core.record import Record
 from harness.core.summary import RunInfo
-from harness.present import index
+from harness.present import index, junit, manifest
 from harness.present.pages import page_name, render
 
 
@@ -65,6 +66,16 @@ def publish(records: list[Record], run: RunInfo, directory: Path, written: set[s
     except Exception as e:  # noqa: BLE001 - said, and the run fails; never a traceback
         problems.append(f"index.html and summary.csv not written: {type(e).__name__}: {clip(e)}")
         indexed = False
+    try:
+        write_atomic(directory / "junit.xml", junit.render(records, run))
+    except Exception as e:  # noqa: BLE001 - said, and the run fails; never a traceback
+        problems.append(f"junit.xml not written: {type(e).__name__}: {clip(e)}")
+    ours = {"summary.json", "summary.csv", "index.html", "junit.xml", *(f"{p}.html" for p in written),
+            *(r.bundle for r in records if r.bundle)}
+    try:
+        problems += manifest.tidy(directory, ours)
+    except OSError as e:
+        problems.append(f"{manifest.MANIFEST} not written: {e.strerror or e} (the next run removes nothing)")
     said += [f"reports: {clip(p)}" for p in problems]
     if indexed:
         said.append(f"reports: {directory / 'index.html'} and a page per family")

@@ -1,0 +1,225 @@
+"""archval's pytest plugin (entry point pytest11): an emitter's repository runs archval's cases with pytest.
+
+    pytest --archval-emitter 'CMD' -n auto            every family and graph kind against CMD
+    pytest --archval-emitter 'CMD' -m family_llama    exactly llama's cases (a marker per family, per graph kind)
+    pytest ... --archval-reports DIR                  the gate's reports of the cases run (summary.json, pages, ...)
+    pytest ... --archval-shard I/N                    only shard I of N (harness/modes/shard.py)
+
+With --archval-emitter the cases of harness/pytest_suite.py are collected besides the project's own
+tests (ini archval_suite = false leaves them out: archval's own repository has tests/test_differential.py).
+A test hands its run_case record to the `case_report` fixture; the record travels to the controlling
+process in the test report's user_properties (so it works under xdist) and, at the end of the session,
+is published as the gate publishes its records (harness/present/publish.py).
+
+Markers: family_<name> (the fixture's name, characters other than letters, digits and _ as _) on
+every test parametrised over a family, graph_<kind> on every test of a graph kind. `-k` matches
+substrings (`-k llama` also selects llama-llama3-rope); `-m family_llama` selects exactly one family.
+`-n auto` with a -k or -m that selects at most one family runs serially: worker start-up (each
+imports torch, IREE and XLA) costs more than one family's cases gain (docs/sharding-and-ci.md).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.checks import builtin, structural
+from harness.checks.signature import drift, load_golden, signature
+from harness.core import fixtures, summary
+from harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
+from harness.core.kinds import KINDS, order
+from harness.core.record import MutantFacts, Record
+from harness.modes import shard
+
+RECORD = "archval-record"
+SUITE = Path(__file__).with_name("pytest_suite.py")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("archval", "archval: differential validation of a StableHLO emitter")
+    group.addoption("--archval-emitter", dest="archval_emitter", default=None, metavar="CMD",
+                    help="emitter command to validate (CMD --config C --graph KIND --out FILE); default: the built-in")
+    group.addoption("--archval-reports", dest="archval_reports", type=Path, metavar="DIR",
+                    help="write the reports of the differential cases run to DIR")
+    group.addoption("--archval-shard", dest="archval_shard", metavar="I/N",
+                    help="run only shard I of N (1-based): a family's tests where the gate's --shard I/N puts that "
+                         "family, the others by a stable hash of their node id")
+    parser.addini("archval_suite", type="bool", default=True,
+                  help="with --archval-emitter, also collect archval's cases (harness/pytest_suite.py)")
+
+
+def marker(prefix: str, name: str) -> str:
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+
+
+def family_markers() -> dict[str, str]:
+    """{fixture name: its marker}; two names that would share a marker are refused (neither could be selected)."""
+    found = {name: marker("family", name) for name in fixtures.names()}
+    twice = [m for m in set(found.values()) if list(found.values()).count(m) > 1]
+    if twice:
+        raise pytest.UsageError(f"fixtures {sorted(n for n, m in found.items() if m == twice[0])} share the "
+                                f"marker {twice[0]}: rename one")
+    return found
+
+
+@pytest.fixture(scope="session")
+def emitter(request) -> tuple[str, ...]:
+    return emitter_command(request.config.getoption("archval_emitter"))
+
+
+def pytest_configure(config):
+    try:  # as the gate's --emitter: an empty one (an unset variable) must not test the built-in emitter
+        emitter_command(config.getoption("archval_emitter"))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+    if config.getoption("archval_shard") is not None:
+        try:
+            shard.parse(config.getoption("archval_shard"))
+        except ValueError as e:
+            raise pytest.UsageError(str(e)) from None
+    for name, mark in family_markers().items():
+        config.addinivalue_line("markers", f"{mark}: the cases of the {name} fixture family (exact: -m {mark})")
+    for kind in KINDS:
+        config.addinivalue_line("markers", f"{marker('graph', kind)}: the cases of the {kind} graph kind")
+    if config.getoption("archval_emitter") is not None and config.getini("archval_suite"):
+        config.args.append(str(SUITE))
+    directory = config.getoption("archval_reports")
+    if directory and not hasattr(config, "workerinput"):  # only the controlling process writes
+        config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """-n auto: serial when -k/-m selects at most one family (none: cases of no family, a small selection);
+    otherwise xdist's own choice."""
+    from _pytest.mark.expression import Expression
+    expressions = [(config.getoption("keyword"), "k"), (config.getoption("markexpr"), "m")]
+    expressions = [(Expression.compile(e), how) for e, how in expressions if e]
+    if not expressions:
+        return None
+    selected = [name for name, mark in family_markers().items()
+                if all(e.evaluate(lambda word, /, **_: (word.lower() in name.lower() or word.lower() in mark.lower())
+                                  if how == "k" else word == mark) for e, how in expressions)]
+    return 0 if len(selected) <= 1 else None
+
+
+def pytest_collection_modifyitems(config, items):
+    names = fixtures.names()
+    marks = family_markers()
+    for item in items:
+        family = _family_of(item, names)
+        if family:
+            item.add_marker(marks[family])
+        for kind in _kinds_of(item):
+            item.add_marker(marker("graph", kind))
+    if config.getoption("archval_shard") is None:
+        return
+    index, count = shard.parse(config.getoption("archval_shard"))
+    mine = set(shard.assign(names, index, count))
+    keep, deselected = [], []
+    for item in items:
+        family = _family_of(item, names)
+        here = family in mine if family else shard.by_hash(item.nodeid, count) == index
+        (keep if here else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+def _params(item) -> list:
+    callspec = getattr(item, "callspec", None)
+    return list(callspec.params.values()) if callspec else []
+
+
+def _family_of(item, names: list[str]) -> str | None:
+    """The fixture family a test is parametrised over: a parameter that is its name (or a case
+    named after it, such as a StructuralCase)."""
+    for value in _params(item):
+        name = value if isinstance(value, str) else getattr(value, "name", None)
+        if name in names:
+            return name
+    return None
+
+
+def _kinds_of(item) -> set[str]:
+    """The graph kinds a test is about: a parameter that names one, or a graph_<kind> marker it carries."""
+    found = {value for value in _params(item) if isinstance(value, str) and value in KINDS}
+    return found | {kind for kind in KINDS if item.get_closest_marker(marker("graph", kind))}
+
+
+@pytest.fixture
+def case_report(request):
+    """keep(record, text=None, mutant=None): the record's replay becomes this test's command line, and the
+    record goes into --archval-reports (only that is a no-op without it). text is the graph the record
+    judged when it is not the built-in emitter's (a mutant's)."""
+    def keep(record: Record, text: str | None = None, mutant: str | None = None) -> None:
+        record.replay = replay_command(request)
+        if not request.config.getoption("archval_reports"):
+            return
+        if record.emitter == BUILTIN_EMITTER or text is not None:  # as the gate: goldens of the built-in only
+            record.structural = _structural(record.family, record.graph, text)
+        if record.emitter == BUILTIN_EMITTER:  # its parsed flags; another emitter's reading is its own
+            builtin.annotate(record, fixtures.load(record.family))
+        if mutant:
+            from harness.checks.mutants import MUTANTS
+            record.mutant = MutantFacts(mutant, MUTANTS[mutant].description)
+        request.node.user_properties.append((RECORD, json.dumps(record.to_json())))
+    return keep
+
+
+def replay_command(request) -> str:
+    """This test alone, with the emitter it validated (if it takes one): in archval's checkout by its node id;
+    archval's suite in another project (harness/pytest_suite.py) by its markers."""
+    emitter = request.config.getoption("archval_emitter")
+    if request.node.path == SUITE:
+        params = request.node.callspec.params
+        return (f"pytest --archval-emitter {shlex.quote(emitter)} -m "
+                f"'{marker('family', params['family'])} and {marker('graph', params['graph'])}'")
+    command = f".venv/bin/python -m pytest {shlex.quote(request.node.nodeid)}"
+    if emitter is not None and "emitter" in request.fixturenames:
+        command += f" --emitter {shlex.quote(emitter)}"
+    return command
+
+
+def _structural(family: str, graph: str, text: str | None):
+    """The gate's structural brief: of the built-in emission, or of the given text against the golden."""
+    case = structural.StructuralCase(family, fixtures.FIXTURES_DIR / family)
+    if text is None:
+        return structural.brief(structural.check(case, graph, DEFAULT_EMITTER))
+    sig, golden = signature(text), load_golden(case.directory, graph)
+    changes = drift(*golden, sig, text) if golden else ["no golden recorded"]
+    return structural.brief({"status": structural.DRIFT if changes else structural.MATCH, "detail": changes,
+                             "sha256": sig["sha256"], "signature": sig, "golden": golden and golden[0]})
+
+
+class _ReportWriter:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.records: list[Record] = []
+        self.said = ""
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            self.records += [Record.from_json(json.loads(value)) for key, value in report.user_properties
+                             if key == RECORD]
+
+    def pytest_sessionfinish(self, session):
+        if not self.records:
+            self.said = f"reports: no differential case ran, nothing written to {self.directory}"
+            return
+        from harness.present.publish import publish
+        start = time.perf_counter()
+        records = sorted(self.records, key=lambda r: (r.family, r.mutant.name if r.mutant else "", order(r.graph)))
+        run = summary.run_info("pytest", ["pytest", *sys.argv[1:]], session.config.getoption("archval_emitter"))
+        said = publish(records, run, self.directory)
+        self.said = "\n".join([*said[:-1], f"reports: {len(records)} records -> {self.directory / 'index.html'} "
+                                            f"({time.perf_counter() - start:.1f} s)"])
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.said:
+            terminalreporter.write_line(self.said)

@@ -1,0 +1,28 @@
+"""archval's cases as pytest tests, collected by the plugin (harness/pytest_plugin.py) when a run gives
+--archval-emitter: every fixture family and every graph kind it has, judged as the gate judges them.
+
+    pytest --archval-emitter 'CMD' -n auto
+    pytest --archval-emitter 'CMD' -m family_llama          one family
+    pytest --archval-emitter 'CMD' -m graph_decode          one graph kind
+"""
+import pytest
+
+from harness.core import fixtures
+from harness.core.case import run_case
+from harness.core.kinds import KINDS
+from harness.core.record import PASS, UNSUPPORTED
+from harness.present.console import line
+
+CASES = [(family, kind) for family in fixtures.names() for kind in KINDS]
+
+
+@pytest.mark.parametrize("family,graph", CASES, ids=[f"{f}-{k}" for f, k in CASES])
+def test_case(family, graph, emitter, case_report):
+    fixture, kind = fixtures.load(family), KINDS[graph]
+    if not kind.every_family and not kind.applies(fixture):  # decided by the oracle, never by the emitter
+        pytest.skip(f"{family} has no {graph} graph")
+    record = run_case(fixture, graph, emitter=emitter)
+    case_report(record)
+    if record.verdict == UNSUPPORTED:  # the emitter refuses the family (exit 2), in its own words
+        pytest.skip(f"UNSUPPORTED: {record.message}")
+    assert record.verdict == PASS, line(record)

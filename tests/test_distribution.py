@@ -1,0 +1,78 @@
+"""archval as an installed tool: a wheel built from this checkout, installed into a fresh virtual environment
+outside it, gives the `archval` command (--version, a family validated with the fixtures it ships) and the
+pytest plugin a downstream emitter repository runs archval's cases with, PASS and FAIL alike.
+
+Nothing is downloaded: the wheel is built without build isolation and installed without dependencies
+into a venv that sees this environment's site-packages through a .pth file (whose own .pth files, this
+checkout's editable install among them, are not run: the fresh venv imports archval from the wheel).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT
+
+WRAPS = ROOT / "tests" / "emitters" / "wraps.py"
+SOURCES = ("harness", "emitter", "oracles", "fixtures", "pyproject.toml", "README.md")
+
+
+def run(argv: list, cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> tuple[Path, dict]:
+    """(the fresh venv's bin directory, the environment to run it in)."""
+    tmp = tmp_path_factory.mktemp("distribution")
+    source = tmp / "source"  # a copy: the build leaves build/ and *.egg-info behind, never in the checkout
+    source.mkdir()
+    for name in SOURCES:
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(
+            ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                          if (ROOT / name).is_dir() else {}))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_XDIST_WORKER")}
+    built = run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q",
+                 "-w", tmp / "dist"], source, env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    [wheel] = (tmp / "dist").glob("archval-*.whl")
+    venv = tmp / "venv"
+    made = run([sys.executable, "-m", "venv", "--without-pip", venv], tmp, env)
+    assert made.returncode == 0, made.stderr
+    site = Path(run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                    tmp, env).stdout.strip())
+    (site / "archval-test-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    installed = run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--no-deps", "-q",
+                     wheel], tmp, env)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+    return venv / "bin", env
+
+
+def test_the_wheel_gives_the_archval_command_with_its_fixtures(installed, tmp_path):
+    bin_dir, env = installed
+    where = run([bin_dir / "python", "-c", "import harness, fixtures; print(harness.__file__)"], tmp_path, env)
+    assert str(bin_dir.parent) in where.stdout, where  # the wheel's, not this checkout's
+    version = run([bin_dir / "archval", "--version"], tmp_path, env)
+    assert version.returncode == 0 and version.stdout.strip() == "archval 0.1.0", version
+    gate = run([bin_dir / "archval", "--family", "llama", "--jobs", "1"], tmp_path, env)
+    assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr[-3000:]
+    assert gate.stdout.rstrip().endswith("RESULT: PASS") and "2 passed, 0 failed, 0 errors" in gate.stdout
+    assert (tmp_path / "reports" / "llama.html").is_file()  # the reports land where it runs
+
+
+@pytest.mark.parametrize("alter,said", [(False, "2 passed, 1 skipped"), (True, "2 failed, 1 skipped")])
+def test_a_downstream_project_runs_archvals_cases_with_the_plugin(installed, tmp_path, alter, said):
+    bin_dir, env = installed
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "my-emitter"\nversion = "0"\n')
+    emitter = f"{bin_dir / 'python'} {WRAPS}" + (" --alter" if alter else "")
+    proc = run([bin_dir / "python", "-m", "pytest", "-p", "no:cacheprovider", "--archval-emitter", emitter,
+                "-m", "family_llama", "-n", "auto", "--archval-reports", tmp_path / "reports"], tmp_path, env)
+    assert proc.returncode == (1 if alter else 0), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert said in proc.stdout.splitlines()[-1], proc.stdout[-3000:]
+    assert "FAILED ::test_case[llama-prefill]" in proc.stdout or not alter  # archval's suite, outside the project
+    assert (tmp_path / "reports" / "junit.xml").is_file()

@@ -1,0 +1,75 @@
+"""Live progress: a status line on a terminal, plain lines elsewhere, none under -q; what is running and
+the estimate from the costs; --mutants says each mutant as it is done."""
+import io
+import time
+
+import pytest
+
+from harness.cli import main
+from harness.present.progress import Progress
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_running_is_the_first_unfinished_in_the_order_handed_out_and_the_estimate_scales_the_costs():
+    clock = Clock()
+    progress = Progress(["slow", "mid", "fast"], 2, {"slow": 30.0, "mid": 10.0, "fast": 10.0}, err=io.StringIO(),
+                        tty=False, clock=clock)
+    assert progress.in_flight() == ["slow", "mid"]
+    assert progress.eta_s() == pytest.approx(25.0)  # nothing done yet: the cold costs over the workers
+    clock.now += 5.0
+    progress.done("mid")
+    assert progress.in_flight() == ["slow", "fast"]
+    assert progress.eta_s() == pytest.approx(5.0 * 40.0 / 10.0)  # this run's pace: 10 cost-seconds in 5 s
+    assert progress.status() == "[1/3 families] 5s elapsed, about 20s left; running: slow, fast"
+
+
+def test_plain_lines_come_on_each_completion_and_periodically_when_not_on_a_terminal():
+    err, out = io.StringIO(), io.StringIO()
+    with Progress(["a", "b"], 1, err=err, tty=False, period_s=0.05) as progress:
+        time.sleep(0.3)
+        progress.say("a line of the run", out)
+        progress.done("a")
+    lines = err.getvalue().splitlines()
+    assert lines.count("[1/2 families] 0s elapsed, about 0s left; running: b") == 1
+    assert sum(line.startswith("[0/2 families]") for line in lines) >= 2, lines
+    assert "\r" not in err.getvalue() and out.getvalue() == "a line of the run\n"
+
+
+def test_on_a_terminal_one_status_line_is_redrawn_and_cleared_for_each_line_said():
+    err, out = Terminal(), io.StringIO()
+    with Progress(["a"], 1, err=err) as progress:
+        progress.done("a")
+        progress.say("said", out)
+    assert err.getvalue().count("\r\x1b[2K[1/1 families]") == 2  # drawn after done, redrawn after said
+    assert err.getvalue().endswith("\r\x1b[2K") and "\n" not in err.getvalue()
+
+
+def test_quiet_says_nothing_but_lines_that_did_not_pass(tmp_path):
+    err = io.StringIO()
+    with Progress(["a"], 1, err=err, tty=False, quiet=True, period_s=0.01) as progress:
+        time.sleep(0.1)
+        progress.done("a")
+    assert err.getvalue() == ""
+
+
+def test_the_gate_says_progress_on_stderr_and_quiet_only_what_failed(tmp_path, capsys):
+    assert main(["--family", "llama", "--family", "qwen2", "--reports", str(tmp_path)]) == 0
+    said = capsys.readouterr()
+    assert "[1/2 families]" in said.err and "[2/2 families]" in said.err and "families]" not in said.out
+    assert "llama                prefill" in said.out
+    assert main(["--family", "llama", "--reports", str(tmp_path), "-q"]) == 0
+    said = capsys.readouterr()
+    assert "PASS  [" not in said.out and "match" not in said.out and said.err == ""
+    assert said.out.rstrip().endswith("RESULT: PASS")

@@ -1,0 +1,49 @@
+"""Selecting cases with pytest: a registered marker per family and graph kind that selects exactly, and
+-n auto that stays serial when a selection holds one family."""
+import subprocess
+import sys
+from types import SimpleNamespace
+
+from harness import ROOT
+from harness.core import fixtures
+from harness.core.kinds import KINDS
+from harness.pytest_plugin import marker, pytest_xdist_auto_num_workers
+
+
+def pytest_run(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_every_family_and_graph_kind_has_a_registered_marker():
+    said = pytest_run("--markers")
+    for name in fixtures.names():
+        assert f"@pytest.mark.{marker('family', name)}: the cases of the {name} fixture family" in said
+    for kind in KINDS:
+        assert f"@pytest.mark.graph_{kind}: the cases of the {kind} graph kind" in said
+
+
+def test_a_family_marker_selects_exactly_that_familys_cases():
+    """-k llama would also take llama-llama3-rope's (and any test whose name says llama); -m does not."""
+    said = pytest_run("--collect-only", "-q", "-m", "family_llama and graph_decode", "tests/test_differential.py",
+                      "tests/test_structural.py")
+    ids = [line for line in said.splitlines() if "::" in line]
+    assert ids == ["tests/test_differential.py::test_decode_matches_oracle_token_for_token[llama]",
+                   "tests/test_structural.py::test_signature_matches_golden[llama-decode]"]
+
+
+def auto_workers(keyword: str = "", markexpr: str = ""):
+    options = {"keyword": keyword, "markexpr": markexpr}
+    return pytest_xdist_auto_num_workers(SimpleNamespace(getoption=options.__getitem__))
+
+
+def test_auto_workers_are_none_for_one_family_and_xdists_choice_otherwise():
+    assert auto_workers(markexpr="family_olmo2") == 0
+    assert auto_workers(keyword="olmo2") == 0
+    assert auto_workers(keyword="compare") == 0  # no family: a small selection of unit tests
+    assert auto_workers(keyword="llama") is None  # llama and llama-llama3-rope
+    assert auto_workers(markexpr="family_llama or family_gemma") is None
+    assert auto_workers(keyword="not olmo2") is None
+    assert auto_workers() is None
