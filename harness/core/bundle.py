@@ -21,7 +21,7 @@ import numpy as np
 from harness.backends.iree import LINKER_FLAG, compile_command, compiler_tools
 from harness.core.files import write_atomic
 from harness.core.graph import bind
-from harness.core.record import PASS, Record
+from harness.core.record import ERROR, FAIL, Record
 
 if TYPE_CHECKING:
     from harness.core.case import Case
@@ -37,7 +37,7 @@ class Bundles:
     problems: list[str] = field(default_factory=list)  # bundles that could not be written
 
     def wanted(self, record: Record) -> bool:
-        return self.every or record.verdict != PASS
+        return self.every or record.verdict in (FAIL, ERROR)  # an UNSUPPORTED case has no graph to hand over
 
     def write(self, case: Case, expected: np.ndarray | None, actual: np.ndarray | None) -> str | None:
         """The bundle's folder relative to the reports directory; None (and a problem) when it cannot be written."""
@@ -69,7 +69,7 @@ def _file_name(tensor: str) -> str:
 
 
 def write_bundle(directory: Path, case: Case, expected: np.ndarray | None, actual: np.ndarray | None) -> None:
-    graphs = [g for g in case.kind.emits if g in case.texts]
+    graphs = [g for g in case.kind.emits if isinstance(case.texts.get(g), str)]  # not a failed emission's error
     for graph in graphs:
         write_atomic(directory / f"{graph}.mlir", case.texts[graph])
     compile_lines = []
