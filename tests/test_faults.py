@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from full_disk import FullDisk
 
 from emitter import Config, emit
 from harness.backends import iree
@@ -187,23 +188,6 @@ class FaultyOs:
 
     def __getattr__(self, name):
         return getattr(os, name)
-
-
-class FullDisk:
-    """A file that takes half of what is written, then reports a full disk."""
-
-    def __init__(self, f):
-        self.f = f
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
-
-    def write(self, text):
-        self.f.write(text[: len(text) // 2])
-        raise OSError(28, "No space left on device")
 
 
 @pytest.mark.parametrize("fault", ["interrupt_between_files", "disk_full_mid_file"])

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from full_disk import FullDisk, FullOs
 
 from harness import ROOT
 
@@ -166,33 +167,6 @@ def test_the_lock_is_another_processes_and_dies_with_its_holder(tmp_path):
 
 
 # -- a full filesystem while the reports are written ------------------------------------------------------
-
-class FullDisk:
-    """A file that takes half of what is written, then reports a full disk."""
-
-    def __init__(self, f):
-        self.f = f
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
-
-    def write(self, text):
-        self.f.write(text[: len(text) // 2])
-        raise OSError(28, "No space left on device")
-
-
-class FullOs:
-    """A module's view of `os` whose fdopen gives FullDisk files."""
-
-    def __getattr__(self, name):
-        return getattr(os, name)
-
-    @staticmethod
-    def fdopen(fd, *args, **kwargs):
-        return FullDisk(os.fdopen(fd, *args, **kwargs))
 
 
 def test_a_full_disk_while_writing_the_reports_fails_the_run_with_a_result_line(tmp_path, capsys, monkeypatch):
