@@ -79,7 +79,7 @@ def test_what_shrinking_keeps_still_bites(tmp_path, name, mutant):
     """A choice kept but shrunk into irrelevance would test nothing: its mutant must fail the shrunk model."""
     fixture = published.prepare(str(REAL_DIR / name / "config.json"), tmp_path, name).fixture
     bug = mutants.MUTANTS[mutant]
-    record = run_case(fixture, bug.graph, texts={bug.graph: bug.emit(fixture.config_path)})
+    record = run_case(fixture, bug.graph, texts=bug.texts(fixture.config_path))
     assert record.verdict == "FAIL", format_line(record)
 
 

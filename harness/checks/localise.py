@@ -24,7 +24,7 @@ from emitter import Config, Decoder, emit
 from emitter.decoder import TAP_POINTS
 
 from harness.backends import SUBJECT
-from harness.core import noise
+from harness.core import noise, oracle_cache
 from harness.core.fixtures import Fixture
 from harness.core.graph import parse_signature
 from harness.core.kinds import prefill_inputs
@@ -33,12 +33,11 @@ from harness.core.record import Localisation, Tap
 HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
 
 
-def oracle_taps(fixture: Fixture, dtype) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """({point: [L, T, hidden]} of the oracle on the prompt, its fp32 state dict)."""
+def oracle_taps(fixture: Fixture, dtype: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """({point: [L, T, hidden]} of the oracle on the prompt at its positions, its fp32 state dict)."""
     import torch
 
-    from oracles.hf import Oracle
-    oracle = Oracle(fixture.config, fixture.seed, dtype=dtype)
+    oracle = oracle_cache.model(fixture, dtype)
     layers = oracle.model.model.layers
     taps = {p: [None] * len(layers) for p in TAP_POINTS}
     handles = []
@@ -50,30 +49,29 @@ def oracle_taps(fixture: Fixture, dtype) -> tuple[dict[str, np.ndarray], dict[st
             handles.append((getattr(layer, attr) if attr else layer).register_forward_hook(hook))
     try:
         with torch.no_grad():
-            oracle.model(input_ids=torch.from_numpy(fixture.prompt().astype(np.int64))[None, :])
+            oracle.forward(fixture.prompt(), fixture.prompt_positions())
     finally:
         for h in handles:
             h.remove()
     return {p: np.stack(v) for p, v in taps.items()}, oracle.state_dict()
 
 
-def graph_taps(text: str, weights: dict[str, np.ndarray], prompt: np.ndarray) -> dict[str, np.ndarray]:
+def graph_taps(text: str, weights: dict[str, np.ndarray], fixture: Fixture) -> dict[str, np.ndarray]:
     """{point: [L, T, hidden]} of the tapped prefill graph on the prompt's real tokens."""
     graph = parse_signature(text)
     module = SUBJECT.load(text, graph, lambda stage: contextlib.nullcontext())
-    results = module.call(weights, prefill_inputs(prompt, module.main.arg("tokens").shape[0]))
-    return dict(zip(TAP_POINTS, (np.asarray(r)[:, : len(prompt)] for r in results[3:])))
+    results = module.call(weights, prefill_inputs(fixture, module.main.arg("tokens").shape[0]))
+    return dict(zip(TAP_POINTS, (np.asarray(r)[:, : fixture.prompt_len] for r in results[3:])))
 
 
 def localise(fixture: Fixture, config: Config | None = None, core: type[Decoder] = Decoder) -> Localisation:
     """The tap table and the first tap above STRICT_FACTOR x its floor. config/core: what to emit
     (a mutant's); by default the fixture's config through the built-in core."""
-    import torch
     config = config or Config.from_json(fixture.config_path)
     text = emit(config, "prefill", core=core, taps=True)
-    fp32, weights = oracle_taps(fixture, torch.float32)
-    fp64, _ = oracle_taps(fixture, torch.float64)
-    graph = graph_taps(text, weights, fixture.prompt())
+    fp32, weights = oracle_taps(fixture, "float32")
+    fp64, _ = oracle_taps(fixture, "float64")
+    graph = graph_taps(text, weights, fixture)
     table, first = [], None
     for layer in range(config.num_layers):
         for point in TAP_POINTS:

@@ -130,8 +130,11 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict[str, str] | N
         if strict_bound and kind.strict:
             with case.stage("oracle_fp64"):
                 fp64 = kind.fp64(case, len(expected))
-            record.noise = noise.assess(record.max_abs_diff, noise.noise_floor(expected, fp64))
-            record.checks.append(noise.strict_check(record.max_abs_diff, record.noise, record.bound))
+            errors = noise.step_errors(expected, actual)
+            record.noise = noise.assess(errors, noise.step_floors(expected, fp64))
+            step = record.noise.step
+            where = (f" at step {step} (position {record.decode.timeline[step].position})" if record.decode else "")
+            record.checks.append(noise.strict_check(float(errors[step]), record.noise, record.bound, where))
         if xla and kind.three_way:
             bound = min(record.bound, record.noise.strict_bound if record.noise else record.bound)
             record.xla = _three_way(case, expected, actual, bound)

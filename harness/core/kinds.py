@@ -68,19 +68,23 @@ class GraphKind:
         raise NotImplementedError
 
 
-def prefill_inputs(prompt: np.ndarray, bucket: int) -> dict[str, np.ndarray]:
-    """What a prefill graph is fed: the prompt padded to the bucket, its positions, its real length."""
-    if len(prompt) > bucket:
-        raise CaseError(f"prompt_len {len(prompt)} exceeds the graph's prefill bucket {bucket}")
-    tokens = np.zeros(bucket, np.int32)
-    tokens[: len(prompt)] = prompt
-    return {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
-            "real_len": np.array(len(prompt), np.int32)}
+def prefill_inputs(fixture: Fixture, bucket: int) -> dict[str, np.ndarray]:
+    """What a prefill graph is fed: the prompt padded to the bucket at slots 0..bucket-1, the prompt's
+    positions (apart from its slots: Fixture.prompt_positions) and the padding's (its slots), its real length.
+    Every position stays below the bucket, so a RoPE table of as many rows as the graph has tokens suffices."""
+    prompt, positions = fixture.prompt(), fixture.prompt_positions()
+    if positions.max() >= bucket:
+        raise CaseError(f"the prompt's positions reach {int(positions.max())}, past the graph's prefill bucket "
+                        f"{bucket}: the bucket must hold prompt_len {len(prompt)} and the positions' gap")
+    tokens, slots = np.zeros(bucket, np.int32), np.arange(bucket, dtype=np.int32)
+    tokens[: len(prompt)], slots[: len(prompt)] = prompt, positions
+    return {"tokens": tokens, "positions": slots, "real_len": np.array(len(prompt), np.int32)}
 
 
-def decode_inputs(token: int, slot: int, caches: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """What one decode step is fed: the token, its position and cache slot, and the caches."""
-    return {"token": np.array(token, np.int32), "position": np.array(slot, np.int32),
+def decode_inputs(token: int, position: int, slot: int, caches: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """What one decode step is fed: the token, its position (RoPE's), its cache slot (cache_len: where its key
+    and value go, and how many slots the masks let it see), and the caches."""
+    return {"token": np.array(token, np.int32), "position": np.array(position, np.int32),
             "cache_len": np.array(slot, np.int32), "k_cache": caches[0], "v_cache": caches[1]}
 
 
@@ -100,7 +104,7 @@ class LogitKind(GraphKind):
     def prefill(self, case: Case, backend: Backend) -> list[np.ndarray]:
         """The prefill graph on the prompt: (logits, *caches)."""
         module = case.module("prefill", backend)
-        return case.call(module, backend, prefill_inputs(case.fixture.prompt(), module.main.arg("tokens").shape[0]))
+        return case.call(module, backend, prefill_inputs(case.fixture, module.main.arg("tokens").shape[0]))
 
 
 class Prefill(LogitKind):
@@ -120,13 +124,14 @@ class Prefill(LogitKind):
         c = compare.compare_logits(expected[0], actual[0])
         record = case.record
         record.max_abs_diff = c.max_abs_diff
-        record.logits = c.result(len(case.fixture.prompt()) - 1, expected[0], actual[0])
+        record.logits = c.result(int(case.fixture.prompt_positions()[-1]), expected[0], actual[0], record.bound)
         record.checks += compare.logit_checks(c, record.bound)
 
 
 class Decode(LogitKind):
     """Greedy decode through the KV cache, teacher-forced with the oracle's tokens: step s feeds the
-    oracle's token s-1 at position prompt_len + s - 1, starting from prefill's caches."""
+    oracle's token s-1 at cache slot prompt_len + s - 1 and its position (Fixture.decode_positions, past
+    the slot), starting from prefill's caches."""
     name, emits, signed = "decode", ("prefill", "decode"), True
 
     def checks(self) -> tuple[str, ...]:
@@ -141,9 +146,11 @@ class Decode(LogitKind):
         tokens, prompt_len = case.oracle().tokens, len(case.fixture.prompt())
         k_spec = decoder.main.arg("k_cache")
         capacity, steps = k_spec.shape[1], len(tokens) - 1
-        if prompt_len + steps > capacity:
+        positions = case.fixture.decode_positions()
+        if prompt_len + steps > capacity or positions.max() >= capacity:
             raise CaseError(f"prompt_len {prompt_len} + {steps} decode steps need {prompt_len + steps} cache slots "
-                            f"but the decode graph's k_cache holds {capacity}")
+                            f"and positions up to {int(positions.max())}, but the decode graph's k_cache holds "
+                            f"{capacity}")
         if len(prefill_caches) != 2:
             raise CaseError(f"the prefill graph returns {1 + len(prefill_caches)} results; decode needs "
                             "(logits, k_cache, v_cache)")
@@ -157,15 +164,15 @@ class Decode(LogitKind):
             caches.append(full)
         logits = [prefill_logits]
         for s in range(1, steps + 1):
-            step_logits, *caches = case.call(decoder, backend,
-                                             decode_inputs(tokens[s - 1], prompt_len + s - 1, caches))
+            step_logits, *caches = case.call(decoder, backend, decode_inputs(tokens[s - 1], positions[s - 1],
+                                                                             prompt_len + s - 1, caches))
             logits.append(step_logits)
         return np.stack([np.asarray(x, np.float32).reshape(-1) for x in logits])
 
     def judge(self, case: Case, expected: np.ndarray, actual: np.ndarray) -> None:
-        prompt_len, record = len(case.fixture.prompt()), case.record
-        d = compare.compare_steps(expected, actual, range(prompt_len - 1, prompt_len + len(expected) - 1),
-                                  record.bound)
+        fixture, record = case.fixture, case.record
+        positions = np.concatenate([fixture.prompt_positions()[-1:], fixture.decode_positions()])
+        d = compare.compare_steps(expected, actual, positions[: len(expected)], record.bound)
         record.max_abs_diff = d.steps[d.worst_step].max_abs_diff
         record.logits, record.decode = d.results(expected, actual)
         record.checks += compare.decode_checks(d)

@@ -23,22 +23,34 @@ STRICT_FACTOR = 10.0
 F32_EPS = float(np.finfo(np.float32).eps)
 
 
-def noise_floor(fp32: np.ndarray, fp64: np.ndarray) -> float:
-    """max |fp32 - fp64| over the compared steps, at least one f32 ulp of the largest logit."""
-    fp32, fp64 = np.asarray(fp32, np.float64), np.asarray(fp64, np.float64)
-    return float(max(np.abs(fp32 - fp64).max(), F32_EPS * np.abs(fp64).max()))
+def step_floors(fp32: np.ndarray, fp64: np.ndarray) -> np.ndarray:
+    """Each compared step's floor: max |fp32 - fp64| over its logits, at least one f32 ulp of its largest logit."""
+    fp32, fp64 = np.atleast_2d(np.asarray(fp32, np.float64)), np.atleast_2d(np.asarray(fp64, np.float64))
+    return np.maximum(np.abs(fp32 - fp64).max(axis=1), F32_EPS * np.abs(fp64).max(axis=1))
 
 
-def assess(error: float, floor: float, factor: float = STRICT_FACTOR) -> NoiseResult:
-    """The record's strict-bound part: the floor, the error as a multiple of it, the bound."""
-    return NoiseResult(floor, error / floor, factor, factor * floor)
+def step_errors(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Each compared step's max |Δlogit| (inf where the graph's logits are not finite)."""
+    expected, actual = np.atleast_2d(np.asarray(expected, np.float64)), np.atleast_2d(np.asarray(actual, np.float64))
+    return np.nan_to_num(np.abs(actual - expected), nan=np.inf).max(axis=1)
 
 
-def strict_check(error: float, noise: NoiseResult, fixed_bound: float) -> Check:
-    """The error within the strict bound; its message says when the fixed bound alone would pass it."""
+def assess(errors: np.ndarray, floors: np.ndarray, factor: float = STRICT_FACTOR) -> NoiseResult:
+    """The record's strict-bound part, judged step by step: the error at step s against the floor at step s.
+    The step with the largest ratio is the one that judges the case (a noisy late step no longer hides an
+    error at a quiet early one); every step's floor is kept for the charts."""
+    ratios = np.asarray(errors, np.float64) / floors
+    s = int(np.argmax(ratios))
+    return NoiseResult(float(floors[s]), float(ratios[s]), factor, factor * float(floors[s]), s,
+                       [float(f) for f in floors])
+
+
+def strict_check(error: float, noise: NoiseResult, fixed_bound: float, where: str) -> Check:
+    """The judging step's error within its strict bound; its message says where, and when the fixed bound alone
+    would pass it."""
     passed = error <= noise.strict_bound
     message = "" if passed else (
-        f"max |Δlogit| = {error:.3e} is {noise.noise_ratio:.1f}x the fp32 noise floor {noise.noise_floor:.2e} "
+        f"max |Δlogit| = {error:.3e}{where} is {noise.noise_ratio:.1f}x the fp32 noise floor {noise.noise_floor:.2e} "
         f"(fp32 vs fp64 oracle), above the strict bound {noise.strict_factor:g}x = {noise.strict_bound:.2e}"
         + (f" (the fixed bound {fixed_bound:.1e} alone would pass it)" if error <= fixed_bound else ""))
     return Check(STRICT, "oracle_fp64", PASSED if passed else FAILED, message, error, noise.strict_bound)

@@ -1,5 +1,6 @@
 """--mutants: the mutation self-test instead of the gate (checks/mutation.py): every applicable mutant of the
-selected families must FAIL; a line per mutant as its family finishes, then the kill rates, and
+selected families must FAIL, by at least mutation.WEAK_MARGIN times its bound; a line per mutant as its family
+finishes, then the kill rates, the smallest detection margins, and
 mutants.json (the records, with their mutant part) under --reports."""
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def run(args, info: RunInfo) -> Outcome:
             print(mutant_line(record), flush=True)
     path = args.reports / "mutants.json"
     summary.write(path, info, records)
-    lines, ok = kill_summary(records)
+    lines, ok = kill_summary(records, mutation.WEAK_MARGIN)
     print("\n".join(lines))
     print(f"-> {path} ({time.perf_counter() - start:.1f} s)")
     return Outcome(ok)
