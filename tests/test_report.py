@@ -139,7 +139,7 @@ def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, 
 
     assert_renders(browser, tmp_path / "llama--rope_theta_default.html", charts=2)
     where = browser.find_element("id", "prefill-where").text
-    assert (f"max |Δlogit| = {prefill_bug.max_abs_diff:.3e} at position {fixture.prompt_len - 1} (the prompt's "
+    assert (f"max |Δlogit| = {prefill_bug.max_abs_diff:.3e} at position {fixture.prompt_positions()[-1]} (the prompt's "
             f"last token), vocab index {prefill_bug.logits.worst_index}, exceeds the bound") in where
 
     assert_renders(browser, tmp_path / "llama.html", charts=2)
