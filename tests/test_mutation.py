@@ -69,3 +69,17 @@ def test_gate_mutants_reports_kill_rate(tmp_path, capsys):
     smallest = out.split("smallest detection margins: ")[1].splitlines()[0]
     assert len(smallest.split(", ")) == min(5, applicable), smallest
     assert (tmp_path / "mutants.json").is_file()
+
+
+def test_a_tied_head_read_from_its_alias_is_refused_once_the_oracle_offers_no_alias(monkeypatch):
+    """What the oracle of issue 19 does (a tied checkpoint holds no lm_head.weight), simulated: the mutant's graph
+    names a tensor the oracle lacks, its case is an ERROR at binding, and the self-test counts it as refused."""
+    from dataclasses import replace
+
+    from harness.core import case
+    real = case.oracle_run
+    monkeypatch.setattr(case, "oracle_run", lambda fixture: replace(
+        real(fixture), weights={k: v for k, v in real(fixture).weights.items() if k != "lm_head.weight"}))
+    (record,) = mutation.run_family("gemma", only=("tied_head_alias",))
+    assert record.verdict == "ERROR" and record.mutant.refused and record.mutant.killed, mutant_line(record)
+    assert mutant_line(record).split("  ")[-1].startswith("refused: graph argument 'lm_head.weight' names no tensor")

@@ -59,7 +59,7 @@ def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | Non
             record.errored("emit", "the mutant does not change this family's graph")
         facts.refused = bool(bug.refused_as) and record.verdict == ERROR and bug.refused_as in record.message
         facts.killed = record.verdict == FAIL or facts.refused
-        facts.fixed_killed = (record.fixed_verdict or record.verdict) == FAIL
+        facts.fixed_killed = (record.fixed_verdict or record.verdict) == FAIL or facts.refused  # no bound refuses
         facts.equivalent = False
         facts.margin, facts.judged_by = detection_margin(record)
         record.mutant = facts

@@ -7,9 +7,14 @@ but equally valid fp32 evaluation, so its error against the fp32 oracle is a sma
 of that floor; a subtle bug (a scale 1% off, an epsilon 10x) is a large multiple while it
 may still be far inside the fixed 1e-2 tanh-near-tie bound.
 
-STRICT_FACTOR was chosen from data: bench/noise_table.py over 20 seeds of every family,
-prefill and decode (400 correct cases, worst 5.1x the floor), confirmed over 50 seeds (1000
-cases, worst 5.7x); docs/diagnosis.md has the table.
+STRICT_FACTOR is chosen from data, judged as it is applied: step by step (each compared step's error
+against that step's own floor). bench/noise_table.py over 20 seeds of every family with the inputs of
+issue 20 (positions apart from slots, quiet tokens), prefill and decode: 800 correct cases, worst
+17.4x, 99th percentile 8.5x (bench/noise_table_per_step_20_seeds.txt). A single step's floor is a
+maximum over one vocabulary row, a far noisier statistic than the whole run's maximum the earlier
+factor 10 was set on (worst 5.7x over 1000 cases, whole-run): at 10, 6 of the 800 correct cases
+failed. 30 leaves 1.7x to the worst correct case, the headroom 10 left the whole-run judgement;
+docs/diagnosis.md has the tables and the confirmation over 50 seeds.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import numpy as np
 
 from harness.core.record import FAILED, PASSED, STRICT, Check, NoiseResult
 
-STRICT_FACTOR = 10.0
+STRICT_FACTOR = 30.0
 # A floor can never be below one f32 rounding of the largest logit: guards the ratio
 # against a floor that happens to come out near zero.
 F32_EPS = float(np.finfo(np.float32).eps)
