@@ -22,7 +22,6 @@ import numpy as np
 
 from emitter import Config, Decoder, emit
 from emitter.decoder import TAP_POINTS
-
 from harness.backends import SUBJECT
 from harness.core import noise, oracle_cache
 from harness.core.fixtures import Fixture

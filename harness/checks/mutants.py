@@ -17,7 +17,6 @@ from typing import Callable
 from emitter import Config, Decoder, Rope, emit
 from emitter.families import FULL, SLIDING
 from emitter.stablehlo import Value
-
 from harness.core.kinds import KINDS
 
 Applies = Callable[[Config], bool]
