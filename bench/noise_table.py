@@ -3,10 +3,12 @@
     .venv/bin/python bench/noise_table.py [--seeds 20] [--jobs 2] [--family NAME]... [--json OUT]
 
 For every family, prefill and decode, and seeds 1..N (weights and prompt both change with the
-seed), runs the real graph against the fp32 oracle and the fp64 oracle and prints, per case,
-the worst and median ratio max|IREE - fp32 oracle| / max|fp32 oracle - fp64 oracle|, the worst
-error and the smallest floor, and how many seeds the strict bound (noise.STRICT_FACTOR) would
-fail: it must be zero everywhere.
+seed; positions apart from slots and quiet tokens as every case feeds them), runs the real graph
+against the fp32 oracle and the fp64 oracle. A case's ratio is judged step by step, as the strict
+bound is: max over the compared steps s of max|IREE_s - fp32 oracle_s| / max|fp32 oracle_s - fp64
+oracle_s|. Prints, per family and graph, the worst and median ratio, the worst error and the
+smallest floor, and how many seeds the strict bound (noise.STRICT_FACTOR) would fail: it must be
+zero everywhere.
 """
 from __future__ import annotations
 

@@ -242,3 +242,22 @@ def _is_integer(key) -> bool:
     except ValueError:
         return False
     return True
+
+
+def layer_windows(raw: dict, family: Family) -> list[int | None]:
+    """Each layer's sliding window as transformers applies it (None: the layer attends to everything before it):
+    the family's schedule or the config's layer_types, and no window at all where the config has none or the
+    family's flag (Qwen's use_sliding_window) is off. For a config check_input has accepted."""
+    def get(name):
+        written = family.aliases.get(name, name)
+        value = raw.get(written, raw.get(name))
+        return family.defaults.get(name) if value is None else value
+
+    layers = get("num_hidden_layers")
+    gate = family.window_needs_flag
+    window = None if gate and not raw.get(gate, False) else (
+        raw["sliding_window"] if "sliding_window" in raw else family.defaults.get("sliding_window"))
+    if not isinstance(layers, int) or window is None:
+        return [None] * (layers if isinstance(layers, int) else 0)
+    types = raw.get("layer_types") or family.schedule(raw, layers)
+    return [window if t == "sliding_attention" else None for t in types]

@@ -114,9 +114,8 @@ class Decoder:
         k, v = self.attended_kv(i, k, v)
         tk = k.shape[0]
 
-        # GQA without repeating K/V: query head h = kv * group + j, batched over kv.
         group = nq // nkv
-        q = g.reshape(g.transpose(g.reshape(q, (t, nkv, group, d)), [1, 2, 0, 3]), (nkv, group * t, d))
+        q = self.group_queries(q)
         k, v = g.transpose(k, [1, 0, 2]), g.transpose(v, [1, 0, 2])
         scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.score_scale))
         scores = self.softcap(scores, cfg.attn_softcap)
@@ -124,8 +123,19 @@ class Decoder:
         probs = self.softmax(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])))
         probs = g.reshape(probs, (nkv, group * t, tk))
         out = g.dot_general(probs, v, contract=(2, 1), batch=True)            # [kv, group*T, D]
-        out = g.reshape(g.transpose(g.reshape(out, (nkv, group, t, d)), [2, 0, 1, 3]), (t, nq * d))
-        return self.linear(out, f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
+        return self.linear(self.ungroup_heads(out, t), f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
+
+    def group_queries(self, q: Value) -> Value:
+        """GQA without repeating K/V: q [T, nq, D] -> [nkv, group*T, D], query head h = kv * group + j
+        batched with kv head kv."""
+        g, (t, nq, d), nkv = self.g, q.shape, self.cfg.num_kv_heads
+        return g.reshape(g.transpose(g.reshape(q, (t, nkv, nq // nkv, d)), [1, 2, 0, 3]), (nkv, nq // nkv * t, d))
+
+    def ungroup_heads(self, out: Value, t: int) -> Value:
+        """group_queries' inverse on the attention output: [nkv, group*T, D] -> [T, nq*D] in head order."""
+        g, (nkv, _, d) = self.g, out.shape
+        group = self.cfg.num_heads // nkv
+        return g.reshape(g.transpose(g.reshape(out, (nkv, group, t, d)), [2, 0, 1, 3]), (t, nkv * group * d))
 
     # -- the KV cache ---------------------------------------------------------------
     def write_slot(self, cache_len: Value) -> Value:
@@ -257,9 +267,13 @@ class Decoder:
     def logits(self, h: Value) -> Value:
         cfg, g = self.cfg, self.g
         h = self.rms_norm(h, "model.norm")
-        head = "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
-        logits = g.dot_general(h, self.weight(head, (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
+        logits = g.dot_general(h, self.weight(self.head_name(), (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
         return self.softcap(g.reshape(logits, (cfg.vocab_size,)), cfg.final_softcap)
+
+
+    def head_name(self) -> str:
+        """The tensor the LM head multiplies by: a tied head is the embedding itself."""
+        return "model.embed_tokens.weight" if self.cfg.tie_word_embeddings else "lm_head.weight"
 
 
 TAP_POINTS = ("attention", "mlp", "layer")

@@ -6,7 +6,9 @@ Scale: matrices at gain/sqrt(fan_in) so attention is peaked and logits have real
 margins (at HF's 0.02 a wrong RoPE or mask hides inside the bound); embeddings at
 std 1 after the family's own embedding scale (Gemma's sqrt(hidden) would otherwise let
 each token's embedding swamp the residual stream, and greedy decode just repeats it);
-every 1-D parameter is randomised too, so norms and biases are exercised.
+every 1-D parameter is randomised too, so norms and biases are exercised. The quiet tokens'
+embedding rows are scaled to RMS sqrt(epsilon) of the model's own RMSNorm, so that the first norm
+they meet has mean(x^2) comparable to epsilon and epsilon shows in the logits (harness/core/fixtures.py).
 
 Checkpoint names: transformers 5 renames some checkpoints' tensors on load and fuses others
 (its conversion_mapping: Mixtral's `block_sparse_moe.experts.E.w1/w2/w3`, and every MoE family's
@@ -115,8 +117,16 @@ def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: f
     return (rng.standard_normal(shape) * 0.5).astype(np.float32)
 
 
+def norm_epsilon(model: torch.nn.Module) -> float:
+    """The epsilon of the model's RMSNorms (every norm of a family reads the same config field)."""
+    for module in model.modules():
+        if type(module).__name__.endswith("RMSNorm"):
+            return float(getattr(module, "variance_epsilon", getattr(module, "eps", None)))
+    raise ValueError(f"{type(model).__name__} has no RMSNorm")
+
+
 class Oracle:
-    def __init__(self, config: dict, seed: int, dtype: torch.dtype = torch.float32):
+    def __init__(self, config: dict, seed: int, dtype: torch.dtype = torch.float32, quiet_tokens: tuple[int, ...] = ()):
         self.binding = binding(config["model_type"])
         cfg = _auto_config(self.binding.config(config))
         cls = getattr(transformers, self.binding.class_name)
@@ -128,6 +138,9 @@ class Oracle:
         with torch.no_grad():
             for name, p in sorted(self.model.named_parameters()):
                 p.copy_(torch.from_numpy(synthetic_value(seed, name, tuple(p.shape), embed_scale)))
+            # rows drawn at RMS 1 after the embedding scale, brought to RMS sqrt(eps) after it
+            embeddings = self.model.get_input_embeddings().weight
+            embeddings[list(quiet_tokens)] *= float(np.sqrt(norm_epsilon(self.model)))
 
     @classmethod
     def from_checkpoint(cls, directory, config: dict) -> Oracle:
@@ -164,33 +177,39 @@ class Oracle:
         tensors = revert_weight_conversion(self.model, tensors)
         return {k: v.detach().to(torch.float32).contiguous().numpy() for k, v in tensors.items()}
 
+    def forward(self, tokens, positions, cache=None):
+        """One forward with HF's KV cache. position_ids feed RoPE; the masks (causal, sliding windows) are
+        built from the cache's length, i.e. over cache slots, whatever the positions."""
+        as_ids = lambda xs: torch.tensor([[int(x) for x in xs]])
+        return self.model(input_ids=as_ids(tokens), position_ids=as_ids(positions), cache=cache, use_cache=True)
+
     @torch.no_grad()
-    def greedy(self, prompt: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """Greedy continuation with HF's own KV cache: the logits f32[steps + 1, V] (the prompt's last
-        token, then each decode step fed the previous choice) and the steps + 1 tokens they choose."""
-        ids = torch.from_numpy(np.asarray(prompt, dtype=np.int64))[None, :]
-        out = self.model(input_ids=ids, use_cache=True)
+    def greedy(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy continuation with HF's own KV cache, the prompt at positions and decode step s at steps[s - 1]:
+        the logits f32[len(steps) + 1, V] (the prompt's last token, then each decode step fed the previous
+        choice) and the tokens they choose."""
+        out = self.forward(prompt, positions)
         logits = [out.logits[0, -1].to(torch.float32).numpy()]
-        for _ in range(steps):
-            chosen = torch.tensor([[int(logits[-1].argmax())]])
-            out = self.model(input_ids=chosen, cache=out.cache, use_cache=True)
+        for position in steps:
+            out = self.forward([int(logits[-1].argmax())], [position], out.cache)
             logits.append(out.logits[0, -1].to(torch.float32).numpy())
         logits = np.stack(logits)
         return logits, logits.argmax(axis=1).astype(np.int32)
 
     @torch.no_grad()
-    def prompt_logits(self, prompt: np.ndarray) -> np.ndarray:
-        """The logits [len(prompt), V] at every prompt position, in the model's dtype."""
-        return self.model(input_ids=torch.tensor([[int(t) for t in prompt]])).logits[0].numpy()
+    def prompt_logits(self, prompt: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The logits [len(prompt), V] at every prompt position (the prompt at positions), in the model's dtype."""
+        return self.forward(prompt, positions).logits[0].numpy()
 
     @torch.no_grad()
-    def teacher_forced(self, prompt: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    def teacher_forced(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray,
+                       tokens: np.ndarray) -> np.ndarray:
         """The logits [len(tokens), V] in the model's dtype: the prompt's last token, then each step fed
-        tokens[s - 1] (another run's choices, so that both runs see the same inputs)."""
-        out = self.model(input_ids=torch.tensor([[int(t) for t in prompt]]), use_cache=True)
+        tokens[s - 1] (another run's choices, so that both runs see the same inputs) at steps[s - 1]."""
+        out = self.forward(prompt, positions)
         logits = [out.logits[0, -1]]
-        for token in tokens[:-1]:
-            out = self.model(input_ids=torch.tensor([[int(token)]]), cache=out.cache, use_cache=True)
+        for token, position in zip(tokens[:-1], steps):
+            out = self.forward([token], [position], out.cache)
             logits.append(out.logits[0, -1])
         return torch.stack(logits).numpy()
 

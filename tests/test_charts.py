@@ -154,3 +154,27 @@ def test_the_first_tap_over_its_threshold_is_circled_where_it_belongs():
 def test_taps_all_within_their_threshold_circle_nothing():
     root = parse(charts.taps_chart(taps([1e-6] * 6, [1e-6] * 6), 10.0, "t"))
     assert not [e for e in root.iter() if e.get("class") == "first-over"]
+
+
+def _path_points(path: ET.Element) -> list[tuple[float, float]]:
+    return [tuple(map(float, p.split(","))) for p in path.get("d").replace("M", " ").replace("L", " ").split()]
+
+
+def test_the_strict_bound_that_judged_a_prefill_is_drawn_beside_the_fixed_one():
+    """A case failed by the strict bound has every bar below 1e-2: the chart must draw the line it crossed."""
+    oracle, graph = logits()
+    root = parse(charts.vocab_chart(oracle.tolist(), graph.tolist(), 1e-2, "v", strict=2e-4))
+    to_y = axis(root, "y")
+    for role, bound in (("bound", 1e-2), ("strict-bound", 2e-4)):
+        ys = [y for _, y in _path_points(group(root, role))]
+        assert ys == pytest.approx([to_y(math.log10(bound))] * len(ys), abs=0.2)
+    assert "strict bound 2.0e-04" in "".join(root.itertext())
+
+
+def test_each_decode_step_is_drawn_against_its_own_strict_bound():
+    floors = 10 ** np.linspace(-5, -4, 17)
+    root = parse(charts.steps_chart(timeline(floors * 3, np.ones(17)), 1e-2, "s", None, strict=(10 * floors).tolist()))
+    to_x, to_y = axis(root, "x"), axis(root, "y")
+    points = np.array(_path_points(group(root, "strict-bound")))
+    expected = np.array([(to_x(s), to_y(math.log10(10 * f))) for s, f in enumerate(floors)])
+    assert points.shape == expected.shape and np.abs(points - expected).max() < 0.2

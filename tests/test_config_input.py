@@ -225,3 +225,21 @@ def test_pytest_refuses_an_emitter_option_that_names_no_command():
     proc = run_cli(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--emitter", "", "tests/test_config_input.py"])
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "--emitter '': names no command" in proc.stderr
+
+
+@pytest.mark.parametrize("layers,refused", [(2, True), (3, False)])
+def test_a_fixture_whose_windows_leave_prompt_tokens_unreachable_is_refused(tmp_path, layers, refused):
+    """Mistral's window 5 slides on every layer: through 2 layers the last of 13 prompt tokens reaches 8 back,
+    so tokens 0..3 reach no compared logit (the fixture's old shape); through 3 it reaches all 12."""
+    from harness.core import fixtures
+    (tmp_path / "fixture.json").write_text(json.dumps({"seed": 1, "prompt_len": 13}))
+    mistral = fixtures.load("mistral").config
+    (tmp_path / "config.json").write_text(json.dumps({**mistral, "num_hidden_layers": layers}))
+    if refused:
+        with pytest.raises(fixtures.FixtureError, match=r"reaches 8 tokens back, so prompt tokens 0\.\.3 reach no"):
+            fixtures.load_dir(tmp_path)
+    else:
+        assert fixtures.load_dir(tmp_path).config["num_hidden_layers"] == 3
+    # a window the family's flag switches off (Qwen2's use_sliding_window false) limits nothing
+    qwen2 = fixtures.load("qwen2").config
+    assert not qwen2["use_sliding_window"] and fixtures.load("qwen2").prompt_len > 2 * (qwen2["sliding_window"] - 1)

@@ -39,7 +39,7 @@ def test_decode_matches_oracle_token_for_token(name, emitter, case_report):
     assert record.decode.first_divergence is None, format_line(record)
     timeline = record.decode.timeline
     assert len(timeline) == fixture.decode_steps + 1
-    assert timeline[-1].position == fixture.prompt_len + fixture.decode_steps - 1
+    assert [t.position for t in timeline[1:]] == fixture.decode_positions().tolist()
     # a continuation that repeats one token would exercise the cache with one key: the fixture is too weak
     assert len({step.oracle_token for step in timeline}) > len(timeline) // 2, timeline
 
@@ -47,12 +47,13 @@ def test_decode_matches_oracle_token_for_token(name, emitter, case_report):
 @pytest.mark.parametrize("name,mutant", MUTANT_CASES, ids=[f"{n}-{m}" for n, m in MUTANT_CASES])
 def test_mutant_fails(name, mutant, case_report):
     fixture, bug = fixtures.load(name), mutants.MUTANTS[mutant]
-    broken = bug.emit(fixture.config_path)
-    assert broken != emit(Config.from_json(fixture.config_path), bug.graph), f"{mutant} does not change {name}'s graph"
+    broken = bug.texts(fixture.config_path)
+    assert broken[bug.graph] != emit(Config.from_json(fixture.config_path), bug.graph), \
+        f"{mutant} does not change {name}'s graph"
     # The fixed bound alone, and no XLA run: every listed mutant must show without the strict bound
     # (the --mutants suite and tests/test_mutation.py cover the strict one and the triangulation).
-    record = run_case(fixture, bug.graph, texts={bug.graph: broken}, xla=False, strict_bound=False)
-    case_report(record, text=broken, mutant=mutant)
+    record = run_case(fixture, bug.graph, texts=broken, xla=False, strict_bound=False)
+    case_report(record, text=broken[bug.graph], mutant=mutant)
     assert record.verdict == "FAIL", format_line(record)
 
 

@@ -6,7 +6,8 @@ constraint (a value of the wrong type or a non-finite number among them) must be
 emitter with one sentence naming the field; any value of any field, and any bytes as a file, are
 taken or refused, never a traceback, and what is taken transformers' config class takes too.
 
-Budgets: CI runs a couple of derandomized examples per family (deterministic); `ARCHVAL_FUZZ=long`
+Budgets: CI runs a couple of derandomized examples per family (deterministic), decode for the families whose
+decode differs from their prefill (sliding windows, MoE), prefill for the others; `ARCHVAL_FUZZ=long`
 runs many random ones on every family and graph kind (ARCHVAL_FUZZ_EXAMPLES, default 25 each).
 A failing example is shrunk, saved as reports/fuzz/<sha>.json and replayed with
 `.venv/bin/python tests/test_fuzz.py reports/fuzz/<sha>.json`.
@@ -28,12 +29,12 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script for replay
 
-from emitter import GRAPHS, Config, ConfigError, emit  # noqa: E402
+from emitter import DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit  # noqa: E402
 from emitter.config_input import PRETRAINED_FIELDS, accepts, read_json_object  # noqa: E402
 from emitter.families import FAMILIES  # noqa: E402
 from harness.checks.shrink import ShrinkError, shrink  # noqa: E402
 from harness.core.case import run_case  # noqa: E402
-from harness.core.fixtures import DEFAULT_BOUND, Fixture  # noqa: E402
+from harness.core.fixtures import DECODE_GAP, DEFAULT_BOUND, DEFAULT_DECODE_STEPS, POSITION_GAP, Fixture  # noqa: E402
 
 LONG = os.environ.get("ARCHVAL_FUZZ") == "long"
 FAILURES_DIR = ROOT / "reports" / "fuzz"
@@ -45,6 +46,9 @@ settings.register_profile("long", max_examples=int(os.environ.get("ARCHVAL_FUZZ_
 PROFILE = settings.get_profile("long" if LONG else "ci")
 # Enough families in CI to cover every axis once (windows, schedules, soft-caps, per-layer RoPE, NoPE, MoE)
 CI_FAMILIES = ("llama", "gemma2", "gemma3_text", "smollm3", "qwen2_moe")
+# ... and those whose decode differs from their prefill (sliding windows over a growing cache, routing per
+# step) run decode in CI too: a decode case runs the prefill graph and then every step.
+CI_DECODE = ("gemma2", "gemma3_text", "smollm3", "qwen2_moe")
 
 
 # -- valid configs, by construction --------------------------------------------------------------------
@@ -279,8 +283,12 @@ def save_failure(case: dict) -> Path:
 
 @st.composite
 def cases(draw, family):
+    # the longest prompt whose positions (Fixture.prompt_positions, decode_positions) fit the built-in emitter's
+    # graphs: POSITION_GAP + DECODE_GAP past the slots, 16 decode steps, a 32-slot cache
+    longest = DEFAULT_CAPACITY - DEFAULT_DECODE_STEPS - POSITION_GAP - DECODE_GAP
     return {"config": draw(VALID[family]), "seed": draw(st.integers(0, 2**16)),
-            "prompt_len": draw(st.integers(4, 16)), "graph": "decode" if LONG else "prefill"}
+            "prompt_len": draw(st.integers(4, longest)),
+            "graph": "decode" if LONG or family in CI_DECODE else "prefill"}
 
 
 @pytest.mark.parametrize("family", sorted(VALID) if LONG else CI_FAMILIES)

@@ -48,7 +48,7 @@ def test_decode_cache_too_small_for_the_continuation_is_an_error():
     small = emit(Config.from_json(fixture.config_path), "decode", capacity=20)
     record = run_case(fixture, "decode", texts={"decode": small})
     assert record.verdict == "ERROR"
-    assert "prompt_len 13 + 16 decode steps need 29 cache slots but the decode graph's k_cache holds 20" \
+    assert "prompt_len 13 + 16 decode steps need 29 cache slots and positions up to 31, but the decode graph's k_cache holds 20" \
         in record.message
 
 

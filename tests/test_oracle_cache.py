@@ -75,7 +75,7 @@ def test_the_cached_run_is_the_live_oracle_bit_for_bit(cold_cache):
     again = oracle_cache.run(fixture)
     assert again.cached
     live = oracle_cache.model(fixture)
-    logits, tokens = live.greedy(fixture.prompt(), fixture.decode_steps)
+    logits, tokens = live.greedy(fixture.prompt(), fixture.prompt_positions(), fixture.decode_positions())
     assert np.array_equal(again.logits, logits) and np.array_equal(again.tokens, tokens)
     state = live.state_dict()
     assert list(again.weights) == list(state)

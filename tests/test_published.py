@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.checks import mutants, published
+from harness.checks import mutants, published, shrink
 from harness.checks.structural import REAL_DIR
 from harness.cli import main
 from harness.core.case import run_case
@@ -44,9 +44,9 @@ def test_published_configs_pass_after_shrinking_and_the_report_says_what_was_shr
     gemma = next(r for r in records if r["family"] == "gemma-3-1b-it" and r["graph"] == "decode")
     assert gemma["replay"] == f"./validate_arch.sh --config {model / 'config.json'} --graph decode"
     assert gemma["published"]["shrunk"]["num_hidden_layers"] == [26, 6]
-    assert gemma["published"]["shrunk"]["sliding_window"] == [512, 4]
+    assert gemma["published"]["shrunk"]["sliding_window"] == [512, shrink.WINDOW]
     assert "MQA attention" in gemma["published"]["kept"]
-    assert "num_hidden_layers 26 -> 6" in out and "sliding_window 512 -> 4" in out
+    assert "num_hidden_layers 26 -> 6" in out and f"sliding_window 512 -> {shrink.WINDOW}" in out
     assert "layer pattern (sliding, sliding, sliding, sliding, sliding, full) repeated" in out
     qwen = next(r for r in records if r["family"] == "Qwen3-30B-A3B")
     assert qwen["published"]["router_margin"] > published.ROUTER_MARGIN
@@ -79,7 +79,7 @@ def test_what_shrinking_keeps_still_bites(tmp_path, name, mutant):
     """A choice kept but shrunk into irrelevance would test nothing: its mutant must fail the shrunk model."""
     fixture = published.prepare(str(REAL_DIR / name / "config.json"), tmp_path, name).fixture
     bug = mutants.MUTANTS[mutant]
-    record = run_case(fixture, bug.graph, texts={bug.graph: bug.emit(fixture.config_path)})
+    record = run_case(fixture, bug.graph, texts=bug.texts(fixture.config_path))
     assert record.verdict == "FAIL", format_line(record)
 
 

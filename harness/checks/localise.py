@@ -24,7 +24,7 @@ from dataclasses import asdict
 import numpy as np
 
 from harness.backends import SUBJECT
-from harness.core import noise
+from harness.core import noise, oracle_cache
 from harness.core.abi import PROTOCOL, prefill_results
 from harness.core.emitters import CaseError, EmitterRefused, emit
 from harness.core.fixtures import Fixture
@@ -36,12 +36,11 @@ TAP_POINTS = ("attention", "mlp", "layer")  # the tap protocol's results, in thi
 HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
 
 
-def oracle_taps(fixture: Fixture, dtype) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """({point: [L, T, hidden]} of the oracle on the prompt, its fp32 state dict)."""
+def oracle_taps(fixture: Fixture, dtype: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """({point: [L, T, hidden]} of the oracle on the prompt at its positions, its fp32 state dict)."""
     import torch
 
-    from oracles.hf import Oracle
-    oracle = Oracle(fixture.config, fixture.seed, dtype=dtype)
+    oracle = oracle_cache.model(fixture, dtype)
     layers = oracle.model.model.layers
     taps = {p: [None] * len(layers) for p in TAP_POINTS}
     handles = []
@@ -53,7 +52,7 @@ def oracle_taps(fixture: Fixture, dtype) -> tuple[dict[str, np.ndarray], dict[st
             handles.append((getattr(layer, attr) if attr else layer).register_forward_hook(hook))
     try:
         with torch.no_grad():
-            oracle.model(input_ids=torch.from_numpy(fixture.prompt().astype(np.int64))[None, :])
+            oracle.forward(fixture.prompt(), fixture.prompt_positions())
     finally:
         for h in handles:
             h.remove()
@@ -65,8 +64,9 @@ class NoTaps(Exception):
 
 
 def graph_taps(text: str, fixture: Fixture, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """{point: [L, T, hidden]} of the tapped prefill graph on the prompt's real tokens; NoTaps when it
-    returns nothing after its caches, CaseError when what it returns there is not the protocol's taps."""
+    """{point: [L, T, hidden]} of the tapped prefill graph on the prompt's real tokens (at the prompt's
+    positions); NoTaps when it returns nothing after its caches, CaseError when what it returns there is
+    not the protocol's taps."""
     main = parse_signature(text).functions["main"]
     plain = prefill_results(main, fixture, tapped=True).count
     bucket = main.arg("tokens").shape[0]
@@ -78,19 +78,17 @@ def graph_taps(text: str, fixture: Fixture, weights: dict[str, np.ndarray]) -> d
         shown = ", ".join(f"{r.dtype}{list(r.shape)}" for r in extra)
         raise CaseError(f"the tapped prefill graph returns {shown} after its caches; the tap protocol wants "
                         f"{len(TAP_POINTS)} results f32{list(wanted)}: {', '.join(TAP_POINTS)} ({PROTOCOL}#taps)")
-    prompt = fixture.prompt()
     module = SUBJECT.load(text, parse_signature(text), lambda stage: contextlib.nullcontext())
-    results = module.call(weights, prefill_inputs(prompt, bucket))
-    return dict(zip(TAP_POINTS, (np.asarray(r)[:, : len(prompt)] for r in results[plain:])))
+    results = module.call(weights, prefill_inputs(fixture, bucket))
+    return dict(zip(TAP_POINTS, (np.asarray(r)[:, : fixture.prompt_len] for r in results[plain:])))
 
 
 def localise(fixture: Fixture, text: str) -> Localisation:
     """The tap table of a tapped prefill text and the first tap above STRICT_FACTOR x its floor; NoTaps
     when the text carries none."""
-    import torch
-    fp32, weights = oracle_taps(fixture, torch.float32)
+    fp32, weights = oracle_taps(fixture, "float32")
     graph = graph_taps(text, fixture, weights)
-    fp64, _ = oracle_taps(fixture, torch.float64)
+    fp64, _ = oracle_taps(fixture, "float64")
     table, first = [], None
     for layer in range(fixture.attribute("num_hidden_layers")):
         for point in TAP_POINTS:

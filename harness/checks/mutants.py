@@ -17,6 +17,7 @@ from typing import Callable
 from emitter import Config, Decoder, Rope, emit
 from emitter.families import FULL, SLIDING
 from emitter.stablehlo import Value
+from harness.core.kinds import KINDS
 
 Applies = Callable[[Config], bool]
 
@@ -31,14 +32,57 @@ class Mutant:
     # the same slip on the oracle's config.json, where HF can express it: its exact effect in fp64
     # says whether any fp32 check could see it at all (checks/mutation.py)
     oracle_config: Callable[[dict], dict] | None = None
+    # a slip that no number can show, because a correct harness refuses the graph before it runs: the ERROR's
+    # message must say this (a FAIL kills it too)
+    refused_as: str | None = None
 
-    def emit(self, config_path: Path) -> str:
-        return emit(self.config(Config.from_json(config_path)), self.graph, core=self.core)
+    def texts(self, config_path: Path) -> dict[str, str]:
+        """The mutant emitter's graphs: every graph a case of its kind compiles (decode's prefill too) carries
+        the slip, as a real emitter's would."""
+        config = self.config(Config.from_json(config_path))
+        return {graph: emit(config, graph, core=self.core) for graph in KINDS[self.graph].emits}
 
 
 class CacheSlotOffByOne(Decoder):
     def write_slot(self, cache_len):
         return self.g.add(cache_len, self.g.scalar(1, "i32"))
+
+
+class CacheSlotOneEarly(Decoder):
+    """Decode writes the new key and value over the previous token's."""
+    def write_slot(self, cache_len):
+        return self.g.sub(cache_len, self.g.scalar(1, "i32"))
+
+
+class RopeBySlot(Decoder):
+    """RoPE rotates by the cache slot (prefill's token index, decode's cache_len): the positions input ignored."""
+    def hidden_states(self, tokens, positions, q_slot, k_slot, capacity):
+        return super().hidden_states(tokens, q_slot, q_slot, k_slot, capacity)
+
+
+class DecodeRopeByCacheLen(Decoder):
+    """Decode alone rotates by cache_len instead of its position input; prefill is right."""
+    def hidden_states(self, tokens, positions, q_slot, k_slot, capacity):
+        return super().hidden_states(tokens, q_slot if self.cache is not None else positions, q_slot, k_slot,
+                                     capacity)
+
+
+class TiedHeadAlias(Decoder):
+    """A tied head read from lm_head.weight, a tensor a tied checkpoint does not hold."""
+    def head_name(self):
+        return "lm_head.weight"
+
+
+class GqaHeadsInterleaved(Decoder):
+    """Query head h attends with kv head h % n_kv (heads dealt round-robin) instead of h // group."""
+    def group_queries(self, q):
+        g, (t, nq, d), nkv = self.g, q.shape, self.cfg.num_kv_heads
+        return g.reshape(g.transpose(g.reshape(q, (t, nq // nkv, nkv, d)), [2, 1, 0, 3]), (nkv, nq // nkv * t, d))
+
+    def ungroup_heads(self, out, t):
+        g, (nkv, _, d) = self.g, out.shape
+        group = self.cfg.num_heads // nkv
+        return g.reshape(g.transpose(g.reshape(out, (nkv, group, t, d)), [2, 1, 0, 3]), (t, nkv * group * d))
 
 
 class TopKLeastLikely(Decoder):
@@ -191,11 +235,35 @@ MUTANTS: dict[str, Mutant] = {
     "decode_ignores_window": Mutant("decode attends to the whole cache on sliding layers",
                                     core=DecodeIgnoresWindow, graph="decode", applies=_slides),
     # Subtle slips: some stay inside the fixed 1e-2 bound; the strict bound (core/noise.py) catches them.
+    "cache_slot_one_early": Mutant("decode writes the new key/value over the previous token's",
+                                   core=CacheSlotOneEarly, graph="decode", applies=lambda c: True),
+    # Positions apart from slots (harness/core/fixtures.py) are what tell these from a correct graph.
+    "rope_by_slot": Mutant("RoPE rotates by the cache slot, not the positions input", core=RopeBySlot,
+                           applies=_rotates),
+    "position_input_ignored": Mutant("neither graph reads its position input: RoPE by slot in prefill, by "
+                                     "cache_len in decode", core=RopeBySlot, graph="decode", applies=_rotates),
+    "decode_rope_by_cache_len": Mutant("decode rotates by cache_len instead of its position", core=DecodeRopeByCacheLen,
+                                       graph="decode", applies=_rotates),
+    # A tied checkpoint holds no lm_head.weight, so the oracle offers none (issue 19): binding refuses the graph
+    # (core/graph.py bind), and the self-test counts the refusal as caught.
+    "tied_head_alias": Mutant("a tied head read from lm_head.weight", core=TiedHeadAlias,
+                              applies=lambda c: c.tie_word_embeddings,
+                              refused_as="argument 'lm_head.weight' names neither an input of this graph"),
+    "gqa_heads_interleaved": Mutant("query head h attends with kv head h % n_kv, not h // group",
+                                    core=GqaHeadsInterleaved,
+                                    applies=lambda c: 1 < c.num_kv_heads < c.num_heads),
+    # Epsilon read as the other common default (1e-5 <-> 1e-6), either way: the quiet tokens make it visible.
     "eps_10x": Mutant("RMSNorm epsilon 10x the config's", lambda c: replace(c, rms_norm_eps=c.rms_norm_eps * 10),
                       applies=lambda c: True,
                       oracle_config=lambda raw: {**raw, "rms_norm_eps": Config.from_dict(raw).rms_norm_eps * 10}),
+    "eps_tenth": Mutant("RMSNorm epsilon a tenth of the config's",
+                        lambda c: replace(c, rms_norm_eps=c.rms_norm_eps / 10), applies=lambda c: True,
+                        oracle_config=lambda raw: {**raw, "rms_norm_eps": Config.from_dict(raw).rms_norm_eps / 10}),
     "attn_scale_1pct": Mutant("attention scores scaled 1% too much",
                               lambda c: replace(c, score_scale=c.score_scale * 1.01), applies=lambda c: True),
+    # a tenth of that stays inside the fixed 1e-2 bound: the strict bound's reason to exist
+    "attn_scale_permille": Mutant("attention scores scaled 0.1% too much",
+                                  lambda c: replace(c, score_scale=c.score_scale * 1.001), applies=lambda c: True),
     "mask_includes_next": Mutant("the causal mask lets each query see the next slot", core=MaskIncludesNext,
                                  applies=lambda c: True),
     "rope_interleaved": Mutant("RoPE rotates interleaved pairs instead of the two halves", core=RopeInterleaved,

@@ -3,8 +3,10 @@
 A harness that never fails on a subtle bug proves nothing. Each mutant applicable to a family
 (checks/mutants.py: its predicate on the config's flags, or the fixture lists it) is emitted,
 run through the same case as the real graph, and must FAIL. The report gives the kill rate per
-family, the survivors, and the mutants the fixed bound alone would have let through (killed only
-by the strict, noise-derived bound).
+family, the survivors, the mutants the fixed bound alone would have let through (killed only
+by the strict, noise-derived bound), and each mutant's detection margin: how many times over the
+bound that judged it the graph failed. A mutant killed by less than WEAK_MARGIN is a weak spot:
+a slightly noisier seed or a slightly smaller slip would let it through.
 
 A survivor whose slip HF can express too (Mutant.oracle_config) is measured exactly: the
 fp64 oracle with the slip against the fp64 oracle without it. When that exact effect is
@@ -26,7 +28,9 @@ from emitter import Config, emit
 from harness.checks import mutants
 from harness.core import fixtures
 from harness.core.case import new_record, run_case
-from harness.core.record import FAIL, MutantFacts, Record
+from harness.core.record import ERROR, FAIL, FAILED, MutantFacts, Record
+
+WEAK_MARGIN = 3.0
 
 
 def family_mutants(name: str) -> list[str]:
@@ -45,22 +49,36 @@ def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | Non
         if only is not None and mutant not in only:
             continue
         bug = mutants.MUTANTS[mutant]
-        text = bug.emit(fixture.config_path)
-        facts = MutantFacts(mutant, bug.description, changes_graph=text != emit(config, bug.graph))
+        texts = bug.texts(fixture.config_path)
+        facts = MutantFacts(mutant, bug.description,
+                            changes_graph=any(text != emit(config, graph) for graph, text in texts.items()))
         if facts.changes_graph:
-            record = run_case(fixture, bug.graph, texts={bug.graph: text}, xla=False, strict_bound=strict_bound)
+            record = run_case(fixture, bug.graph, texts=texts, xla=False, strict_bound=strict_bound)
         else:
             record = new_record(fixture, bug.graph)
             record.errored("emit", "the mutant does not change this family's graph")
-        facts.killed = record.verdict == FAIL
-        facts.fixed_killed = (record.fixed_verdict or record.verdict) == FAIL
+        facts.refused = bool(bug.refused_as) and record.verdict == ERROR and bug.refused_as in record.message
+        facts.killed = record.verdict == FAIL or facts.refused
+        facts.fixed_killed = (record.fixed_verdict or record.verdict) == FAIL or facts.refused  # no bound refuses
         facts.equivalent = False
+        facts.margin, facts.judged_by = detection_margin(record)
         record.mutant = facts
         record.replay = f"./validate_arch.sh --mutants --family {name}"  # runs this family's mutants, this one too
         if not facts.killed and bug.oracle_config and record.noise:
             _measure_exact_effect(record, fixture, bug)
         records.append(record)
     return records
+
+
+def detection_margin(record: Record) -> tuple[float | None, str | None]:
+    """(how many times over its bound the most decisive failed check found the graph, that check). A check
+    without a ratio (tokens, NaN/Inf) gives no margin but still names itself; (None, None) when nothing failed."""
+    failed = [c for c in record.checks if c.status == FAILED]
+    ratios = [(c.value / c.bound, c.name) for c in failed if c.value is not None and c.bound]
+    if ratios:
+        margin, name = max(ratios)
+        return float(margin), name
+    return None, failed[0].name if failed else None
 
 
 def _measure_exact_effect(record: Record, fixture, bug: mutants.Mutant) -> None:

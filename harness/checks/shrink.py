@@ -22,7 +22,8 @@ HEAD_DIM_UNEVEN = 24          # ... and head_dim 24 when it has head_dim·heads 
 INTERMEDIATE = 128
 EXPERT_SIZE, SHARED_EXPERT_SIZE = 32, 48
 MAX_EXPERTS = 8               # or 2·top-k, so that top-k still leaves experts out
-WINDOW = 4                    # shorter than the prompt, so the window bites in prefill and decode
+WINDOW = 7                    # shorter than the prompt (13), so it bites in prefill and decode; two sliding
+                              # layers still reach the first prompt token from the last (2 × 6 ≥ 12)
 ROPE_CONTEXT = 32             # llama3/YaRN original context: the scaling moves angles within 32 positions
 DYNAMIC_CONTEXT = 64          # dynamic RoPE equals the default inside max_position_embeddings >= decode capacity
 ATTN_SOFTCAP, FINAL_SOFTCAP = 20.0, 5.0  # the gemma2 fixture's caps: they bite at the synthetic weight scale

@@ -273,11 +273,13 @@ class CheckpointSource:
 
             from oracles.hf import Oracle
             oracle = Oracle.from_checkpoint(self.checkpoint.directory, self.checkpoint.config)
-            logits, tokens = oracle.greedy(self.prompt, self.steps)
+            n = len(self.prompt)  # the prompt at its slots, each decode step at its own (Fixture.prompt_positions)
+            positions, steps = np.arange(n), np.arange(n, n + self.steps)
+            logits, tokens = oracle.greedy(self.prompt, positions, steps)
             routed = tuple(oracle.routed_layers())
             if self.strict:
                 oracle.model.to(torch.float64)
-                self._fp64 = oracle.teacher_forced(self.prompt, tokens)
+                self._fp64 = oracle.teacher_forced(self.prompt, positions, steps, tokens)
             binding = oracle.binding
             del oracle
             gc.collect()

@@ -25,15 +25,16 @@ class Comparison:
     def argmax_match(self) -> bool:
         return self.oracle_argmax == self.graph_argmax
 
-    @property
-    def near_tie_flip(self) -> bool:
-        """A top-1 swap the error can explain: the oracle's own top-1/top-2 gap is within 2x the error."""
-        return not self.argmax_match and self.oracle_top2_gap <= 2 * self.max_abs_diff
+    def near_tie_flip(self, bound: float) -> bool:
+        """A top-1 swap the error can explain, by an error within the bound: the oracle's own top-1/top-2 gap is
+        within 2x the error, and that error no failure. A swap that takes an out-of-bound error is no near tie."""
+        return (not self.argmax_match and self.oracle_top2_gap <= 2 * self.max_abs_diff
+                and self.max_abs_diff <= bound)
 
-    def result(self, position: int, oracle: np.ndarray, graph: np.ndarray) -> LogitsResult:
+    def result(self, position: int, oracle: np.ndarray, graph: np.ndarray, bound: float) -> LogitsResult:
         """The record's part: this comparison at position, with both full logit vectors."""
         return LogitsResult(position, self.worst_index, self.oracle_argmax, self.graph_argmax, self.oracle_top2_gap,
-                            self.nonfinite, self.argmax_match, self.near_tie_flip, list(self.oracle_top_k),
+                            self.nonfinite, self.argmax_match, self.near_tie_flip(bound), list(self.oracle_top_k),
                             list(self.graph_top_k), f32_list(oracle), f32_list(graph))
 
 
@@ -76,9 +77,9 @@ def logit_checks(c: Comparison, bound: float) -> list[Check]:
                     "" if c.max_abs_diff <= bound else (f"max |Δlogit| = {c.max_abs_diff:.3e} at vocab index "
                                                         f"{c.worst_index} exceeds the bound {bound:.1e}"),
                     c.max_abs_diff, bound)]
-    # At one position a flip is always a near tie: oracle gap o1 - o2 <= e2 - e1 <= 2 max|e|.
-    # It is reported; the bound above is what fails a graph.
-    tie = c.near_tie_flip and c.max_abs_diff <= bound
+    # At one position a flip is always within 2 max|e| of a tie: oracle gap o1 - o2 <= e2 - e1 <= 2 max|e|.
+    # Within the bound it is reported as a near tie; the bound above is what fails a graph.
+    tie = c.near_tie_flip(bound)
     note = (f"near-tie flip: oracle {c.oracle_argmax}, graph {c.graph_argmax}, gap {c.oracle_top2_gap:.3e} "
             f"within 2 x {c.max_abs_diff:.3e}") if tie else ""
     passed = c.argmax_match or tie
@@ -104,7 +105,7 @@ def position_checks(rows: DecodeComparison) -> list[Check]:
                                                             f"index {worst.worst_index} exceeds the bound {bound:.1e}"),
                     worst.max_abs_diff, bound)]
     flips = [(p, c) for p, c in zip(rows.positions, rows.steps) if not c.argmax_match]
-    failures = [(p, c) for p, c in flips if not (c.near_tie_flip and c.max_abs_diff <= bound)]
+    failures = [(p, c) for p, c in flips if not c.near_tie_flip(bound)]
     if failures:
         p, c = failures[0]
         checks.append(Check("argmax", "compare", FAILED,
@@ -143,14 +144,13 @@ class DecodeComparison:
         s = self.first_divergence
         if s is None:
             return None
-        c = self.steps[s]
-        return NEAR_TIE if c.near_tie_flip and c.max_abs_diff <= self.bound else NOT_A_TIE
+        return NEAR_TIE if self.steps[s].near_tie_flip(self.bound) else NOT_A_TIE
 
     def results(self, oracle: np.ndarray, graph: np.ndarray) -> tuple[LogitsResult, DecodeResult]:
         """The record's parts: the worst step's comparison (NaN/Inf counted over every step, the tokens
         agreeing at every step), and the timeline."""
         s = self.worst_step
-        logits = replace(self.steps[s].result(self.positions[s], oracle[s], graph[s]),
+        logits = replace(self.steps[s].result(self.positions[s], oracle[s], graph[s], self.bound),
                          nonfinite=sum(c.nonfinite for c in self.steps), argmax_match=self.first_divergence is None,
                          near_tie_flip=self.divergence == NEAR_TIE)
         timeline = [Step(i, pos, c.oracle_argmax, c.graph_argmax, c.max_abs_diff, c.oracle_top2_gap,

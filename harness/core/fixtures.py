@@ -8,13 +8,26 @@ from typing import Any
 
 import numpy as np
 
-from emitter.config_input import ConfigError, attribute, check_input, read_json_object
+from emitter.config_input import ConfigError, attribute, check_input, layer_windows, read_json_object
 from harness import ROOT
 from harness.core.record import FixtureFacts
 
 FIXTURES_DIR = ROOT / "fixtures"
 DEFAULT_BOUND = 1e-2  # the tanh-near-tie bound
 DEFAULT_DECODE_STEPS = 16
+# Quiet tokens: vocabulary ids whose embeddings the oracle draws at RMS sqrt(rms_norm_eps) (oracles/hf.py), like
+# the untrained reserved tokens of real checkpoints. In the first norm they meet, mean(x^2) is comparable to
+# epsilon, so an epsilon read 10x off moves that norm's output by a factor (0.4x or 1.35x), not by 1e-5: the
+# one config scalar no other input makes visible. Every QUIET_EVERY-th prompt token, counted back from the
+# last (whose logits prefill compares), is one of them.
+QUIET_TOKENS = (0, 1)
+QUIET_EVERY = 4
+# Positions apart from cache slots. RoPE sees only position differences, so a constant offset between
+# positions and slots would let an emitter that rotates by slot pass; the gap changes instead: the prompt's
+# second half sits POSITION_GAP positions further on (as after tokens dropped from a conversation), and
+# decode steps DECODE_GAP more (position = cache_len + POSITION_GAP + DECODE_GAP). Masks and windows stay
+# over slots, as transformers builds them from the cache length, not from position_ids.
+POSITION_GAP, DECODE_GAP = 2, 1
 DIMS = (("vocab", "vocab_size"), ("hidden", "hidden_size"), ("intermediate", "intermediate_size"),
         ("layers", "num_hidden_layers"), ("heads", "num_attention_heads"), ("kv heads", "num_key_value_heads"),
         ("head_dim", "head_dim"))
@@ -57,11 +70,28 @@ class Fixture:
                             self.bound, self.bound_reason)
 
     def prompt(self) -> np.ndarray:
-        """The given prompt, else the seeded one: token ids in [0, vocab)."""
+        """The given prompt, else the seeded one: token ids in [0, vocab), every QUIET_EVERY-th from the last a
+        quiet token."""
         if self.prompt_ids is not None:
             return np.array(self.prompt_ids, np.int32)
         rng = np.random.default_rng([self.seed, 0x70])
-        return rng.integers(0, self.config["vocab_size"], self.prompt_len).astype(np.int32)
+        prompt = rng.integers(len(QUIET_TOKENS), self.config["vocab_size"], self.prompt_len).astype(np.int32)
+        quiet = np.arange(self.prompt_len - 1, -1, -QUIET_EVERY)
+        prompt[quiet] = np.resize(np.array(QUIET_TOKENS, np.int32), len(quiet))
+        return prompt
+
+    def prompt_positions(self) -> np.ndarray:
+        """The prompt's positions (RoPE's), at slots 0..prompt_len-1: a gap of POSITION_GAP half-way. A given
+        prompt (a --checkpoint run's: its own weights, no quiet tokens) sits at its slots, as a real one would."""
+        slots = np.arange(self.prompt_len, dtype=np.int32)
+        if self.prompt_ids is not None:
+            return slots
+        return slots + POSITION_GAP * (slots >= self.prompt_len // 2).astype(np.int32)
+
+    def decode_positions(self) -> np.ndarray:
+        """The position of each decode step s = 1..decode_steps, whose cache slot is prompt_len + s - 1."""
+        slots = np.arange(self.prompt_len, self.prompt_len + self.decode_steps, dtype=np.int32)
+        return slots if self.prompt_ids is not None else slots + POSITION_GAP + DECODE_GAP
 
 
 def names() -> list[str]:
@@ -79,7 +109,7 @@ def load_dir(directory: Path) -> Fixture:
     spec_path, config_path = directory / "fixture.json", directory / "config.json"
     spec, config = _json(spec_path), _json(config_path)
     try:  # what transformers' config class would refuse, refused before the oracle is built from it
-        check_input(config, str(config_path))
+        family = check_input(config, str(config_path))
     except ConfigError as e:
         raise FixtureError(str(e)) from None
 
@@ -101,6 +131,11 @@ def load_dir(directory: Path) -> Fixture:
     if isinstance(window, int) and prompt_len + steps <= window:  # the decode cache must outgrow the window
         raise FixtureError(f"{spec_path}: field 'decode_steps' = {steps} with prompt_len {prompt_len} never takes "
                            f"the cache past {config_path.name}'s sliding_window {window}.")
+    reach = prompt_reach(layer_windows(config, family))
+    if reach < prompt_len - 1:  # a slip in how those tokens are attended to could never show in a logit
+        raise FixtureError(f"{spec_path}: field 'prompt_len' = {prompt_len}: through {config_path.name}'s sliding "
+                           f"windows the last prompt token reaches {reach} tokens back, so prompt tokens "
+                           f"0..{prompt_len - 2 - reach} reach no compared logit; add layers or widen the window.")
     replay = spec.get("replay")
     if replay is not None and not isinstance(replay, str):
         raise FixtureError(f"{spec_path}: field 'replay' = {json.dumps(replay)} must be str.")
@@ -108,6 +143,12 @@ def load_dir(directory: Path) -> Fixture:
                    prompt_len=prompt_len, bound=bound, bound_reason=reason, purpose=spec.get("purpose", ""),
                    mutants=tuple(need("mutants", list, [])), decode_steps=steps,
                    replay=replay)
+
+
+def prompt_reach(windows: list[int | None]) -> float:
+    """How many tokens back the last token's logits can see through layers with these windows: a window w
+    looks w - 1 tokens back and each layer adds its look-back; one full-attention layer sees everything."""
+    return float("inf") if None in windows else sum(w - 1 for w in windows)
 
 
 def _json(path: Path) -> dict:

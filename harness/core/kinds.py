@@ -70,19 +70,23 @@ class GraphKind:
         raise NotImplementedError
 
 
-def prefill_inputs(prompt: np.ndarray, bucket: int) -> dict[str, np.ndarray]:
-    """What a prefill graph is fed: the prompt padded to the bucket, its positions, its real length."""
-    if len(prompt) > bucket:
-        raise CaseError(f"prompt_len {len(prompt)} exceeds the graph's prefill bucket {bucket}")
-    tokens = np.zeros(bucket, np.int32)
-    tokens[: len(prompt)] = prompt
-    return {"tokens": tokens, "positions": np.arange(bucket, dtype=np.int32),
-            "real_len": np.array(len(prompt), np.int32)}
+def prefill_inputs(fixture: Fixture, bucket: int) -> dict[str, np.ndarray]:
+    """What a prefill graph is fed: the prompt padded to the bucket at slots 0..bucket-1, the prompt's
+    positions (apart from its slots: Fixture.prompt_positions) and the padding's (its slots), its real length.
+    Every position stays below the bucket, so a RoPE table of as many rows as the graph has tokens suffices."""
+    prompt, positions = fixture.prompt(), fixture.prompt_positions()
+    if positions.max() >= bucket:
+        raise CaseError(f"the prompt's positions reach {int(positions.max())}, past the graph's prefill bucket "
+                        f"{bucket}: the bucket must hold prompt_len {len(prompt)} and the positions' gap")
+    tokens, slots = np.zeros(bucket, np.int32), np.arange(bucket, dtype=np.int32)
+    tokens[: len(prompt)], slots[: len(prompt)] = prompt, positions
+    return {"tokens": tokens, "positions": slots, "real_len": np.array(len(prompt), np.int32)}
 
 
-def decode_inputs(token: int, slot: int, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What one decode step is fed: the token, its position and cache slot, and the caches by argument name."""
-    return {"token": np.array(token, np.int32), "position": np.array(slot, np.int32),
+def decode_inputs(token: int, position: int, slot: int, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What one decode step is fed: the token, its position (RoPE's), its cache slot (cache_len: where its key
+    and value go, and how many slots the masks let it see), and the caches by argument name."""
+    return {"token": np.array(token, np.int32), "position": np.array(position, np.int32),
             "cache_len": np.array(slot, np.int32), **caches}
 
 
@@ -105,7 +109,7 @@ class LogitKind(GraphKind):
         module = case.module("prefill", backend)
         layout = prefill_results(module.main, case.fixture)
         prompt = case.fixture.prompt()
-        logits, *caches = case.call(module, backend, prefill_inputs(prompt, module.main.arg("tokens").shape[0]))
+        logits, *caches = case.call(module, backend, prefill_inputs(case.fixture, module.main.arg("tokens").shape[0]))
         logits = np.asarray(logits, np.float32)
         return (logits[None] if layout.logits == LAST else logits[: len(prompt)]), caches
 
@@ -135,10 +139,10 @@ class Prefill(LogitKind):
         return self.prefill(case, backend)[0]
 
     def judge(self, case: Case, expected: np.ndarray, actual: np.ndarray) -> None:
-        prompt_len, record = len(case.fixture.prompt()), case.record
+        record = case.record
         layout = prefill_results(case.graph("prefill").functions["main"], case.fixture)
         record.abi = AbiVariant(layout.caches, layout.logits)
-        positions = range(prompt_len - len(expected), prompt_len)  # the last token's, or every token's
+        positions = case.fixture.prompt_positions()[-len(expected):]  # the last token's, or every token's
         rows = compare.compare_steps(expected, actual, positions, record.bound)
         record.max_abs_diff = rows.steps[rows.worst_step].max_abs_diff
         record.logits = rows.results(expected, actual)[0]
@@ -147,7 +151,8 @@ class Prefill(LogitKind):
 
 class Decode(LogitKind):
     """Greedy decode through the KV cache, teacher-forced with the oracle's tokens: step s feeds the
-    oracle's token s-1 at position prompt_len + s - 1, starting from prefill's caches."""
+    oracle's token s-1 at cache slot prompt_len + s - 1 and its position (Fixture.decode_positions, past
+    the slot), starting from prefill's caches."""
     name, emits, signed = "decode", ("prefill", "decode"), True
 
     def checks(self) -> tuple[str, ...]:
@@ -163,9 +168,11 @@ class Decode(LogitKind):
         tokens, prompt_len = case.oracle().tokens, len(case.fixture.prompt())
         slot_axis = len(specs[0].shape) - 3  # [L, S, n_kv, D] or [S, n_kv, D]
         capacity, steps = specs[0].shape[slot_axis], len(tokens) - 1
-        if prompt_len + steps > capacity:
+        positions = case.fixture.decode_positions()
+        if prompt_len + steps > capacity or positions.max() >= capacity:
             raise CaseError(f"prompt_len {prompt_len} + {steps} decode steps need {prompt_len + steps} cache slots "
-                            f"but the decode graph's {specs[0].name} holds {capacity}")
+                            f"and positions up to {int(positions.max())}, but the decode graph's {specs[0].name} "
+                            f"holds {capacity}")
         if len(prefill_caches) != len(specs):
             raise CaseError(f"the prefill graph returns {len(prefill_caches)} caches but the decode graph takes "
                             f"{len(specs)}")
@@ -180,8 +187,8 @@ class Decode(LogitKind):
             caches[spec.name] = full
         logits = [prefill_logits[-1]]
         for s in range(1, steps + 1):
-            step_logits, *returned = case.call(decoder, backend,
-                                               decode_inputs(tokens[s - 1], prompt_len + s - 1, caches))
+            step_logits, *returned = case.call(decoder, backend, decode_inputs(tokens[s - 1], positions[s - 1],
+                                                                               prompt_len + s - 1, caches))
             if len(returned) != len(caches):
                 raise CaseError(f"the decode graph returns {1 + len(returned)} results; the protocol wants the logits, "
                                 f"then its {len(caches)} caches in the order it takes them ({PROTOCOL}#results)")
@@ -190,11 +197,11 @@ class Decode(LogitKind):
         return np.stack([np.asarray(x, np.float32).reshape(-1) for x in logits])
 
     def judge(self, case: Case, expected: np.ndarray, actual: np.ndarray) -> None:
-        prompt_len, record = len(case.fixture.prompt()), case.record
-        record.abi = AbiVariant(decode_caches(case.graph("decode").functions["main"], case.fixture)[0],
-                                prefill_results(case.graph("prefill").functions["main"], case.fixture).logits)
-        d = compare.compare_steps(expected, actual, range(prompt_len - 1, prompt_len + len(expected) - 1),
-                                  record.bound)
+        fixture, record = case.fixture, case.record
+        record.abi = AbiVariant(decode_caches(case.graph("decode").functions["main"], fixture)[0],
+                                prefill_results(case.graph("prefill").functions["main"], fixture).logits)
+        positions = np.concatenate([fixture.prompt_positions()[-1:], fixture.decode_positions()])
+        d = compare.compare_steps(expected, actual, positions[: len(expected)], record.bound)
         record.max_abs_diff = d.steps[d.worst_step].max_abs_diff
         record.logits, record.decode = d.results(expected, actual)
         record.checks += compare.decode_checks(d)

@@ -21,7 +21,7 @@ import numpy as np
 
 from harness import ROOT
 from harness.core import cache, host
-from harness.core.fixtures import Fixture
+from harness.core.fixtures import QUIET_TOKENS, Fixture
 
 SOURCE = ROOT / "oracles" / "hf.py"
 
@@ -61,12 +61,20 @@ def cached(fixture: Fixture) -> bool:
     return _entry_path("run", _run_parts(*_run_key(fixture))).is_file()
 
 
-def _run_key(fixture: Fixture) -> tuple[str, int, tuple[int, ...], int]:
-    return _config_json(fixture), fixture.seed, tuple(fixture.prompt().tolist()), fixture.decode_steps
+Inputs = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]  # the prompt, its positions, decode's positions
 
 
-def _run_parts(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> dict:
-    return {"config": config_json, "seed": seed, "prompt": prompt, "steps": steps}
+def _inputs(fixture: Fixture) -> Inputs:
+    return tuple(tuple(int(x) for x in a) for a in (fixture.prompt(), fixture.prompt_positions(),
+                                                     fixture.decode_positions()))
+
+
+def _run_key(fixture: Fixture) -> tuple[str, int, Inputs]:
+    return _config_json(fixture), fixture.seed, _inputs(fixture)
+
+
+def _run_parts(config_json: str, seed: int, inputs: Inputs) -> dict:
+    return {"config": config_json, "seed": seed, "inputs": inputs, "quiet": QUIET_TOKENS}
 
 
 def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
@@ -74,21 +82,21 @@ def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
     last token, then each step fed tokens[s - 1] (the fp32 oracle's choices)."""
     if fixture.source is not None:
         return fixture.source.fp64_logits(tokens)
-    return _fp64_logits(_config_json(fixture), fixture.seed, tuple(fixture.prompt().tolist()),
-                        tuple(int(t) for t in tokens))
+    return _fp64_logits(_config_json(fixture), fixture.seed, _inputs(fixture), tuple(int(t) for t in tokens))
 
 
 def prompt_logits(fixture: Fixture, dtype: str = "float32") -> np.ndarray:
     """The oracle's logits [prompt_len, V] at every prompt position (a prefill graph that returns them all
     is compared at each); dtype float64: the strict bound's noise floor."""
-    parts = {"config": _config_json(fixture), "seed": fixture.seed, "prompt": tuple(fixture.prompt().tolist()),
+    parts = {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS,
+             "prompt": tuple(fixture.prompt().tolist()), "positions": tuple(fixture.prompt_positions().tolist()),
              "dtype": dtype}
-    return _stored("prompt_logits", parts,
-                   lambda: ({"logits": model(fixture, dtype).prompt_logits(fixture.prompt())}, {}))[0]["logits"]
+    return _stored("prompt_logits", parts, lambda: (
+        {"logits": model(fixture, dtype).prompt_logits(fixture.prompt(), fixture.prompt_positions())}, {}))[0]["logits"]
 
 
 def moe_block(fixture: Fixture, layer: int, hidden: np.ndarray) -> BlockExpectation:
-    parts = {"config": _config_json(fixture), "seed": fixture.seed, "layer": layer,
+    parts = {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS, "layer": layer,
              "hidden": hashlib.sha256(hidden.tobytes()).hexdigest() + str(hidden.shape)}
 
     def compute():
@@ -113,30 +121,30 @@ def _model(config_json: str, seed: int, dtype: str):
     import torch
 
     from oracles.hf import Oracle
-    return Oracle(json.loads(config_json), seed, dtype=getattr(torch, dtype))
+    return Oracle(json.loads(config_json), seed, dtype=getattr(torch, dtype), quiet_tokens=QUIET_TOKENS)
 
 
 @lru_cache(maxsize=8)
-def _run(config_json: str, seed: int, prompt: tuple[int, ...], steps: int) -> OracleRun:
+def _run(config_json: str, seed: int, inputs: Inputs) -> OracleRun:
     def compute():
         oracle = _model(config_json, seed, "float32")
-        logits, tokens = oracle.greedy(np.array(prompt), steps)
+        logits, tokens = oracle.greedy(*map(np.array, inputs))
         arrays = {"logits": logits, "tokens": tokens} | {f"weight:{k}": v for k, v in oracle.state_dict().items()}
         return arrays, {"class_name": oracle.binding.class_name, "mapping": oracle.binding.mapping,
                         "routed_layers": oracle.routed_layers()}
 
-    arrays, meta, hit = _stored("run", _run_parts(config_json, seed, prompt, steps), compute)
+    arrays, meta, hit = _stored("run", _run_parts(config_json, seed, inputs), compute)
     weights = {k.removeprefix("weight:"): v for k, v in arrays.items() if k.startswith("weight:")}
     return OracleRun(arrays["logits"], arrays["tokens"], weights, meta["class_name"], meta["mapping"],
                      tuple(meta["routed_layers"]), hit)
 
 
 @lru_cache(maxsize=8)
-def _fp64_logits(config_json: str, seed: int, prompt: tuple[int, ...], tokens: tuple[int, ...]) -> np.ndarray:
-    parts = {"config": config_json, "seed": seed, "prompt": prompt, "tokens": tokens}
+def _fp64_logits(config_json: str, seed: int, inputs: Inputs, tokens: tuple[int, ...]) -> np.ndarray:
+    parts = {**_run_parts(config_json, seed, inputs), "tokens": tokens}
 
     def compute():
-        logits = _model(config_json, seed, "float64").teacher_forced(np.array(prompt), np.array(tokens))
+        logits = _model(config_json, seed, "float64").teacher_forced(*map(np.array, inputs), np.array(tokens))
         return {"logits": logits}, {}
 
     return _stored("fp64", parts, compute)[0]["logits"]

@@ -80,7 +80,7 @@ class LogitsResult:
     oracle_top2_gap: float  # the oracle's top-1 minus top-2 logit there
     nonfinite: int  # NaN/Inf in the graph's logits, over every compared step
     argmax_match: bool  # prefill: the top tokens agree; decode: they agree at every step
-    near_tie_flip: bool  # a top-1 swap explained by the error (the oracle's gap within 2x the error)
+    near_tie_flip: bool  # a top-1 swap explained by an error within the bound (the oracle's gap within 2x it)
     oracle_top_k: list[tuple[int, float]]  # the oracle's highest logits there: [index, logit], highest first
     graph_top_k: list[tuple[int, float]]  # the graph's highest logits there: [index, logit], highest first
     oracle_logits: list[float]  # the oracle's full logit vector there
@@ -130,11 +130,14 @@ class BlockResult:
 
 @dataclass
 class NoiseResult:
-    """The strict bound: the error against the oracle's own fp32-vs-fp64 noise."""
-    noise_floor: float  # max |fp32 oracle - fp64 oracle| over the compared steps
-    noise_ratio: float  # max_abs_diff / noise_floor
+    """The strict bound, judged step by step: each compared step's error against the oracle's own fp32-vs-fp64
+    noise at that step. The fields describe the step that judged the case (the largest ratio)."""
+    noise_floor: float  # max |fp32 oracle - fp64 oracle| at the judging step
+    noise_ratio: float  # the judging step's max |Δlogit| / its noise floor: the largest over the steps
     strict_factor: float  # the strict bound is this many noise floors
-    strict_bound: float  # strict_factor x noise_floor
+    strict_bound: float  # strict_factor x noise_floor, the judging step's bound
+    step: int  # the judging step (0: the prompt's last token; decode's steps after it)
+    floors: list[float]  # every compared step's noise floor, in step order
 
 
 @dataclass
@@ -220,10 +223,13 @@ class MutantFacts:
     name: str  # the mutant
     description: str  # the slip, in words
     changes_graph: bool = True  # false: the mutant leaves this family's graph as it was (nothing to run)
-    killed: bool | None = None  # the mutation self-test: FAIL under the verdict in force
+    killed: bool | None = None  # the mutation self-test: FAIL under the verdict in force (or refused, below)
+    refused: bool | None = None  # ERROR as the mutant expects: a graph no correct harness runs (Mutant.refused_as)
     fixed_killed: bool | None = None  # FAIL under the fixed bound alone
     equivalent: bool | None = None  # its exact effect is within the strict bound: no fp32 check can see it
     exact_effect: float | None = None  # fp64 oracle with the slip against without it
+    margin: float | None = None  # detection margin: killed at this many times the bound that judged it
+    judged_by: str | None = None  # that check (the failed one with the largest value / bound)
 
 
 @dataclass

@@ -151,7 +151,9 @@ def from_flat(r) -> Record:
     if "layer" in r:
         record.block = BlockResult(r["layer"], r["tokens"], r["router_margin"], r["expert_sets"], 0, 0)
     if "noise_floor" in r:
-        record.noise = NoiseResult(r["noise_floor"], r["noise_ratio"], r["strict_factor"], r["strict_bound"])
+        # older runs judged the whole run against one floor: that floor, as if at step 0
+        record.noise = NoiseResult(r["noise_floor"], r["noise_ratio"], r["strict_factor"], r["strict_bound"], 0,
+                                   [r["noise_floor"]])
     if r.get("xla"):
         x = r["xla"]
         record.xla = ThreeWay(x.get("error"), *(x.get(k) for k in ("oracle_iree", "oracle_xla", "iree_xla", "bound",

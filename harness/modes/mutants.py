@@ -1,6 +1,7 @@
 """--mutants: the mutation self-test instead of the gate (checks/mutation.py): every applicable mutant of the
-selected families must FAIL; a line per mutant as it is done (with the progress on stderr), then the
-kill rates, and mutants.json (the records, with their mutant part, in family order) under --reports."""
+selected families must FAIL, by at least mutation.WEAK_MARGIN times its bound; a line per mutant as it is done
+(with the progress on stderr), then the kill rates, the smallest detection margins, and mutants.json (the
+records, with their mutant part, in family order) under --reports."""
 from __future__ import annotations
 
 import time
@@ -31,7 +32,7 @@ def run(args, info: RunInfo) -> Outcome:
                 progress.say(mutant_line(record))
             progress.done(f"{family}:{mutant}")
     records = [done[family, mutant] for name in names for family, mutant in work if family == name]
-    lines, ok = kill_summary(records)
+    lines, ok = kill_summary(records, mutation.WEAK_MARGIN)
     print("\n".join(lines))
     path = args.reports / "mutants.json"
     try:

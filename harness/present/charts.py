@@ -16,6 +16,7 @@ import numpy as np
 FLOOR = 1e-9  # where an exact 0 sits on a log axis
 ORACLE_COLOUR, GRAPH_COLOUR, BOUND_COLOUR, MARK_COLOUR = "#1f77b4", "#ff7f0e", "#d62728", "#9467bd"
 AXIS_COLOUR, GRID_COLOUR, DIAGONAL_COLOUR = "#333333", "#e6e6e6", "#999999"
+STRICT_COLOUR = "#2ca02c"  # the strict (noise-derived) bound, beside the fixed one
 DASHED, DOTTED = "5,3", "1.5,2.5"
 FONT_SIZE = 11
 WIDE, SQUARE = (640, 260), (330, 310)  # viewBox sizes (px): the per-step and per-index charts, the scatter
@@ -198,20 +199,24 @@ def _legend_height(entries: int, columns: int = 2) -> int:
     return math.ceil(entries / columns) * LEGEND_ROW + 8
 
 
-def steps_chart(timeline: list[dict], bound: float, salt: str, first_divergence: int | None) -> str:
-    """Decode: max |Δlogit| per step against the bound, beside twice the oracle's top-1/top-2 gap
-    (the greedy token can flip only where the error reaches it)."""
+def steps_chart(timeline: list[dict], bound: float, salt: str, first_divergence: int | None,
+                strict: list[float] | None = None) -> str:
+    """Decode: max |Δlogit| per step against the fixed bound and, where judged, each step's strict bound,
+    beside twice the oracle's top-1/top-2 gap (the greedy token can flip only where the error reaches it)."""
     steps = np.array([t["step"] for t in timeline], np.float64)
     err = log10_or_floor(t["max_abs_diff"] for t in timeline)
     gap = log10_or_floor(2 * t["oracle_top2_gap"] for t in timeline)
     log_bound = math.log10(bound)
+    log_strict = log10_or_floor(strict) if strict else np.array([])
     error_look = Series("max |Δlogit|", GRAPH_COLOUR, marker=3)
     gap_look = Series("2 × oracle top-1/top-2 gap", ORACLE_COLOUR, dash=DOTTED, marker=2)
     bound_look = Series(f"bound {bound:.0e}", BOUND_COLOUR, dash=DASHED)
+    strict_look = Series("strict bound (per step)", STRICT_COLOUR, dash=DASHED)
     divergence_look = Series(f"first divergence: step {first_divergence}", MARK_COLOUR)
-    entries = [error_look, gap_look, bound_look] + ([divergence_look] if first_divergence is not None else [])
+    entries = ([error_look, gap_look, bound_look] + ([strict_look] if strict else [])
+               + ([divergence_look] if first_divergence is not None else []))
 
-    y_range, powers = decades(err, gap, np.array([log_bound]))
+    y_range, powers = decades(err, gap, np.array([log_bound]), log_strict)
     x_range = padded(steps.min(), steps.max()) if len(steps) else (0.0, 1.0)
     chart = Chart(WIDE, x_range, y_range, left=52, right=12, top=_legend_height(len(entries)), bottom=40)
     x_ticks = nice_ticks(*x_range, most=10, integer=True)
@@ -219,6 +224,8 @@ def steps_chart(timeline: list[dict], bound: float, salt: str, first_divergence:
     chart.y_ticks(powers, [f"1e{k}" for k in powers], grid=True)
     chart.frame()
     chart.line(x_range, [log_bound, log_bound], bound_look, role="bound", width=1)
+    if strict:
+        chart.line(steps, log_strict, strict_look, role="strict-bound", width=1)
     if first_divergence is not None:
         chart.line([first_divergence] * 2, y_range, divergence_look, role="first-divergence", width=1)
     chart.line(steps, gap, gap_look, role="gap")
@@ -228,17 +235,20 @@ def steps_chart(timeline: list[dict], bound: float, salt: str, first_divergence:
     return chart.svg(salt)
 
 
-def vocab_chart(oracle: list[float], graph: list[float], bound: float, salt: str) -> str:
-    """|Δlogit| per vocabulary index at one compared position, against the bound."""
+def vocab_chart(oracle: list[float], graph: list[float], bound: float, salt: str, strict: float | None = None) -> str:
+    """|Δlogit| per vocabulary index at one compared position, against the fixed bound and, where judged,
+    the strict one."""
     diff = np.abs(np.asarray(graph, np.float64) - np.asarray(oracle, np.float64))
     logged = log10_or_floor(diff)
     log_bound = math.log10(bound)
     bound_look = Series(f"bound {bound:.0e}", BOUND_COLOUR, dash=DASHED)
+    strict_look = Series(f"strict bound {strict:.1e}" if strict else "", STRICT_COLOUR, dash=DASHED)
     worst = int(np.nanargmax(logged)) if np.isfinite(logged).any() else None
     largest_look = Series(f"largest: index {worst}", MARK_COLOUR, marker=4, line=False)
-    entries = [bound_look] + ([largest_look] if worst is not None else [])
+    entries = [bound_look] + ([strict_look] if strict else []) + ([largest_look] if worst is not None else [])
+    log_strict = np.array([math.log10(strict)] if strict else [])
 
-    y_range, powers = decades(logged, np.array([log_bound]))
+    y_range, powers = decades(logged, np.array([log_bound]), log_strict)
     x_range = padded(0, max(len(diff) - 1, 0))
     chart = Chart(WIDE, x_range, y_range, left=58, right=12, top=_legend_height(len(entries)), bottom=40)
     x_ticks = nice_ticks(*x_range, most=10, integer=True)
@@ -247,6 +257,8 @@ def vocab_chart(oracle: list[float], graph: list[float], bound: float, salt: str
     chart.frame()
     chart.stems(np.arange(len(diff)), logged, base=powers[0], colour=GRAPH_COLOUR)
     chart.line(x_range, [log_bound, log_bound], bound_look, role="bound", width=1)
+    if strict:
+        chart.line(x_range, [log_strict[0]] * 2, strict_look, role="strict-bound", width=1)
     if worst is not None:
         chart.markers([worst], [logged[worst]], MARK_COLOUR, largest_look.marker, role="largest")
     chart.x_label("vocabulary index")

@@ -76,12 +76,25 @@ def mutant_line(r: Record) -> str:
     if m.equivalent:
         state = (f"equivalent at fp32: its exact effect {m.exact_effect:.1e} (fp64 oracle with the slip) is "
                  f"within the strict bound {r.noise.strict_bound:.1e}")
+    if m.refused:
+        state = f"refused: {r.message}"
+    elif m.killed:
+        state += f" {m.margin:.3g}x over the {m.judged_by}" if m.margin is not None else f" by {m.judged_by}"
     note = "  (the fixed 1e-2 bound alone would miss it)" if m.killed and not m.fixed_killed else ""
     return f"{r.family:<20} {m.name:<24} {r.graph:<8} max|Δlogit| {diff:>9} {ratio}  {state}{note}"
 
 
-def kill_summary(records: list[Record]) -> tuple[list[str], bool]:
-    """Per-family kill rates, the survivors, and what the fixed bound alone misses; ok if all killed."""
+SMALLEST_MARGINS = 5
+
+
+def weak(r: Record, threshold: float) -> bool:
+    """Killed, but by a check less than threshold times over its bound."""
+    return bool(r.mutant.killed) and r.mutant.margin is not None and r.mutant.margin < threshold
+
+
+def kill_summary(records: list[Record], weak_margin: float) -> tuple[list[str], bool]:
+    """Per-family kill rates, the survivors, what the fixed bound alone misses, the smallest detection margins
+    and the weak spots (killed by less than weak_margin); ok if all killed, none weakly."""
     lines = []
     equivalent = [f"{r.family}:{r.mutant.name}" for r in records if r.mutant.equivalent]
     counted = [r for r in records if not r.mutant.equivalent]
@@ -98,4 +111,11 @@ def kill_summary(records: list[Record]) -> tuple[list[str], bool]:
     lines.append("killed only by the strict bound (the fixed bound alone misses): " + (", ".join(missed) or "none"))
     lines.append("equivalent at fp32, not counted (exact effect within the strict bound): "
                  + (", ".join(equivalent) or "none"))
-    return lines, not survivors
+    margins = sorted((r for r in counted if r.mutant.killed and r.mutant.margin is not None),
+                     key=lambda r: r.mutant.margin)
+    lines.append("smallest detection margins: " + (", ".join(
+        f"{r.family}:{r.mutant.name} {r.mutant.margin:.3g}x ({r.mutant.judged_by})"
+        for r in margins[:SMALLEST_MARGINS]) or "none"))
+    weak_spots = [f"{r.family}:{r.mutant.name}" for r in margins if weak(r, weak_margin)]
+    lines.append(f"weak spots (killed by less than {weak_margin:g}x): " + (", ".join(weak_spots) or "none"))
+    return lines, not survivors and not weak_spots
