@@ -40,4 +40,4 @@ bootstrap
 if [ "${1:-}" = "--setup" ]; then
   exit 0
 fi
-exec "$venv/bin/python" -m harness "$@"
+exec "$venv/bin/python" -m archval "$@"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from harness.core import summary  # noqa: E402 - the project root is not on the path of a script under bench/
-from harness.core.record import Record  # noqa: E402
-from harness.modes import shard  # noqa: E402
+from archval.harness.core import summary  # noqa: E402 - the project root is not on the path of a script under bench/
+from archval.harness.core.record import Record  # noqa: E402
+from archval.harness.modes import shard  # noqa: E402
 # stage -> the record timings it sums
 STAGES = {"emit": ("emit",), "oracle": ("oracle", "oracle_fp64"), "compile": ("compile", "xla_compile"),
           "load": ("load",), "run": ("run", "xla_run")}
@@ -59,7 +59,7 @@ def tree_rss_bytes(pid: int) -> int:
 def run_gate(args: list[str], env: dict) -> tuple[float, int, int, str]:
     """(wall seconds, peak tree RSS bytes, exit code, output) of one gate run."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "archval", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
     done = threading.Event()

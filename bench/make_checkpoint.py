@@ -18,7 +18,7 @@ DTYPES = ("f32", "bf16", "f16")
 
 def config_of(family: str | None, config: str | None, overrides: list[str]) -> dict:
     """The family fixture's config.json, or a given one, with key=value overrides (JSON values)."""
-    from harness.core import fixtures
+    from archval.harness.core import fixtures
     raw = json.loads(Path(config).read_text()) if config else dict(fixtures.load(family).config)
     for item in overrides:
         key, _, value = item.partition("=")
@@ -40,7 +40,7 @@ def build(config: dict, out: Path, dtype: str = "f32", max_shard_size: str | Non
           tokenizer: bool = False) -> Path:
     import torch
 
-    from oracles.hf import Oracle
+    from archval.oracles.hf import Oracle
     model = Oracle(config, seed).model
     model.to({"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype])
     model.save_pretrained(out, **({"max_shard_size": max_shard_size} if max_shard_size else {}))

@@ -24,13 +24,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.core import fixtures, noise  # noqa: E402
+from archval.harness.core import fixtures, noise  # noqa: E402
 
 
 def family_rows(name: str, seeds: int) -> list[dict]:
     import torch
     torch.set_num_threads(1)
-    from harness.core.case import run_case
+    from archval.harness.core.case import run_case
     rows = []
     for seed in range(1, seeds + 1):
         fixture = replace(fixtures.load(name), seed=seed)

@@ -1,4 +1,4 @@
-"""python -m emitter --config CONFIG.json --graph {prefill,decode,moe_block} --out FILE.mlir [--debug-taps]"""
+"""python -m archval.emitter --config CONFIG.json --graph {prefill,decode,moe_block} --out FILE.mlir [--debug-taps]"""
 import argparse
 import os
 import sys
@@ -9,7 +9,7 @@ from . import BLOCKS, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, Config, ConfigEr
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m emitter", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m archval.emitter", description=__doc__)
     ap.add_argument("--config", required=True, help="the family's config.json")
     ap.add_argument("--graph", required=True, choices=GRAPHS + BLOCKS)
     ap.add_argument("--out", required=True, help="where to write the StableHLO text")

@@ -20,16 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import ROOT
-from harness.core import emitproc, fixtures, summary
-from harness.core.emitters import emitter_command
-from harness.core.files import ReportsError, claimed
-from harness.core.kinds import KINDS
-from harness.core.record import PASS, UNSUPPORTED
-from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, cache, checkpoint, config, gate, merge, mutants, shard, workers
-from harness.present.console import counts
-from harness.present.publish import publish
+from archval.harness import ROOT
+from archval.harness.core import emitproc, fixtures, summary
+from archval.harness.core.emitters import emitter_command
+from archval.harness.core.files import ReportsError, claimed
+from archval.harness.core.kinds import KINDS
+from archval.harness.core.record import PASS, UNSUPPORTED
+from archval.harness.core.summary import RunInfo
+from archval.harness.modes import Outcome, UsageError, cache, checkpoint, config, gate, merge, mutants, shard, workers
+from archval.harness.present.console import counts
+from archval.harness.present.publish import publish
 
 # a checkout's reports/ beside its code (validate_arch.sh); an installed archval's in the directory it runs in
 REPORTS_DIR = ROOT / "reports" if (ROOT / "pyproject.toml").is_file() else Path("reports")
@@ -96,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
                     help="with --checkpoint: the prompt as text, through the checkpoint's own tokenizer")
     ap.add_argument("--steps", type=int, metavar="N",
                     help=f"with --checkpoint: greedy decode steps after the prompt (default {checkpoint.DEFAULT_STEPS})")
-    ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m emitter`)")
+    ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m archval.emitter`)")
     ap.add_argument("--emit-timeout", metavar="S",
                     help=f"seconds another emitter may take per graph before its process group is stopped "
                          f"(default {emitproc.DEFAULT_TIMEOUT_S:g}, or ${emitproc.TIMEOUT_ENV})")

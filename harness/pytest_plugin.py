@@ -28,13 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.checks import builtin, structural
-from harness.checks.signature import drift, load_golden, signature
-from harness.core import fixtures, summary
-from harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
-from harness.core.kinds import KINDS, order
-from harness.core.record import MutantFacts, Record
-from harness.modes import shard
+from archval.harness.checks import builtin, structural
+from archval.harness.checks.signature import drift, load_golden, signature
+from archval.harness.core import fixtures, summary
+from archval.harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
+from archval.harness.core.kinds import KINDS, order
+from archval.harness.core.record import MutantFacts, Record
+from archval.harness.modes import shard
 
 RECORD = "archval-record"
 SUITE = Path(__file__).with_name("pytest_suite.py")
@@ -166,7 +166,7 @@ def case_report(request):
         if record.emitter == BUILTIN_EMITTER:  # its parsed flags; another emitter's reading is its own
             builtin.annotate(record, fixtures.load(record.family))
         if mutant:
-            from harness.checks.mutants import MUTANTS
+            from archval.harness.checks.mutants import MUTANTS
             record.mutant = MutantFacts(mutant, MUTANTS[mutant].description)
         request.node.user_properties.append((RECORD, json.dumps(record.to_json())))
     return keep
@@ -212,7 +212,7 @@ class _ReportWriter:
         if not self.records:
             self.said = f"reports: no differential case ran, nothing written to {self.directory}"
             return
-        from harness.present.publish import publish
+        from archval.harness.present.publish import publish
         start = time.perf_counter()
         records = sorted(self.records, key=lambda r: (r.family, r.mutant.name if r.mutant else "", order(r.graph)))
         run = summary.run_info("pytest", ["pytest", *sys.argv[1:]], session.config.getoption("archval_emitter"))

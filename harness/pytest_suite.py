@@ -7,11 +7,11 @@
 """
 import pytest
 
-from harness.core import fixtures
-from harness.core.case import run_case
-from harness.core.kinds import KINDS
-from harness.core.record import PASS, UNSUPPORTED
-from harness.present.console import line
+from archval.harness.core import fixtures
+from archval.harness.core.case import run_case
+from archval.harness.core.kinds import KINDS
+from archval.harness.core.record import PASS, UNSUPPORTED
+from archval.harness.present.console import line
 
 CASES = [(family, kind) for family in fixtures.names() for kind in KINDS]
 

@@ -5,7 +5,7 @@ differential cases are tests/test_differential.py and tests/test_blocks.py, so t
 suite is left out (pyproject.toml: archval_suite = false)."""
 from pathlib import Path
 
-pytest_plugins = ["harness.pytest_plugin"]
+pytest_plugins = ["archval.harness.pytest_plugin"]
 
 
 def pytest_addoption(parser):

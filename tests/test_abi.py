@@ -3,12 +3,12 @@ violation gets an error that names the function, the argument and what the proto
 import numpy as np
 import pytest
 
-from emitter import Config, emit
-from harness.core import fixtures
-from harness.core.abi import decode_caches, prefill_results
-from harness.core.case import run_case
-from harness.core.emitters import CaseError
-from harness.core.graph import GraphError, bind, parse_signature
+from archval.emitter import Config, emit
+from archval.harness.core import fixtures
+from archval.harness.core.abi import decode_caches, prefill_results
+from archval.harness.core.case import run_case
+from archval.harness.core.emitters import CaseError
+from archval.harness.core.graph import GraphError, bind, parse_signature
 
 DOUBLE_VIA_HELPER = """module @helpers {
   func.func public @main(%x: tensor<4xf32> loc("x")) -> tensor<4xf32> {

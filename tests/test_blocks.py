@@ -5,12 +5,12 @@ import sys
 import numpy as np
 import pytest
 
-from emitter import Config, emit
-from harness.core import fixtures, oracle_cache
-from harness.core.case import run_case
-from harness.core.kinds import KINDS
-from harness.checks import mutants
-from harness.present.console import line as format_line
+from archval.emitter import Config, emit
+from archval.harness.core import fixtures, oracle_cache
+from archval.harness.core.case import run_case
+from archval.harness.core.kinds import KINDS
+from archval.harness.checks import mutants
+from archval.harness.present.console import line as format_line
 
 MOE = [n for n in fixtures.names() if Config.from_json(fixtures.load(n).config_path).moe is not None]
 
@@ -77,7 +77,7 @@ def test_fixture_routes_decisively_over_the_whole_continuation(name):
 
 
 def test_a_dense_family_has_no_moe_block(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "emitter", "--config", str(fixtures.load("llama").config_path),
+    proc = subprocess.run([sys.executable, "-m", "archval.emitter", "--config", str(fixtures.load("llama").config_path),
                            "--graph", "moe_block", "--out", str(tmp_path / "b.mlir")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "llama: no layer routes to experts, so there is no MoE block to emit." in proc.stderr

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.backends import iree
-from harness.core import fixtures
-from harness.core.bundle import Bundles
-from harness.core.case import run_case
-from harness.core.emitters import emitter_command
+from archval.harness.backends import iree
+from archval.harness.core import fixtures
+from archval.harness.core.bundle import Bundles
+from archval.harness.core.case import run_case
+from archval.harness.core.emitters import emitter_command
 
 WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
 VENV_BIN = Path(sys.executable).parent  # iree-compile and iree-run-module, as pip installed them

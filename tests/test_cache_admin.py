@@ -1,11 +1,11 @@
-"""`python -m harness cache info|prune`: the cache directory's size by kind, and pruned to a bound, least
+"""`python -m archval cache info|prune`: the cache directory's size by kind, and pruned to a bound, least
 recently used first (a hit counts as a use); and an emitter that cannot run refused up front."""
 import os
 
 import pytest
 
-from harness.cli import main
-from harness.core import cache
+from archval.harness.cli import main
+from archval.harness.core import cache
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from harness.present import charts
+from archval.harness.present import charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from bench.make_checkpoint import build
-from harness import ROOT
-from harness.checks.structural import REAL_DIR
-from harness.cli import main
-from harness.core import checkpoint as ckpt
-from harness.core import fixtures
+from archval.harness import ROOT
+from archval.harness.checks.structural import REAL_DIR
+from archval.harness.cli import main
+from archval.harness.core import checkpoint as ckpt
+from archval.harness.core import fixtures
 
 PROMPT = "3,1,4,1,5,9,2,6"
 # family -> (storage, max shard size, tokenizer): between them every storage dtype, sharded and single files,

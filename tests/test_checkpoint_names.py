@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from emitter import Config, Decoder, emit
-from harness import ROOT
-from harness.core import fixtures
-from harness.core.case import run_case
-from harness.core.graph import parse_signature
-from harness.core.record import EVERY_WEIGHT
+from archval.emitter import Config, Decoder, emit
+from archval.harness import ROOT
+from archval.harness.core import fixtures
+from archval.harness.core.case import run_case
+from archval.harness.core.graph import parse_signature
+from archval.harness.core.record import EVERY_WEIGHT
 
 REAL = ROOT / "fixtures" / "real"
 
@@ -30,7 +30,7 @@ def test_arguments_are_what_save_pretrained_writes(name, tmp_path):
     oracle hands out the same ones."""
     from safetensors import safe_open
 
-    from oracles.hf import Oracle
+    from archval.oracles.hf import Oracle
     fixture = fixtures.load(name)
     oracle = Oracle(fixture.config, fixture.seed)
     oracle.model.save_pretrained(tmp_path)
@@ -81,7 +81,7 @@ def test_a_tied_head_takes_no_lm_head(config):
 
 def test_exaone_oracle_maps_by_transformers_own_mapping():
     """EXAONE is computed by Llama's class; its names are reverted by the same mechanism as every family's."""
-    from oracles.hf import Oracle
+    from archval.oracles.hf import Oracle
     fixture = fixtures.load("exaone")
     oracle = Oracle(fixture.config, fixture.seed)
     llama_name = dict(oracle.model.named_parameters())["model.layers.0.mlp.gate_proj.weight"]
@@ -90,7 +90,7 @@ def test_exaone_oracle_maps_by_transformers_own_mapping():
 
 
 def test_mimo_ignores_its_multi_token_prediction_layers():
-    from oracles.hf import binding
+    from archval.oracles.hf import binding
     stand_in = binding("mimo").config(fixtures.load("mimo").config)
     assert stand_in["model_type"] == "qwen2" and "num_nextn_predict_layers" not in stand_in
     assert not [n for n in graph_weights(fixtures.load("mimo").config_path, "decode") if "mtp" in n]

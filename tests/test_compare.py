@@ -1,8 +1,8 @@
 """The verdict logic on hand-made logits: each rule decides a case on its own."""
 import numpy as np
 
-from harness.core.compare import compare_logits, compare_steps, decode_checks, logit_checks, position_checks
-from harness.core.record import message_of, verdict_of
+from archval.harness.core.compare import compare_logits, compare_steps, decode_checks, logit_checks, position_checks
+from archval.harness.core.record import message_of, verdict_of
 
 
 def verdict(c, bound):

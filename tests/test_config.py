@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from emitter import Config, ConfigError
-from harness.core import fixtures
+from archval.emitter import Config, ConfigError
+from archval.harness.core import fixtures
 
 NAMES = fixtures.names()
 
@@ -14,7 +14,7 @@ NAMES = fixtures.names()
 def hf_config(raw):
     """transformers' reading of the config: the stand-in's config where another class serves the family (MiMo)."""
     from transformers import AutoConfig
-    from oracles.hf import binding
+    from archval.oracles.hf import binding
     return AutoConfig.for_model(**binding(raw["model_type"]).config(raw))
 
 
@@ -114,7 +114,7 @@ def test_cli_refuses_with_one_sentence_and_exit_2(tmp_path, content, expected):
     config = tmp_path / "config.json"
     config.write_text(content)
     out = tmp_path / "graph.mlir"
-    proc = subprocess.run([sys.executable, "-m", "emitter", "--config", str(config), "--graph", "prefill",
+    proc = subprocess.run([sys.executable, "-m", "archval.emitter", "--config", str(config), "--graph", "prefill",
                            "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert expected in proc.stderr and str(config) in proc.stderr
@@ -124,7 +124,7 @@ def test_cli_refuses_with_one_sentence_and_exit_2(tmp_path, content, expected):
 
 def test_cli_writes_a_graph(tmp_path):
     out = tmp_path / "graph.mlir"
-    subprocess.run([sys.executable, "-m", "emitter", "--config", str(fixtures.load("llama").config_path),
+    subprocess.run([sys.executable, "-m", "archval.emitter", "--config", str(fixtures.load("llama").config_path),
                     "--graph", "prefill", "--out", str(out)], check=True)
     assert out.read_text().startswith("module @llama_prefill")
     assert json.dumps("model.embed_tokens.weight") in out.read_text()

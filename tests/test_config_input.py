@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from emitter.config_input import (MAX_FILE_BYTES, PRETRAINED_FIELDS, PRETRAINED_LEGACY_FIELDS, RESERVED_NAMES,
+from archval.emitter.config_input import (MAX_FILE_BYTES, PRETRAINED_FIELDS, PRETRAINED_LEGACY_FIELDS, RESERVED_NAMES,
                                   accepts)
-from emitter.families import FAMILIES
-from harness.checks.structural import REAL_DIR
+from archval.emitter.families import FAMILIES
+from archval.harness.checks.structural import REAL_DIR
 
 ROOT = Path(__file__).resolve().parent.parent  # `python -m` from here runs this checkout's packages
 CLI_TIMEOUT_S = 60  # a refusal takes well under a second; a config taken by mistake would run for minutes
@@ -112,12 +112,12 @@ def assert_refused(proc: subprocess.CompletedProcess, *fragments: str) -> None:
 
 
 def gate(config, tmp_path) -> subprocess.CompletedProcess:
-    return run_cli(["-m", "harness", "--config", str(config), "--reports", str(tmp_path / "reports")])
+    return run_cli(["-m", "archval", "--config", str(config), "--reports", str(tmp_path / "reports")])
 
 
 def emitter(config, tmp_path) -> subprocess.CompletedProcess:
     out = tmp_path / "graph.mlir"
-    proc = run_cli(["-m", "emitter", "--config", str(config), "--graph", "prefill", "--out", str(out)])
+    proc = run_cli(["-m", "archval.emitter", "--config", str(config), "--graph", "prefill", "--out", str(out)])
     assert not out.exists(), "a refused config must leave no graph"
     return proc
 
@@ -155,7 +155,7 @@ def test_a_config_whose_case_name_is_unusable_or_the_index_is_refused(tmp_path, 
                                               ('"unterminated', "not a command line (No closing quotation)")])
 @pytest.mark.parametrize("selection", [["--family", "llama"], ["--config", str(REAL_DIR / LLAMA / "config.json")]])
 def test_an_emitter_option_that_names_no_command_is_refused(tmp_path, command, fragment, selection):
-    proc = run_cli(["-m", "harness", *selection, "--emitter", command, "--reports", str(tmp_path / "reports")])
+    proc = run_cli(["-m", "archval", *selection, "--emitter", command, "--reports", str(tmp_path / "reports")])
     assert_refused(proc, "error: --emitter ", fragment)
 
 
@@ -164,7 +164,7 @@ def test_an_emitter_option_that_names_no_command_is_refused(tmp_path, command, f
 def hf_config_class(model_type: str):
     """The transformers config class the oracle builds a family's config with (a stand-in's for MiMo)."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-    from oracles.hf import binding
+    from archval.oracles.hf import binding
     return CONFIG_MAPPING[binding(model_type).config({"model_type": model_type})["model_type"]]
 
 
@@ -213,7 +213,7 @@ def test_reserved_names_are_the_config_class_attributes_that_are_no_keys():
 
 
 def test_a_fixture_whose_config_transformers_would_refuse_is_refused_when_loaded(tmp_path):
-    from harness.core import fixtures
+    from archval.harness.core import fixtures
     (tmp_path / "fixture.json").write_text(json.dumps({"seed": 1, "prompt_len": 13}))
     (tmp_path / "config.json").write_text(json.dumps({**fixtures.load("llama").config, "rms_norm_eps": float("nan")}))
     refusal = r"config\.json: field 'rms_norm_eps' = NaN: not a finite number\.$"
@@ -231,7 +231,7 @@ def test_pytest_refuses_an_emitter_option_that_names_no_command():
 def test_a_fixture_whose_windows_leave_prompt_tokens_unreachable_is_refused(tmp_path, layers, refused):
     """Mistral's window 5 slides on every layer: through 2 layers the last of 13 prompt tokens reaches 8 back,
     so tokens 0..3 reach no compared logit (the fixture's old shape); through 3 it reaches all 12."""
-    from harness.core import fixtures
+    from archval.harness.core import fixtures
     (tmp_path / "fixture.json").write_text(json.dumps({"seed": 1, "prompt_len": 13}))
     mistral = fixtures.load("mistral").config
     (tmp_path / "config.json").write_text(json.dumps({**mistral, "num_hidden_layers": layers}))

@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from emitter import GRAPHS
-from harness.core import fixtures
+from archval.emitter import GRAPHS
+from archval.harness.core import fixtures
 
 
 def emit_in_fresh_process(config, graph, out, hash_seed):
     env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
-    subprocess.run([sys.executable, "-m", "emitter", "--config", str(config), "--graph", graph,
+    subprocess.run([sys.executable, "-m", "archval.emitter", "--config", str(config), "--graph", graph,
                     "--out", str(out)], check=True, env=env)
     return hashlib.sha256(out.read_bytes()).hexdigest()
 

@@ -1,12 +1,12 @@
 """Every fixture against its oracle, prefill and decode, and every fixture's mutants caught: the checks have teeth."""
 import pytest
 
-from emitter import Config, emit
-from harness.core import fixtures
-from harness.checks import mutants
-from harness.present.console import line as format_line
-from harness.core.case import run_case
-from harness.core.record import UNSUPPORTED
+from archval.emitter import Config, emit
+from archval.harness.core import fixtures
+from archval.harness.checks import mutants
+from archval.harness.present.console import line as format_line
+from archval.harness.core.case import run_case
+from archval.harness.core.record import UNSUPPORTED
 
 NAMES = fixtures.names()
 MUTANT_CASES = [(n, m) for n in NAMES for m in fixtures.load(n).mutants]

@@ -11,14 +11,16 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from harness import ROOT
+from archval.harness import ROOT
 
 WRAPS = ROOT / "tests" / "emitters" / "wraps.py"
-SOURCES = ("harness", "emitter", "oracles", "fixtures", "pyproject.toml", "README.md")
+SOURCES = ("archval", "harness", "emitter", "oracles", "fixtures", "pyproject.toml", "README.md")
+INSTALLED = ("harness", "emitter", "oracles", "fixtures")  # as archval.harness, ...
 
 
 def run(argv: list, cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -40,6 +42,8 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
                  "-w", tmp / "dist"], source, env)
     assert built.returncode == 0, built.stderr[-3000:]
     [wheel] = (tmp / "dist").glob("archval-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
     venv = tmp / "venv"
     made = run([sys.executable, "-m", "venv", "--without-pip", venv], tmp, env)
     assert made.returncode == 0, made.stderr
@@ -50,12 +54,25 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
                      wheel], tmp, env)
     assert installed.returncode == 0, installed.stderr[-3000:]
     env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
-    return venv / "bin", env
+    return venv / "bin", env, shipped
+
+
+def test_the_wheel_holds_every_module_and_fixture_of_the_checkout_under_one_namespace(installed):
+    """pyproject.toml lists the packages by hand (their folders are renamed into archval/): a new folder
+    of modules, or a fixture file of a new kind, that the list or the globs miss fails here."""
+    *_, shipped = installed
+    ours = {f"archval/{path.relative_to(ROOT)}" for name in INSTALLED for path in (ROOT / name).rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts}
+    ours |= {f"archval/{path.name}" for path in (ROOT / "archval").glob("*.py")}
+    assert sorted(ours - shipped) == []
+    top_level = {name.split("/")[0] for name in shipped if not name.startswith("archval-")}
+    assert top_level == {"archval"}
 
 
 def test_the_wheel_gives_the_archval_command_with_its_fixtures(installed, tmp_path):
-    bin_dir, env = installed
-    where = run([bin_dir / "python", "-c", "import harness, fixtures; print(harness.__file__)"], tmp_path, env)
+    bin_dir, env, _ = installed
+    where = run([bin_dir / "python", "-c", "import archval.harness, archval.fixtures; print(archval.harness.__file__)"],
+                tmp_path, env)
     assert str(bin_dir.parent) in where.stdout, where  # the wheel's, not this checkout's
     version = run([bin_dir / "archval", "--version"], tmp_path, env)
     assert version.returncode == 0 and version.stdout.strip() == "archval 0.1.0", version
@@ -67,7 +84,7 @@ def test_the_wheel_gives_the_archval_command_with_its_fixtures(installed, tmp_pa
 
 @pytest.mark.parametrize("alter,said", [(False, "2 passed, 1 skipped"), (True, "2 failed, 1 skipped")])
 def test_a_downstream_project_runs_archvals_cases_with_the_plugin(installed, tmp_path, alter, said):
-    bin_dir, env = installed
+    bin_dir, env, _ = installed
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "my-emitter"\nversion = "0"\n')
     emitter = f"{bin_dir / 'python'} {WRAPS}" + (" --alter" if alter else "")
     proc = run([bin_dir / "python", "-m", "pytest", "-p", "no:cacheprovider", "--archval-emitter", emitter,

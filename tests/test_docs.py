@@ -2,7 +2,7 @@
 
 README.md and docs/*.md are read for fenced ```sh and ```console blocks. Each command is run
 here, in a copy of the project (so that no run writes into this checkout's reports/), as
-validate_arch.sh runs it once .venv exists: `./validate_arch.sh ARGS` is `python -m harness
+validate_arch.sh runs it once .venv exists: `./validate_arch.sh ARGS` is `python -m archval
 ARGS` and `.venv/bin/python` is this interpreter. A console block's output must be what the
 command prints, numbers aside (they are masked) and where the block says `...` (any lines).
 A block marked `slow` (the whole gate, the whole suite, every published config, the long
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT
-from harness.cli import check_options, parser
+from archval.harness import ROOT
+from archval.harness.cli import check_options, parser
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # a slow command (as shown) -> what runs it instead
@@ -40,7 +40,7 @@ SLOW = {
     "./validate_arch.sh --checkpoint llama-1b --prompt-ids 1,450,4996,17354,1701,432,17204,975 --steps 32":
         "tests/test_checkpoint.py: the same path on tiny checkpoints; the 1B figures are measured by hand",
 }
-COPIED = ("harness", "emitter", "oracles", "fixtures", "tests", "examples", "bench", "docs", "pyproject.toml",
+COPIED = ("archval", "harness", "emitter", "oracles", "fixtures", "tests", "examples", "bench", "docs", "pyproject.toml",
           "validate_arch.sh")
 
 
@@ -94,7 +94,7 @@ def argv(command: str, python: str, cwd: Path) -> list[list[str]]:
         while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # environment assignments
             words.pop(0)
         if words[0] == "./validate_arch.sh":
-            words = [python, "-m", "harness", *words[1:]]
+            words = [python, "-m", "archval", *words[1:]]
         chains.append(words)
     return chains
 
@@ -106,7 +106,7 @@ def test_every_slow_command_says_what_runs_it_instead_and_nothing_else_is_slow()
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c.slow], ids=lambda c: c.where)
 def test_a_slow_command_is_accepted_by_its_program(command):
     for words in argv(command.text, sys.executable, ROOT):
-        if words[1:3] == ["-m", "harness"]:
+        if words[1:3] == ["-m", "archval"]:
             if words[3:] != ["--setup"]:  # validate_arch.sh's own option: set up and stop
                 check_options(parser().parse_args(words[3:]))
         elif words[1:3] == ["-m", "pytest"]:
@@ -162,8 +162,7 @@ def matches(expected: list[str], actual: list[str]) -> bool:
     return at == len(actual) or not segments[-1]
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if not c.slow], ids=lambda c: c.where)
-def test_a_command_runs_as_shown(command, project):
+def run_as_shown(command: Command, project: Path):
     env = {**os.environ, "PYTHONPATH": str(project)}
     env.pop("PYTEST_XDIST_WORKER", None)
     expect_fail = command.output is not None and "RESULT: FAIL" in command.output
@@ -175,3 +174,15 @@ def test_a_command_runs_as_shown(command, project):
         actual = [masked(line, project) for line in proc.stdout.splitlines()]
         expected = [masked(line, project) for line in command.output]
         assert matches(expected, actual), f"{command.where}: {command.text} printed\n{proc.stdout}"
+
+
+DOCS_WITH_COMMANDS = sorted({c.where.split(":")[0] for c in COMMANDS if not c.slow})
+
+
+@pytest.mark.parametrize("doc", DOCS_WITH_COMMANDS)
+def test_the_commands_of_a_doc_run_as_shown(doc, project):
+    """In order, top to bottom, in one copy of the project: a command may use what one above it made
+    (docs/checkpoints.md validates the checkpoint its first command builds)."""
+    for command in COMMANDS:
+        if not command.slow and command.where.startswith(f"{doc}:"):
+            run_as_shown(command, project)

@@ -6,7 +6,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from emitter import exact
+from archval.emitter import exact
 
 RNG = np.random.default_rng(20261129)
 # RoPE angles: small ones, and the large ones long contexts reach (position x fastest frequency)

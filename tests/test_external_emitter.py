@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness import ROOT
+from archval.harness.cli import main
+from archval.harness import ROOT
 
 WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
 

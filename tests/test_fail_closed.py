@@ -14,17 +14,17 @@ import types
 import numpy as np
 import pytest
 
-from emitter import Config, emit
-from harness import ROOT
-from harness.backends import xla as xla_backend
-from harness.backends.base import BackendError
-from harness.checks import mutants
-from harness.core import cache, fixtures, noise, summary, triangulate
-from harness.core.case import new_record, run_case
-from harness.core.messages import MAX_CHARS, clip, clip_record
-from harness.core.record import ERRORED, Localisation, StructuralBrief
-from harness.modes import workers
-from harness.present.console import line
+from archval.emitter import Config, emit
+from archval.harness import ROOT
+from archval.harness.backends import xla as xla_backend
+from archval.harness.backends.base import BackendError
+from archval.harness.checks import mutants
+from archval.harness.core import cache, fixtures, noise, summary, triangulate
+from archval.harness.core.case import new_record, run_case
+from archval.harness.core.messages import MAX_CHARS, clip, clip_record
+from archval.harness.core.record import ERRORED, Localisation, StructuralBrief
+from archval.harness.modes import workers
+from archval.harness.present.console import line
 
 LLAMA = fixtures.load("llama")
 
@@ -56,25 +56,25 @@ def baselines(texts):
 @pytest.fixture
 def xla_uncached(monkeypatch):
     """XLA's logits are a cached reference: computed afresh here, so that the injected fault is reached."""
-    monkeypatch.setattr("harness.core.case.cache", types.SimpleNamespace(
+    monkeypatch.setattr("archval.harness.core.case.cache", types.SimpleNamespace(
         cache_dir=cache.cache_dir, key=cache.key, stored_arrays=lambda path, compute: (*compute(), False)))
 
 
 # (stage named in the record, what to break, whether a comparison had judged the case before it)
 FAULTS = [
-    ("emit", "harness.core.case.emit", False),
-    ("parse", "harness.core.case.parse_signature", False),
-    ("inputs", "harness.core.kinds.LogitKind.prepare", False),
-    ("compile", "harness.backends.iree.compile_text", False),
-    ("load", "harness.backends.iree.IreeModule.__init__", False),
-    ("oracle", "harness.core.case.oracle_run", False),
-    ("bind", "harness.core.case.bind", False),
-    ("run", "harness.backends.iree.IreeModule.execute", False),
-    ("compare", "harness.core.compare.compare_logits", False),
-    ("oracle_fp64", "harness.core.oracle_cache.fp64_logits", True),
-    ("strict_bound", "harness.core.noise.assess", True),
-    ("xla_compile", "harness.backends.xla.XlaModule.__init__", True),
-    ("xla_run", "harness.backends.xla.XlaModule.execute", True),
+    ("emit", "archval.harness.core.case.emit", False),
+    ("parse", "archval.harness.core.case.parse_signature", False),
+    ("inputs", "archval.harness.core.kinds.LogitKind.prepare", False),
+    ("compile", "archval.harness.backends.iree.compile_text", False),
+    ("load", "archval.harness.backends.iree.IreeModule.__init__", False),
+    ("oracle", "archval.harness.core.case.oracle_run", False),
+    ("bind", "archval.harness.core.case.bind", False),
+    ("run", "archval.harness.backends.iree.IreeModule.execute", False),
+    ("compare", "archval.harness.core.compare.compare_logits", False),
+    ("oracle_fp64", "archval.harness.core.oracle_cache.fp64_logits", True),
+    ("strict_bound", "archval.harness.core.noise.assess", True),
+    ("xla_compile", "archval.harness.backends.xla.XlaModule.__init__", True),
+    ("xla_run", "archval.harness.backends.xla.XlaModule.execute", True),
 ]
 
 
@@ -117,7 +117,7 @@ def test_a_failing_fp64_oracle_never_passes_a_graph_the_strict_bound_fails(monke
     (the fixed bound alone would pass it)."""
     texts = mutants.MUTANTS["attn_scale_permille"].texts(LLAMA.config_path)
     assert run_case(LLAMA, texts=dict(texts), xla=False).verdict == "FAIL"
-    monkeypatch.setattr("harness.core.oracle_cache.fp64_logits", boom)
+    monkeypatch.setattr("archval.harness.core.oracle_cache.fp64_logits", boom)
     record = run_case(LLAMA, texts=dict(texts), xla=False)
     assert record.verdict == "ERROR" and error_stage(record) == "oracle_fp64"
     assert "(until then: PASS" in record.message
@@ -136,7 +136,7 @@ def test_a_floor_that_is_zero_or_not_finite_is_an_error_not_a_division(monkeypat
 @pytest.mark.parametrize("where", ["fp32", "fp64"])
 def test_a_reference_holding_nan_is_an_error(monkeypatch, texts, where):
     """rms_norm_eps: Infinity and the like: the oracle itself cannot be trusted, so nothing is judged."""
-    from harness.core import case
+    from archval.harness.core import case
     if where == "fp32":
         real = case.oracle_run
 
@@ -145,7 +145,7 @@ def test_a_reference_holding_nan_is_an_error(monkeypatch, texts, where):
             return dataclasses.replace(run, logits=np.full_like(run.logits, np.nan))
         monkeypatch.setattr(case, "oracle_run", poisoned)
     else:
-        monkeypatch.setattr("harness.core.oracle_cache.fp64_logits", lambda fixture, tokens: np.full((17, 96), np.inf))
+        monkeypatch.setattr("archval.harness.core.oracle_cache.fp64_logits", lambda fixture, tokens: np.full((17, 96), np.inf))
     record = run_case(LLAMA, texts=dict(texts), xla=False)
     assert record.verdict == "ERROR", line(record)
     assert error_stage(record) == ("oracle" if where == "fp32" else "oracle_fp64")
@@ -163,7 +163,7 @@ def test_a_skipped_check_says_so_in_the_record_and_the_line(texts):
 
 def test_a_failing_localisation_is_an_error_not_a_fail_left_standing(monkeypatch):
     """A failing prefill's localisation (any emitter is asked for its taps) that raises: the FAIL does not stand."""
-    monkeypatch.setattr("harness.checks.localise.localise", boom)
+    monkeypatch.setattr("archval.harness.checks.localise.localise", boom)
     alter = (sys.executable, str(ROOT / "tests" / "emitters" / "wraps.py"), "--alter")
     [prefill] = workers.validate(workers.Task("llama", emitter=alter, graphs=["prefill"])).records
     assert prefill.verdict == "ERROR" and error_stage(prefill) == "localisation", line(prefill)
@@ -174,7 +174,7 @@ def test_a_failing_localisation_is_an_error_not_a_fail_left_standing(monkeypatch
 def test_a_page_that_cannot_be_written_makes_its_familys_records_errors(monkeypatch, tmp_path):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr("harness.present.publish.write_atomic", full_disk)
+    monkeypatch.setattr("archval.harness.present.publish.write_atomic", full_disk)
     run = summary.run_info("pytest", ["pytest"], None)
     done = workers.validate(workers.Task("llama", reports=tmp_path, run=run))
     assert done.problems == ["llama.html not written: OSError: [Errno 28] No space left on device"]
@@ -203,7 +203,7 @@ def test_messages_are_clipped_in_one_place_keeping_both_ends():
 def test_the_issues_published_config_with_an_infinite_epsilon_never_passes(tmp_path, capsys):
     """rms_norm_eps: Infinity made the noise floor zero and noise.assess divide by it: PASS, exit 0. Refused
     as input (exit 2) or an ERROR of its cases (exit 1): never a PASS."""
-    from harness.cli import main
+    from archval.harness.cli import main
     config = json.loads((fixtures.FIXTURES_DIR / "real" / "Llama-3.2-1B" / "config.json").read_text())
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text(json.dumps({**config, "rms_norm_eps": float("inf")}))

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from full_disk import FullDisk
 
-from emitter import Config, emit
-from harness.backends import iree
-from harness.checks import structural
-from harness.checks.signature import golden_paths
-from harness.cli import main
-from harness.core import files, fixtures
-from harness.core.case import run_case
-from harness.core.emitters import DEFAULT_EMITTER
-from harness.present.console import line as format_line
+from archval.emitter import Config, emit
+from archval.harness.backends import iree
+from archval.harness.checks import structural
+from archval.harness.checks.signature import golden_paths
+from archval.harness.cli import main
+from archval.harness.core import files, fixtures
+from archval.harness.core.case import run_case
+from archval.harness.core.emitters import DEFAULT_EMITTER
+from archval.harness.present.console import line as format_line
 
 KILLS_WORKER = Path(__file__).parent / "emitters" / "kills_worker.py"
 DOUBLE = """module @double {
@@ -140,7 +140,7 @@ def test_token_outside_the_vocabulary_is_refused_before_compiling(monkeypatch, p
     """IREE's gather clamps an index silently, so the harness must refuse it; nothing is compiled or run."""
     fixture = fixtures.load("llama")
     monkeypatch.setattr(type(fixture), "prompt", lambda self: np.array(prompt, np.int32))
-    monkeypatch.setattr("harness.backends.iree.compile_text", lambda text: pytest.fail("compiled an invalid case"))
+    monkeypatch.setattr("archval.harness.backends.iree.compile_text", lambda text: pytest.fail("compiled an invalid case"))
     record = run_case(fixture)
     assert record.verdict == "ERROR"
     assert f"prompt token {token} is outside the vocabulary [0, 96)" in record.message

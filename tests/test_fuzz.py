@@ -29,12 +29,12 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script for replay
 
-from emitter import DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit  # noqa: E402
-from emitter.config_input import PRETRAINED_FIELDS, accepts, read_json_object  # noqa: E402
-from emitter.families import FAMILIES  # noqa: E402
-from harness.checks.shrink import ShrinkError, shrink  # noqa: E402
-from harness.core.case import run_case  # noqa: E402
-from harness.core.fixtures import DECODE_GAP, DEFAULT_BOUND, DEFAULT_DECODE_STEPS, POSITION_GAP, Fixture  # noqa: E402
+from archval.emitter import DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit  # noqa: E402
+from archval.emitter.config_input import PRETRAINED_FIELDS, accepts, read_json_object  # noqa: E402
+from archval.emitter.families import FAMILIES  # noqa: E402
+from archval.harness.checks.shrink import ShrinkError, shrink  # noqa: E402
+from archval.harness.core.case import run_case  # noqa: E402
+from archval.harness.core.fixtures import DECODE_GAP, DEFAULT_BOUND, DEFAULT_DECODE_STEPS, POSITION_GAP, Fixture  # noqa: E402
 
 LONG = os.environ.get("ARCHVAL_FUZZ") == "long"
 FAILURES_DIR = ROOT / "reports" / "fuzz"
@@ -247,7 +247,7 @@ def router_margin(fixture: Fixture) -> float:
     noise may pick another expert than torch does, which no emitter can match (docs/adding-a-family.md, Mixture of experts)."""
     import numpy as np
     import torch
-    from harness.core import oracle_cache as oracles
+    from archval.harness.core import oracle_cache as oracles
     oracle, logits = oracles.model(fixture), []
     gates = [layer.mlp.gate for layer in oracle.model.model.layers if hasattr(layer.mlp, "gate")]
     if not gates:
@@ -471,7 +471,7 @@ def confused_configs(draw):
 
 def hf_config(raw: dict):
     from transformers import AutoConfig
-    from oracles.hf import binding
+    from archval.oracles.hf import binding
     return AutoConfig.for_model(**binding(raw["model_type"]).config(raw))
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT
-from harness.core import emitproc, fixtures, messages, summary
-from harness.core.case import run_case
-from harness.core.emitters import CaseError, emit
-from harness.core.record import ERRORED
+from archval.harness import ROOT
+from archval.harness.core import emitproc, fixtures, messages, summary
+from archval.harness.core.case import run_case
+from archval.harness.core.emitters import CaseError, emit
+from archval.harness.core.record import ERRORED
 
 EMITTERS = Path(__file__).parent / "emitters"
 HOSTILE, TRAP = EMITTERS / "hostile.py", EMITTERS / "trap_kill0.sh"
@@ -69,7 +69,7 @@ def test_a_hanging_emitter_and_its_grandchildren_are_stopped(tmp_path, monkeypat
                          ids=["kill 0", "trap 'kill 0' EXIT"])
 def test_an_emitter_signalling_its_group_reaches_only_itself(emitter):
     """Run in a session of its own, so that a failure of containment kills that child, not pytest."""
-    code = ("import sys; from harness.core import fixtures; from harness.core.emitters import emit\n"
+    code = ("import sys; from archval.harness.core import fixtures; from archval.harness.core.emitters import emit\n"
             f"try:\n    emit({emitter!r}, fixtures.load('llama').config_path, 'prefill')\n"
             "except Exception as e:\n    print(f'{type(e).__name__}: {e}')\nelse:\n    print('emitted')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
@@ -160,7 +160,7 @@ def test_the_emit_timeout_comes_from_the_environment(monkeypatch):
 
 @pytest.mark.parametrize("value", ["0", "-3", "nan", "soon"])
 def test_a_bad_emit_timeout_is_a_usage_error(capsys, monkeypatch, value):
-    from harness.cli import main
+    from archval.harness.cli import main
     assert main(["--family", "llama", "--emit-timeout", value]) == 2
     assert capsys.readouterr().err == f"error: --emit-timeout {value!r}: must be a number of seconds above 0\n"
     monkeypatch.setenv(emitproc.TIMEOUT_ENV, value)
@@ -178,7 +178,7 @@ def test_hostile_emitters_are_each_their_familys_error_and_the_others_finish(tmp
     env = {**os.environ, "HOSTILE_PIDS": str(tmp_path / "pids"), "HOSTILE_LOG": str(tmp_path / "log"),
            "HOSTILE_STDERR_BYTES": str(20 * 10 ** 6), emitproc.MAX_OUTPUT_ENV: str(2 ** 20)}
     reports = tmp_path / "reports"
-    proc = subprocess.run([sys.executable, "-m", "harness", "--reports", str(reports), "--emit-timeout", "2",
+    proc = subprocess.run([sys.executable, "-m", "archval", "--reports", str(reports), "--emit-timeout", "2",
                            "--emitter", f"{sys.executable} {HOSTILE} {modes}",
                            *(a for f in ("llama", "qwen3", "gemma", "mistral", "olmo2") for a in ("--family", f))],
                           capture_output=True, text=True, cwd=ROOT, env=env, start_new_session=True, timeout=600)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from full_disk import FullDisk, FullOs
 
-from harness import ROOT
+from archval.harness import ROOT
 
 HOSTILE = Path(__file__).parent / "emitters" / "hostile.py"
 
@@ -54,7 +54,7 @@ def hanging_gate(tmp_path):
         pytest.skip("reads process groups from /proc")
     pids = tmp_path / "pids"
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "harness", "--family", "llama", "--reports",
+        proc = subprocess.Popen([sys.executable, "-m", "archval", "--family", "llama", "--reports",
                                  str(tmp_path / "r"), "--emitter", f"{sys.executable} {HOSTILE} llama=hang"],
                                 stdout=out, stderr=err, text=True, cwd=ROOT,
                                 env={**os.environ, "HOSTILE_PIDS": str(pids)}, start_new_session=True)
@@ -104,8 +104,8 @@ def test_a_gate_killed_outright_leaves_no_worker_or_emitter(hanging_gate):
 
 # -- the --reports directory: found unwritable before the run starts, locked against a concurrent run ------
 
-from harness.cli import main
-from harness.core import files
+from archval.harness.cli import main
+from archval.harness.core import files
 
 REAL_CONFIG = ROOT / "fixtures" / "real" / "Llama-3.2-1B" / "config.json"
 MODES = {"gate": ["--family", "llama"], "--config": ["--config", str(REAL_CONFIG)],
@@ -158,7 +158,7 @@ def test_the_lock_is_another_processes_and_dies_with_its_holder(tmp_path):
     """A second gate on the same --reports, from the command line: exit 2, one line. The lock file a
     killed run leaves behind blocks nobody."""
     with files.claimed(tmp_path):
-        proc = subprocess.run([sys.executable, "-m", "harness", "--family", "llama", "--reports", str(tmp_path)],
+        proc = subprocess.run([sys.executable, "-m", "archval", "--family", "llama", "--reports", str(tmp_path)],
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "another gate run" in one_sentence(proc.stderr)
     (tmp_path / files.LOCK_NAME).write_text("99999\n")  # stale: no process holds it
@@ -173,7 +173,7 @@ def test_a_full_disk_while_writing_the_reports_fails_the_run_with_a_result_line(
     """summary.json, summary.csv, index.html, junit.xml and the list of archval's files (written by the gate's
     main process) hit a full disk: each is said in one line, the run ends with its counts and RESULT: FAIL
     (exit 1), no temporary file is left."""
-    monkeypatch.setattr("harness.core.files.os", FullOs())  # the one writer (the worker writes llama.html)
+    monkeypatch.setattr("archval.harness.core.files.os", FullOs())  # the one writer (the worker writes llama.html)
     assert main(["--family", "llama", "--reports", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
@@ -192,7 +192,7 @@ def test_a_full_disk_while_writing_the_reports_fails_the_run_with_a_result_line(
 @pytest.mark.parametrize("over,expected", [(False, 2), (True, 3)])
 def test_jobs_are_capped_at_the_cores_unless_asked(tmp_path, capsys, monkeypatch, over, expected):
     """Three families, two cores: --jobs 1000 starts two workers, or three with --jobs-over-cores."""
-    from harness.modes import workers
+    from archval.harness.modes import workers
     started = []
 
     def spy(jobs, selected):

@@ -1,8 +1,8 @@
 """The compile cache: keyed by content, hit on the second compile, a corrupt entry detected and rebuilt."""
 import numpy as np
 
-from harness.backends import iree
-from harness.core.graph import parse_signature
+from archval.harness.backends import iree
+from archval.harness.core.graph import parse_signature
 
 DOUBLE = """module @double {
   func.func public @main(%x: tensor<4xf32> loc("x")) -> (tensor<4xf32>) {

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from emitter import Config, emit
-from harness.cli import main
-from harness.core import fixtures
-from harness.core.case import run_case
+from archval.emitter import Config, emit
+from archval.harness.cli import main
+from archval.harness.core import fixtures
+from archval.harness.core.case import run_case
 
 BREAKS_ON = Path(__file__).parent / "emitters" / "breaks_on.py"
 

@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("jax")
 
-from harness.checks import localise  # after the skip: the example needs JAX
-from harness.core import fixtures
+from archval.harness.checks import localise  # after the skip: the example needs JAX
+from archval.harness.core import fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 EMITTER = f"{shlex.quote(sys.executable)} examples/jax_emitter/emit.py"
@@ -27,7 +27,7 @@ def gate(tmp_path, families, bug=None):
     env.pop("ARCHVAL_JAX_BUG", None)
     if bug:
         env["ARCHVAL_JAX_BUG"] = bug
-    args = [sys.executable, "-m", "harness", "--emitter", EMITTER, "--jobs", "1", "--reports", str(tmp_path)]
+    args = [sys.executable, "-m", "archval", "--emitter", EMITTER, "--jobs", "1", "--reports", str(tmp_path)]
     for f in families:
         args += ["--family", f]
     run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)

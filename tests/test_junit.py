@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import xmlschema
 
-from harness.core import summary
-from harness.core.record import Check, FixtureFacts, MutantFacts, Record
-from harness.present import junit
-from harness.present.publish import publish
+from archval.harness.core import summary
+from archval.harness.core.record import Check, FixtureFacts, MutantFacts, Record
+from archval.harness.present import junit
+from archval.harness.present.publish import publish
 
 SCHEMA = xmlschema.XMLSchema(Path(__file__).parent / "data" / "junit.xsd")
 FACTS = FixtureFacts("fixtures/x/config.json", "test", "-", 0, [1, 2], 3, 1e-2, None)

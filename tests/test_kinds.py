@@ -10,12 +10,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from harness.backends.base import Backend
-from harness.core import fixtures, kinds, summary
-from harness.core.case import Case, run_case
-from harness.core.kinds import KINDS, GraphKind, hidden_states
-from harness.present import console
-from harness.present.publish import publish
+from archval.harness.backends.base import Backend
+from archval.harness.core import fixtures, kinds, summary
+from archval.harness.core.case import Case, run_case
+from archval.harness.core.kinds import KINDS, GraphKind, hidden_states
+from archval.harness.present import console
+from archval.harness.present.publish import publish
 
 EMITTER = (sys.executable, str(Path(__file__).parent / "emitters" / "final_norm.py"))
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "summary.schema.json").read_text())

@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import pytest
 
-from emitter import Config, Decoder, emit
-from harness.checks import mutants
-from harness.checks.localise import of_builtin
-from harness.core import fixtures
+from archval.emitter import Config, Decoder, emit
+from archval.harness.checks import mutants
+from archval.harness.checks.localise import of_builtin
+from archval.harness.core import fixtures
 
 FAMILY = "gemma2"  # four layers, sandwich norms: every tap point has something to break
 
@@ -82,8 +82,8 @@ def test_taps_only_on_request():
 def test_gate_localises_a_failing_prefill(monkeypatch):
     """The built-in emitter itself broken (gate/up swapped in layer 3): the gate's failing prefill
     record says where."""
-    from harness.modes.workers import Task, validate
-    from harness.present.console import line as format_line
+    from archval.harness.modes.workers import Task, validate
+    from archval.harness.present.console import line as format_line
     weight = Decoder.weight
 
     def swapped_in_layer3(self, name, shape):

@@ -2,11 +2,11 @@
 strict bound (or is proven equivalent at fp32); the strict bound kills what the fixed one misses."""
 import pytest
 
-from emitter import Config
-from harness.checks import mutants, mutation
-from harness.cli import main as gate_main
-from harness.core import fixtures
-from harness.present.console import mutant_line
+from archval.emitter import Config
+from archval.harness.checks import mutants, mutation
+from archval.harness.cli import main as gate_main
+from archval.harness.core import fixtures
+from archval.harness.present.console import mutant_line
 
 
 def first_family(mutant: str) -> str:

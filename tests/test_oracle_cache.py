@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.core import cache, fixtures, oracle_cache
+from archval.harness.core import cache, fixtures, oracle_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,8 +85,8 @@ def test_the_cached_run_is_the_live_oracle_bit_for_bit(cold_cache):
 
 WARM_RUN = textwrap.dedent("""
     import json, sys
-    from harness.core import fixtures, kinds
-    from harness.core.case import run_case
+    from archval.harness.core import fixtures, kinds
+    from archval.harness.core.case import run_case
     out = {}
     for name in ("olmoe",):  # a routed family: its block check reads the cache too
         fixture = fixtures.load(name)
@@ -113,7 +113,7 @@ def test_a_warm_run_never_imports_torch_and_judges_the_same(cold_cache):
 
 def test_machines_of_different_kinds_sharing_a_cache_keep_their_oracle_outputs_apart(cold_cache, monkeypatch):
     """torch's kernels round by CPU: an AVX-512 runner's logits must not be served to an AVX2 one."""
-    from harness.core import host
+    from archval.harness.core import host
     compute, calls = counting({"x": np.arange(3, dtype=np.float32)}, {})
     paths = []
     for kind in ("avx512 machine", "avx2 machine", "avx512 machine"):
@@ -126,7 +126,7 @@ def test_machines_of_different_kinds_sharing_a_cache_keep_their_oracle_outputs_a
 
 
 def test_the_cpu_identity_names_the_kernel_switches(monkeypatch):
-    from harness.core import host
+    from archval.harness.core import host
     monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
     plain = host.cpu_identity()
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")

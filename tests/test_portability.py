@@ -10,12 +10,12 @@ import os
 import subprocess
 import sys
 
-from harness.core import fixtures
+from archval.harness.core import fixtures
 
 EMIT_EVERY_CASE = r"""
 import hashlib, json, sys
 from pathlib import Path
-from emitter import Config, ConfigError, emit
+from archval.emitter import Config, ConfigError, emit
 from numpy._core._multiarray_umath import __cpu_features__
 texts = {}
 configs = sorted(Path(sys.argv[1]).glob("*/config.json")) + sorted(Path(sys.argv[1]).glob("real/*/config.json"))

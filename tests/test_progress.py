@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from harness.cli import main
-from harness.present.progress import Progress
+from archval.harness.cli import main
+from archval.harness.present.progress import Progress
 
 
 class Clock:

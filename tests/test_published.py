@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from harness.checks import mutants, published, shrink
-from harness.checks.structural import REAL_DIR
-from harness.cli import main
-from harness.core.case import run_case
-from harness.present.console import line as format_line
+from archval.harness.checks import mutants, published, shrink
+from archval.harness.checks.structural import REAL_DIR
+from archval.harness.cli import main
+from archval.harness.core.case import run_case
+from archval.harness.present.console import line as format_line
 
 REAL = sorted(d.name for d in REAL_DIR.iterdir() if (d / "config.json").is_file())
 SUBSET = ["gemma-3-1b-it", "Qwen3-30B-A3B"]  # a 5:1 window schedule, and 16 experts top-8 with q/k norm
@@ -140,7 +140,7 @@ def test_bad_config_is_refused_with_one_sentence(tmp_path, capsys, case, content
 def test_bad_config_from_the_command_line_exits_2_without_a_traceback(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**real("Mixtral-8x7B-v0.1"), "num_experts_per_tok": 9}))
-    proc = subprocess.run([sys.executable, "-m", "harness", "--config", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "archval", "--config", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert re.fullmatch(r"error: .*config\.json: field 'num_experts_per_tok' = 9: .*\.\n", proc.stderr), proc.stderr
 

@@ -10,10 +10,10 @@ import typing
 import jsonschema
 import pytest
 
-from harness.cli import main
-from harness.core import record as r
-from harness.core import schema, summary, typed
-from harness.core.record import Check, Record
+from archval.harness.cli import main
+from archval.harness.core import record as r
+from archval.harness.core import schema, summary, typed
+from archval.harness.core.record import Check, Record
 
 SCHEMA = json.loads(schema.SCHEMA_PATH.read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -77,7 +77,7 @@ def test_every_field_of_a_full_record_is_in_the_schema_and_reads_back():
 
 
 def test_the_published_schema_and_its_page_are_generated_from_the_types():
-    assert schema.main(["--check"]) == 0, "run python -m harness.core.schema"
+    assert schema.main(["--check"]) == 0, "run python -m archval.harness.core.schema"
 
 
 def test_a_gate_summary_validates_and_is_readable_by_anyone(tmp_path, capsys):
@@ -99,6 +99,6 @@ def test_a_gate_summary_validates_and_is_readable_by_anyone(tmp_path, capsys):
 
 
 def test_summary_csv_carries_model_type_seed_and_localisation(tmp_path):
-    from harness.present.index import rows
+    from archval.harness.present.index import rows
     table = rows([_example(Record)])
     assert table[["model_type", "seed", "localisation"]].values.tolist() == [["text", 3, "text"]]

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import ROOT
-from harness.cli import main
+from archval.harness import ROOT
+from archval.harness.cli import main
 
 WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
 ALTERED = f"{shlex.quote(sys.executable)} {shlex.quote(str(WRAPS))} --alter"  # its first RMSNorm takes √
@@ -22,7 +22,7 @@ def failures(out: str) -> dict[str, str]:
 
 
 def replayed(replay: str, capsys, tmp_path: Path) -> tuple[int, str]:
-    """The replay line run as the shell would: ./validate_arch.sh is python -m harness, here in-process
+    """The replay line run as the shell would: ./validate_arch.sh is python -m archval, here in-process
     (its reports go to tmp_path: --reports is not part of the line)."""
     argv = shlex.split(replay)
     assert argv[0] == "./validate_arch.sh", replay

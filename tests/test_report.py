@@ -14,15 +14,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from emitter import Config
-from harness.checks import localise, mutants
-from harness.cli import main
-from harness.core import compare, fixtures, summary, triangulate
-from harness.core.case import new_record, run_case
-from harness.core.record import STRICT, MutantFacts
-from harness.present import index, pages
-from harness.present.console import agreement
-from harness.present.publish import publish
+from archval.emitter import Config
+from archval.harness.checks import localise, mutants
+from archval.harness.cli import main
+from archval.harness.core import compare, fixtures, summary, triangulate
+from archval.harness.core.case import new_record, run_case
+from archval.harness.core.record import STRICT, MutantFacts
+from archval.harness.present import index, pages
+from archval.harness.present.console import agreement
+from archval.harness.present.publish import publish
 
 RUN = summary.run_info("pytest", ["pytest", "tests/test_report.py"], None)
 
@@ -295,7 +295,7 @@ def test_missing_or_failed_diagnoses_render_as_such(tmp_path, browser, strict_on
 
 
 def test_the_index_says_why_and_where_filters_by_verdict_and_keeps_numbers_on_one_line(tmp_path, browser):
-    from harness.core.record import Localisation
+    from archval.harness.core.record import Localisation
     fixture = fixtures.load("llama")
     passing, failing = run_case(fixture), _mutant_record(fixture, "rope_theta_default")
     failing.localisation = Localisation(None, None, [], 10.0, "layer 0 attention leaves the noise floor first")
@@ -348,7 +348,7 @@ def test_a_run_removes_the_pages_an_earlier_run_wrote_and_nothing_else(tmp_path)
 def test_a_page_names_the_emitter_that_wrote_its_graphs_and_shows_parsed_flags_for_the_built_in_only(tmp_path):
     """Under `pytest --emitter CMD` the run's emitter is CMD, yet a mutant's graph is the built-in emitter's:
     each page names the emitter its records say wrote the graphs, never the run's in their stead."""
-    from harness.checks import builtin
+    from archval.harness.checks import builtin
     fixture, external = fixtures.load("llama"), (sys.executable, "my emitter.py", "--fast")
     run = summary.run_info("pytest", ["pytest", "--emitter", shlex.join(external)], shlex.join(external))
     theirs = new_record(fixture, "prefill", emitter=external)
@@ -362,7 +362,7 @@ def test_a_page_names_the_emitter_that_wrote_its_graphs_and_shows_parsed_flags_f
     assert f'<code id="emitter">{shlex.join(external)}</code>' in page
     assert "How it reads the config is its own" in page and "rms_norm_eps" not in page
     page = (tmp_path / "llama--eps_10x.html").read_text()
-    assert '<code id="emitter">built-in (python -m emitter)</code>' in page
+    assert '<code id="emitter">built-in (python -m archval.emitter)</code>' in page
     assert "Its flags as it parses this config" in page and "rms_norm_eps" in page
 
 

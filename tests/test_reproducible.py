@@ -5,17 +5,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.core import fixtures
-from harness.core.case import new_record
-from harness.present.console import line as format_line
+from archval.harness.core import fixtures
+from archval.harness.core.case import new_record
+from archval.harness.present.console import line as format_line
 
 ROOT = Path(__file__).resolve().parent.parent
 # Everything a record measures; timings and cache_hit describe the run, not the case.
 RUN_ONLY = {"timings", "cache_hit"}
 RUN_CASES = """
 import json, sys
-from harness.core import fixtures
-from harness.core.case import run_case
+from archval.harness.core import fixtures
+from archval.harness.core.case import run_case
 fixture = fixtures.load(sys.argv[1])
 print(json.dumps([run_case(fixture, graph).to_json() for graph in ("prefill", "decode")]))
 """

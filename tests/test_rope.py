@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from emitter import Config, ConfigError, emit
-from emitter import rope as rope_tables
-from harness.core import fixtures
+from archval.emitter import Config, ConfigError, emit
+from archval.emitter import rope as rope_tables
+from archval.harness.core import fixtures
 
 LLAMA = {**fixtures.load("llama").config, "max_position_embeddings": 256}
 
@@ -71,6 +71,6 @@ def test_dynamic_rope_past_max_position_embeddings_is_refused(tmp_path):
     assert str(err.value).startswith("x/config.json: field 'max_position_embeddings' = 24: dynamic RoPE"), err.value
     config = tmp_path / "config.json"
     config.write_text(json.dumps(raw))
-    proc = subprocess.run([sys.executable, "-m", "emitter", "--config", str(config), "--graph", "decode",
+    proc = subprocess.run([sys.executable, "-m", "archval.emitter", "--config", str(config), "--graph", "decode",
                            "--out", str(tmp_path / "g.mlir")], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "32 positions" in proc.stderr

@@ -4,10 +4,10 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from harness import ROOT
-from harness.core import fixtures
-from harness.core.kinds import KINDS
-from harness.pytest_plugin import marker, pytest_xdist_auto_num_workers
+from archval.harness import ROOT
+from archval.harness.core import fixtures
+from archval.harness.core.kinds import KINDS
+from archval.harness.pytest_plugin import marker, pytest_xdist_auto_num_workers
 
 
 def pytest_run(*args: str) -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.cli import main
-from harness.core import fixtures, summary
-from harness.core.case import error_record
-from harness.modes import shard
+from archval.harness.cli import main
+from archval.harness.core import fixtures, summary
+from archval.harness.core.case import error_record
+from archval.harness.modes import shard
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = fixtures.names()

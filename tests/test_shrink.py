@@ -5,11 +5,11 @@ import time
 
 import pytest
 
-from emitter import Config
-from harness.core import fixtures
-from harness.checks import shrink
-from harness.checks.published import PROMPT_LEN
-from harness.checks.structural import REAL_DIR
+from archval.emitter import Config
+from archval.harness.core import fixtures
+from archval.harness.checks import shrink
+from archval.harness.checks.published import PROMPT_LEN
+from archval.harness.checks.structural import REAL_DIR
 
 REAL = sorted(d.name for d in REAL_DIR.iterdir() if (d / "config.json").is_file())
 CONFIGS = [REAL_DIR / n / "config.json" for n in REAL] + [fixtures.load(n).config_path for n in fixtures.names()]
@@ -19,7 +19,7 @@ IDS = [f"real/{n}" for n in REAL] + fixtures.names()
 def transformers5_dialect(raw):
     """The config as transformers 5 saves it (rope_parameters, layer_types), model_type as published."""
     from transformers import AutoConfig
-    from oracles.hf import binding
+    from archval.oracles.hf import binding
     return {**AutoConfig.for_model(**binding(raw["model_type"]).config(raw)).to_dict(), "model_type": raw["model_type"]}
 
 

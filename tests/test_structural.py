@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from emitter import Config, emit
-from emitter.families import FULL, SLIDING
-from harness.core import fixtures
-from harness.checks import structural
-from harness.cli import main
-from harness.checks.signature import signature
-from harness.core.emitters import DEFAULT_EMITTER
+from archval.emitter import Config, emit
+from archval.emitter.families import FULL, SLIDING
+from archval.harness.core import fixtures
+from archval.harness.checks import structural
+from archval.harness.cli import main
+from archval.harness.checks.signature import signature
+from archval.harness.core.emitters import DEFAULT_EMITTER
 
 CASES = structural.cases()
 
@@ -82,7 +82,7 @@ def test_update_goldens_refuses_inside_a_parallel_worker(monkeypatch, capsys):
 
 
 def test_structural_only_never_imports_torch():
-    code = ("import sys; from harness.cli import main; rc = main(['--structural-only']); "
+    code = ("import sys; from archval.harness.cli import main; rc = main(['--structural-only']); "
             "sys.exit(rc or (3 if 'torch' in sys.modules else 0))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=fixtures.FIXTURES_DIR.parent, env={**os.environ, "PYTHONPATH": "."})

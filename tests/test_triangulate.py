@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from harness.backends import iree, xla
-from harness.checks import mutants
-from harness.core import fixtures, triangulate
-from harness.core.case import run_case
-from harness.present.console import line as format_line
+from archval.harness.backends import iree, xla
+from archval.harness.checks import mutants
+from archval.harness.core import fixtures, triangulate
+from archval.harness.core.case import run_case
+from archval.harness.present.console import line as format_line
 
 
 @pytest.mark.parametrize("pairs,expected", [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.core import fixtures
+from archval.harness.cli import main
+from archval.harness.core import fixtures
 
 ONLY = Path(__file__).parent / "emitters" / "only.py"
 SUPPORTED = ("llama", "qwen3")

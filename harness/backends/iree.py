@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.backends.base import Backend, BackendError, Module, Stage
-from harness.core import cache
-from harness.core.files import write_atomic
-from harness.core.graph import FunctionSignature, GraphSignature
-from harness.core.host import cpu_identity
+from archval.harness.backends.base import Backend, BackendError, Module, Stage
+from archval.harness.core import cache
+from archval.harness.core.files import write_atomic
+from archval.harness.core.graph import FunctionSignature, GraphSignature
+from archval.harness.core.host import cpu_identity
 
 COMPILE_TIMEOUT_S = 300
 # Seams for fault injection and odd installs: another iree-compile executable, a shorter timeout.

@@ -17,10 +17,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from harness.backends.base import Backend, BackendError, Module, Stage
-from harness.core import cache
-from harness.core.graph import FunctionSignature, GraphSignature
-from harness.core.host import cpu_identity
+from archval.harness.backends.base import Backend, BackendError, Module, Stage
+from archval.harness.core import cache
+from archval.harness.core.graph import FunctionSignature, GraphSignature
+from archval.harness.core.host import cpu_identity
 
 DEBUG_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from emitter import Config
-from emitter.config import ConfigError
-from harness.core.fixtures import Fixture
-from harness.core.record import Record
+from archval.emitter import Config
+from archval.emitter.config import ConfigError
+from archval.harness.core.fixtures import Fixture
+from archval.harness.core.record import Record
 
 
 def flags(config_path: Path) -> list[tuple[str, str]]:

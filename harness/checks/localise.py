@@ -23,14 +23,14 @@ from dataclasses import asdict
 
 import numpy as np
 
-from harness.backends import SUBJECT
-from harness.core import noise, oracle_cache
-from harness.core.abi import PROTOCOL, prefill_results
-from harness.core.emitters import CaseError, EmitterRefused, emit
-from harness.core.fixtures import Fixture
-from harness.core.graph import parse_signature
-from harness.core.kinds import prefill_inputs
-from harness.core.record import Localisation, Tap
+from archval.harness.backends import SUBJECT
+from archval.harness.core import noise, oracle_cache
+from archval.harness.core.abi import PROTOCOL, prefill_results
+from archval.harness.core.emitters import CaseError, EmitterRefused, emit
+from archval.harness.core.fixtures import Fixture
+from archval.harness.core.graph import parse_signature
+from archval.harness.core.kinds import prefill_inputs
+from archval.harness.core.record import Localisation, Tap
 
 TAP_POINTS = ("attention", "mlp", "layer")  # the tap protocol's results, in this order
 HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
@@ -117,8 +117,8 @@ def of_emitter(fixture: Fixture, emitter) -> Localisation:
 
 def of_builtin(fixture: Fixture, config=None, core=None) -> Localisation:
     """The built-in emitter's localisation, of a mutant's config or core where given (tests, --mutant)."""
-    from emitter import Config, Decoder
-    from emitter import emit as emit_builtin
+    from archval.emitter import Config, Decoder
+    from archval.emitter import emit as emit_builtin
     config = config or Config.from_json(fixture.config_path)
     return localise(fixture, emit_builtin(config, "prefill", core=core or Decoder, taps=True))
 
@@ -142,13 +142,13 @@ def not_available(why: str) -> Localisation:
 
 
 def main(argv=None) -> int:
-    """python -m harness.checks.localise FAMILY: the tap table of an emitter's prefill graph (the built-in one's
+    """python -m archval.harness.checks.localise FAMILY: the tap table of an emitter's prefill graph (the built-in one's
     by default)."""
     import argparse
 
-    from harness.core import fixtures
-    from harness.core.emitters import emitter_command
-    ap = argparse.ArgumentParser(prog="python -m harness.checks.localise", description=main.__doc__)
+    from archval.harness.core import fixtures
+    from archval.harness.core.emitters import emitter_command
+    ap = argparse.ArgumentParser(prog="python -m archval.harness.checks.localise", description=main.__doc__)
     ap.add_argument("family")
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--mutant", help="localise this mutant of the built-in emitter (harness/checks/mutants.py)")
@@ -156,8 +156,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     fixture = fixtures.load(args.family)
     if args.mutant:
-        from emitter import Config
-        from harness.checks.mutants import MUTANTS
+        from archval.emitter import Config
+        from archval.harness.checks.mutants import MUTANTS
         mutant = MUTANTS[args.mutant]
         result = of_builtin(fixture, mutant.config(Config.from_json(fixture.config_path)), mutant.core)
     else:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from emitter import Config, Decoder, Rope, emit
-from emitter.families import FULL, SLIDING
-from emitter.stablehlo import Value
-from harness.core.kinds import KINDS
+from archval.emitter import Config, Decoder, Rope, emit
+from archval.emitter.families import FULL, SLIDING
+from archval.emitter.stablehlo import Value
+from archval.harness.core.kinds import KINDS
 
 Applies = Callable[[Config], bool]
 

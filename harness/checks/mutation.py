@@ -23,12 +23,12 @@ from itertools import zip_longest
 
 import numpy as np
 
-from emitter import Config, emit
+from archval.emitter import Config, emit
 
-from harness.checks import mutants
-from harness.core import fixtures
-from harness.core.case import new_record, run_case
-from harness.core.record import ERROR, FAIL, FAILED, MutantFacts, Record
+from archval.harness.checks import mutants
+from archval.harness.core import fixtures
+from archval.harness.core.case import new_record, run_case
+from archval.harness.core.record import ERROR, FAIL, FAILED, MutantFacts, Record
 
 WEAK_MARGIN = 3.0
 
@@ -84,8 +84,8 @@ def detection_margin(record: Record) -> tuple[float | None, str | None]:
 def _measure_exact_effect(record: Record, fixture, bug: mutants.Mutant) -> None:
     from dataclasses import replace
 
-    from harness.core.oracle_cache import fp64_logits
-    from harness.core.oracle_cache import run as oracle_run
+    from archval.harness.core.oracle_cache import fp64_logits
+    from archval.harness.core.oracle_cache import run as oracle_run
     tokens = oracle_run(fixture).tokens
     steps = 1 if record.graph == "prefill" else len(tokens)
     slipped = replace(fixture, config=bug.oracle_config(fixture.config))

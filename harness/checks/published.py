@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emitter import DEFAULT_BUCKET, ConfigError
-from emitter.config_input import printable, read_json_object
-from emitter.families import FAMILIES
+from archval.emitter import DEFAULT_BUCKET, ConfigError
+from archval.emitter.config_input import printable, read_json_object
+from archval.emitter.families import FAMILIES
 
-from harness.checks.shrink import ShrinkError, Shrunk, as_given, shrink
-from harness.core import fixtures
-from harness.core.record import PublishedFacts
+from archval.harness.checks.shrink import ShrinkError, Shrunk, as_given, shrink
+from archval.harness.core import fixtures
+from archval.harness.core.record import PublishedFacts
 
 DEFAULT_SEED, PROMPT_LEN, SEED_TRIES = 1, 13, 8
 # What a config validated as given holds per parameter: the oracle in f32 (its state dict shares it), the
@@ -122,8 +122,8 @@ def prepare(path: str, workdir: Path, name: str, as_is: bool = False) -> Publish
 
 def check_fits(path: str, config: dict) -> None:
     """PublishedConfigError, with the estimate, for a config too large to validate as given here."""
-    from harness.core.checkpoint import GiB, available_memory
-    from oracles.hf import checkpoint_tensors
+    from archval.harness.core.checkpoint import GiB, available_memory
+    from archval.oracles.hf import checkpoint_tensors
     parameters = sum(int(np.prod(shape)) for shape in checkpoint_tensors(config).values())
     peak, available = PROCESS_BYTES + AS_IS_BYTES_PER_PARAMETER * parameters, available_memory()
     if available is not None and peak > available:
@@ -139,8 +139,8 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
     probabilities, however far apart the logits that order them are."""
     import torch
-    from harness.core import oracle_cache as oracles
-    from harness.core.kinds import hidden_states
+    from archval.harness.core import oracle_cache as oracles
+    from archval.harness.core.kinds import hidden_states
     oracle = oracles.model(fixture)
     layers = oracle.routed_layers()
     if not layers:

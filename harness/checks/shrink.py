@@ -13,8 +13,8 @@ import copy
 import math
 from dataclasses import asdict, dataclass
 
-from emitter.config import Config
-from emitter.families import FAMILIES, FULL, SLIDING
+from archval.emitter.config import Config
+from archval.emitter.families import FAMILIES, FULL, SLIDING
 
 VOCAB = 96
 HEAD_DIM = 16                 # hidden = heads × HEAD_DIM when the original has head_dim·heads = hidden

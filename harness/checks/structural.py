@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.checks.signature import drift, golden_paths, load_golden, signature
-from harness.core import fixtures, kinds
-from harness.core.emitters import CaseError, EmitterRefused, emit
-from harness.core.files import write_atomic
-from harness.core.graph import GraphError
-from harness.core.record import StructuralBrief
+from archval.harness.checks.signature import drift, golden_paths, load_golden, signature
+from archval.harness.core import fixtures, kinds
+from archval.harness.core.emitters import CaseError, EmitterRefused, emit
+from archval.harness.core.files import write_atomic
+from archval.harness.core.graph import GraphError
+from archval.harness.core.record import StructuralBrief
 
 REAL_DIR = fixtures.FIXTURES_DIR / "real"
 GRAPHS = kinds.signed()

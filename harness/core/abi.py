@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from harness.core.emitters import CaseError
-from harness.core.fixtures import Fixture
-from harness.core.graph import FunctionSignature, TensorSpec
+from archval.harness.core.emitters import CaseError
+from archval.harness.core.fixtures import Fixture
+from archval.harness.core.graph import FunctionSignature, TensorSpec
 
 STACKED, PER_LAYER = "stacked", "per layer"  # k_cache, v_cache [L, S, n_kv, D]; k_cache.{i}, v_cache.{i} [S, n_kv, D]
 LAST, EVERY = "last position", "every position"  # prefill's logits: f32[V] of token real_len - 1; f32[Lp, V]

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.backends.iree import LINKER_FLAG, compile_command, compiler_tools
-from harness.core.files import write_atomic
-from harness.core.graph import bind
-from harness.core.record import ERROR, FAIL, Record
+from archval.harness.backends.iree import LINKER_FLAG, compile_command, compiler_tools
+from archval.harness.core.files import write_atomic
+from archval.harness.core.graph import bind
+from archval.harness.core.record import ERROR, FAIL, Record
 
 if TYPE_CHECKING:
-    from harness.core.case import Case
+    from archval.harness.core.case import Case
 
 BUNDLES = "bundles"  # the folder under the reports directory
 

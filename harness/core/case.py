@@ -19,24 +19,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.backends import REFERENCES, SUBJECT
-from harness.backends.base import Backend, BackendError, Module
-from harness.core import cache, noise, triangulate
-from harness.core.bundle import Bundles
-from harness.core.emitters import (
+from archval.harness.backends import REFERENCES, SUBJECT
+from archval.harness.backends.base import Backend, BackendError, Module
+from archval.harness.core import cache, noise, triangulate
+from archval.harness.core.bundle import Bundles
+from archval.harness.core.emitters import (
     DEFAULT_EMITTER,
     CaseError,
     EmitterRefused,
     described,
     emit,
 )
-from harness.core.fixtures import Fixture
-from harness.core.graph import FunctionSignature, GraphError, GraphSignature, bind, parse_signature
-from harness.core.kinds import KINDS, GraphKind
-from harness.core.messages import clip_record
-from harness.core.oracle_cache import OracleRun
-from harness.core.oracle_cache import run as oracle_run
-from harness.core.record import (
+from archval.harness.core.fixtures import Fixture
+from archval.harness.core.graph import FunctionSignature, GraphError, GraphSignature, bind, parse_signature
+from archval.harness.core.kinds import KINDS, GraphKind
+from archval.harness.core.messages import clip_record
+from archval.harness.core.oracle_cache import OracleRun
+from archval.harness.core.oracle_cache import run as oracle_run
+from archval.harness.core.record import (
     EVERY_WEIGHT,
     FAIL,
     NOT_RUN,

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emitter.config_input import ConfigError, check_input, printable, read_json_object
-from harness.core.oracle_cache import OracleRun
+from archval.emitter.config_input import ConfigError, check_input, printable, read_json_object
+from archval.harness.core.oracle_cache import OracleRun
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -271,7 +271,7 @@ class CheckpointSource:
         if self._run is None:
             import torch
 
-            from oracles.hf import Oracle
+            from archval.oracles.hf import Oracle
             oracle = Oracle.from_checkpoint(self.checkpoint.directory, self.checkpoint.config)
             n = len(self.prompt)  # the prompt at its slots, each decode step at its own (Fixture.prompt_positions)
             positions, steps = np.arange(n), np.arange(n, n + self.steps)

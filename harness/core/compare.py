@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from harness.core.record import FAILED, PASSED, Check, DecodeResult, LogitsResult, Step
+from archval.harness.core.record import FAILED, PASSED, Check, DecodeResult, LogitsResult, Step
 
 TOP_K = 5  # logits of each side kept per compared position, for the report
 

@@ -1,7 +1,7 @@
 """The emitter protocol: `CMD --config C --graph KIND --out FILE`, exit 0 with the text written,
 exit 2 with one sentence for a config it refuses (docs/emitter-protocol.md).
 
-The built-in emitter is run the same way, as the module `python -m emitter`, but inside this
+The built-in emitter is run the same way, as the module `python -m archval.emitter`, but inside this
 process (same argv, exit code and file, without a Python start per graph, which would
 dominate a structural run); any other command runs as a subprocess, contained (core/emitproc.py:
 its own session, a time limit, bounded output, no process of it left behind).
@@ -19,12 +19,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-from emitter.config_input import printable
-from harness import ROOT
-from harness.core import emitproc
+from archval.emitter.config_input import printable
+from archval.harness import ROOT
+from archval.harness.core import emitproc
 
-DEFAULT_EMITTER = (sys.executable, "-m", "emitter")
-BUILTIN_EMITTER = "built-in (python -m emitter)"  # how the reports name it
+DEFAULT_EMITTER = (sys.executable, "-m", "archval.emitter")
+BUILTIN_EMITTER = "built-in (python -m archval.emitter)"  # how the reports name it
 _IN_PROCESS = threading.Lock()  # sys.argv and stderr are the process's own
 
 

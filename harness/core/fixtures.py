@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from emitter.config_input import ConfigError, attribute, check_input, layer_windows, read_json_object
-from harness import ROOT
-from harness.core.record import FixtureFacts
+from archval.emitter.config_input import ConfigError, attribute, check_input, layer_windows, read_json_object
+from archval.harness import ROOT
+from archval.harness.core.record import FixtureFacts
 
 FIXTURES_DIR = ROOT / "fixtures"
 DEFAULT_BOUND = 1e-2  # the tanh-near-tie bound

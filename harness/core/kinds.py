@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.core import compare, oracle_cache
-from harness.core.abi import EVERY, LAST, PROTOCOL, decode_caches, prefill_results
-from harness.core.emitters import CaseError
-from harness.core.fixtures import Fixture
-from harness.core.record import AbiVariant, BlockResult
+from archval.harness.core import compare, oracle_cache
+from archval.harness.core.abi import EVERY, LAST, PROTOCOL, decode_caches, prefill_results
+from archval.harness.core.emitters import CaseError
+from archval.harness.core.fixtures import Fixture
+from archval.harness.core.record import AbiVariant, BlockResult
 
 if TYPE_CHECKING:
-    from harness.backends.base import Backend
-    from harness.core.case import Case
+    from archval.harness.backends.base import Backend
+    from archval.harness.core.case import Case
 
 BLOCK_BOUND = 1e-4  # fp32 noise of one block is ~1e-6; routing or mixing bugs move it by >1e-1
 _ROUTED_LAYER = re.compile(r"model\.layers\.(\d+)\.")  # also Mixtral's block_sparse_moe

@@ -19,9 +19,9 @@ from typing import Callable
 
 import numpy as np
 
-from harness import ROOT
-from harness.core import cache, host
-from harness.core.fixtures import QUIET_TOKENS, Fixture
+from archval.harness import ROOT
+from archval.harness.core import cache, host
+from archval.harness.core.fixtures import QUIET_TOKENS, Fixture
 
 SOURCE = ROOT / "oracles" / "hf.py"
 
@@ -120,7 +120,7 @@ def _config_json(fixture: Fixture) -> str:
 def _model(config_json: str, seed: int, dtype: str):
     import torch
 
-    from oracles.hf import Oracle
+    from archval.oracles.hf import Oracle
     return Oracle(json.loads(config_json), seed, dtype=getattr(torch, dtype), quiet_tokens=QUIET_TOKENS)
 
 

@@ -1,8 +1,8 @@
 """The published description of summary.json, generated from the record's types (core/record.py,
 core/summary.py), so that it cannot drift from what a run writes:
 
-    python -m harness.core.schema           # rewrites docs/summary.schema.json and docs/record.md
-    python -m harness.core.schema --check   # exit 1 when either is out of date (a test runs it)
+    python -m archval.harness.core.schema           # rewrites docs/summary.schema.json and docs/record.md
+    python -m archval.harness.core.schema --check   # exit 1 when either is out of date (a test runs it)
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import sys
 import types
 import typing
 
-from harness import ROOT
-from harness.core import typed
-from harness.core.files import write_atomic
-from harness.core.summary import SCHEMA_VERSION, Summary
+from archval.harness import ROOT
+from archval.harness.core import typed
+from archval.harness.core.files import write_atomic
+from archval.harness.core.summary import SCHEMA_VERSION, Summary
 
 SCHEMA_PATH, DOC_PATH = ROOT / "docs" / "summary.schema.json", ROOT / "docs" / "record.md"
 
@@ -45,7 +45,7 @@ def record_doc() -> str:
     """docs/record.md: every type of summary.json, field by field."""
     lines = ["# The record: summary.json, field by field", "",
              "Generated from the types in `harness/core/record.py` and `harness/core/summary.py` by",
-             "`python -m harness.core.schema`; the machine-readable form is",
+             "`python -m archval.harness.core.schema`; the machine-readable form is",
              f"[summary.schema.json](summary.schema.json) (JSON Schema 2020-12, schema_version {SCHEMA_VERSION}).",
              "A run with `--reports DIR` writes `DIR/summary.json`; its records are also what `--merge` reads.", ""]
     seen, todo = [], [Summary]
@@ -78,13 +78,13 @@ def generated() -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.core.schema", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m archval.harness.core.schema", description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only say whether the files are up to date")
     args = ap.parse_args(argv)
     stale = [path for path, text in generated().items() if not path.is_file() or path.read_text() != text]
     if args.check:
         for path in stale:
-            print(f"{path.relative_to(ROOT)} is out of date: run python -m harness.core.schema")
+            print(f"{path.relative_to(ROOT)} is out of date: run python -m archval.harness.core.schema")
         return 1 if stale else 0
     for path in stale:
         write_atomic(path, generated()[path])

@@ -2,7 +2,7 @@
 
     {"schema_version": 1, "run": {command, mode, started, host, versions, emitter}, "records": [...]}
 
-docs/summary.schema.json is generated from these types (python -m harness.core.schema).
+docs/summary.schema.json is generated from these types (python -m archval.harness.core.schema).
 Reading also accepts what archval wrote before the envelope existed: a bare list of flat
 records (each converted, so that --merge can join old shard runs with new ones).
 """
@@ -19,14 +19,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import ROOT
-from harness.core import host
-from harness.core.emitters import BUILTIN_EMITTER
-from harness.core.files import write_json_atomic
-from harness.core.record import (ERROR, ERRORED, FAILED, PASS, PASSED, BlockResult, Check, DecodeResult,
+from archval.harness import ROOT
+from archval.harness.core import host
+from archval.harness.core.emitters import BUILTIN_EMITTER
+from archval.harness.core.files import write_json_atomic
+from archval.harness.core.record import (ERROR, ERRORED, FAILED, PASS, PASSED, BlockResult, Check, DecodeResult,
                                  FixtureFacts, Localisation, LogitsResult, MutantFacts, NoiseResult, OracleFacts,
                                  PublishedFacts, Record, Step, StructuralBrief, Tap, ThreeWay)
-from harness.core.typed import from_json, to_json
+from archval.harness.core.typed import from_json, to_json
 
 SCHEMA_VERSION = 1
 LIBRARIES = (("torch", "torch"), ("transformers", "transformers"), ("IREE compiler", "iree-base-compiler"),

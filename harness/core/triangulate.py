@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.core.record import ThreeWay
+from archval.harness.core.record import ThreeWay
 
 AGREE = "all agree"
 EMITTER = "emitter bug: IREE and XLA agree against the oracle"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.core.record import Record
+from archval.harness.core.record import Record
 
 
 class UsageError(Exception):

@@ -1,4 +1,4 @@
-"""python -m harness cache info|prune [--max-size SIZE]: the cache directory's size, and a bound on it.
+"""python -m archval cache info|prune [--max-size SIZE]: the cache directory's size, and a bound on it.
 
 Every entry is rebuilt when missing (core/cache.py), so any of them may go. prune removes the least
 recently used first (an entry's modification time is its last use: read_entry touches it on a hit)
@@ -13,8 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from harness.core import cache
-from harness.modes import UsageError
+from archval.harness.core import cache
+from archval.harness.modes import UsageError
 
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 

@@ -13,15 +13,15 @@ import shlex
 
 import numpy as np
 
-from harness.checks import published
-from harness.core import checkpoint as ckpt
-from harness.core.case import run_case
-from harness.core.fixtures import DEFAULT_BOUND, Fixture
-from harness.core.record import CheckpointFacts
-from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, claim_reports
-from harness.modes.gate import emitter_of
-from harness.present.console import line
+from archval.harness.checks import published
+from archval.harness.core import checkpoint as ckpt
+from archval.harness.core.case import run_case
+from archval.harness.core.fixtures import DEFAULT_BOUND, Fixture
+from archval.harness.core.record import CheckpointFacts
+from archval.harness.core.summary import RunInfo
+from archval.harness.modes import Outcome, UsageError, claim_reports
+from archval.harness.modes.gate import emitter_of
+from archval.harness.present.console import line
 
 DEFAULT_STEPS = 32
 
@@ -60,7 +60,7 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
                          "graph kind only (its step 0 is the prefill graph's logits)")
     try:
         checkpoint = ckpt.read(args.checkpoint)
-        from oracles.hf import checkpoint_tensors
+        from archval.oracles.hf import checkpoint_tensors
         ckpt.check_shapes(checkpoint, checkpoint_tensors(checkpoint.config))
         name = published.label(checkpoint.directory / "config.json")
     except (ckpt.CheckpointError, published.PublishedConfigError) as e:

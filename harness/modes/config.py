@@ -5,13 +5,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from harness.checks import published
-from harness.core.case import error_record
-from harness.core.kinds import KINDS
-from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, claim_reports, shard, workers
-from harness.modes.gate import emitter_of, say_shard, validate
-from harness.present.console import line
+from archval.harness.checks import published
+from archval.harness.core.case import error_record
+from archval.harness.core.kinds import KINDS
+from archval.harness.core.summary import RunInfo
+from archval.harness.modes import Outcome, UsageError, claim_reports, shard, workers
+from archval.harness.modes.gate import emitter_of, say_shard, validate
+from archval.harness.present.console import line
 
 
 def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None,

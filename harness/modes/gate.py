@@ -11,14 +11,14 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from harness.checks import structural
-from harness.core import fixtures
-from harness.core.emitters import DEFAULT_EMITTER, emitter_command
-from harness.core.summary import RunInfo
-from harness.core.record import PASS
-from harness.modes import Outcome, UsageError, claim_reports, shard, workers
-from harness.present.console import line
-from harness.present.progress import Progress
+from archval.harness.checks import structural
+from archval.harness.core import fixtures
+from archval.harness.core.emitters import DEFAULT_EMITTER, emitter_command
+from archval.harness.core.summary import RunInfo
+from archval.harness.core.record import PASS
+from archval.harness.modes import Outcome, UsageError, claim_reports, shard, workers
+from archval.harness.present.console import line
+from archval.harness.present.progress import Progress
 
 
 @dataclass

@@ -11,14 +11,14 @@ import shutil
 
 from pathlib import Path
 
-from harness.checks import structural
-from harness.core import summary
-from harness.core.files import write_atomic
-from harness.core.record import Record
-from harness.core.summary import RunInfo
-from harness.modes import Outcome, UsageError, claim_reports
-from harness.present.console import line
-from harness.present.pages import page_name
+from archval.harness.checks import structural
+from archval.harness.core import summary
+from archval.harness.core.files import write_atomic
+from archval.harness.core.record import Record
+from archval.harness.core.summary import RunInfo
+from archval.harness.modes import Outcome, UsageError, claim_reports
+from archval.harness.present.console import line
+from archval.harness.present.pages import page_name
 
 
 def read_shards(directories: list[Path]) -> tuple[list[Record], dict[str, Path]]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import time
 
-from harness.checks import mutation
-from harness.core import summary
-from harness.core.summary import RunInfo
-from harness.modes import Outcome, claim_reports, workers
-from harness.modes.gate import select
-from harness.present.console import kill_summary, mutant_line
-from harness.present.progress import Progress
+from archval.harness.checks import mutation
+from archval.harness.core import summary
+from archval.harness.core.summary import RunInfo
+from archval.harness.modes import Outcome, claim_reports, workers
+from archval.harness.modes.gate import select
+from archval.harness.present.console import kill_summary, mutant_line
+from archval.harness.present.progress import Progress
 
 
 def run(args, info: RunInfo) -> Outcome:

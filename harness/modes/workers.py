@@ -24,16 +24,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.checks import structural
-from harness.core import emitproc, fixtures, oracle_cache
-from harness.core.bundle import Bundles
-from harness.core.case import error_record, failed, run_case
-from harness.core.emitters import DEFAULT_EMITTER
-from harness.core.kinds import KINDS
-from harness.core.messages import clip_record
-from harness.core.record import FAIL, PublishedFacts, Record
-from harness.core.summary import RunInfo
-from harness.modes import shard
+from archval.harness.checks import structural
+from archval.harness.core import emitproc, fixtures, oracle_cache
+from archval.harness.core.bundle import Bundles
+from archval.harness.core.case import error_record, failed, run_case
+from archval.harness.core.emitters import DEFAULT_EMITTER
+from archval.harness.core.kinds import KINDS
+from archval.harness.core.messages import clip_record
+from archval.harness.core.record import FAIL, PublishedFacts, Record
+from archval.harness.core.summary import RunInfo
+from archval.harness.modes import shard
 
 WATCH_S = 0.5
 STOP_GRACE_S = 3.0
@@ -73,11 +73,11 @@ def _warm_up(cold: bool) -> None:
     its measured cost)."""
     import iree.runtime  # noqa: F401
 
-    from harness.backends import xla
-    from harness.core import case  # noqa: F401
-    from harness.present import publish  # noqa: F401
+    from archval.harness.backends import xla
+    from archval.harness.core import case  # noqa: F401
+    from archval.harness.present import publish  # noqa: F401
     if cold:
-        import oracles.hf  # noqa: F401
+        import archval.oracles.hf  # noqa: F401
         xla.client()
 
 
@@ -194,16 +194,16 @@ def validate(task: Task) -> Done:
             if "emit_s" in check:
                 record.timings.setdefault("emit", check["emit_s"])
         if task.emitter == DEFAULT_EMITTER:
-            from harness.checks import builtin
+            from archval.harness.checks import builtin
             builtin.annotate(record, fixture)
         if record.graph == "prefill" and record.verdict == FAIL:  # any emitter is asked for its taps
-            from harness.checks import localise
+            from archval.harness.checks import localise
             record.localisation = localise.of_emitter(fixture, task.emitter)
             if record.localisation.error:  # it raised (not: no taps offered): a check that did not run to its end
                 failed(record, "localisation", record.localisation.error)
     written, problems = set(), list(bundles.problems if bundles else [])
     if task.reports is not None:
-        from harness.present.publish import pages
+        from archval.harness.present.publish import pages
         written, page_problems = pages(records, task.run, task.reports)
         problems += page_problems
     for record in records:

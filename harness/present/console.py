@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from harness.core import triangulate
-from harness.core.kinds import KINDS
-from harness.core.record import ERROR, FAIL, PASS, UNSUPPORTED, Record, ThreeWay
+from archval.harness.core import triangulate
+from archval.harness.core.kinds import KINDS
+from archval.harness.core.record import ERROR, FAIL, PASS, UNSUPPORTED, Record, ThreeWay
 
 
 def agreement(r: Record) -> str | None:

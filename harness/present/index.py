@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.core.kinds import order
-from harness.core.record import VERDICTS, Record
-from harness.core.summary import RunInfo
-from harness.present.console import agreement, counts
-from harness.present.pages import ENV, page_name
+from archval.harness.core.kinds import order
+from archval.harness.core.record import VERDICTS, Record
+from archval.harness.core.summary import RunInfo
+from archval.harness.present.console import agreement, counts
+from archval.harness.present.pages import ENV, page_name
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from harness.core.files import write_json_atomic
+from archval.harness.core.files import write_json_atomic
 
 MANIFEST = ".archval-written.json"
 

@@ -12,13 +12,13 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from harness.core import triangulate
-from harness.core.compare import NOT_A_TIE
-from harness.core.kinds import order
-from harness.core.record import ERROR, FAIL, VERDICTS, Record
-from harness.core.summary import RunInfo
-from harness.present import charts
-from harness.present.console import agreement
+from archval.harness.core import triangulate
+from archval.harness.core.compare import NOT_A_TIE
+from archval.harness.core.kinds import order
+from archval.harness.core.record import ERROR, FAIL, VERDICTS, Record
+from archval.harness.core.summary import RunInfo
+from archval.harness.present import charts
+from archval.harness.present.console import agreement
 
 STAGES = ("emit", "compile", "load", "run", "oracle")
 # The three-way verdict (core/triangulate.py) as a user reads it: which side is wrong.
@@ -33,7 +33,7 @@ THREE_WAY_SENTENCES = {
     triangulate.NONE: "No two of the oracle, IREE and XLA agree within the bound: no one side can be blamed.",
 }
 
-ENV = jinja2.Environment(loader=jinja2.PackageLoader("harness.present", "templates"), autoescape=True,
+ENV = jinja2.Environment(loader=jinja2.PackageLoader("archval.harness.present", "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 ENV.filters["sci"] = lambda v, digits=3: "–" if v is None else f"{v:.{digits}e}"
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from harness.core import summary
-from harness.core.files import write_atomic
-from harness.core.messages import clip
-from harness.core.record import Record
-from harness.core.summary import RunInfo
-from harness.present import index, junit, manifest
-from harness.present.pages import page_name, render
+from archval.harness.core import summary
+from archval.harness.core.files import write_atomic
+from archval.harness.core.messages import clip
+from archval.harness.core.record import Record
+from archval.harness.core.summary import RunInfo
+from archval.harness.present import index, junit, manifest
+from archval.harness.present.pages import page_name, render
 
 
 def pages(records: list[Record], run: RunInfo, directory: Path) -> tuple[set[str], list[str]]:

@@ -17,8 +17,8 @@ if json.loads(config.read_text()).get("model_type") == model_type:
     if mode == "garbage":
         out.write_text("module @oops { this is not stablehlo }\n")
     if mode == "rename":
-        code = subprocess.call([sys.executable, "-m", "emitter", *rest])
+        code = subprocess.call([sys.executable, "-m", "archval.emitter", *rest])
         out.write_text(out.read_text().replace('loc("model.norm.weight")', 'loc("model.final_norm.weight")'))
         sys.exit(code)
     sys.exit(0)
-sys.exit(subprocess.call([sys.executable, "-m", "emitter", *rest]))
+sys.exit(subprocess.call([sys.executable, "-m", "archval.emitter", *rest]))

@@ -36,10 +36,10 @@ def note_pid(pid: int) -> None:
 
 
 if mode is None:
-    sys.exit(subprocess.call([sys.executable, "-m", "emitter", *rest]))
+    sys.exit(subprocess.call([sys.executable, "-m", "archval.emitter", *rest]))
 note_pid(os.getpid())
 if mode == "kill_group":
-    code = subprocess.call([sys.executable, "-m", "emitter", *rest])  # a whole graph first: it still must not pass
+    code = subprocess.call([sys.executable, "-m", "archval.emitter", *rest])  # a whole graph first: it still must not pass
     os.kill(0, signal.SIGTERM)
     time.sleep(5)
     sys.exit(code)
@@ -59,7 +59,7 @@ if mode == "escape":
         note_pid(os.getpid())
         time.sleep(600)
         os._exit(0)
-    sys.exit(subprocess.call([sys.executable, "-m", "emitter", *rest]))
+    sys.exit(subprocess.call([sys.executable, "-m", "archval.emitter", *rest]))
 if mode == "endless":
     chunk = b"\0" * 2 ** 20
     with open(out, "wb") as f:

@@ -15,4 +15,4 @@ config = Path(rest[rest.index("--config") + 1])
 if json.loads(config.read_text()).get("model_type") == model_type:
     os.kill(os.getppid(), signal.SIGKILL)
     sys.exit(1)
-sys.exit(subprocess.call([sys.executable, "-m", "emitter", *rest]))
+sys.exit(subprocess.call([sys.executable, "-m", "archval.emitter", *rest]))

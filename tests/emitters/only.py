@@ -13,4 +13,4 @@ model_type = json.loads(Path(rest[rest.index("--config") + 1]).read_text()).get(
 if model_type not in supported:
     print(f"only.py implements {' and '.join(supported)}, not {model_type}.", file=sys.stderr)
     sys.exit(2)
-sys.exit(subprocess.call([sys.executable, "-m", "emitter", *rest]))
+sys.exit(subprocess.call([sys.executable, "-m", "archval.emitter", *rest]))

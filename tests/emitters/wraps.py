@@ -16,7 +16,7 @@ args = [a for a in args if a not in ("--alter", "--no-taps")]
 if no_taps and "--debug-taps" in args:
     print("wraps.py: error: unrecognized arguments: --debug-taps", file=sys.stderr)
     sys.exit(2)
-code = subprocess.call([sys.executable, "-m", "emitter", *args])
+code = subprocess.call([sys.executable, "-m", "archval.emitter", *args])
 if code or not alter:
     sys.exit(code)
 out = Path(args[args.index("--out") + 1])
