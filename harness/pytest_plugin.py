@@ -12,8 +12,10 @@ process in the test report's user_properties (so it works under xdist) and, at t
 is published as the gate publishes its records (harness/present/publish.py).
 
 Markers: family_<name> (the fixture's name, characters other than letters, digits and _ as _) on
-every test parametrised over a family, graph_<kind> on every test of a graph kind. `-k` matches
-substrings (`-k llama` also selects llama-llama3-rope); `-m family_llama` selects exactly one family.
+every test parametrised over a family, graph_<kind> on every test of a graph kind; `-m family_llama`
+selects exactly one family. `-k` keeps pytest's meaning but for one thing: a word that is a family's
+name selects, among the tests parametrised over a family, exactly that family's (pytest alone matches
+substrings, so `-k llama` would also run llama-llama3-rope's, `-k gemma` gemma2's and gemma3's).
 `-n auto` with a -k or -m that selects at most one family runs serially: worker start-up (each
 imports torch, IREE and XLA) costs more than one family's cases gain (docs/sharding-and-ci.md).
 """
@@ -102,12 +104,26 @@ def pytest_xdist_auto_num_workers(config):
     expressions = [(Expression.compile(e), how) for e, how in expressions if e]
     if not expressions:
         return None
+    names = fixtures.names()
     selected = [name for name, mark in family_markers().items()
-                if all(e.evaluate(lambda word, /, **_: (word.lower() in name.lower() or word.lower() in mark.lower())
-                                  if how == "k" else word == mark) for e, how in expressions)]
+                if all(e.evaluate(_keyword_matcher(names, name, lambda w: w.lower() in f"{name} {mark}".lower())
+                                  if how == "k" else lambda word, /, **_: word == mark) for e, how in expressions)]
     return 0 if len(selected) <= 1 else None
 
 
+def _keyword_matcher(names: list[str], family: str | None, pytest_match):
+    """-k's test of one word against one test: a word that is a family's name matches exactly that family's
+    tests (when the test is of a family); any other word as pytest_match (pytest's substring match)."""
+    lowered = {name.lower() for name in names}
+
+    def match(word: str, /, **_) -> bool:
+        if family is not None and word.lower() in lowered:
+            return word.lower() == family.lower()
+        return pytest_match(word)
+    return match
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -k and -m, which then see the markers and no -k
 def pytest_collection_modifyitems(config, items):
     names = fixtures.names()
     marks = family_markers()
@@ -117,6 +133,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marks[family])
         for kind in _kinds_of(item):
             item.add_marker(marker("graph", kind))
+    _select_by_keyword(config, items, names)
     if config.getoption("archval_shard") is None:
         return
     index, count = shard.parse(config.getoption("archval_shard"))
@@ -126,6 +143,28 @@ def pytest_collection_modifyitems(config, items):
         family = _family_of(item, names)
         here = family in mine if family else shard.by_hash(item.nodeid, count) == index
         (keep if here else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+def _select_by_keyword(config, items, names: list[str]) -> None:
+    """-k, with family names matched exactly (_keyword_matcher); pytest's own -k is then left nothing to do.
+    A run with no test of a family, or an expression pytest cannot parse (it says why), is pytest's alone."""
+    from _pytest.mark import KeywordMatcher
+    from _pytest.mark.expression import Expression
+    expression = (config.getoption("keyword") or "").strip()
+    if not expression or not any(_family_of(item, names) for item in items):
+        return
+    try:
+        compiled = Expression.compile(expression)
+    except SyntaxError:
+        return
+    keep, deselected = [], []
+    for item in items:
+        chosen = compiled.evaluate(_keyword_matcher(names, _family_of(item, names), KeywordMatcher.from_item(item)))
+        (keep if chosen else deselected).append(item)
+    config.option.keyword = ""
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = keep

@@ -1,5 +1,5 @@
-"""Selecting cases with pytest: a registered marker per family and graph kind that selects exactly, and
--n auto that stays serial when a selection holds one family."""
+"""Selecting cases with pytest: a registered marker per family and graph kind that selects exactly, -k that
+selects a family by its name exactly, and -n auto that stays serial when a selection holds one family."""
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -26,12 +26,40 @@ def test_every_family_and_graph_kind_has_a_registered_marker():
 
 
 def test_a_family_marker_selects_exactly_that_familys_cases():
-    """-k llama would also take llama-llama3-rope's (and any test whose name says llama); -m does not."""
     said = pytest_run("--collect-only", "-q", "-m", "family_llama and graph_decode", "tests/test_differential.py",
                       "tests/test_structural.py")
     ids = [line for line in said.splitlines() if "::" in line]
     assert ids == ["tests/test_differential.py::test_decode_matches_oracle_token_for_token[llama]",
                    "tests/test_structural.py::test_signature_matches_golden[llama-decode]"]
+
+
+CASE_FILES = ("tests/test_differential.py", "tests/test_structural.py", "tests/test_blocks.py")
+
+
+def families_selected(keyword: str) -> set[str]:
+    """The families of the family cases `-k keyword` selects (a case id is test[family] or test[family-...])."""
+    said = pytest_run("--collect-only", "-q", "-k", keyword, *CASE_FILES)
+    ids = [line.split("[", 1)[1].rstrip("]") for line in said.splitlines() if "::" in line and "[" in line]
+    return {max(named, key=len) for i in ids if (named := [n for n in fixtures.names() if i == n or i.startswith(f"{n}-")])}
+
+
+def test_k_with_a_familys_name_selects_exactly_that_family():
+    """pytest's -k matches substrings: without the plugin these four would take llama-llama3-rope, gemma2 and
+    gemma3, olmo3-yarn and qwen3_moe as well."""
+    for name in ("llama", "gemma", "olmo3", "qwen3"):
+        assert families_selected(name) == {name}
+    assert families_selected("llama or gemma2") == {"llama", "gemma2"}
+    assert families_selected("llama3") == {"llama-llama3-rope"}  # not a family's name: pytest's substring match
+    assert "llama-llama3-rope" in families_selected("not llama")
+
+
+def test_k_keeps_pytests_meaning_for_the_rest():
+    said = pytest_run("--collect-only", "-q", "-k", "llama and decode and golden", *CASE_FILES)
+    assert [line for line in said.splitlines() if "::" in line] == [
+        "tests/test_structural.py::test_signature_matches_golden[llama-decode]",
+        # a published config's case is no family's: "llama" is a substring of its id, as pytest matches
+        "tests/test_structural.py::test_signature_matches_golden[real/Llama-3.1-8B-decode]",
+        "tests/test_structural.py::test_signature_matches_golden[real/Llama-3.2-1B-decode]"]
 
 
 def auto_workers(keyword: str = "", markexpr: str = ""):
@@ -43,7 +71,9 @@ def test_auto_workers_are_none_for_one_family_and_xdists_choice_otherwise():
     assert auto_workers(markexpr="family_olmo2") == 0
     assert auto_workers(keyword="olmo2") == 0
     assert auto_workers(keyword="compare") == 0  # no family: a small selection of unit tests
-    assert auto_workers(keyword="llama") is None  # llama and llama-llama3-rope
+    assert auto_workers(keyword="llama") == 0  # exactly llama (-k matches a family's name exactly)
+    assert auto_workers(keyword="llama3") == 0  # llama-llama3-rope
+    assert auto_workers(keyword="llama or gemma") is None
     assert auto_workers(markexpr="family_llama or family_gemma") is None
     assert auto_workers(keyword="not olmo2") is None
     assert auto_workers() is None
