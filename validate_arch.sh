@@ -36,6 +36,12 @@ bootstrap() {
   digest "$venv/bin/python" > "$stamp"
 }
 
+for arg in "$@"; do  # before the set-up: a usage error is said at once
+  if [ "$arg" = "--setup" ] && [ "$#" -ne 1 ]; then
+    echo "error: --setup only sets up .venv and takes no other option (got: $*)" >&2
+    exit 2
+  fi
+done
 bootstrap
 if [ "${1:-}" = "--setup" ]; then
   exit 0

@@ -163,10 +163,10 @@ class Oracle:
     def _in_vocab_ids(config: dict) -> dict:
         """Default bos/eos/pad ids can fall outside a tiny vocabulary; drop those."""
         config = dict(config)
-        for field in TOKEN_ID_FIELDS:
-            value = config.get(field)
+        for name in TOKEN_ID_FIELDS:
+            value = config.get(name)
             if value is None or (isinstance(value, int) and value >= config["vocab_size"]):
-                config[field] = None
+                config[name] = None
         return config
 
     def state_dict(self) -> dict[str, np.ndarray]:

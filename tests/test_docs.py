@@ -11,7 +11,6 @@ program's options, and SLOW says what runs each of them instead.
 """
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from full_disk import FullDisk, FullOs
+from full_disk import FullOs
 
 from archval.harness import ROOT
 
@@ -52,17 +52,19 @@ def hanging_gate(tmp_path):
     of it survives is killed afterwards."""
     if not Path("/proc/self/stat").exists():
         pytest.skip("reads process groups from /proc")
-    pids = tmp_path / "pids"
+    pids, scratch = tmp_path / "pids", tmp_path / "tmp"
+    scratch.mkdir()
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "archval", "--family", "llama", "--reports",
                                  str(tmp_path / "r"), "--emitter", f"{sys.executable} {HOSTILE} llama=hang"],
-                                stdout=out, stderr=err, text=True, cwd=ROOT,
-                                env={**os.environ, "HOSTILE_PIDS": str(pids)}, start_new_session=True)
+                                stdout=out, stderr=err, text=True, cwd=ROOT, start_new_session=True,
+                                env={**os.environ, "HOSTILE_PIDS": str(pids), "TMPDIR": str(scratch)})
     started = []
     try:
         assert wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 3, 120), "the emitter never ran"
         started = [int(p) for p in pids.read_text().split()]
         proc.said = lambda: ((tmp_path / "out").read_text(), (tmp_path / "err").read_text())
+        proc.scratch_left = lambda: sorted(p.name for p in scratch.iterdir())  # the emitter's is there now
         yield proc, started
     finally:
         for kill in ([lambda: os.killpg(proc.pid, signal.SIGKILL)]
@@ -90,6 +92,7 @@ def test_a_stopped_gate_says_one_line_and_leaves_nothing_running(hanging_gate, h
                           "emitters are stopped"), err
     assert wait_until(lambda: not group_members(gate_pid), 10), f"workers left: {group_members(gate_pid)}"
     assert wait_until(lambda: not any(map(alive, emitters)), 10), [p for p in emitters if alive(p)]
+    assert wait_until(lambda: not proc.scratch_left(), 10), f"left in the temporary directory: {proc.scratch_left()}"
 
 
 def test_a_gate_killed_outright_leaves_no_worker_or_emitter(hanging_gate):
@@ -100,6 +103,7 @@ def test_a_gate_killed_outright_leaves_no_worker_or_emitter(hanging_gate):
     proc.wait(timeout=30)
     assert wait_until(lambda: not group_members(gate_pid), 10), f"orphaned workers: {group_members(gate_pid)}"
     assert wait_until(lambda: not any(map(alive, emitters)), 10), [p for p in emitters if alive(p)]
+    assert wait_until(lambda: not proc.scratch_left(), 10), f"left in the temporary directory: {proc.scratch_left()}"
 
 
 # -- the --reports directory: found unwritable before the run starts, locked against a concurrent run ------
@@ -205,3 +209,11 @@ def test_jobs_are_capped_at_the_cores_unless_asked(tmp_path, capsys, monkeypatch
     assert started == [expected]
     out = capsys.readouterr().out
     assert ("--jobs 1000: capped at 2, the cores this process may use (--jobs-over-cores to allow more)" in out) != over
+
+
+@pytest.mark.parametrize("argv", [["--setup", "--family", "x"], ["--family", "llama", "--setup"]])
+def test_setup_with_another_option_is_refused_before_any_set_up(argv):
+    """--setup only sets up .venv: an option beside it would be silently ignored."""
+    proc = subprocess.run([str(ROOT / "validate_arch.sh"), *argv], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert proc.stderr == f"error: --setup only sets up .venv and takes no other option (got: {' '.join(argv)})\n"

@@ -24,15 +24,37 @@ class Terminal(io.StringIO):
 
 def test_running_is_the_first_unfinished_in_the_order_handed_out_and_the_estimate_scales_the_costs():
     clock = Clock()
-    progress = Progress(["slow", "mid", "fast"], 2, {"slow": 30.0, "mid": 10.0, "fast": 10.0}, err=io.StringIO(),
-                        tty=False, clock=clock)
+    progress = Progress(["slow", "mid", "fast", "last"], 2, {"slow": 30.0, "mid": 10.0, "fast": 10.0, "last": 20.0},
+                        err=io.StringIO(), tty=False, clock=clock)
     assert progress.in_flight() == ["slow", "mid"]
-    assert progress.eta_s() == pytest.approx(25.0)  # nothing done yet: the cold costs over the workers
+    assert progress.eta_s() == pytest.approx(35.0)  # nothing done yet: the cold costs over the two workers
     clock.now += 5.0
-    progress.done("mid")
+    progress.done("mid")  # this run's pace: 10 cost-seconds in 5 s
     assert progress.in_flight() == ["slow", "fast"]
-    assert progress.eta_s() == pytest.approx(5.0 * 40.0 / 10.0)  # this run's pace: 10 cost-seconds in 5 s
-    assert progress.status() == "[1/3 families] 5s elapsed, about 20s left; running: slow, fast"
+    # slow has 15 - 5 s left, fast 5 s, last 10 s: 25 s of work on two workers
+    assert progress.eta_s() == pytest.approx(12.5)
+    assert progress.status() == "[1/4 families] 5s elapsed, about 12s left; running: slow, fast"
+    clock.now += 5.0
+    progress.done("fast")  # took 5 s for 10 cost-seconds as well
+    assert progress.in_flight() == ["slow", "last"]
+    assert progress.eta_s() == pytest.approx(10.0)  # last: 20 x 0.5 from now, slow ends before it
+    clock.now += 20.0
+    assert progress.eta_s() == pytest.approx(0.0)  # overdue: never negative
+
+
+def test_the_estimate_does_not_jump_when_the_first_of_parallel_ones_finishes():
+    """Four equal families on two workers at the table's pace: the estimate falls as the clock runs."""
+    clock = Clock()
+    progress = Progress(list("abcd"), 2, dict.fromkeys("abcd", 10.0), err=io.StringIO(), tty=False, clock=clock)
+    seen = [progress.eta_s()]
+    for _ in range(2):
+        clock.now += 5.0
+        seen.append(progress.eta_s())
+    progress.done("a")
+    seen.append(progress.eta_s())
+    progress.done("b")
+    seen.append(progress.eta_s())
+    assert seen == pytest.approx([20.0, 15.0, 10.0, 10.0, 10.0])
 
 
 def test_plain_lines_come_on_each_completion_and_periodically_when_not_on_a_terminal():
@@ -44,7 +66,17 @@ def test_plain_lines_come_on_each_completion_and_periodically_when_not_on_a_term
     lines = err.getvalue().splitlines()
     assert lines.count("[1/2 families] 0s elapsed, about 0s left; running: b") == 1
     assert sum(line.startswith("[0/2 families]") for line in lines) >= 2, lines
+
     assert "\r" not in err.getvalue() and out.getvalue() == "a line of the run\n"
+
+
+def test_no_periodic_line_right_after_a_completion():
+    err = io.StringIO()
+    with Progress(["a", "b"], 1, err=err, tty=False, period_s=0.2) as progress:
+        time.sleep(0.15)
+        progress.done("a")
+        time.sleep(0.15)  # the period's tick falls here: a line was said 0.15 s before it
+    assert [line.split(" ")[0] for line in err.getvalue().splitlines()] == ["[1/2"], err.getvalue()
 
 
 def test_on_a_terminal_one_status_line_is_redrawn_and_cleared_for_each_line_said():

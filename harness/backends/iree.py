@@ -9,7 +9,6 @@ import importlib.metadata
 import os
 import signal
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from archval.harness.backends.base import Backend, BackendError, Module, Stage
 from archval.harness.core import cache
-from archval.harness.core.files import write_atomic
+from archval.harness.core.files import scratch_directory, write_atomic
 from archval.harness.core.graph import FunctionSignature, GraphSignature
 from archval.harness.core.host import cpu_identity
 
@@ -74,8 +73,8 @@ def compile_text(text: str) -> tuple[bytes, bool]:
         return cached, True
     source = source_path(text)
     write_atomic(source, text)
-    with tempfile.TemporaryDirectory(prefix="archval-compile-") as tmp:
-        out = Path(tmp) / "module.vmfb"
+    with scratch_directory("archval-compile-") as tmp:
+        out = tmp / "module.vmfb"
         command, timeout = compile_command(str(source), str(out)), compile_timeout_s()
         try:
             proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)

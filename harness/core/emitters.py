@@ -15,13 +15,13 @@ import shlex
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 from archval.emitter.config_input import printable
 from archval.harness import ROOT
 from archval.harness.core import emitproc
+from archval.harness.core.files import scratch_directory
 
 DEFAULT_EMITTER = (sys.executable, "-m", "archval.emitter")
 BUILTIN_EMITTER = "built-in (python -m archval.emitter)"  # how the reports name it
@@ -81,8 +81,8 @@ def emit(command, config_path: Path, graph: str, taps: bool = False, sizes: tupl
     sizes: (prefill bucket, decode capacity) passed as --bucket and --capacity, only where a case needs its
     own (a checkpoint's prompt and steps); elsewhere the emitter's defaults hold, and an emitter need not
     take the options."""
-    with tempfile.TemporaryDirectory(prefix="archval-emit-") as tmp:
-        out = Path(tmp) / f"{graph}.mlir"
+    with scratch_directory("archval-emit-") as tmp:
+        out = tmp / f"{graph}.mlir"
         config = Path(config_path).resolve()
         config = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
         argv = ["--config", str(config), "--graph", graph, "--out", str(out), *(["--debug-taps"] if taps else [])]

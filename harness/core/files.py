@@ -10,6 +10,10 @@ The --reports directory is claimed before a run writes there (claimed): created,
 and locked against a concurrent gate by an exclusive flock(2) on DIR/.archval.lock (Linux and
 macOS), held until the run ends. The operating system releases it when the process dies, however it
 dies, so a stale lock file never blocks the next run; the file holds the holder's pid, for the message.
+
+Scratch directories (an emission's output, a compilation's) are removed at the end of their block,
+and by remove_scratch() when a worker is stopped and exits at once (modes/workers.py): no run,
+interrupted or not, leaves them in the temporary directory.
 """
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_NAME = ".archval.lock"
@@ -31,6 +37,26 @@ def _umask() -> int:
 
 
 _MODE = 0o666 & ~_umask()
+
+
+_scratch: set[str] = set()  # scratch directories in use in this process
+
+
+@contextlib.contextmanager
+def scratch_directory(prefix: str) -> Iterator[Path]:
+    path = tempfile.mkdtemp(prefix=prefix)
+    _scratch.add(path)
+    try:
+        yield Path(path)
+    finally:
+        _scratch.discard(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_scratch() -> None:
+    """Every scratch directory still in use: for a process about to exit without unwinding (os._exit)."""
+    for path in list(_scratch):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archval.harness.checks import structural
-from archval.harness.core import emitproc, fixtures, oracle_cache
+from archval.harness.core import emitproc, files, fixtures, oracle_cache
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import error_record, failed, run_case
 from archval.harness.core.emitters import DEFAULT_EMITTER
@@ -98,16 +98,21 @@ def worker_init(parent: int, then=None, args: tuple = ()) -> None:
 
 
 def _stopped(signum, _frame) -> None:
+    _leave(128 + signum)
+
+
+def _leave(code: int) -> None:
+    """Exit now, from any thread: the emitters killed, the scratch directories removed."""
     emitproc.kill_all()
-    os._exit(128 + signum)
+    files.remove_scratch()
+    os._exit(code)
 
 
 def _watch_parent(parent: int) -> None:
     while True:
         time.sleep(WATCH_S)
         if os.getppid() != parent:  # reparented: the gate is gone, and nobody will read what this computes
-            emitproc.kill_all()
-            os._exit(1)
+            _leave(1)
 
 
 def process_pool(jobs: int, initializer=None, initargs: tuple = ()) -> ProcessPoolExecutor:

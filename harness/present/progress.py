@@ -6,9 +6,13 @@ line every PERIOD_S seconds and after each completion, so that a log shows a lon
 (none under -q, which says only what did not pass).
 
 What is in flight is read from the order work was handed out: the pool takes its tasks first
-in, first out, so the first `jobs` unfinished ones are those running. The estimate starts from
-the costs given (fixtures/costs.json's cold seconds, for families) and, once something is done,
-scales them by how fast this run goes (a warm cache runs several times faster than the table).
+in, first out, so the first `jobs` unfinished ones are those running, each since the moment it
+took a free worker. The estimate is the costs given (fixtures/costs.json's cold seconds, for
+families) times this run's pace: the time the finished ones took per second of their cost (a
+warm cache runs several times faster than the table; 1 until one is done). What is left of
+each running one (its cost at that pace less the time it has run) and the queue's costs share
+the workers, and the longest running one bounds it from below, so that the estimate does not
+jump when the first of several parallel ones finishes.
 """
 from __future__ import annotations
 
@@ -40,8 +44,10 @@ class Progress:
         self.plain = not self.tty and not quiet  # plain status lines
         self.period_s = REDRAW_S if self.tty else period_s
         self.clock, self.start = clock, clock()
-        self.finished: set[str] = set()
+        self.finished: dict[str, float] = {}  # name: seconds it ran
+        self.started = dict.fromkeys(self.order[: self.jobs], self.start)
         self._lock, self._stop, self._drawn = threading.Lock(), threading.Event(), False
+        self._said_at = self.start  # the last plain line
         self._thread = threading.Thread(target=self._tick, daemon=True, name="archval-progress")
 
     def __enter__(self) -> Progress:
@@ -60,13 +66,15 @@ class Progress:
         return [n for n in self.order if n not in self.finished][: self.jobs]
 
     def eta_s(self) -> float | None:
-        """Seconds left by the costs, scaled by this run's pace once something is done."""
-        left = sum(self.costs[n] for n in self.order if n not in self.finished)
-        done = sum(self.costs[n] for n in self.finished)
-        elapsed = self.clock() - self.start
-        if done:
-            return elapsed * left / done
-        return max(0.0, left / self.jobs - elapsed) if left else None
+        """Seconds left: the costs at this run's pace, shared by the workers (module docstring)."""
+        now, running = self.clock(), self.in_flight()
+        if not running:
+            return None
+        cost_done = sum(self.costs[n] for n in self.finished)
+        pace = sum(self.finished.values()) / cost_done if cost_done else 1.0
+        running_left = [max(0.0, self.costs[n] * pace - (now - self.started[n])) for n in running]
+        queued = sum(self.costs[n] for n in self.order if n not in self.finished and n not in running) * pace
+        return max(max(running_left), (sum(running_left) + queued) / self.jobs)
 
     def status(self) -> str:
         eta = self.eta_s()
@@ -84,18 +92,30 @@ class Progress:
 
     def done(self, name: str) -> None:
         with self._lock:
-            self.finished.add(name)
+            now = self.clock()
+            self.finished[name] = now - self.started.get(name, self.start)
+            for newly in self.in_flight():
+                self.started.setdefault(newly, now)
             if self.plain:
-                print(self.status(), file=self.err, flush=True)
+                self._say_status()
             self._draw()
 
+    def _say_status(self) -> None:
+        print(self.status(), file=self.err, flush=True)
+        self._said_at = self.clock()
+
     def _tick(self) -> None:
-        while not self._stop.wait(self.period_s):
+        """The terminal's line redrawn; a plain line when none was said for a period (not right after a
+        completion's)."""
+        while not self._stop.wait(self.period_s if self.tty else self._until_next_line()):
             with self._lock:
                 if self.tty:
                     self._draw()
-                elif self.plain:
-                    print(self.status(), file=self.err, flush=True)
+                elif self.plain and self.clock() - self._said_at >= self.period_s:
+                    self._say_status()
+
+    def _until_next_line(self) -> float:
+        return max(0.01, self.period_s - (self.clock() - self._said_at))
 
     def _draw(self) -> None:
         if self.tty:
