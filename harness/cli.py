@@ -205,7 +205,12 @@ def run(args, argv: list[str]) -> int:
             if problems:
                 print(f"reports: incomplete ({problems} problem{'s' if problems > 1 else ''} above): "
                       "the run cannot pass", flush=True)
-    passed = outcome.ok and not problems and all(
+    # A run whose every case the emitter refused validated nothing, and cannot pass (a shard's may: the
+    # merge of all shards judges their records together).
+    refused_all = bool(records) and all(r.verdict == UNSUPPORTED for r in records) and args.shard is None
+    if refused_all:
+        print("nothing validated: the emitter refused every case (UNSUPPORTED above); the run cannot pass")
+    passed = outcome.ok and not problems and not refused_all and all(
         r.verdict == PASS or (r.verdict == UNSUPPORTED and not args.require_all) for r in records)
     print(f"RESULT: {'PASS' if passed else 'FAIL'}")
     return 0 if passed else 1

@@ -17,6 +17,8 @@ pytest.importorskip("jax")
 from archval.harness.checks import localise  # after the skip: the example needs JAX
 from archval.harness.core import fixtures
 
+from bench.make_checkpoint import build
+
 ROOT = Path(__file__).resolve().parents[1]
 EMITTER = f"{shlex.quote(sys.executable)} examples/jax_emitter/emit.py"
 FAMILIES = ("llama", "qwen3", "gemma2")
@@ -89,3 +91,22 @@ def test_refuses_what_it_does_not_implement(tmp_path, fixture):
     assert run.returncode == 2
     assert len(run.stderr.strip().splitlines()) == 1 and run.stderr.strip().endswith(".")
     assert not (tmp_path / "g.mlir").exists()
+
+
+@pytest.mark.parametrize("bug", [None, "slot"])
+def test_a_checkpoint_through_it_takes_the_runs_sizes(tmp_path, bug):
+    """--checkpoint passes --bucket and --capacity (docs/emitter-protocol.md): 20 prompt tokens and 24 steps
+    do not fit the example's defaults (16, 32), so only an emitter that takes them can pass."""
+    checkpoint = build(dict(fixtures.load("qwen3").config), tmp_path / "qwen3-ckpt", "bf16", "60KB")
+    env = {k: v for k, v in os.environ.items() if k != "ARCHVAL_JAX_BUG"} | ({"ARCHVAL_JAX_BUG": bug} if bug else {})
+    prompt = "3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3,2,3,8,4"  # 20 tokens: more than the default bucket, 16
+    run = subprocess.run([sys.executable, "-m", "archval", "--checkpoint", str(checkpoint), "--prompt-ids", prompt,
+                          "--steps", "24", "--emitter", EMITTER, "--reports", str(tmp_path / "r")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    [record] = json.loads((tmp_path / "r" / "summary.json").read_text())["records"]
+    if bug is None:
+        assert run.returncode == 0 and record["verdict"] == "PASS", run.stdout + run.stderr
+        assert record["decode"]["steps"] == 24 and record["abi"]["caches"] == "per layer"
+    else:
+        assert run.returncode == 1 and record["verdict"] == "FAIL", run.stdout + run.stderr
+        assert record["decode"]["first_divergence"] == 1

@@ -37,3 +37,25 @@ def test_a_refusing_emitter_over_all_families(tmp_path, capsys, require_all):
     assert f"{len(refused)} unsupported" in index and 'class="verdict UNSUPPORTED"' in index
     page = (tmp_path / "gemma.html").read_text()
     assert "The emitter refuses this config (exit 2), in its words: only.py implements llama and qwen3" in page
+
+
+def test_a_run_whose_every_case_is_refused_validated_nothing_and_fails(tmp_path, capsys):
+    code = main(["--reports", str(tmp_path), "--emitter", f"{sys.executable} {ONLY} {','.join(SUPPORTED)}",
+                 "--family", "gemma", "--family", "olmo2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3].startswith("0 passed, 0 failed, 0 errors, 4 unsupported")
+    assert lines[-2:] == ["nothing validated: the emitter refused every case (UNSUPPORTED above); the run cannot pass",
+                          "RESULT: FAIL"] and code == 1
+    code = main(["--reports", str(tmp_path), "--emitter", f"{sys.executable} {ONLY} {','.join(SUPPORTED)}",
+                 "--family", "gemma", "--family", "llama"])
+    assert code == 0 and capsys.readouterr().out.splitlines()[-1] == "RESULT: PASS"  # llama was validated
+
+
+def test_a_shard_whose_every_case_is_refused_leaves_the_judgement_to_the_merge(tmp_path, capsys):
+    """An emitter of llama and qwen3 alone, over three shards: the third gets neither (the cost table's choice)."""
+    from archval.harness.modes import shard
+    assert not set(SUPPORTED) & set(shard.assign(fixtures.names(), 3, 3))
+    code = main(["--reports", str(tmp_path), "--emitter", f"{sys.executable} {ONLY} {','.join(SUPPORTED)}",
+                 "--shard", "3/3"])
+    out = capsys.readouterr().out
+    assert "nothing validated" not in out and (code, out.splitlines()[-1]) == (0, "RESULT: PASS")

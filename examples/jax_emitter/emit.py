@@ -1,4 +1,4 @@
-"""archval emitter protocol: emit.py --config C --graph {prefill,decode} --out F [--debug-taps]
+"""archval emitter protocol: emit.py --config C --graph {prefill,decode} --out F [--debug-taps] [--bucket Lp] [--capacity C]
 
 Lowers model.prefill / model.decode with jax.jit, then adapts JAX's StableHLO module to
 archval's ABI (docs/emitter-protocol.md):
@@ -8,6 +8,8 @@ archval's ABI (docs/emitter-protocol.md):
     (archval binds them by these names, not by position), then the inputs;
   - no JAX-specific attributes on the results or the module.
 --debug-taps (prefill only): archval's localisation taps after the normal results.
+--bucket / --capacity: the prefill bucket and the decode cache's slots (a --checkpoint run passes
+its prompt's and steps' sizes; the fixtures use the defaults).
 Exit 2 with one sentence on stderr for a config it refuses.
 """
 import argparse
@@ -30,24 +32,23 @@ PREFILL_BUCKET = 16   # Lp: prompt slots in prefill
 CAPACITY = 32         # C: decode cache slots (prompt + decode steps must fit)
 
 
-def graph_signature(spec, graph, debug_taps=False):
+def graph_signature(spec, graph, debug_taps=False, bucket=PREFILL_BUCKET, capacity=CAPACITY):
     """(function, [(argument name, shape, dtype)]): weights first, then the graph's inputs."""
     f32, i32 = jnp.float32, jnp.int32
     args = [(n, s, f32) for n, s in zip(model.weight_names(spec), model.weight_shapes(spec))]
     if graph == "prefill":
         def fn(spec, weights, *inputs):
             return model.prefill(spec, weights, *inputs, debug_taps=debug_taps)
-        args += [("tokens", (PREFILL_BUCKET,), i32), ("positions", (PREFILL_BUCKET,), i32),
-                 ("real_len", (), i32)]
+        args += [("tokens", (bucket,), i32), ("positions", (bucket,), i32), ("real_len", (), i32)]
     else:
         fn = model.decode
         args += [("token", (), i32), ("position", (), i32), ("cache_len", (), i32)]
-        args += [(name, (CAPACITY, spec.kv_heads, spec.head_dim), f32) for name in model.cache_names(spec)]
+        args += [(name, (capacity, spec.kv_heads, spec.head_dim), f32) for name in model.cache_names(spec)]
     return fn, args
 
 
-def lower(spec, graph, debug_taps=False):
-    fn, args = graph_signature(spec, graph, debug_taps)
+def lower(spec, graph, debug_taps=False, bucket=PREFILL_BUCKET, capacity=CAPACITY):
+    fn, args = graph_signature(spec, graph, debug_taps, bucket, capacity)
     n_weights = len(model.weight_names(spec))
     structs = [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in args]
 
@@ -84,18 +85,22 @@ def main(argv=None):
     ap.add_argument("--graph", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--debug-taps", action="store_true", help="prefill only: also return archval's taps")
+    ap.add_argument("--bucket", type=int, default=PREFILL_BUCKET, help="prefill's prompt slots (Lp)")
+    ap.add_argument("--capacity", type=int, default=CAPACITY, help="decode's cache slots (C)")
     a = ap.parse_args(argv)
     try:
         if a.graph not in ("prefill", "decode"):
             raise Refused(f"graph {a.graph!r} is not emitted by this example (prefill and decode only).")
         if a.debug_taps and a.graph != "prefill":
             raise Refused("--debug-taps exists for --graph prefill only.")
+        if a.bucket < 1 or a.capacity < 1:
+            raise Refused(f"--bucket {a.bucket} --capacity {a.capacity}: both must be at least 1.")
         with open(a.config) as f:
             spec = parse(json.load(f), a.config)
     except Refused as e:
         print(e, file=sys.stderr)
         return 2
-    text = lower(spec, a.graph, a.debug_taps)
+    text = lower(spec, a.graph, a.debug_taps, a.bucket, a.capacity)
     with open(a.out, "w") as f:
         f.write(text)
     return 0
