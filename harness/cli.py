@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from archval.harness import ROOT
+from archval.harness import COMMAND, ROOT
 from archval.harness.core import emitproc, fixtures, summary
 from archval.harness.core.emitters import emitter_command
 from archval.harness.core.files import ReportsError, claimed
@@ -72,7 +72,9 @@ CLASHES = (
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="validate_arch.sh", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=Path(COMMAND).name, description=__doc__.split("\n\n")[0],
+                                 epilog=f"{Path(COMMAND).name} cache info|prune [--max-size SIZE]: the cache "
+                                        "directory's size by kind, and a bound on it (least recently used first)")
     ap.add_argument("--version", action="version", version=f"archval {summary.project_version()}")
     ap.add_argument("--family", action="append", metavar="NAME",
                     help="validate only this fixture (repeatable); default: all")
@@ -100,7 +102,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--emit-timeout", metavar="S",
                     help=f"seconds another emitter may take per graph before its process group is stopped "
                          f"(default {emitproc.DEFAULT_TIMEOUT_S:g}, or ${emitproc.TIMEOUT_ENV})")
-    ap.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where summary.json goes")
+    ap.add_argument("--reports", type=Path, default=REPORTS_DIR, metavar="DIR",
+                    help="where the reports go: index.html, a page per family, summary.json, summary.csv, junit.xml, "
+                         "bundles/ (default: %(default)s)")
     ap.add_argument("--bundle", choices=("failing", "all"), default="failing",
                     help="write a repro bundle (reports/bundles/: .mlir, inputs, iree-compile and iree-run-module "
                          "scripts) for the failing cases (default) or for all")
@@ -119,8 +123,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--mutants", action="store_true",
                     help="the mutation self-test: every applicable mutant of the selected families must FAIL")
     ap.add_argument("--shard", metavar="I/N",
-                    help="only shard I of N (1-based): the families modes/shard.py assigns it by their cost in "
-                         "fixtures/costs.json, for N machines; --merge joins their reports")
+                    help="only shard I of N (1-based): the families given to it by their measured cost, for N "
+                         "machines; --merge joins their reports")
     ap.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
                     help="join the reports of shard runs (each one's --reports DIR) into --reports, as one run "
                          "over all their families would have written them")
@@ -187,7 +191,7 @@ def run(args, argv: list[str]) -> int:
             args.claim_reports = lambda: stack.enter_context(claimed(args.reports))
             if args.emit_timeout is not None:  # the workers spawned from here on inherit it
                 stack.enter_context(_environment(emitproc.TIMEOUT_ENV, args.emit_timeout))
-            info = summary.run_info(mode.name, ["validate_arch.sh", *argv], args.emitter)
+            info = summary.run_info(mode.name, [Path(COMMAND).name, *argv], args.emitter)
             outcome = mode.run(args, info)
         except (UsageError, ReportsError) as e:
             print(f"error: {e}", file=sys.stderr)
@@ -205,12 +209,14 @@ def run(args, argv: list[str]) -> int:
             if problems:
                 print(f"reports: incomplete ({problems} problem{'s' if problems > 1 else ''} above): "
                       "the run cannot pass", flush=True)
-    # A run whose every case the emitter refused validated nothing, and cannot pass (a shard's may: the
-    # merge of all shards judges their records together).
-    refused_all = bool(records) and all(r.verdict == UNSUPPORTED for r in records) and args.shard is None
-    if refused_all:
-        print("nothing validated: the emitter refused every case (UNSUPPORTED above); the run cannot pass")
-    passed = outcome.ok and not problems and not refused_all and all(
+    # A run with no case, or whose every case the emitter refused, validated nothing and cannot pass (a
+    # shard's may: the merge of all shards judges their records together).
+    nothing = outcome.records is not None and args.shard is None and all(r.verdict == UNSUPPORTED for r in records)
+    if nothing:
+        print("nothing validated: " + ("the emitter refused every case (UNSUPPORTED above)" if records else
+                                       f"no family chosen has a {' or '.join(args.graph)} graph" if args.graph else
+                                       "no case was chosen") + "; the run cannot pass")
+    passed = outcome.ok and not problems and not nothing and all(
         r.verdict == PASS or (r.verdict == UNSUPPORTED and not args.require_all) for r in records)
     print(f"RESULT: {'PASS' if passed else 'FAIL'}")
     return 0 if passed else 1

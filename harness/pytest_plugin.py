@@ -35,10 +35,11 @@ from archval.harness.checks.signature import drift, load_golden, signature
 from archval.harness.core import fixtures, summary
 from archval.harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
 from archval.harness.core.kinds import KINDS, order
-from archval.harness.core.record import MutantFacts, Record
+from archval.harness.core.record import UNSUPPORTED, MutantFacts, Record
 from archval.harness.modes import shard
 
 RECORD = "archval-record"
+VERDICT = "archval-verdict"
 SUITE = Path(__file__).with_name("pytest_suite.py")
 
 
@@ -74,9 +75,15 @@ def emitter(request) -> tuple[str, ...]:
     return emitter_command(request.config.getoption("archval_emitter"))
 
 
+def _emitter_option(config) -> str:
+    """The option the emitter was given by, as typed: --archval-emitter, or this repository's --emitter."""
+    given = [a for a in config.invocation_params.args if str(a).startswith("--archval-emitter")]
+    return "--archval-emitter" if given else "--emitter"
+
+
 def pytest_configure(config):
     try:  # as the gate's --emitter: an empty one (an unset variable) must not test the built-in emitter
-        emitter_command(config.getoption("archval_emitter"))
+        emitter_command(config.getoption("archval_emitter"), _emitter_option(config))
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
     if config.getoption("archval_shard") is not None:
@@ -90,9 +97,11 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{marker('graph', kind)}: the cases of the {kind} graph kind")
     if config.getoption("archval_emitter") is not None and config.getini("archval_suite"):
         config.args.append(str(SUITE))
-    directory = config.getoption("archval_reports")
-    if directory and not hasattr(config, "workerinput"):  # only the controlling process writes
-        config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
+    if not hasattr(config, "workerinput"):  # the controlling process judges the run and writes the reports
+        config.pluginmanager.register(_NothingValidated(), "archval-nothing-validated")
+        directory = config.getoption("archval_reports")
+        if directory:
+            config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -198,6 +207,7 @@ def case_report(request):
     judged when it is not the built-in emitter's (a mutant's)."""
     def keep(record: Record, text: str | None = None, mutant: str | None = None) -> None:
         record.replay = replay_command(request)
+        request.node.user_properties.append((VERDICT, record.verdict))
         if not request.config.getoption("archval_reports"):
             return
         if record.emitter == BUILTIN_EMITTER or text is not None:  # as the gate: goldens of the built-in only
@@ -234,6 +244,29 @@ def _structural(family: str, graph: str, text: str | None):
     changes = drift(*golden, sig, text) if golden else ["no golden recorded"]
     return structural.brief({"status": structural.DRIFT if changes else structural.MATCH, "detail": changes,
                              "sha256": sig["sha256"], "signature": sig, "golden": golden and golden[0]})
+
+
+class _NothingValidated:
+    """As the gate: a run whose every case the emitter refused (all skipped as UNSUPPORTED: a mistyped
+    script path exits 2 as a refusal does) validated nothing, and fails. A shard's is left alone."""
+    def __init__(self):
+        self.verdicts: list[str] = []
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            self.verdicts += [value for key, value in report.user_properties if key == VERDICT]
+
+    def refused_all(self, config) -> bool:
+        return bool(self.verdicts) and set(self.verdicts) == {UNSUPPORTED} and config.getoption("archval_shard") is None
+
+    def pytest_sessionfinish(self, session):
+        if self.refused_all(session.config):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.refused_all(terminalreporter.config):
+            terminalreporter.write_line(f"archval: nothing validated: the emitter refused all {len(self.verdicts)} "
+                                        "cases (UNSUPPORTED, skipped); the run fails", red=True)
 
 
 class _ReportWriter:

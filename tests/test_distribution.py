@@ -6,6 +6,7 @@ Nothing is downloaded: the wheel is built without build isolation and installed 
 into a venv that sees this environment's site-packages through a .pth file (whose own .pth files, this
 checkout's editable install among them, are not run: the fresh venv imports archval from the wheel).
 """
+import json
 import os
 import shutil
 import subprocess
@@ -80,6 +81,9 @@ def test_the_wheel_gives_the_archval_command_with_its_fixtures(installed, tmp_pa
     assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr[-3000:]
     assert gate.stdout.rstrip().endswith("RESULT: PASS") and "2 passed, 0 failed, 0 errors" in gate.stdout
     assert (tmp_path / "reports" / "llama.html").is_file()  # the reports land where it runs
+    said = json.loads((tmp_path / "reports" / "summary.json").read_text())  # no validate_arch.sh outside a checkout
+    assert said["run"]["command"].startswith("archval --family llama")
+    assert {r["replay"] for r in said["records"]} == {f"archval --family llama --graph {g}" for g in ("prefill", "decode")}
 
 
 @pytest.mark.parametrize("alter,said", [(False, "2 passed, 1 skipped"), (True, "2 failed, 1 skipped")])

@@ -1,5 +1,6 @@
 """An emitter of one's own, driven through the protocol: PASS as the built-in writes it, FAIL once altered."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,23 @@ def test_pytest_emitter_option_runs_the_differential_tests_through_it(alter, ret
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == returncode, proc.stdout[-2000:]
     assert ("1 passed" if returncode == 0 else "1 failed") in proc.stdout
+
+
+def test_the_emitter_runs_where_archval_was_started_so_relative_paths_are_the_users(tmp_path):
+    """An installed archval started in an emitter's repository: `python my_emitter.py` is that repository's file
+    (checked up front, and run there); a mistyped one is refused before anything runs (python exits 2 for a
+    script it cannot open, which the protocol would read as a refusal)."""
+    project = tmp_path / "my-emitter"
+    project.mkdir()
+    (project / "my_emitter.py").write_text(WRAPS.read_text())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ran = subprocess.run([sys.executable, "-m", "archval", "--family", "llama", "--reports", str(tmp_path / "r"),
+                          "--emitter", f"{sys.executable} my_emitter.py"], cwd=project, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0 and ran.stdout.rstrip().endswith("RESULT: PASS"), ran.stdout + ran.stderr
+    typo = subprocess.run([sys.executable, "-m", "archval", "--family", "llama", "--reports", str(tmp_path / "r"),
+                           "--emitter", f"{sys.executable} my_emiter.py"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert typo.returncode == 2 and typo.stdout == "", typo
+    assert typo.stderr == (f"error: --emitter '{sys.executable} my_emiter.py': my_emiter.py is no file (relative to "
+                           f"{project}, where the emitter runs)\n")

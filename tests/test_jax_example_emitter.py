@@ -61,7 +61,7 @@ def test_its_taps_localise_nothing_on_a_correct_graph(family):
 
 @pytest.mark.parametrize("bug", ["eps", "rope"])
 def test_a_bug_in_every_layer_fails_and_is_localised_to_the_first(tmp_path, bug):
-    """eps: RMSNorm's epsilon 10x the config's (llama's 1e-5: caught by the strict bound alone); rope: GPT-J
+    """eps: RMSNorm's epsilon 10x the config's (|Δlogit| ~5 through the quiet tokens); rope: GPT-J
     pairs instead of rotate-half. Both sit in every layer's attention, so the first layer's is named."""
     run, records = gate(tmp_path, ["llama"], bug=bug)
     assert run.returncode == 1, run.stdout + run.stderr

@@ -59,3 +59,10 @@ def test_a_shard_whose_every_case_is_refused_leaves_the_judgement_to_the_merge(t
                  "--shard", "3/3"])
     out = capsys.readouterr().out
     assert "nothing validated" not in out and (code, out.splitlines()[-1]) == (0, "RESULT: PASS")
+
+
+def test_a_run_that_chose_no_case_validated_nothing_and_fails(tmp_path, capsys):
+    code = main(["--reports", str(tmp_path), "--family", "llama", "--graph", "moe_block"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == ["nothing validated: no family chosen has a moe_block graph; the run cannot pass",
+                          "RESULT: FAIL"] and code == 1

@@ -23,6 +23,7 @@ from itertools import zip_longest
 
 import numpy as np
 
+from archval.harness import COMMAND
 from archval.emitter import Config, emit
 
 from archval.harness.checks import mutants
@@ -63,7 +64,7 @@ def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | Non
         facts.equivalent = False
         facts.margin, facts.judged_by = detection_margin(record)
         record.mutant = facts
-        record.replay = f"./validate_arch.sh --mutants --family {name}"  # runs this family's mutants, this one too
+        record.replay = f"{COMMAND} --mutants --family {name}"  # runs this family's mutants, this one too
         if not facts.killed and bug.oracle_config and record.noise:
             _measure_exact_effect(record, fixture, bug)
         records.append(record)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archval.harness import COMMAND
 from archval.emitter import DEFAULT_BUCKET, ConfigError
 from archval.emitter.config_input import printable, read_json_object
 from archval.emitter.families import FAMILIES
@@ -100,7 +101,7 @@ def prepare(path: str, workdir: Path, name: str, as_is: bool = False) -> Publish
     for seed in range(DEFAULT_SEED, DEFAULT_SEED + SEED_TRIES):
         (directory / "fixture.json").write_text(json.dumps({
             "seed": seed, "prompt_len": PROMPT_LEN,
-            "replay": f"./validate_arch.sh --config {shlex.quote(str(path))}" + (" --as-is" if as_is else ""),
+            "replay": f"{COMMAND} --config {shlex.quote(str(path))}" + (" --as-is" if as_is else ""),
             "purpose": f"{path} " + ("as given, seeded weights" if as_is else "shrunk to a tiny synthetic model")},
             indent=2) + "\n")
         try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from archval.harness import COMMAND
 from archval.harness.backends import REFERENCES, SUBJECT
 from archval.harness.backends.base import Backend, BackendError, Module
 from archval.harness.core import cache, noise, triangulate
@@ -54,7 +55,7 @@ def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict
     published config, as given), the graph kind, the emitter (shell-quoted) and --fixed-bound-only where
     the case was judged without the strict bound. Not carried: the environment (variables the emitter
     reads, ARCHVAL_CACHE_DIR), and --reports (the replay writes under reports/)."""
-    words = [fixture.replay or f"./validate_arch.sh --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
+    words = [fixture.replay or f"{COMMAND} --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
     if tuple(emitter) != DEFAULT_EMITTER:
         words.append(f"--emitter {shlex.quote(shlex.join(emitter))}")
     if not strict_bound:

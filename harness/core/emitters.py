@@ -4,13 +4,17 @@ exit 2 with one sentence for a config it refuses (docs/emitter-protocol.md).
 The built-in emitter is run the same way, as the module `python -m archval.emitter`, but inside this
 process (same argv, exit code and file, without a Python start per graph, which would
 dominate a structural run); any other command runs as a subprocess, contained (core/emitproc.py:
-its own session, a time limit, bounded output, no process of it left behind).
+its own session, a time limit, bounded output, no process of it left behind). It runs in the directory
+archval was started in (validate_arch.sh starts it in the checkout's root), so that the paths of the
+command are the user's: `--config` is given relative to that directory when the config is inside it,
+else absolute, and --emitter is checked against it before anything runs.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
 import io
+import re
 import shlex
 import shutil
 import signal
@@ -28,21 +32,27 @@ BUILTIN_EMITTER = "built-in (python -m archval.emitter)"  # how the reports name
 _IN_PROCESS = threading.Lock()  # sys.argv and stderr are the process's own
 
 
-def emitter_command(text: str | None) -> tuple[str, ...]:
-    """--emitter split as a shell would, or the built-in emitter where the option is not given; ValueError
-    for text that is no command line or names no command (an unset variable must not validate the built-in)."""
+def emitter_command(text: str | None, option: str = "--emitter") -> tuple[str, ...]:
+    """The emitter option's text split as a shell would, or the built-in emitter where it is not given;
+    ValueError, naming `option`, for text that is no command line, names no command (an unset variable
+    must not validate the built-in) or names no program or Python script that exists here."""
     if text is None:
         return DEFAULT_EMITTER
     shown = printable(shlex.quote(text))
     try:
         command = tuple(shlex.split(text))
     except ValueError as e:
-        raise ValueError(f"--emitter {shown}: not a command line ({e})") from None
+        raise ValueError(f"{option} {shown}: not a command line ({e})") from None
     if not command:
-        raise ValueError(f"--emitter {shown}: names no command; leave --emitter out to validate the built-in emitter")
+        raise ValueError(f"{option} {shown}: names no command (an empty variable?)")
     if shutil.which(command[0]) is None:  # refused once, up front, rather than as every case's ERROR
-        raise ValueError(f"--emitter {shown}: {printable(command[0])} is no executable (not on PATH, or not a file "
+        raise ValueError(f"{option} {shown}: {printable(command[0])} is no executable (not on PATH, or not a file "
                          "that may be run)")
+    # python's exit status for a script it cannot open is 2, the protocol's refusal: say it here instead
+    if re.fullmatch(r"python[0-9.]*", Path(command[0]).name) and len(command) > 1 and command[1].endswith(".py") \
+            and not Path(command[1]).is_file():
+        raise ValueError(f"{option} {shown}: {printable(command[1])} is no file (relative to {Path.cwd()}, where "
+                         "the emitter runs)")
     return command
 
 
@@ -82,23 +92,24 @@ def emit(command, config_path: Path, graph: str, taps: bool = False, sizes: tupl
     own (a checkpoint's prompt and steps); elsewhere the emitter's defaults hold, and an emitter need not
     take the options."""
     with scratch_directory("archval-emit-") as tmp:
-        out = tmp / f"{graph}.mlir"
+        out, here = tmp / f"{graph}.mlir", Path.cwd()
         config = Path(config_path).resolve()
-        config = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
-        argv = ["--config", str(config), "--graph", graph, "--out", str(out), *(["--debug-taps"] if taps else [])]
+        given = config.relative_to(here) if config.is_relative_to(here) else config
+        argv = ["--config", str(given), "--graph", graph, "--out", str(out), *(["--debug-taps"] if taps else [])]
         if sizes:
             argv += ["--bucket", str(sizes[0]), "--capacity", str(sizes[1])]
         if tuple(command) == DEFAULT_EMITTER:
-            returncode, said = _run_module(DEFAULT_EMITTER[2], ["--config", str(ROOT / config), *argv[2:]])
+            returncode, said = _run_module(DEFAULT_EMITTER[2], ["--config", str(config), *argv[2:]])
         else:
             try:
-                proc = emitproc.run([*command, *argv], out, cwd=ROOT)
+                proc = emitproc.run([*command, *argv], out, cwd=here)
             except emitproc.EmitterProblem as e:
                 raise CaseError(str(e)) from None
             returncode, said = proc.returncode, proc.stderr.strip() or proc.stdout.strip()
         said = (said.strip() or "(no output)").splitlines()[-1]
-        if returncode == 2:  # name the config as the subprocess path does, relative to the project
-            raise EmitterRefused(said.removeprefix("error: ").replace(str(ROOT / config), str(config)))
+        if returncode == 2:  # the config named as the reports name it, relative to archval's fixtures' root
+            shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+            raise EmitterRefused(said.removeprefix("error: ").replace(str(config), str(shown)))
         if returncode < 0:
             raise CaseError(f"the emitter was killed by {_signal_name(-returncode)}: {said}")
         if returncode != 0:

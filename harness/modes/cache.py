@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from archval.harness import COMMAND
 from archval.harness.core import cache
 from archval.harness.modes import UsageError
 
@@ -83,7 +84,7 @@ def prune(directory: Path, limit: int) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="validate_arch.sh cache", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=f"{Path(COMMAND).name} cache", description=__doc__.split("\n\n")[0])
     ap.add_argument("action", choices=("info", "prune"))
     ap.add_argument("--max-size", metavar="SIZE", help="prune: the size to prune to (e.g. 500M, 2G)")
     args = ap.parse_args(argv)

@@ -13,6 +13,7 @@ import shlex
 
 import numpy as np
 
+from archval.harness import COMMAND
 from archval.harness.checks import published
 from archval.harness.core import checkpoint as ckpt
 from archval.harness.core.case import run_case
@@ -81,7 +82,7 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
         raise UsageError(f"--checkpoint {checkpoint.directory}: the run needs an estimated "
                          f"{estimate.peak / ckpt.GiB:.1f} GiB but {available / ckpt.GiB:.1f} GiB is available"
                          + ("" if args.fixed_bound_only else " (--fixed-bound-only skips the f64 oracle)"))
-    replay = " ".join(["./validate_arch.sh", "--checkpoint", shlex.quote(str(args.checkpoint)), "--prompt-ids",
+    replay = " ".join([COMMAND, "--checkpoint", shlex.quote(str(args.checkpoint)), "--prompt-ids",
                        ",".join(map(str, prompt)), "--steps", str(args.steps)])
     fixture = Fixture(
         name=name, config_path=checkpoint.directory / "config.json", config=checkpoint.config, seed=0,
