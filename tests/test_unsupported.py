@@ -66,3 +66,23 @@ def test_a_run_that_chose_no_case_validated_nothing_and_fails(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2:] == ["nothing validated: no family chosen has a moe_block graph; the run cannot pass",
                           "RESULT: FAIL"] and code == 1
+
+
+def test_under_pytest_a_run_whose_every_case_is_refused_fails_too(tmp_path):
+    """pytest skips a refused case: without the plugin's judgement, an emitter whose script path is mistyped
+    (python exits 2, the protocol's refusal) would be a green run of skips."""
+    import os
+    import subprocess
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "my-emitter"\nversion = "0"\n')
+
+    def pytest_run(selection: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
+                               "--archval-emitter", f"{sys.executable} {ONLY} llama", "-m", selection],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"})
+    refused = pytest_run("family_gemma")
+    assert refused.returncode == 1, refused.stdout[-2000:]
+    assert "archval: nothing validated: the emitter refused all 2 cases (UNSUPPORTED, skipped); the run fails" \
+        in refused.stdout
+    mixed = pytest_run("family_gemma or family_llama")
+    assert mixed.returncode == 0 and "nothing validated" not in mixed.stdout, mixed.stdout[-2000:]
