@@ -30,12 +30,14 @@ from pathlib import Path
 
 import pytest
 
-from archval.harness.checks import builtin, structural
+from archval.harness.checks import builtin, localise, structural
 from archval.harness.checks.signature import drift, load_golden, signature
 from archval.harness.core import fixtures, summary
+from archval.harness.core.bundle import Bundles
+from archval.harness.core.case import failed
 from archval.harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
 from archval.harness.core.kinds import KINDS, order
-from archval.harness.core.record import UNSUPPORTED, MutantFacts, Record
+from archval.harness.core.record import FAIL, UNSUPPORTED, MutantFacts, Record
 from archval.harness.modes import shard
 
 RECORD = "archval-record"
@@ -201,11 +203,31 @@ def _kinds_of(item) -> set[str]:
 
 
 @pytest.fixture
-def case_report(request):
-    """keep(record, text=None, mutant=None): the record's replay becomes this test's command line, and the
-    record goes into --archval-reports (only that is a no-op without it). text is the graph the record
-    judged when it is not the built-in emitter's (a mutant's)."""
-    def keep(record: Record, text: str | None = None, mutant: str | None = None) -> None:
+def case_report(request) -> CaseReport:
+    return CaseReport(request)
+
+
+class CaseReport:
+    """The `case_report` fixture. Called with a run_case record (and text, the graph it judged when that is not
+    the emitter's own, a mutant's), it does what the gate does after a case: a failing prefill is localised
+    through the emitter's taps; the replay becomes this test's command line; under --archval-reports the
+    record goes into the reports. `bundles` is run_case's, for the repro bundles of failing cases (None
+    without --archval-reports)."""
+
+    def __init__(self, request):
+        self.request = request
+        reports = request.config.getoption("archval_reports")
+        self.bundles = Bundles(reports) if reports else None
+
+    def __call__(self, record: Record, text: str | None = None, mutant: str | None = None) -> None:
+        request = self.request
+        if record.graph == "prefill" and record.verdict == FAIL and mutant is None:
+            record.localisation = localise.of_emitter(fixtures.load(record.family),
+                                                      emitter_command(request.config.getoption("archval_emitter")))
+            if record.localisation.error:  # it raised: a check that did not run to its end
+                failed(record, "localisation", record.localisation.error)
+        if self.bundles and self.bundles.problems:
+            failed(record, "report", "; ".join(self.bundles.problems))
         record.replay = replay_command(request)
         request.node.user_properties.append((VERDICT, record.verdict))
         if not request.config.getoption("archval_reports"):
@@ -218,7 +240,6 @@ def case_report(request):
             from archval.harness.checks.mutants import MUTANTS
             record.mutant = MutantFacts(mutant, MUTANTS[mutant].description)
         request.node.user_properties.append((RECORD, json.dumps(record.to_json())))
-    return keep
 
 
 def replay_command(request) -> str:

@@ -21,8 +21,8 @@ def test_case(family, graph, emitter, case_report):
     fixture, kind = fixtures.load(family), KINDS[graph]
     if not kind.every_family and not kind.applies(fixture):  # decided by the oracle, never by the emitter
         pytest.skip(f"{family} has no {graph} graph")
-    record = run_case(fixture, graph, emitter=emitter)
-    case_report(record)
+    record = run_case(fixture, graph, emitter=emitter, bundles=case_report.bundles)
+    case_report(record)  # as the gate: a failing prefill localised, a failing case's repro bundle
     if record.verdict == UNSUPPORTED:  # the emitter refuses the family (exit 2), in its own words
         pytest.skip(f"UNSUPPORTED: {record.message}")
     assert record.verdict == PASS, line(record)

@@ -21,7 +21,7 @@ def skip_if_refused(record):
 @pytest.mark.graph_prefill
 @pytest.mark.parametrize("name", NAMES)
 def test_prefill_matches_oracle(name, emitter, case_report):
-    record = run_case(fixtures.load(name), emitter=emitter)
+    record = run_case(fixtures.load(name), emitter=emitter, bundles=case_report.bundles)
     case_report(record)
     skip_if_refused(record)
     assert record.verdict == "PASS", format_line(record)
@@ -32,7 +32,7 @@ def test_prefill_matches_oracle(name, emitter, case_report):
 @pytest.mark.parametrize("name", NAMES)
 def test_decode_matches_oracle_token_for_token(name, emitter, case_report):
     fixture = fixtures.load(name)
-    record = run_case(fixture, "decode", emitter=emitter)
+    record = run_case(fixture, "decode", emitter=emitter, bundles=case_report.bundles)
     case_report(record)
     skip_if_refused(record)
     assert record.verdict == "PASS", format_line(record)

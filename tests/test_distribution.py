@@ -97,3 +97,9 @@ def test_a_downstream_project_runs_archvals_cases_with_the_plugin(installed, tmp
     assert said in proc.stdout.splitlines()[-1], proc.stdout[-3000:]
     assert "FAILED ::test_case[llama-prefill]" in proc.stdout or not alter  # archval's suite, outside the project
     assert (tmp_path / "reports" / "junit.xml").is_file()
+    records = {r["graph"]: r for r in json.loads((tmp_path / "reports" / "summary.json").read_text())["records"]}
+    if alter:  # as the gate: the failing prefill localised, each failing case's repro bundle written
+        assert records["prefill"]["localisation"]["summary"].startswith("first divergence: layer 0 attention")
+        assert all((tmp_path / "reports" / r["bundle"] / "run.sh").is_file() for r in records.values())
+    else:
+        assert all(r["bundle"] is None and r["localisation"] is None for r in records.values())
