@@ -11,18 +11,12 @@ A test hands its run_case record to the `case_report` fixture; the record travel
 process in the test report's user_properties (so it works under xdist) and, at the end of the session,
 is published as the gate publishes its records (harness/present/publish.py).
 
-Markers: family_<name> (the fixture's name, characters other than letters, digits and _ as _) on
-every test parametrised over a family, graph_<kind> on every test of a graph kind; `-m family_llama`
-selects exactly one family. `-k` keeps pytest's meaning but for one thing: a word that is a family's
-name selects, among the tests parametrised over a family, exactly that family's (pytest alone matches
-substrings, so `-k llama` would also run llama-llama3-rope's, `-k gemma` gemma2's and gemma3's).
-`-n auto` with a -k or -m that selects at most one family runs serially: worker start-up (each
-imports torch, IREE and XLA) costs more than one family's cases gain (docs/sharding-and-ci.md).
+Which tests a run takes (markers per family and graph kind, -k with family names exactly, shards,
+-n auto) is harness/pytest_selection.py's.
 """
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import sys
 import time
@@ -30,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from archval.harness import pytest_selection as selection
 from archval.harness.checks import builtin, localise, structural
 from archval.harness.checks.signature import drift, load_golden, signature
 from archval.harness.core import fixtures, summary
@@ -58,20 +53,6 @@ def pytest_addoption(parser):
                   help="with --archval-emitter, also collect archval's cases (harness/pytest_suite.py)")
 
 
-def marker(prefix: str, name: str) -> str:
-    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
-
-
-def family_markers() -> dict[str, str]:
-    """{fixture name: its marker}; two names that would share a marker are refused (neither could be selected)."""
-    found = {name: marker("family", name) for name in fixtures.names()}
-    twice = [m for m in set(found.values()) if list(found.values()).count(m) > 1]
-    if twice:
-        raise pytest.UsageError(f"fixtures {sorted(n for n, m in found.items() if m == twice[0])} share the "
-                                f"marker {twice[0]}: rename one")
-    return found
-
-
 @pytest.fixture(scope="session")
 def emitter(request) -> tuple[str, ...]:
     return emitter_command(request.config.getoption("archval_emitter"))
@@ -93,10 +74,10 @@ def pytest_configure(config):
             shard.parse(config.getoption("archval_shard"))
         except ValueError as e:
             raise pytest.UsageError(str(e)) from None
-    for name, mark in family_markers().items():
+    for name, mark in selection.family_markers().items():
         config.addinivalue_line("markers", f"{mark}: the cases of the {name} fixture family (exact: -m {mark})")
     for kind in KINDS:
-        config.addinivalue_line("markers", f"{marker('graph', kind)}: the cases of the {kind} graph kind")
+        config.addinivalue_line("markers", f"{selection.marker('graph', kind)}: the cases of the {kind} graph kind")
     if config.getoption("archval_emitter") is not None and config.getini("archval_suite"):
         config.args.append(str(SUITE))
     if not hasattr(config, "workerinput"):  # the controlling process judges the run and writes the reports
@@ -108,98 +89,12 @@ def pytest_configure(config):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
-    """-n auto: serial when -k/-m selects at most one family (none: cases of no family, a small selection);
-    otherwise xdist's own choice."""
-    from _pytest.mark.expression import Expression
-    expressions = [(config.getoption("keyword"), "k"), (config.getoption("markexpr"), "m")]
-    expressions = [(Expression.compile(e), how) for e, how in expressions if e]
-    if not expressions:
-        return None
-    names = fixtures.names()
-    selected = [name for name, mark in family_markers().items()
-                if all(e.evaluate(_keyword_matcher(names, name, lambda w: w.lower() in f"{name} {mark}".lower())
-                                  if how == "k" else lambda word, /, **_: word == mark) for e, how in expressions)]
-    return 0 if len(selected) <= 1 else None
-
-
-def _keyword_matcher(names: list[str], family: str | None, pytest_match):
-    """-k's test of one word against one test: a word that is a family's name matches exactly that family's
-    tests (when the test is of a family); any other word as pytest_match (pytest's substring match)."""
-    lowered = {name.lower() for name in names}
-
-    def match(word: str, /, **_) -> bool:
-        if family is not None and word.lower() in lowered:
-            return word.lower() == family.lower()
-        return pytest_match(word)
-    return match
+    return selection.auto_workers(config)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -k and -m, which then see the markers and no -k
 def pytest_collection_modifyitems(config, items):
-    names = fixtures.names()
-    marks = family_markers()
-    for item in items:
-        family = _family_of(item, names)
-        if family:
-            item.add_marker(marks[family])
-        for kind in _kinds_of(item):
-            item.add_marker(marker("graph", kind))
-    _select_by_keyword(config, items, names)
-    if config.getoption("archval_shard") is None:
-        return
-    index, count = shard.parse(config.getoption("archval_shard"))
-    mine = set(shard.assign(names, index, count))
-    keep, deselected = [], []
-    for item in items:
-        family = _family_of(item, names)
-        here = family in mine if family else shard.by_hash(item.nodeid, count) == index
-        (keep if here else deselected).append(item)
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = keep
-
-
-def _select_by_keyword(config, items, names: list[str]) -> None:
-    """-k, with family names matched exactly (_keyword_matcher); pytest's own -k is then left nothing to do.
-    A run with no test of a family, or an expression pytest cannot parse (it says why), is pytest's alone."""
-    from _pytest.mark import KeywordMatcher
-    from _pytest.mark.expression import Expression
-    expression = (config.getoption("keyword") or "").strip()
-    if not expression or not any(_family_of(item, names) for item in items):
-        return
-    try:
-        compiled = Expression.compile(expression)
-    except SyntaxError:
-        return
-    keep, deselected = [], []
-    for item in items:
-        chosen = compiled.evaluate(_keyword_matcher(names, _family_of(item, names), KeywordMatcher.from_item(item)))
-        (keep if chosen else deselected).append(item)
-    config.option.keyword = ""
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = keep
-
-
-def _params(item) -> list:
-    callspec = getattr(item, "callspec", None)
-    return list(callspec.params.values()) if callspec else []
-
-
-def _family_of(item, names: list[str]) -> str | None:
-    """The fixture family a test is parametrised over: a parameter that is its name (or a case
-    named after it, such as a StructuralCase)."""
-    for value in _params(item):
-        name = value if isinstance(value, str) else getattr(value, "name", None)
-        if name in names:
-            return name
-    return None
-
-
-def _kinds_of(item) -> set[str]:
-    """The graph kinds a test is about: a parameter that names one, or a graph_<kind> marker it carries."""
-    found = {value for value in _params(item) if isinstance(value, str) and value in KINDS}
-    return found | {kind for kind in KINDS if item.get_closest_marker(marker("graph", kind))}
+    selection.mark_and_select(config, items)
 
 
 @pytest.fixture
@@ -249,7 +144,7 @@ def replay_command(request) -> str:
     if request.node.path == SUITE:
         params = request.node.callspec.params
         return (f"pytest --archval-emitter {shlex.quote(emitter)} -m "
-                f"'{marker('family', params['family'])} and {marker('graph', params['graph'])}'")
+                f"'{selection.marker('family', params['family'])} and {selection.marker('graph', params['graph'])}'")
     command = f".venv/bin/python -m pytest {shlex.quote(request.node.nodeid)}"
     if emitter is not None and "emitter" in request.fixturenames:
         command += f" --emitter {shlex.quote(emitter)}"

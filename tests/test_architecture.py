@@ -15,7 +15,8 @@ MAY_IMPORT = {
     "present": {"core", "present"},
     "modes": {"core", "backends", "checks", "present", "modes"},
     "cli": {"core", "modes", "present"},
-    "pytest_plugin": {"core", "checks", "modes", "present"},  # the options, fixtures and reports of pytest runs
+    "pytest_plugin": {"core", "checks", "modes", "present", "pytest_selection"},  # options, fixtures, reports
+    "pytest_selection": {"core", "modes"},  # which tests a pytest run takes
     "pytest_suite": {"core", "present"},  # the cases a downstream pytest run collects
 }
 LONG_MODULES = {  # module: why it is longer than LONGEST lines

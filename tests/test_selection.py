@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from archval.harness import ROOT
 from archval.harness.core import fixtures
 from archval.harness.core.kinds import KINDS
-from archval.harness.pytest_plugin import marker, pytest_xdist_auto_num_workers
+from archval.harness.pytest_selection import auto_workers as plugin_auto_workers, marker
 
 
 def pytest_run(*args: str) -> str:
@@ -64,7 +64,7 @@ def test_k_keeps_pytests_meaning_for_the_rest():
 
 def auto_workers(keyword: str = "", markexpr: str = ""):
     options = {"keyword": keyword, "markexpr": markexpr}
-    return pytest_xdist_auto_num_workers(SimpleNamespace(getoption=options.__getitem__))
+    return plugin_auto_workers(SimpleNamespace(getoption=options.__getitem__))
 
 
 def test_auto_workers_are_none_for_one_family_and_xdists_choice_otherwise():

@@ -1,0 +1,129 @@
+"""Which tests a pytest run takes (harness/pytest_plugin.py's hooks): a marker per family and per graph kind,
+-k with family names matched exactly, --archval-shard, and -n auto kept serial for a selection of one family.
+
+Markers: family_<name> (the fixture's name, characters other than letters, digits and _ as _) on
+every test parametrised over a family, graph_<kind> on every test of a graph kind; `-m family_llama`
+selects exactly one family. `-k` keeps pytest's meaning but for one thing: a word that is a family's
+name selects, among the tests parametrised over a family, exactly that family's (pytest alone matches
+substrings, so `-k llama` would also run llama-llama3-rope's, `-k gemma` gemma2's and gemma3's).
+`-n auto` with a -k or -m that selects at most one family runs serially: worker start-up (each
+imports torch, IREE and XLA) costs more than one family's cases gain (docs/sharding-and-ci.md).
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from archval.harness.core import fixtures
+from archval.harness.core.kinds import KINDS
+from archval.harness.modes import shard
+
+
+def marker(prefix: str, name: str) -> str:
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+
+
+def family_markers() -> dict[str, str]:
+    """{fixture name: its marker}; two names that would share a marker are refused (neither could be selected)."""
+    found = {name: marker("family", name) for name in fixtures.names()}
+    twice = [m for m in set(found.values()) if list(found.values()).count(m) > 1]
+    if twice:
+        raise pytest.UsageError(f"fixtures {sorted(n for n, m in found.items() if m == twice[0])} share the "
+                                f"marker {twice[0]}: rename one")
+    return found
+
+
+def auto_workers(config) -> int | None:
+    """-n auto: serial when -k/-m selects at most one family (none: cases of no family, a small selection);
+    otherwise xdist's own choice."""
+    from _pytest.mark.expression import Expression
+    expressions = [(config.getoption("keyword"), "k"), (config.getoption("markexpr"), "m")]
+    expressions = [(Expression.compile(e), how) for e, how in expressions if e]
+    if not expressions:
+        return None
+    names = fixtures.names()
+    selected = [name for name, mark in family_markers().items()
+                if all(e.evaluate(_keyword_matcher(names, name, lambda w: w.lower() in f"{name} {mark}".lower())
+                                  if how == "k" else lambda word, /, **_: word == mark) for e, how in expressions)]
+    return 0 if len(selected) <= 1 else None
+
+
+def _keyword_matcher(names: list[str], family: str | None, pytest_match):
+    """-k's test of one word against one test: a word that is a family's name matches exactly that family's
+    tests (when the test is of a family); any other word as pytest_match (pytest's substring match)."""
+    lowered = {name.lower() for name in names}
+
+    def match(word: str, /, **_) -> bool:
+        if family is not None and word.lower() in lowered:
+            return word.lower() == family.lower()
+        return pytest_match(word)
+    return match
+
+
+def mark_and_select(config, items) -> None:
+    """Each test's family and graph markers, then -k (family names exactly) and --archval-shard."""
+    names = fixtures.names()
+    marks = family_markers()
+    for item in items:
+        family = _family_of(item, names)
+        if family:
+            item.add_marker(marks[family])
+        for kind in _kinds_of(item):
+            item.add_marker(marker("graph", kind))
+    _select_by_keyword(config, items, names)
+    if config.getoption("archval_shard") is None:
+        return
+    index, count = shard.parse(config.getoption("archval_shard"))
+    mine = set(shard.assign(names, index, count))
+    keep, deselected = [], []
+    for item in items:
+        family = _family_of(item, names)
+        here = family in mine if family else shard.by_hash(item.nodeid, count) == index
+        (keep if here else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+def _select_by_keyword(config, items, names: list[str]) -> None:
+    """-k, with family names matched exactly (_keyword_matcher); pytest's own -k is then left nothing to do.
+    A run with no test of a family, or an expression pytest cannot parse (it says why), is pytest's alone."""
+    from _pytest.mark import KeywordMatcher
+    from _pytest.mark.expression import Expression
+    expression = (config.getoption("keyword") or "").strip()
+    if not expression or not any(_family_of(item, names) for item in items):
+        return
+    try:
+        compiled = Expression.compile(expression)
+    except SyntaxError:
+        return
+    keep, deselected = [], []
+    for item in items:
+        chosen = compiled.evaluate(_keyword_matcher(names, _family_of(item, names), KeywordMatcher.from_item(item)))
+        (keep if chosen else deselected).append(item)
+    config.option.keyword = ""
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+def _params(item) -> list:
+    callspec = getattr(item, "callspec", None)
+    return list(callspec.params.values()) if callspec else []
+
+
+def _family_of(item, names: list[str]) -> str | None:
+    """The fixture family a test is parametrised over: a parameter that is its name (or a case
+    named after it, such as a StructuralCase)."""
+    for value in _params(item):
+        name = value if isinstance(value, str) else getattr(value, "name", None)
+        if name in names:
+            return name
+    return None
+
+
+def _kinds_of(item) -> set[str]:
+    """The graph kinds a test is about: a parameter that names one, or a graph_<kind> marker it carries."""
+    found = {value for value in _params(item) if isinstance(value, str) and value in KINDS}
+    return found | {kind for kind in KINDS if item.get_closest_marker(marker("graph", kind))}
