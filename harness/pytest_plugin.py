@@ -16,7 +16,9 @@ Which tests a run takes (markers per family and graph kind, -k with family names
 """
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -59,9 +61,11 @@ def emitter(request) -> tuple[str, ...]:
 
 
 def _emitter_option(config) -> str:
-    """The option the emitter was given by, as typed: --archval-emitter, or this repository's --emitter."""
-    given = [a for a in config.invocation_params.args if str(a).startswith("--archval-emitter")]
-    return "--archval-emitter" if given else "--emitter"
+    """The option the emitter was given by: --archval-emitter (on the command line, in PYTEST_ADDOPTS or the
+    ini's addopts), or this repository's --emitter."""
+    given = [*map(str, config.invocation_params.args), *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+             *config.getini("addopts")]
+    return "--archval-emitter" if any(a.startswith("--archval-emitter") for a in given) else "--emitter"
 
 
 def pytest_configure(config):
@@ -87,14 +91,30 @@ def pytest_configure(config):
             config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
 
 
+def pytest_pycollect_makemodule(module_path, parent):
+    """archval's suite imported by its module name: by its path, pytest would import it as a top-level
+    `harness.pytest_suite` from an editable install's checkout, and put the checkout on sys.path."""
+    if module_path == SUITE:
+        return _Suite.from_parent(parent, path=module_path)
+    return None
+
+
+class _Suite(pytest.Module):
+    def _getobj(self):
+        return importlib.import_module("archval.harness.pytest_suite")
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     return selection.auto_workers(config)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest's own -k and -m, which then see the markers and no -k
+@pytest.hookimpl(wrapper=True)  # around every other collection hook, pytest's own -k and -m among them
 def pytest_collection_modifyitems(config, items):
-    selection.mark_and_select(config, items)
+    keyword = selection.mark(config, items)
+    result = yield
+    selection.select(config, items, keyword)
+    return result
 
 
 @pytest.fixture
@@ -176,7 +196,7 @@ class _NothingValidated:
         return bool(self.verdicts) and set(self.verdicts) == {UNSUPPORTED} and config.getoption("archval_shard") is None
 
     def pytest_sessionfinish(self, session):
-        if self.refused_all(session.config):
+        if self.refused_all(session.config) and session.exitstatus == pytest.ExitCode.OK:  # not over a Ctrl-C's
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter):

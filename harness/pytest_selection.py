@@ -39,7 +39,10 @@ def auto_workers(config) -> int | None:
     otherwise xdist's own choice."""
     from _pytest.mark.expression import Expression
     expressions = [(config.getoption("keyword"), "k"), (config.getoption("markexpr"), "m")]
-    expressions = [(Expression.compile(e), how) for e, how in expressions if e]
+    try:
+        expressions = [(Expression.compile(e), how) for e, how in expressions if e]
+    except Exception:  # noqa: BLE001 - not an expression: pytest says so, with its own usage error
+        return None
     if not expressions:
         return None
     names = fixtures.names()
@@ -61,8 +64,11 @@ def _keyword_matcher(names: list[str], family: str | None, pytest_match):
     return match
 
 
-def mark_and_select(config, items) -> None:
-    """Each test's family and graph markers, then -k (family names exactly) and --archval-shard."""
+def mark(config, items):
+    """Before every other plugin's and conftest's collection hooks (-m among them): each test's family and
+    graph markers; and -k taken over from pytest when its expression parses and the run has tests of a
+    family. Returns the -k expression to select by afterwards (select()), or None: -k is pytest's alone."""
+    from _pytest.mark.expression import Expression
     names = fixtures.names()
     marks = family_markers()
     for item in items:
@@ -71,41 +77,38 @@ def mark_and_select(config, items) -> None:
             item.add_marker(marks[family])
         for kind in _kinds_of(item):
             item.add_marker(marker("graph", kind))
-    _select_by_keyword(config, items, names)
-    if config.getoption("archval_shard") is None:
-        return
-    index, count = shard.parse(config.getoption("archval_shard"))
-    mine = set(shard.assign(names, index, count))
-    keep, deselected = [], []
-    for item in items:
-        family = _family_of(item, names)
-        here = family in mine if family else shard.by_hash(item.nodeid, count) == index
-        (keep if here else deselected).append(item)
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = keep
-
-
-def _select_by_keyword(config, items, names: list[str]) -> None:
-    """-k, with family names matched exactly (_keyword_matcher); pytest's own -k is then left nothing to do.
-    A run with no test of a family, or an expression pytest cannot parse (it says why), is pytest's alone."""
-    from _pytest.mark import KeywordMatcher
-    from _pytest.mark.expression import Expression
     expression = (config.getoption("keyword") or "").strip()
     if not expression or not any(_family_of(item, names) for item in items):
-        return
+        return None
     try:
         compiled = Expression.compile(expression)
-    except SyntaxError:
-        return
-    keep, deselected = [], []
-    for item in items:
-        chosen = compiled.evaluate(_keyword_matcher(names, _family_of(item, names), KeywordMatcher.from_item(item)))
-        (keep if chosen else deselected).append(item)
+    except Exception:  # noqa: BLE001 - SyntaxError on pytest 9, ParseError on 8: pytest's own -k says what is wrong
+        return None
     config.option.keyword = ""
+    return compiled
+
+
+def select(config, items, keyword) -> None:
+    """After every other collection hook (so that -k sees the keywords and markers they add): -k with family
+    names matched exactly (_keyword_matcher), then --archval-shard."""
+    from _pytest.mark import KeywordMatcher
+    names = fixtures.names()
+    if keyword is not None:
+        _deselect(config, items, [keyword.evaluate(_keyword_matcher(names, _family_of(item, names),
+                                                                    KeywordMatcher.from_item(item)))
+                                  for item in items])
+    if config.getoption("archval_shard") is not None:
+        index, count = shard.parse(config.getoption("archval_shard"))
+        mine = set(shard.assign(names, index, count))
+        _deselect(config, items, [(_family_of(item, names) in mine) if _family_of(item, names)
+                                  else shard.by_hash(item.nodeid, count) == index for item in items])
+
+
+def _deselect(config, items, chosen: list[bool]) -> None:
+    deselected = [item for item, keep in zip(items, chosen) if not keep]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = keep
+        items[:] = [item for item, keep in zip(items, chosen) if keep]
 
 
 def _params(item) -> list:

@@ -77,3 +77,44 @@ def test_auto_workers_are_none_for_one_family_and_xdists_choice_otherwise():
     assert auto_workers(markexpr="family_llama or family_gemma") is None
     assert auto_workers(keyword="not olmo2") is None
     assert auto_workers() is None
+
+
+def test_the_suite_is_collected_by_its_module_name_in_a_project_with_a_harness_package_of_its_own(tmp_path):
+    """By its path, pytest would import archval's suite from this (editable) checkout as a top-level
+    `harness.pytest_suite`, which collides with the project's own `harness` and puts the checkout on sys.path."""
+    import os
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "my-emitter"\nversion = "0"\n')
+    (tmp_path / "harness").mkdir()
+    (tmp_path / "harness" / "__init__.py").write_text("MINE = True\n")
+    (tmp_path / "conftest.py").write_text(
+        "import sys\n"
+        "def pytest_collection_finish(session):\n"
+        "    import harness\n"
+        "    assert harness.MINE, harness.__file__\n"
+        f"    assert {str(ROOT)!r} not in sys.path\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
+                           "--archval-emitter", f"{sys.executable} {ROOT / 'tests' / 'emitters' / 'wraps.py'}",
+                           "-m", "family_llama and graph_prefill"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"})
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+
+def test_k_sees_what_other_collection_hooks_add(tmp_path):
+    """-k is applied after every other plugin's and conftest's pytest_collection_modifyitems, as pytest's own."""
+    import os
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n"
+        "def pytest_collection_modifyitems(items):\n"
+        "    for item in items:\n"
+        "        if item.name.endswith('[gemma]'):\n"
+        "            item.add_marker(pytest.mark.heavy)\n")
+    (tmp_path / "test_families.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.parametrize('family', ['llama', 'gemma', 'gemma2'])\n"
+        "def test_family(family):\n    pass\n"
+        "def test_plain_heavy():\n    pass\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--collect-only",
+                           "-q", "-k", "heavy and not llama"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"})
+    assert [line for line in proc.stdout.splitlines() if "::" in line] == [
+        "test_families.py::test_family[gemma]", "test_families.py::test_plain_heavy"], proc.stdout + proc.stderr

@@ -109,7 +109,8 @@ def emit(command, config_path: Path, graph: str, taps: bool = False, sizes: tupl
         said = (said.strip() or "(no output)").splitlines()[-1]
         if returncode == 2:  # the config named as the reports name it, relative to archval's fixtures' root
             shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
-            raise EmitterRefused(said.removeprefix("error: ").replace(str(config), str(shown)))
+            raise EmitterRefused(said.removeprefix("error: ").replace(str(config), str(shown))
+                                 .replace(str(given), str(shown)))
         if returncode < 0:
             raise CaseError(f"the emitter was killed by {_signal_name(-returncode)}: {said}")
         if returncode != 0:

@@ -50,13 +50,21 @@ def scratch_directory(prefix: str) -> Iterator[Path]:
         yield Path(path)
     finally:
         _scratch.discard(path)
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
 
 
 def remove_scratch() -> None:
     """Every scratch directory still in use: for a process about to exit without unwinding (os._exit)."""
     for path in list(_scratch):
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
+
+
+def _remove(path: str) -> None:
+    """The directory and all in it, a folder an emitter left read-only too (as TemporaryDirectory does)."""
+    for folder, _, _ in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

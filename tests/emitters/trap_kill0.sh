@@ -4,4 +4,4 @@
 trap 'kill 0' EXIT
 py=$1
 shift
-"$py" -m emitter "$@"
+"$py" -m archval.emitter "$@"
