@@ -148,9 +148,12 @@ def test_token_outside_the_vocabulary_is_refused_before_compiling(monkeypatch, p
 
 # -- a worker killed mid-run -------------------------------------------------------------------------
 
-def test_a_killed_worker_takes_down_only_its_own_family(tmp_path, capsys):
+def test_a_killed_worker_takes_down_only_its_own_family(tmp_path, capsys, monkeypatch):
     """The emitter SIGKILLs the worker validating qwen3 (as the OOM killer would) while llama's is in
-    flight. The pool breaks for both; they are run again one process each, so only qwen3 is an ERROR."""
+    flight. The pool breaks for both; they are run again one process each, so only qwen3 is an ERROR.
+    (A worker killed outright cannot remove its scratch directory: the workers' go to this test's own.)"""
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     code = main(["--family", "llama", "--family", "qwen3", "--jobs", "2", "--reports", str(tmp_path),
                  "--emitter", f"{sys.executable} {KILLS_WORKER} qwen3"])
     out = capsys.readouterr().out
