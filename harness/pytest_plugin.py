@@ -141,6 +141,8 @@ class CaseReport:
                                                       emitter_command(request.config.getoption("archval_emitter")))
             if record.localisation.error:  # it raised: a check that did not run to its end
                 failed(record, "localisation", record.localisation.error)
+        if record.graph == "decode" and record.verdict == FAIL and mutant is None:
+            record.localisation = localise.of_decode(record)
         if self.bundles and self.bundles.problems:
             failed(record, "report", "; ".join(self.bundles.problems))
         record.replay = replay_command(request)

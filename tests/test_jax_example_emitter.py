@@ -79,7 +79,11 @@ def test_cache_slot_off_by_one_fails_decode_only(tmp_path):
     decode = records["llama", "decode"]
     assert decode["verdict"] == "FAIL" and decode["max_abs_diff"] > 1.0
     assert decode["decode"]["first_divergence"] == 1  # step 0 is prefill's logits; step 1 the first decode step
-    assert decode["localisation"] is None  # the taps are prefill's, and prefill passes
+    # no taps (they are prefill's); the decode case's own step 0, its prefill, agrees and step 1 does not
+    assert decode["localisation"]["summary"].startswith("decode only: step 0 (the prefill graph, on the whole "
+                                                        "prompt) agrees"), decode["localisation"]
+    assert "step 1 (position 16) is the first over the bound" in decode["localisation"]["summary"]
+    assert "localised: decode only:" in run.stdout
 
 
 @pytest.mark.parametrize("fixture", ["gemma", "mixtral", "llama-llama3-rope"])

@@ -98,3 +98,31 @@ def test_gate_localises_a_failing_prefill(monkeypatch):
     first = prefill.localisation.first
     assert (first.layer, first.point) == (3, "mlp"), prefill.localisation
     assert "localised: first divergence: layer 3 mlp" in format_line(prefill)
+
+
+@pytest.fixture(scope="module")
+def llama_decode():
+    from archval.harness.core.case import run_case
+    record = run_case(fixtures.load("llama"), "decode")
+    assert record.verdict == "PASS"
+    return record
+
+
+def with_errors(record, errors: dict[int, float]):
+    """The record with these steps' max |Δlogit| replaced."""
+    import copy
+    changed = copy.deepcopy(record)
+    for step in changed.decode.timeline:
+        step.max_abs_diff = errors.get(step.step, step.max_abs_diff)
+    return changed
+
+
+def test_a_decode_failing_after_its_own_prefill_step_is_decode_only(llama_decode):
+    from archval.harness.checks.localise import of_decode
+    found = of_decode(with_errors(llama_decode, {3: 0.5, 5: float("nan")}))
+    position = llama_decode.decode.timeline[3].position
+    assert found.summary.startswith("decode only: step 0 (the prefill graph, on the whole prompt) agrees")
+    assert f"step 3 (position {position}) is the first over the bound (5.0e-01)" in found.summary
+    assert of_decode(with_errors(llama_decode, {0: 0.5, 3: 0.5})) is None  # the prefill graph's own failure
+    assert of_decode(llama_decode) is None  # nothing over the fixed bound (a strict-bound failure, or none)
+    assert "step 1 " in of_decode(with_errors(llama_decode, {1: float("nan")})).summary  # NaN is over

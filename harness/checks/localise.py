@@ -30,7 +30,7 @@ from archval.harness.core.emitters import CaseError, EmitterRefused, emit
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.graph import parse_signature
 from archval.harness.core.kinds import prefill_inputs
-from archval.harness.core.record import Localisation, Tap
+from archval.harness.core.record import Localisation, Record, Tap
 
 TAP_POINTS = ("attention", "mlp", "layer")  # the tap protocol's results, in this order
 HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
@@ -134,6 +134,23 @@ def describe(first: Tap | None) -> str:
 def failed(error: Exception) -> Localisation:
     """A localisation that could not be made: its error, no taps."""
     return Localisation(f"{type(error).__name__}: {error}", None, [], None, "")
+
+
+def of_decode(record: Record) -> Localisation | None:
+    """A failing decode case whose own step 0 (the prefill graph's logits, on the whole prompt) is within the
+    bound and a later step is not: the fault is in what only the decode graph does. Read from the record
+    alone (no taps: they are prefill's). None when step 0 itself fails (the prefill case localises that) or
+    no step is over the fixed bound (a strict-bound failure spread over every step)."""
+    steps = record.decode.timeline if record.decode else []
+    over = [s for s in steps if not s.max_abs_diff <= record.bound]  # NaN counts as over
+    if not steps or not over or over[0].step == 0:
+        return None
+    first = over[0]
+    return Localisation(None, None, [], None, (
+        f"decode only: step 0 (the prefill graph, on the whole prompt) agrees (max |Δlogit| "
+        f"{steps[0].max_abs_diff:.1e}); step {first.step} (position {first.position}) is the first over the bound "
+        f"({first.max_abs_diff:.1e}): what only the decode graph does (the key and value written at slot "
+        f"cache_len, the caches read back, the mask over slots, the position it rotates by)"))
 
 
 def not_available(why: str) -> Localisation:

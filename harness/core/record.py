@@ -165,7 +165,8 @@ class Tap:
 
 @dataclass
 class Localisation:
-    """Which layer and sub-block of a failing prefill graph leaves the noise floor first."""
+    """Which layer and sub-block of a failing prefill graph leaves the noise floor first (from the emitter's
+    taps); for a failing decode, only the summary: decode only, when its own step 0 (the prefill graph) agrees."""
     error: str | None  # why the localisation could not be made; the other fields are then empty
     first: Tap | None  # the first tap over strict_factor x its floor (none: the final norm or head)
     taps: list[Tap]  # every tap, in forward order
@@ -253,7 +254,7 @@ class Record:
     block: BlockResult | None = None  # moe_block: the block check
     noise: NoiseResult | None = None  # the strict bound, where judged
     xla: ThreeWay | None = None  # the three-way comparison, where run
-    localisation: Localisation | None = None  # a failing prefill: where it fails, from the emitter's taps
+    localisation: Localisation | None = None  # a failing prefill: where, from the taps; a failing decode: decode only
     structural: StructuralBrief | None = None  # against the golden, where checked
     oracle: OracleFacts | None = None  # the oracle that answered
     emitter_flags: list[tuple[str, str]] | None = None  # the built-in emitter's parsed Config (its records only)
