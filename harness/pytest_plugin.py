@@ -34,7 +34,7 @@ from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import failed
 from archval.harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
 from archval.harness.core.kinds import KINDS, order
-from archval.harness.core.record import FAIL, UNSUPPORTED, MutantFacts, Record
+from archval.harness.core.record import UNSUPPORTED, MutantFacts, Record
 from archval.harness.modes import shard
 
 RECORD = "archval-record"
@@ -124,8 +124,8 @@ def case_report(request) -> CaseReport:
 
 class CaseReport:
     """The `case_report` fixture. Called with a run_case record (and text, the graph it judged when that is not
-    the emitter's own, a mutant's), it does what the gate does after a case: a failing prefill is localised
-    through the emitter's taps; the replay becomes this test's command line; under --archval-reports the
+    the emitter's own, a mutant's), it does what the gate does after a case: a failing one is localised
+    (checks/localise.py: annotate); the replay becomes this test's command line; under --archval-reports the
     record goes into the reports. `bundles` is run_case's, for the repro bundles of failing cases (None
     without --archval-reports)."""
 
@@ -136,13 +136,9 @@ class CaseReport:
 
     def __call__(self, record: Record, text: str | None = None, mutant: str | None = None) -> None:
         request = self.request
-        if record.graph == "prefill" and record.verdict == FAIL and mutant is None:
-            record.localisation = localise.of_emitter(fixtures.load(record.family),
-                                                      emitter_command(request.config.getoption("archval_emitter")))
-            if record.localisation.error:  # it raised: a check that did not run to its end
-                failed(record, "localisation", record.localisation.error)
-        if record.graph == "decode" and record.verdict == FAIL and mutant is None:
-            record.localisation = localise.of_decode(record)
+        if mutant is None:  # as the gate (a mutant's failure is the point, not a finding)
+            localise.annotate(record, fixtures.load(record.family),
+                              emitter_command(request.config.getoption("archval_emitter")))
         if self.bundles and self.bundles.problems:
             failed(record, "report", "; ".join(self.bundles.problems))
         record.replay = replay_command(request)

@@ -72,10 +72,10 @@ def test_plain_lines_come_on_each_completion_and_periodically_when_not_on_a_term
 
 def test_no_periodic_line_right_after_a_completion():
     err = io.StringIO()
-    with Progress(["a", "b"], 1, err=err, tty=False, period_s=0.2) as progress:
-        time.sleep(0.15)
+    with Progress(["a", "b"], 1, err=err, tty=False, period_s=1.0) as progress:
+        time.sleep(0.5)
         progress.done("a")
-        time.sleep(0.15)  # the period's tick falls here: a line was said 0.15 s before it
+        time.sleep(0.7)  # the period's tick falls here (at 1 s): a line was said 0.5 s before it
     assert [line.split(" ")[0] for line in err.getvalue().splitlines()] == ["[1/2"], err.getvalue()
 
 

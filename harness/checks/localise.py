@@ -24,13 +24,14 @@ from dataclasses import asdict
 import numpy as np
 
 from archval.harness.backends import SUBJECT
+from archval.harness.core import case as cases
 from archval.harness.core import noise, oracle_cache
 from archval.harness.core.abi import PROTOCOL, prefill_results
 from archval.harness.core.emitters import CaseError, EmitterRefused, emit
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.graph import parse_signature
 from archval.harness.core.kinds import prefill_inputs
-from archval.harness.core.record import Localisation, Record, Tap
+from archval.harness.core.record import FAIL, Localisation, Record, Tap
 
 TAP_POINTS = ("attention", "mlp", "layer")  # the tap protocol's results, in this order
 HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
@@ -134,6 +135,17 @@ def describe(first: Tap | None) -> str:
 def failed(error: Exception) -> Localisation:
     """A localisation that could not be made: its error, no taps."""
     return Localisation(f"{type(error).__name__}: {error}", None, [], None, "")
+
+
+def annotate(record: Record, fixture: Fixture, emitter) -> None:
+    """What follows a failing case, in the gate and under pytest alike: a prefill localised through the
+    emitter's taps, a decode said to be decode only when its own prefill step agrees. A localisation that
+    raised (not: no taps offered) is a check that did not run to its end: the case's ERROR."""
+    if record.verdict != FAIL or record.graph not in ("prefill", "decode"):
+        return
+    record.localisation = of_emitter(fixture, emitter) if record.graph == "prefill" else of_decode(record)
+    if record.localisation and record.localisation.error:
+        cases.failed(record, "localisation", record.localisation.error)
 
 
 def of_decode(record: Record) -> Localisation | None:

@@ -201,14 +201,9 @@ def validate(task: Task) -> Done:
         if task.emitter == DEFAULT_EMITTER:
             from archval.harness.checks import builtin
             builtin.annotate(record, fixture)
-        if record.verdict == FAIL and record.graph in ("prefill", "decode"):
+        if record.verdict == FAIL:
             from archval.harness.checks import localise
-            if record.graph == "prefill":  # any emitter is asked for its taps
-                record.localisation = localise.of_emitter(fixture, task.emitter)
-            else:
-                record.localisation = localise.of_decode(record)
-            if record.localisation and record.localisation.error:  # it raised (not: no taps offered): a check
-                failed(record, "localisation", record.localisation.error)  # that did not run to its end
+            localise.annotate(record, fixture, task.emitter)
     written, problems = set(), list(bundles.problems if bundles else [])
     if task.reports is not None:
         from archval.harness.present.publish import pages
