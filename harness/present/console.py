@@ -13,6 +13,12 @@ def agreement(r: Record) -> str | None:
     """Token agreement (or, for a block, what the check covered), in the words every view uses."""
     if r.block:
         return f"layer {r.block.layer}, {r.block.expert_sets} expert sets, router margin {r.block.router_margin:.1e}"
+    if r.tokens:
+        steps, first = r.tokens.steps, r.tokens.first_divergence
+        agreeing = sum(t.graph_token == t.oracle_token for t in steps)
+        kind = "greedy" if len(steps) > 1 else "token"
+        return (f"{kind} {agreeing}/{len(steps)} tokens (no logits)" if first is None
+                else f"{kind} {agreeing}/{len(steps)} tokens (no logits), differs at step {first}")
     if r.decode:
         tokens = len(r.decode.timeline)
         agreeing = sum(t.oracle_token == t.graph_token for t in r.decode.timeline)

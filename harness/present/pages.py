@@ -67,7 +67,7 @@ def _section(page: str, r: Record) -> dict:
     section = {"graph": r.graph, "verdict": r.verdict, "message": r.message, "replay": r.replay, "bundle": r.bundle,
                "where": _where_it_fails(r) if r.verdict in (FAIL, ERROR) else [],
                "metrics": (_block_metrics(r) if r.block else _metrics(r) if r.logits else _check_metrics(r))
-               if judged else [],
+               if judged else _token_metrics(r) if r.tokens else [],
                "timings": _timings(r.timings), "oracle_class": r.oracle and r.oracle.class_name,
                "cache_hit": r.cache_hit.get("compile"), "unused_tensors": r.oracle.unused_tensors if r.oracle else [],
                "structural": _structural(r), "logit_kind": r.logits is not None, "top_k": [], "timeline": [],
@@ -113,12 +113,21 @@ def _abi(r: Record) -> str | None:
         return None
     caches = {"stacked": "stacked (k_cache, v_cache [L, S, n_kv, D])",
               "per layer": "per layer (k_cache.i, v_cache.i [S, n_kv, D])"}[r.abi.caches]
-    logits = {"last position": "of the last real token (f32[V])", "every position": "of every position (f32[Lp, V])"}
-    return f"caches {caches}; prefill logits {logits[r.abi.logits]}"
+    logits = {"last position": "logits of the last real token (f32[V])",
+              "every position": "logits of every position (f32[Lp, V])", "token": "the greedy token (i32[])"}
+    text = f"caches {caches}; prefill returns {logits[r.abi.logits]}"
+    if r.abi.decode:
+        text += f"; decode returns {'the greedy token (i32[])' if r.abi.decode == 'token' else 'logits (f32[V])'}"
+    if r.tokens:
+        text += ("; logits were not available, so the tokens were judged one by one against the oracle's logits "
+                 "(tie-aware), and neither the bound, the strict bound nor XLA applies")
+    return text
 
 
 def _where_it_fails(r: Record) -> list[str]:
     """Which metric fails, at which step or position, and by how much: one sentence each."""
+    if r.tokens and r.verdict == FAIL:
+        return [r.message]
     if r.max_abs_diff is None:
         return [f"ERROR: {r.message or 'no result'}"]
     if not r.logits:  # a block's message names the layer, the token and the overshoot
@@ -190,6 +199,16 @@ def _metrics(r: Record) -> list[dict]:
                  "bound": f"> 2 × |Δ| = {2 * err:.3e} (no flip possible)", "margin": f"{gap - 2 * err:+.3e}",
                  "ok": no_flip, "status": "ok" if no_flip else "flip possible", "where": where})
     return rows
+
+
+def _token_metrics(r: Record) -> list[dict]:
+    """Graphs that return tokens: agreement with the oracle's tokens, each different one within the tie bound."""
+    t, out = r.tokens, any(s.shortfall is None for s in r.tokens.steps)
+    worst = max((s.shortfall for s in t.steps if s.shortfall is not None), default=0.0)
+    return [{"metric": "graph tokens below the oracle's top logit by", "value": "a token outside the vocabulary" if out
+             else f"{worst:.3e} at most ({agreement(r)})", "bound": f"≤ {t.tie_bound:.1e} (2 × the bound: a near tie)",
+             "margin": "–" if out else f"{t.tie_bound - worst:+.3e}", "ok": not out and worst <= t.tie_bound,
+             "where": "every step" if t.first_divergence is None else f"first differs at step {t.first_divergence}"}]
 
 
 def _check_metrics(r: Record) -> list[dict]:
