@@ -32,6 +32,8 @@ from archval.harness.checks.signature import drift, load_golden, signature
 from archval.harness.core import fixtures, summary
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import failed
+from archval.harness.core.binding import IDENTITY, Binding
+from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
 from archval.harness.core.kinds import KINDS, order
 from archval.harness.core.record import UNSUPPORTED, MutantFacts, Record
@@ -46,6 +48,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("archval", "archval: differential validation of a StableHLO emitter")
     group.addoption("--archval-emitter", dest="archval_emitter", default=None, metavar="CMD",
                     help="emitter command to validate (CMD --config C --graph KIND --out FILE); default: the built-in")
+    group.addoption("--archval-binding", dest="archval_binding", default=None, metavar="FILE",
+                    help="a binding file (TOML, docs/binding.md): the graphs' own argument names onto the checkpoint's "
+                         "tensors and the protocol's inputs; default: by their own names")
     group.addoption("--archval-reports", dest="archval_reports", type=Path, metavar="DIR",
                     help="write the reports of the differential cases run to DIR")
     group.addoption("--archval-shard", dest="archval_shard", metavar="I/N",
@@ -60,6 +65,12 @@ def emitter(request) -> tuple[str, ...]:
     return emitter_command(request.config.getoption("archval_emitter"))
 
 
+@pytest.fixture(scope="session")
+def binding(request) -> Binding:
+    path = request.config.getoption("archval_binding")
+    return load_binding(path) if path else IDENTITY
+
+
 def _emitter_option(config) -> str:
     """The option the emitter was given by: --archval-emitter (on the command line, in PYTEST_ADDOPTS or the
     ini's addopts), or this repository's --emitter."""
@@ -71,6 +82,8 @@ def _emitter_option(config) -> str:
 def pytest_configure(config):
     try:  # as the gate's --emitter: an empty one (an unset variable) must not test the built-in emitter
         emitter_command(config.getoption("archval_emitter"), _emitter_option(config))
+        if config.getoption("archval_binding"):
+            load_binding(config.getoption("archval_binding"))
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
     if config.getoption("archval_shard") is not None:
@@ -137,8 +150,10 @@ class CaseReport:
     def __call__(self, record: Record, text: str | None = None, mutant: str | None = None) -> None:
         request = self.request
         if mutant is None:  # as the gate (a mutant's failure is the point, not a finding)
+            path = request.config.getoption("archval_binding")
             localise.annotate(record, fixtures.load(record.family),
-                              emitter_command(request.config.getoption("archval_emitter")))
+                              emitter_command(request.config.getoption("archval_emitter")),
+                              load_binding(path) if path else IDENTITY)
         if self.bundles and self.bundles.problems:
             failed(record, "report", "; ".join(self.bundles.problems))
         record.replay = replay_command(request)
@@ -158,14 +173,17 @@ class CaseReport:
 def replay_command(request) -> str:
     """This test alone, with the emitter it validated (if it takes one): in archval's checkout by its node id;
     archval's suite in another project (harness/pytest_suite.py) by its markers."""
-    emitter = request.config.getoption("archval_emitter")
+    emitter, binding = request.config.getoption("archval_emitter"), request.config.getoption("archval_binding")
     if request.node.path == SUITE:
         params = request.node.callspec.params
-        return (f"pytest --archval-emitter {shlex.quote(emitter)} -m "
+        return (f"pytest --archval-emitter {shlex.quote(emitter)}"
+                + (f" --archval-binding {shlex.quote(binding)}" if binding else "") + " -m "
                 f"'{selection.marker('family', params['family'])} and {selection.marker('graph', params['graph'])}'")
     command = f".venv/bin/python -m pytest {shlex.quote(request.node.nodeid)}"
     if emitter is not None and "emitter" in request.fixturenames:
         command += f" --emitter {shlex.quote(emitter)}"
+    if binding is not None and "binding" in request.fixturenames:
+        command += f" --binding {shlex.quote(binding)}"
     return command
 
 

@@ -74,18 +74,18 @@ def _evaluate(text: str, names: Mapping[str, int], where: str) -> int:
             return node.value
         if isinstance(node, ast.Name):
             if node.id not in names:
-                raise BindingError(f"{where}: '{node.id}' in {text!r} is no size of this config (known: "
+                raise GraphError(f"{where}: '{node.id}' in {text!r} is no size of this config (known: "
                                    f"{', '.join(sorted(names))})")
             return names[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             return _OPERATORS[type(node.op)](value(node.left), value(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -value(node.operand)
-        raise BindingError(f"{where}: {text!r} is not integer arithmetic over the config's sizes (+ - * // only)")
+        raise GraphError(f"{where}: {text!r} is not integer arithmetic over the config's sizes (+ - * // only)")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError:
-        raise BindingError(f"{where}: {text!r} is not an arithmetic expression") from None
+        raise GraphError(f"{where}: {text!r} is not an arithmetic expression") from None
     return value(tree.body)
 
 

@@ -95,7 +95,11 @@ def _source(entry: str, spec, shown: str) -> Source:
         raise BindingError(f"{where}: axis must be an integer and transpose true or false")
     for bound in (b for pair in bounds.values() if pair for b in pair if isinstance(b, str)):
         try:
-            ast.parse(bound, mode="eval")
+            tree = ast.parse(bound, mode="eval")
         except SyntaxError:
             raise BindingError(f"{where}: {bound!r} is not an arithmetic expression") from None
+        allowed = (ast.Expression, ast.Constant, ast.Name, ast.Load, ast.BinOp, ast.UnaryOp, ast.USub, ast.Add, ast.Sub,
+                   ast.Mult, ast.FloorDiv)
+        if not all(isinstance(node, allowed) for node in ast.walk(tree)):
+            raise BindingError(f"{where}: {bound!r} is not integer arithmetic over the config's sizes (+ - * // only)")
     return Source(entry, kind, patterns, str(over), axis, bounds["rows"], bounds["cols"], transpose)

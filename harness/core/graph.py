@@ -37,7 +37,10 @@ class FunctionSignature:
         for a in self.args:
             if a.name == name:
                 return a
-        raise GraphError(f"@{self.name} has no argument named '{name}'")
+        inputs = [a.name for a in self.args if a.dtype == "i32"]
+        raise GraphError(f"@{self.name} has no argument named '{name}' (its integer arguments: "
+                         f"{', '.join(inputs) or 'none'}); inputs named otherwise need a binding file's [inputs] "
+                         "(--binding, docs/binding.md)")
 
 
 @dataclass(frozen=True)
