@@ -103,7 +103,7 @@ def prepare(path: str, workdir: Path, name: str, as_is: bool = False, replay: st
     tried = []
     for seed in range(DEFAULT_SEED, DEFAULT_SEED + SEED_TRIES):
         (directory / "fixture.json").write_text(json.dumps({
-            "seed": seed, "prompt_len": PROMPT_LEN,
+            "seed": seed, "prompt_len": PROMPT_LEN, "as_given": as_is,
             "replay": replay or f"{COMMAND} --config {shlex.quote(str(path))}" + (" --as-is" if as_is else ""),
             "purpose": f"{path} " + ("as given, seeded weights" if as_is else "shrunk to a tiny synthetic model")},
             indent=2) + "\n")
@@ -166,6 +166,17 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     return float((ranked[:, k - 1] - ranked[:, k]).min())
 
 
+def unread_fields(config: dict) -> list[str]:
+    """The config's fields the oracle never reads (oracles/fields.py), said before anything runs."""
+    from archval.oracles.fields import unread
+    from archval.oracles.hf import binding
+    try:
+        b = binding(config["model_type"])
+    except ValueError:  # no oracle class at all: the cases say so
+        return []
+    return unread(config, b.class_name, b.config(config))
+
+
 def format_summary(p: Published) -> str:
     def show(v):
         return f"[{len(v)} entries]" if isinstance(v, list) and len(v) > 8 else json.dumps(v)
@@ -174,6 +185,11 @@ def format_summary(p: Published) -> str:
              ("    shrunk: " + ", ".join(f"{f} {show(old)} -> {show(new)}" for f, old, new in p.shrunk.changes))
              if p.shrunk.changes else "    as given: " + p.fixture.facts().dims,
              "    kept:   " + "; ".join(p.shrunk.kept)]
+    lines += [f"    not exercised: {note}" for note in p.fixture.not_exercised]
+    unread = unread_fields(p.fixture.config)
+    if unread:
+        lines.append(f"    the oracle never reads: {', '.join(unread)} (its cases cannot be judged: ERROR, not a PASS or "
+                     "a FAIL)")
     if p.error:
         lines.append(f"    {p.error}")
     return "\n".join(lines)

@@ -233,6 +233,12 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
             case.module(name, SUBJECT)
         with case.stage("protocol", timed=False):
             record.abi = kind.protocol(case)
+        unread = case.oracle().unread_fields
+        if unread:  # the comparison still runs and is shown, but no side of it can be blamed or passed
+            record.errored("oracle", f"the oracle ({case.oracle().class_name}) never reads the config's "
+                                     f"{', '.join(unread)}: a graph that implements them is not what it computes, so "
+                                     "this comparison cannot judge the graph (UNVERIFIED, docs/binding.md)")
+            record.skipped["xla"] = f"the oracle never reads {', '.join(unread)}: no side of it can be blamed"
         if tokens_only(record):
             record.skipped |= {name: "the graphs return tokens, not logits" for name, meant, on in (
                 ("strict_bound", kind.strict, strict_bound), ("xla", kind.three_way, xla)) if meant and on}
@@ -256,7 +262,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
                          else f" at position {fixture.prompt_positions()[step - len(errors)]}" if len(errors) > 1
                          else "")
                 record.checks.append(noise.strict_check(float(errors[step]), record.noise, record.bound, where))
-        if xla and kind.three_way and not tokens_only(record):
+        if xla and kind.three_way and not tokens_only(record) and "xla" not in record.skipped:
             # the pairs' differences are maxima over every step, so each is held to the noisiest step's bound
             run_bound = record.noise.strict_factor * max(record.noise.floors) if record.noise else record.bound
             bound = min(record.bound, run_bound)

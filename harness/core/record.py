@@ -68,6 +68,8 @@ class FixtureFacts:
     decode_steps: int  # greedy steps a decode case takes
     bound: float  # the fixed bound of the family's logits
     bound_reason: str | None  # why that bound is looser than the default, when it is
+    not_exercised: list[str] = field(default_factory=list)  # a config taken as given: the features of it that
+    # this case cannot reach (a window longer than the prompt and the steps), in words
 
 
 @dataclass

@@ -51,7 +51,8 @@ def render(name: str, records: list[Record], run: RunInfo) -> str:
     f = first.fixture
     fixture = {"name": first.family, "model_type": first.model_type, "config_path": f.config_path,
                "purpose": f.purpose, "dims": f.dims, "seed": f.seed, "prompt": f.prompt, "prompt_len": len(f.prompt),
-               "decode_steps": f.decode_steps, "bound": f.bound, "bound_reason": f.bound_reason}
+               "decode_steps": f.decode_steps, "bound": f.bound, "bound_reason": f.bound_reason,
+               "not_exercised": f.not_exercised}
     return ENV.get_template("family.html.j2").render(
         name=name, family=first.family, mutant=first.mutant and first.mutant.name,
         mutant_description=first.mutant and first.mutant.description, fixture=fixture,

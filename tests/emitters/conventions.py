@@ -1,6 +1,7 @@
 """A test emitter in a serving emitter's conventions, validated through a binding file (docs/binding.md).
 
-usage: conventions.py [--stack-experts] [--fuse-qkv] [--tokens] --config C --graph KIND --out FILE [--debug-taps]
+usage: conventions.py [--stack-experts] [--fuse-qkv] [--tokens] [--scale-emb]
+                      --config C --graph KIND --out FILE [--debug-taps]
 
 It runs the built-in emitter, then wraps its graph: the built-in @main becomes a private @inner, and a new
 @main takes the arguments under its own names and layouts and calls it.
@@ -10,9 +11,11 @@ It runs the built-in emitter, then wraps its graph: the built-in @main becomes a
   (`params['layers'][i]['moe_gate']`), sliced back into experts inside;
 - --fuse-qkv: each layer's q, k and v projections as one fused `[q + k + v, hidden]` argument
   (`params['layers'][i]['wqkv']`), its rows sliced inside;
-- --tokens: prefill and decode end in an on-device argmax and return the greedy token, i32[], not logits.
+- --tokens: prefill and decode end in an on-device argmax and return the greedy token, i32[], not logits;
+- --scale-emb: MiniCPM's embedding scale, the config's `scale_emb` (a field Llama's oracle never reads).
 The math is the built-in emitter's, so a PASS proves the binding path and a planted binding mistake must FAIL.
 """
+import json
 import re
 import subprocess
 import sys
@@ -123,10 +126,15 @@ class Outer:
         return f"{value}#1"
 
 
-def wrap(text: str, graph: str, stack_experts: bool, fuse_qkv: bool, tokens: bool) -> str:
+def wrap(text: str, graph: str, stack_experts: bool, fuse_qkv: bool, tokens: bool, scale_emb: float | None) -> str:
     names, types, results = signature(text)
     outer, values = Outer(), {}
     for name, type_text in zip(names, types):
+        if scale_emb is not None and name == "model.embed_tokens.weight":  # every use of it: Llama's head is untied
+            weight = outer.arg(own_name(name, graph), type_text)
+            scale = outer.op(f"stablehlo.constant dense<{float(scale_emb)!r}> : {type_text}")
+            values[name] = outer.op(f"stablehlo.multiply {weight}, {scale} : {type_text}")
+            continue
         expert, qkv = EXPERT.fullmatch(name), QKV.fullmatch(name)
         if stack_experts and expert:
             layer, projection = expert.group(1), expert.group(3)
@@ -161,14 +169,16 @@ def wrap(text: str, graph: str, stack_experts: bool, fuse_qkv: bool, tokens: boo
 
 
 def main(argv: list[str]) -> int:
-    flags = {f: f in argv for f in ("--stack-experts", "--fuse-qkv", "--tokens")}
+    flags = {f: f in argv for f in ("--stack-experts", "--fuse-qkv", "--tokens", "--scale-emb")}
     argv = [a for a in argv if a not in flags]
+    scale_emb = json.loads(Path(argv[argv.index("--config") + 1]).read_text())["scale_emb"] \
+        if flags.pop("--scale-emb") else None
     code = subprocess.call([sys.executable, "-m", "archval.emitter", *argv])
     if code:
         return code
     out = Path(argv[argv.index("--out") + 1])
     graph = argv[argv.index("--graph") + 1]
-    out.write_text(wrap(out.read_text(), graph, *flags.values()))
+    out.write_text(wrap(out.read_text(), graph, *flags.values(), scale_emb))
     return 0
 
 
