@@ -180,3 +180,57 @@ def test_a_config_as_given_reaches_the_emitter_byte_for_byte(tmp_path):
     prepared = published.prepare(str(source), tmp_path / "work", "given", as_is=True)
     digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()
     assert digest(prepared.fixture.config_path) == digest(source)
+
+
+def as_given(tmp_path, family: str, **changes):
+    """A fixture's config with changes (None: the field dropped), prepared as --as-is takes it."""
+    config = __import__("json").loads((fixtures.FIXTURES_DIR / family / "config.json").read_text())
+    config.update({k: v for k, v in changes.items() if v is not None})
+    for k in [k for k, v in changes.items() if v is None]:
+        del config[k]
+    path = tmp_path / family / "config.json"
+    path.parent.mkdir()
+    path.write_text(__import__("json").dumps(config, indent=1))
+    return published.prepare(str(path), tmp_path / "work", family, as_is=True)
+
+
+@pytest.mark.parametrize("family,changes,note", [
+    ("internlm3", {"max_position_embeddings": None}, None),  # its class's default, 32768, as transformers takes it
+    ("mimo", {"sliding_window": 32768}, "sliding_window 32768: the prompt (13 tokens) and 16 decode steps never"),
+])
+def test_configs_as_given_validate_and_say_what_they_do_not_exercise(tmp_path, family, changes, note):
+    prepared = as_given(tmp_path, family, **changes)
+    assert prepared.error is None
+    assert [n[: len(note)] for n in prepared.fixture.not_exercised] == ([note] if note else [])
+    texts = {}
+    for graph in ("prefill", "decode"):
+        record = run_case(prepared.fixture, graph, texts)
+        assert record.verdict == "PASS", line(record)
+        assert record.fixture.not_exercised == list(prepared.fixture.not_exercised)
+
+
+def test_a_config_with_fields_the_oracle_never_reads_is_never_a_pass_nor_an_emitter_bug(tmp_path):
+    """MiniCPM's fields on a llama config: the graph implements scale_emb, Llama's oracle reads none of them."""
+    prepared = as_given(tmp_path, "llama", scale_emb=12, scale_depth=1.4, dim_model_base=256)
+    assert "the oracle never reads: dim_model_base, scale_depth, scale_emb" in published.format_summary(prepared)
+    for flags in (("--scale-emb",), ()):  # a graph that implements them, and one that does not
+        record = run_case(prepared.fixture, "prefill", emitter=emitter(*flags), binding=load(PARAMS))
+        assert record.verdict == "ERROR" and record.xla is None, line(record)
+        assert record.message.startswith("the oracle (LlamaForCausalLM) never reads the config's dim_model_base, "
+                                         "scale_depth, scale_emb"), record.message
+        assert "emitter bug" not in line(record)
+
+
+def test_the_binding_files_shipped_agree_with_the_published_schema():
+    import json
+    import tomllib
+
+    import jsonschema
+    schema = json.loads((ROOT / "docs" / "binding.schema.json").read_text())
+    shipped = sorted(ROOT.glob("tests/emitters/*.toml")) + sorted(ROOT.glob("examples/**/*.toml"))
+    assert len(shipped) >= 2
+    for path in shipped:
+        jsonschema.validate(tomllib.loads(path.read_text()), schema)
+        load(path)
+    with pytest.raises(jsonschema.ValidationError):  # what the loader refuses, the schema refuses too
+        jsonschema.validate({"version": 1, "weights": {"a": {"tensor": "x", "stack": "y{e}"}}}, schema)

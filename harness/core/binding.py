@@ -58,9 +58,11 @@ def _sizes(read: Callable[[str], object]) -> dict[str, int]:
     heads, hidden = attribute("num_attention_heads"), attribute("hidden_size")
     head_dim = attribute("head_dim") or (hidden // heads if heads else None)
     kv_heads = attribute("num_key_value_heads") or heads
+    experts = next((n for n in (attribute("num_experts"), attribute("num_local_experts")) if n), None)
     sizes = {"hidden": hidden, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
              "intermediate": attribute("intermediate_size"), "layers": attribute("num_hidden_layers"),
-             "vocab": attribute("vocab_size")}
+             "vocab": attribute("vocab_size"), "experts": experts,
+             "expert_intermediate": attribute("moe_intermediate_size")}
     return {k: v for k, v in sizes.items() if isinstance(v, int)}
 
 

@@ -212,6 +212,9 @@ class GraphTensors(Mapping):
             self._read[name] = self._checkpoint.f32(name)
         return self._read[name]
 
+    def __contains__(self, name) -> bool:  # from the headers: asking never reads a tensor
+        return name in self._checkpoint.tensors
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._checkpoint.tensors)
 
