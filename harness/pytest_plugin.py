@@ -37,11 +37,14 @@ from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
 from archval.harness.core.kinds import KINDS, order
 from archval.harness.core.record import UNSUPPORTED, MutantFacts, Record
-from archval.harness.modes import shard
+from archval.harness.core.fixtures import Fixture
+from archval.harness.modes import UsageError, graphs, shard
 
 RECORD = "archval-record"
 VERDICT = "archval-verdict"
 SUITE = Path(__file__).with_name("pytest_suite.py")
+GRAPHS_SUITE = Path(__file__).with_name("pytest_graphs.py")
+SUITES = {SUITE: "archval.harness.pytest_suite", GRAPHS_SUITE: "archval.harness.pytest_graphs"}
 
 
 def pytest_addoption(parser):
@@ -51,6 +54,9 @@ def pytest_addoption(parser):
     group.addoption("--archval-binding", dest="archval_binding", default=None, metavar="FILE",
                     help="a binding file (TOML, docs/binding.md): the graphs' own argument names onto the checkpoint's "
                          "tensors and the protocol's inputs; default: by their own names")
+    group.addoption("--archval-graphs", dest="archval_graphs", type=Path, default=None, metavar="DIR",
+                    help="validate pre-emitted graph files: a folder per family (config.json, prefill.mlir, "
+                         "decode.mlir, ...), or one such folder (docs/binding.md#graph-folders)")
     group.addoption("--archval-reports", dest="archval_reports", type=Path, metavar="DIR",
                     help="write the reports of the differential cases run to DIR")
     group.addoption("--archval-shard", dest="archval_shard", metavar="I/N",
@@ -97,6 +103,13 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{selection.marker('graph', kind)}: the cases of the {kind} graph kind")
     if config.getoption("archval_emitter") is not None and config.getini("archval_suite"):
         config.args.append(str(SUITE))
+    if config.getoption("archval_graphs") is not None:  # (this repository's own run names the module instead)
+        try:
+            graphs.folders(config.getoption("archval_graphs"), None)
+        except UsageError as e:
+            raise pytest.UsageError(str(e)) from None
+        if config.getini("archval_suite"):
+            config.args.append(str(GRAPHS_SUITE))
     if not hasattr(config, "workerinput"):  # the controlling process judges the run and writes the reports
         config.pluginmanager.register(_NothingValidated(), "archval-nothing-validated")
         directory = config.getoption("archval_reports")
@@ -107,14 +120,14 @@ def pytest_configure(config):
 def pytest_pycollect_makemodule(module_path, parent):
     """archval's suite imported by its module name: by its path, pytest would import it as a top-level
     `harness.pytest_suite` from an editable install's checkout, and put the checkout on sys.path."""
-    if module_path == SUITE:
+    if module_path in SUITES:
         return _Suite.from_parent(parent, path=module_path)
     return None
 
 
 class _Suite(pytest.Module):
     def _getobj(self):
-        return importlib.import_module("archval.harness.pytest_suite")
+        return importlib.import_module(SUITES[self.path])
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -147,11 +160,13 @@ class CaseReport:
         reports = request.config.getoption("archval_reports")
         self.bundles = Bundles(reports) if reports else None
 
-    def __call__(self, record: Record, text: str | None = None, mutant: str | None = None) -> None:
+    def __call__(self, record: Record, text: str | None = None, mutant: str | None = None,
+                 fixture: Fixture | None = None) -> None:
+        """fixture: the record's, where it is no fixture of fixtures/ (a --archval-graphs folder's config)."""
         request = self.request
         if mutant is None:  # as the gate (a mutant's failure is the point, not a finding)
             path = request.config.getoption("archval_binding")
-            localise.annotate(record, fixtures.load(record.family),
+            localise.annotate(record, fixture or fixtures.load(record.family),
                               emitter_command(request.config.getoption("archval_emitter")),
                               load_binding(path) if path else IDENTITY)
         if self.bundles and self.bundles.problems:
@@ -174,6 +189,10 @@ def replay_command(request) -> str:
     """This test alone, with the emitter it validated (if it takes one): in archval's checkout by its node id;
     archval's suite in another project (harness/pytest_suite.py) by its markers."""
     emitter, binding = request.config.getoption("archval_emitter"), request.config.getoption("archval_binding")
+    if request.node.path == GRAPHS_SUITE:
+        return (f"pytest --archval-graphs {shlex.quote(str(request.config.getoption('archval_graphs')))}"
+                + (f" --archval-binding {shlex.quote(binding)}" if binding else "")
+                + f" -k {shlex.quote(request.node.callspec.id)}")
     if request.node.path == SUITE:
         params = request.node.callspec.params
         return (f"pytest --archval-emitter {shlex.quote(emitter)}"

@@ -173,6 +173,22 @@ def test_graph_folders_validate_through_the_gate_and_replay(tmp_path):
     assert "1 passed, 0 failed" in replay.stdout and "emitter" not in replay.stdout.split("==")[0], replay.stdout
 
 
+def test_graph_folders_validate_under_pytest_and_the_replay_selects_the_case(tmp_path):
+    folder = tmp_path / "graphs" / "tiny-llama"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_bytes((fixtures.FIXTURES_DIR / "llama" / "config.json").read_bytes())
+    subprocess.run([*emitter("--tokens"), "--config", str(folder / "config.json"), "--graph", "prefill",
+                    "--out", str(folder / "prefill.mlir")], check=True)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--archval-graphs",
+               str(tmp_path / "graphs"), "--archval-binding", str(PARAMS), str(ROOT / "harness" / "pytest_graphs.py"),
+               "--archval-reports", str(tmp_path / "reports")]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0 and "1 passed, 2 skipped" in run.stdout, run.stdout[-3000:]
+    assert "holds no decode.mlir" in run.stdout  # a kind without its file: skipped as UNSUPPORTED, in words
+    record = __import__("json").loads((tmp_path / "reports" / "summary.json").read_text())["records"][0]
+    assert record["replay"].endswith(f"--archval-binding {PARAMS} -k tiny-llama-prefill"), record["replay"]
+
+
 def test_a_config_as_given_reaches_the_emitter_byte_for_byte(tmp_path):
     source = tmp_path / "config.json"
     source.write_bytes(b'{"model_type": "llama",  "vocab_size": 96, "hidden_size": 64, "intermediate_size": 128,\n'
