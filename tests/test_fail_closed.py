@@ -56,7 +56,7 @@ def baselines(texts):
 @pytest.fixture
 def xla_uncached(monkeypatch):
     """XLA's logits are a cached reference: computed afresh here, so that the injected fault is reached."""
-    monkeypatch.setattr("archval.harness.core.case.cache", types.SimpleNamespace(
+    monkeypatch.setattr("archval.harness.core.reference.cache", types.SimpleNamespace(
         cache_dir=cache.cache_dir, key=cache.key, stored_arrays=lambda path, compute: (*compute(), False)))
 
 
@@ -67,6 +67,7 @@ FAULTS = [
     ("inputs", "archval.harness.core.kinds.LogitKind.prepare", False),
     ("compile", "archval.harness.backends.iree.compile_text", False),
     ("load", "archval.harness.backends.iree.IreeModule.__init__", False),
+    ("protocol", "archval.harness.core.kinds.prefill_results", False),
     ("oracle", "archval.harness.core.case.oracle_run", False),
     ("bind", "archval.harness.core.case.bind", False),
     ("run", "archval.harness.backends.iree.IreeModule.execute", False),
