@@ -32,6 +32,7 @@ from archval.harness.modes import (
     Outcome,
     UsageError,
     cache,
+    census,
     checkpoint,
     config,
     gate,
@@ -194,6 +195,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["cache"]:  # a command of its own: the cache directory, no validation
         return cache.main(argv[1:])
+    if argv[:1] == ["census"]:  # a command of its own: every model type synthesised and run (docs/census.md)
+        return census.main(argv[1:])
     args = parser().parse_args(argv)
     with interrupts():
         try:

@@ -120,12 +120,13 @@ def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: f
     return (rng.standard_normal(shape) * 0.5).astype(np.float32)
 
 
-def norm_epsilon(model: torch.nn.Module) -> float:
-    """The epsilon of the model's RMSNorms (every norm of a family reads the same config field)."""
+def norm_epsilon(model: torch.nn.Module) -> float | None:
+    """The epsilon of the model's RMSNorms (every norm of a family reads the same config field); None for a model
+    with none (a synthesised LayerNorm family: oracles/synth.py), whose quiet rows are then left as drawn."""
     for module in model.modules():
         if type(module).__name__.endswith("RMSNorm"):
             return float(getattr(module, "variance_epsilon", getattr(module, "eps", None)))
-    raise ValueError(f"{type(model).__name__} has no RMSNorm")
+    return None
 
 
 class Oracle:
@@ -142,8 +143,10 @@ class Oracle:
             for name, p in sorted(self.model.named_parameters()):
                 p.copy_(torch.from_numpy(synthetic_value(seed, name, tuple(p.shape), embed_scale)))
             # rows drawn at RMS 1 after the embedding scale, brought to RMS sqrt(eps) after it
-            embeddings = self.model.get_input_embeddings().weight
-            embeddings[list(quiet_tokens)] *= float(np.sqrt(norm_epsilon(self.model)))
+            epsilon = norm_epsilon(self.model) if quiet_tokens else None
+            self.quiet_tokens = tuple(quiet_tokens) if epsilon is not None else ()  # the rows made quiet
+            if epsilon is not None:
+                self.model.get_input_embeddings().weight[list(quiet_tokens)] *= float(np.sqrt(epsilon))
 
     @classmethod
     def from_checkpoint(cls, directory, config: dict) -> Oracle:
@@ -168,7 +171,7 @@ class Oracle:
         config = dict(config)
         for name in TOKEN_ID_FIELDS:
             value = config.get(name)
-            if value is None or (isinstance(value, int) and value >= config["vocab_size"]):
+            if value is None or (isinstance(value, int) and value >= config.get("vocab_size", value + 1)):
                 config[name] = None
         return config
 
