@@ -7,10 +7,12 @@ optional feature switched on, found by the field's name, not by a table per fami
 
 - sizes: vocabulary, width, layers, heads, head_dim, MLP and expert widths, context;
 - the layer schedule: every per-layer list (`layer_types`, `mlp_layer_types`, ...) keeps each kind it
-  had, tiled over the tiny depth, and a class that has a sliding window gets sliding layers;
+  had, tiled over the tiny depth, and a class that has a sliding window gets sliding layers; lists of
+  layer indices and entries keyed by layer index fold onto the tiny depth (index mod depth);
 - windows and attention chunks shorter than the prompt plus the decode steps (WINDOW), so they bite;
 - soft-caps set where the class has them and its default leaves them off, biases and QK-norms on,
-  parallel blocks on, partial rotary at one half, MoE with TOP_K of EXPERTS and a shared expert;
+  parallel blocks on, partial rotary at one half, MoE with TOP_K of EXPERTS and a shared expert, and
+  is_decoder on (a class that can also run as an encoder runs causally);
 - RoPE scaling kept as the class has it, its original context shortened so that it moves angles.
 
 OVERRIDES holds the few values that introspection cannot know (constraints between fields that no
@@ -32,8 +34,9 @@ WINDOW = 5                  # shorter than the prompt, so windows bite in prefil
 ATTN_SOFTCAP, FINAL_SOFTCAP, OTHER_SOFTCAP = 20.0, 5.0, 5.0  # the gemma2 fixture's caps: they bite at archval's
                                                               # weight scale (oracles/hf.py MATRIX_GAIN)
 PARTIAL_ROTARY = 0.5
-TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")  # a default outside the tiny
-# vocabulary is dropped; other special ids (image tokens) stay outside it, so that no prompt token is one
+TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")  # a default outside the tiny vocabulary
+# becomes its last id (some classes require an int); other special ids (image tokens) stay outside it, so that
+# no prompt token is one
 
 # (pattern on the field name, what a tiny value is given the default): the first match decides.
 # Numbers are set only over numbers (a bool never), feature switches over bools, None only where
@@ -51,7 +54,7 @@ SIZE_RULES: tuple[tuple[str, object], ...] = (
     (r"(?:moe|expert).*(?:intermediate|ffn|hidden)_(?:size|dim)$|shared_intermediate_size$", EXPERT_INTERMEDIATE),
     (r"intermediate_size$|^ffn_dim$|^n_inner$|^ffn_hidden_size$", INTERMEDIATE),
     (r"^index_topk$", 2 * WINDOW),
-    (r"(?:experts_per_tok(?:en)?|^moe_top_?k|^top_?k|^num_selected_experts)$", TOP_K),
+    (r"(?:experts_per_tok(?:en)?|^moe_top_?k|^moe_k|^top_?k|^num_selected_experts)$", TOP_K),
     (r"(?:n_shared_experts|num_shared_experts|moe_num_shared_experts)$", "shared"),
     (r"(?:^num_experts|n_routed_experts|num_local_experts|moe_num_experts|^n_experts)$", EXPERTS),
     (r"^(?:n_group|num_expert_group)$", "groups"),
@@ -63,11 +66,13 @@ SIZE_RULES: tuple[tuple[str, object], ...] = (
     (r"_period$", 2),
     (r"_offset$", 1),
 )
-FEATURE_SWITCHES = (r"bias$", r"qk_norm$|qk_layernorm$|^use_qk_norm$", r"parallel", r"^use_sliding_window$")
+FEATURE_SWITCHES = (r"^is_decoder$", r"bias$", r"qk_norm$|qk_layernorm$|^use_qk_norm$", r"parallel", r"^use_sliding_window$")
 OFF_SWITCHES = (r"^use_mamba_kernels$",)  # CUDA kernels: the oracle runs the reference path
 
 # Constraints between fields that no field name says, per model type: {model type: {field: value}}.
-OVERRIDES: dict[str, dict] = {}
+OVERRIDES: dict[str, dict] = {
+    "zaya": {"num_experts_per_tok": 1},  # its class takes top-1 routing only (still 1 of EXPERTS)
+}
 
 
 class SynthError(ValueError):
@@ -116,6 +121,7 @@ def _tiny(source: dict, changes: list[str], prefix: str) -> dict:
         config[name] = new
     _add_sliding_layers(config, changes, prefix)
     _consistent(config, changes)
+    _mamba_heads(config, changes)
     return config
 
 
@@ -123,13 +129,17 @@ def _field(name, value, source, layers_before, layers_after, changes, prefix):
     if name.startswith("_") or name in ("id2label", "label2id", "architectures", "auto_map"):
         return value
     if name in TOKEN_ID_FIELDS:
-        return value if not isinstance(value, int) or value < VOCAB else None
+        return value if not isinstance(value, int) or value < VOCAB else VOCAB - 1
     if isinstance(value, dict) and name == "rope_parameters":
         return _rope(value)
+    if isinstance(value, dict) and value and all(str(k).isdigit() for k in value) and layers_before:
+        return _per_layer_entries(value, layers_after)
     if isinstance(value, dict) and (name.endswith("config") or "model_type" in value):
         return _tiny(value, changes, f"{prefix}{name}.")
     if isinstance(value, list) and layers_before and len(value) == layers_before:
         return _per_layer(value, layers_after)
+    if isinstance(value, list) and "layer" in name and _index_list(value) and value[-1] >= layers_after:
+        return sorted({v % layers_after for v in value})  # e.g. Bamba's attention layers: some stay
     if name in ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers") and isinstance(value, int):
         return layers_after
     if re.search(r"dropout$|pdrop$", name) and isinstance(value, float):
@@ -153,7 +163,7 @@ def _field(name, value, source, layers_before, layers_after, changes, prefix):
 def _size(tiny, value, source: dict, name: str):
     """The tiny value a size rule gives, where the default is a number (or None, for what None turns off)."""
     if not (isinstance(value, int) and not isinstance(value, bool)) and not (
-            value is None and re.search(r"window|head_dim$|chunk", name)):
+            value is None and re.search(r"window|head_dim$|chunk|experts_per_tok|top_?k$", name)):
         return value
     if tiny == "kv":  # keep the default's kind of attention: MHA, MQA or GQA
         heads = next((source[k] for k in ("num_attention_heads", "n_head", "num_heads") if k in source), None)
@@ -211,6 +221,18 @@ def _per_layer(values: list, depth: int) -> list:
     return [kinds[i % len(kinds)] for i in range(depth)]
 
 
+def _per_layer_entries(entries: dict, depth: int) -> dict:
+    """Entries keyed by layer index (Gemma 4's per_layer_config): entry i at layer i mod depth, the first kept, as a
+    periodic schedule folds onto a shorter one; each entry's own sizes shrunk as any config's."""
+    folded: dict = {}
+    for key in sorted(entries, key=int):
+        index = type(key)(int(key) % depth)
+        if index not in folded:
+            value = entries[key]
+            folded[index] = _tiny(value, [], "") if isinstance(value, dict) else value
+    return folded
+
+
 def _index_list(values: list) -> bool:
     """Layer indices (Llama 4's moe_layers), not one value per layer."""
     return len(values) > 1 and all(isinstance(v, int) and not isinstance(v, bool) for v in values) \
@@ -228,13 +250,22 @@ def _consistent(config: dict, changes: list[str]) -> None:
                 config[name] = value
 
 
+def _mamba_heads(config: dict, changes: list[str]) -> None:
+    """A Mamba-2 mixer's heads times their width is its expanded width (expand x hidden): the head width follows."""
+    heads, expand, hidden = (config.get(k) for k in ("mamba_n_heads", "mamba_expand", "hidden_size"))
+    if all(isinstance(v, int) for v in (heads, expand, hidden)) and "mamba_d_head" in config:
+        width = expand * hidden // heads
+        if config["mamba_d_head"] != width:
+            changes.append(f"mamba_d_head {config['mamba_d_head']!r} -> {width} (expand x hidden / heads)")
+            config["mamba_d_head"] = width
+
+
 def _add_sliding_layers(config: dict, changes: list[str], prefix: str) -> None:
     """A class with a sliding window and a layer schedule of full layers only gets sliding layers too (the
     window otherwise never bites: Qwen2's default, or a schedule cut to its first kind)."""
     types = config.get("layer_types")
-    if not isinstance(types, list) or not any("window" in k for k in config) or "full_attention" not in types \
-            or "sliding_attention" in types:
-        return
+    if not isinstance(types, list) or not any("window" in k for k in config) or set(types) != {"full_attention"}:
+        return  # a schedule of other kinds (linear attention beside full) is the class's own: kept
     config["layer_types"] = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(len(types))]
     changes.append(f"{prefix}layer_types: sliding_attention added")
 

@@ -84,7 +84,7 @@ def examine(model_type: str) -> Result:
     from archval.oracles.synth import SynthError, sentence, synthesise
     start = time.perf_counter()
     try:
-        result = _examine(synthesise(model_type))
+        result = _examine(model_type, synthesise(model_type))
     except SynthError as e:
         result = Result(model_type, False, str(e))
     except Exception as e:  # noqa: BLE001 - the modeling code's own failure is this type's reason
@@ -93,14 +93,15 @@ def examine(model_type: str) -> Result:
     return result
 
 
-def _examine(synthesised) -> Result:
+def _examine(model_type: str, synthesised) -> Result:
+    """model_type: the census's key (gpt-sw3), which may name another type's config (gpt2)."""
     import inspect
 
     import torch
 
     from archval.oracles.hf import Oracle, binding
     from archval.oracles.synth import features
-    config, model_type = synthesised.config, synthesised.model_type
+    config = synthesised.config
     model_class = binding(model_type).class_name
     import transformers
     accepted = inspect.signature(getattr(transformers, model_class).forward).parameters
@@ -194,6 +195,28 @@ def table(results: list[Result], excluded: dict[str, str], header: list[str]) ->
     return "\n".join(lines)
 
 
+def header(argv: list[str], time_limit: float, seconds: float) -> list[str]:
+    """What the table's figures were measured with: when, which libraries, which machine, which commit, how."""
+    import importlib.metadata
+    import os
+    import subprocess
+
+    from archval.harness import COMMAND
+    from archval.harness.core.host import cpu_model
+    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                            text=True).stdout.strip() or "not a git checkout"
+    versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("transformers", "torch"))
+    return ["# Census: every decoder-only causal-LM model type of the installed transformers", "",
+            "Written by `archval census` (harness/modes/census.py; what it checks is its docstring). Rerun it after "
+            "changing transformers: tests/test_census.py fails while this table and the installed types differ.", "",
+            f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+            f"- versions: {versions}",
+            f"- machine: {cpu_model()}, {os.cpu_count()} cores (shared with other work while it ran)",
+            f"- commit: {commit}",
+            f"- command: `{' '.join([COMMAND, 'census', *argv])}`",
+            f"- took: {seconds / 60:.1f} min, each model type in its own process, at most {time_limit:g} s each"]
+
+
 def main(argv: list[str]) -> int:
     from archval.harness import COMMAND
     ap = argparse.ArgumentParser(prog=f"{Path(COMMAND).name} census", description=__doc__.split("\n\n")[0])
@@ -201,8 +224,6 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--time-limit", type=float, default=TIME_LIMIT_S, metavar="S",
                     help=f"seconds each model type may take (default {TIME_LIMIT_S})")
     ap.add_argument("--output", type=Path, metavar="FILE", help="write the table (markdown) here")
-    ap.add_argument("--header", action="append", default=[], metavar="LINE",
-                    help="a line written above the table (repeatable): the date, versions, machine, command")
     args = ap.parse_args(argv)
     import archval.oracles.hf  # noqa: F401 - torch and transformers imported once, before the forks
     excluded = not_decoder_only()
@@ -212,8 +233,9 @@ def main(argv: list[str]) -> int:
         print(f"error: --type {unknown[0]}: not a decoder-only causal-LM model type of the installed transformers",
               file=sys.stderr)
         return 2
+    start = time.perf_counter()
     results = census(args.type or known, args.time_limit)
-    text = table(results, excluded, args.header)
+    text = table(results, excluded, header(argv, args.time_limit, time.perf_counter() - start))
     if args.output:
         from archval.harness.core.files import write_atomic
         write_atomic(args.output, text)
