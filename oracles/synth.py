@@ -7,8 +7,9 @@ optional feature switched on, found by the field's name, not by a table per fami
 
 - sizes: vocabulary, width, layers, heads, head_dim, MLP and expert widths, context;
 - the layer schedule: every per-layer list (`layer_types`, `mlp_layer_types`, ...) keeps each kind it
-  had, tiled over the tiny depth, and a class that has a sliding window gets sliding layers; lists of
-  layer indices and entries keyed by layer index fold onto the tiny depth (index mod depth);
+  had, tiled over the tiny depth, and a class that has a sliding window gets sliding layers; a per-layer
+  list of layer indices keeps those below the tiny depth; entries keyed by layer index fold onto it
+  (index mod depth);
 - windows and attention chunks shorter than the prompt plus the decode steps (WINDOW), so they bite;
 - soft-caps set where the class has them and its default leaves them off, biases and QK-norms on,
   parallel blocks on, partial rotary at one half, MoE with TOP_K of EXPERTS and a shared expert, and
@@ -138,8 +139,6 @@ def _field(name, value, source, layers_before, layers_after, changes, prefix):
         return _tiny(value, changes, f"{prefix}{name}.")
     if isinstance(value, list) and layers_before and len(value) == layers_before:
         return _per_layer(value, layers_after)
-    if isinstance(value, list) and "layer" in name and _index_list(value) and value[-1] >= layers_after:
-        return sorted({v % layers_after for v in value})  # e.g. Bamba's attention layers: some stay
     if name in ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers") and isinstance(value, int):
         return layers_after
     if re.search(r"dropout$|pdrop$", name) and isinstance(value, float):

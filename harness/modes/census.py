@@ -108,22 +108,39 @@ def _examine(model_type: str, synthesised) -> Result:
     if "position_ids" not in accepted:
         return Result(model_type, False, f"{model_class}.forward takes no position_ids, so its positions are its "
                                          "cache slots and archval's positions apart from slots cannot reach it")
+    takes = getattr(getattr(transformers, model_class).config_class, "model_type", None)
+    text_type = config.get("text_config", {}).get("model_type")
+    if takes and takes != config["model_type"] and takes == text_type and text_type in decoder_only_types():
+        return Result(model_type, False, f"{model_class} takes its text config alone, model type {text_type}, "
+                                         "which the census tries on its own")
     fixture = _fixture(config)
     prompt, positions, steps = fixture.prompt(), fixture.prompt_positions(), fixture.decode_positions()
     oracle = Oracle(config, SEED, quiet_tokens=QUIET_TOKENS)
     found = features(oracle.model.config, oracle.model)
     found.append("quiet rows" if oracle.quiet_tokens else "no RMSNorm: no quiet rows")
+    with torch.no_grad():
+        if getattr(oracle.forward(prompt, positions), "cache", None) is None:
+            return Result(model_type, False, f"{model_class} returns no cache, so a decode cannot run through "
+                                             "transformers' own cache", found)
     logits, tokens = oracle.greedy(prompt, positions, steps)
     every = oracle.prompt_logits(prompt, positions)
     at_slots = oracle.prompt_logits(prompt, np.arange(len(prompt)))
+    as_ids = lambda xs: torch.tensor(np.asarray(xs)[None], dtype=torch.long)
+    with torch.no_grad():
+        masked = oracle.model(input_ids=as_ids(prompt), position_ids=as_ids(positions), use_cache=True,
+                              attention_mask=torch.ones_like(as_ids(prompt))).logits[0].float().numpy()
+    if not np.allclose(masked, every, rtol=0, atol=ABSOLUTE_FLOOR):  # the oracle passes no mask (oracles/hf.py)
+        return Result(model_type, False, "without an attention_mask its prefill reads the gap in position_ids as "
+                                         "the start of another packed sequence (unlike with an all-ones mask), so "
+                                         "positions apart from slots change what it attends to", found)
     fp64 = Oracle(config, SEED, dtype=torch.float64, quiet_tokens=QUIET_TOKENS).teacher_forced(
         prompt, positions, steps, tokens)
-    ids = torch.tensor(np.concatenate([prompt, tokens[:-1]])[None], dtype=torch.long)
+    ids = as_ids(np.concatenate([prompt, tokens[:-1]]))
     with torch.no_grad():  # an explicit mask: without one (and no cache) transformers reads the gap in the
         # positions as the start of another packed sequence and masks the tokens before it away
         full = oracle.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
-                            position_ids=torch.tensor(np.concatenate([positions, steps])[None], dtype=torch.long)
-                            ).logits[0, len(prompt) - 1:].float().numpy()
+                            position_ids=as_ids(np.concatenate([positions, steps]))).logits[0, len(prompt) - 1:]
+    full = full.float().numpy()
     return _judge(model_type, found, logits, every, at_slots, fp64, full)
 
 
@@ -205,13 +222,14 @@ def header(argv: list[str], time_limit: float, seconds: float) -> list[str]:
     from archval.harness.core.host import cpu_model
     commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                             text=True).stdout.strip() or "not a git checkout"
+    machine = "; ".join(part.split(":", 1)[-1].strip() for part in cpu_model().split("; "))  # the values only
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("transformers", "torch"))
     return ["# Census: every decoder-only causal-LM model type of the installed transformers", "",
             "Written by `archval census` (harness/modes/census.py; what it checks is its docstring). Rerun it after "
             "changing transformers: tests/test_census.py fails while this table and the installed types differ.", "",
             f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
             f"- versions: {versions}",
-            f"- machine: {cpu_model()}, {os.cpu_count()} cores (shared with other work while it ran)",
+            f"- machine: {machine}, {os.cpu_count()} cores (shared with other work while it ran)",
             f"- commit: {commit}",
             f"- command: `{' '.join([COMMAND, 'census', *argv])}`",
             f"- took: {seconds / 60:.1f} min, each model type in its own process, at most {time_limit:g} s each"]
