@@ -22,6 +22,7 @@ name says). A model type whose config class refuses the result is refused in one
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 VOCAB, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, ROPE_HEAD_DIM = 128, 64, 4, 2, 16, 8
@@ -292,6 +293,16 @@ def _short(value) -> str:
     return repr(value)
 
 
+def moe_shape(config) -> tuple[int | None, int | None]:
+    """(experts, top-k) of a built config object, (None, None) for a dense one: by the names classes use."""
+    text = getattr(config, "text_config", None) or config
+    ffn = getattr(text, "ffn_config", None)  # DBRX keeps them apart
+    found = lambda names: next((getattr(c, k) for c in (text, ffn) if c is not None for k in names
+                                if isinstance(getattr(c, k, None), int) and not isinstance(getattr(c, k), bool)), None)
+    return (found(("num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts")),
+            found(("num_experts_per_tok", "moe_topk", "num_experts_per_token", "moe_top_k", "top_k", "moe_k")))
+
+
 def features(config, model) -> list[str]:
     """What the built model has that an emitter must get right, in words, from its config object and modules:
     the layer kinds, windows, MoE, partial rotary and RoPE scaling, soft-caps, QK-norms, biases, parallel blocks."""
@@ -304,10 +315,7 @@ def features(config, model) -> list[str]:
     window = getattr(text, "sliding_window", None) or getattr(text, "attention_chunk_size", None)
     if window:
         found.append(f"window {window}")
-    experts = next((getattr(text, k) for k in ("num_experts", "n_routed_experts", "num_local_experts",
-                                                "moe_num_experts") if isinstance(getattr(text, k, None), int)), None)
-    top_k = next((getattr(text, k) for k in ("num_experts_per_tok", "moe_topk", "num_experts_per_token", "moe_top_k",
-                                              "top_k") if isinstance(getattr(text, k, None), int)), None)
+    experts, top_k = moe_shape(config)
     if experts:
         shared = next((getattr(text, k) for k in ("n_shared_experts", "num_shared_experts") if getattr(text, k, 0)), 0)
         found.append(f"MoE {experts} top-{top_k}" + (f" +{shared} shared" if shared else ""))
@@ -334,3 +342,41 @@ def features(config, model) -> list[str]:
     if getattr(text, "tie_word_embeddings", False):
         found.append("tied embeddings")
     return found
+
+
+@contextmanager
+def routing(model, experts: int | None, top_k: int | None):
+    """The experts each router of model chooses while the block runs: {router's module name: experts chosen}. A
+    router is a module whose class is a Router, Gating or Gate; its choices are the integer indices [..., top_k] it
+    returns, else the top_k of the logits [..., experts] it returns (a group-limited router, DeepSeek's, may choose
+    a little otherwise); a router that returns neither is not counted."""
+    import torch
+    chosen: dict[str, set[int]] = {}
+
+    def recorder(name):
+        def record(module, inputs, output):
+            tensors = [output] if isinstance(output, torch.Tensor) else [
+                t for t in output if isinstance(t, torch.Tensor)]
+            indices = [t for t in tensors if not t.is_floating_point() and t.dim() and t.shape[-1] == top_k]
+            logits = [t for t in tensors if t.is_floating_point() and t.dim() and t.shape[-1] == experts]
+            if indices:
+                chosen.setdefault(name, set()).update(indices[0].flatten().tolist())
+            elif logits:
+                chosen.setdefault(name, set()).update(logits[0].topk(top_k, -1).indices.flatten().tolist())
+        return record
+    hooks = [m.register_forward_hook(recorder(n)) for n, m in model.named_modules()
+             if re.search(r"(Router|Gating|Gate)$", type(m).__name__)]
+    try:
+        yield chosen
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def experts_reached(chosen: dict[str, set[int]], experts: int) -> str | None:
+    """'experts reached 8/8 per router', or the fewest-most range, in words; None where nothing routed."""
+    if not chosen:
+        return None
+    counts = sorted(len(c) for c in chosen.values())
+    span = f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
+    return f"experts reached {span}/{experts} per router"

@@ -16,7 +16,7 @@ CENSUS_DOC = ROOT / "docs" / "census.md"
 # soft-caps, sliding layers added where the default has none, learned positions with no RMSNorm
 USABLE_SAMPLE = {
     "llama": ("quiet rows",),
-    "qwen2_moe": ("MoE 8 top-2", "quiet rows"),
+    "qwen2_moe": ("MoE 8 top-2", "experts reached", "quiet rows"),
     "gemma2": ("sliding 2/4 layers", "window 5", "attn_logit_softcapping", "final_logit_softcapping"),
     "qwen2": ("sliding 2/4 layers", "window 5"),
     "gpt2": ("no RMSNorm: no quiet rows",),
@@ -54,6 +54,14 @@ def test_moe_keeps_top_k_below_the_experts_and_mla_its_head_split():
     assert config["num_experts_per_tok"] < config["n_routed_experts"]
     assert config["qk_head_dim"] == config["qk_nope_head_dim"] + config["qk_rope_head_dim"]
     assert config["first_k_dense_replace"] < config["num_hidden_layers"]  # dense and routed layers both present
+
+
+def test_the_experts_a_router_chooses_are_counted():
+    """Mixtral's router returns its top-k indices; a router seen choosing fewer experts says so."""
+    assert synth.experts_reached({"a": set(range(8)), "b": {0, 3, 5}}, 8) == "experts reached 3-8/8 per router"
+    assert synth.experts_reached({}, 8) is None
+    result = census.examine("mixtral")
+    assert "experts reached 8/8 per router" in result.features, result.features
 
 
 def test_a_class_that_refuses_the_tiny_config_is_a_sentence():

@@ -12,7 +12,10 @@ tokens at positions apart from their slots, quiet rows; harness/core/fixtures.py
 prefill logits at every position, 16 greedy decode steps through transformers' own cache, the fp64 oracle
 teacher-forced on those tokens. Usable when every logit is finite, the positions reach the logits, and the
 decode through the cache equals one full forward over the prompt and the chosen tokens (no cache) to within
-CACHE_NOISE_FACTOR times the fp32 oracle's own distance from fp64, or ABSOLUTE_FLOOR.
+CACHE_NOISE_FACTOR times the fp32 oracle's own distance from fp64, or ABSOLUTE_FLOOR. Refused besides: a
+forward that takes no position_ids or returns no cache, and a prefill that attends otherwise without an
+attention_mask (as the oracle runs it) than with an all-ones one. The features found are the built model's
+(oracles/synth.py features), and for MoE how many experts each router chose over the prompt and the decode.
 """
 from __future__ import annotations
 
@@ -100,7 +103,7 @@ def _examine(model_type: str, synthesised) -> Result:
     import torch
 
     from archval.oracles.hf import Oracle, binding
-    from archval.oracles.synth import features
+    from archval.oracles.synth import experts_reached, features, moe_shape, routing
     config = synthesised.config
     model_class = binding(model_type).class_name
     import transformers
@@ -122,7 +125,10 @@ def _examine(model_type: str, synthesised) -> Result:
         if getattr(oracle.forward(prompt, positions), "cache", None) is None:
             return Result(model_type, False, f"{model_class} returns no cache, so a decode cannot run through "
                                              "transformers' own cache", found)
-    logits, tokens = oracle.greedy(prompt, positions, steps)
+    experts, top_k = moe_shape(oracle.model.config)
+    with routing(oracle.model, experts, top_k) as chosen:
+        logits, tokens = oracle.greedy(prompt, positions, steps)
+    found += [said for said in (experts and experts_reached(chosen, experts),) if said]
     every = oracle.prompt_logits(prompt, positions)
     at_slots = oracle.prompt_logits(prompt, np.arange(len(prompt)))
     as_ids = lambda xs: torch.tensor(np.asarray(xs)[None], dtype=torch.long)
