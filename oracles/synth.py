@@ -357,7 +357,8 @@ def routing(model, experts: int | None, top_k: int | None):
         def record(module, inputs, output):
             tensors = [output] if isinstance(output, torch.Tensor) else [
                 t for t in output if isinstance(t, torch.Tensor)]
-            indices = [t for t in tensors if not t.is_floating_point() and t.dim() and t.shape[-1] == top_k]
+            indices = [t for t in tensors if not t.is_floating_point() and t.dim() and t.shape[-1] == top_k
+                       and int(t.max()) < experts]  # LongCat's returns other indices beside (zero experts)
             logits = [t for t in tensors if t.is_floating_point() and t.dim() and t.shape[-1] == experts]
             if indices:
                 chosen.setdefault(name, set()).update(indices[0].flatten().tolist())

@@ -49,6 +49,12 @@ def test_a_sliding_window_bites_in_the_synthesised_config(model_type):
     assert len(config["layer_types"]) == config["num_hidden_layers"]
 
 
+def test_every_change_is_said_in_the_class_s_own_field_names():
+    changes = synth.synthesise("gemma2").changes
+    assert "sliding_window 4096 -> 5" in changes and "num_hidden_layers 26 -> 4" in changes
+    assert not any(c.startswith(("attn_logit_softcapping", "final_logit_softcapping")) for c in changes)  # kept on
+
+
 def test_moe_keeps_top_k_below_the_experts_and_mla_its_head_split():
     config = synth.synthesise("deepseek_v3").config
     assert config["num_experts_per_tok"] < config["n_routed_experts"]
