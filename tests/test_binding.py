@@ -169,6 +169,8 @@ def test_graph_folders_validate_through_the_gate_and_replay(tmp_path):
                "--reports", str(tmp_path / "reports")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and "2 passed, 0 failed, 0 errors, 0 unsupported" in run.stdout, run.stdout + run.stderr
+    page = (tmp_path / "reports" / "tiny-llama.html").read_text()
+    assert "logits were not available" in page and "none: pre-emitted graph files (--graphs)" in page
     replay = subprocess.run([*command, "--graph", "decode"], capture_output=True, text=True, timeout=600)
     assert "1 passed, 0 failed" in replay.stdout and "emitter" not in replay.stdout.split("==")[0], replay.stdout
 
