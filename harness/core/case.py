@@ -12,6 +12,7 @@ emitted once (a failed or refused emission too: it is not tried again).
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import time
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ import numpy as np
 from archval.harness import COMMAND
 from archval.harness.backends import REFERENCES, SUBJECT
 from archval.harness.backends.base import Backend, BackendError, Module
-from archval.harness.core import cache, noise, triangulate
+from archval.harness.core import cache, emitproc, noise, triangulate
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.emitters import (
     DEFAULT_EMITTER,
@@ -53,11 +54,15 @@ from archval.harness.core.record import (
 def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> str:
     """The command line, run from the project root, that runs exactly this case again: the family (or the
     published config, as given), the graph kind, the emitter (shell-quoted) and --fixed-bound-only where
-    the case was judged without the strict bound. Not carried: the environment (variables the emitter
-    reads, ARCHVAL_CACHE_DIR), and --reports (the replay writes under reports/)."""
+    the case was judged without the strict bound, and another emitter's time limit where one was set (the
+    gate's --emit-timeout sets $ARCHVAL_EMIT_TIMEOUT_S), so that an emitter that ran out of time runs out
+    again. Not carried: the rest of the environment (variables the emitter reads, ARCHVAL_CACHE_DIR), and
+    --reports (the replay writes under reports/)."""
     words = [fixture.replay or f"{COMMAND} --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
     if tuple(emitter) != DEFAULT_EMITTER:
         words.append(f"--emitter {shlex.quote(shlex.join(emitter))}")
+        if os.environ.get(emitproc.TIMEOUT_ENV):
+            words.append(f"--emit-timeout {shlex.quote(os.environ[emitproc.TIMEOUT_ENV])}")
     if not strict_bound:
         words.append("--fixed-bound-only")
     return " ".join(words)
