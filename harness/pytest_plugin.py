@@ -45,7 +45,8 @@ SUITE = Path(__file__).with_name("pytest_suite.py")
 def pytest_addoption(parser):
     group = parser.getgroup("archval", "archval: differential validation of a StableHLO emitter")
     group.addoption("--archval-emitter", dest="archval_emitter", default=None, metavar="CMD",
-                    help="emitter command to validate (CMD --config C --graph KIND --out FILE); default: the built-in")
+                    help="emitter command to validate (CMD --config C --graph KIND --out FILE); archval's cases are "
+                         "collected only with it (the built-in emitter: --archval-emitter 'python -m archval.emitter')")
     group.addoption("--archval-reports", dest="archval_reports", type=Path, metavar="DIR",
                     help="write the reports of the differential cases run to DIR")
     group.addoption("--archval-shard", dest="archval_shard", metavar="I/N",
@@ -89,6 +90,16 @@ def pytest_configure(config):
         directory = config.getoption("archval_reports")
         if directory:
             config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
+
+
+def pytest_report_collectionfinish(config, items):
+    """A selection by archval's markers or family names that took nothing, in a run without an emitter: said
+    why (archval's cases are collected only with --archval-emitter), not left as a bare `1 deselected`."""
+    if (items or config.getoption("archval_emitter") is not None or not config.getini("archval_suite")
+            or not selection.names_archval_cases(config)):
+        return None
+    return ("archval: no archval case was collected: its cases are collected only with --archval-emitter CMD "
+            "(the built-in emitter: --archval-emitter 'python -m archval.emitter')")
 
 
 def pytest_pycollect_makemodule(module_path, parent):
