@@ -8,6 +8,7 @@ checkout's editable install among them, are not run: the fresh venv imports arch
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,26 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     assert installed.returncode == 0, installed.stderr[-3000:]
     env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
     return venv / "bin", env, shipped
+
+
+def test_the_setups_editable_install_prints_no_warning_wall(tmp_path):
+    """validate_arch.sh's pip_install as --setup runs it on a fresh clone (here offline: no dependencies, no build
+    isolation, this environment's pip and setuptools) says nothing: setuptools' "Please be careful with folders
+    in your working directory" note on pyproject.toml's package-dir mapping is left out."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in (*SOURCES, "validate_arch.sh"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, source / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_XDIST_WORKER")}
+    venv = tmp_path / "venv"
+    assert run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env).returncode == 0
+    site = Path(run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                    tmp_path, env).stdout.strip())
+    (site / "archval-test-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")  # pip, setuptools
+    function = re.search(r"^pip_install\(\) \{$.*?^\}$", (ROOT / "validate_arch.sh").read_text(), re.S | re.M)[0]
+    proc = run(["bash", "-c", f"{function}\nvenv={venv}\npip_install --no-deps --no-build-isolation -e ."], source, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
 
 
 def test_the_wheel_holds_every_module_and_fixture_of_the_checkout_under_one_namespace(installed):
