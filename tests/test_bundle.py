@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from archval.harness import ROOT
 from archval.harness.backends import iree
 from archval.harness.core import fixtures
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import run_case
 from archval.harness.core.emitters import emitter_command
 
-WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
+WRAPS = ROOT / "archval" / "altered_emitter.py"
 VENV_BIN = Path(sys.executable).parent  # iree-compile and iree-run-module, as pip installed them
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.make_checkpoint import build
+from archval.harness.modes.make_checkpoint import build
 from archval.harness import ROOT
 from archval.harness.checks.structural import REAL_DIR
 from archval.harness.cli import main
@@ -70,7 +70,7 @@ def test_a_text_prompt_goes_through_the_checkpoints_tokenizer_and_both_continuat
 
 
 def test_an_external_emitter_gets_the_checkpoints_config_and_the_sizes(checkpoints, tmp_path, capsys):
-    wraps = f"{sys.executable} tests/emitters/wraps.py"
+    wraps = f"{sys.executable} -m archval.altered_emitter"
     code, _, _, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt-ids", PROMPT,
                                      "--emitter", wraps)
     assert code == 0 and record["verdict"] == "PASS"

@@ -11,7 +11,7 @@ from pathlib import Path
 from archval.harness import ROOT
 from archval.harness.cli import main
 
-WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
+WRAPS = ROOT / "archval" / "altered_emitter.py"
 ALTERED = f"{shlex.quote(sys.executable)} {shlex.quote(str(WRAPS))} --alter"  # its first RMSNorm takes √
 
 
@@ -63,8 +63,8 @@ def test_an_emitter_whose_path_needs_quoting(tmp_path, capsys):
     """An external emitter in a directory with a space and a quote in its name: the replay quotes it."""
     where = tmp_path / "an emitter's dir"
     where.mkdir()
-    shutil.copy(WRAPS, where / "wraps.py")
-    emitter = shlex.join([sys.executable, str(where / "wraps.py"), "--alter"])
+    shutil.copy(WRAPS, where / "altered_emitter.py")
+    emitter = shlex.join([sys.executable, str(where / "altered_emitter.py"), "--alter"])
     main(["--family", "qwen3", "--graph", "prefill", "--reports", str(tmp_path / "run"), "--emitter", emitter])
     assert_each_replay_reproduces(capsys.readouterr().out, capsys, tmp_path, {"qwen3 prefill"})
 

@@ -242,7 +242,7 @@ def test_a_failing_page_says_its_numbers_plainly(tmp_path):
     assert "% of the bound" not in rows["max |Δlogit| vs the strict bound"]
     assert f">{ratio:,.0f}×</td>" in (tmp_path / "index.html").read_text()  # the index's column of bound
     last = f"slot {fixture.prompt_len - 1}, position {fixture.prompt_positions()[-1]}"
-    assert rows["max |Δlogit|"].split(" | ")[4].startswith(last) and fixture.prompt_positions()[-1] >= fixture.prompt_len
+    assert fixture.prompt_positions()[-1] >= fixture.prompt_len and rows["max |Δlogit|"].split(" | ")[4].startswith(last)
     assert rows["weight_names"] == "weight_names | none"
     assert rows["rope_full"] == "rope_full | theta=500000.0, kind=default"
     timeline = (tmp_path / "llama--cache_slot_off_by_one.html").read_text().split('id="decode-step-5">')[1]

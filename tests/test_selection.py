@@ -93,7 +93,7 @@ def test_the_suite_is_collected_by_its_module_name_in_a_project_with_a_harness_p
         "    assert harness.MINE, harness.__file__\n"
         f"    assert {str(ROOT)!r} not in sys.path\n")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
-                           "--archval-emitter", f"{sys.executable} {ROOT / 'tests' / 'emitters' / 'wraps.py'}",
+                           "--archval-emitter", f"{sys.executable} -m archval.altered_emitter",
                            "-m", "family_llama and graph_prefill"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"})
     assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -147,7 +147,7 @@ def test_without_an_emitter_archvals_cases_are_not_collected_and_help_and_a_sele
 
 
 def test_a_kind_a_family_lacks_is_skipped_saying_why(tmp_path):
-    proc = project_pytest(tmp_path, "-rs", "--archval-emitter", f"{sys.executable} {ROOT / 'tests' / 'emitters' / 'wraps.py'}",
+    proc = project_pytest(tmp_path, "-rs", "--archval-emitter", f"{sys.executable} -m archval.altered_emitter",
                           "-m", "family_llama and graph_moe_block")
     assert "1 skipped" in proc.stdout, proc.stdout[-2000:]
     assert ("llama has no moe_block graph: it checks a mixture-of-experts block, and llama's oracle routes no layer "

@@ -18,7 +18,7 @@ from archval.harness.core.kinds import order
 from archval.harness.core.record import ERROR, FAIL, VERDICTS, Record
 from archval.harness.core.summary import RunInfo
 from archval.harness.present import charts
-from archval.harness.present.console import agreement
+from archval.harness.present.console import agreement, share, slot_and_position
 
 STAGES = ("emit", "compile", "load", "run", "oracle")
 # The three-way verdict (core/triangulate.py) as a user reads it: which side is wrong.
@@ -36,13 +36,6 @@ THREE_WAY_SENTENCES = {
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("archval.harness.present", "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 ENV.filters["sci"] = lambda v, digits=3: "–" if v is None else f"{v:.{digits}e}"
-
-
-def share(ratio: float) -> str:
-    """A value's share of its bound: a percentage within it, a multiple over it (732×, not 73217.5%)."""
-    return f"{ratio:.1%}" if ratio <= 1 else f"{ratio:,.{0 if ratio >= 10 else 1}f}×"
-
-
 ENV.filters["share"] = share
 
 
@@ -86,8 +79,8 @@ def _section(page: str, r: Record) -> dict:
     section["strict_note"], section["three_way"] = _strict_note(r), _three_way(r)
     section["localisation"] = _localisation(page, r)
     decode = r.decode
-    where = (f"the worst step {decode.worst_step} ({_slot_and_position(r, r.logits.position, decode.worst_step)})"
-             if decode else f"{_slot_and_position(r, r.logits.position)} ({_compared(r)})")
+    where = (f"the worst step {decode.worst_step} ({slot_and_position(r, r.logits.position, decode.worst_step)})"
+             if decode else f"{slot_and_position(r, r.logits.position)} ({_compared(r)})")
     section["top_k"] = [{"title": f"at {where}", "rows": _top_k_rows(r.logits.oracle_top_k, r.logits.graph_top_k)}]
     if decode:
         section["timeline"] = [_timeline_row(t, r) for t in decode.timeline]
@@ -96,7 +89,7 @@ def _section(page: str, r: Record) -> dict:
                                                             f"{page}-{r.graph}-steps", decode.first_divergence,
                                                             strict)),
                                   "max |Δlogit| per decode step against the bounds that judged it"))
-    at = f"at the worst step {decode.worst_step}" if decode else f"at {_slot_and_position(r, r.logits.position)}"
+    at = f"at the worst step {decode.worst_step}" if decode else f"at {slot_and_position(r, r.logits.position)}"
     if r.logits.oracle_logits:
         if not decode:  # decode's per-step chart says where; its scatter shows the worst step
             section["charts"].append((Markup(charts.vocab_chart(r.logits.oracle_logits, r.logits.graph_logits, r.bound,
@@ -107,18 +100,6 @@ def _section(page: str, r: Record) -> dict:
                                                               f"{page}-{r.graph}-scatter")),
                                   f"oracle against graph logits {at}; circled: the largest |Δ|"))
     return section
-
-
-def _slot_and_position(r: Record, position: int, step: int | None = None) -> str:
-    """Where a compared token sits: its cache slot, and its position (RoPE's), which the fixtures keep apart
-    (core/fixtures.py: POSITION_GAP), so that position 14 of a 13-token prompt reads as what it is. Decode's
-    step s is at slot prompt_len - 1 + s; prefill's last token at prompt_len - 1. The worst of every prompt
-    position, or a record without its prompt (an older run's, merged), is said by its position alone."""
-    prompt_len = len(r.fixture.prompt)
-    every = step is None and r.abi is not None and r.abi.logits == "every position"
-    if not prompt_len or every:
-        return f"position {position}"
-    return f"slot {prompt_len - 1 + (step or 0)}, position {position}"
 
 
 def _compared(r: Record) -> str:
@@ -152,19 +133,19 @@ def _where_it_fails(r: Record) -> list[str]:
         worst = timeline[r.decode.worst_step]
         if over:
             found.append(f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {worst.step} "
-                         f"({_slot_and_position(r, worst.position, worst.step)}), vocab index {x.worst_index}, "
+                         f"({slot_and_position(r, worst.position, worst.step)}), vocab index {x.worst_index}, "
                          f"exceeds the bound {bound:.1e} by {worst.max_abs_diff - bound:.3e}")
             found.append(f"max |Δlogit| is over the bound at {len(over)} of {len(timeline)} steps: first at step "
-                         f"{over[0].step} ({_slot_and_position(r, over[0].position, over[0].step)}, "
+                         f"{over[0].step} ({slot_and_position(r, over[0].position, over[0].step)}, "
                          f"{over[0].max_abs_diff:.3e})")
         if r.decode.divergence == NOT_A_TIE:
             t = timeline[r.decode.first_divergence]
-            found.append(f"greedy token: diverges at step {t.step} ({_slot_and_position(r, t.position, t.step)}): "
+            found.append(f"greedy token: diverges at step {t.step} ({slot_and_position(r, t.position, t.step)}): "
                          f"oracle {t.oracle_token}, "
                          f"graph {t.graph_token}, with the oracle's top-1/top-2 gap {t.oracle_top2_gap:.3e}; "
                          f"a near tie needs it within 2 × {t.max_abs_diff:.3e} and that error within the bound")
     elif not r.max_abs_diff <= bound:
-        found.append(f"max |Δlogit| = {r.max_abs_diff:.3e} at {_slot_and_position(r, x.position)} ({_compared(r)}), "
+        found.append(f"max |Δlogit| = {r.max_abs_diff:.3e} at {slot_and_position(r, x.position)} ({_compared(r)}), "
                      f"vocab index {x.worst_index}, exceeds the bound {bound:.1e} by {r.max_abs_diff - bound:.3e}")
     return found or [r.message]
 
@@ -182,8 +163,8 @@ def _of_the_bound(value: float, bound: float) -> str:
 def _metrics(r: Record) -> list[dict]:
     """Each metric against its bound, with the margin (bound − value; negative when over)."""
     x, diff = r.logits, r.max_abs_diff
-    where = (f"step {r.decode.worst_step}, {_slot_and_position(r, x.position, r.decode.worst_step)}" if r.decode
-             else _slot_and_position(r, x.position))
+    where = (f"step {r.decode.worst_step}, {slot_and_position(r, x.position, r.decode.worst_step)}" if r.decode
+             else slot_and_position(r, x.position))
     rows = [_metric("max |Δlogit|", diff, r.bound, f"{where}, vocab index {x.worst_index}"),
             {"metric": "NaN/Inf in the graph's logits", "value": str(x.nonfinite), "bound": "0",
              "margin": str(-x.nonfinite), "ok": x.nonfinite == 0, "where": "all steps" if r.decode else where}]
@@ -192,7 +173,7 @@ def _metrics(r: Record) -> list[dict]:
         judged = r.decode.timeline[n.step] if r.decode else None
         error = judged.max_abs_diff if judged else diff
         rows.insert(1, {**_metric("max |Δlogit| vs the strict bound", error, n.strict_bound,
-                                  f"step {n.step}, {_slot_and_position(r, judged.position, n.step)}" if judged
+                                  f"step {n.step}, {slot_and_position(r, judged.position, n.step)}" if judged
                                   else where),
                         "value": f"{error:.3e} ({n.noise_ratio:.1f}× its step's noise floor)" if judged
                                  else f"{error:.3e} ({n.noise_ratio:.1f}× the noise floor)",
@@ -280,8 +261,8 @@ def _timeline_row(t, r: Record) -> dict:
     status = ["over the bound"] if over else []
     if flip:  # the rule of core/compare.py's DecodeComparison.divergence, step by step
         status.append("near-tie flip" if t.oracle_top2_gap <= 2 * err and not over else "token flip: failure")
-    return {**asdict(t), "slot": len(r.fixture.prompt) - 1 + t.step, "margin": bound - err, "twice": 2 * err, "flip": flip, "over": over,
-            "status": ", ".join(status) or "ok", "worst": t.step == r.decode.worst_step,
+    return {**asdict(t), "slot": len(r.fixture.prompt) - 1 + t.step, "margin": bound - err, "twice": 2 * err,
+            "flip": flip, "over": over, "status": ", ".join(status) or "ok", "worst": t.step == r.decode.worst_step,
             "top_k": _top_k_rows(t.oracle_top_k, t.graph_top_k)}
 
 
