@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from archval.emitter import Config, emit
-from archval.harness import ROOT
 from archval.harness.backends import xla as xla_backend
 from archval.harness.backends.base import BackendError
 from archval.harness.checks import mutants

@@ -93,7 +93,7 @@ def test_the_suite_is_collected_by_its_module_name_in_a_project_with_a_harness_p
         "    assert harness.MINE, harness.__file__\n"
         f"    assert {str(ROOT)!r} not in sys.path\n")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
-                           "--archval-emitter", f"{sys.executable} -m archval.altered_emitter",
+                           "--archval-emitter", f"{sys.executable} {ROOT / 'archval' / 'altered_emitter.py'}",
                            "-m", "family_llama and graph_prefill"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"})
     assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
