@@ -258,7 +258,8 @@ FAMILIES: dict[str, Family] = {
     "internlm3": Family(heads_divide_hidden=True,
                         qkv_bias="attention_bias", o_bias="mlp_bias", mlp_bias_field="mlp_bias",
                         aliases={"attention_bias": "qkv_bias", "mlp_bias": "bias"},
-                        defaults=_defaults(num_key_value_heads=2, head_dim=128, rms_norm_eps=1e-5),
+                        defaults=_defaults(num_key_value_heads=2, head_dim=128, rms_norm_eps=1e-5,
+                                           max_position_embeddings=32768),
                         fields={**_LLAMA_STAND_IN_FIELDS, "attention_dropout": "float | int"}),
     # EXAONE 3.x: Llama's forward under GPT-2-style names (transformers' conversion_mapping["exaone"]).
     "exaone": Family(heads_divide_hidden=True,

@@ -22,13 +22,26 @@ from pathlib import Path
 
 from archval.harness import COMMAND, ROOT
 from archval.harness.core import emitproc, fixtures, summary
+from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.emitters import emitter_command
 from archval.harness.core.files import ReportsError, claimed
 from archval.harness.core.kinds import KINDS
 from archval.harness.core.record import PASS, UNSUPPORTED
 from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Outcome, UsageError, cache, checkpoint, config, gate, merge, mutants, shard, workers
-from archval.harness.modes import make_checkpoint
+from archval.harness.modes import (
+    Outcome,
+    UsageError,
+    cache,
+    checkpoint,
+    config,
+    gate,
+    graphs,
+    make_checkpoint,
+    merge,
+    mutants,
+    shard,
+    workers,
+)
 from archval.harness.present.console import counts
 from archval.harness.present.publish import publish
 
@@ -51,6 +64,7 @@ MODES = (
     Mode("merge", lambda a: bool(a.merge), merge.run),
     Mode("checkpoint", lambda a: a.checkpoint is not None, checkpoint.run),
     Mode("config", lambda a: bool(a.config), config.run),
+    Mode("graphs", lambda a: a.graphs is not None, graphs.run),
     Mode("list", lambda a: a.list, list_fixtures),
     Mode("mutants", lambda a: a.mutants, mutants.run),
     Mode("structural", lambda a: a.structural_only or a.update_goldens, gate.structural_only),
@@ -64,6 +78,10 @@ CLASHES = (
     ("--checkpoint", ("--family", "--config", "--shard", "--structural-only", "--update-goldens", "--mutants", "--list"),
      "it validates the one checkpoint"),
     ("--config", ("--family", "--structural-only", "--update-goldens"), ""),
+    ("--graphs", ("--emitter", "--config", "--checkpoint", "--shard", "--structural-only", "--update-goldens",
+                  "--mutants", "--list", "--merge"), "it validates the graph files given"),
+    ("--binding", ("--structural-only", "--update-goldens", "--mutants", "--list", "--merge"),
+     "it binds the graphs' names for their numerical validation"),
     ("--mutants", ("--emitter",), "it mutates the built-in emitter"),
     ("--graph", ("--structural-only", "--update-goldens", "--list", "--mutants", "--merge"),
      "it selects the cases to validate numerically"),
@@ -101,6 +119,12 @@ def parser() -> argparse.ArgumentParser:
                     help="with --checkpoint: the prompt as text, through the checkpoint's own tokenizer")
     ap.add_argument("--steps", type=int, metavar="N",
                     help=f"with --checkpoint: greedy decode steps after the prompt (default {checkpoint.DEFAULT_STEPS})")
+    ap.add_argument("--graphs", type=Path, metavar="DIR",
+                    help="validate pre-emitted graphs: a folder per family (config.json, prefill.mlir, decode.mlir, "
+                         "...), or one such folder; no emitter runs (docs/binding.md)")
+    ap.add_argument("--binding", metavar="FILE",
+                    help="a binding file (TOML): the graphs' own argument names onto the checkpoint's tensors and "
+                         "the protocol's inputs (docs/binding.md); default: by their own names")
     ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m archval.emitter`)")
     ap.add_argument("--emit-timeout", metavar="S",
                     help=f"seconds another emitter may take per graph before its process group is stopped "
@@ -163,6 +187,8 @@ def check_options(args) -> None:
     try:
         args.shard = None if args.shard is None else shard.parse(args.shard)
         emitter_command(args.emitter)
+        if args.binding is not None:
+            load_binding(args.binding)
     except ValueError as e:
         raise UsageError(str(e)) from None
 

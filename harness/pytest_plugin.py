@@ -32,21 +32,33 @@ from archval.harness.checks.signature import drift, load_golden, signature
 from archval.harness.core import fixtures, summary
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import failed
+from archval.harness.core.binding import IDENTITY, Binding
+from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
 from archval.harness.core.kinds import KINDS, order
 from archval.harness.core.record import UNSUPPORTED, MutantFacts, Record
-from archval.harness.modes import shard
+from archval.harness.core.fixtures import Fixture
+from archval.harness.modes import UsageError, graphs, shard
 
 RECORD = "archval-record"
 VERDICT = "archval-verdict"
 SUITE = Path(__file__).with_name("pytest_suite.py")
+GRAPHS_SUITE = Path(__file__).with_name("pytest_graphs.py")
+SUITES = {SUITE: "archval.harness.pytest_suite", GRAPHS_SUITE: "archval.harness.pytest_graphs"}
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("archval", "archval: differential validation of a StableHLO emitter")
     group.addoption("--archval-emitter", dest="archval_emitter", default=None, metavar="CMD",
-                    help="emitter command to validate (CMD --config C --graph KIND --out FILE); archval's cases are "
-                         "collected only with it (the built-in emitter: --archval-emitter 'python -m archval.emitter')")
+                    help="emitter command to validate (CMD --config C --graph KIND --out FILE); archval's fixture "
+                         "cases are collected only with it (the built-in emitter: --archval-emitter "
+                         "'python -m archval.emitter')")
+    group.addoption("--archval-binding", dest="archval_binding", default=None, metavar="FILE",
+                    help="a binding file (TOML, docs/binding.md): the graphs' own argument names onto the checkpoint's "
+                         "tensors and the protocol's inputs; default: by their own names")
+    group.addoption("--archval-graphs", dest="archval_graphs", type=Path, default=None, metavar="DIR",
+                    help="validate pre-emitted graph files: a folder per family (config.json, prefill.mlir, "
+                         "decode.mlir, ...), or one such folder (docs/binding.md#graph-folders)")
     group.addoption("--archval-reports", dest="archval_reports", type=Path, metavar="DIR",
                     help="write the reports of the differential cases run to DIR")
     group.addoption("--archval-shard", dest="archval_shard", metavar="I/N",
@@ -61,6 +73,12 @@ def emitter(request) -> tuple[str, ...]:
     return emitter_command(request.config.getoption("archval_emitter"))
 
 
+@pytest.fixture(scope="session")
+def binding(request) -> Binding:
+    path = request.config.getoption("archval_binding")
+    return load_binding(path) if path else IDENTITY
+
+
 def _emitter_option(config) -> str:
     """The option the emitter was given by: --archval-emitter (on the command line, in PYTEST_ADDOPTS or the
     ini's addopts), or this repository's --emitter."""
@@ -72,6 +90,8 @@ def _emitter_option(config) -> str:
 def pytest_configure(config):
     try:  # as the gate's --emitter: an empty one (an unset variable) must not test the built-in emitter
         emitter_command(config.getoption("archval_emitter"), _emitter_option(config))
+        if config.getoption("archval_binding"):
+            load_binding(config.getoption("archval_binding"))
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
     if config.getoption("archval_shard") is not None:
@@ -85,6 +105,13 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{selection.marker('graph', kind)}: the cases of the {kind} graph kind")
     if config.getoption("archval_emitter") is not None and config.getini("archval_suite"):
         config.args.append(str(SUITE))
+    if config.getoption("archval_graphs") is not None:  # (this repository's own run names the module instead)
+        try:
+            graphs.folders(config.getoption("archval_graphs"), None)
+        except UsageError as e:
+            raise pytest.UsageError(str(e)) from None
+        if config.getini("archval_suite"):
+            config.args.append(str(GRAPHS_SUITE))
     if not hasattr(config, "workerinput"):  # the controlling process judges the run and writes the reports
         config.pluginmanager.register(_NothingValidated(), "archval-nothing-validated")
         directory = config.getoption("archval_reports")
@@ -93,26 +120,26 @@ def pytest_configure(config):
 
 
 def pytest_report_collectionfinish(config, items):
-    """A selection by archval's markers or family names that took nothing, in a run without an emitter: said
-    why (archval's cases are collected only with --archval-emitter), not left as a bare `1 deselected`."""
-    if (items or config.getoption("archval_emitter") is not None or not config.getini("archval_suite")
-            or not selection.names_archval_cases(config)):
+    """A selection by archval's markers or family names that took nothing, in a run without an emitter or graph
+    folders: said why (archval's cases are collected only with them), not left as a bare `1 deselected`."""
+    given = config.getoption("archval_emitter") is not None or config.getoption("archval_graphs") is not None
+    if items or given or not config.getini("archval_suite") or not selection.names_archval_cases(config):
         return None
     return ("archval: no archval case was collected: its cases are collected only with --archval-emitter CMD "
-            "(the built-in emitter: --archval-emitter 'python -m archval.emitter')")
+            "(the built-in emitter: --archval-emitter 'python -m archval.emitter') or --archval-graphs DIR")
 
 
 def pytest_pycollect_makemodule(module_path, parent):
     """archval's suite imported by its module name: by its path, pytest would import it as a top-level
     `harness.pytest_suite` from an editable install's checkout, and put the checkout on sys.path."""
-    if module_path == SUITE:
+    if module_path in SUITES:
         return _Suite.from_parent(parent, path=module_path)
     return None
 
 
 class _Suite(pytest.Module):
     def _getobj(self):
-        return importlib.import_module("archval.harness.pytest_suite")
+        return importlib.import_module(SUITES[self.path])
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -145,11 +172,15 @@ class CaseReport:
         reports = request.config.getoption("archval_reports")
         self.bundles = Bundles(reports) if reports else None
 
-    def __call__(self, record: Record, text: str | None = None, mutant: str | None = None) -> None:
+    def __call__(self, record: Record, text: str | None = None, mutant: str | None = None,
+                 fixture: Fixture | None = None) -> None:
+        """fixture: the record's, where it is no fixture of fixtures/ (a --archval-graphs folder's config)."""
         request = self.request
         if mutant is None:  # as the gate (a mutant's failure is the point, not a finding)
-            localise.annotate(record, fixtures.load(record.family),
-                              emitter_command(request.config.getoption("archval_emitter")))
+            path = request.config.getoption("archval_binding")
+            localise.annotate(record, fixture or fixtures.load(record.family),
+                              emitter_command(request.config.getoption("archval_emitter")),
+                              load_binding(path) if path else IDENTITY)
         if self.bundles and self.bundles.problems:
             failed(record, "report", "; ".join(self.bundles.problems))
         record.replay = replay_command(request)
@@ -169,14 +200,21 @@ class CaseReport:
 def replay_command(request) -> str:
     """This test alone, with the emitter it validated (if it takes one): in archval's checkout by its node id;
     archval's suite in another project (harness/pytest_suite.py) by its markers."""
-    emitter = request.config.getoption("archval_emitter")
+    emitter, binding = request.config.getoption("archval_emitter"), request.config.getoption("archval_binding")
+    if request.node.path == GRAPHS_SUITE:
+        return (f"pytest --archval-graphs {shlex.quote(str(request.config.getoption('archval_graphs')))}"
+                + (f" --archval-binding {shlex.quote(binding)}" if binding else "")
+                + f" -k {shlex.quote(request.node.callspec.id)}")
     if request.node.path == SUITE:
         params = request.node.callspec.params
-        return (f"pytest --archval-emitter {shlex.quote(emitter)} -m "
+        return (f"pytest --archval-emitter {shlex.quote(emitter)}"
+                + (f" --archval-binding {shlex.quote(binding)}" if binding else "") + " -m "
                 f"'{selection.marker('family', params['family'])} and {selection.marker('graph', params['graph'])}'")
     command = f".venv/bin/python -m pytest {shlex.quote(request.node.nodeid)}"
     if emitter is not None and "emitter" in request.fixturenames:
         command += f" --emitter {shlex.quote(emitter)}"
+    if binding is not None and "binding" in request.fixturenames:
+        command += f" --binding {shlex.quote(binding)}"
     return command
 
 

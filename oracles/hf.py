@@ -63,9 +63,12 @@ def conversion_mapping(model_type: str) -> str:
 
 
 def _mimo_as_qwen2(config: dict) -> dict:
-    """MiMo's config is Qwen2's plus its multi-token-prediction layers, which the causal LM never runs."""
-    return {k: v for k, v in config.items() if k not in ("num_nextn_predict_layers", "architectures", "auto_map")} | {
-        "model_type": "qwen2"}
+    """MiMo's config is Qwen2's plus its multi-token-prediction layers, which the causal LM never runs, and
+    attention_bias, which Qwen2 never reads: its q/k/v always carry biases, so only `true` is Qwen2's forward
+    (a `false` stays, for oracles/fields.py to name as unread)."""
+    dropped = ("num_nextn_predict_layers", "architectures", "auto_map") + (
+        ("attention_bias",) if config.get("attention_bias") is True else ())
+    return {k: v for k, v in config.items() if k not in dropped} | {"model_type": "qwen2"}
 
 
 STAND_INS: dict[str, Binding] = {
@@ -212,6 +215,11 @@ class Oracle:
             out = self.forward([token], [position], out.cache)
             logits.append(out.logits[0, -1])
         return torch.stack(logits).numpy()
+
+    def unread_fields(self, config: dict) -> list[str]:
+        """The config's fields this oracle never reads (oracles/fields.py)."""
+        from archval.oracles.fields import unread
+        return unread(config, self.binding.class_name, self.binding.config(config))
 
     def routed_layers(self) -> list[int]:
         """Indices of the layers whose MLP routes to experts."""

@@ -11,6 +11,8 @@ pytest_plugins = ["archval.harness.pytest_plugin"]
 def pytest_addoption(parser):
     parser.addoption("--emitter", dest="archval_emitter", default=None,
                      help="emitter command to validate (CMD --config C --graph KIND --out FILE); default: the built-in")
+    parser.addoption("--binding", dest="archval_binding", metavar="FILE",
+                     help="a binding file for the emitter's graphs (docs/binding.md), as --archval-binding")
     parser.addoption("--reports", dest="archval_reports", type=Path, metavar="DIR",
                      help="write the HTML reports of the differential cases run to DIR")
     parser.addoption("--shard", dest="archval_shard", metavar="I/N",

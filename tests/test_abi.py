@@ -88,3 +88,55 @@ def test_a_prefill_graph_with_extra_results_is_told_taps_come_only_on_request():
     assert prefill_results(tapped, fixture, tapped=True).count == 3
     with pytest.raises(CaseError, match="after its caches; taps are returned only when asked with --debug-taps"):
         prefill_results(tapped, fixture)
+
+
+def decode_returning(results: str, types: str) -> str:
+    """The built-in llama decode graph with its return statement (and result types) replaced."""
+    text = emit(Config.from_json(fixtures.load("llama").config_path), "decode")
+    head, _, tail = text.partition("    return ")
+    old_types = tail.split(" : ", 1)[1].split("\n", 1)[0]
+    return (head.replace(f"-> ({old_types})", f"-> ({types})") + f"    return {results} : {types}\n  }}\n}}\n")
+
+
+def llama_texts(decode: str) -> dict:
+    return {"prefill": emit(Config.from_json(fixtures.load("llama").config_path), "prefill"), "decode": decode}
+
+
+@pytest.mark.parametrize("results,types,message", [
+    ("%k_cache, %v_cache", "tensor<2x32x2x16xf32>, tensor<2x32x2x16xf32>",
+     r"the decode graph's first result is f32\[2, 32, 2, 16\]; the protocol wants the logits f32\[96\] or the "
+     r"greedy token i32\[\]"),
+    ("{logits}, {k}", "tensor<96xf32>, tensor<2x32x2x16xf32>",
+     "the decode graph returns 2 results; the protocol wants the logits, then its 2 caches"),
+])
+def test_each_decode_result_problem_is_named_by_the_decode_graph_itself(results, types, message):
+    text = emit(Config.from_json(fixtures.load("llama").config_path), "decode")
+    logits, k = text.split("    return ")[1].split(" : ")[0].split(", ")[:2]
+    record = run_case(fixtures.load("llama"), "decode", llama_texts(decode_returning(
+        results.format(logits=logits, k=k), types)), xla=False, strict_bound=False)
+    assert record.verdict == "ERROR" and record.checks[0].stage == "protocol", record.message
+    assert __import__("re").search(message, record.message), record.message
+
+
+def test_a_decode_graph_returning_the_token_beside_a_logits_prefill_is_judged_by_tokens():
+    """The decode case compares tokens throughout (step 0: the prefill logits' argmax), not a shape error."""
+    text = emit(Config.from_json(fixtures.load("llama").config_path), "decode")
+    logits, k, v = text.split("    return ")[1].split(" : ")[0].split(", ")
+    argmax = ('    %tok:2 = "stablehlo.reduce"(' + logits + ', %iota, %lowest, %zero) ({\n'
+              "    ^bb0(%x: tensor<f32>, %i: tensor<i32>, %y: tensor<f32>, %j: tensor<i32>):\n"
+              '      %gt = "stablehlo.compare"(%x, %y) {comparison_direction = #stablehlo<comparison_direction GT>} : '
+              "(tensor<f32>, tensor<f32>) -> tensor<i1>\n"
+              '      %m = "stablehlo.select"(%gt, %x, %y) : (tensor<i1>, tensor<f32>, tensor<f32>) -> tensor<f32>\n'
+              '      %n = "stablehlo.select"(%gt, %i, %j) : (tensor<i1>, tensor<i32>, tensor<i32>) -> tensor<i32>\n'
+              '      "stablehlo.return"(%m, %n) : (tensor<f32>, tensor<i32>) -> ()\n'
+              "    }) {dimensions = array<i64: 0>} : (tensor<96xf32>, tensor<96xi32>, tensor<f32>, tensor<i32>) -> "
+              "(tensor<f32>, tensor<i32>)\n")
+    setup = ("    %iota = stablehlo.iota dim = 0 : tensor<96xi32>\n"
+             "    %lowest = stablehlo.constant dense<0xFF800000> : tensor<f32>\n"
+             "    %zero = stablehlo.constant dense<0> : tensor<i32>\n")
+    decode = decode_returning(f"%tok#1, {k}, {v}", "tensor<i32>, tensor<2x32x2x16xf32>, tensor<2x32x2x16xf32>")
+    decode = decode.replace(f"    return %tok#1", setup + argmax + "    return %tok#1")
+    record = run_case(fixtures.load("llama"), "decode", llama_texts(decode), xla=False)
+    assert record.verdict == "PASS", record.message
+    assert record.abi.decode == "token" and record.abi.logits == "last position"
+    assert len(record.tokens.steps) == 17 and record.tokens.first_divergence is None

@@ -13,7 +13,8 @@ import pytest
 from archval.harness.backends.base import Backend
 from archval.harness.core import fixtures, kinds, summary
 from archval.harness.core.case import Case, run_case
-from archval.harness.core.kinds import KINDS, GraphKind, hidden_states
+from archval.harness.core.inputs import hidden_states
+from archval.harness.core.kinds import KINDS, GraphKind
 from archval.harness.present import console
 from archval.harness.present.publish import publish
 
@@ -31,7 +32,7 @@ class FinalNorm(GraphKind):
     def bound(self, fixture):
         return 1e-5
 
-    def checks(self):
+    def checks(self, record):
         return ("finite", "bound")
 
     def inputs(self, case: Case) -> dict:

@@ -46,8 +46,8 @@ def test_other_inputs_or_another_oracle_source_recompute(cold_cache, monkeypatch
     oracle_cache._stored("fp64", {"seed": 1}, compute)
     assert len(calls) == 3
     edited = tmp_path / "hf.py"
-    edited.write_text(oracle_cache.SOURCE.read_text() + "\n# an edit\n")
-    monkeypatch.setattr(oracle_cache, "SOURCE", edited)
+    edited.write_text(oracle_cache.SOURCES[0].read_text() + "\n# an edit\n")
+    monkeypatch.setattr(oracle_cache, "SOURCES", (edited, *oracle_cache.SOURCES[1:]))
     oracle_cache._identity.cache_clear()
     try:
         oracle_cache._stored("run", {"seed": 1}, compute)

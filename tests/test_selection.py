@@ -137,7 +137,7 @@ def test_without_an_emitter_archvals_cases_are_not_collected_and_help_and_a_sele
     nothing of archval's was collected instead of a bare `1 deselected`; a selection of the project's own tests
     says nothing."""
     helped = project_pytest(tmp_path, "--help").stdout
-    option = " ".join(helped.split("--archval-emitter=CMD")[1].split("--archval-reports")[0].split())
+    option = " ".join(helped.split("--archval-emitter=CMD")[1].split("--archval-")[0].split())
     assert "collected only with it" in option and "default" not in option, option
     for selection in (["-m", "family_llama"], ["-m", "graph_decode and not slow"], ["-k", "llama"]):
         proc = project_pytest(tmp_path, *selection)

@@ -27,10 +27,11 @@ from archval.harness.backends import SUBJECT
 from archval.harness.core import case as cases
 from archval.harness.core import noise, oracle_cache
 from archval.harness.core.abi import PROTOCOL, prefill_results
-from archval.harness.core.emitters import CaseError, EmitterRefused, emit
+from archval.harness.core.binding import IDENTITY, Binding
+from archval.harness.core.emitters import PRE_EMITTED, CaseError, EmitterRefused, emit
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.graph import parse_signature
-from archval.harness.core.kinds import prefill_inputs
+from archval.harness.core.inputs import prefill_inputs
 from archval.harness.core.record import FAIL, Localisation, Record, Tap
 
 TAP_POINTS = ("attention", "mlp", "layer")  # the tap protocol's results, in this order
@@ -64,11 +65,13 @@ class NoTaps(Exception):
     """The emitter gave no taps: the localisation is not available, for the reason given."""
 
 
-def graph_taps(text: str, fixture: Fixture, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def graph_taps(text: str, fixture: Fixture, weights: dict[str, np.ndarray],
+               binding: Binding = IDENTITY) -> dict[str, np.ndarray]:
     """{point: [L, T, hidden]} of the tapped prefill graph on the prompt's real tokens (at the prompt's
     positions); NoTaps when it returns nothing after its caches, CaseError when what it returns there is
     not the protocol's taps."""
-    main = parse_signature(text).functions["main"]
+    signature = binding.protocol_names(parse_signature(text), "prefill")
+    main = signature.functions["main"]
     plain = prefill_results(main, fixture, tapped=True).count
     bucket = main.arg("tokens").shape[0]
     wanted = (fixture.attribute("num_hidden_layers"), bucket, fixture.attribute("hidden_size"))
@@ -79,16 +82,16 @@ def graph_taps(text: str, fixture: Fixture, weights: dict[str, np.ndarray]) -> d
         shown = ", ".join(f"{r.dtype}{list(r.shape)}" for r in extra)
         raise CaseError(f"the tapped prefill graph returns {shown} after its caches; the tap protocol wants "
                         f"{len(TAP_POINTS)} results f32{list(wanted)}: {', '.join(TAP_POINTS)} ({PROTOCOL}#taps)")
-    module = SUBJECT.load(text, parse_signature(text), lambda stage: contextlib.nullcontext())
-    results = module.call(weights, prefill_inputs(fixture, bucket))
+    module = SUBJECT.load(text, signature, lambda stage: contextlib.nullcontext())
+    results = module.call(binding.graph_weights(main, weights, fixture.attribute)[0], prefill_inputs(fixture, bucket))
     return dict(zip(TAP_POINTS, (np.asarray(r)[:, : fixture.prompt_len] for r in results[plain:])))
 
 
-def localise(fixture: Fixture, text: str) -> Localisation:
+def localise(fixture: Fixture, text: str, binding: Binding = IDENTITY) -> Localisation:
     """The tap table of a tapped prefill text and the first tap above STRICT_FACTOR x its floor; NoTaps
     when the text carries none."""
     fp32, weights = oracle_taps(fixture, "float32")
-    graph = graph_taps(text, fixture, weights)
+    graph = graph_taps(text, fixture, weights, binding)
     fp64, _ = oracle_taps(fixture, "float64")
     table, first = [], None
     for layer in range(fixture.attribute("num_hidden_layers")):
@@ -103,11 +106,13 @@ def localise(fixture: Fixture, text: str) -> Localisation:
     return Localisation(None, first, table, noise.STRICT_FACTOR, describe(first))
 
 
-def of_emitter(fixture: Fixture, emitter) -> Localisation:
+def of_emitter(fixture: Fixture, emitter, binding: Binding = IDENTITY) -> Localisation:
     """The localisation of the emitter's prefill graph, asked for with --debug-taps; never raises (a diagnosis
     that fails says so and never hides the verdict)."""
+    if tuple(emitter) == PRE_EMITTED:
+        return not_available("pre-emitted graphs (--graphs): no emitter to ask for them")
     try:
-        return localise(fixture, emit(emitter, fixture.config_path, "prefill", taps=True))
+        return localise(fixture, emit(emitter, fixture.config_path, "prefill", taps=True), binding)
     except EmitterRefused as e:
         return not_available(f"asked with --debug-taps it exited 2: {e}")
     except NoTaps as e:
@@ -137,13 +142,13 @@ def failed(error: Exception) -> Localisation:
     return Localisation(f"{type(error).__name__}: {error}", None, [], None, "")
 
 
-def annotate(record: Record, fixture: Fixture, emitter) -> None:
+def annotate(record: Record, fixture: Fixture, emitter, binding: Binding = IDENTITY) -> None:
     """What follows a failing case, in the gate and under pytest alike: a prefill localised through the
     emitter's taps, a decode said to be decode only when its own prefill step agrees. A localisation that
     raised (not: no taps offered) is a check that did not run to its end: the case's ERROR."""
     if record.verdict != FAIL or record.graph not in ("prefill", "decode"):
         return
-    record.localisation = of_emitter(fixture, emitter) if record.graph == "prefill" else of_decode(record)
+    record.localisation = of_emitter(fixture, emitter, binding) if record.graph == "prefill" else of_decode(record)
     if record.localisation and record.localisation.error:
         cases.failed(record, "localisation", record.localisation.error)
 

@@ -84,9 +84,9 @@ def label(path: Path) -> str:
     return safe
 
 
-def prepare(path: str, workdir: Path, name: str, as_is: bool = False) -> Published:
-    """Shrink the config (as_is: take it as given, when it fits in memory) into workdir/name and choose the
-    seed; PublishedConfigError for bad input."""
+def prepare(path: str, workdir: Path, name: str, as_is: bool = False, replay: str | None = None) -> Published:
+    """Shrink the config (as_is: take it as given, byte for byte, when it fits in memory) into workdir/name and
+    choose the seed; PublishedConfigError for bad input. replay: the command that reruns it (default: --config)."""
     try:
         raw = read(Path(path))
         shrunk = as_given(raw, path) if as_is else shrink(raw, source=path)
@@ -96,12 +96,15 @@ def prepare(path: str, workdir: Path, name: str, as_is: bool = False) -> Publish
         check_fits(path, shrunk.config)
     directory = workdir / name
     directory.mkdir(parents=True)
-    (directory / "config.json").write_text(json.dumps(shrunk.config, indent=2) + "\n")
+    if as_is:  # the emitter reads exactly the user's bytes
+        (directory / "config.json").write_bytes(Path(path).read_bytes())
+    else:
+        (directory / "config.json").write_text(json.dumps(shrunk.config, indent=2) + "\n")
     tried = []
     for seed in range(DEFAULT_SEED, DEFAULT_SEED + SEED_TRIES):
         (directory / "fixture.json").write_text(json.dumps({
-            "seed": seed, "prompt_len": PROMPT_LEN,
-            "replay": f"{COMMAND} --config {shlex.quote(str(path))}" + (" --as-is" if as_is else ""),
+            "seed": seed, "prompt_len": PROMPT_LEN, "as_given": as_is,
+            "replay": replay or f"{COMMAND} --config {shlex.quote(str(path))}" + (" --as-is" if as_is else ""),
             "purpose": f"{path} " + ("as given, seeded weights" if as_is else "shrunk to a tiny synthetic model")},
             indent=2) + "\n")
         try:
@@ -141,7 +144,7 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     probabilities, however far apart the logits that order them are."""
     import torch
     from archval.harness.core import oracle_cache as oracles
-    from archval.harness.core.kinds import hidden_states
+    from archval.harness.core.inputs import hidden_states
     oracle = oracles.model(fixture)
     layers = oracle.routed_layers()
     if not layers:
@@ -163,6 +166,17 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     return float((ranked[:, k - 1] - ranked[:, k]).min())
 
 
+def unread_fields(config: dict) -> list[str]:
+    """The config's fields the oracle never reads (oracles/fields.py), said before anything runs."""
+    from archval.oracles.fields import unread
+    from archval.oracles.hf import binding
+    try:
+        b = binding(config["model_type"])
+    except ValueError:  # no oracle class at all: the cases say so
+        return []
+    return unread(config, b.class_name, b.config(config))
+
+
 def format_summary(p: Published) -> str:
     def show(v):
         return f"[{len(v)} entries]" if isinstance(v, list) and len(v) > 8 else json.dumps(v)
@@ -171,6 +185,11 @@ def format_summary(p: Published) -> str:
              ("    shrunk: " + ", ".join(f"{f} {show(old)} -> {show(new)}" for f, old, new in p.shrunk.changes))
              if p.shrunk.changes else "    as given: " + p.fixture.facts().dims,
              "    kept:   " + "; ".join(p.shrunk.kept)]
+    lines += [f"    not exercised: {note}" for note in p.fixture.not_exercised]
+    unread = unread_fields(p.fixture.config)
+    if unread:
+        lines.append(f"    the oracle never reads: {', '.join(unread)} (its cases cannot be judged: ERROR, not a PASS or "
+                     "a FAIL)")
     if p.error:
         lines.append(f"    {p.error}")
     return "\n".join(lines)

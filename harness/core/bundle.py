@@ -102,11 +102,10 @@ def write_bundle(directory: Path, case: Case, expected: np.ndarray | None, actua
         *_find_tool("IREE_COMPILE", "iree-compile"), *compile_lines])
     run_lines = []
     if case.calls:
-        weights = case.oracle().weights
         for i, call in enumerate(case.calls):
             stem = f"call{i}-{call.graph}"
             args = []
-            for spec, value in zip(call.main.args, bind(call.main, weights, call.inputs)):
+            for spec, value in zip(call.main.args, bind(call.main, case.graph_weights(call.graph)[0], call.inputs)):
                 path = f"{stem}/{_file_name(spec.name)}" if spec.name in call.inputs else f"weights/{_file_name(spec.name)}"
                 if not (directory / path).exists():
                     _npy(directory / path, value)

@@ -11,8 +11,6 @@ emitted once (a failed or refused emission too: it is not tried again).
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import shlex
 import time
 from contextlib import contextmanager
@@ -21,12 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from archval.harness import COMMAND
-from archval.harness.backends import REFERENCES, SUBJECT
+from archval.harness.backends import SUBJECT
 from archval.harness.backends.base import Backend, BackendError, Module
-from archval.harness.core import cache, emitproc, noise, triangulate
+from archval.harness.core import emitproc, noise, reference, triangulate
+from archval.harness.core.binding import IDENTITY, Binding
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.emitters import (
     DEFAULT_EMITTER,
+    PRE_EMITTED,
     CaseError,
     EmitterRefused,
     described,
@@ -34,7 +34,7 @@ from archval.harness.core.emitters import (
 )
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.graph import FunctionSignature, GraphError, GraphSignature, bind, parse_signature
-from archval.harness.core.kinds import KINDS, GraphKind
+from archval.harness.core.kinds import KINDS, GraphKind, tokens_only
 from archval.harness.core.messages import clip_record
 from archval.harness.core.oracle_cache import OracleRun
 from archval.harness.core.oracle_cache import run as oracle_run
@@ -51,28 +51,29 @@ from archval.harness.core.record import (
 )
 
 
-def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> str:
+def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True,
+                   binding: Binding = IDENTITY) -> str:
     """The command line, run from the project root, that runs exactly this case again: the family (or the
-    published config, as given), the graph kind, the emitter (shell-quoted) and --fixed-bound-only where
-    the case was judged without the strict bound, and another emitter's time limit where one was set (the
-    gate's --emit-timeout sets $ARCHVAL_EMIT_TIMEOUT_S), so that an emitter that ran out of time runs out
-    again. Not carried: the rest of the environment (variables the emitter reads, ARCHVAL_CACHE_DIR), and
-    --reports (the replay writes under reports/)."""
+    published config, or the graph folder, as given), the graph kind, the emitter (shell-quoted) and its
+    --emit-timeout where set, the binding file and --fixed-bound-only where the case was judged without the strict
+    bound. Not carried: the rest of the environment (the emitter's variables, ARCHVAL_CACHE_DIR), and --reports."""
     words = [fixture.replay or f"{COMMAND} --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
-    if tuple(emitter) != DEFAULT_EMITTER:
+    if tuple(emitter) not in (DEFAULT_EMITTER, PRE_EMITTED):
         words.append(f"--emitter {shlex.quote(shlex.join(emitter))}")
-        if os.environ.get(emitproc.TIMEOUT_ENV):
-            words.append(f"--emit-timeout {shlex.quote(os.environ[emitproc.TIMEOUT_ENV])}")
+        words += emitproc.replay_options()
+    if binding.path:
+        words.append(f"--binding {shlex.quote(binding.path)}")
     if not strict_bound:
         words.append("--fixed-bound-only")
     return " ".join(words)
 
 
-def new_record(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True) -> Record:
+def new_record(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True,
+               binding: Binding = IDENTITY) -> Record:
     """A case's record before anything is judged (with no checks, an ERROR)."""
     return Record(family=fixture.name, model_type=fixture.model_type, graph=graph,
                   bound=KINDS[graph].bound(fixture) if graph in KINDS else fixture.bound,
-                  replay=replay_command(fixture, graph, emitter, strict_bound), fixture=fixture.facts(),
+                  replay=replay_command(fixture, graph, emitter, strict_bound, binding), fixture=fixture.facts(),
                   emitter=described(emitter))
 
 
@@ -117,10 +118,12 @@ class Case:
     emitter: tuple[str, ...]
     texts: dict  # graph kind -> StableHLO text, given or emitted (or the exception its emission raised)
     record: Record
+    binding: Binding = IDENTITY  # the graphs' names -> the protocol's inputs and the checkpoint's tensors
     failed_stage: str | None = None
     calls: list[Call] = field(default_factory=list)  # the subject backend's calls, in order (what a bundle replays)
     _graphs: dict[str, GraphSignature] = field(default_factory=dict)
     _modules: dict[tuple[str, str], Module] = field(default_factory=dict)
+    _weights: dict[str, tuple] = field(default_factory=dict)  # graph kind -> (its weights by argument, tensors read)
     _oracle: OracleRun | None = None
 
     @contextmanager
@@ -150,10 +153,20 @@ class Case:
                         self.texts[name] = e
                         raise
             with self.stage("parse", timed=False):
-                self._graphs[name] = parse_signature(self.texts[name])
-                if "main" not in self._graphs[name].functions:
+                signature = parse_signature(self.texts[name])
+                if "main" not in signature.functions:
                     raise CaseError(f"the {name} graph has no func.func @main")
+                self._graphs[name] = self.binding.protocol_names(signature, name)
         return self._graphs[name]
+
+    def graph_weights(self, name: str) -> tuple[dict, dict[str, list[str]]]:
+        """(the graph's weight arguments' values by their names, the checkpoint tensors each reads): the
+        checkpoint's tensors through the binding."""
+        if name not in self._weights:
+            main = self.graph(name).functions["main"]
+            with self.stage("bind", timed=False):
+                self._weights[name] = self.binding.graph_weights(main, self.oracle().weights, self.fixture.attribute)
+        return self._weights[name]
 
     def module(self, name: str, backend: Backend) -> Module:
         """The graph compiled and loaded by backend, once per case."""
@@ -175,13 +188,13 @@ class Case:
         return self._oracle
 
     def call(self, module: Module, backend: Backend, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        weights = self.oracle().weights
+        graph = next(name for (name, b), m in self._modules.items() if m is module)
+        weights = self.graph_weights(graph)[0]
         with self.stage("bind", timed=False):
-            args = bind(module.main, weights, inputs)
+            args = bind(module.main, weights, inputs, self.binding.path)
         with self.stage(backend.run_stage):
             results = module.execute(args, inputs)
         if backend is SUBJECT:
-            graph = next(name for (name, b), m in self._modules.items() if m is module)
             self.calls.append(Call(graph, module.main, inputs, results))
         return results
 
@@ -196,17 +209,20 @@ def require_finite(values: np.ndarray, what: str) -> None:
 
 def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None,
              emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True,
-             bundles: Bundles | None = None) -> Record:
+             bundles: Bundles | None = None, binding: Binding = IDENTITY) -> Record:
     """Validate one fixture and graph kind; never raises.
     texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too); what is
     emitted here is added to it, so that a dict shared by a family's cases emits each graph kind once.
     xla: also run the text on the reference backends (XLA CPU) and record the three-way comparison.
     strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
     oracle run); False judges by the fixed bound alone. A check not asked for is in record.skipped.
-    bundles: where the case's repro bundle goes when it wants one (core/bundle.py); None: no bundle."""
+    bundles: where the case's repro bundle goes when it wants one (core/bundle.py); None: no bundle.
+    binding: how the graphs' argument names map onto the protocol's inputs and the checkpoint's tensors
+    (core/binding.py; IDENTITY: by their own names). Graphs that return tokens are judged token by token, and
+    neither the strict bound nor XLA applies (record.skipped says so)."""
     kind = KINDS[graph]
     case = Case(fixture, kind, tuple(emitter), {} if texts is None else texts,
-                new_record(fixture, graph, emitter, strict_bound))
+                new_record(fixture, graph, emitter, strict_bound, binding), binding)
     record = case.record
     record.skipped = {name: "not asked for" for name, meant, on in (("strict_bound", kind.strict, strict_bound),
                                                                    ("xla", kind.three_way, xla)) if meant and not on}
@@ -216,6 +232,17 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
             kind.prepare(case)
         for name in kind.emits:  # what the emitter and the compiler can get wrong, before the oracle runs
             case.module(name, SUBJECT)
+        with case.stage("protocol", timed=False):
+            record.abi = kind.protocol(case)
+        unread = case.oracle().unread_fields
+        if unread:  # the comparison still runs and is shown, but no side of it can be blamed or passed
+            record.errored("oracle", f"the oracle ({case.oracle().class_name}) never reads the config's "
+                                     f"{', '.join(unread)}: a graph that implements them is not what it computes, so "
+                                     "this comparison cannot judge the graph (UNVERIFIED, docs/binding.md)")
+            record.skipped["xla"] = f"the oracle never reads {', '.join(unread)}: no side of it can be blamed"
+        if tokens_only(record):
+            record.skipped |= {name: "the graphs return tokens, not logits" for name, meant, on in (
+                ("strict_bound", kind.strict, strict_bound), ("xla", kind.three_way, xla)) if meant and on}
         expected = kind.expected(case)
         with case.stage("oracle", timed=False):
             require_finite(expected, "the oracle's fp32 logits" if kind.strict else f"the oracle's {kind.name} output")
@@ -224,7 +251,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
             kind.judge(case, expected, actual)
         with case.stage("bind", timed=False):
             _judge_weights_taken(case)
-        if strict_bound and kind.strict:
+        if strict_bound and kind.strict and not tokens_only(record):
             with case.stage("oracle_fp64"):
                 fp64 = kind.fp64(case, len(expected))
                 require_finite(fp64, "the oracle's fp64 logits")
@@ -236,17 +263,21 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
                          else f" at position {fixture.prompt_positions()[step - len(errors)]}" if len(errors) > 1
                          else "")
                 record.checks.append(noise.strict_check(float(errors[step]), record.noise, record.bound, where))
-        if xla and kind.three_way:
+        if xla and kind.three_way and not tokens_only(record) and "xla" not in record.skipped:
             # the pairs' differences are maxima over every step, so each is held to the noisiest step's bound
             run_bound = record.noise.strict_factor * max(record.noise.floors) if record.noise else record.bound
             bound = min(record.bound, run_bound)
-            _three_way(case, expected, actual, bound)
+            try:
+                reference.three_way(case, expected, actual, bound)
+            except Exception as e:  # said in its part of the record, and the case's ERROR
+                record.xla = triangulate.failed(describe(e))
+                raise
     except EmitterRefused as e:
         record.refused(case.failed_stage or "emit", str(e))
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
         failed(record, case.failed_stage or "case", e)
-    meant = (kind.checks() + ((EVERY_WEIGHT,) if kind.takes_every_weight else ())
-             + ((STRICT,) if strict_bound and kind.strict else ()))
+    meant = (kind.checks(record) + ((EVERY_WEIGHT,) if kind.takes_every_weight else ())
+             + ((STRICT,) if strict_bound and kind.strict and not tokens_only(record) else ()))
     ran = {c.name for c in record.checks}
     record.checks += [Check(name, "compare", NOT_RUN) for name in meant if name not in ran]
     if bundles is not None and bundles.wanted(record):
@@ -259,7 +290,7 @@ def _judge_weights_taken(case: Case) -> None:
     name: a graph that ignores a weight computes another model, however close its logits come."""
     weights, unused = set(case.oracle().weights), {}
     for name in case.kind.emits:
-        taken = {a.name for a in case.graph(name).functions["main"].args}
+        taken = {tensor for read in case.graph_weights(name)[1].values() for tensor in read}
         unused |= {tensor: name for tensor in sorted(weights - taken) if tensor not in unused}
     case.record.oracle.unused_tensors = sorted(unused)
     if case.kind.takes_every_weight:
@@ -267,32 +298,3 @@ def _judge_weights_taken(case: Case) -> None:
         more = f" and {len(unused) - 5} more" if len(unused) > 5 else ""
         case.record.check(EVERY_WEIGHT, "bind", not unused, f"the graph takes no argument for {len(unused)} tensor(s) "
                           f"of the checkpoint: {listed}{more}")
-
-
-def _three_way(case: Case, expected: np.ndarray, actual: np.ndarray, bound: float) -> None:
-    """record.xla: the same texts and inputs on the reference backend. Its figures never decide the verdict,
-    but its failure (a compile or run error, a broken jax) is said there and raised: a check meant to run
-    that did not. Its logits are a reference, like the oracle's: cached by (its texts and build, the inputs)."""
-    (backend,) = REFERENCES
-    try:
-        with case.stage(backend.name, timed=False):  # the innermost stage names a failure: xla_compile, xla_run
-            texts = [backend.cache_key(case.texts[name]) for name in case.kind.emits]
-            path = cache.cache_dir() / (f"{cache.key(f'{backend.name} logits', *texts, _inputs_digest(case))}"
-                                        f".{backend.name}-logits")
-            found, _, hit = cache.stored_arrays(path, lambda: ({"logits": case.kind.actual(case, backend)}, {}))
-            case.record.xla = triangulate.triangulate(expected, actual, found["logits"], bound, hit)
-    except Exception as e:
-        case.record.xla = triangulate.failed(describe(e))
-        raise
-
-
-def _inputs_digest(case: Case) -> str:
-    """What the graphs are fed: every weight, the prompt and the teacher-forced tokens."""
-    oracle, h = case.oracle(), hashlib.sha256()
-    for name, value in sorted(oracle.weights.items()):
-        h.update(f"{name}:{value.dtype}{value.shape}".encode())
-        h.update(np.ascontiguousarray(value).tobytes())
-    for array in (case.fixture.prompt(), oracle.tokens):
-        h.update(np.asarray(array, np.int64).tobytes())
-    return h.hexdigest()
-

@@ -212,6 +212,9 @@ class GraphTensors(Mapping):
             self._read[name] = self._checkpoint.f32(name)
         return self._read[name]
 
+    def __contains__(self, name) -> bool:  # from the headers: asking never reads a tensor
+        return name in self._checkpoint.tensors
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._checkpoint.tensors)
 
@@ -276,7 +279,7 @@ class CheckpointSource:
             n = len(self.prompt)  # the prompt at its slots, each decode step at its own (Fixture.prompt_positions)
             positions, steps = np.arange(n), np.arange(n, n + self.steps)
             logits, tokens = oracle.greedy(self.prompt, positions, steps)
-            routed = tuple(oracle.routed_layers())
+            routed, unread = tuple(oracle.routed_layers()), tuple(oracle.unread_fields(self.checkpoint.config))
             if self.strict:
                 oracle.model.to(torch.float64)
                 self._fp64 = oracle.teacher_forced(self.prompt, positions, steps, tokens)
@@ -284,7 +287,7 @@ class CheckpointSource:
             del oracle
             gc.collect()
             self._run = OracleRun(logits, tokens, GraphTensors(self.checkpoint), binding.class_name,
-                                  "identity (the graph takes the safetensors names)", routed, False)
+                                  "identity (the graph takes the safetensors names)", routed, False, unread)
         return self._run
 
     def fp64_logits(self, tokens: np.ndarray) -> np.ndarray:

@@ -5,7 +5,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from archval.harness.core.record import FAILED, PASSED, Check, DecodeResult, LogitsResult, Step
+from archval.harness.core.record import (
+    FAILED,
+    PASSED,
+    Check,
+    DecodeResult,
+    LogitsResult,
+    Step,
+    TokenResult,
+    TokenStep,
+)
 
 TOP_K = 5  # logits of each side kept per compared position, for the report
 
@@ -190,3 +199,32 @@ def decode_checks(d: DecodeComparison) -> list[Check]:
     checks.append(Check("greedy tokens", "compare", PASSED if passed else FAILED,
                         note if passed else f"greedy tokens diverge at step {first}, and not as a near tie"))
     return checks
+
+
+def compare_tokens(oracle: np.ndarray, tokens: np.ndarray, positions, bound: float) -> TokenResult:
+    """A graph's tokens [steps + 1] against the oracle's logits [steps + 1, V]. A token other than the oracle's
+    top is a near tie when the oracle's logit for it is within 2 x the bound of the top: errors within the bound
+    on both logits could have swapped them (o_top - o_t <= e_t - e_top <= 2 bound)."""
+    steps = []
+    for s, (row, token, position) in enumerate(zip(np.asarray(oracle, np.float64), tokens, positions, strict=True)):
+        token = int(token)
+        shortfall = float(row.max() - row[token]) if 0 <= token < len(row) else None
+        steps.append(TokenStep(s, int(position), int(row.argmax()), token, shortfall))
+    first = next((t.step for t in steps if t.graph_token != t.oracle_token), None)
+    return TokenResult(steps, first, 2 * bound)
+
+
+def token_checks(result: TokenResult, name: str) -> list[Check]:
+    """One check, `name` (argmax for prefill, greedy tokens for decode): every token the oracle's, or a near tie."""
+    off = [t for t in result.steps if t.graph_token != t.oracle_token]
+    failures = [t for t in off if t.shortfall is None or t.shortfall > result.tie_bound]
+    where = lambda t: f"step {t.step} (position {t.position})" if len(result.steps) > 1 else f"position {t.position}"
+    if failures:
+        t = failures[0]
+        why = ("outside the vocabulary" if t.shortfall is None else
+               f"{t.shortfall:.3e} below the oracle's top, more than a near tie's {result.tie_bound:.1e}")
+        return [Check(name, "compare", FAILED, f"the graph's token differs at {where(t)}: oracle {t.oracle_token}, "
+                                               f"graph {t.graph_token}, {why}", t.shortfall, result.tie_bound)]
+    return [Check(name, "compare", PASSED, "; ".join(
+        f"near-tie token at {where(t)}: oracle {t.oracle_token}, graph {t.graph_token}, {t.shortfall:.3e} below "
+        f"the oracle's top" for t in off))]

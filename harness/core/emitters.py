@@ -29,6 +29,8 @@ from archval.harness.core.files import scratch_directory
 
 DEFAULT_EMITTER = (sys.executable, "-m", "archval.emitter")
 BUILTIN_EMITTER = "built-in (python -m archval.emitter)"  # how the reports name it
+PRE_EMITTED = ("pre-emitted",)  # --graphs: the graph files were given, no emitter runs
+PRE_EMITTED_EMITTER = "none: pre-emitted graph files (--graphs)"  # how the reports name it
 _IN_PROCESS = threading.Lock()  # sys.argv and stderr are the process's own
 
 
@@ -58,7 +60,8 @@ def emitter_command(text: str | None, option: str = "--emitter") -> tuple[str, .
 
 def described(command) -> str:
     """An emitter as the reports name it: its command line, or the built-in one."""
-    return BUILTIN_EMITTER if tuple(command) == DEFAULT_EMITTER else shlex.join(command)
+    return {DEFAULT_EMITTER: BUILTIN_EMITTER, PRE_EMITTED: PRE_EMITTED_EMITTER}.get(tuple(command)) or \
+        shlex.join(command)
 
 
 class CaseError(RuntimeError):

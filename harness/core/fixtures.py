@@ -52,6 +52,7 @@ class Fixture:
     replay: str | None = None  # the command that reruns it, where not `--family NAME` (a --config run)
     prompt_ids: tuple[int, ...] | None = None  # a given prompt (a --checkpoint run's), else a seeded one
     sizes: tuple[int, int] | None = None  # (prefill bucket, decode capacity) the emitter is told; None: its own
+    not_exercised: tuple[str, ...] = ()  # a config taken as given: its features this case cannot reach, in words
     source: Any = field(default=None, compare=False)  # a --checkpoint run's weights and oracle (core/checkpoint.py)
 
     @property
@@ -67,7 +68,7 @@ class Fixture:
         path = self.config_path.relative_to(ROOT) if self.config_path.is_relative_to(ROOT) else self.config_path
         dims = ", ".join(f"{label} {self.config[key]}" for label, key in DIMS if key in self.config)
         return FixtureFacts(str(path), self.purpose, dims, self.seed, self.prompt().tolist(), self.decode_steps,
-                            self.bound, self.bound_reason)
+                            self.bound, self.bound_reason, list(self.not_exercised))
 
     def prompt(self) -> np.ndarray:
         """The given prompt, else the seeded one: token ids in [0, vocab), every QUIET_EVERY-th from the last a
@@ -127,22 +128,39 @@ def load_dir(directory: Path) -> Fixture:
     prompt_len, steps = need("prompt_len", int), need("decode_steps", int, DEFAULT_DECODE_STEPS)
     if steps < 1:
         raise FixtureError(f"{spec_path}: field 'decode_steps' = {steps} must be at least 1.")
-    window = config.get("sliding_window")
-    if isinstance(window, int) and prompt_len + steps <= window:  # the decode cache must outgrow the window
-        raise FixtureError(f"{spec_path}: field 'decode_steps' = {steps} with prompt_len {prompt_len} never takes "
-                           f"the cache past {config_path.name}'s sliding_window {window}.")
-    reach = prompt_reach(layer_windows(config, family))
-    if reach < prompt_len - 1:  # a slip in how those tokens are attended to could never show in a logit
-        raise FixtureError(f"{spec_path}: field 'prompt_len' = {prompt_len}: through {config_path.name}'s sliding "
-                           f"windows the last prompt token reaches {reach} tokens back, so prompt tokens "
-                           f"0..{prompt_len - 2 - reach} reach no compared logit; add layers or widen the window.")
+    # archval's own fixtures must make every feature bite; a config taken as given is validated as it is, and
+    # what its case cannot reach is said instead
+    problems = _unreached(config, family, prompt_len, steps, config_path.name)
+    as_given = spec.get("as_given", False)
+    if problems and not as_given:
+        raise FixtureError(f"{spec_path}: {problems[0][0]}")
     replay = spec.get("replay")
     if replay is not None and not isinstance(replay, str):
         raise FixtureError(f"{spec_path}: field 'replay' = {json.dumps(replay)} must be str.")
     return Fixture(name=directory.name, config_path=config_path, config=config, seed=need("seed", int),
                    prompt_len=prompt_len, bound=bound, bound_reason=reason, purpose=spec.get("purpose", ""),
                    mutants=tuple(need("mutants", list, [])), decode_steps=steps,
-                   replay=replay)
+                   replay=replay, not_exercised=tuple(note for _, note in problems) if as_given else ())
+
+
+def _unreached(config: dict, family, prompt_len: int, steps: int, name: str) -> list[tuple[str, str]]:
+    """(the refusal of an own fixture that cannot exercise a feature of its config, the note a config taken as
+    given gets instead) for each such feature."""
+    found = []
+    window = config.get("sliding_window")
+    if isinstance(window, int) and prompt_len + steps <= window:  # the decode cache must outgrow the window
+        found.append((f"field 'decode_steps' = {steps} with prompt_len {prompt_len} never takes the cache past "
+                      f"{name}'s sliding_window {window}.",
+                      f"sliding_window {window}: the prompt ({prompt_len} tokens) and {steps} decode "
+                      f"steps never take the cache past it"))
+    reach = prompt_reach(layer_windows(config, family))
+    if reach < prompt_len - 1:  # a slip in how those tokens are attended to could never show in a logit
+        found.append((f"field 'prompt_len' = {prompt_len}: through {name}'s sliding windows the last prompt token "
+                      f"reaches {reach} tokens back, so prompt tokens 0..{prompt_len - 2 - reach} reach no compared "
+                      "logit; add layers or widen the window.",
+                      f"prompt tokens 0..{prompt_len - 2 - reach} reach no compared logit through the sliding windows "
+                      f"(the last token sees {reach} back)"))
+    return found
 
 
 def prompt_reach(windows: list[int | None]) -> float:

@@ -37,7 +37,10 @@ class FunctionSignature:
         for a in self.args:
             if a.name == name:
                 return a
-        raise GraphError(f"@{self.name} has no argument named '{name}'")
+        inputs = [a.name for a in self.args if a.dtype == "i32"]
+        raise GraphError(f"@{self.name} has no argument named '{name}' (its integer arguments: "
+                         f"{', '.join(inputs) or 'none'}); inputs named otherwise need a binding file's [inputs] "
+                         "(--binding, docs/binding.md)")
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,14 @@ def parse_signature(text: str) -> GraphSignature:
     return GraphSignature(module_name, functions)
 
 
-def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+def _origin(binding: str | None) -> str:
+    return f"value {binding} binds to it" if binding else "checkpoint tensor"
+
+
+def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
+         binding: str | None = None) -> list[np.ndarray]:
     """Arguments in the graph's order, each found by its name: every input must be taken, every other argument
-    must name a checkpoint tensor; shapes and dtypes must agree."""
+    must name a weight (a checkpoint tensor, or one the binding file made); shapes and dtypes must agree."""
     taken = {a.name for a in fn.args}
     missing = [name for name in inputs if name not in taken]
     if missing:
@@ -127,9 +135,10 @@ def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str
             tied = " (a tied checkpoint has none: its head is model.embed_tokens.weight)" * (spec.name == TIED_HEAD)
             raise GraphError(f"@{fn.name} argument '{spec.name}' names neither an input of this graph "
                              f"({', '.join(inputs)}) nor a tensor of the checkpoint{tied}"
+                             + (f", and matches no [weights] pattern of {binding}" if binding else "")
                              + (f"; did you mean '{near[0]}'?" if near and not tied else ""))
         if tuple(value.shape) != spec.shape or str(value.dtype) != {"f32": "float32", "i32": "int32"}.get(spec.dtype):
             raise GraphError(f"@{fn.name} argument '{spec.name}' is {spec.dtype}{list(spec.shape)} but the "
-                             f"{'input' if is_input else 'checkpoint tensor'} is {value.dtype}{list(value.shape)}")
+                             f"{'input' if is_input else _origin(binding)} is {value.dtype}{list(value.shape)}")
         args.append(value)
     return args

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from archval.harness.core import compare, oracle_cache
-from archval.harness.core.abi import EVERY, LAST, PROTOCOL, decode_caches, prefill_results
+from archval.harness.core.abi import EVERY, LAST, TOKEN, decode_caches, decode_results, prefill_results
 from archval.harness.core.emitters import CaseError
 from archval.harness.core.fixtures import Fixture
-from archval.harness.core.record import AbiVariant, BlockResult
+from archval.harness.core.inputs import decode_inputs, hidden_states, prefill_inputs
+from archval.harness.core.record import AbiVariant, BlockResult, Record
 
 if TYPE_CHECKING:
     from archval.harness.backends.base import Backend
@@ -46,12 +47,18 @@ class GraphKind:
     def bound(self, fixture: Fixture) -> float:
         return fixture.bound
 
-    def checks(self) -> tuple[str, ...]:
-        """The checks judge() adds: a case that ends without one of them ran short of its purpose."""
+    def checks(self, record: Record) -> tuple[str, ...]:
+        """The checks judge() adds (for the ABI variant the record found): a case that ends without one of them
+        ran short of its purpose."""
         raise NotImplementedError
 
     def prepare(self, case: Case) -> None:
         """Refuses inputs no graph can be fed, before anything is emitted."""
+
+    def protocol(self, case: Case) -> AbiVariant | None:
+        """Each graph the case compiled checked against the protocol on its own, the kind's own graph first
+        (CaseError naming what does not fit); the ABI variant they use."""
+        return None
 
     def expected(self, case: Case) -> np.ndarray:
         """The oracle's side."""
@@ -70,24 +77,9 @@ class GraphKind:
         raise NotImplementedError
 
 
-def prefill_inputs(fixture: Fixture, bucket: int) -> dict[str, np.ndarray]:
-    """What a prefill graph is fed: the prompt padded to the bucket at slots 0..bucket-1, the prompt's
-    positions (apart from its slots: Fixture.prompt_positions) and the padding's (its slots), its real length.
-    Every position stays below the bucket, so a RoPE table of as many rows as the graph has tokens suffices."""
-    prompt, positions = fixture.prompt(), fixture.prompt_positions()
-    if positions.max() >= bucket:
-        raise CaseError(f"the prompt's positions reach {int(positions.max())}, past the graph's prefill bucket "
-                        f"{bucket}: the bucket must hold prompt_len {len(prompt)} and the positions' gap")
-    tokens, slots = np.zeros(bucket, np.int32), np.arange(bucket, dtype=np.int32)
-    tokens[: len(prompt)], slots[: len(prompt)] = prompt, positions
-    return {"tokens": tokens, "positions": slots, "real_len": np.array(len(prompt), np.int32)}
-
-
-def decode_inputs(token: int, position: int, slot: int, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What one decode step is fed: the token, its position (RoPE's), its cache slot (cache_len: where its key
-    and value go, and how many slots the masks let it see), and the caches by argument name."""
-    return {"token": np.array(token, np.int32), "position": np.array(position, np.int32),
-            "cache_len": np.array(slot, np.int32), **caches}
+def tokens_only(record: Record) -> bool:
+    """Whether the case's graphs return greedy tokens (i32[]) where logits would be compared."""
+    return record.abi is not None and TOKEN in (record.abi.logits, record.abi.decode)
 
 
 class LogitKind(GraphKind):
@@ -105,12 +97,15 @@ class LogitKind(GraphKind):
 
     def prefill(self, case: Case, backend: Backend) -> tuple[np.ndarray, list[np.ndarray]]:
         """The prefill graph on the prompt: (its logits [rows, V]: the last real token's, or every real
-        token's, as the graph returns them; its caches, in the order the decode graph takes them)."""
+        token's, as the graph returns them; or its token [1]; its caches, in the order the decode graph takes
+        them)."""
         module = case.module("prefill", backend)
         layout = prefill_results(module.main, case.fixture)
         prompt = case.fixture.prompt()
-        logits, *caches = case.call(module, backend, prefill_inputs(case.fixture, module.main.arg("tokens").shape[0]))
-        logits = np.asarray(logits, np.float32)
+        first, *caches = case.call(module, backend, prefill_inputs(case.fixture, module.main.arg("tokens").shape[0]))
+        if layout.logits == TOKEN:
+            return np.asarray(first, np.int64).reshape(1), caches
+        logits = np.asarray(first, np.float32)
         return (logits[None] if layout.logits == LAST else logits[: len(prompt)]), caches
 
 
@@ -118,8 +113,12 @@ class Prefill(LogitKind):
     """The prompt at once: the logits of its last token, or of every token where the graph returns them all."""
     name, emits, signed = "prefill", ("prefill",), True
 
-    def checks(self) -> tuple[str, ...]:
-        return ("finite", "bound", "argmax")
+    def checks(self, record: Record) -> tuple[str, ...]:
+        return ("argmax",) if tokens_only(record) else ("finite", "bound", "argmax")
+
+    def protocol(self, case: Case) -> AbiVariant:
+        layout = prefill_results(case.graph("prefill").functions["main"], case.fixture)
+        return AbiVariant(layout.caches, layout.logits)
 
     def every_position(self, case: Case) -> bool:
         return prefill_results(case.graph("prefill").functions["main"], case.fixture).logits == EVERY
@@ -140,9 +139,11 @@ class Prefill(LogitKind):
 
     def judge(self, case: Case, expected: np.ndarray, actual: np.ndarray) -> None:
         record = case.record
-        layout = prefill_results(case.graph("prefill").functions["main"], case.fixture)
-        record.abi = AbiVariant(layout.caches, layout.logits)
         positions = case.fixture.prompt_positions()[-len(expected):]  # the last token's, or every token's
+        if tokens_only(record):
+            record.tokens = compare.compare_tokens(expected, actual, positions, record.bound)
+            record.checks += compare.token_checks(record.tokens, "argmax")
+            return
         rows = compare.compare_steps(expected, actual, positions, record.bound)
         record.max_abs_diff = rows.steps[rows.worst_step].max_abs_diff
         record.logits = rows.results(expected, actual)[0]
@@ -155,8 +156,19 @@ class Decode(LogitKind):
     the slot), starting from prefill's caches."""
     name, emits, signed = "decode", ("prefill", "decode"), True
 
-    def checks(self) -> tuple[str, ...]:
-        return ("finite", "bound", "greedy tokens")
+    def checks(self, record: Record) -> tuple[str, ...]:
+        return ("greedy tokens",) if tokens_only(record) else ("finite", "bound", "greedy tokens")
+
+    def protocol(self, case: Case) -> AbiVariant:
+        fixture = case.fixture
+        decoder = case.graph("decode").functions["main"]
+        returns = decode_results(decoder, fixture)  # the case's own graph first: its problem, not prefill's
+        caches, specs = decode_caches(decoder, fixture)
+        layout = prefill_results(case.graph("prefill").functions["main"], fixture)
+        if layout.count - 1 != len(specs):
+            raise CaseError(f"the prefill graph returns {layout.count - 1} caches but the decode graph takes "
+                            f"{len(specs)}")
+        return AbiVariant(caches, layout.logits, returns)
 
     def expected(self, case: Case) -> np.ndarray:
         return case.oracle().logits
@@ -173,9 +185,6 @@ class Decode(LogitKind):
             raise CaseError(f"prompt_len {prompt_len} + {steps} decode steps need {prompt_len + steps} cache slots "
                             f"and positions up to {int(positions.max())}, but the decode graph's {specs[0].name} "
                             f"holds {capacity}")
-        if len(prefill_caches) != len(specs):
-            raise CaseError(f"the prefill graph returns {len(prefill_caches)} caches but the decode graph takes "
-                            f"{len(specs)}")
         caches = {}
         for cache, spec in zip(prefill_caches, specs):  # the prefill bucket, padding slots and all, starts it
             full = np.zeros(spec.shape, np.float32)
@@ -185,31 +194,27 @@ class Decode(LogitKind):
                                 f"graph's is f32{list(spec.shape)}")
             full[(slice(None),) * slot_axis + (slice(0, cache.shape[slot_axis]),)] = cache
             caches[spec.name] = full
-        logits = [prefill_logits[-1]]
+        outputs = [prefill_logits[-1]]
         for s in range(1, steps + 1):
-            step_logits, *returned = case.call(decoder, backend, decode_inputs(tokens[s - 1], positions[s - 1],
+            step_output, *returned = case.call(decoder, backend, decode_inputs(tokens[s - 1], positions[s - 1],
                                                                                prompt_len + s - 1, caches))
-            if len(returned) != len(caches):
-                raise CaseError(f"the decode graph returns {1 + len(returned)} results; the protocol wants the logits, "
-                                f"then its {len(caches)} caches in the order it takes them ({PROTOCOL}#results)")
             caches = dict(zip(caches, returned))
-            logits.append(step_logits)
-        return np.stack([np.asarray(x, np.float32).reshape(-1) for x in logits])
+            outputs.append(step_output)
+        if tokens_only(case.record):  # where one graph returns tokens, the case compares tokens throughout
+            return np.array([int(np.argmax(x)) if np.ndim(x) else int(x) for x in outputs], np.int64)
+        return np.stack([np.asarray(x, np.float32).reshape(-1) for x in outputs])
 
     def judge(self, case: Case, expected: np.ndarray, actual: np.ndarray) -> None:
         fixture, record = case.fixture, case.record
-        record.abi = AbiVariant(decode_caches(case.graph("decode").functions["main"], fixture)[0],
-                                prefill_results(case.graph("prefill").functions["main"], fixture).logits)
         positions = np.concatenate([fixture.prompt_positions()[-1:], fixture.decode_positions()])
+        if tokens_only(record):
+            record.tokens = compare.compare_tokens(expected, actual, positions[: len(expected)], record.bound)
+            record.checks += compare.token_checks(record.tokens, "greedy tokens")
+            return
         d = compare.compare_steps(expected, actual, positions[: len(expected)], record.bound)
         record.max_abs_diff = d.steps[d.worst_step].max_abs_diff
         record.logits, record.decode = d.results(expected, actual)
         record.checks += compare.decode_checks(d)
-
-
-def hidden_states(fixture: Fixture, tokens: int, width: int) -> np.ndarray:
-    """The seeded hidden states a block check feeds."""
-    return np.random.default_rng([fixture.seed, 0xB10C]).standard_normal((tokens, width)).astype(np.float32)
 
 
 class MoeBlock(GraphKind):
@@ -225,13 +230,14 @@ class MoeBlock(GraphKind):
     def bound(self, fixture: Fixture) -> float:
         return BLOCK_BOUND
 
-    def checks(self) -> tuple[str, ...]:
+    def checks(self, record: Record) -> tuple[str, ...]:
         return ("finite", "bound")
 
     def inputs(self, case: Case) -> tuple[int, dict[str, np.ndarray]]:
         """(the layer the graph's weights name, what it is fed)."""
         main = case.graph("moe_block").functions["main"]
-        layers = {int(m.group(1)) for a in main.args if (m := _ROUTED_LAYER.match(a.name))}
+        read = case.graph_weights("moe_block")[1]  # the checkpoint tensors behind the graph's own names
+        layers = {int(m.group(1)) for names in read.values() for n in names if (m := _ROUTED_LAYER.match(n))}
         if len(layers) != 1:
             raise CaseError(f"the moe_block graph's weights name {len(layers)} layers ({sorted(layers)}), not one")
         return layers.pop(), {"hidden": hidden_states(case.fixture, *main.arg("hidden").shape)}

@@ -23,7 +23,7 @@ from archval.harness import ROOT
 from archval.harness.core import cache, host
 from archval.harness.core.fixtures import QUIET_TOKENS, Fixture
 
-SOURCE = ROOT / "oracles" / "hf.py"
+SOURCES = (ROOT / "oracles" / "hf.py", ROOT / "oracles" / "fields.py")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class OracleRun:
     mapping: str  # checkpoint names -> the class's names ("identity" unless a stand-in class serves the family)
     routed_layers: tuple[int, ...]  # layers whose MLP routes to experts
     cached: bool  # read from the cache directory, not computed by this process
+    unread_fields: tuple[str, ...] = ()  # the config's fields the oracle never reads (oracles/fields.py)
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,13 @@ def _run(config_json: str, seed: int, inputs: Inputs) -> OracleRun:
         logits, tokens = oracle.greedy(*map(np.array, inputs))
         arrays = {"logits": logits, "tokens": tokens} | {f"weight:{k}": v for k, v in oracle.state_dict().items()}
         return arrays, {"class_name": oracle.binding.class_name, "mapping": oracle.binding.mapping,
-                        "routed_layers": oracle.routed_layers()}
+                        "routed_layers": oracle.routed_layers(),
+                        "unread_fields": oracle.unread_fields(json.loads(config_json))}
 
     arrays, meta, hit = _stored("run", _run_parts(config_json, seed, inputs), compute)
     weights = {k.removeprefix("weight:"): v for k, v in arrays.items() if k.startswith("weight:")}
     return OracleRun(arrays["logits"], arrays["tokens"], weights, meta["class_name"], meta["mapping"],
-                     tuple(meta["routed_layers"]), hit)
+                     tuple(meta["routed_layers"]), hit, tuple(meta["unread_fields"]))
 
 
 @lru_cache(maxsize=8)
@@ -154,7 +156,8 @@ def _fp64_logits(config_json: str, seed: int, inputs: Inputs, tokens: tuple[int,
 def _identity() -> str:
     """What the outputs depend on besides their inputs: the libraries, the oracle's own code, the machine."""
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("torch", "transformers"))
-    return f"{versions}, oracles/hf.py {hashlib.sha256(SOURCE.read_bytes()).hexdigest()}, {host.cpu_identity()}"
+    sources = ", ".join(f"oracles/{p.name} {hashlib.sha256(p.read_bytes()).hexdigest()}" for p in SOURCES)
+    return f"{versions}, {sources}, {host.cpu_identity()}"
 
 
 def _entry_path(kind: str, parts: dict) -> Path:

@@ -68,6 +68,8 @@ class FixtureFacts:
     decode_steps: int  # greedy steps a decode case takes
     bound: float  # the fixed bound of the family's logits
     bound_reason: str | None  # why that bound is looser than the default, when it is
+    not_exercised: list[str] = field(default_factory=list)  # a config taken as given: the features of it that
+    # this case cannot reach (a window longer than the prompt and the steps), in words
 
 
 @dataclass
@@ -91,7 +93,9 @@ class LogitsResult:
 class AbiVariant:
     """Logit kinds: which of the protocol's ABI variants the graphs used (docs/emitter-protocol.md#abi-variants)."""
     caches: Literal["stacked", "per layer"]  # k_cache, v_cache [L, S, n_kv, D], or k_cache.i, v_cache.i [S, n_kv, D]
-    logits: Literal["last position", "every position"]  # prefill's: f32[V] of the last real token, or f32[Lp, V]
+    logits: Literal["last position", "every position", "token"]  # prefill's: f32[V] of the last real token, f32[Lp, V],
+    # or that token's greedy token, i32[]
+    decode: Literal["logits", "token"] | None = None  # decode's first result: f32[V] or the greedy token i32[]
 
 
 @dataclass
@@ -115,6 +119,26 @@ class DecodeResult:
     first_divergence: int | None  # the first step whose greedy token differs, if any
     divergence: str | None  # that divergence: near-tie flip, or failure
     timeline: list[Step]  # every step
+
+
+@dataclass
+class TokenStep:
+    """One compared token of a graph that returns tokens (i32[]), not logits."""
+    step: int  # 0: the prompt's last token; decode's steps after it
+    position: int  # the token position it computes
+    oracle_token: int  # the oracle's greedy token
+    graph_token: int  # the graph's token
+    shortfall: float | None  # the oracle's top logit minus its logit of the graph's token (0: the same token; null:
+    # a token outside the vocabulary)
+
+
+@dataclass
+class TokenResult:
+    """Graphs that return the greedy token instead of logits: each token against the oracle's logits, tie-aware.
+    No logit error can be measured, so neither the bound, the strict bound nor the three-way comparison applies."""
+    steps: list[TokenStep]  # every compared token, in step order
+    first_divergence: int | None  # the first step whose token differs from the oracle's
+    tie_bound: float  # a different token passes as a near tie when its shortfall is within this (2 x the bound)
 
 
 @dataclass
@@ -251,6 +275,7 @@ class Record:
     logits: LogitsResult | None = None  # logit kinds: the comparison at the compared position
     abi: AbiVariant | None = None  # logit kinds: the ABI variant the graphs used
     decode: DecodeResult | None = None  # decode: the continuation, step by step
+    tokens: TokenResult | None = None  # graphs that return tokens, not logits: the tokens, step by step
     block: BlockResult | None = None  # moe_block: the block check
     noise: NoiseResult | None = None  # the strict bound, where judged
     xla: ThreeWay | None = None  # the three-way comparison, where run

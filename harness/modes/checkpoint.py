@@ -16,6 +16,8 @@ import numpy as np
 from archval.harness import COMMAND
 from archval.harness.checks import published
 from archval.harness.core import checkpoint as ckpt
+from archval.harness.core.binding import IDENTITY
+from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.case import run_case
 from archval.harness.core.fixtures import DEFAULT_BOUND, Fixture
 from archval.harness.core.record import CheckpointFacts
@@ -100,7 +102,8 @@ def run(args, info: RunInfo) -> Outcome:
     print(f"== numerical: oracle (transformers loads the checkpoint: eager attention, f32 compute) vs IREE, prefill "
           f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps (no XLA three-way: it would hold a "
           "third copy of the weights)", flush=True)
-    record = run_case(fixture, "decode", emitter=emitter_of(args), xla=False, strict_bound=not args.fixed_bound_only)
+    record = run_case(fixture, "decode", emitter=emitter_of(args), xla=False, strict_bound=not args.fixed_bound_only,
+                      binding=load_binding(args.binding) if args.binding else IDENTITY)
     texts = _texts(tokenizer, fixture, record)
     record.checkpoint = CheckpointFacts(str(args.checkpoint), len(checkpoint.files), checkpoint.storage(),
                                         checkpoint.parameters(), estimate.peak, *texts)

@@ -124,7 +124,7 @@ def gate(args, run: RunInfo) -> Outcome:
         by_case = {(r["case"], r["graph"]): r for r in checks}
         tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
                               {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph,
-                              bundle_all=args.bundle == "all") for n in names]
+                              bundle_all=args.bundle == "all", binding=args.binding) for n in names]
         outcome = validate(pool, tasks, min(args.jobs, len(names)), args.quiet) if pool else Outcome(True, [], set())
     if published:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)

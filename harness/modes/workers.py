@@ -26,6 +26,8 @@ from pathlib import Path
 
 from archval.harness.checks import structural
 from archval.harness.core import emitproc, files, fixtures, oracle_cache
+from archval.harness.core.binding import IDENTITY, graph_texts
+from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import error_record, failed, run_case
 from archval.harness.core.emitters import DEFAULT_EMITTER
@@ -52,6 +54,8 @@ class Task:
     published: PublishedFacts | None = None  # a --config run's published config
     graphs: list[str] | None = None  # --graph: only these kinds; None: every kind the family has
     bundle_all: bool = False  # a repro bundle for every case, not only the failing ones (needs reports)
+    binding: str | None = None  # --binding FILE: the graphs' names onto the protocol's and the checkpoint's
+    graph_files: str | None = None  # --graphs: the family's folder of pre-emitted graphs (no emitter runs)
 
     def fixture(self) -> fixtures.Fixture:
         return fixtures.load(self.name) if self.directory is None else fixtures.load_dir(Path(self.directory))
@@ -178,6 +182,9 @@ def validate(task: Task) -> Done:
     fixture = task.fixture()
     # each graph kind emitted once: by the structural pass, or by the first case that needs it
     texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}
+    binding = load_binding(task.binding) if task.binding else IDENTITY
+    if task.graph_files:
+        texts = graph_texts(Path(task.graph_files), binding, KINDS)
     records, bundles = [], task.reports and Bundles(task.reports, task.bundle_all)
     for kind in KINDS.values():
         if task.graphs and kind.name not in task.graphs:
@@ -190,7 +197,7 @@ def validate(task: Task) -> Done:
             continue
         if wanted:
             records.append(run_case(fixture, kind.name, texts=texts, emitter=task.emitter,
-                                    strict_bound=task.strict_bound, bundles=bundles or None))
+                                    strict_bound=task.strict_bound, bundles=bundles or None, binding=binding))
     for record in records:
         record.published = task.published
         check = task.checks.get(record.graph)
@@ -203,7 +210,7 @@ def validate(task: Task) -> Done:
             builtin.annotate(record, fixture)
         if record.verdict == FAIL:
             from archval.harness.checks import localise
-            localise.annotate(record, fixture, task.emitter)
+            localise.annotate(record, fixture, task.emitter, binding)
     written, problems = set(), list(bundles.problems if bundles else [])
     if task.reports is not None:
         from archval.harness.present.publish import pages

@@ -13,6 +13,12 @@ def agreement(r: Record) -> str | None:
     """Token agreement (or, for a block, what the check covered), in the words every view uses."""
     if r.block:
         return f"layer {r.block.layer}, {r.block.expert_sets} expert sets, router margin {r.block.router_margin:.1e}"
+    if r.tokens:
+        steps, first = r.tokens.steps, r.tokens.first_divergence
+        agreeing = sum(t.graph_token == t.oracle_token for t in steps)
+        kind = "greedy" if len(steps) > 1 else "token"
+        return (f"{kind} {agreeing}/{len(steps)} tokens (no logits)" if first is None
+                else f"{kind} {agreeing}/{len(steps)} tokens (no logits), differs at step {first}")
     if r.decode:
         tokens = len(r.decode.timeline)
         agreeing = sum(t.oracle_token == t.graph_token for t in r.decode.timeline)
@@ -126,6 +132,10 @@ def share(ratio: float) -> str:
     return f"{ratio:.1%}" if ratio <= 1 else f"{ratio:,.{0 if ratio >= 10 else 1}f}×"
 
 
+def of_the_bound(value: float, bound: float) -> str:
+    return f"{share(value / bound)} {'of ' if value <= bound else ''}the bound"
+
+
 def slot_and_position(r: Record, position: int, step: int | None = None) -> str:
     """Where a compared token sits: its cache slot and its position (RoPE's), which the fixtures keep apart
     (core/fixtures.py: POSITION_GAP), so that position 14 of a 13-token prompt reads as what it is. Decode's
@@ -136,3 +146,8 @@ def slot_and_position(r: Record, position: int, step: int | None = None) -> str:
     if not prompt_len or every:
         return f"position {position}"
     return f"slot {prompt_len - 1 + (step or 0)}, position {position}"
+
+
+def step_place(r: Record, step) -> str:
+    """A decode step's (core/record.py: Step) slot and position."""
+    return slot_and_position(r, step.position, step.step)

@@ -18,7 +18,7 @@ from archval.harness.core.kinds import order
 from archval.harness.core.record import ERROR, FAIL, VERDICTS, Record
 from archval.harness.core.summary import RunInfo
 from archval.harness.present import charts
-from archval.harness.present.console import agreement, share, slot_and_position
+from archval.harness.present.console import agreement, of_the_bound, share, slot_and_position, step_place
 
 STAGES = ("emit", "compile", "load", "run", "oracle")
 # The three-way verdict (core/triangulate.py) as a user reads it: which side is wrong.
@@ -52,7 +52,8 @@ def render(name: str, records: list[Record], run: RunInfo) -> str:
     f = first.fixture
     fixture = {"name": first.family, "model_type": first.model_type, "config_path": f.config_path,
                "purpose": f.purpose, "dims": f.dims, "seed": f.seed, "prompt": f.prompt, "prompt_len": len(f.prompt),
-               "decode_steps": f.decode_steps, "bound": f.bound, "bound_reason": f.bound_reason}
+               "decode_steps": f.decode_steps, "bound": f.bound, "bound_reason": f.bound_reason,
+               "not_exercised": f.not_exercised}
     return ENV.get_template("family.html.j2").render(
         name=name, family=first.family, mutant=first.mutant and first.mutant.name,
         mutant_description=first.mutant and first.mutant.description, fixture=fixture,
@@ -68,7 +69,7 @@ def _section(page: str, r: Record) -> dict:
     section = {"graph": r.graph, "verdict": r.verdict, "message": r.message, "replay": r.replay, "bundle": r.bundle,
                "where": _where_it_fails(r) if r.verdict in (FAIL, ERROR) else [],
                "metrics": (_block_metrics(r) if r.block else _metrics(r) if r.logits else _check_metrics(r))
-               if judged else [],
+               if judged else _token_metrics(r) if r.tokens else [],
                "timings": _timings(r.timings), "oracle_class": r.oracle and r.oracle.class_name,
                "cache_hit": r.cache_hit.get("compile"), "unused_tensors": r.oracle.unused_tensors if r.oracle else [],
                "structural": _structural(r), "logit_kind": r.logits is not None, "top_k": [], "timeline": [],
@@ -114,12 +115,21 @@ def _abi(r: Record) -> str | None:
         return None
     caches = {"stacked": "stacked (k_cache, v_cache [L, S, n_kv, D])",
               "per layer": "per layer (k_cache.i, v_cache.i [S, n_kv, D])"}[r.abi.caches]
-    logits = {"last position": "of the last real token (f32[V])", "every position": "of every position (f32[Lp, V])"}
-    return f"caches {caches}; prefill logits {logits[r.abi.logits]}"
+    logits = {"last position": "logits of the last real token (f32[V])",
+              "every position": "logits of every position (f32[Lp, V])", "token": "the greedy token (i32[])"}
+    text = f"caches {caches}; prefill returns {logits[r.abi.logits]}"
+    if r.abi.decode:
+        text += f"; decode returns {'the greedy token (i32[])' if r.abi.decode == 'token' else 'logits (f32[V])'}"
+    if r.tokens:
+        text += ("; logits were not available, so the tokens were judged one by one against the oracle's logits "
+                 "(tie-aware), and neither the bound, the strict bound nor XLA applies")
+    return text
 
 
 def _where_it_fails(r: Record) -> list[str]:
     """Which metric fails, at which step or position, and by how much: one sentence each."""
+    if r.tokens and r.verdict == FAIL:
+        return [r.message]
     if r.max_abs_diff is None:
         return [f"ERROR: {r.message or 'no result'}"]
     if not r.logits:  # a block's message names the layer, the token and the overshoot
@@ -132,16 +142,14 @@ def _where_it_fails(r: Record) -> list[str]:
         over = [t for t in timeline if not t.max_abs_diff <= bound]
         worst = timeline[r.decode.worst_step]
         if over:
-            found.append(f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {worst.step} "
-                         f"({slot_and_position(r, worst.position, worst.step)}), vocab index {x.worst_index}, "
-                         f"exceeds the bound {bound:.1e} by {worst.max_abs_diff - bound:.3e}")
+            found.append(f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {worst.step} ({step_place(r, worst)}), "
+                         f"vocab index {x.worst_index}, exceeds the bound {bound:.1e} by "
+                         f"{worst.max_abs_diff - bound:.3e}")
             found.append(f"max |Δlogit| is over the bound at {len(over)} of {len(timeline)} steps: first at step "
-                         f"{over[0].step} ({slot_and_position(r, over[0].position, over[0].step)}, "
-                         f"{over[0].max_abs_diff:.3e})")
+                         f"{over[0].step} ({step_place(r, over[0])}, {over[0].max_abs_diff:.3e})")
         if r.decode.divergence == NOT_A_TIE:
             t = timeline[r.decode.first_divergence]
-            found.append(f"greedy token: diverges at step {t.step} ({slot_and_position(r, t.position, t.step)}): "
-                         f"oracle {t.oracle_token}, "
+            found.append(f"greedy token: diverges at step {t.step} ({step_place(r, t)}): oracle {t.oracle_token}, "
                          f"graph {t.graph_token}, with the oracle's top-1/top-2 gap {t.oracle_top2_gap:.3e}; "
                          f"a near tie needs it within 2 × {t.max_abs_diff:.3e} and that error within the bound")
     elif not r.max_abs_diff <= bound:
@@ -152,12 +160,8 @@ def _where_it_fails(r: Record) -> list[str]:
 
 def _metric(name: str, value: float, bound: float, where: str) -> dict:
     return {"metric": name, "value": f"{value:.3e}", "bound": f"≤ {bound:.1e}",
-            "margin": f"{bound - value:+.3e} ({_of_the_bound(value, bound)})" if np.isfinite(value) else "–",
+            "margin": f"{bound - value:+.3e} ({of_the_bound(value, bound)})" if np.isfinite(value) else "–",
             "ok": value <= bound, "where": where}
-
-
-def _of_the_bound(value: float, bound: float) -> str:
-    return f"{share(value / bound)} {'of ' if value <= bound else ''}the bound"
 
 
 def _metrics(r: Record) -> list[dict]:
@@ -173,12 +177,11 @@ def _metrics(r: Record) -> list[dict]:
         judged = r.decode.timeline[n.step] if r.decode else None
         error = judged.max_abs_diff if judged else diff
         rows.insert(1, {**_metric("max |Δlogit| vs the strict bound", error, n.strict_bound,
-                                  f"step {n.step}, {slot_and_position(r, judged.position, n.step)}" if judged
-                                  else where),
+                                  f"step {n.step}, {step_place(r, judged)}" if judged else where),
                         "value": f"{error:.3e} ({n.noise_ratio:.1f}× its step's noise floor)" if judged
                                  else f"{error:.3e} ({n.noise_ratio:.1f}× the noise floor)",
                         "bound": f"≤ {n.strict_factor:g}× noise floor {n.noise_floor:.2e} = {n.strict_bound:.2e}",
-                        "margin": (f"{n.strict_bound - error:+.3e} ({_of_the_bound(error, n.strict_bound)})"
+                        "margin": (f"{n.strict_bound - error:+.3e} ({of_the_bound(error, n.strict_bound)})"
                                    if np.isfinite(error) else "–")})
     if r.decode:
         first = r.decode.first_divergence
@@ -199,6 +202,16 @@ def _metrics(r: Record) -> list[dict]:
                  "margin": f"{gap - 2 * err:+.3e}", "ok": no_flip,
                  "status": "no flip possible" if no_flip else "flip possible", "where": where})
     return rows
+
+
+def _token_metrics(r: Record) -> list[dict]:
+    """Graphs that return tokens: agreement with the oracle's tokens, each different one within the tie bound."""
+    t, out = r.tokens, any(s.shortfall is None for s in r.tokens.steps)
+    worst = max((s.shortfall for s in t.steps if s.shortfall is not None), default=0.0)
+    return [{"metric": "graph tokens below the oracle's top logit by", "value": "a token outside the vocabulary" if out
+             else f"{worst:.3e} at most ({agreement(r)})", "bound": f"≤ {t.tie_bound:.1e} (2 × the bound: a near tie)",
+             "margin": "–" if out else f"{t.tie_bound - worst:+.3e}", "ok": not out and worst <= t.tie_bound,
+             "where": "every step" if t.first_divergence is None else f"first differs at step {t.first_divergence}"}]
 
 
 def _check_metrics(r: Record) -> list[dict]:
