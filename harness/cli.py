@@ -36,6 +36,7 @@ from archval.harness.modes import (
     config,
     gate,
     graphs,
+    make_checkpoint,
     merge,
     mutants,
     shard,
@@ -92,7 +93,9 @@ CLASHES = (
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=Path(COMMAND).name, description=__doc__.split("\n\n")[0],
                                  epilog=f"{Path(COMMAND).name} cache info|prune [--max-size SIZE]: the cache "
-                                        "directory's size by kind, and a bound on it (least recently used first)")
+                                        "directory's size by kind, and a bound on it (least recently used first). "
+                                        f"{Path(COMMAND).name} make-checkpoint --family NAME --out DIR: a local "
+                                        "checkpoint of seeded weights for --checkpoint (make-checkpoint --help)")
     ap.add_argument("--version", action="version", version=f"archval {summary.project_version()}")
     ap.add_argument("--family", action="append", metavar="NAME",
                     help="validate only this fixture (repeatable); default: all")
@@ -194,6 +197,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["cache"]:  # a command of its own: the cache directory, no validation
         return cache.main(argv[1:])
+    if argv[:1] == ["make-checkpoint"]:  # a command of its own: a checkpoint for --checkpoint to validate
+        return make_checkpoint.main(argv[1:])
     args = parser().parse_args(argv)
     with interrupts():
         try:

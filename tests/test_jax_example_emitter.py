@@ -17,7 +17,7 @@ pytest.importorskip("jax")
 from archval.harness.checks import localise  # after the skip: the example needs JAX
 from archval.harness.core import fixtures
 
-from bench.make_checkpoint import build
+from archval.harness.modes.make_checkpoint import build
 
 ROOT = Path(__file__).resolve().parents[1]
 EMITTER = f"{shlex.quote(sys.executable)} examples/jax_emitter/emit.py"
