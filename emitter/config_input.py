@@ -69,6 +69,10 @@ AT_MOST = {"num_hidden_layers": MAX_LAYERS, "head_dim": MAX_HEAD_DIM, "num_label
 # torch's Dropout refuses a p outside [0, 1], and two config classes an initializer_range outside it
 PROBABILITIES = ("initializer_range", "attention_dropout", "residual_dropout")
 
+# MoE families whose decoder layers build an MoE block only where the expert count is above 0 (transformers'
+# Qwen2MoeDecoderLayer, Qwen3MoeDecoderLayer): there 0 experts is a dense model; elsewhere a router with nothing to pick
+DENSE_WITHOUT_EXPERTS = ("qwen2_moe", "qwen3_moe")
+
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
@@ -158,7 +162,28 @@ def check_input(raw: dict, source: str) -> Family:
         why = value is not None and _out_of_range(name, value)
         if why:
             raise field_error(source, key, value, why)
+    _check_router(raw, family, source)
     return family
+
+
+def _check_router(raw: dict, family: Family, source: str) -> None:
+    """Top-k at least 1 and no more than the experts: transformers builds a router with fewer experts than it
+    picks and fails only at the first token (`selected index k out of range`)."""
+    if family.experts_field is None:
+        return
+    top_k = raw.get("num_experts_per_tok", family.defaults.get("num_experts_per_tok"))
+    written = next((k for k in (family.experts_field, family.aliases.get(family.experts_field)) if k in raw),
+                   family.experts_field)
+    experts = raw.get(written, family.defaults.get(family.experts_field))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (top_k, experts)):
+        return  # absent from both the file and the class's defaults: the emitter names it
+    if top_k < 1:
+        raise field_error(source, "num_experts_per_tok", top_k, "must be at least 1 (the experts each token is routed to)")
+    if experts == 0 and raw["model_type"] not in DENSE_WITHOUT_EXPERTS:
+        raise field_error(source, written, experts, f"must be at least num_experts_per_tok ({top_k}): "
+                                                    "transformers would build a router with no expert to pick")
+    if 0 < experts < top_k:
+        raise field_error(source, "num_experts_per_tok", top_k, f"exceeds the number of experts ({written} = {experts})")
 
 
 def attribute(raw: dict, name: str):
