@@ -88,6 +88,16 @@ def test_hanging_compiler_times_out_with_its_stderr(tmp_path, monkeypatch, cold_
     assert left_behind(cold_cache) == [iree.source_path(DOUBLE)]
 
 
+@pytest.mark.parametrize("writes", ["nothing", "an empty file"])
+def test_a_compiler_that_exits_0_without_a_module_is_said_so(writes, tmp_path, monkeypatch, cold_cache):
+    out = "open(sys.argv[sys.argv.index('-o') + 1], 'wb').close()" if writes == "an empty file" else "pass"
+    quiet = fake_compiler(tmp_path, "quiet", f"{out}; sys.stderr.write('all fine\\n')")
+    monkeypatch.setenv(iree.COMPILER_ENV, str(quiet))
+    with pytest.raises(iree.BackendError, match=r"^iree-compile exited 0 but wrote no module; its stderr: all fine$"):
+        iree.compile_text(DOUBLE)
+    assert left_behind(cold_cache) == [iree.source_path(DOUBLE)], "nothing cached"
+
+
 def test_compiler_fault_is_that_cases_error_with_a_replay(tmp_path, monkeypatch, cold_cache):
     """End to end: the record is an ERROR naming the fault, never a PASS or FAIL."""
     crash = fake_compiler(tmp_path, "crashes", "os.kill(os.getpid(), signal.SIGKILL)")

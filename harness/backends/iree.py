@@ -87,6 +87,8 @@ def compile_text(text: str) -> tuple[bytes, bool]:
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace").strip()
             raise BackendError(f"iree-compile exited with {proc.returncode}: {stderr[-2000:]}")
+        if not out.is_file() or out.stat().st_size == 0:  # a compiler that claims success must show its module
+            raise BackendError(f"iree-compile exited 0 but wrote no module{_said(proc.stderr)}")
         vmfb = out.read_bytes()
     source.unlink(missing_ok=True)  # compiled: the cache keeps the vmfb, the emitter can write the text again
     cache.write_entry(path, vmfb)
