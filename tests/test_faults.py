@@ -22,7 +22,7 @@ from archval.harness.backends import iree
 from archval.harness.checks import structural
 from archval.harness.checks.signature import golden_paths
 from archval.harness.cli import main
-from archval.harness.core import files, fixtures
+from archval.harness.core import files, fixtures, triangulate
 from archval.harness.core.case import run_case
 from archval.harness.core.emitters import DEFAULT_EMITTER
 from archval.harness.present.console import line as format_line
@@ -141,6 +141,9 @@ def test_nan_or_inf_in_the_emitted_graph_fails_with_its_own_message(graph, bits,
     assert record.verdict == "FAIL", format_line(record)
     assert expected in record.message, record.message
     assert "bound" not in record.message  # the NaN message, not a numeric one
+    # XLA computes the same NaN/Inf from the text: said in words, not `no two agree`
+    assert record.xla.verdict == triangulate.BOTH_NONFINITE, record.xla
+    assert "[xla inf: both NaN/Inf]" in format_line(record) and "no two agree" not in format_line(record)
 
 
 # -- out-of-vocabulary tokens ------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def three_way_note(x: ThreeWay) -> str:
     if x.error:
         return "xla ERROR"
     short = {triangulate.AGREE: "all agree", triangulate.EMITTER: "emitter bug", triangulate.IREE: "IREE bug",
-             triangulate.XLA: "XLA odd", triangulate.NONE: "none agree"}
+             triangulate.XLA: "XLA odd", triangulate.NONE: "none agree", triangulate.BOTH_NONFINITE: "both NaN/Inf"}
     return f"xla {x.oracle_xla:.1e}: {short[x.verdict]}"
 
 
