@@ -29,7 +29,7 @@ import pytest
 from archval.harness import pytest_selection as selection
 from archval.harness.checks import builtin, localise, structural
 from archval.harness.checks.signature import drift, load_golden, signature
-from archval.harness.core import fixtures, summary
+from archval.harness.core import files, fixtures, summary
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import failed
 from archval.harness.core.binding import IDENTITY, Binding
@@ -116,6 +116,10 @@ def pytest_configure(config):
         config.pluginmanager.register(_NothingValidated(), "archval-nothing-validated")
         directory = config.getoption("archval_reports")
         if directory:
+            try:  # a folder of someone's own files is never written into (as the gate's --reports)
+                files.check_ours(directory, "--archval-reports")
+            except files.ReportsError as e:
+                raise pytest.UsageError(str(e)) from None
             config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
 
 

@@ -167,10 +167,10 @@ def test_a_killed_worker_takes_down_only_its_own_family(tmp_path, capsys, monkey
     (A worker killed outright cannot remove its scratch directory: the workers' go to this test's own.)"""
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    code = main(["--family", "llama", "--family", "qwen3", "--jobs", "2", "--reports", str(tmp_path),
+    code = main(["--family", "llama", "--family", "qwen3", "--jobs", "2", "--reports", str(tmp_path / "reports"),
                  "--emitter", f"{sys.executable} {KILLS_WORKER} qwen3"])
     out = capsys.readouterr().out
-    records = json.loads((tmp_path / "summary.json").read_text())["records"]
+    records = json.loads((tmp_path / "reports" / "summary.json").read_text())["records"]
     verdicts = {(r["family"], r["graph"]): r["verdict"] for r in records}
     assert verdicts == {("llama", "prefill"): "PASS", ("llama", "decode"): "PASS",
                         ("qwen3", "prefill"): "ERROR", ("qwen3", "decode"): "ERROR"}, out

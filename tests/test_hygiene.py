@@ -149,6 +149,39 @@ def test_a_read_only_reports_directory_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_folder_of_someone_elses_files_is_refused_and_left_as_it_was(tmp_path, capsys, mode):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<h1>my own page</h1>")
+    assert main([*MODES[mode], "--reports", str(mine)]) == 2
+    assert one_sentence(capsys.readouterr().err) == (
+        f"error: --reports {mine}: holds files archval did not write (index.html) and is no archval reports "
+        f"folder (no {files.LOCK_NAME}); give a new or empty folder\n")
+    assert sorted(p.name for p in mine.iterdir()) == ["index.html"]
+    assert (mine / "index.html").read_text() == "<h1>my own page</h1>"
+
+
+def test_pytest_refuses_a_folder_of_someone_elses_files_for_its_reports(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<h1>my own page</h1>")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "--archval-reports", str(mine),
+                           "--collect-only", "-q", "tests/test_compare.py"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
+    assert f"--archval-reports {mine}: holds files archval did not write (index.html)" in proc.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["index.html"]
+
+
+def test_a_folder_an_earlier_run_claimed_is_archvals_whatever_else_it_holds(tmp_path):
+    with files.claimed(tmp_path / "r"):
+        pass
+    (tmp_path / "r" / "notes.txt").write_text("the user's, beside the reports")
+    with files.claimed(tmp_path / "r"):
+        pass
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_reports_in_use_by_another_run_are_refused(tmp_path, capsys, mode):
     with files.claimed(tmp_path):  # another run holds the directory
         assert main([*MODES[mode], "--reports", str(tmp_path)]) == 2
