@@ -15,7 +15,7 @@ import pytest
 from bench.make_checkpoint import build, word_tokenizer
 from archval.harness import ROOT
 from archval.harness.cli import main
-from archval.harness.core import checkpoint as ckpt
+from archval.harness.core import checkpoint_trust
 from archval.harness.core import fixtures
 
 PROMPT_IDS = "3,1,4,1,5"
@@ -92,20 +92,25 @@ def test_transformers_itself_is_told_never_to_run_a_checkpoints_code(llama, tmp_
     directory, marker = planted(llama, tmp_path)
     stdin = io.StringIO("y\n")
     monkeypatch.setattr(sys, "stdin", stdin)
-    monkeypatch.setattr(ckpt, "tokenizer_code", lambda _: None)
+    monkeypatch.setattr(checkpoint_trust, "tokenizer_code", lambda *_: None)
     got, _, err = validate(tmp_path, capsys, "--checkpoint", directory, "--prompt", "w1 w2")
     assert not marker.exists() and stdin.tell() == 0
     assert got == 2 and one_sentence(err) and "transformers cannot read the tokenizer in" in err, err
 
 
-@pytest.mark.parametrize("content", [b"\x00\xffnot json{{", b"[1, 2]", b'{"model": 3}'],
-                         ids=["garbage", "list", "wrong-shape"])
-def test_an_unreadable_tokenizer_is_one_sentence_and_not_read_with_prompt_ids(content, llama, tmp_path, capsys):
+@pytest.mark.parametrize("name, content, says", [
+    ("tokenizer.json", b"\x00\xffnot json{{", "transformers cannot read the tokenizer in {}"),
+    ("tokenizer.json", b"[1, 2]", "transformers cannot read the tokenizer in {}"),
+    ("tokenizer.json", b'{"model": 3}', "transformers cannot read the tokenizer in {}"),
+    ("tokenizer_config.json", b"{not json", "{}/tokenizer_config.json: not valid JSON"),
+], ids=["garbage", "list", "wrong-shape", "config-garbage"])
+def test_an_unreadable_tokenizer_is_one_sentence_and_not_read_with_prompt_ids(name, content, says, llama, tmp_path,
+                                                                                capsys):
     broken = tmp_path / "broken"
     shutil.copytree(llama, broken)
-    (broken / "tokenizer.json").write_bytes(content)
+    (broken / name).write_bytes(content)
     got, out, err = validate(tmp_path, capsys, "--checkpoint", broken, "--prompt", "w1 w2")
-    assert got == 2 and one_sentence(err) and f"transformers cannot read the tokenizer in {broken}" in err, err
+    assert got == 2 and one_sentence(err) and says.format(broken) in err, err
     got, out, err = validate(tmp_path, capsys, "--checkpoint", broken, "--prompt-ids", PROMPT_IDS, "--steps", "2")
     assert got == 0 and "tokenizer not read (--prompt-ids)" in out, out + err
 

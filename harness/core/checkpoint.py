@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import stat
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from archval.emitter.config_input import ConfigError, check_input, printable, read_json_object
+from archval.harness.core.checkpoint_trust import check_entries
 from archval.harness.core.oracle_cache import OracleRun
 
 INDEX = "model.safetensors.index.json"
@@ -106,7 +106,7 @@ def read(directory: str | Path) -> Checkpoint:
     if not directory.is_dir():
         raise CheckpointError(f"--checkpoint {shown}: no such directory (a local checkpoint: config.json and "
                               "safetensors; nothing is downloaded).")
-    _check_entries(directory)
+    check_entries(directory, CheckpointError)
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{printable(str(config_path))}: missing; a checkpoint directory holds config.json "
@@ -126,43 +126,6 @@ def read(directory: str | Path) -> Checkpoint:
             tensors[name] = stored
     tokenizer = any((directory / f).is_file() for f in TOKENIZER_FILES)
     return Checkpoint(directory, config, tensors, tuple(files), tokenizer)
-
-
-def _check_entries(directory: Path) -> None:
-    """CheckpointError for an entry of DIR that is neither a regular file nor a folder, or a link that leads out
-    of DIR, found without opening anything (stat and readlink only): archval and transformers open what DIR
-    holds by name (config, safetensors, generation config, tokenizer), so a link to /etc/passwd must not be read
-    nor a FIFO waited on. A Hugging Face cache snapshot is links into the blobs/ beside it
-    (snapshots/REV/NAME -> ../../blobs/SHA): those are inside. Only DIR's own entries: nothing reads deeper."""
-    root = Path(os.path.realpath(directory))
-    inside = [root] + ([root.parent.parent / "blobs"] if root.parent.name == "snapshots" else [])
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        shown = printable(str(directory / entry.name))
-        target = Path(os.path.realpath(entry.path))
-        if entry.is_symlink() and not any(target == p or p in target.parents for p in inside):
-            raise CheckpointError(f"{shown}: a link to {printable(str(target))}, outside the checkpoint; a link may "
-                                  "lead only into its directory, or into the blobs/ of the Hugging Face cache "
-                                  "holding it (copy the file in instead).")
-        try:
-            mode = os.stat(entry.path).st_mode
-        except OSError as e:
-            raise CheckpointError(f"{shown}: cannot be read ({e.strerror}).") from None
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise CheckpointError(f"{shown}: neither a regular file nor a folder (a device, FIFO or socket); a "
-                                  "checkpoint holds files.")
-
-
-def tokenizer_code(checkpoint: Checkpoint) -> str | None:
-    """Where the checkpoint names Python of its own for its tokenizer, as `FILE: field 'NAME'`: an `auto_map`
-    in tokenizer_config.json, or one for AutoTokenizer in config.json (transformers would import and run the
-    file it names); None where the tokenizer is data alone."""
-    tokenizer_config = checkpoint.directory / "tokenizer_config.json"
-    if tokenizer_config.is_file() and "auto_map" in read_json_object(tokenizer_config, CheckpointError):
-        return f"{printable(str(tokenizer_config))}: field 'auto_map'"
-    auto_map = checkpoint.config.get("auto_map")
-    if auto_map is not None and (not isinstance(auto_map, dict) or "AutoTokenizer" in auto_map):
-        return f"{printable(str(checkpoint.directory / 'config.json'))}: field 'auto_map'"
-    return None
 
 
 def _files(directory: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from archval.emitter.config_input import printable
 from archval.harness import COMMAND
 from archval.harness.checks import published
 from archval.harness.core import checkpoint as ckpt
+from archval.harness.core import checkpoint_trust
 from archval.harness.core.binding import IDENTITY
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.case import run_case
@@ -39,7 +40,7 @@ def load_tokenizer(checkpoint: ckpt.Checkpoint):
     if not checkpoint.tokenizer:
         raise UsageError(f"--prompt: {shown} holds no tokenizer ({', '.join(ckpt.TOKENIZER_FILES)}); give "
                          "--prompt-ids instead")
-    code = ckpt.tokenizer_code(checkpoint)
+    code = checkpoint_trust.tokenizer_code(checkpoint.directory, checkpoint.config, UsageError)
     if code:
         raise UsageError(f"--prompt: {code} names Python in the checkpoint for its tokenizer, which archval never "
                          "runs; give --prompt-ids instead")
