@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archval.harness import COMMAND, ROOT
-from archval.harness.core import emitproc, fixtures, summary
+from archval.harness.core import emitproc, fixtures, summary, watchdog
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.emitters import emitter_command
 from archval.harness.core.files import ReportsError, claimed
@@ -173,6 +173,9 @@ def check_options(args) -> None:
                      else (f"${emitproc.TIMEOUT_ENV}", os.environ.get(emitproc.TIMEOUT_ENV) or None))
     if given_timeout[1] is not None and emitproc.parse_timeout(given_timeout[1]) is None:
         raise UsageError(f"{given_timeout[0]} {given_timeout[1]!r}: must be a number of seconds above 0")
+    run_timeout = os.environ.get(watchdog.TIMEOUT_ENV)
+    if run_timeout and emitproc.parse_timeout(run_timeout) is None:
+        raise UsageError(f"${watchdog.TIMEOUT_ENV} {run_timeout!r}: must be a number of seconds above 0")
     given = {f"--{k.replace('_', '-')}" for k, v in vars(args).items() if v not in (None, False)}
     for option, refused, why in CLASHES:
         clash = next((o for o in refused if o in given), None) if option in given else None
