@@ -147,15 +147,16 @@ class Oracle:
 
     @classmethod
     def from_checkpoint(cls, directory, config: dict) -> Oracle:
-        """The checkpoint in DIR loaded by transformers from its own files (never downloaded), computing in
-        f32 whatever its storage; ValueError where a parameter is missing or of another shape."""
+        """The checkpoint in DIR loaded by transformers from its own files (never downloaded, never its code: the
+        in-tree class, the config archval read), computing in f32 whatever its storage; ValueError where a
+        parameter is missing or of another shape."""
         self = cls.__new__(cls)
         self.binding = binding(config["model_type"])
         model_class = getattr(transformers, self.binding.class_name)
         self.model, info = model_class.from_pretrained(
             directory, config=_auto_config(self.binding.config(config)), dtype=torch.float32,
             attn_implementation="eager", experts_implementation="eager", local_files_only=True,
-            output_loading_info=True)
+            trust_remote_code=False, output_loading_info=True)
         self.model.eval()
         wrong = sorted(info["missing_keys"]) + sorted(k for k, *_ in info["mismatched_keys"])
         if wrong:  # transformers would initialise them at random and run on
