@@ -159,6 +159,15 @@ def test_a_gate_killed_mid_compile_leaves_no_compiler_or_worker(compiling_gate):
     assert wait_until(lambda: not group_members(proc.pid), 5), f"orphaned workers: {group_members(proc.pid)}"
 
 
+@pytest.mark.parametrize("compiling_gate", [False], ids=["foreground"], indirect=True)
+def test_a_ctrl_c_mid_compile_stops_the_compilers_with_the_gate(compiling_gate):
+    """The compilers are in sessions of their own, out of the Ctrl-C's reach: the workers stopping kill them."""
+    proc, compilers = compiling_gate
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert wait_until(lambda: not any(map(alive, compilers)), 5), [p for p in compilers if alive(p)]
+
+
 @pytest.mark.parametrize("compiling_gate", [True], ids=["background-sigint-ignored"], indirect=True)
 def test_a_ctrl_c_the_gate_ignores_does_not_kill_its_compilers_alone(compiling_gate):
     """A shell's background job ignores SIGINT; a Ctrl-C to its process group must not stop only the compilers
