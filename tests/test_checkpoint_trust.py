@@ -77,6 +77,9 @@ def test_no_code_in_a_checkpoint_runs_whatever_stdin_says(options, code, llama, 
     assert got == code, out + err
     if code == 2:
         assert one_sentence(err) and "tokenizer_config.json: field 'auto_map' names Python in the checkpoint" in err
+    else:
+        assert (f"note: {directory / 'config.json'}: field 'auto_map' names Python in the checkpoint, which archval "
+                "never runs: the oracle is transformers' own llama class") in out.splitlines()
 
 
 def test_the_planted_config_as_a_published_config_runs_no_code_either(llama, tmp_path, capsys, monkeypatch):

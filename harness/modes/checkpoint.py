@@ -107,6 +107,10 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
           f"parameters in {len(checkpoint.files)} safetensors files ({checkpoint.storage()}), "
           f"tokenizer {'yes' if tokenizer else 'not read (--prompt-ids)' if checkpoint.tokenizer else 'none'}",
           flush=True)
+    if "auto_map" in checkpoint.config:  # published checkpoints name their own classes too: said, never run
+        print(f"note: {printable(str(checkpoint.directory / 'config.json'))}: field 'auto_map' names Python in the "
+              f"checkpoint, which archval never runs: the oracle is transformers' own {checkpoint.config['model_type']} "
+              "class", flush=True)
     print(f"memory: estimated peak {estimate.describe()}; available "
           + (f"{available / ckpt.GiB:.1f} GiB" if available is not None else "unknown"), flush=True)
     if available is not None and estimate.peak > available:
