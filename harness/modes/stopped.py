@@ -10,6 +10,7 @@ import multiprocessing
 from archval.harness.core.watchdog import Expired
 
 _queue: list = []  # in the gate: the one queue, made at the first pool
+_validating: list[str] = []  # in a worker: the family it validates now
 _told: dict[str, Expired] = {}  # in the gate: the notes read so far, by family
 
 
@@ -20,9 +21,15 @@ def notes():
     return _queue[0]
 
 
-def tell(queue, family: str | None, expired: Expired) -> None:
-    """In a worker: family's call was stopped."""
-    queue.put((family, expired))
+def validating(family: str) -> None:
+    """In a worker: the family whose cases it runs from now on, whose a stopped call is."""
+    _validating[:] = [family]
+
+
+def tell(queue, leave, expired: Expired) -> None:
+    """In a worker, a call past its time limit: the gate is told whose it was, then the worker leaves (exits)."""
+    queue.put((_validating[0] if _validating else None, expired))
+    leave(1)
 
 
 def forget() -> None:

@@ -43,7 +43,6 @@ from archval.harness.modes import shard, stopped
 
 WATCH_S = 0.5
 STOP_GRACE_S = 3.0
-_validating: list[str] = []  # in a worker: the family it validates now
 
 
 @dataclass
@@ -101,16 +100,10 @@ def cores() -> int:
 def worker_init(parent: int, notes, then=None, args: tuple = ()) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stopped)
-    watchdog.on_expiry(partial(_stopped_at_limit, notes))
+    watchdog.on_expiry(partial(stopped.tell, notes, _leave))
     threading.Thread(target=_watch_parent, args=(parent,), name="archval-watch-parent", daemon=True).start()
     if then is not None:
         then(*args)
-
-
-def _stopped_at_limit(notes, expired: watchdog.Expired) -> None:
-    """A call outlived its time limit: the gate is told whose it was, then the worker exits."""
-    stopped.tell(notes, _validating[0] if _validating else None, expired)
-    _leave(1)
 
 
 def _stopped(signum, _frame) -> None:
@@ -192,7 +185,7 @@ def validate(task: Task) -> Done:
     """Every graph kind of the family, a failing prefill's localisation, then its page. A localisation that
     raises, or a page that cannot be written, makes the records ERRORs at stage 'localisation' or 'report'
     (the FAIL or PASS kept in the message): a run whose diagnosis or report is missing is not a PASS."""
-    _validating[:] = [task.name]
+    stopped.validating(task.name)
     fixture = task.fixture()
     # each graph kind emitted once: by the structural pass, or by the first case that needs it
     texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}
