@@ -34,13 +34,17 @@ def tell(queue, leave, expired: Expired) -> None:
 
 def forget() -> None:
     """In the gate, as a run starts: notes of an earlier run in this process (tests run several) do not count."""
-    told("")
+    _read()
     _told.clear()
 
 
 def told(family: str) -> Expired | None:
     """In the gate: how family's worker was stopped at a time limit, if it was."""
+    _read()
+    return _told.get(family)
+
+
+def _read() -> None:
     while not notes().empty():
         name, expired = notes().get()
         _told[name] = expired
-    return _told.get(family)
