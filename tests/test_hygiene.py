@@ -159,6 +159,38 @@ def test_a_gate_killed_mid_compile_leaves_no_compiler_or_worker(compiling_gate):
     assert wait_until(lambda: not group_members(proc.pid), 5), f"orphaned workers: {group_members(proc.pid)}"
 
 
+def test_a_checkpoint_gate_killed_mid_compile_takes_its_compiler_with_it(tmp_path):
+    """--checkpoint compiles in the gate's own process: no worker is left to stop the compiler, the kernel does
+    (PR_SET_PDEATHSIG). The compiler's own children are reached only through its process group, which nothing
+    is left to signal: they run to their end."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    from bench.make_checkpoint import build
+    from archval.harness.core import fixtures
+    checkpoint = build(dict(fixtures.load("llama").config), tmp_path / "ckpt")
+    compiler, pids = tmp_path / "iree-compile", tmp_path / "pids"
+    compiler.write_text(f"#!{sys.executable}\n{SLOW_COMPILER}")
+    compiler.chmod(0o755)
+    with open(tmp_path / "out", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "archval", "--checkpoint", str(checkpoint), "--prompt-ids",
+                                 "1,2,3", "--reports", str(tmp_path / "r")], stdout=out, stderr=out, cwd=ROOT,
+                                start_new_session=True,
+                                env={**os.environ, "ARCHVAL_IREE_COMPILE": str(compiler), "COMPILER_PIDS": str(pids),
+                                     "ARCHVAL_CACHE_DIR": str(tmp_path / "cache")})
+    started = []
+    try:
+        assert wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2, 180), "no compile started"
+        started = [int(p) for p in pids.read_text().split()]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert wait_until(lambda: not alive(started[0]), 5), "the compiler outlived the gate"
+    finally:
+        for pid in [proc.pid, *started]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.mark.parametrize("compiling_gate", [False], ids=["foreground"], indirect=True)
 def test_a_ctrl_c_mid_compile_stops_the_compilers_with_the_gate(compiling_gate):
     """The compilers are in sessions of their own, out of the Ctrl-C's reach: the workers stopping kill them."""
