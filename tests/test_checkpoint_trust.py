@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.make_checkpoint import build, word_tokenizer
 from archval.harness import ROOT
 from archval.harness.cli import main
-from archval.harness.core import checkpoint_trust
-from archval.harness.core import fixtures
+from archval.harness.core import checkpoint_trust, fixtures
+from archval.harness.modes.make_checkpoint import build, word_tokenizer
 
 PROMPT_IDS = "3,1,4,1,5"
 REFUSAL_TIMEOUT_S = 120  # a refusal takes seconds; a reader blocked on a FIFO would wait forever

@@ -165,7 +165,7 @@ def test_a_checkpoint_gate_killed_mid_compile_takes_its_compiler_with_it(tmp_pat
     is left to signal: they run to their end."""
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux's")
-    from bench.make_checkpoint import build
+    from archval.harness.modes.make_checkpoint import build
     from archval.harness.core import fixtures
     checkpoint = build(dict(fixtures.load("llama").config), tmp_path / "ckpt")
     compiler, pids = tmp_path / "iree-compile", tmp_path / "pids"

@@ -31,10 +31,8 @@ THREE_WAY_SENTENCES = {
     triangulate.XLA: "The oracle and IREE agree against XLA: XLA is the odd one out (the verdict, judged on IREE, "
                      "is unaffected).",
     triangulate.NONE: "No two of the oracle, IREE and XLA agree within the bound: no one side can be blamed.",
-    triangulate.BOTH_NONFINITE: "IREE and XLA both compute NaN or Inf from the emitter's text: the graph is wrong "
-                                "(two compilers agree that it does not compute a finite value).",
+    triangulate.BOTH_NONFINITE: "IREE and XLA both compute NaN or Inf from the emitter's text: the graph is wrong.",
 }
-
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("archval.harness.present", "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 ENV.filters["sci"] = lambda v, digits=3: "–" if v is None else f"{v:.{digits}e}"
