@@ -155,7 +155,7 @@ def check_input(raw: dict, source: str) -> Family:
             continue  # transformers keeps it as it is, unread
         if not accepts(declared, value):
             raise field_error(source, key, value, f"transformers' {model_type} config takes {declared} here")
-        why = value is not None and _out_of_range(name, value)
+        why = value is not None and name not in family.unbounded and _out_of_range(name, value)
         if why:
             raise field_error(source, key, value, why)
     return family
@@ -220,7 +220,7 @@ def _out_of_range(name: str, value) -> str | None:
         [v for v in value if isinstance(v, int) and not isinstance(v, bool)] if isinstance(value, list) else []
     if name.endswith("_token_id") and any(i < 0 for i in ints):
         return "a token id must be null or at least 0 (transformers declares ids outside the vocabulary invalid)"
-    if name in AT_LEAST and value < AT_LEAST[name]:
+    if name in AT_LEAST and isinstance(value, (int, float)) and value < AT_LEAST[name]:  # not EXAONE 4's "LLLG"
         return f"must be at least {AT_LEAST[name]}"
     if name in AT_MOST and value > AT_MOST[name]:
         return f"more than the {AT_MOST[name]} archval takes"

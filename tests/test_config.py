@@ -18,6 +18,14 @@ def hf_config(raw):
     return AutoConfig.for_model(**binding(raw["model_type"]).config(raw))
 
 
+def hf_rope_layers(hf) -> list[bool]:
+    """Which layers rotate, as the family's modeling code decides: SmolLM3's no_rope_layers; EXAONE 4 rotates its
+    sliding layers only, or every layer where there is no window."""
+    if hf.model_type == "exaone4":
+        return [hf.sliding_window is None or t == "sliding_attention" for t in hf.layer_types]
+    return [bool(x) for x in getattr(hf, "no_rope_layers", [1] * hf.num_hidden_layers)]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_both_dialects_parse_to_the_same_flags(name):
     """The fixture as written, and as transformers 5 saves it (rope_parameters, layer_types)."""
@@ -32,8 +40,9 @@ def test_flags_agree_with_transformers(name):
     raw = fixtures.load(name).config
     ours, hf = Config.from_dict(raw), hf_config(raw)
     assert ours.head_dim == (getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads)
-    assert ours.num_kv_heads == hf.num_key_value_heads
-    assert ours.rms_norm_eps == hf.rms_norm_eps
+    assert ours.num_kv_heads == (getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads)  # GPT-NeoX: MHA
+    eps = next(n for n in ("rms_norm_eps", "layer_norm_eps", "norm_eps") if hasattr(hf, n))  # LayerNorm: Phi, Nemotron
+    assert ours.rms_norm_eps == getattr(hf, eps)
     assert ours.tie_word_embeddings == hf.tie_word_embeddings
     # no layer_types but a window (Mistral): MistralModel builds the sliding mask for every layer
     slide_all = ["sliding_attention" if getattr(hf, "sliding_window", None) else "full_attention"]
@@ -49,7 +58,8 @@ def test_flags_agree_with_transformers(name):
         assert mine.theta == theirs["rope_theta"]
         assert mine.kind == theirs["rope_type"]
         assert mine.factor == theirs.get("factor", 1.0)
-    assert list(ours.rope_layers) == [bool(x) for x in getattr(hf, "no_rope_layers", [1] * hf.num_hidden_layers)]
+    assert ours.rotary_width == int(ours.head_dim * rope.get("partial_rotary_factor", 1.0))
+    assert list(ours.rope_layers) == hf_rope_layers(hf)
     if ours.moe is not None:
         assert ours.moe.experts == hf.num_experts  # every MoE config class maps its alias to num_experts
         assert ours.moe.top_k == hf.num_experts_per_tok
