@@ -123,7 +123,7 @@ class Decoder:
         return self.rotate_pairs(x, cos, sin) if self.cfg.rope_pairs_interleaved else self.rotate_halves(x, cos, sin)
 
     def rotate_pairs(self, x: Value, cos: Value, sin: Value) -> Value:
-        """Interleaved RoPE on x[T, heads, D]: (x[2i], x[2i+1]) -> (x[2i] c_i - x[2i+1] s_i, x[2i+1] c_i + x[2i] s_i)."""
+        """Interleaved RoPE on x[T, heads, D]: (x[2i], x[2i+1]) -> (x[2i] c - x[2i+1] s, x[2i+1] c + x[2i] s), c, s of i."""
         g = self.g
         t, h, d = x.shape
         pairs = g.reshape(x, (t, h, d // 2, 2))
@@ -197,7 +197,8 @@ class Decoder:
         nq, nkv, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         if cfg.qkv_fused_per_head:
             return self.split_qkv_per_head(self.linear(x, f"{p}.qkv_proj", 3 * nq * d, cfg.qkv_bias))
-        return (self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias), self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias),
+        return (self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias),
+                self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias),
                 self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias))
 
     def split_qkv_per_head(self, qkv: Value) -> tuple[Value, Value, Value]:
