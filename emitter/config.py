@@ -311,7 +311,11 @@ class _Parser:
     def layer_types(self, layers: int) -> list[str]:
         types = self.raw.get("layer_types")
         if types is None:
-            return self.family.schedule(self.raw, layers)
+            derived = self.family.schedule(self.raw, layers)
+            if derived is None:
+                self.fail("layer_types", None, f"transformers' {self.raw['model_type']} config cannot derive them from "
+                          "this sliding_window and sliding_window_pattern: list them")
+            return derived
         if not isinstance(types, list) or len(types) != layers:
             self.fail("layer_types", types, f"must list one entry per layer ({layers})")
         for t in types:

@@ -260,4 +260,6 @@ def layer_windows(raw: dict, family: Family) -> list[int | None]:
     if not isinstance(layers, int) or window is None:
         return [None] * (layers if isinstance(layers, int) else 0)
     types = raw.get("layer_types") or family.schedule(raw, layers)
+    if types is None:  # a config the parser refuses (EXAONE 4 without layer_types it cannot derive)
+        return [None] * layers
     return [window if t == "sliding_attention" else None for t in types]

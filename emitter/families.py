@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-Schedule = Callable[[dict, int], list[str]]
+Schedule = Callable[[dict, int], list[str] | None]  # None: the config must list layer_types
 
 FULL, SLIDING = "full_attention", "sliding_attention"
 
@@ -55,12 +55,13 @@ def qwen2_moe_schedule(cfg: dict, n: int) -> list[str]:
     return [SLIDING if (i + 1) % 2 and i < first_full else FULL for i in range(n)]
 
 
-def exaone4_schedule(cfg: dict, n: int) -> list[str]:
-    """EXAONE 4: every sliding_window_pattern-th layer global, the others sliding (no window: all global; a
-    pattern written as letters comes with layer_types, which transformers needs then)."""
+def exaone4_schedule(cfg: dict, n: int) -> list[str] | None:
+    """EXAONE 4: every sliding_window_pattern-th layer global, the others sliding. None where transformers cannot
+    derive layer_types (no window sets the pattern to 0; a pattern written as letters, "LLLG"): the config must
+    list them then."""
     period = cfg.get("sliding_window_pattern", 4)
     if cfg.get("sliding_window", 4096) is None or isinstance(period, bool) or not isinstance(period, int) or period < 1:
-        return [FULL] * n
+        return None
     return [FULL if (i + 1) % period == 0 else SLIDING for i in range(n)]
 
 
@@ -68,7 +69,7 @@ def exaone4_rope_layers(cfg: dict, n: int) -> list[bool]:
     """EXAONE 4 rotates its sliding layers only (global NoPE), and every layer where there is no window."""
     if cfg.get("sliding_window", 4096) is None:
         return [True] * n
-    types = cfg.get("layer_types") or exaone4_schedule(cfg, n)
+    types = cfg.get("layer_types") or exaone4_schedule(cfg, n) or [FULL] * n
     return [t == SLIDING for t in types]
 
 

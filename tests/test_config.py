@@ -176,3 +176,14 @@ def test_refusals_name_the_field_as_the_config_writes_it():
     raw = {k: v for k, v in fixtures.load("exaone").config.items() if k != "num_layers"}
     with pytest.raises(ConfigError, match="required field 'num_layers' is missing"):
         Config.from_dict(raw)
+
+
+@pytest.mark.parametrize("change", [{"sliding_window": None}, {"sliding_window_pattern": "LLLG"}])
+def test_exaone4_layer_types_transformers_cannot_derive_are_refused(change):
+    """EXAONE 4 derives layer_types from sliding_window_pattern, an int; with no window it sets the pattern to 0.
+    transformers fails on either without layer_types (ZeroDivisionError, TypeError): the emitter refuses them."""
+    raw = {**fixtures.load("exaone4").config, **change}
+    with pytest.raises(ConfigError, match="field 'layer_types' = null: transformers' exaone4 config cannot derive"):
+        Config.from_dict(raw, source="x/config.json")
+    types = ["full_attention"] * raw["num_hidden_layers"]
+    assert all(Config.from_dict({**raw, "layer_types": types}).rope_layers) == (raw.get("sliding_window", 4) is None)
