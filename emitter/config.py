@@ -224,7 +224,7 @@ class _Parser:
             num_heads=heads,
             num_kv_heads=kv_heads,
             head_dim=head_dim,
-            rms_norm_eps=self.number("rms_norm_eps"),
+            rms_norm_eps=self.number(fam.norm_eps_field),
             tie_word_embeddings=bool(self.get("tie_word_embeddings")),
             embed_scale=fam.embed_scale,
             norm_plus_one=fam.norm_plus_one,

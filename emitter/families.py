@@ -141,6 +141,7 @@ class Family:
     # approximation, gelu is erf's, relu2 is relu(x)^2
     activations: dict = field(default_factory=dict)
     unbounded: tuple[str, ...] = ()      # fields config_input's AT_LEAST does not hold this family to
+    norm_eps_field: str = "rms_norm_eps"  # the norms' epsilon (Phi's and GPT-NeoX's layer_norm_eps, Nemotron's norm_eps)
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -316,8 +317,8 @@ FAMILIES: dict[str, Family] = {
     "phi": Family(layernorm_with_bias=True, parallel_block="shared_norm", qkv_bias=True, o_bias=True,
                   mlp_bias_field=True, mlp_gated=False, lm_head_bias=True, partial_rotary_field="partial_rotary_factor",
                   activations={"gelu_new": "gelu_tanh"},
-                  qk_layernorm_field="qk_layernorm", aliases={"rms_norm_eps": "layer_norm_eps"},
-                  defaults=_defaults(rms_norm_eps=1e-5, hidden_act="gelu_new", partial_rotary_factor=0.5),
+                  qk_layernorm_field="qk_layernorm", norm_eps_field="layer_norm_eps",
+                  defaults=_defaults(layer_norm_eps=1e-5, hidden_act="gelu_new", partial_rotary_factor=0.5),
                   fields={**_LAYERNORM_FIELDS, "num_key_value_heads": "int | None", "resid_pdrop": "float | int",
                           "embd_pdrop": "float | int", "attention_dropout": "float | int | None", "hidden_act": "str",
                           "layer_norm_eps": "float", "qk_layernorm": "bool"},
@@ -331,8 +332,8 @@ FAMILIES: dict[str, Family] = {
                        qkv_fused_per_head=True, mlp_bias_field=True, mlp_gated=False, heads_divide_hidden=True,
                        activations={"gelu": "gelu_erf", "gelu_new": "gelu_tanh"},
                        partial_rotary_field="rotary_pct", legacy_theta_field="rotary_emb_base",
-                       aliases={"rms_norm_eps": "layer_norm_eps"},
-                       defaults=_defaults(rms_norm_eps=1e-5, hidden_act="gelu", attention_bias=True,
+                       norm_eps_field="layer_norm_eps",
+                       defaults=_defaults(layer_norm_eps=1e-5, hidden_act="gelu", attention_bias=True,
                                           use_parallel_residual=True, rotary_pct=0.25),
                        fields={**_LAYERNORM_FIELDS, "hidden_act": "str", "attention_dropout": "float | int",
                                "hidden_dropout": "float | int", "classifier_dropout": "float | int",
@@ -349,8 +350,8 @@ FAMILIES: dict[str, Family] = {
                                      (r"\.mlp\.down_proj\.", ".mlp.dense_4h_to_h."))),
     # Nemotron: LayerNorm1P (LayerNorm scaling by 1 + w, with bias), squared-ReLU MLP without gate, partial rotary.
     "nemotron": Family(layernorm_with_bias=True, norm_plus_one=True, mlp_gated=False, activations={"relu2": "relu2"},
-                       partial_rotary_field="partial_rotary_factor", aliases={"rms_norm_eps": "norm_eps"},
-                       defaults=_defaults(rms_norm_eps=1e-5, hidden_act="relu2", partial_rotary_factor=0.5),
+                       partial_rotary_field="partial_rotary_factor", norm_eps_field="norm_eps",
+                       defaults=_defaults(norm_eps=1e-5, hidden_act="relu2", partial_rotary_factor=0.5),
                        fields={**_LAYERNORM_FIELDS, "head_dim": "int | None", "num_key_value_heads": "int | None",
                                "hidden_act": "str", "norm_eps": "float", "attention_bias": "bool",
                                "attention_dropout": "float | int", "mlp_bias": "bool"}),

@@ -213,7 +213,8 @@ class QkNormWrongAxis(Decoder):
 
 def _eps_key(raw: dict) -> str:
     """The key a family's config.json writes its norms' epsilon under (Phi's layer_norm_eps, Nemotron's norm_eps)."""
-    return FAMILIES[raw["model_type"]].aliases.get("rms_norm_eps", "rms_norm_eps")
+    family = FAMILIES[raw["model_type"]]
+    return family.aliases.get(family.norm_eps_field, family.norm_eps_field)
 
 
 def _first_full_layer_slides(c: Config) -> Config:
