@@ -180,15 +180,18 @@ class _Parser:
 
         hidden = self.int_field("hidden_size")
         heads = self.int_field("num_attention_heads")
-        kv_heads = self.int_field("num_key_value_heads", self.present("num_key_value_heads", heads))
+        # GPT-NeoX's attention is MHA over hidden // heads whatever the config says: no kv-heads or head_dim field
+        kv_heads = self.int_field("num_key_value_heads", self.present("num_key_value_heads", heads)) \
+            if fam.reads_kv_heads_and_head_dim else heads
         if heads % kv_heads:
             self.fail("num_key_value_heads", kv_heads, f"must divide num_attention_heads ({heads})")
         if hidden % heads and fam.heads_divide_hidden:
             self.fail("num_attention_heads", heads,
                       f"must divide hidden_size ({hidden}), as transformers' {model_type} config requires")
-        if self.get("head_dim") is None and hidden % heads:  # HF would silently take hidden // heads
+        given_head_dim = self.get("head_dim") if fam.reads_kv_heads_and_head_dim else None
+        if given_head_dim is None and hidden % heads:  # HF would silently take hidden // heads
             self.fail("num_attention_heads", heads, f"must divide hidden_size ({hidden}) when head_dim is not given")
-        head_dim = self.int_field("head_dim", self.present("head_dim", hidden // heads))
+        head_dim = self.int_field("head_dim", hidden // heads if given_head_dim is None else given_head_dim)
         if head_dim % 2:
             self.fail("head_dim", head_dim, "must be even for rotary embeddings")
         layers = self.int_field("num_hidden_layers")
@@ -375,6 +378,8 @@ class _Parser:
         theta = spec.get("rope_theta", default_theta)
         if not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta <= 0:
             self.fail(f"{where}.rope_theta", theta, "must be a positive number")
+        if theta < 1:  # found by tests/test_fuzz.py: 6.6e-191 overflowed the frequencies (no checkpoint has a base < 1)
+            self.fail(f"{where}.rope_theta", theta, "a RoPE base below 1 is not implemented")
         if kind == "default":
             return Rope(theta=float(theta))
         factor = spec.get("factor")

@@ -141,6 +141,7 @@ class Family:
     # approximation, gelu is erf's, relu2 is relu(x)^2
     activations: dict = field(default_factory=dict)
     unbounded: tuple[str, ...] = ()      # fields config_input's AT_LEAST does not hold this family to
+    reads_kv_heads_and_head_dim: bool = True  # False: MHA over hidden // heads, those keys unread (GPT-NeoX)
     norm_eps_field: str = "rms_norm_eps"  # the norms' epsilon (Phi's and GPT-NeoX's layer_norm_eps, Nemotron's norm_eps)
 
 
@@ -330,6 +331,7 @@ FAMILIES: dict[str, Family] = {
     # checkpoint names under gpt_neox. with the head as embed_out (transformers renames it lm_head on load).
     "gpt_neox": Family(layernorm_with_bias=True, parallel_block=("use_parallel_residual", "two_norms"),
                        qkv_fused_per_head=True, mlp_bias_field=True, mlp_gated=False, heads_divide_hidden=True,
+                       reads_kv_heads_and_head_dim=False,
                        activations={"gelu": "gelu_erf", "gelu_new": "gelu_tanh"},
                        partial_rotary_field="rotary_pct", legacy_theta_field="rotary_emb_base",
                        norm_eps_field="layer_norm_eps",
