@@ -159,7 +159,7 @@ def check_input(raw: dict, source: str) -> Family:
             continue  # transformers keeps it as it is, unread
         if not accepts(declared, value):
             raise field_error(source, key, value, f"transformers' {model_type} config takes {declared} here")
-        why = value is not None and _out_of_range(name, value)
+        why = value is not None and name not in family.unbounded and _out_of_range(name, value)
         if why:
             raise field_error(source, key, value, why)
     _check_router(raw, family, source)
@@ -245,7 +245,7 @@ def _out_of_range(name: str, value) -> str | None:
         [v for v in value if isinstance(v, int) and not isinstance(v, bool)] if isinstance(value, list) else []
     if name.endswith("_token_id") and any(i < 0 for i in ints):
         return "a token id must be null or at least 0 (transformers declares ids outside the vocabulary invalid)"
-    if name in AT_LEAST and value < AT_LEAST[name]:
+    if name in AT_LEAST and isinstance(value, (int, float)) and value < AT_LEAST[name]:  # not EXAONE 4's "LLLG"
         return f"must be at least {AT_LEAST[name]}"
     if name in AT_MOST and value > AT_MOST[name]:
         return f"more than the {AT_MOST[name]} archval takes"
@@ -285,4 +285,6 @@ def layer_windows(raw: dict, family: Family) -> list[int | None]:
     if not isinstance(layers, int) or window is None:
         return [None] * (layers if isinstance(layers, int) else 0)
     types = raw.get("layer_types") or family.schedule(raw, layers)
+    if types is None:  # a config the parser refuses (EXAONE 4 without layer_types it cannot derive)
+        return [None] * layers
     return [window if t == "sliding_attention" else None for t in types]

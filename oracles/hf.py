@@ -115,17 +115,17 @@ def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: f
     if len(shape) >= 2:  # matrices, and stacked expert matrices [E, out, in]
         std = 1.0 / embed_scale if "embed_tokens" in name else MATRIX_GAIN / np.sqrt(shape[-1])
         return (rng.standard_normal(shape) * std).astype(np.float32)
-    if "norm" in name:
+    if "norm" in name and not name.endswith(".bias"):  # a norm's scale; a LayerNorm's bias is drawn as any bias
         return rng.uniform(0.5, 1.5, shape).astype(np.float32)
     return (rng.standard_normal(shape) * 0.5).astype(np.float32)
 
 
 def norm_epsilon(model: torch.nn.Module) -> float:
-    """The epsilon of the model's RMSNorms (every norm of a family reads the same config field)."""
+    """The epsilon of the model's RMSNorms, or LayerNorms (every norm of a family reads the same config field)."""
     for module in model.modules():
-        if type(module).__name__.endswith("RMSNorm"):
+        if type(module).__name__.endswith("RMSNorm") or isinstance(module, torch.nn.LayerNorm):
             return float(getattr(module, "variance_epsilon", getattr(module, "eps", None)))
-    raise ValueError(f"{type(model).__name__} has no RMSNorm")
+    raise ValueError(f"{type(model).__name__} has no RMSNorm or LayerNorm")
 
 
 class Oracle:
@@ -224,13 +224,13 @@ class Oracle:
 
     def routed_layers(self) -> list[int]:
         """Indices of the layers whose MLP routes to experts."""
-        return [i for i, layer in enumerate(self.model.model.layers) if hasattr(layer.mlp, "experts")]
+        return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(layer.mlp, "experts")]
 
     @torch.no_grad()
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:
         """Layer's MoE block on hidden [tokens, width]: (its output, the smallest gap between a token's k-th
         and (k+1)-th router probability, the number of distinct expert sets chosen)."""
-        block = self.model.model.layers[layer].mlp
+        block = self.model.base_model.layers[layer].mlp
         x = torch.from_numpy(hidden)
         out = block(x[None])[0].numpy()
         logits = block.gate(x)[0]
