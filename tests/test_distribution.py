@@ -129,6 +129,28 @@ def test_a_downstream_project_runs_archvals_cases_with_the_plugin(installed, tmp
         assert all(r["bundle"] is None and r["localisation"] is None for r in records.values())
 
 
+def test_pre_emitted_graphs_and_a_binding_with_the_installed_tool_and_plugin(installed, tmp_path):
+    """--graphs and --binding from the wheel: the command and the plugin PASS a folder of token-returning graphs in
+    a serving emitter's names, and the replay lines name the installed command."""
+    bin_dir, env, _ = installed
+    folder = tmp_path / "graphs" / "tiny-llama"
+    folder.mkdir(parents=True)
+    shutil.copy2(ROOT / "fixtures" / "llama" / "config.json", folder / "config.json")
+    binding = shutil.copy2(ROOT / "tests" / "emitters" / "params.toml", tmp_path / "binding.toml")
+    for graph in ("prefill", "decode"):  # emitted here, with this checkout's test emitter
+        emitted = run([sys.executable, ROOT / "tests" / "emitters" / "conventions.py", "--tokens", "--config",
+                       folder / "config.json", "--graph", graph, "--out", folder / f"{graph}.mlir"], ROOT, os.environ)
+        assert emitted.returncode == 0, emitted.stderr
+    gate = run([bin_dir / "archval", "--graphs", "graphs", "--binding", "binding.toml", "--jobs", "1"], tmp_path, env)
+    assert gate.returncode == 0 and "2 passed, 0 failed" in gate.stdout, gate.stdout[-3000:] + gate.stderr[-3000:]
+    said = json.loads((tmp_path / "reports" / "summary.json").read_text())
+    assert {r["replay"] for r in said["records"]} == {
+        f"archval --graphs graphs --family tiny-llama --graph {g} --binding binding.toml" for g in ("prefill", "decode")}
+    proc = run([bin_dir / "python", "-m", "pytest", "-p", "no:cacheprovider", "--archval-graphs", "graphs",
+                "--archval-binding", "binding.toml"], tmp_path, env)
+    assert proc.returncode == 0 and "2 passed, 1 skipped" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 def installed_path() -> list[tuple[str, int]]:
     """README's commands for an installed archval after its set-up, each with the exit status its comment
     says (`(exit 1)`), else 0."""
