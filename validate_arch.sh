@@ -18,6 +18,13 @@ digest() {
   "$1" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' pyproject.toml
 }
 
+# pip as the set-up runs it. PYTHONWARNINGS: setuptools' "Please be careful with folders in your working
+# directory" note, which pip shows (it forwards build-backend warnings) for any editable install of folders
+# mapped into a package, as pyproject.toml's package-dir maps harness/ to archval.harness on purpose.
+pip_install() {
+  PYTHONWARNINGS="ignore:Editable installation" "$venv/bin/python" -m pip install -q "$@"
+}
+
 bootstrap() {
   if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$(digest "$venv/bin/python")" ]; then
     return 0
@@ -29,10 +36,10 @@ bootstrap() {
   fi
   echo "archval: setting up $venv (first run or pyproject.toml changed)..." >&2
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
+  pip_install --upgrade pip
   # torch first, pinned: with no torch present a looser spec pulls a multi-GB CUDA build.
-  "$venv/bin/python" -m pip install -q torch==2.13.0
-  "$venv/bin/python" -m pip install -q -e .
+  pip_install torch==2.13.0
+  pip_install -e .
   digest "$venv/bin/python" > "$stamp"
 }
 

@@ -71,6 +71,16 @@ class Config:
     moe: Moe | None = None
     clip_qkv: float | None = None    # OLMoE: q, k, v clamped to [-clip_qkv, clip_qkv]
     mlp_bias: bool = False
+    # -- Phi, GPT-NeoX, Nemotron, EXAONE 4, GLM-4 (each default is the Llama baseline) --
+    layernorm_with_bias: bool = False  # LayerNorm (mean removed, + bias) wherever the baseline has RMSNorm
+    parallel_block: str | None = None  # attention and MLP both read the layer input: "shared_norm" (Phi: one
+    #                                    norm feeds both), "two_norms" (GPT-NeoX's use_parallel_residual)
+    rotary_dim: int | None = None      # partial rotary: the first rotary_dim of head_dim rotate (None: all)
+    rope_pairs_interleaved: bool = False  # GLM-4: rotate the pairs (x[2i], x[2i+1]), not the two halves
+    qkv_fused_per_head: bool = False   # GPT-NeoX: one query_key_value tensor, [q_h | k_h | v_h] per head
+    mlp_gated: bool = True             # False: down(act(up(x))), no gate (Phi, GPT-NeoX, Nemotron)
+    mlp_fused_gate_up: bool = False    # GLM-4: one gate_up_proj tensor, gate rows first
+    lm_head_bias: bool = False         # Phi: the head adds lm_head.bias
     weight_names: tuple[tuple[str, str], ...] = ()  # the family's checkpoint names (families.py)
     source: str = field(default="config.json", compare=False)
 
@@ -81,6 +91,11 @@ class Config:
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config.json") -> "Config":
         return _Parser(raw, source).parse()
+
+    @property
+    def rotary_width(self) -> int:
+        """How many of each head's dimensions rotate (the first ones)."""
+        return self.head_dim if self.rotary_dim is None else self.rotary_dim
 
     def rope_for(self, layer: int) -> Rope | None:
         if not self.rope_layers[layer]:
@@ -165,15 +180,18 @@ class _Parser:
 
         hidden = self.int_field("hidden_size")
         heads = self.int_field("num_attention_heads")
-        kv_heads = self.int_field("num_key_value_heads", self.present("num_key_value_heads", heads))
+        # GPT-NeoX's attention is MHA over hidden // heads whatever the config says: no kv-heads or head_dim field
+        kv_heads = self.int_field("num_key_value_heads", self.present("num_key_value_heads", heads)) \
+            if fam.reads_kv_heads_and_head_dim else heads
         if heads % kv_heads:
             self.fail("num_key_value_heads", kv_heads, f"must divide num_attention_heads ({heads})")
         if hidden % heads and fam.heads_divide_hidden:
             self.fail("num_attention_heads", heads,
                       f"must divide hidden_size ({hidden}), as transformers' {model_type} config requires")
-        if self.get("head_dim") is None and hidden % heads:  # HF would silently take hidden // heads
+        given_head_dim = self.get("head_dim") if fam.reads_kv_heads_and_head_dim else None
+        if given_head_dim is None and hidden % heads:  # HF would silently take hidden // heads
             self.fail("num_attention_heads", heads, f"must divide hidden_size ({hidden}) when head_dim is not given")
-        head_dim = self.int_field("head_dim", self.present("head_dim", hidden // heads))
+        head_dim = self.int_field("head_dim", hidden // heads if given_head_dim is None else given_head_dim)
         if head_dim % 2:
             self.fail("head_dim", head_dim, "must be even for rotary embeddings")
         layers = self.int_field("num_hidden_layers")
@@ -181,8 +199,9 @@ class _Parser:
         act_name = self.get(fam.activation_field)
         if fam.legacy_gelu_is_tanh and act_name == "gelu":
             act_name = "gelu_pytorch_tanh"
-        if act_name not in ACTIVATIONS:
-            self.fail(fam.activation_field, act_name, f"activation not implemented (supported: {', '.join(ACTIVATIONS)})")
+        activations = {**ACTIVATIONS, **fam.activations}
+        if act_name not in activations:
+            self.fail(fam.activation_field, act_name, f"activation not implemented (supported: {', '.join(activations)})")
         if self.raw.get("use_bidirectional_attention"):
             self.fail("use_bidirectional_attention", True, "only causal attention is implemented")
 
@@ -194,6 +213,9 @@ class _Parser:
         if len(rope_layers) != layers:
             self.fail("no_rope_layers", self.raw.get("no_rope_layers"), f"needs one entry per layer ({layers})")
         rope_full, rope_sliding = self.ropes()
+        rotary_dim = self.rotary_dim(head_dim)
+        if fam.qk_layernorm_field and self.raw.get(fam.qk_layernorm_field):
+            self.fail(fam.qk_layernorm_field, True, "per-head q/k LayerNorm is not implemented")
         scale_base = self.number(fam.score_scale_field) if fam.score_scale_field else None
 
         return Config(
@@ -205,7 +227,7 @@ class _Parser:
             num_heads=heads,
             num_kv_heads=kv_heads,
             head_dim=head_dim,
-            rms_norm_eps=self.number("rms_norm_eps"),
+            rms_norm_eps=self.number(fam.norm_eps_field),
             tie_word_embeddings=bool(self.get("tie_word_embeddings")),
             embed_scale=fam.embed_scale,
             norm_plus_one=fam.norm_plus_one,
@@ -213,7 +235,7 @@ class _Parser:
             qk_norm=fam.qk_norm,
             qkv_bias=self.flag(fam.qkv_bias),
             o_bias=self.flag(fam.o_bias),
-            mlp_activation=ACTIVATIONS[act_name],
+            mlp_activation=activations[act_name],
             score_scale=exact.inverse_sqrt(scale_base or head_dim),
             attn_softcap=self.optional_number(fam.attn_softcap_field) if fam.attn_softcap_field else None,
             final_softcap=self.optional_number(fam.final_softcap_field) if fam.final_softcap_field else None,
@@ -225,9 +247,49 @@ class _Parser:
             moe=self.moe(layers),
             clip_qkv=self.optional_number(fam.clip_qkv_field) if fam.clip_qkv_field else None,
             mlp_bias=self.flag(fam.mlp_bias_field or False),
+            layernorm_with_bias=fam.layernorm_with_bias,
+            parallel_block=self.parallel_block(),
+            rotary_dim=rotary_dim,
+            rope_pairs_interleaved=fam.rope_pairs_interleaved,
+            qkv_fused_per_head=fam.qkv_fused_per_head,
+            mlp_gated=fam.mlp_gated,
+            mlp_fused_gate_up=fam.mlp_fused_gate_up,
+            lm_head_bias=fam.lm_head_bias,
             weight_names=fam.weight_names,
             source=self.source,
         )
+
+    def parallel_block(self) -> str | None:
+        spec = self.family.parallel_block
+        if isinstance(spec, tuple):  # (the config field that switches it, the kind)
+            return spec[1] if self.flag(spec[0]) else None
+        return spec
+
+    def partial_rotary_factor(self) -> tuple[object, str]:
+        """The rotating fraction of head_dim as transformers resolves it: rope_parameters (or rope_scaling) first,
+        then the top-level legacy key (GPT-NeoX's rotary_pct), then the class default."""
+        fam = self.family
+        for where in ("rope_parameters", "rope_scaling"):
+            spec = self.raw.get(where)
+            if isinstance(spec, dict) and spec.get("partial_rotary_factor") is not None:
+                return spec["partial_rotary_factor"], f"{where}.partial_rotary_factor"
+        name = fam.partial_rotary_field
+        value = self.raw.get(name)
+        return (fam.defaults.get(name, 1.0), name) if value is None else (value, name)
+
+    def rotary_dim(self, head_dim: int) -> int | None:
+        """int(head_dim * partial_rotary_factor) as HF computes it; None where every dimension rotates."""
+        factor, where = self.partial_rotary_factor()
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+            self.fail(where, factor, "must be a number in (0, 1]")
+        if factor == 1:
+            return None
+        if not self.family.partial_rotary_field:
+            self.fail(where, factor, "partial rotary is not used by this family")
+        dim = int(head_dim * factor)
+        if dim < 2 or dim % 2:
+            self.fail(where, factor, f"rotates {dim} of head_dim {head_dim} dimensions, which must be even and >= 2")
+        return None if dim == head_dim else dim
 
     def moe(self, layers: int) -> Moe | None:
         fam = self.family
@@ -252,7 +314,11 @@ class _Parser:
     def layer_types(self, layers: int) -> list[str]:
         types = self.raw.get("layer_types")
         if types is None:
-            return self.family.schedule(self.raw, layers)
+            derived = self.family.schedule(self.raw, layers)
+            if derived is None:
+                self.fail("layer_types", None, f"transformers' {self.raw['model_type']} config cannot derive them from "
+                          "this sliding_window and sliding_window_pattern: list them")
+            return derived
         if not isinstance(types, list) or len(types) != layers:
             self.fail("layer_types", types, f"must list one entry per layer ({layers})")
         for t in types:
@@ -272,6 +338,8 @@ class _Parser:
         """(full-attention RoPE, sliding-attention RoPE), from either dialect."""
         fam, params = self.family, self.raw.get("rope_parameters")
         theta = self.get("rope_theta")
+        if fam.legacy_theta_field:  # GPT-NeoX reads rotary_emb_base, and no top-level rope_theta at all
+            theta = self.present(fam.legacy_theta_field, fam.defaults["rope_theta"])
         if isinstance(params, dict) and (FULL in params or SLIDING in params):
             if not fam.rope_per_layer_type:
                 self.fail("rope_parameters", sorted(params), "per-layer-type RoPE is not used by this family")
@@ -307,11 +375,11 @@ class _Parser:
         kind = spec.get("rope_type", spec.get("type", "default"))
         if kind not in ROPE_TYPES:
             self.fail(f"{where}.rope_type", kind, f"RoPE type not implemented (supported: {', '.join(ROPE_TYPES)})")
-        if spec.get("partial_rotary_factor", 1.0) != 1.0:
-            self.fail(f"{where}.partial_rotary_factor", spec["partial_rotary_factor"], "partial rotary is not implemented")
         theta = spec.get("rope_theta", default_theta)
         if not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta <= 0:
             self.fail(f"{where}.rope_theta", theta, "must be a positive number")
+        if theta < 1:  # found by tests/test_fuzz.py: 6.6e-191 overflowed the frequencies (no checkpoint has a base < 1)
+            self.fail(f"{where}.rope_theta", theta, "a RoPE base below 1 is not implemented")
         if kind == "default":
             return Rope(theta=float(theta))
         factor = spec.get("factor")

@@ -69,6 +69,10 @@ AT_MOST = {"num_hidden_layers": MAX_LAYERS, "head_dim": MAX_HEAD_DIM, "num_label
 # torch's Dropout refuses a p outside [0, 1], and two config classes an initializer_range outside it
 PROBABILITIES = ("initializer_range", "attention_dropout", "residual_dropout")
 
+# MoE families whose decoder layers build an MoE block only where the expert count is above 0 (transformers'
+# Qwen2MoeDecoderLayer, Qwen3MoeDecoderLayer): there 0 experts is a dense model; elsewhere a router with nothing to pick
+DENSE_WITHOUT_EXPERTS = ("qwen2_moe", "qwen3_moe")
+
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
@@ -155,10 +159,31 @@ def check_input(raw: dict, source: str) -> Family:
             continue  # transformers keeps it as it is, unread
         if not accepts(declared, value):
             raise field_error(source, key, value, f"transformers' {model_type} config takes {declared} here")
-        why = value is not None and _out_of_range(name, value)
+        why = value is not None and name not in family.unbounded and _out_of_range(name, value)
         if why:
             raise field_error(source, key, value, why)
+    _check_router(raw, family, source)
     return family
+
+
+def _check_router(raw: dict, family: Family, source: str) -> None:
+    """Top-k at least 1 and no more than the experts: transformers builds a router with fewer experts than it
+    picks and fails only at the first token (`selected index k out of range`)."""
+    if family.experts_field is None:
+        return
+    top_k = raw.get("num_experts_per_tok", family.defaults.get("num_experts_per_tok"))
+    written = next((k for k in (family.experts_field, family.aliases.get(family.experts_field)) if k in raw),
+                   family.experts_field)
+    experts = raw.get(written, family.defaults.get(family.experts_field))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (top_k, experts)):
+        return  # absent from both the file and the class's defaults: the emitter names it
+    if top_k < 1:
+        raise field_error(source, "num_experts_per_tok", top_k, "must be at least 1 (the experts each token is routed to)")
+    if experts == 0 and raw["model_type"] not in DENSE_WITHOUT_EXPERTS:
+        raise field_error(source, written, experts, f"must be at least num_experts_per_tok ({top_k}): "
+                                                    "transformers would build a router with no expert to pick")
+    if 0 < experts < top_k:
+        raise field_error(source, "num_experts_per_tok", top_k, f"exceeds the number of experts ({written} = {experts})")
 
 
 def attribute(raw: dict, name: str):
@@ -220,7 +245,7 @@ def _out_of_range(name: str, value) -> str | None:
         [v for v in value if isinstance(v, int) and not isinstance(v, bool)] if isinstance(value, list) else []
     if name.endswith("_token_id") and any(i < 0 for i in ints):
         return "a token id must be null or at least 0 (transformers declares ids outside the vocabulary invalid)"
-    if name in AT_LEAST and value < AT_LEAST[name]:
+    if name in AT_LEAST and isinstance(value, (int, float)) and value < AT_LEAST[name]:  # not EXAONE 4's "LLLG"
         return f"must be at least {AT_LEAST[name]}"
     if name in AT_MOST and value > AT_MOST[name]:
         return f"more than the {AT_MOST[name]} archval takes"
@@ -260,4 +285,6 @@ def layer_windows(raw: dict, family: Family) -> list[int | None]:
     if not isinstance(layers, int) or window is None:
         return [None] * (layers if isinstance(layers, int) else 0)
     types = raw.get("layer_types") or family.schedule(raw, layers)
+    if types is None:  # a config the parser refuses (EXAONE 4 without layer_types it cannot derive)
+        return [None] * layers
     return [window if t == "sliding_attention" else None for t in types]

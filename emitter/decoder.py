@@ -51,6 +51,28 @@ class Decoder:
             w = g.add(g.scalar(1.0), w)
         return g.mul(y, g.broadcast(w, x.shape, [last]))
 
+    def layer_norm(self, x: Value, name: str) -> Value:
+        """(x - mean) * rsqrt(var + eps) * w + b over the last axis (w as 1 + w for Nemotron's LayerNorm1P)."""
+        g, last = self.g, len(x.shape) - 1
+        width, keep = x.shape[-1], list(range(last))
+        mean = g.div(g.reduce(x, g.scalar(0.0), "add", [last]), g.scalar(float(width)))
+        centred = g.sub(x, g.broadcast(mean, x.shape, keep))
+        var = g.div(g.reduce(g.mul(centred, centred), g.scalar(0.0), "add", [last]), g.scalar(float(width)))
+        y = g.mul(centred, g.broadcast(g.rsqrt(g.add(var, g.scalar(self.cfg.rms_norm_eps))), x.shape, keep))
+        return self.scale_and_shift(y, name)
+
+    def scale_and_shift(self, y: Value, name: str) -> Value:
+        g, width, last = self.g, y.shape[-1], len(y.shape) - 1
+        w = self.weight(f"{name}.weight", (width,))
+        if self.cfg.norm_plus_one:
+            w = g.add(g.scalar(1.0), w)
+        y = g.mul(y, g.broadcast(w, y.shape, [last]))
+        return g.add(y, g.broadcast(self.weight(f"{name}.bias", (width,)), y.shape, [last]))
+
+    def norm(self, x: Value, name: str) -> Value:
+        """The family's norm around attention and MLP and before the head."""
+        return self.layer_norm(x, name) if self.cfg.layernorm_with_bias else self.rms_norm(x, name)
+
     def softcap(self, x: Value, cap: float | None) -> Value:
         if cap is None:
             return x
@@ -61,11 +83,57 @@ class Decoder:
         g = self.g
         if self.cfg.mlp_activation == "silu":
             return g.mul(x, g.logistic(x))
+        if self.cfg.mlp_activation == "relu2":  # Nemotron: relu(x)^2
+            r = g.max(x, g.scalar(0.0))
+            return g.mul(r, r)
+        if self.cfg.mlp_activation == "gelu_erf":  # 0.5 x (1 + erf(x / sqrt 2))
+            return g.mul(g.mul(g.scalar(0.5), x), g.add(g.scalar(1.0), self.erf(g.mul(x, g.scalar(math.sqrt(0.5))))))
         # tanh-approximate GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
         inner = g.mul(g.scalar(math.sqrt(2 / math.pi)), g.add(x, g.mul(g.scalar(0.044715), g.mul(x, g.mul(x, x)))))
         return g.mul(g.mul(g.scalar(0.5), x), g.add(g.scalar(1.0), g.tanh(inner)))
 
+    # erf(x) in f32 as x P(x^2) / Q(x^2) on [-4, 4] (Eigen's and XLA's expansion; within 5e-7 of erf)
+    ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+             -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+    ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+             -1.42647390514189e-02)
+
+    def erf(self, x: Value) -> Value:
+        g = self.g
+        x = g.clamp(-4.0, x, 4.0)
+        x2 = g.mul(x, x)
+
+        def polynomial(coefficients):
+            acc = g.broadcast(g.scalar(coefficients[0]), x.shape, ())
+            for c in coefficients[1:]:
+                acc = g.add(g.mul(acc, x2), g.scalar(c))
+            return acc
+        return g.div(g.mul(x, polynomial(self.ERF_P)), polynomial(self.ERF_Q))
+
+    def apply_rope(self, x: Value, cos: Value, sin: Value) -> Value:
+        """RoPE on x[T, heads, D]: the first rotary_width dimensions rotate, the rest pass through."""
+        g, (t, h, d), width = self.g, x.shape, self.cfg.rotary_width
+        if width == d:
+            return self.rotate(x, cos, sin)
+        rotated = self.rotate(g.slice(x, (0, 0, 0), (t, h, width)), cos, sin)
+        return g.concatenate([rotated, g.slice(x, (0, 0, width), (t, h, d))], dim=2)
+
     def rotate(self, x: Value, cos: Value, sin: Value) -> Value:
+        """The family's pairing: the two halves, or GLM-4's interleaved pairs."""
+        return self.rotate_pairs(x, cos, sin) if self.cfg.rope_pairs_interleaved else self.rotate_halves(x, cos, sin)
+
+    def rotate_pairs(self, x: Value, cos: Value, sin: Value) -> Value:
+        """Interleaved RoPE on x[T, heads, D]: (x[2i], x[2i+1]) -> (x[2i] c - x[2i+1] s, x[2i+1] c + x[2i] s), c, s of i."""
+        g = self.g
+        t, h, d = x.shape
+        pairs = g.reshape(x, (t, h, d // 2, 2))
+        even = g.reshape(g.slice(pairs, (0, 0, 0, 0), (t, h, d // 2, 1)), (t, h, d // 2))
+        odd = g.reshape(g.slice(pairs, (0, 0, 0, 1), (t, h, d // 2, 2)), (t, h, d // 2))
+        c, s = g.broadcast(cos, even.shape, [0, 2]), g.broadcast(sin, even.shape, [0, 2])
+        rotated = [g.sub(g.mul(even, c), g.mul(odd, s)), g.add(g.mul(odd, c), g.mul(even, s))]
+        return g.reshape(g.concatenate([g.reshape(r, (t, h, d // 2, 1)) for r in rotated], dim=3), (t, h, d))
+
+    def rotate_halves(self, x: Value, cos: Value, sin: Value) -> Value:
         """Half-split RoPE on x[T, heads, D]: (x1, x2) -> (x1 c - x2 s, x2 c + x1 s)."""
         g = self.g
         t, h, d = x.shape
@@ -99,9 +167,7 @@ class Decoder:
         cfg, g = self.cfg, self.g
         p = f"model.layers.{i}.self_attn"
         t, nq, nkv, d = x.shape[0], cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        q = self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias)
-        k = self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias)
-        v = self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias)
+        q, k, v = self.project_qkv(x, p)
         if cfg.qk_norm == "projection":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
         if cfg.clip_qkv is not None:
@@ -110,7 +176,7 @@ class Decoder:
         if cfg.qk_norm == "head":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
         if rope is not None:
-            q, k = self.rotate(q, *rope), self.rotate(k, *rope)
+            q, k = self.apply_rope(q, *rope), self.apply_rope(k, *rope)
         k, v = self.attended_kv(i, k, v)
         tk = k.shape[0]
 
@@ -124,6 +190,22 @@ class Decoder:
         probs = g.reshape(probs, (nkv, group * t, tk))
         out = g.dot_general(probs, v, contract=(2, 1), batch=True)            # [kv, group*T, D]
         return self.linear(self.ungroup_heads(out, t), f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
+
+    def project_qkv(self, x: Value, p: str) -> tuple[Value, Value, Value]:
+        """q [T, nq*D], k and v [T, nkv*D]: three projections, or GPT-NeoX's one fused per head."""
+        cfg = self.cfg
+        nq, nkv, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        if cfg.qkv_fused_per_head:
+            return self.split_qkv_per_head(self.linear(x, f"{p}.qkv_proj", 3 * nq * d, cfg.qkv_bias))
+        return (self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias),
+                self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias),
+                self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias))
+
+    def split_qkv_per_head(self, qkv: Value) -> tuple[Value, Value, Value]:
+        """[T, nh*3D] laid out [q_h | k_h | v_h] for each head h (GPT-NeoX's view(T, nh, 3D).chunk(3))."""
+        g, t, nh, d = self.g, qkv.shape[0], self.cfg.num_heads, self.cfg.head_dim
+        heads = g.reshape(qkv, (t, nh, 3 * d))
+        return tuple(g.reshape(g.slice(heads, (0, 0, j * d), (t, nh, (j + 1) * d)), (t, nh * d)) for j in range(3))
 
     def group_queries(self, q: Value) -> Value:
         """GQA without repeating K/V: q [T, nq, D] -> [nkv, group*T, D], query head h = kv * group + j
@@ -170,12 +252,28 @@ class Decoder:
         moe = self.cfg.moe
         if moe is not None and moe.routed_layers[i]:
             return self.routed_mlp(x, f"model.layers.{i}.mlp")
+        if not self.cfg.mlp_gated:
+            return self.plain_mlp(x, f"model.layers.{i}.mlp", self.cfg.intermediate_size, self.cfg.mlp_bias)
         return self.gated_mlp(x, f"model.layers.{i}.mlp", self.cfg.intermediate_size, self.cfg.mlp_bias)
 
     def gated_mlp(self, x: Value, p: str, size: int, bias: bool = False) -> Value:
-        gate = self.activation(self.linear(x, f"{p}.gate_proj", size, bias))
-        up = self.linear(x, f"{p}.up_proj", size, bias)
+        if self.cfg.mlp_fused_gate_up:
+            gate, up = self.gate_up_halves(self.linear(x, f"{p}.gate_up_proj", 2 * size, bias), size)
+            gate = self.activation(gate)
+        else:
+            gate = self.activation(self.linear(x, f"{p}.gate_proj", size, bias))
+            up = self.linear(x, f"{p}.up_proj", size, bias)
         return self.linear(self.g.mul(gate, up), f"{p}.down_proj", self.cfg.hidden_size, bias)
+
+    def gate_up_halves(self, fused: Value, size: int) -> tuple[Value, Value]:
+        """GLM-4's gate_up_proj output [T, 2I]: the gate first, then up (its chunk(2))."""
+        t = fused.shape[0]
+        return self.g.slice(fused, (0, 0), (t, size)), self.g.slice(fused, (0, size), (t, 2 * size))
+
+    def plain_mlp(self, x: Value, p: str, size: int, bias: bool = False) -> Value:
+        """down(act(up(x))) without a gate: Phi's fc1/fc2, GPT-NeoX's dense_h_to_4h/4h_to_h, Nemotron's up/down."""
+        h = self.activation(self.linear(x, f"{p}.up_proj", size, bias))
+        return self.linear(h, f"{p}.down_proj", self.cfg.hidden_size, bias)
 
     def top_k(self, probs: Value, k: int) -> Value:
         """1.0 where an expert is among a token's k most probable, else 0.0; probs [T, E].
@@ -227,6 +325,8 @@ class Decoder:
     def layer(self, x: Value, i: int, rope, mask) -> Value:
         """Residual block; which norms wrap attention and MLP is the family's norm placement."""
         p, g = f"model.layers.{i}", self.g
+        if self.cfg.parallel_block:
+            return self.parallel_layer(x, i, rope, mask)
         names = {
             "pre": ("input_layernorm", None, "post_attention_layernorm", None),
             "sandwich": ("input_layernorm", "post_attention_layernorm",
@@ -235,16 +335,25 @@ class Decoder:
         }[self.cfg.norm_placement]
         attn_in, attn_out, mlp_in, mlp_out = (n and f"{p}.{n}" for n in names)
 
-        h = self.rms_norm(x, attn_in) if attn_in else x
+        h = self.norm(x, attn_in) if attn_in else x
         h = self.attention(h, i, rope, mask)
-        x = g.add(x, self.rms_norm(h, attn_out) if attn_out else h)
-        h = self.rms_norm(x, mlp_in) if mlp_in else x
+        x = g.add(x, self.norm(h, attn_out) if attn_out else h)
+        h = self.norm(x, mlp_in) if mlp_in else x
         h = self.mlp(h, i)
-        return g.add(x, self.rms_norm(h, mlp_out) if mlp_out else h)
+        return g.add(x, self.norm(h, mlp_out) if mlp_out else h)
+
+    def parallel_layer(self, x: Value, i: int, rope, mask) -> Value:
+        """x + attention(norm(x)) + mlp(norm'(x)): both read the layer's input. Phi's one norm feeds both
+        (norm' = norm); GPT-NeoX's MLP has its own (post_attention_layernorm)."""
+        p, g = f"model.layers.{i}", self.g
+        h = self.norm(x, f"{p}.input_layernorm")
+        attn = self.attention(h, i, rope, mask)
+        m = h if self.cfg.parallel_block == "shared_norm" else self.norm(x, f"{p}.post_attention_layernorm")
+        return g.add(g.add(attn, self.mlp(m, i)), x)
 
     # -- the forward -----------------------------------------------------------------
     def rope_at(self, rope: Rope, positions: Value, capacity: int) -> tuple[Value, Value]:
-        cos, sin = rope_tables.cos_sin_tables(rope, self.cfg.head_dim, capacity)
+        cos, sin = rope_tables.cos_sin_tables(rope, self.cfg.rotary_width, capacity)
         return (self.g.take_rows(self.g.dense(cos), positions), self.g.take_rows(self.g.dense(sin), positions))
 
     def hidden_states(self, tokens: Value, positions: Value, q_slot: Value, k_slot: Value, capacity: int) -> Value:
@@ -266,8 +375,10 @@ class Decoder:
 
     def logits(self, h: Value) -> Value:
         cfg, g = self.cfg, self.g
-        h = self.rms_norm(h, "model.norm")
+        h = self.norm(h, "model.norm")
         logits = g.dot_general(h, self.weight(self.head_name(), (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
+        if cfg.lm_head_bias:
+            logits = g.add(logits, g.reshape(self.weight("lm_head.bias", (cfg.vocab_size,)), (1, cfg.vocab_size)))
         return self.softcap(g.reshape(logits, (cfg.vocab_size,)), cfg.final_softcap)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-Schedule = Callable[[dict, int], list[str]]
+Schedule = Callable[[dict, int], list[str] | None]  # None: the config must list layer_types
 
 FULL, SLIDING = "full_attention", "sliding_attention"
 
@@ -53,6 +53,24 @@ def qwen2_moe_schedule(cfg: dict, n: int) -> list[str]:
         return [FULL] * n
     first_full = cfg.get("max_window_layers", 28)
     return [SLIDING if (i + 1) % 2 and i < first_full else FULL for i in range(n)]
+
+
+def exaone4_schedule(cfg: dict, n: int) -> list[str] | None:
+    """EXAONE 4: every sliding_window_pattern-th layer global, the others sliding. None where transformers cannot
+    derive layer_types (no window sets the pattern to 0; a pattern written as letters, "LLLG"): the config must
+    list them then."""
+    period = cfg.get("sliding_window_pattern", 4)
+    if cfg.get("sliding_window", 4096) is None or isinstance(period, bool) or not isinstance(period, int) or period < 1:
+        return None
+    return [FULL if (i + 1) % period == 0 else SLIDING for i in range(n)]
+
+
+def exaone4_rope_layers(cfg: dict, n: int) -> list[bool]:
+    """EXAONE 4 rotates its sliding layers only (global NoPE), and every layer where there is no window."""
+    if cfg.get("sliding_window", 4096) is None:
+        return [True] * n
+    types = cfg.get("layer_types") or exaone4_schedule(cfg, n) or [FULL] * n
+    return [t == SLIDING for t in types]
 
 
 def every_layer_routes(cfg: dict, n: int) -> list[bool]:
@@ -108,6 +126,23 @@ class Family:
     heads_divide_hidden: bool = False    # the class's validate_architecture wants it even where head_dim is given
     # (regex, replacement) from the core's names (Llama's; an expert's `mlp.experts.{j}.gate_proj`) to the checkpoint's
     weight_names: tuple[tuple[str, str], ...] = ()
+    # -- Phi, GPT-NeoX, Nemotron, EXAONE 4, GLM-4 --
+    layernorm_with_bias: bool = False    # LayerNorm with bias (Nemotron's LayerNorm1P: with norm_plus_one) for RMSNorm
+    parallel_block: str | tuple[str, str] | None = None  # "shared_norm" | "two_norms", or (the config flag, kind)
+    partial_rotary_field: str | None = None  # the legacy key of the rotating fraction; None: partial rotary refused
+    legacy_theta_field: str | None = None  # GPT-NeoX's rotary_emb_base, read before rope_theta
+    rope_pairs_interleaved: bool = False  # GLM-4's rotate_half pairs (x[2i], x[2i+1])
+    qkv_fused_per_head: bool = False     # GPT-NeoX's query_key_value, [q_h | k_h | v_h] per head
+    mlp_gated: bool = True               # False: down(act(up(x)))
+    mlp_fused_gate_up: bool = False      # GLM-4's gate_up_proj
+    lm_head_bias: bool = False           # Phi's biased head
+    qk_layernorm_field: str | None = None  # Phi's per-head q/k LayerNorm switch (refused when on)
+    # activations beyond silu and gelu_pytorch_tanh, transformers' ACT2FN name -> the core's: gelu_new is the tanh
+    # approximation, gelu is erf's, relu2 is relu(x)^2
+    activations: dict = field(default_factory=dict)
+    unbounded: tuple[str, ...] = ()      # fields config_input's AT_LEAST does not hold this family to
+    reads_kv_heads_and_head_dim: bool = True  # False: MHA over hidden // heads, those keys unread (GPT-NeoX)
+    norm_eps_field: str = "rms_norm_eps"  # the norms' epsilon (Phi's and GPT-NeoX's layer_norm_eps, Nemotron's norm_eps)
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -142,6 +177,7 @@ _QWEN2_FIELDS = _fields(num_key_value_heads="int | None", hidden_act="str", atte
                         **_QWEN_WINDOW_FIELDS)
 _OLMO_FIELDS = _fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
                        attention_dropout="float | int")
+_LAYERNORM_FIELDS = {k: v for k, v in _DECODER_FIELDS.items() if k != "rms_norm_eps"}
 _LLAMA_STAND_IN_FIELDS = _fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
                                  attention_dropout="int | float | None", mlp_bias="bool", head_dim="int | None")
 
@@ -277,4 +313,70 @@ FAMILIES: dict[str, Family] = {
                                    (r"\.mlp\.gate_proj\.", ".mlp.c_fc_0."),
                                    (r"\.mlp\.up_proj\.", ".mlp.c_fc_1."),
                                    (r"\.mlp\.down_proj\.", ".mlp.c_proj."))),
+    # -- Phi, GPT-NeoX, Nemotron, EXAONE 4, GLM-4: new mechanisms as flags (config.py, decoder.py) --
+    # Phi: one LayerNorm (with bias) feeds attention and MLP in parallel; biased q/k/v/dense, fc1/fc2 and head;
+    # partial rotary (partial_rotary_factor, 0.5 by default); tanh-GELU (gelu_new).
+    "phi": Family(layernorm_with_bias=True, parallel_block="shared_norm", qkv_bias=True, o_bias=True,
+                  mlp_bias_field=True, mlp_gated=False, lm_head_bias=True, partial_rotary_field="partial_rotary_factor",
+                  activations={"gelu_new": "gelu_tanh"},
+                  qk_layernorm_field="qk_layernorm", norm_eps_field="layer_norm_eps",
+                  defaults=_defaults(layer_norm_eps=1e-5, hidden_act="gelu_new", partial_rotary_factor=0.5),
+                  fields={**_LAYERNORM_FIELDS, "num_key_value_heads": "int | None", "resid_pdrop": "float | int",
+                          "embd_pdrop": "float | int", "attention_dropout": "float | int | None", "hidden_act": "str",
+                          "layer_norm_eps": "float", "qk_layernorm": "bool"},
+                  weight_names=((r"^model\.norm\.", "model.final_layernorm."),
+                                (r"\.self_attn\.o_proj\.", ".self_attn.dense."),
+                                (r"\.mlp\.up_proj\.", ".mlp.fc1."), (r"\.mlp\.down_proj\.", ".mlp.fc2."))),
+    # GPT-NeoX (Pythia): query_key_value fused per head, parallel residual with two LayerNorms where
+    # use_parallel_residual (sequential pre-norm otherwise), rotary_pct of each head (0.25), exact-erf GELU,
+    # checkpoint names under gpt_neox. with the head as embed_out (transformers renames it lm_head on load).
+    "gpt_neox": Family(layernorm_with_bias=True, parallel_block=("use_parallel_residual", "two_norms"),
+                       qkv_fused_per_head=True, mlp_bias_field=True, mlp_gated=False, heads_divide_hidden=True,
+                       reads_kv_heads_and_head_dim=False,
+                       activations={"gelu": "gelu_erf", "gelu_new": "gelu_tanh"},
+                       partial_rotary_field="rotary_pct", legacy_theta_field="rotary_emb_base",
+                       norm_eps_field="layer_norm_eps",
+                       defaults=_defaults(layer_norm_eps=1e-5, hidden_act="gelu", attention_bias=True,
+                                          use_parallel_residual=True, rotary_pct=0.25),
+                       fields={**_LAYERNORM_FIELDS, "hidden_act": "str", "attention_dropout": "float | int",
+                               "hidden_dropout": "float | int", "classifier_dropout": "float | int",
+                               "layer_norm_eps": "float", "use_parallel_residual": "bool", "attention_bias": "bool",
+                               "is_decoder": "bool"},
+                       legacy_fields={"rotary_pct": "int | float", "rotary_emb_base": "int | float"},
+                       weight_names=((r"^lm_head\.", "embed_out."),
+                                     (r"^model\.embed_tokens\.", "gpt_neox.embed_in."),
+                                     (r"^model\.norm\.", "gpt_neox.final_layer_norm."),
+                                     (r"^model\.layers\.", "gpt_neox.layers."),
+                                     (r"\.self_attn\.qkv_proj\.", ".attention.query_key_value."),
+                                     (r"\.self_attn\.o_proj\.", ".attention.dense."),
+                                     (r"\.mlp\.up_proj\.", ".mlp.dense_h_to_4h."),
+                                     (r"\.mlp\.down_proj\.", ".mlp.dense_4h_to_h."))),
+    # Nemotron: LayerNorm1P (LayerNorm scaling by 1 + w, with bias), squared-ReLU MLP without gate, partial rotary.
+    "nemotron": Family(layernorm_with_bias=True, norm_plus_one=True, mlp_gated=False, activations={"relu2": "relu2"},
+                       partial_rotary_field="partial_rotary_factor", norm_eps_field="norm_eps",
+                       defaults=_defaults(norm_eps=1e-5, hidden_act="relu2", partial_rotary_factor=0.5),
+                       fields={**_LAYERNORM_FIELDS, "head_dim": "int | None", "num_key_value_heads": "int | None",
+                               "hidden_act": "str", "norm_eps": "float", "attention_bias": "bool",
+                               "attention_dropout": "float | int", "mlp_bias": "bool"}),
+    # EXAONE 4: OLMo 2's post-norm with Qwen 3's per-head q/k norm; 3 sliding : 1 global layers, the global ones
+    # without RoPE (NoPE), every layer rotating where there is no window.
+    "exaone4": Family(norm_placement="post", qk_norm="head", qkv_bias=False, o_bias=False, mlp_bias_field=None,
+                      schedule=exaone4_schedule, rope_layers=exaone4_rope_layers,
+                      unbounded=("sliding_window_pattern",),  # transformers itself writes 0 where there is no window
+                      defaults=_defaults(num_key_value_heads=32, rms_norm_eps=1e-5, sliding_window=4096,
+                                         sliding_window_pattern=4),
+                      fields=_fields(num_key_value_heads="int", hidden_act="str", attention_dropout="float | int",
+                                     sliding_window_pattern="str | int | None", **_WINDOW_FIELDS)),
+    # GLM-4: Gemma 2's sandwich of four norms under GLM's names, fused gate_up_proj, q/k/v biases
+    # (attention_bias) without an o_proj bias, half of each head rotating in interleaved pairs.
+    "glm4": Family(norm_placement="sandwich", qkv_bias="attention_bias", o_bias=False, mlp_bias_field=None,
+                   mlp_fused_gate_up=True, rope_pairs_interleaved=True, partial_rotary_field="partial_rotary_factor",
+                   defaults=_defaults(num_key_value_heads=2, head_dim=128, rms_norm_eps=1.5625e-07,
+                                      attention_bias=True, partial_rotary_factor=0.5),
+                   fields=_fields(num_key_value_heads="int", head_dim="int", hidden_act="str",
+                                  attention_dropout="float | int", attention_bias="bool"),
+                   # the core's sandwich names -> GLM's: its post_attention_layernorm is the MLP's pre-norm
+                   weight_names=((r"\.post_attention_layernorm\.", ".post_self_attn_layernorm."),
+                                 (r"\.pre_feedforward_layernorm\.", ".post_attention_layernorm."),
+                                 (r"\.post_feedforward_layernorm\.", ".post_mlp_layernorm."))),
 }

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archval.harness import COMMAND, ROOT
-from archval.harness.core import emitproc, fixtures, summary
+from archval.harness.core import emitproc, fixtures, summary, watchdog
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.emitters import emitter_command
 from archval.harness.core.files import ReportsError, claimed
@@ -37,6 +37,7 @@ from archval.harness.modes import (
     config,
     gate,
     graphs,
+    make_checkpoint,
     merge,
     mutants,
     shard,
@@ -93,7 +94,9 @@ CLASHES = (
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=Path(COMMAND).name, description=__doc__.split("\n\n")[0],
                                  epilog=f"{Path(COMMAND).name} cache info|prune [--max-size SIZE]: the cache "
-                                        "directory's size by kind, and a bound on it (least recently used first)")
+                                        "directory's size by kind, and a bound on it (least recently used first). "
+                                        f"{Path(COMMAND).name} make-checkpoint --family NAME --out DIR: a local "
+                                        "checkpoint of seeded weights for --checkpoint (make-checkpoint --help)")
     ap.add_argument("--version", action="version", version=f"archval {summary.project_version()}")
     ap.add_argument("--family", action="append", metavar="NAME",
                     help="validate only this fixture (repeatable); default: all")
@@ -171,6 +174,9 @@ def check_options(args) -> None:
                      else (f"${emitproc.TIMEOUT_ENV}", os.environ.get(emitproc.TIMEOUT_ENV) or None))
     if given_timeout[1] is not None and emitproc.parse_timeout(given_timeout[1]) is None:
         raise UsageError(f"{given_timeout[0]} {given_timeout[1]!r}: must be a number of seconds above 0")
+    run_timeout = os.environ.get(watchdog.TIMEOUT_ENV)
+    if run_timeout and emitproc.parse_timeout(run_timeout) is None:
+        raise UsageError(f"${watchdog.TIMEOUT_ENV} {run_timeout!r}: must be a number of seconds above 0")
     given = {f"--{k.replace('_', '-')}" for k, v in vars(args).items() if v not in (None, False)}
     for option, refused, why in CLASHES:
         clash = next((o for o in refused if o in given), None) if option in given else None
@@ -197,6 +203,8 @@ def main(argv=None) -> int:
         return cache.main(argv[1:])
     if argv[:1] == ["census"]:  # a command of its own: every model type synthesised and run (docs/census.md)
         return census.main(argv[1:])
+    if argv[:1] == ["make-checkpoint"]:  # a command of its own: a checkpoint for --checkpoint to validate
+        return make_checkpoint.main(argv[1:])
     args = parser().parse_args(argv)
     with interrupts():
         try:

@@ -29,7 +29,7 @@ import pytest
 from archval.harness import pytest_selection as selection
 from archval.harness.checks import builtin, localise, structural
 from archval.harness.checks.signature import drift, load_golden, signature
-from archval.harness.core import fixtures, summary
+from archval.harness.core import files, fixtures, summary
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import failed
 from archval.harness.core.binding import IDENTITY, Binding
@@ -50,7 +50,9 @@ SUITES = {SUITE: "archval.harness.pytest_suite", GRAPHS_SUITE: "archval.harness.
 def pytest_addoption(parser):
     group = parser.getgroup("archval", "archval: differential validation of a StableHLO emitter")
     group.addoption("--archval-emitter", dest="archval_emitter", default=None, metavar="CMD",
-                    help="emitter command to validate (CMD --config C --graph KIND --out FILE); default: the built-in")
+                    help="emitter command to validate (CMD --config C --graph KIND --out FILE); archval's fixture "
+                         "cases are collected only with it (the built-in emitter: --archval-emitter "
+                         "'python -m archval.emitter')")
     group.addoption("--archval-binding", dest="archval_binding", default=None, metavar="FILE",
                     help="a binding file (TOML, docs/binding.md): the graphs' own argument names onto the checkpoint's "
                          "tensors and the protocol's inputs; default: by their own names")
@@ -114,7 +116,21 @@ def pytest_configure(config):
         config.pluginmanager.register(_NothingValidated(), "archval-nothing-validated")
         directory = config.getoption("archval_reports")
         if directory:
+            try:  # a folder of someone's own files is never written into (as the gate's --reports)
+                files.check_ours(directory, "--archval-reports")
+            except files.ReportsError as e:
+                raise pytest.UsageError(str(e)) from None
             config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
+
+
+def pytest_report_collectionfinish(config, items):
+    """A selection by archval's markers or family names that took nothing, in a run without an emitter or graph
+    folders: said why (archval's cases are collected only with them), not left as a bare `1 deselected`."""
+    given = config.getoption("archval_emitter") is not None or config.getoption("archval_graphs") is not None
+    if items or given or not config.getini("archval_suite") or not selection.names_archval_cases(config):
+        return None
+    return ("archval: no archval case was collected: its cases are collected only with --archval-emitter CMD "
+            "(the built-in emitter: --archval-emitter 'python -m archval.emitter') or --archval-graphs DIR")
 
 
 def pytest_pycollect_makemodule(module_path, parent):

@@ -34,6 +34,14 @@ def family_markers() -> dict[str, str]:
     return found
 
 
+def names_archval_cases(config) -> bool:
+    """Whether -m names a family_ or graph_ marker, or -k a family by its name: a selection of archval's cases."""
+    names = {name.lower() for name in fixtures.names()}
+    marks = {*family_markers().values(), *(marker("graph", kind) for kind in KINDS)}
+    words = lambda option: set(re.findall(r"[\w.-]+", config.getoption(option) or ""))
+    return bool(words("markexpr") & marks) or any(w.lower() in names for w in words("keyword"))
+
+
 def auto_workers(config) -> int | None:
     """-n auto: serial when -k/-m selects at most one family (none: cases of no family, a small selection);
     otherwise xdist's own choice."""

@@ -20,7 +20,8 @@ CASES = [(family, kind) for family in fixtures.names() for kind in KINDS]
 def test_case(family, graph, emitter, binding, case_report):
     fixture, kind = fixtures.load(family), KINDS[graph]
     if not kind.every_family and not kind.applies(fixture):  # decided by the oracle, never by the emitter
-        pytest.skip(f"{family} has no {graph} graph")
+        pytest.skip(f"{family} has no {graph} graph: it checks a mixture-of-experts block, and {family}'s oracle "
+                    "routes no layer through experts")
     record = run_case(fixture, graph, emitter=emitter, bundles=case_report.bundles, binding=binding)
     case_report(record)  # as the gate: a failing prefill localised, a failing case's repro bundle
     if record.verdict == UNSUPPORTED:  # the emitter refuses the family (exit 2), in its own words

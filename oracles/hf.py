@@ -115,16 +115,16 @@ def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: f
     if len(shape) >= 2:  # matrices, and stacked expert matrices [E, out, in]
         std = 1.0 / embed_scale if "embed_tokens" in name else MATRIX_GAIN / np.sqrt(shape[-1])
         return (rng.standard_normal(shape) * std).astype(np.float32)
-    if "norm" in name:
+    if "norm" in name and not name.endswith(".bias"):  # a norm's scale; a LayerNorm's bias is drawn as any bias
         return rng.uniform(0.5, 1.5, shape).astype(np.float32)
     return (rng.standard_normal(shape) * 0.5).astype(np.float32)
 
 
 def norm_epsilon(model: torch.nn.Module) -> float | None:
-    """The epsilon of the model's RMSNorms (every norm of a family reads the same config field); None for a model
-    with none (a synthesised LayerNorm family: oracles/synth.py), whose quiet rows are then left as drawn."""
+    """The epsilon of the model's RMSNorms, or LayerNorms (every norm of a family reads the same config field);
+    None for a model with neither (a synthesised family: oracles/synth.py), whose quiet rows are left as drawn."""
     for module in model.modules():
-        if type(module).__name__.endswith("RMSNorm"):
+        if type(module).__name__.endswith("RMSNorm") or isinstance(module, torch.nn.LayerNorm):
             return float(getattr(module, "variance_epsilon", getattr(module, "eps", None)))
     return None
 
@@ -150,15 +150,16 @@ class Oracle:
 
     @classmethod
     def from_checkpoint(cls, directory, config: dict) -> Oracle:
-        """The checkpoint in DIR loaded by transformers from its own files (never downloaded), computing in
-        f32 whatever its storage; ValueError where a parameter is missing or of another shape."""
+        """The checkpoint in DIR loaded by transformers from its own files (never downloaded, never its code: the
+        in-tree class, the config archval read), computing in f32 whatever its storage; ValueError where a
+        parameter is missing or of another shape."""
         self = cls.__new__(cls)
         self.binding = binding(config["model_type"])
         model_class = getattr(transformers, self.binding.class_name)
         self.model, info = model_class.from_pretrained(
             directory, config=_auto_config(self.binding.config(config)), dtype=torch.float32,
             attn_implementation="eager", experts_implementation="eager", local_files_only=True,
-            output_loading_info=True)
+            trust_remote_code=False, output_loading_info=True)
         self.model.eval()
         wrong = sorted(info["missing_keys"]) + sorted(k for k, *_ in info["mismatched_keys"])
         if wrong:  # transformers would initialise them at random and run on
@@ -226,13 +227,13 @@ class Oracle:
 
     def routed_layers(self) -> list[int]:
         """Indices of the layers whose MLP routes to experts."""
-        return [i for i, layer in enumerate(self.model.model.layers) if hasattr(layer.mlp, "experts")]
+        return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(layer.mlp, "experts")]
 
     @torch.no_grad()
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:
         """Layer's MoE block on hidden [tokens, width]: (its output, the smallest gap between a token's k-th
         and (k+1)-th router probability, the number of distinct expert sets chosen)."""
-        block = self.model.model.layers[layer].mlp
+        block = self.model.base_model.layers[layer].mlp
         x = torch.from_numpy(hidden)
         out = block(x[None])[0].numpy()
         logits = block.gate(x)[0]

@@ -20,11 +20,13 @@ from archval.harness.present.console import line
 
 EMITTER = ROOT / "tests" / "emitters" / "conventions.py"
 PARAMS = ROOT / "tests" / "emitters" / "params.toml"
-CONVENTIONS = [  # (family, the emitter's conventions): each PASSes prefill and decode through params.toml
-    ("llama", ("--tokens",)),  # parameter paths, pos/kcache/vcache, argmax results
-    ("qwen3", ()),  # parameter paths with per-head q/k norms, logits
-    ("olmoe", ("--stack-experts", "--tokens")),  # [E, out, in] experts, argmax results
-    ("llama", ("--fuse-qkv",)),  # one fused [q + k + v, hidden] argument per layer
+GATE_UP = ROOT / "tests" / "emitters" / "params-gate-up.toml"  # for checkpoints with a fused gate_up_proj
+CONVENTIONS = [  # (family, the emitter's conventions, its binding): each PASSes prefill and decode
+    ("llama", ("--tokens",), PARAMS),  # parameter paths, pos/kcache/vcache, argmax results
+    ("qwen3", (), PARAMS),  # parameter paths with per-head q/k norms, logits
+    ("olmoe", ("--stack-experts", "--tokens"), PARAMS),  # [E, out, in] experts, argmax results
+    ("llama", ("--fuse-qkv",), PARAMS),  # one fused [q + k + v, hidden] argument per layer
+    ("glm4", ("--split-gate-up",), GATE_UP),  # row slices of the checkpoint's fused gate_up_proj
 ]
 
 
@@ -32,13 +34,13 @@ def emitter(*flags):
     return (sys.executable, str(EMITTER), *flags)
 
 
-@pytest.mark.parametrize("family,flags", CONVENTIONS, ids=[f"{f}{''.join(flags)}" for f, flags in CONVENTIONS])
-def test_a_serving_emitters_conventions_pass_through_a_binding_file(family, flags):
-    texts, binding = {}, load(PARAMS)
+@pytest.mark.parametrize("family,flags,path", CONVENTIONS, ids=[f"{f}{''.join(flags)}" for f, flags, _ in CONVENTIONS])
+def test_a_serving_emitters_conventions_pass_through_a_binding_file(family, flags, path):
+    texts, binding = {}, load(path)
     for graph in ("prefill", "decode"):
         record = run_case(fixtures.load(family), graph, texts, emitter=emitter(*flags), binding=binding)
         assert record.verdict == "PASS", line(record)
-        assert f"--binding {PARAMS}" in record.replay
+        assert f"--binding {path}" in record.replay
         if "--tokens" in flags:  # no logits: judged token by token, and the page says what did not apply
             assert record.tokens and record.tokens.first_divergence is None and record.max_abs_diff is None
             assert set(record.skipped) == {"strict_bound", "xla"}
@@ -53,8 +55,8 @@ def test_without_the_binding_the_same_graphs_cannot_be_bound():
     assert "no argument named 'tokens' (its integer arguments: ids, pos, n)" in record.message, record.message
 
 
-def planted(tmp_path: Path, old: str, new: str) -> Path:
-    text = PARAMS.read_text()
+def planted(tmp_path: Path, old: str, new: str, binding: Path = PARAMS) -> Path:
+    text = binding.read_text()
     assert old in text
     path = tmp_path / "planted.toml"
     path.write_text(text.replace(old, new))
@@ -76,6 +78,15 @@ def test_a_fused_tensor_joined_in_the_wrong_order_fails(tmp_path):
     wrong = planted(tmp_path, '"model.layers.{i}.self_attn.k_proj.weight", "model.layers.{i}.self_attn.v_proj.weight"',
                     '"model.layers.{i}.self_attn.v_proj.weight", "model.layers.{i}.self_attn.k_proj.weight"')
     record = run_case(fixtures.load("llama"), "prefill", emitter=emitter("--fuse-qkv"), binding=load(wrong))
+    assert record.verdict == "FAIL", line(record)
+    assert record.max_abs_diff > 30 * record.bound, line(record)
+
+
+def test_a_slice_off_by_one_head_fails(tmp_path):
+    """w_up's rows of the fused gate_up_proj taken 16 rows (a head's width) early: the same shape, the wrong rows."""
+    wrong = planted(tmp_path, 'rows = ["intermediate", "2 * intermediate"]',
+                    'rows = ["intermediate - 16", "2 * intermediate - 16"]', GATE_UP)
+    record = run_case(fixtures.load("glm4"), "prefill", emitter=emitter("--split-gate-up"), binding=load(wrong))
     assert record.verdict == "FAIL", line(record)
     assert record.max_abs_diff > 30 * record.bound, line(record)
 
@@ -169,6 +180,8 @@ def test_graph_folders_validate_through_the_gate_and_replay(tmp_path):
                "--reports", str(tmp_path / "reports")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and "2 passed, 0 failed, 0 errors, 0 unsupported" in run.stdout, run.stdout + run.stderr
+    page = (tmp_path / "reports" / "tiny-llama.html").read_text()
+    assert "logits were not available" in page and "none: pre-emitted graph files (--graphs)" in page
     replay = subprocess.run([*command, "--graph", "decode"], capture_output=True, text=True, timeout=600)
     assert "1 passed, 0 failed" in replay.stdout and "emitter" not in replay.stdout.split("==")[0], replay.stdout
 

@@ -1,6 +1,7 @@
 """Repro bundles: a failing case handed to a compiler team runs with IREE's command-line tools alone and
 gives archval's numbers to the last bit; a failed compile keeps the .mlir its diagnostics cite."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,21 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from archval.harness import ROOT
 from archval.harness.backends import iree
 from archval.harness.core import fixtures
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import run_case
 from archval.harness.core.emitters import emitter_command
 
-WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
+WRAPS = ROOT / "archval" / "altered_emitter.py"
 VENV_BIN = Path(sys.executable).parent  # iree-compile and iree-run-module, as pip installed them
 
 
-def iree_tools_only(script: Path) -> subprocess.CompletedProcess:
+def iree_tools_only(script: Path, path: str = f"{VENV_BIN}:/usr/bin:/bin", **tools: str) -> subprocess.CompletedProcess:
     """A bundle's script as a compiler engineer runs it: sh, IREE's tools on PATH, nothing of archval's
-    (no PYTHONPATH, run from the bundle, its tool paths left to PATH)."""
-    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
-           "IREE_COMPILE": "iree-compile", "IREE_LLD": str(iree.compiler_tools()[1])}
+    (no PYTHONPATH, run from the bundle, its tool paths left to PATH, or given as IREE_COMPILE=...)."""
+    env = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), **tools}
     return subprocess.run(["sh", script.name], cwd=script.parent, env=env, capture_output=True, text=True,
                           timeout=600)
 
@@ -55,7 +56,7 @@ def test_iree_tools_alone_reproduce_the_recorded_logits_bit_for_bit(failing_pref
     record, reports = failing_prefill
     bundle = reports / record.bundle
     for script in ("compile.sh", "run.sh"):
-        proc = iree_tools_only(bundle / script)
+        proc = iree_tools_only(bundle / script, IREE_COMPILE="iree-compile", IREE_LLD=str(iree.compiler_tools()[1]))
         assert proc.returncode == 0, proc.stderr[-2000:]
     logits = np.load(bundle / "out" / "call0-prefill-result0.npy")
     recorded = np.asarray(record.logits.graph_logits, np.float32)  # what the record says the graph computed
@@ -65,6 +66,34 @@ def test_iree_tools_alone_reproduce_the_recorded_logits_bit_for_bit(failing_pref
         assert same_bits(np.load(bundle / "out" / path.name), np.load(path)), path.name
     expected = np.load(bundle / "expected.npy")
     assert np.abs(expected - logits.reshape(1, -1)).max() == pytest.approx(record.max_abs_diff, rel=1e-6)
+
+
+def test_the_scripts_find_the_tools_without_the_venv_on_path_and_on_another_machine(failing_prefill, tmp_path):
+    """Beside the Python that wrote the bundle when PATH lacks that venv's bin; on PATH alone on a machine where
+    that venv does not exist (the bundle copied elsewhere); one sentence, exit 127, where neither has them."""
+    record, reports = failing_prefill
+    here = tmp_path / "here"
+    shutil.copytree(reports / record.bundle, here)
+    for script in ("compile.sh", "run.sh"):
+        proc = iree_tools_only(here / script, path="/usr/bin:/bin")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    elsewhere, tools = tmp_path / "elsewhere", tmp_path / "their-iree" / "bin"
+    shutil.copytree(reports / record.bundle, elsewhere)
+    tools.mkdir(parents=True)
+    for tool in ("iree-compile", "iree-run-module"):
+        (tools / tool).symlink_to(VENV_BIN / tool)
+    for script in ("compile.sh", "run.sh"):
+        text = (elsewhere / script).read_text()
+        assert str(VENV_BIN.parent) not in text.replace(f"WRITER_BIN={VENV_BIN}", ""), text
+        (elsewhere / script).write_text(text.replace(f"WRITER_BIN={VENV_BIN}", "WRITER_BIN=/nowhere/bin"))
+        proc = iree_tools_only(elsewhere / script, path=f"{tools}:/usr/bin:/bin")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert same_bits(np.load(here / "out" / "call0-prefill-result0.npy"),
+                     np.load(elsewhere / "out" / "call0-prefill-result0.npy"))
+    proc = iree_tools_only(elsewhere / "run.sh", path="/usr/bin:/bin")
+    assert proc.returncode == 127 and proc.stderr == ("run.sh: iree-run-module not found on PATH nor in /nowhere/bin: "
+                                                      "pip install iree-base-compiler iree-base-runtime (or set "
+                                                      "IREE_RUN_MODULE)\n"), proc.stderr
 
 
 def test_a_pass_gets_a_bundle_only_when_every_case_is_asked_for(tmp_path):

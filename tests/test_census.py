@@ -13,13 +13,13 @@ from archval.oracles import synth
 CENSUS_DOC = ROOT / "docs" / "census.md"
 
 # (model type, what its synthesised oracle must show): dense, MoE with a shared expert, sliding windows with
-# soft-caps, sliding layers added where the default has none, learned positions with no RMSNorm
+# soft-caps, sliding layers added where the default has none, learned positions and LayerNorms
 USABLE_SAMPLE = {
     "llama": ("quiet rows",),
     "qwen2_moe": ("MoE 8 top-2", "experts reached", "quiet rows"),
     "gemma2": ("sliding 2/4 layers", "window 5", "attn_logit_softcapping", "final_logit_softcapping"),
     "qwen2": ("sliding 2/4 layers", "window 5"),
-    "gpt2": ("no RMSNorm: no quiet rows",),
+    "gpt2": ("quiet rows",),  # its LayerNorm's epsilon made visible too (oracles/hf.py norm_epsilon)
 }
 
 
@@ -27,8 +27,8 @@ USABLE_SAMPLE = {
 def test_a_sample_of_model_types_is_synthesised_and_runs_through_the_oracle(model_type):
     result = census.examine(model_type)
     assert result.usable, result.reason
-    said = "; ".join(result.features)
-    assert all(feature in said for feature in USABLE_SAMPLE[model_type]), said
+    assert all(any(found.startswith(feature) for found in result.features) for feature in USABLE_SAMPLE[model_type]), \
+        result.features
     assert result.cache_gap <= max(census.CACHE_NOISE_FACTOR * result.fp32_noise, census.ABSOLUTE_FLOOR)
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.make_checkpoint import build
 from archval.harness import ROOT
 from archval.harness.checks.structural import REAL_DIR
 from archval.harness.cli import main
 from archval.harness.core import checkpoint as ckpt
 from archval.harness.core import fixtures
+from archval.harness.modes.make_checkpoint import build
 
 PROMPT = "3,1,4,1,5,9,2,6"
 # family -> (storage, max shard size, tokenizer): between them every storage dtype, sharded and single files,
@@ -70,7 +70,7 @@ def test_a_text_prompt_goes_through_the_checkpoints_tokenizer_and_both_continuat
 
 
 def test_an_external_emitter_gets_the_checkpoints_config_and_the_sizes(checkpoints, tmp_path, capsys):
-    wraps = f"{sys.executable} tests/emitters/wraps.py"
+    wraps = f"{sys.executable} -m archval.altered_emitter"
     code, _, _, (record,) = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt-ids", PROMPT,
                                      "--emitter", wraps)
     assert code == 0 and record["verdict"] == "PASS"
@@ -214,3 +214,19 @@ def test_as_is_refuses_a_config_too_large_with_its_estimate(tmp_path, capsys, mo
                                "--as-is")
     assert code == 2 and re.search(r"as given it has 1,2\d\d,\d{3},\d{3} parameters, an estimated 2\d\.\d GiB", err)
     assert "leave out --as-is to validate it shrunk" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--config", "no-such/config.json"], "error: --config no-such/config.json: cannot be read as JSON (No such file "
+                                          "or directory)"),
+    (["--family", "llama", "--set", "hidden_size"], "error: --set hidden_size: not KEY=JSON"),
+    (["--family", "llama", "--set", "model_type=llama"], "error: --set model_type=llama: not KEY=JSON"),
+    (["--family", "llama", "--set", "hidden_size=-3"], "error: transformers cannot build this config: "),
+    (["--family", "llama", "--out", "/proc/no-such/ckpt"], "error: --out /proc/no-such/ckpt: cannot be written"),
+])
+def test_make_checkpoint_refuses_bad_input_with_one_sentence(argv, says, tmp_path, capsys, monkeypatch):
+    """archval make-checkpoint, the docs' way to a checkpoint (installed too): exit 2, one line, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["make-checkpoint", *(argv if "--out" in argv else [*argv, "--out", "ckpt"])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(says) and err.count("\n") == 1, err

@@ -18,6 +18,14 @@ def hf_config(raw):
     return AutoConfig.for_model(**binding(raw["model_type"]).config(raw))
 
 
+def hf_rope_layers(hf) -> list[bool]:
+    """Which layers rotate, as the family's modeling code decides: SmolLM3's no_rope_layers; EXAONE 4 rotates its
+    sliding layers only, or every layer where there is no window."""
+    if hf.model_type == "exaone4":
+        return [hf.sliding_window is None or t == "sliding_attention" for t in hf.layer_types]
+    return [bool(x) for x in getattr(hf, "no_rope_layers", [1] * hf.num_hidden_layers)]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_both_dialects_parse_to_the_same_flags(name):
     """The fixture as written, and as transformers 5 saves it (rope_parameters, layer_types)."""
@@ -32,8 +40,9 @@ def test_flags_agree_with_transformers(name):
     raw = fixtures.load(name).config
     ours, hf = Config.from_dict(raw), hf_config(raw)
     assert ours.head_dim == (getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads)
-    assert ours.num_kv_heads == hf.num_key_value_heads
-    assert ours.rms_norm_eps == hf.rms_norm_eps
+    assert ours.num_kv_heads == (getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads)  # GPT-NeoX: MHA
+    eps = next(n for n in ("rms_norm_eps", "layer_norm_eps", "norm_eps") if hasattr(hf, n))  # LayerNorm: Phi, Nemotron
+    assert ours.rms_norm_eps == getattr(hf, eps)
     assert ours.tie_word_embeddings == hf.tie_word_embeddings
     # no layer_types but a window (Mistral): MistralModel builds the sliding mask for every layer
     slide_all = ["sliding_attention" if getattr(hf, "sliding_window", None) else "full_attention"]
@@ -49,7 +58,8 @@ def test_flags_agree_with_transformers(name):
         assert mine.theta == theirs["rope_theta"]
         assert mine.kind == theirs["rope_type"]
         assert mine.factor == theirs.get("factor", 1.0)
-    assert list(ours.rope_layers) == [bool(x) for x in getattr(hf, "no_rope_layers", [1] * hf.num_hidden_layers)]
+    assert ours.rotary_width == int(ours.head_dim * rope.get("partial_rotary_factor", 1.0))
+    assert list(ours.rope_layers) == hf_rope_layers(hf)
     if ours.moe is not None:
         assert ours.moe.experts == hf.num_experts  # every MoE config class maps its alias to num_experts
         assert ours.moe.top_k == hf.num_experts_per_tok
@@ -166,3 +176,14 @@ def test_refusals_name_the_field_as_the_config_writes_it():
     raw = {k: v for k, v in fixtures.load("exaone").config.items() if k != "num_layers"}
     with pytest.raises(ConfigError, match="required field 'num_layers' is missing"):
         Config.from_dict(raw)
+
+
+@pytest.mark.parametrize("change", [{"sliding_window": None}, {"sliding_window_pattern": "LLLG"}])
+def test_exaone4_layer_types_transformers_cannot_derive_are_refused(change):
+    """EXAONE 4 derives layer_types from sliding_window_pattern, an int; with no window it sets the pattern to 0.
+    transformers fails on either without layer_types (ZeroDivisionError, TypeError): the emitter refuses them."""
+    raw = {**fixtures.load("exaone4").config, **change}
+    with pytest.raises(ConfigError, match="field 'layer_types' = null: transformers' exaone4 config cannot derive"):
+        Config.from_dict(raw, source="x/config.json")
+    types = ["full_attention"] * raw["num_hidden_layers"]
+    assert all(Config.from_dict({**raw, "layer_types": types}).rope_layers) == (raw.get("sliding_window", 4) is None)

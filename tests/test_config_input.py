@@ -29,6 +29,7 @@ def edited(name: str, **changes) -> dict:
 
 
 LLAMA, QWEN2, SMOL, GEMMA2, GEMMA3 = "Llama-3.2-1B", "Qwen2.5-0.5B", "SmolLM3-3B", "gemma-2-2b", "gemma-3-1b-it"
+MIXTRAL, OLMOE, QWEN3_MOE = "Mixtral-8x7B-v0.1", "OLMoE-1B-7B-0924", "Qwen3-30B-A3B"
 
 # (id, content: a dict written as JSON, or bytes as they are, the field the sentence names, or a phrase of it)
 BAD_CONTENT = [
@@ -71,6 +72,12 @@ BAD_CONTENT = [
     ("not-utf8", b'{"model_type": "llama\xff"}', "not UTF-8"),
     ("integer-5000-digits", b'{"model_type": "llama", "vocab_size": 1' + b"0" * 5000 + b"}", "too many digits"),
     ("too-large", b'{"model_type": "llama"}' + b" " * MAX_FILE_BYTES, "more than"),
+    ("mixtral-no-experts", edited(MIXTRAL, num_local_experts=0),
+     "field 'num_local_experts' = 0: must be at least num_experts_per_tok (2)"),
+    ("olmoe-no-experts", edited(OLMOE, num_experts=0), "field 'num_experts' = 0: must be at least num_experts_per_tok"),
+    ("top-k-0", edited(QWEN3_MOE, num_experts_per_tok=0), "field 'num_experts_per_tok' = 0: must be at least 1"),
+    ("top-k-above-experts", edited(MIXTRAL, num_experts_per_tok=9),
+     "field 'num_experts_per_tok' = 9: exceeds the number of experts (num_local_experts = 8)"),
 ]
 
 
@@ -130,6 +137,13 @@ CLIS = {"gate": gate, "emitter": emitter}
 def test_bad_content_is_refused_with_one_sentence(tmp_path, cli, case, content, fragment):
     path = write_content(content, tmp_path)
     assert_refused(CLIS[cli](path, tmp_path), f"error: {path}: ", fragment)
+
+
+def test_zero_experts_is_taken_where_transformers_builds_a_dense_model_then():
+    """Qwen2/3-MoE build an MoE block only where the expert count is above 0; Mixtral and OLMoE always do."""
+    from archval.emitter.config_input import check_input
+    for name in ("Qwen1.5-MoE-A2.7B", QWEN3_MOE):
+        check_input(edited(name, num_experts=0), name)
 
 
 @pytest.mark.parametrize("cli", CLIS)

@@ -8,6 +8,7 @@ checkout's editable install among them, are not run: the fresh venv imports arch
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import pytest
 
 from archval.harness import ROOT
 
-WRAPS = ROOT / "tests" / "emitters" / "wraps.py"
+# README's installed path begins with its set-up, which the `installed` fixture does offline
+SETUP = ("python3 -m venv", "pip install")
 SOURCES = ("archval", "harness", "emitter", "oracles", "fixtures", "pyproject.toml", "README.md")
 INSTALLED = ("harness", "emitter", "oracles", "fixtures")  # as archval.harness, ...
 
@@ -54,8 +56,30 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     installed = run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--no-deps", "-q",
                      wheel], tmp, env)
     assert installed.returncode == 0, installed.stderr[-3000:]
+    for tool in ("iree-compile", "iree-run-module"):  # where pip puts the tools of the dependencies it installs
+        (venv / "bin" / tool).symlink_to(Path(sys.executable).parent / tool)
     env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
     return venv / "bin", env, shipped
+
+
+def test_the_setups_editable_install_prints_no_warning_wall(tmp_path):
+    """validate_arch.sh's pip_install as --setup runs it on a fresh clone (here offline: no dependencies, no build
+    isolation, this environment's pip and setuptools) says nothing: setuptools' "Please be careful with folders
+    in your working directory" note on pyproject.toml's package-dir mapping is left out."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in (*SOURCES, "validate_arch.sh"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, source / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_XDIST_WORKER")}
+    venv = tmp_path / "venv"
+    assert run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env).returncode == 0
+    site = Path(run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                    tmp_path, env).stdout.strip())
+    (site / "archval-test-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")  # pip, setuptools
+    function = re.search(r"^pip_install\(\) \{$.*?^\}$", (ROOT / "validate_arch.sh").read_text(), re.S | re.M)[0]
+    proc = run(["bash", "-c", f"{function}\nvenv={venv}\npip_install --no-deps --no-build-isolation -e ."], source, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
 
 
 def test_the_wheel_holds_every_module_and_fixture_of_the_checkout_under_one_namespace(installed):
@@ -90,7 +114,7 @@ def test_the_wheel_gives_the_archval_command_with_its_fixtures(installed, tmp_pa
 def test_a_downstream_project_runs_archvals_cases_with_the_plugin(installed, tmp_path, alter, said):
     bin_dir, env, _ = installed
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "my-emitter"\nversion = "0"\n')
-    emitter = f"{bin_dir / 'python'} {WRAPS}" + (" --alter" if alter else "")
+    emitter = f"{bin_dir / 'python'} -m archval.altered_emitter" + (" --alter" if alter else "")
     proc = run([bin_dir / "python", "-m", "pytest", "-p", "no:cacheprovider", "--archval-emitter", emitter,
                 "-m", "family_llama", "-n", "auto", "--archval-reports", tmp_path / "reports"], tmp_path, env)
     assert proc.returncode == (1 if alter else 0), proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -103,3 +127,64 @@ def test_a_downstream_project_runs_archvals_cases_with_the_plugin(installed, tmp
         assert all((tmp_path / "reports" / r["bundle"] / "run.sh").is_file() for r in records.values())
     else:
         assert all(r["bundle"] is None and r["localisation"] is None for r in records.values())
+
+
+def test_pre_emitted_graphs_and_a_binding_with_the_installed_tool_and_plugin(installed, tmp_path):
+    """--graphs and --binding from the wheel: the command and the plugin PASS a folder of token-returning graphs in
+    a serving emitter's names, and the replay lines name the installed command."""
+    bin_dir, env, _ = installed
+    folder = tmp_path / "graphs" / "tiny-llama"
+    folder.mkdir(parents=True)
+    shutil.copy2(ROOT / "fixtures" / "llama" / "config.json", folder / "config.json")
+    binding = shutil.copy2(ROOT / "tests" / "emitters" / "params.toml", tmp_path / "binding.toml")
+    for graph in ("prefill", "decode"):  # emitted here, with this checkout's test emitter
+        emitted = run([sys.executable, ROOT / "tests" / "emitters" / "conventions.py", "--tokens", "--config",
+                       folder / "config.json", "--graph", graph, "--out", folder / f"{graph}.mlir"], ROOT, os.environ)
+        assert emitted.returncode == 0, emitted.stderr
+    gate = run([bin_dir / "archval", "--graphs", "graphs", "--binding", "binding.toml", "--jobs", "1"], tmp_path, env)
+    assert gate.returncode == 0 and "2 passed, 0 failed" in gate.stdout, gate.stdout[-3000:] + gate.stderr[-3000:]
+    said = json.loads((tmp_path / "reports" / "summary.json").read_text())
+    assert {r["replay"] for r in said["records"]} == {
+        f"archval --graphs graphs --family tiny-llama --graph {g} --binding binding.toml" for g in ("prefill", "decode")}
+    proc = run([bin_dir / "python", "-m", "pytest", "-p", "no:cacheprovider", "--archval-graphs", "graphs",
+                "--archval-binding", "binding.toml"], tmp_path, env)
+    assert proc.returncode == 0 and "2 passed, 1 skipped" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def installed_path() -> list[tuple[str, int]]:
+    """README's commands for an installed archval after its set-up, each with the exit status its comment
+    says (`(exit 1)`), else 0."""
+    block = (ROOT / "README.md").read_text().split("```sh installed\n")[1].split("```")[0]
+    found = []
+    for line in block.splitlines():
+        command, _, comment = (part.strip() for part in line.partition("  #"))
+        if not command.startswith(SETUP):
+            status = re.search(r"\(exit (\d)\)", comment)
+            found.append((command, int(status[1]) if status else 0))
+    return found
+
+
+def test_the_readmes_installed_path_runs_as_it_says(installed, tmp_path):
+    """A newcomer with the wheel and no checkout, typing README's commands: a PASS, a FAIL and its page, its
+    bundle run by IREE's tools alone, a checkpoint built and validated; never a traceback."""
+    _, env, _ = installed
+    commands = installed_path()
+    assert len(commands) == 5, commands
+    made = {"--alter": "reports/llama.html", "run.sh": "reports/bundles/llama-prefill/out/call0-prefill-result0.npy",
+            "make-checkpoint": "ckpt-llama/tokenizer.json", "--checkpoint": "reports/ckpt-llama.html"}
+    for command, status in commands:
+        proc = run(["bash", "-c", command], tmp_path, env)
+        said = proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.returncode == status and "Traceback" not in proc.stderr, (command, said)
+        assert all((tmp_path / path).is_file() for word, path in made.items() if word in command), (command, said)
+
+
+def test_an_installed_tools_errors_name_nothing_of_a_checkout(installed, tmp_path):
+    """One sentence and exit 2 for a bad family, to archval and to make-checkpoint, naming no fixtures/ folder
+    (the installed user has none)."""
+    bin_dir, env, _ = installed
+    for argv in (["--family", "nope"], ["make-checkpoint", "--family", "nope", "--out", "ckpt"]):
+        proc = run([bin_dir / "archval", *argv], tmp_path, env)
+        assert proc.returncode == 2 and proc.stdout == "", proc
+        assert proc.stderr.startswith("error: --family nope: no ") and proc.stderr.count("\n") == 1, proc.stderr
+        assert "fixtures/" not in proc.stderr and "llama" in proc.stderr, proc.stderr

@@ -3,14 +3,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from archval.harness.cli import main
 from archval.harness import ROOT
 
-WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
+WRAPS = ROOT / "archval" / "altered_emitter.py"
 
 
 @pytest.mark.parametrize("alter,verdict", [(False, "PASS"), (True, "FAIL")])
@@ -27,7 +26,7 @@ def test_wrapping_emitter_passes_unaltered_and_fails_altered(tmp_path, capsys, a
 
 @pytest.mark.parametrize("taps,localised", [
     ("", "first divergence: layer 0 attention"),  # the altered rsqrt is layer 0's input norm
-    (" --no-taps", ("not available: the emitter gave no taps (asked with --debug-taps it exited 2: wraps.py: error: "
+    (" --no-taps", ("not available: the emitter gave no taps (asked with --debug-taps it exited 2: altered_emitter: error: "
                     "unrecognized arguments: --debug-taps)")),
 ], ids=["taps", "no-taps"])
 def test_any_emitters_failing_prefill_is_localised_through_its_taps_or_says_it_gave_none(tmp_path, capsys, taps,

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from archval.emitter import Config, emit
-from archval.harness import ROOT
 from archval.harness.backends import xla as xla_backend
 from archval.harness.backends.base import BackendError
 from archval.harness.checks import mutants
@@ -165,7 +164,7 @@ def test_a_skipped_check_says_so_in_the_record_and_the_line(texts):
 def test_a_failing_localisation_is_an_error_not_a_fail_left_standing(monkeypatch):
     """A failing prefill's localisation (any emitter is asked for its taps) that raises: the FAIL does not stand."""
     monkeypatch.setattr("archval.harness.checks.localise.localise", boom)
-    alter = (sys.executable, str(ROOT / "tests" / "emitters" / "wraps.py"), "--alter")
+    alter = (sys.executable, "-m", "archval.altered_emitter", "--alter")
     [prefill] = workers.validate(workers.Task("llama", emitter=alter, graphs=["prefill"])).records
     assert prefill.verdict == "ERROR" and error_stage(prefill) == "localisation", line(prefill)
     assert prefill.message.startswith("stage 'localisation': Injected: injected fault (until then: FAIL")

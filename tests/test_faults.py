@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,10 +20,11 @@ from full_disk import FullDisk
 
 from archval.emitter import Config, emit
 from archval.harness.backends import iree
+from archval.harness import ROOT
 from archval.harness.checks import structural
 from archval.harness.checks.signature import golden_paths
 from archval.harness.cli import main
-from archval.harness.core import files, fixtures
+from archval.harness.core import files, fixtures, triangulate, watchdog
 from archval.harness.core.case import run_case
 from archval.harness.core.emitters import DEFAULT_EMITTER
 from archval.harness.present.console import line as format_line
@@ -88,6 +90,16 @@ def test_hanging_compiler_times_out_with_its_stderr(tmp_path, monkeypatch, cold_
     assert left_behind(cold_cache) == [iree.source_path(DOUBLE)]
 
 
+@pytest.mark.parametrize("writes", ["nothing", "an empty file"])
+def test_a_compiler_that_exits_0_without_a_module_is_said_so(writes, tmp_path, monkeypatch, cold_cache):
+    out = "open(sys.argv[sys.argv.index('-o') + 1], 'wb').close()" if writes == "an empty file" else "pass"
+    quiet = fake_compiler(tmp_path, "quiet", f"{out}; sys.stderr.write('all fine\\n')")
+    monkeypatch.setenv(iree.COMPILER_ENV, str(quiet))
+    with pytest.raises(iree.BackendError, match=r"^iree-compile exited 0 but wrote no module; its stderr: all fine$"):
+        iree.compile_text(DOUBLE)
+    assert left_behind(cold_cache) == [iree.source_path(DOUBLE)], "nothing cached"
+
+
 def test_compiler_fault_is_that_cases_error_with_a_replay(tmp_path, monkeypatch, cold_cache):
     """End to end: the record is an ERROR naming the fault, never a PASS or FAIL."""
     crash = fake_compiler(tmp_path, "crashes", "os.kill(os.getpid(), signal.SIGKILL)")
@@ -131,6 +143,70 @@ def test_nan_or_inf_in_the_emitted_graph_fails_with_its_own_message(graph, bits,
     assert record.verdict == "FAIL", format_line(record)
     assert expected in record.message, record.message
     assert "bound" not in record.message  # the NaN message, not a numeric one
+    # XLA computes the same NaN/Inf from the text: said in words, not `no two agree`
+    assert record.xla.verdict == triangulate.BOTH_NONFINITE, record.xla
+    assert "[xla inf: both NaN/Inf]" in format_line(record) and "no two agree" not in format_line(record)
+
+
+# -- a graph that never returns -----------------------------------------------------------------------
+
+LOOPS = Path(__file__).parent / "emitters" / "loops.py"
+LOOP = """module @loops {
+  func.func public @main(%x: tensor<4xf32> loc("x")) -> (tensor<4xf32>) {
+    %c0 = stablehlo.constant dense<0> : tensor<i32>
+    %r:2 = stablehlo.while(%i = %c0, %acc = %x) : tensor<i32>, tensor<4xf32>
+      cond {
+        %go = stablehlo.compare GE, %i, %c0 : (tensor<i32>, tensor<i32>) -> tensor<i1>
+        stablehlo.return %go : tensor<i1>
+      } do {
+        %twice = stablehlo.add %acc, %acc : tensor<4xf32>
+        stablehlo.return %i, %twice : tensor<i32>, tensor<4xf32>
+      }
+    return %r#1 : tensor<4xf32>
+  }
+}
+"""
+CALLS_LOOP = f"""import contextlib, sys
+import numpy as np
+from archval.harness.backends import iree, xla
+from archval.harness.core.graph import parse_signature
+backend = {{"iree": iree.IREE, "xla": xla.XLA}}[sys.argv[1]]
+module = backend.load({LOOP!r}, parse_signature({LOOP!r}), lambda stage: contextlib.nullcontext())
+module.call({{}}, {{"x": np.ones(4, np.float32)}})
+print("returned")
+"""
+
+
+def test_a_graph_that_loops_at_run_time_is_its_familys_error_naming_the_limit(tmp_path, capsys, monkeypatch):
+    """Its worker is stopped (a call into IREE cannot be interrupted) and the family is not run again."""
+    monkeypatch.setenv(watchdog.TIMEOUT_ENV, "3")
+    start = time.monotonic()
+    code = main(["--family", "llama", "--reports", str(tmp_path / "r"), "--emitter", f"{sys.executable} {LOOPS}"])
+    out = capsys.readouterr().out
+    records = json.loads((tmp_path / "r" / "summary.json").read_text())["records"]
+    assert code == 1 and "RESULT: FAIL" in out and "again" not in out, out
+    assert [r["verdict"] for r in records] == ["ERROR", "ERROR"]
+    assert all(r["message"].startswith("stage 'run': IREE running @main did not finish within 3 s "
+                                       "($ARCHVAL_RUN_TIMEOUT_S") for r in records), records[0]["message"]
+    assert time.monotonic() - start < 120
+
+
+@pytest.mark.parametrize("backend,stage,what", [("iree", "run", "IREE running @main"),
+                                                ("xla", "xla_run", "XLA running @main")])
+def test_a_call_past_the_limit_outside_a_worker_stops_its_process_with_one_sentence(backend, stage, what, tmp_path):
+    """Where no gate worker runs the call (--checkpoint runs it in the gate's own process, pytest in its own)."""
+    proc = subprocess.run([sys.executable, "-c", CALLS_LOOP, backend], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, watchdog.TIMEOUT_ENV: "2",
+                                            "ARCHVAL_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 1 and "returned" not in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stderr == (f"error: stage '{stage}': {what} did not finish within 2 s ($ARCHVAL_RUN_TIMEOUT_S; a "
+                           "graph that loops at run time?): stopped, with the process it ran in\n"), proc.stderr
+
+
+def test_a_run_time_limit_that_is_no_number_is_refused(capsys, monkeypatch):
+    monkeypatch.setenv(watchdog.TIMEOUT_ENV, "soon")
+    assert main(["--family", "llama"]) == 2
+    assert capsys.readouterr().err == "error: $ARCHVAL_RUN_TIMEOUT_S 'soon': must be a number of seconds above 0\n"
 
 
 # -- out-of-vocabulary tokens ------------------------------------------------------------------------
@@ -154,10 +230,10 @@ def test_a_killed_worker_takes_down_only_its_own_family(tmp_path, capsys, monkey
     (A worker killed outright cannot remove its scratch directory: the workers' go to this test's own.)"""
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    code = main(["--family", "llama", "--family", "qwen3", "--jobs", "2", "--reports", str(tmp_path),
+    code = main(["--family", "llama", "--family", "qwen3", "--jobs", "2", "--reports", str(tmp_path / "reports"),
                  "--emitter", f"{sys.executable} {KILLS_WORKER} qwen3"])
     out = capsys.readouterr().out
-    records = json.loads((tmp_path / "summary.json").read_text())["records"]
+    records = json.loads((tmp_path / "reports" / "summary.json").read_text())["records"]
     verdicts = {(r["family"], r["graph"]): r["verdict"] for r in records}
     assert verdicts == {("llama", "prefill"): "PASS", ("llama", "decode"): "PASS",
                         ("qwen3", "prefill"): "ERROR", ("qwen3", "decode"): "ERROR"}, out

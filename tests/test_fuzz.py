@@ -224,11 +224,70 @@ def olmoe(draw):
     return draw(experts(raw, "num_experts", "intermediate_size"))
 
 
+def partial_factor(draw, head_dim: int) -> float:
+    """A rotating fraction transformers and the emitter both take: an even number of dimensions, at least 2."""
+    return pick(draw, *[f for f in (0.25, 0.5, 1.0) if int(head_dim * f) >= 2 and int(head_dim * f) % 2 == 0])
+
+
+def layernorm_eps(raw: dict, field: str) -> dict:
+    raw[field] = raw.pop("rms_norm_eps")
+    return raw
+
+
+@st.composite
+def phi(draw):
+    raw = layernorm_eps(draw(dense_base("phi", head_dim_free=False)), "layer_norm_eps")
+    raw.update(hidden_act="gelu_new", rope_theta=pick(draw, 10_000.0, 500_000.0),
+               partial_rotary_factor=partial_factor(draw, raw["hidden_size"] // raw["num_attention_heads"]))
+    return raw
+
+
+@st.composite
+def gpt_neox(draw):
+    raw = layernorm_eps(draw(dense_base("gpt_neox", head_dim_free=False)), "layer_norm_eps")
+    del raw["num_key_value_heads"]
+    raw.update(hidden_act=pick(draw, "gelu", "gelu_new"), use_parallel_residual=draw(st.booleans()),
+               attention_bias=draw(st.booleans()))
+    factor = partial_factor(draw, raw["hidden_size"] // raw["num_attention_heads"])
+    if draw(st.booleans()):  # the legacy dialect of the Pythia checkpoints
+        raw.update(rotary_pct=factor, rotary_emb_base=pick(draw, 10_000, 500.0))
+    else:
+        raw["rope_parameters"] = {"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": factor}
+    return raw
+
+
+@st.composite
+def nemotron(draw):
+    raw = layernorm_eps(draw(dense_base("nemotron")), "norm_eps")
+    raw.update(hidden_act="relu2", rope_theta=10_000.0, attention_bias=draw(st.booleans()),
+               mlp_bias=draw(st.booleans()), partial_rotary_factor=partial_factor(draw, raw["head_dim"]))
+    return raw
+
+
+@st.composite
+def exaone4(draw):
+    raw = draw(dense_base("exaone4"))
+    raw.update(rope_theta=pick(draw, 10_000.0, 1_000_000.0), sliding_window=window(draw),
+               sliding_window_pattern=pick(draw, 2, 3, 4))
+    if draw(st.booleans()):
+        raw["layer_types"] = layer_types(draw, raw["num_hidden_layers"])
+    return raw
+
+
+@st.composite
+def glm4(draw):
+    raw = draw(dense_base("glm4"))
+    raw.update(rope_theta=10_000.0, attention_bias=draw(st.booleans()),
+               partial_rotary_factor=partial_factor(draw, raw["head_dim"]))
+    return raw
+
+
 VALID = {
     "llama": llama(), "qwen2": qwen("qwen2"), "qwen3": qwen("qwen3"), "gemma": gemma(), "gemma2": gemma2(),
     "gemma3_text": gemma3(), "olmo2": olmo("olmo2"), "olmo3": olmo("olmo3"), "smollm3": smollm3(),
     "mistral": mistral(), "seed_oss": seed_oss(), "mixtral": mixtral(), "qwen2_moe": qwen_moe("qwen2_moe"),
     "qwen3_moe": qwen_moe("qwen3_moe"), "olmoe": olmoe(),
+    "phi": phi(), "gpt_neox": gpt_neox(), "nemotron": nemotron(), "exaone4": exaone4(), "glm4": glm4(),
 }
 MOE = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe")
 
@@ -308,12 +367,16 @@ def test_valid_config_passes_end_to_end(family):
 # -- invalid configs: one constraint broken -------------------------------------------------------------
 
 def break_kv_heads(draw, raw):
+    if not FAMILIES[raw["model_type"]].reads_kv_heads_and_head_dim:
+        assume(False)  # GPT-NeoX: MHA whatever the config says
     heads = raw["num_attention_heads"]
     raw["num_key_value_heads"] = draw(st.integers(1, 16).filter(lambda kv: heads % kv))
     return "num_key_value_heads"
 
 
 def break_head_dim(draw, raw):
+    if not FAMILIES[raw["model_type"]].reads_kv_heads_and_head_dim:
+        assume(False)
     raw["head_dim"] = pick(draw, 7, 15, 0, -8)
     return "head_dim"
 
@@ -325,13 +388,15 @@ def break_size(draw, raw):
 
 
 def break_eps(draw, raw):
-    raw["rms_norm_eps"] = pick(draw, 0, -1e-6, "1e-6")
-    return "rms_norm_eps"
+    field = FAMILIES[raw["model_type"]].norm_eps_field
+    raw[field] = pick(draw, 0, -1e-6, "1e-6")
+    return field
 
 
 def break_activation(draw, raw):
     field = {"gemma2": "hidden_activation", "gemma3_text": "hidden_activation"}.get(raw["model_type"], "hidden_act")
-    raw[field] = pick(draw, "relu", "gelu_new", "swish")
+    taken = FAMILIES[raw["model_type"]].activations  # Phi and GPT-NeoX take gelu_new
+    raw[field] = pick(draw, *[a for a in ("relu", "gelu_new", "swish") if a not in taken])
     return field
 
 

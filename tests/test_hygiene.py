@@ -106,6 +106,110 @@ def test_a_gate_killed_outright_leaves_no_worker_or_emitter(hanging_gate):
     assert wait_until(lambda: not proc.scratch_left(), 10), f"left in the temporary directory: {proc.scratch_left()}"
 
 
+# -- compilers: they die with the gate, and a Ctrl-C the gate ignores does not reach them alone --------------
+
+SLOW_COMPILER = """import os, signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # as LLVM's own handlers in iree-compile: whatever its parent ignored
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # as iree-lld would be
+with open(os.environ["COMPILER_PIDS"], "w") as f:
+    f.write(f"{os.getpid()} {child.pid}")
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def compiling_gate(tmp_path, request):
+    """The gate on llama, in a session of its own, with a cold cache and an iree-compile that takes ten minutes
+    (and has a child, as iree-compile has iree-lld); yields (process, compiler pids) once the compiler runs.
+    request.param: the gate ignores SIGINT, as a shell starts a background job."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("reads process groups from /proc")
+    compiler, pids = tmp_path / "iree-compile", tmp_path / "pids"
+    compiler.write_text(f"#!{sys.executable}\n{SLOW_COMPILER}")
+    compiler.chmod(0o755)
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if request.param else None
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "archval", "--family", "llama", "--graph", "prefill",
+                                 "--reports", str(tmp_path / "r")], stdout=out, stderr=err, cwd=ROOT,
+                                start_new_session=True, preexec_fn=ignore_sigint,
+                                env={**os.environ, "ARCHVAL_IREE_COMPILE": str(compiler), "COMPILER_PIDS": str(pids),
+                                     "ARCHVAL_CACHE_DIR": str(tmp_path / "cache")})
+    started = []
+    try:
+        assert wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2, 180), "no compile started"
+        started = [int(p) for p in pids.read_text().split()]
+        yield proc, started
+    finally:
+        for kill in ([lambda: os.killpg(proc.pid, signal.SIGKILL)]
+                     + [lambda pid=pid: os.kill(pid, signal.SIGKILL) for pid in started if alive(pid)]):
+            try:
+                kill()
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
+
+@pytest.mark.parametrize("compiling_gate", [False, True], ids=["foreground", "background-sigint-ignored"],
+                         indirect=True)
+def test_a_gate_killed_mid_compile_leaves_no_compiler_or_worker(compiling_gate):
+    proc, compilers = compiling_gate
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert wait_until(lambda: not any(map(alive, compilers)), 5), [p for p in compilers if alive(p)]
+    assert wait_until(lambda: not group_members(proc.pid), 5), f"orphaned workers: {group_members(proc.pid)}"
+
+
+def test_a_checkpoint_gate_killed_mid_compile_takes_its_compiler_with_it(tmp_path):
+    """--checkpoint compiles in the gate's own process: no worker is left to stop the compiler, the kernel does
+    (PR_SET_PDEATHSIG). The compiler's own children are reached only through its process group, which nothing
+    is left to signal: they run to their end."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    from archval.harness.modes.make_checkpoint import build
+    from archval.harness.core import fixtures
+    checkpoint = build(dict(fixtures.load("llama").config), tmp_path / "ckpt")
+    compiler, pids = tmp_path / "iree-compile", tmp_path / "pids"
+    compiler.write_text(f"#!{sys.executable}\n{SLOW_COMPILER}")
+    compiler.chmod(0o755)
+    with open(tmp_path / "out", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "archval", "--checkpoint", str(checkpoint), "--prompt-ids",
+                                 "1,2,3", "--reports", str(tmp_path / "r")], stdout=out, stderr=out, cwd=ROOT,
+                                start_new_session=True,
+                                env={**os.environ, "ARCHVAL_IREE_COMPILE": str(compiler), "COMPILER_PIDS": str(pids),
+                                     "ARCHVAL_CACHE_DIR": str(tmp_path / "cache")})
+    started = []
+    try:
+        assert wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2, 180), "no compile started"
+        started = [int(p) for p in pids.read_text().split()]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert wait_until(lambda: not alive(started[0]), 5), "the compiler outlived the gate"
+    finally:
+        for pid in [proc.pid, *started]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("compiling_gate", [False], ids=["foreground"], indirect=True)
+def test_a_ctrl_c_mid_compile_stops_the_compilers_with_the_gate(compiling_gate):
+    """The compilers are in sessions of their own, out of the Ctrl-C's reach: the workers stopping kill them."""
+    proc, compilers = compiling_gate
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert wait_until(lambda: not any(map(alive, compilers)), 5), [p for p in compilers if alive(p)]
+
+
+@pytest.mark.parametrize("compiling_gate", [True], ids=["background-sigint-ignored"], indirect=True)
+def test_a_ctrl_c_the_gate_ignores_does_not_kill_its_compilers_alone(compiling_gate):
+    """A shell's background job ignores SIGINT; a Ctrl-C to its process group must not stop only the compilers
+    (their cases would be ERRORs while the run went on): they are in sessions of their own."""
+    proc, compilers = compiling_gate
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(2)
+    assert proc.poll() is None and all(map(alive, compilers)), "a Ctrl-C the gate ignores stopped something"
+
+
 # -- the --reports directory: found unwritable before the run starts, locked against a concurrent run ------
 
 from archval.harness.cli import main
@@ -146,6 +250,39 @@ def test_a_read_only_reports_directory_is_refused(tmp_path, capsys):
     (tmp_path / "r").mkdir(mode=0o555)
     assert main(["--family", "llama", "--reports", str(tmp_path / "r")]) == 2
     assert "is not writable" in one_sentence(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_folder_of_someone_elses_files_is_refused_and_left_as_it_was(tmp_path, capsys, mode):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<h1>my own page</h1>")
+    assert main([*MODES[mode], "--reports", str(mine)]) == 2
+    assert one_sentence(capsys.readouterr().err) == (
+        f"error: --reports {mine}: holds files archval did not write (index.html) and is no archval reports "
+        f"folder (no {files.LOCK_NAME}); give a new or empty folder\n")
+    assert sorted(p.name for p in mine.iterdir()) == ["index.html"]
+    assert (mine / "index.html").read_text() == "<h1>my own page</h1>"
+
+
+def test_pytest_refuses_a_folder_of_someone_elses_files_for_its_reports(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<h1>my own page</h1>")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "--archval-reports", str(mine),
+                           "--collect-only", "-q", "tests/test_compare.py"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
+    assert f"--archval-reports {mine}: holds files archval did not write (index.html)" in proc.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["index.html"]
+
+
+def test_a_folder_an_earlier_run_claimed_is_archvals_whatever_else_it_holds(tmp_path):
+    with files.claimed(tmp_path / "r"):
+        pass
+    (tmp_path / "r" / "notes.txt").write_text("the user's, beside the reports")
+    with files.claimed(tmp_path / "r"):
+        pass
 
 
 @pytest.mark.parametrize("mode", MODES)

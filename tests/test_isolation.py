@@ -7,11 +7,19 @@ from pathlib import Path
 import pytest
 
 from archval.emitter import Config, emit
+from archval.harness import ROOT
 from archval.harness.cli import main
 from archval.harness.core import fixtures
 from archval.harness.core.case import run_case
 
 BREAKS_ON = Path(__file__).parent / "emitters" / "breaks_on.py"
+
+
+def protocol_says(what: str) -> str:
+    """The record's words docs/emitter-protocol.md's table gives for what the graph does."""
+    row = next(line for line in (ROOT / "docs" / "emitter-protocol.md").read_text().splitlines()
+               if line.startswith(f"| {what} |"))
+    return re.fullmatch(r"\| .+? \| `(.*)` \|", row).group(1)
 
 
 @pytest.mark.parametrize("mode,message", [
@@ -48,8 +56,18 @@ def test_decode_cache_too_small_for_the_continuation_is_an_error():
     small = emit(Config.from_json(fixture.config_path), "decode", capacity=20)
     record = run_case(fixture, "decode", texts={"decode": small})
     assert record.verdict == "ERROR"
-    assert "prompt_len 13 + 16 decode steps need 29 cache slots and positions up to 31, but the decode graph's k_cache holds 20" \
-        in record.message
+    assert protocol_says("a cache too small for the continuation") in record.message
+
+
+def test_prefill_bucket_too_small_for_the_prompt_is_an_error_of_stage_case_in_the_protocols_words():
+    """The protocol's table and reliability.md's list of stages say what this record says."""
+    fixture = fixtures.load("llama")
+    short = emit(Config.from_json(fixture.config_path), "prefill", bucket=8)
+    record = run_case(fixture, "prefill", texts={"prefill": short}, xla=False)
+    assert record.verdict == "ERROR"
+    assert record.message == f"stage 'case': {protocol_says('a bucket shorter than the prompt')}"
+    stages = (ROOT / "docs" / "reliability.md").read_text().split("**Failing closed.**")[1].split("is an errored")[0]
+    assert "`case`" in stages
 
 
 def test_fixture_whose_decode_never_outgrows_the_window_is_refused(tmp_path, monkeypatch):

@@ -48,6 +48,17 @@ class PostFeedforwardNormPlainInLayer1(Decoder):
             self.cfg = cfg
 
 
+class NanScoreScaleInLayer2(Decoder):
+    """layer 2's attention scores scaled by NaN: every output from there on is NaN"""
+    def attention(self, x, i, rope, mask):
+        cfg = self.cfg
+        self.cfg = replace(cfg, score_scale=float("nan")) if i == 2 else cfg
+        try:
+            return super().attention(x, i, rope, mask)
+        finally:
+            self.cfg = cfg
+
+
 @pytest.mark.parametrize("core,layer,point", [
     (ScaleOffInLayer2, 2, "attention"),
     (RopeInterleavedInLayer1, 1, "attention"),
@@ -126,3 +137,8 @@ def test_a_decode_failing_after_its_own_prefill_step_is_decode_only(llama_decode
     assert of_decode(with_errors(llama_decode, {0: 0.5, 3: 0.5})) is None  # the prefill graph's own failure
     assert of_decode(llama_decode) is None  # nothing over the fixed bound (a strict-bound failure, or none)
     assert "step 1 " in of_decode(with_errors(llama_decode, {1: float("nan")})).summary  # NaN is over
+
+
+def test_a_nan_layer_is_named_in_words_not_as_a_multiple_of_its_floor():
+    localisation = of_builtin(fixtures.load(FAMILY), core=NanScoreScaleInLayer2)
+    assert localisation.summary == "first divergence: layer 2 attention (its output holds NaN/Inf)", localisation

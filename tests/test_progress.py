@@ -57,6 +57,22 @@ def test_the_estimate_does_not_jump_when_the_first_of_parallel_ones_finishes():
     assert seen == pytest.approx([20.0, 15.0, 10.0, 10.0, 10.0])
 
 
+def test_a_spent_estimate_says_what_runs_and_for_how_long_never_about_0s_left():
+    """A family slower than its cost (a loaded machine, a cold cache) or hanging: the status names it with the
+    time it has run, and the estimate of the others stands."""
+    clock = Clock()
+    progress = Progress(["llama"], 1, {"llama": 10.0}, err=io.StringIO(), tty=False, clock=clock)
+    clock.now += 4.0
+    assert progress.status() == "[0/1 families] 4s elapsed, about 6s left; running: llama"
+    for waited, said in ((6.0, "10s"), (32.0, "42s"), (600.0, "10m42s")):  # the estimate spent, then a hang
+        clock.now += waited
+        assert progress.status() == f"[0/1 families] {said} elapsed, past the estimate; running: llama {said}"
+    two = Progress(["slow", "fast", "last"], 2, {"slow": 5.0, "fast": 20.0, "last": 20.0}, err=io.StringIO(),
+                   tty=False, clock=clock)
+    clock.now += 12.0
+    assert two.status() == "[0/3 families] 12s elapsed, about 14s left; running: slow 12s, fast"
+
+
 def test_plain_lines_come_on_each_completion_and_periodically_when_not_on_a_terminal():
     err, out = io.StringIO(), io.StringIO()
     with Progress(["a", "b"], 1, err=err, tty=False, period_s=0.05) as progress:
@@ -64,7 +80,7 @@ def test_plain_lines_come_on_each_completion_and_periodically_when_not_on_a_term
         progress.say("a line of the run", out)
         progress.done("a")
     lines = err.getvalue().splitlines()
-    assert lines.count("[1/2 families] 0s elapsed, about 0s left; running: b") == 1
+    assert sum(line.startswith("[1/2 families] 0s elapsed") and "; running: b" in line for line in lines) == 1, lines
     assert sum(line.startswith("[0/2 families]") for line in lines) >= 2, lines
 
     assert "\r" not in err.getvalue() and out.getvalue() == "a line of the run\n"

@@ -71,6 +71,13 @@ SHRUNK_MUTANTS = [
     ("Olmo-3-1025-7B", "no_yarn_attention_factor"),  # YaRN and llama3 over an original context of 32
     ("Llama-3.2-1B", "no_rope_scaling"),
     ("Qwen3-30B-A3B", "no_topk_renorm"),             # top-8 of 16 experts, renormalised
+    ("phi-2", "rotary_full_width"),                  # partial rotary 0.4: 6 of 16 dimensions after shrinking
+    ("pythia-1b", "qkv_fused_blockwise"),            # query_key_value fused per head
+    ("pythia-1b", "parallel_block_one_norm"),        # use_parallel_residual, two LayerNorms
+    ("Minitron-4B-Base", "relu_for_relu2"),
+    ("EXAONE-4.0-32B", "nope_layer_rotated"),        # 3 sliding : 1 global NoPE layer from layer_types
+    ("GLM-4-9B-0414", "sandwich_norms_swapped"),
+    ("GLM-4-9B-0414", "gate_up_swapped"),            # the fused gate_up_proj
 ]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from archval.harness import ROOT
 from archval.harness.cli import main
 
-WRAPS = Path(__file__).parent / "emitters" / "wraps.py"
+WRAPS = ROOT / "archval" / "altered_emitter.py"
 ALTERED = f"{shlex.quote(sys.executable)} {shlex.quote(str(WRAPS))} --alter"  # its first RMSNorm takes √
 
 
@@ -48,12 +48,23 @@ def test_an_altering_emitter_replays_each_graph_with_its_emitter(tmp_path, capsy
     assert {r["replay"] for r in records} == set(failures(out).values())
 
 
+def test_the_emit_timeout_given_is_part_of_the_replay(tmp_path, capsys, monkeypatch):
+    """An emitter that runs out of a short --emit-timeout must run out of it again when replayed."""
+    monkeypatch.delenv("ARCHVAL_EMIT_TIMEOUT_S", raising=False)
+    main(["--family", "llama", "--graph", "prefill", "--emit-timeout", "30", "--reports", str(tmp_path / "run"),
+          "--emitter", ALTERED])
+    out = capsys.readouterr().out
+    assert (f"replay: ./validate_arch.sh --family llama --graph prefill --emitter {shlex.quote(ALTERED)} "
+            "--emit-timeout 30") in out
+    assert_each_replay_reproduces(out, capsys, tmp_path, {"llama prefill"})
+
+
 def test_an_emitter_whose_path_needs_quoting(tmp_path, capsys):
     """An external emitter in a directory with a space and a quote in its name: the replay quotes it."""
     where = tmp_path / "an emitter's dir"
     where.mkdir()
-    shutil.copy(WRAPS, where / "wraps.py")
-    emitter = shlex.join([sys.executable, str(where / "wraps.py"), "--alter"])
+    shutil.copy(WRAPS, where / "altered_emitter.py")
+    emitter = shlex.join([sys.executable, str(where / "altered_emitter.py"), "--alter"])
     main(["--family", "qwen3", "--graph", "prefill", "--reports", str(tmp_path / "run"), "--emitter", emitter])
     assert_each_replay_reproduces(capsys.readouterr().out, capsys, tmp_path, {"qwen3 prefill"})
 

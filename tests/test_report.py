@@ -6,6 +6,7 @@ import html
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from archval.emitter import Config
-from archval.harness.checks import localise, mutants
+from archval.harness.checks import builtin, localise, mutants
 from archval.harness.cli import main
 from archval.harness.core import compare, fixtures, summary, triangulate
 from archval.harness.core.case import new_record, run_case
@@ -133,11 +134,13 @@ def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, 
     assert_renders(browser, tmp_path / "llama--cache_slot_off_by_one.html", charts=2)
     worst = decode_bug.decode.timeline[decode_bug.decode.worst_step]
     where = browser.find_element("id", "decode-where").text
-    assert (f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {worst.step} (position {worst.position}), "
+    assert (f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {worst.step} (slot {fixture.prompt_len - 1 + worst.step}, "
+            f"position {worst.position}), "
             f"vocab index {decode_bug.logits.worst_index}, exceeds the bound 1.0e-02 by "
             f"{worst.max_abs_diff - 1e-2:.3e}") in where
     first_over = next(t for t in decode_bug.decode.timeline if t.max_abs_diff > 1e-2)
-    assert f"first at step {first_over.step} (position {first_over.position}" in where
+    assert (f"first at step {first_over.step} (slot {fixture.prompt_len - 1 + first_over.step}, position "
+            f"{first_over.position}") in where
     row = browser.find_element("id", f"decode-step-{worst.step}")
     assert "over" in row.get_attribute("class").split() and "over the bound" in row.text
     assert browser.find_element("id", "verdict").text == "FAIL"
@@ -145,7 +148,8 @@ def test_a_failing_page_says_which_metric_fails_where_and_by_how_much(tmp_path, 
 
     assert_renders(browser, tmp_path / "llama--rope_theta_default.html", charts=2)
     where = browser.find_element("id", "prefill-where").text
-    assert (f"max |Δlogit| = {prefill_bug.max_abs_diff:.3e} at position {fixture.prompt_positions()[-1]} (the prompt's "
+    assert (f"max |Δlogit| = {prefill_bug.max_abs_diff:.3e} at slot {fixture.prompt_len - 1}, position "
+            f"{fixture.prompt_positions()[-1]} (the prompt's "
             f"last token), vocab index {prefill_bug.logits.worst_index}, exceeds the bound") in where
 
     assert_renders(browser, tmp_path / "llama.html", charts=2)
@@ -208,6 +212,42 @@ def test_a_flip_that_takes_an_out_of_bound_error_is_labelled_a_failure_everywher
             for row in (tmp_path / "llama.html").read_text().split("<tr")[1:]}
     assert rows["argmax"].rstrip().endswith("FAILS</td></tr>"), rows["argmax"]
     assert "flip possible</td></tr>" in rows["oracle top-1/top-2 gap"], rows["oracle top-1/top-2 gap"]
+
+
+def page_rows(page) -> dict[str, str]:
+    """A page's table rows by their first cell's text, each row's cells' text joined by ' | '."""
+    rows = [[" ".join(html.unescape(re.sub(r"<[^>]+>", "", cell)).split())
+             for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
+            for row in page.read_text().split("<tr")[1:]]
+    return {cells[0]: " | ".join(cells) for cells in rows if cells}
+
+
+def test_a_failing_page_says_its_numbers_plainly(tmp_path):
+    """Issue 31: the gap row's bound is the bound alone and its status whether a flip is possible; a margin far
+    over its bound is a ratio (732× the bound, not 73217.5% of it); a token's cache slot and its position apart
+    (position 14 of a 13-token prompt); the built-in emitter's flags show an empty list as none and a plain RoPE
+    without the llama3 and YaRN parameters it does not read."""
+    fixture = fixtures.load("llama")
+    prefill, decode = _mutant_record(fixture, "rope_theta_default"), _mutant_record(fixture, "cache_slot_off_by_one")
+    for record in (prefill, decode):
+        builtin.annotate(record, fixture)
+    assert write([prefill, decode], tmp_path) == []
+    rows = page_rows(tmp_path / "llama--rope_theta_default.html")
+    gap = rows["oracle top-1/top-2 gap"]
+    assert gap.split(" | ")[2] == f"> 2 × |Δ| = {2 * prefill.max_abs_diff:.3e}"
+    assert gap.split(" | ")[-1] == ("flip possible" if prefill.logits.oracle_top2_gap <= 2 * prefill.max_abs_diff
+                                    else "no flip possible")
+    ratio = prefill.max_abs_diff / prefill.bound
+    assert ratio > 10 and f"({ratio:,.0f}× the bound)" in rows["max |Δlogit|"], rows["max |Δlogit|"]
+    assert "% of the bound" not in rows["max |Δlogit| vs the strict bound"]
+    assert f">{ratio:,.0f}×</td>" in (tmp_path / "index.html").read_text()  # the index's column of bound
+    last = f"slot {fixture.prompt_len - 1}, position {fixture.prompt_positions()[-1]}"
+    assert fixture.prompt_positions()[-1] >= fixture.prompt_len and rows["max |Δlogit|"].split(" | ")[4].startswith(last)
+    assert rows["weight_names"] == "weight_names | none"
+    assert rows["rope_full"] == "rope_full | theta=500000.0, kind=default"
+    timeline = (tmp_path / "llama--cache_slot_off_by_one.html").read_text().split('id="decode-step-5">')[1]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", timeline.split("</tr>")[0])
+    assert cells[:3] == ["5", str(fixture.prompt_len + 4), str(decode.decode.timeline[5].position)]
 
 
 def test_a_passing_page_shows_the_three_way_comparison_and_the_noise_ratio(tmp_path, browser):

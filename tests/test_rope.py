@@ -74,3 +74,30 @@ def test_dynamic_rope_past_max_position_embeddings_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "archval.emitter", "--config", str(config), "--graph", "decode",
                            "--out", str(tmp_path / "g.mlir")], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "32 positions" in proc.stderr
+
+
+PARTIAL = [("phi", 0.4), ("gpt_neox", 0.25), ("nemotron", 0.5), ("glm4", 0.5)]
+
+
+@pytest.mark.parametrize("family,factor", PARTIAL, ids=[f for f, _ in PARTIAL])
+def test_partial_rotary_tables_are_hfs_over_the_rotating_dimensions(family, factor):
+    """Partial rotary: transformers computes the frequencies over int(head_dim * factor) dimensions, and the
+    emitter rotates those first dimensions of each head with them."""
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    raw = {**fixtures.load(family).config, "rope_parameters": {"rope_type": "linear", "factor": 2.0,
+                                                                "rope_theta": 10000.0, "partial_rotary_factor": factor}}
+    raw.pop("rotary_pct", None)
+    cfg = Config.from_dict(raw)
+    assert cfg.rotary_width == int(cfg.head_dim * factor)
+    inv_freq, _ = ROPE_INIT_FUNCTIONS["linear"](AutoConfig.for_model(**json.loads(json.dumps(raw))), None)
+    assert ulp_distance(rope_tables.inverse_frequencies(cfg.rope_full, cfg.rotary_width), inv_freq.numpy()) <= 1
+
+
+def test_partial_rotary_that_rotates_an_odd_width_is_refused():
+    raw = {**fixtures.load("phi").config, "partial_rotary_factor": 0.3}  # int(16 * 0.3) = 4: fine; 0.35 -> 5
+    assert Config.from_dict(raw).rotary_width == 4
+    with pytest.raises(ConfigError, match="partial_rotary_factor' = 0.35: rotates 5 of head_dim 16"):
+        Config.from_dict({**raw, "partial_rotary_factor": 0.35})
+    with pytest.raises(ConfigError, match="partial rotary is not used by this family"):
+        Config.from_dict({**fixtures.load("llama").config, "rope_parameters": {"partial_rotary_factor": 0.5}})

@@ -93,7 +93,7 @@ def test_the_suite_is_collected_by_its_module_name_in_a_project_with_a_harness_p
         "    assert harness.MINE, harness.__file__\n"
         f"    assert {str(ROOT)!r} not in sys.path\n")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
-                           "--archval-emitter", f"{sys.executable} {ROOT / 'tests' / 'emitters' / 'wraps.py'}",
+                           "--archval-emitter", f"{sys.executable} {ROOT / 'archval' / 'altered_emitter.py'}",
                            "-m", "family_llama and graph_prefill"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"})
     assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -118,3 +118,37 @@ def test_k_sees_what_other_collection_hooks_add(tmp_path):
                           env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"})
     assert [line for line in proc.stdout.splitlines() if "::" in line] == [
         "test_families.py::test_family[gemma]", "test_families.py::test_plain_heavy"], proc.stdout + proc.stderr
+
+
+def project_pytest(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """pytest in a downstream project of one test of its own (archval's plugin loaded, its suite not in it), with
+    this checkout's archval (a worktree's, not the one the environment's editable install names)."""
+    import os
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "my-emitter"\nversion = "0"\n')
+    (tmp_path / "test_mine.py").write_text("def test_mine():\n    pass\n")
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**{k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"},
+                               "PYTHONPATH": str(ROOT)})
+
+
+def test_without_an_emitter_archvals_cases_are_not_collected_and_help_and_a_selection_say_so(tmp_path):
+    """--help does not promise the built-in emitter by default; `-m family_llama` (or `-k llama`) alone says why
+    nothing of archval's was collected instead of a bare `1 deselected`; a selection of the project's own tests
+    says nothing."""
+    helped = project_pytest(tmp_path, "--help").stdout
+    option = " ".join(helped.split("--archval-emitter=CMD")[1].split("--archval-")[0].split())
+    assert "collected only with it" in option and "default" not in option, option
+    for selection in (["-m", "family_llama"], ["-m", "graph_decode and not slow"], ["-k", "llama"]):
+        proc = project_pytest(tmp_path, *selection)
+        assert "1 deselected" in proc.stdout and "archval: no archval case was collected: its cases are collected " \
+            "only with --archval-emitter CMD" in proc.stdout, proc.stdout[-2000:]
+    assert "archval:" not in project_pytest(tmp_path, "-k", "mine").stdout
+
+
+def test_a_kind_a_family_lacks_is_skipped_saying_why(tmp_path):
+    proc = project_pytest(tmp_path, "-rs", "--archval-emitter", f"{sys.executable} -m archval.altered_emitter",
+                          "-m", "family_llama and graph_moe_block")
+    assert "1 skipped" in proc.stdout, proc.stdout[-2000:]
+    assert ("llama has no moe_block graph: it checks a mixture-of-experts block, and llama's oracle routes no layer "
+            "through experts") in " ".join(proc.stdout.split()), proc.stdout[-2000:]

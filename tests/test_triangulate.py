@@ -21,6 +21,14 @@ def test_odd_one_out(pairs, expected):
     assert triangulate.odd_one_out(*pairs, bound=1e-2) == expected
 
 
+def test_iree_and_xla_both_non_finite_is_said_in_words():
+    oracle = np.zeros((2, 8), np.float32)
+    nan_at_1, inf_at_3 = oracle.copy(), oracle.copy()
+    nan_at_1[0, 1], inf_at_3[1, 3] = np.nan, np.inf
+    assert triangulate.triangulate(oracle, nan_at_1, inf_at_3, 1e-2, False).verdict == triangulate.BOTH_NONFINITE
+    assert triangulate.triangulate(oracle, nan_at_1, oracle, 1e-2, False).verdict == triangulate.IREE
+
+
 def test_xla_runs_the_same_text_and_agrees():
     record = run_case(fixtures.load("llama"), "decode")
     x = record.xla

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from archval.harness.backends.base import Backend, BackendError, Module, Stage
-from archval.harness.core import cache
+from archval.harness.core import cache, lifetime
 from archval.harness.core.files import scratch_directory, write_atomic
 from archval.harness.core.graph import FunctionSignature, GraphSignature
 from archval.harness.core.host import cpu_identity
+from archval.harness.core.watchdog import time_limit
 
 COMPILE_TIMEOUT_S = 300
 # Seams for fault injection and odd installs: another iree-compile executable, a shorter timeout.
@@ -77,16 +78,24 @@ def compile_text(text: str) -> tuple[bytes, bool]:
         out = tmp / "module.vmfb"
         command, timeout = compile_command(str(source), str(out)), compile_timeout_s()
         try:
-            proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise BackendError(f"iree-compile did not finish within {timeout:g} s (killed){_said(e.stderr)}") from None
+            proc = lifetime.start(command)
         except OSError as e:
             raise BackendError(f"iree-compile could not start ({command[0]}): {e.strerror}") from None
+        try:
+            _, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            lifetime.finish(proc)
+            _, stderr = proc.communicate()  # what it said before it was killed
+            raise BackendError(f"iree-compile did not finish within {timeout:g} s (killed){_said(stderr)}") from None
+        finally:  # a Ctrl-C or an error here must not leave the compiler running
+            lifetime.finish(proc)
         if proc.returncode < 0:
-            raise BackendError(f"iree-compile was killed by {signal.Signals(-proc.returncode).name}{_said(proc.stderr)}")
+            raise BackendError(f"iree-compile was killed by {signal.Signals(-proc.returncode).name}{_said(stderr)}")
         if proc.returncode != 0:
-            stderr = proc.stderr.decode(errors="replace").strip()
-            raise BackendError(f"iree-compile exited with {proc.returncode}: {stderr[-2000:]}")
+            said = stderr.decode(errors="replace").strip()
+            raise BackendError(f"iree-compile exited with {proc.returncode}: {said[-2000:]}")
+        if not out.is_file() or out.stat().st_size == 0:  # a compiler that claims success must show its module
+            raise BackendError(f"iree-compile exited 0 but wrote no module{_said(stderr)}")
         vmfb = out.read_bytes()
     source.unlink(missing_ok=True)  # compiled: the cache keeps the vmfb, the emitter can write the text again
     cache.write_entry(path, vmfb)
@@ -126,8 +135,9 @@ class IreeModule(Module):
 
     def execute(self, args: list[np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
-            out = self._function(*(a if spec.name in inputs else self._in_place(a)
-                                   for spec, a in zip(self.main.args, args)))
+            with time_limit("run", f"IREE running @{self.main.name}"):
+                out = self._function(*(a if spec.name in inputs else self._in_place(a)
+                                       for spec, a in zip(self.main.args, args)))
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"IREE failed running @{self.main.name}: {e}") from None
         results = out if isinstance(out, (tuple, list)) else (out,)

@@ -21,6 +21,7 @@ from archval.harness.backends.base import Backend, BackendError, Module, Stage
 from archval.harness.core import cache
 from archval.harness.core.graph import FunctionSignature, GraphSignature
 from archval.harness.core.host import cpu_identity
+from archval.harness.core.watchdog import time_limit
 
 DEBUG_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
@@ -79,11 +80,13 @@ class XlaModule(Module):
         if self._weights is None:
             self._weights = {n: self._upload(v) for n, v in zip(names, args) if n not in inputs}
         try:
-            out = self._exe.execute([self._weights[n] if n in self._weights else self._upload(v)
-                                     for n, v in zip(names, args)])
+            with time_limit("xla_run", "XLA running @main"):
+                out = self._exe.execute([self._weights[n] if n in self._weights else self._upload(v)
+                                         for n, v in zip(names, args)])
+                out = [np.asarray(r) for r in out]  # the wait for an asynchronous execution, inside the limit
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"XLA failed running @main: {e}") from None
-        return [np.asarray(r) for r in out]
+        return out
 
 
 class Xla(Backend):

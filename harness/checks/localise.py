@@ -133,6 +133,8 @@ def describe(first: Tap | None) -> str:
     if first is None:
         return ("no layer's output leaves the noise floor: the divergence is after the last layer "
                 "(final norm or head)")
+    if not np.isfinite(first.max_abs_diff):  # a NaN in the tap makes max |Δ| NaN: no multiple of a floor
+        return f"first divergence: layer {first.layer} {first.point} (its output holds NaN/Inf)"
     return (f"first divergence: layer {first.layer} {first.point} (max |Δ| {first.max_abs_diff:.2e} = "
             f"{first.noise_ratio:.0f}x its noise floor {first.noise_floor:.1e})")
 

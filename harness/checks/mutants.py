@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from archval.emitter import Config, Decoder, Rope, emit
-from archval.emitter.families import FULL, SLIDING
+from archval.emitter.families import FAMILIES, FULL, SLIDING
 from archval.emitter.stablehlo import Value
 from archval.harness.core.kinds import KINDS
 
@@ -108,25 +108,86 @@ class MaskIncludesNext(Decoder):
 
 
 class RopeInterleaved(Decoder):
-    """GPT-J style RoPE: rotates the pairs (x[2i], x[2i+1]) instead of (x[i], x[i + D/2])."""
+    """RoPE pairs the other way: GPT-J's interleaved pairs (x[2i], x[2i+1]) where the family rotates the halves
+    (x[i], x[i + D/2]), the halves where it interleaves (GLM-4)."""
     def rotate(self, x, cos, sin):
-        g = self.g
-        t, h, d = x.shape
-        pairs = g.reshape(x, (t, h, d // 2, 2))
-        even = g.reshape(g.slice(pairs, (0, 0, 0, 0), (t, h, d // 2, 1)), (t, h, d // 2))
-        odd = g.reshape(g.slice(pairs, (0, 0, 0, 1), (t, h, d // 2, 2)), (t, h, d // 2))
-        c, s = g.broadcast(cos, even.shape, [0, 2]), g.broadcast(sin, even.shape, [0, 2])
-        rotated = [g.sub(g.mul(even, c), g.mul(odd, s)), g.add(g.mul(odd, c), g.mul(even, s))]
-        return g.reshape(g.concatenate([g.reshape(r, (t, h, d // 2, 1)) for r in rotated], dim=3), (t, h, d))
+        return self.rotate_halves(x, cos, sin) if self.cfg.rope_pairs_interleaved else self.rotate_pairs(x, cos, sin)
 
 
 class GateUpSwapped(Decoder):
-    """The MLP's gate and up projections bound to each other's checkpoint tensors."""
+    """The MLP's gate and up projections bound to each other's checkpoint tensors (a fused gate_up_proj read
+    up half first)."""
     SWAP = {"gate_proj.weight": "up_proj.weight", "up_proj.weight": "gate_proj.weight"}
 
     def weight(self, name, shape):
         stem, _, leaf = name.rpartition(".mlp.")
         return super().weight(f"{stem}.mlp.{self.SWAP.get(leaf, leaf)}" if stem else name, shape)
+
+    def gate_up_halves(self, fused, size):
+        return tuple(reversed(super().gate_up_halves(fused, size)))
+
+
+class LayerNormUncentred(Decoder):
+    """LayerNorm read as RMSNorm with a bias: the mean is not removed (weight and bias still applied)."""
+    def layer_norm(self, x, name):
+        g, last = self.g, len(x.shape) - 1
+        mean_sq = g.div(g.reduce(g.mul(x, x), g.scalar(0.0), "add", [last]), g.scalar(float(x.shape[-1])))
+        inv = g.rsqrt(g.add(mean_sq, g.scalar(self.cfg.rms_norm_eps)))
+        return self.scale_and_shift(g.mul(x, g.broadcast(inv, x.shape, list(range(last)))), name)
+
+
+class LayerNormBiasIgnored(Decoder):
+    """The LayerNorms' bias taken as an argument but never added."""
+    def scale_and_shift(self, y, name):
+        g, last = self.g, len(y.shape) - 1
+        w = self.weight(f"{name}.weight", (y.shape[-1],))
+        self.weight(f"{name}.bias", (y.shape[-1],))
+        if self.cfg.norm_plus_one:
+            w = g.add(g.scalar(1.0), w)
+        return g.mul(y, g.broadcast(w, y.shape, [last]))
+
+
+class ParallelBlockSequential(Decoder):
+    """A parallel block run as a sequential one: the MLP reads the layer input plus the attention output."""
+    def parallel_layer(self, x, i, rope, mask):
+        p, g = f"model.layers.{i}", self.g
+        x = g.add(x, self.attention(self.norm(x, f"{p}.input_layernorm"), i, rope, mask))
+        second = "input_layernorm" if self.cfg.parallel_block == "shared_norm" else "post_attention_layernorm"
+        return g.add(x, self.mlp(self.norm(x, f"{p}.{second}"), i))
+
+
+class ParallelBlockOneNorm(Decoder):
+    """GPT-NeoX's parallel block with Phi's one norm: the MLP reads input_layernorm's output too (its own
+    post_attention_layernorm taken but unused)."""
+    def parallel_layer(self, x, i, rope, mask):
+        p, g = f"model.layers.{i}", self.g
+        h = self.norm(x, f"{p}.input_layernorm")
+        self.norm(x, f"{p}.post_attention_layernorm")
+        return g.add(g.add(self.attention(h, i, rope, mask), self.mlp(h, i)), x)
+
+
+class QkvFusedBlockwise(Decoder):
+    """GPT-NeoX's fused query_key_value read as three blocks [q | k | v] (Phi-3's layout), not per head."""
+    def split_qkv_per_head(self, qkv):
+        g, t, n = self.g, qkv.shape[0], qkv.shape[1] // 3
+        return tuple(g.slice(qkv, (0, j * n), (t, (j + 1) * n)) for j in range(3))
+
+
+class PlainRelu(Decoder):
+    """ReLU where the family squares it (Nemotron's relu2)."""
+    def activation(self, x):
+        return self.g.max(x, self.g.scalar(0.0)) if self.cfg.mlp_activation == "relu2" else super().activation(x)
+
+
+class SandwichNormsSwapped(Decoder):
+    """Sandwich norms: the attention's post-norm and the MLP's pre-norm bound to each other's tensors (GLM-4
+    calls the MLP's pre-norm post_attention_layernorm)."""
+    SWAP = {"post_attention_layernorm": "pre_feedforward_layernorm",
+            "pre_feedforward_layernorm": "post_attention_layernorm"}
+
+    def norm(self, x, name):
+        stem, _, leaf = name.rpartition(".")
+        return super().norm(x, f"{stem}.{self.SWAP.get(leaf, leaf)}" if stem else name)
 
 
 class QkNormWrongAxis(Decoder):
@@ -148,6 +209,12 @@ class QkNormWrongAxis(Decoder):
         mean_sq = g.div(g.reduce(g.mul(x, x), g.scalar(0.0), "add", [last]), g.scalar(float(x.shape[-1])))
         inv_rms = g.rsqrt(g.add(mean_sq, g.scalar(self.cfg.rms_norm_eps)))
         return g.mul(x, g.broadcast(inv_rms, x.shape, list(range(last))))
+
+
+def _eps_key(raw: dict) -> str:
+    """The key a family's config.json writes its norms' epsilon under (Phi's layer_norm_eps, Nemotron's norm_eps)."""
+    family = FAMILIES[raw["model_type"]]
+    return family.aliases.get(family.norm_eps_field, family.norm_eps_field)
 
 
 def _first_full_layer_slides(c: Config) -> Config:
@@ -192,6 +259,9 @@ _APPLIES: dict[str, Applies] = {
     "no_topk_renorm": lambda c: c.moe is not None and c.moe.renormalize,
     "renormalize_topk": lambda c: c.moe is not None and not c.moe.renormalize,
     "no_clip_qkv": lambda c: c.clip_qkv is not None,
+    "rotary_full_width": lambda c: _rotates(c) and c.rotary_width < c.head_dim,
+    "no_lm_head_bias": lambda c: c.lm_head_bias,
+    "gelu_tanh_for_erf": lambda c: c.mlp_activation == "gelu_erf",
 }
 
 _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
@@ -210,7 +280,8 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "no_qk_norm": ("q/k RMSNorm dropped", lambda c: replace(c, qk_norm=None)),
     "no_plus_one_norm": ("RMSNorm scales by w instead of (1 + w)", lambda c: replace(c, norm_plus_one=False)),
     "no_embed_scale": ("embeddings not scaled by sqrt(hidden)", lambda c: replace(c, embed_scale=False)),
-    "silu_for_gelu": ("SiLU where the family gates with tanh-GELU", lambda c: replace(c, mlp_activation="silu")),
+    "silu_for_gelu": ("SiLU where the family has another activation (GELU, relu2)",
+                      lambda c: replace(c, mlp_activation="silu")),
     "no_attn_softcap": ("attention logit soft-cap dropped", lambda c: replace(c, attn_softcap=None)),
     "no_final_softcap": ("final logit soft-cap dropped", lambda c: replace(c, final_softcap=None)),
     "head_dim_score_scale": ("scores scaled by head_dim^-0.5, not query_pre_attn_scalar^-0.5",
@@ -223,6 +294,11 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "renormalize_topk": ("top-k routing weights renormalised although norm_topk_prob is false",
                          lambda c: replace(c, moe=replace(c.moe, renormalize=True))),
     "no_clip_qkv": ("q, k, v not clamped to clip_qkv", lambda c: replace(c, clip_qkv=None)),
+    "rotary_full_width": ("partial rotary ignored: every dimension of the head rotates",
+                          lambda c: replace(c, rotary_dim=None)),
+    "no_lm_head_bias": ("the head's bias dropped", lambda c: replace(c, lm_head_bias=False)),
+    "gelu_tanh_for_erf": ("tanh-approximate GELU where the family uses erf's",
+                          lambda c: replace(c, mlp_activation="gelu_tanh")),
     "honour_inert_window": ("sliding_window applied although use_sliding_window is false",
                             lambda c: replace(c, sliding_window=4, layer_types=(FULL,) + (SLIDING,) * (c.num_layers - 1))),
 }
@@ -255,10 +331,10 @@ MUTANTS: dict[str, Mutant] = {
     # Epsilon read as the other common default (1e-5 <-> 1e-6), either way: the quiet tokens make it visible.
     "eps_10x": Mutant("RMSNorm epsilon 10x the config's", lambda c: replace(c, rms_norm_eps=c.rms_norm_eps * 10),
                       applies=lambda c: True,
-                      oracle_config=lambda raw: {**raw, "rms_norm_eps": Config.from_dict(raw).rms_norm_eps * 10}),
+                      oracle_config=lambda raw: {**raw, _eps_key(raw): Config.from_dict(raw).rms_norm_eps * 10}),
     "eps_tenth": Mutant("RMSNorm epsilon a tenth of the config's",
                         lambda c: replace(c, rms_norm_eps=c.rms_norm_eps / 10), applies=lambda c: True,
-                        oracle_config=lambda raw: {**raw, "rms_norm_eps": Config.from_dict(raw).rms_norm_eps / 10}),
+                        oracle_config=lambda raw: {**raw, _eps_key(raw): Config.from_dict(raw).rms_norm_eps / 10}),
     "attn_scale_1pct": Mutant("attention scores scaled 1% too much",
                               lambda c: replace(c, score_scale=c.score_scale * 1.01), applies=lambda c: True),
     # a tenth of that stays inside the fixed 1e-2 bound: the strict bound's reason to exist
@@ -266,10 +342,25 @@ MUTANTS: dict[str, Mutant] = {
                                   lambda c: replace(c, score_scale=c.score_scale * 1.001), applies=lambda c: True),
     "mask_includes_next": Mutant("the causal mask lets each query see the next slot", core=MaskIncludesNext,
                                  applies=lambda c: True),
-    "rope_interleaved": Mutant("RoPE rotates interleaved pairs instead of the two halves", core=RopeInterleaved,
+    "rope_interleaved": Mutant("RoPE pairs the other way (interleaved for halves, halves for interleaved)",
+                               core=RopeInterleaved,
                                applies=_rotates),
     "gate_up_swapped": Mutant("the MLP's gate and up projections swapped", core=GateUpSwapped,
-                              applies=lambda c: c.moe is None or not all(c.moe.routed_layers)),
+                              applies=lambda c: c.mlp_gated and (c.moe is None or not all(c.moe.routed_layers))),
+    "layernorm_uncentred": Mutant("LayerNorm without removing the mean (RMSNorm with a bias)", core=LayerNormUncentred,
+                                  applies=lambda c: c.layernorm_with_bias),
+    "layernorm_bias_ignored": Mutant("the LayerNorms' bias never added", core=LayerNormBiasIgnored,
+                                     applies=lambda c: c.layernorm_with_bias),
+    "parallel_block_sequential": Mutant("attention and MLP run one after the other instead of in parallel",
+                                        core=ParallelBlockSequential, applies=lambda c: c.parallel_block is not None),
+    "parallel_block_one_norm": Mutant("the parallel MLP reads the attention's norm instead of its own",
+                                      core=ParallelBlockOneNorm, applies=lambda c: c.parallel_block == "two_norms"),
+    "qkv_fused_blockwise": Mutant("the per-head fused query_key_value split as [q | k | v] blocks",
+                                  core=QkvFusedBlockwise, applies=lambda c: c.qkv_fused_per_head),
+    "relu_for_relu2": Mutant("ReLU where the family squares it", core=PlainRelu,
+                             applies=lambda c: c.mlp_activation == "relu2"),
+    "sandwich_norms_swapped": Mutant("the attention's post-norm and the MLP's pre-norm swapped",
+                                     core=SandwichNormsSwapped, applies=lambda c: c.norm_placement == "sandwich"),
     "topk_least_likely": Mutant("routing keeps the k least likely experts", core=TopKLeastLikely,
                                 applies=lambda c: c.moe is not None),
     "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated,

@@ -10,15 +10,17 @@ for every case); a bundle that cannot be written is a problem said with the repo
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from archval.harness.backends.iree import LINKER_FLAG, compile_command, compiler_tools
+from archval.harness.backends.iree import COMPILER_ENV, LINKER_FLAG, compile_command
 from archval.harness.core.files import write_atomic
 from archval.harness.core.graph import bind
 from archval.harness.core.record import ERROR, FAIL, Record
@@ -63,6 +65,19 @@ def _script(path: Path, lines: list[str]) -> None:
     path.chmod(0o755)
 
 
+def _find_tool(variable: str, name: str) -> list[str]:
+    """A script's lines that set $variable to one of IREE's tools, unless the user set it: the tool on PATH, else
+    beside the Python that wrote the bundle (a venv's bin, seldom on PATH: pip puts the tools there), else one
+    sentence saying what to install. No path of this machine is needed: on another, PATH finds the tools."""
+    return [f"WRITER_BIN={shlex.quote(str(Path(sys.executable).parent))}  # tried after PATH",
+            f'if [ -z "${{{variable}:-}}" ]; then',
+            f'  if command -v {name} >/dev/null 2>&1; then {variable}={name}',
+            f'  elif [ -x "$WRITER_BIN/{name}" ]; then {variable}="$WRITER_BIN/{name}"',
+            f'  else echo "$0: {name} not found on PATH nor in $WRITER_BIN: pip install iree-base-compiler '
+            f'iree-base-runtime (or set {variable})" >&2; exit 127',
+            "  fi", "fi"]
+
+
 def _file_name(tensor: str) -> str:
     """A checkpoint tensor's name as a file name (names are dotted paths; keep anything else harmless)."""
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in tensor) + ".npy"
@@ -73,16 +88,18 @@ def write_bundle(directory: Path, case: Case, expected: np.ndarray | None, actua
     for graph in graphs:
         write_atomic(directory / f"{graph}.mlir", case.texts[graph])
     compile_lines = []
-    for graph in graphs:
+    for graph in graphs:  # the linker's path is this machine's: iree-compile finds the iree-lld installed beside it
         _, *flags = compile_command(f"{graph}.mlir", f"{graph}.vmfb")
-        words = [f'"{LINKER_FLAG}=$IREE_LLD"' if f.startswith(LINKER_FLAG) else shlex.quote(f) for f in flags]
+        words = [f'${{IREE_LLD:+"{LINKER_FLAG}=$IREE_LLD"}}' if f.startswith(LINKER_FLAG) else shlex.quote(f)
+                 for f in flags]
         compile_lines.append(" ".join(['"$IREE_COMPILE"', *words]))
-    tool, lld_path = compiler_tools()
+    named = os.environ.get(COMPILER_ENV)  # a compiler the user chose for archval, not where pip put one
     _script(directory / "compile.sh", [
         "# The iree-compile command archval ran for each graph (its flags exactly; only the tools' paths differ",
-        "# between machines: set IREE_COMPILE and IREE_LLD to yours, e.g. pip install iree-base-compiler).",
-        f"IREE_COMPILE=${{IREE_COMPILE:-{shlex.quote(tool)}}}",
-        f"IREE_LLD=${{IREE_LLD:-{shlex.quote(str(lld_path))}}}", *compile_lines])
+        "# between machines: IREE_COMPILE, and IREE_LLD for a linker other than the iree-lld beside iree-compile).",
+        *([f"IREE_COMPILE=${{IREE_COMPILE:-{shlex.quote(named)}}}  # ${COMPILER_ENV}, as archval ran it"]
+          if named else []),
+        *_find_tool("IREE_COMPILE", "iree-compile"), *compile_lines])
     run_lines = []
     if case.calls:
         for i, call in enumerate(case.calls):
@@ -102,7 +119,7 @@ def write_bundle(directory: Path, case: Case, expected: np.ndarray | None, actua
         _script(directory / "run.sh", [
             "# Each call of @main archval made, fed exactly what archval fed it (arguments in @main's order);",
             "# run compile.sh first. out/ then holds the results, recorded/ what archval's IREE run returned.",
-            "IREE_RUN_MODULE=${IREE_RUN_MODULE:-iree-run-module}", "mkdir -p out", *run_lines])
+            *_find_tool("IREE_RUN_MODULE", "iree-run-module"), "mkdir -p out", *run_lines])
     if expected is not None:
         _npy(directory / "expected.npy", expected)
     if actual is not None:

@@ -21,7 +21,7 @@ import numpy as np
 from archval.harness import COMMAND
 from archval.harness.backends import SUBJECT
 from archval.harness.backends.base import Backend, BackendError, Module
-from archval.harness.core import noise, reference, triangulate
+from archval.harness.core import emitproc, noise, reference, triangulate
 from archval.harness.core.binding import IDENTITY, Binding
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.emitters import (
@@ -54,12 +54,13 @@ from archval.harness.core.record import (
 def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True,
                    binding: Binding = IDENTITY) -> str:
     """The command line, run from the project root, that runs exactly this case again: the family (or the
-    published config, or the graph folder, as given), the graph kind, the emitter (shell-quoted), the binding
-    file and --fixed-bound-only where the case was judged without the strict bound. Not carried: the environment (variables the emitter
-    reads, ARCHVAL_CACHE_DIR), and --reports (the replay writes under reports/)."""
+    published config, or the graph folder, as given), the graph kind, the emitter (shell-quoted) and its
+    --emit-timeout where set, the binding file and --fixed-bound-only where the case was judged without the strict
+    bound. Not carried: the rest of the environment (the emitter's variables, ARCHVAL_CACHE_DIR), and --reports."""
     words = [fixture.replay or f"{COMMAND} --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
     if tuple(emitter) not in (DEFAULT_EMITTER, PRE_EMITTED):
         words.append(f"--emitter {shlex.quote(shlex.join(emitter))}")
+        words += emitproc.replay_options()
     if binding.path:
         words.append(f"--binding {shlex.quote(binding.path)}")
     if not strict_bound:

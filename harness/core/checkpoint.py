@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from archval.emitter.config_input import ConfigError, check_input, printable, read_json_object
+from archval.harness.core.checkpoint_trust import check_entries
 from archval.harness.core.oracle_cache import OracleRun
 
 INDEX = "model.safetensors.index.json"
@@ -105,6 +106,7 @@ def read(directory: str | Path) -> Checkpoint:
     if not directory.is_dir():
         raise CheckpointError(f"--checkpoint {shown}: no such directory (a local checkpoint: config.json and "
                               "safetensors; nothing is downloaded).")
+    check_entries(directory, CheckpointError)
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{printable(str(config_path))}: missing; a checkpoint directory holds config.json "

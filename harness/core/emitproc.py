@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -53,6 +54,13 @@ def timeout_s() -> float:
     if value is None:
         raise EmitterProblem(f"${TIMEOUT_ENV} = {raw!r} is not a number of seconds above 0")
     return value
+
+
+def replay_options() -> list[str]:
+    """What a replay line repeats of this run's limits: the emit time limit, where one was set (--emit-timeout
+    sets the variable for the workers), so that an emitter that ran out of time runs out again."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    return [f"--emit-timeout {shlex.quote(raw)}"] if raw else []
 
 
 def parse_timeout(raw: str) -> float | None:

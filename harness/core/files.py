@@ -6,7 +6,8 @@ that file 0600, so its mode is set to what open() would have given (0666 less th
 0644 usually) before the rename. An interrupted or failed write leaves the old file whole and
 no temporary file behind.
 
-The --reports directory is claimed before a run writes there (claimed): created, found writable,
+The --reports directory is claimed before a run writes there (claimed): found new, empty or archval's own
+(check_ours: a run writes over index.html and the other names it uses), created, found writable,
 and locked against a concurrent gate by an exclusive flock(2) on DIR/.archval.lock (Linux and
 macOS), held until the run ends. The operating system releases it when the process dies, however it
 dies, so a stale lock file never blocks the next run; the file holds the holder's pid, for the message.
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_NAME = ".archval.lock"
+WRITTEN_LIST = ".archval-written.json"  # what a run wrote there (present/manifest.py)
 
 
 def _umask() -> int:
@@ -94,12 +96,27 @@ def _reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
+def check_ours(directory: Path, option: str = "--reports") -> None:
+    """ReportsError unless DIR is absent, empty, or an archval reports folder (an earlier run left its lock file
+    or its list of what it wrote): a run writes index.html, summary.json and a page per family over whatever
+    has those names, so a folder of someone's own files is refused, never written into."""
+    try:
+        entries = sorted(p.name for p in Path(directory).iterdir()) if Path(directory).is_dir() else []
+    except OSError as e:
+        raise ReportsError(f"{option} {directory}: cannot be listed ({_reason(e)})") from None
+    if entries and not {LOCK_NAME, WRITTEN_LIST} & set(entries):
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise ReportsError(f"{option} {directory}: holds files archval did not write ({shown}) and is no archval "
+                           f"reports folder (no {LOCK_NAME}); give a new or empty folder")
+
+
 @contextlib.contextmanager
 def claimed(directory: Path):
     """with claimed(DIR): DIR exists, is writable and is this run's alone until the block ends."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ReportsError(f"--reports {directory}: is not a directory")
+    check_ours(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -15,6 +15,7 @@ EMITTER = "emitter bug: IREE and XLA agree against the oracle"
 IREE = "compiler problem: XLA agrees with the oracle against IREE"
 XLA = "XLA is the odd one out: the oracle and IREE agree against it"
 NONE = "no two agree"
+BOTH_NONFINITE = "emitter bug: IREE and XLA both compute NaN/Inf from this text"
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,8 +46,10 @@ def triangulate(oracle: np.ndarray, iree: np.ndarray, xla: np.ndarray, bound: fl
     pairs = (max_abs_diff(oracle, iree), max_abs_diff(oracle, xla), max_abs_diff(iree, xla))
     xla = np.asarray(xla).reshape(len(oracle), -1)
     oracle_tokens = np.asarray(oracle).reshape(len(oracle), -1).argmax(axis=1)
+    # NaN never equals NaN: two compilers computing NaN/Inf from the same text agree that it does
+    both_nonfinite = not np.isfinite(iree).all() and not np.isfinite(xla).all()
     return ThreeWay(None, *pairs, bound, bool((xla.argmax(axis=1) == oracle_tokens).all()),
-                    odd_one_out(*pairs, bound), cache_hit)
+                    BOTH_NONFINITE if both_nonfinite else odd_one_out(*pairs, bound), cache_hit)
 
 
 def failed(error: str) -> ThreeWay:

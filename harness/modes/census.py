@@ -120,7 +120,7 @@ def _examine(model_type: str, synthesised) -> Result:
     prompt, positions, steps = fixture.prompt(), fixture.prompt_positions(), fixture.decode_positions()
     oracle = Oracle(config, SEED, quiet_tokens=QUIET_TOKENS)
     found = features(oracle.model.config, oracle.model)
-    found.append("quiet rows" if oracle.quiet_tokens else "no RMSNorm: no quiet rows")
+    found.append("quiet rows" if oracle.quiet_tokens else "no RMSNorm or LayerNorm: no quiet rows")
     with torch.no_grad():
         if getattr(oracle.forward(prompt, positions), "cache", None) is None:
             return Result(model_type, False, f"{model_class} returns no cache, so a decode cannot run through "

@@ -13,9 +13,11 @@ import shlex
 
 import numpy as np
 
+from archval.emitter.config_input import printable
 from archval.harness import COMMAND
 from archval.harness.checks import published
 from archval.harness.core import checkpoint as ckpt
+from archval.harness.core import checkpoint_trust
 from archval.harness.core.binding import IDENTITY
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.case import run_case
@@ -29,28 +31,54 @@ from archval.harness.present.console import line
 DEFAULT_STEPS = 32
 
 
+def load_tokenizer(checkpoint: ckpt.Checkpoint):
+    """The checkpoint's own tokenizer, for --prompt only: never its code. A tokenizer that names Python of its
+    own (auto_map) is refused before transformers reads anything, and trust_remote_code=False besides, so that
+    transformers can neither import such a file nor ask on stdin whether to; whatever else transformers cannot
+    read is one sentence too."""
+    shown = printable(str(checkpoint.directory))
+    if not checkpoint.tokenizer:
+        raise UsageError(f"--prompt: {shown} holds no tokenizer ({', '.join(ckpt.TOKENIZER_FILES)}); give "
+                         "--prompt-ids instead")
+    code = checkpoint_trust.tokenizer_code(checkpoint.directory, checkpoint.config, UsageError)
+    if code:
+        raise UsageError(f"--prompt: {code} names Python in the checkpoint for its tokenizer, which archval never "
+                         "runs; give --prompt-ids instead")
+    from transformers import AutoTokenizer
+    try:
+        return AutoTokenizer.from_pretrained(checkpoint.directory, local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 - tokenizers, sentencepiece and transformers each raise their own
+        raise UsageError(f"--prompt: transformers cannot read the tokenizer in {shown} ({_first_line(e)}); give "
+                         "--prompt-ids instead") from None
+
+
+def _first_line(error: Exception) -> str:
+    said = str(error).strip().splitlines()
+    return printable(f"{type(error).__name__}: {said[0] if said else 'no message'}")[:300]
+
+
 def prompt_ids(args, checkpoint: ckpt.Checkpoint, tokenizer) -> list[int]:
     """--prompt-ids, or --prompt through the checkpoint's tokenizer; UsageError naming what is wrong."""
-    if (args.prompt_ids is None) == (args.prompt is None):
-        raise UsageError("--checkpoint needs a prompt: --prompt-ids 1,2,3 or, with a tokenizer in the directory, "
-                         "--prompt TEXT (one of the two)")
     if args.prompt is not None:
-        if tokenizer is None:
-            raise UsageError(f"--prompt: {checkpoint.directory} holds no tokenizer "
-                             f"({', '.join(ckpt.TOKENIZER_FILES)}); give --prompt-ids instead")
-        ids = list(tokenizer(args.prompt, add_special_tokens=False)["input_ids"])
+        try:
+            ids = [int(t) for t in tokenizer(args.prompt, add_special_tokens=False)["input_ids"]]
+        except Exception as e:  # noqa: BLE001 - a tokenizer file that loads can still fail on its first text
+            raise UsageError(f"--prompt: the tokenizer in {printable(str(checkpoint.directory))} fails on it "
+                             f"({_first_line(e)}); give --prompt-ids instead") from None
         if not ids:
             raise UsageError(f"--prompt {shlex.quote(args.prompt)}: the tokenizer makes no tokens of it")
-        return ids
-    try:
-        ids = [int(t) for t in args.prompt_ids.split(",")]
-    except ValueError:
-        raise UsageError(f"--prompt-ids {shlex.quote(args.prompt_ids)}: not comma-separated integers") from None
+        given = "--prompt: the tokenizer's"
+    else:
+        try:
+            ids = [int(t) for t in args.prompt_ids.split(",")]
+        except ValueError:
+            raise UsageError(f"--prompt-ids {shlex.quote(args.prompt_ids)}: not comma-separated integers") from None
+        given = "--prompt-ids:"
     vocab = checkpoint.config["vocab_size"]
     outside = [t for t in ids if not 0 <= t < vocab]
     if outside:
-        raise UsageError(f"--prompt-ids: token {outside[0]} is outside the vocabulary [0, {vocab}) of "
-                         f"{checkpoint.directory / 'config.json'}")
+        raise UsageError(f"{given} token {outside[0]} is outside the vocabulary [0, {vocab}) of "
+                         f"{printable(str(checkpoint.directory / 'config.json'))}")
     return ids
 
 
@@ -68,16 +96,21 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
         name = published.label(checkpoint.directory / "config.json")
     except (ckpt.CheckpointError, published.PublishedConfigError) as e:
         raise UsageError(str(e)) from None
-    tokenizer = None
-    if checkpoint.tokenizer:
-        from transformers import AutoTokenizer
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint.directory, local_files_only=True)
+    if (args.prompt_ids is None) == (args.prompt is None):
+        raise UsageError("--checkpoint needs a prompt: --prompt-ids 1,2,3 or, with a tokenizer in the directory, "
+                         "--prompt TEXT (one of the two)")
+    tokenizer = None if args.prompt is None else load_tokenizer(checkpoint)  # --prompt-ids needs none: none is read
     prompt = prompt_ids(args, checkpoint, tokenizer)
     strict = not args.fixed_bound_only
     estimate, available = ckpt.MemoryEstimate.of(checkpoint, strict), ckpt.available_memory()
     print(f"== checkpoint {checkpoint.directory}: {checkpoint.config['model_type']}, {checkpoint.parameters():,} "
           f"parameters in {len(checkpoint.files)} safetensors files ({checkpoint.storage()}), "
-          f"tokenizer {'yes' if tokenizer else 'none'}", flush=True)
+          f"tokenizer {'yes' if tokenizer else 'not read (--prompt-ids)' if checkpoint.tokenizer else 'none'}",
+          flush=True)
+    if "auto_map" in checkpoint.config:  # published checkpoints name their own classes too: said, never run
+        print(f"note: {printable(str(checkpoint.directory / 'config.json'))}: field 'auto_map' names Python in the "
+              f"checkpoint, which archval never runs: the oracle is transformers' own {checkpoint.config['model_type']} "
+              "class", flush=True)
     print(f"memory: estimated peak {estimate.describe()}; available "
           + (f"{available / ckpt.GiB:.1f} GiB" if available is not None else "unknown"), flush=True)
     if available is not None and estimate.peak > available:

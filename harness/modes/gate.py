@@ -33,7 +33,7 @@ def select(args) -> Selection:
     chosen = args.family or (shard.assign(known, *args.shard) if args.shard else known)
     unknown = [n for n in chosen if n not in known]
     if unknown:
-        raise UsageError(f"--family {unknown[0]}: no such fixture under fixtures/ (known: {', '.join(known)})")
+        raise UsageError(f"--family {unknown[0]}: no such fixture family (known: {', '.join(known)})")
     try:
         for name in chosen:
             fixtures.load(name)

@@ -7,8 +7,11 @@ with it run again, each in a process of its own: only the one that dies again is
 
 The workers die with the gate (process_pool): each ignores SIGINT (a terminal's Ctrl-C reaches the
 whole foreground group; only the gate answers it, stopping them itself), on SIGTERM kills its
-running emitters' process groups (core/emitproc.py) and exits, and watches its parent: when the
-gate is gone (even by SIGKILL) it does the same within WATCH_S. Portable: no PR_SET_PDEATHSIG.
+running emitters' and compilers' process groups (core/emitproc.py, core/lifetime.py) and exits, and
+watches its parent: when the gate is gone (even by SIGKILL) it does the same within WATCH_S.
+
+A graph's call past its time limit (core/watchdog.py) cannot be interrupted: the worker tells the gate
+whose it was (modes/stopped.py) and exits; that family's cases are ERRORs, not run again.
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_complete
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from archval.harness.checks import structural
-from archval.harness.core import emitproc, files, fixtures, oracle_cache
+from archval.harness.core import emitproc, files, fixtures, lifetime, oracle_cache, watchdog
 from archval.harness.core.binding import IDENTITY, graph_texts
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.bundle import Bundles
@@ -35,7 +39,7 @@ from archval.harness.core.kinds import KINDS
 from archval.harness.core.messages import clip_record
 from archval.harness.core.record import FAIL, PublishedFacts, Record
 from archval.harness.core.summary import RunInfo
-from archval.harness.modes import shard
+from archval.harness.modes import shard, stopped
 
 WATCH_S = 0.5
 STOP_GRACE_S = 3.0
@@ -93,9 +97,10 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_init(parent: int, then=None, args: tuple = ()) -> None:
+def worker_init(parent: int, notes, then=None, args: tuple = ()) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stopped)
+    watchdog.on_expiry(partial(stopped.tell, notes, _leave))
     threading.Thread(target=_watch_parent, args=(parent,), name="archval-watch-parent", daemon=True).start()
     if then is not None:
         then(*args)
@@ -108,6 +113,7 @@ def _stopped(signum, _frame) -> None:
 def _leave(code: int) -> None:
     """Exit now, from any thread: the emitters killed, the scratch directories removed."""
     emitproc.kill_all()
+    lifetime.kill_all()
     files.remove_scratch()
     os._exit(code)
 
@@ -122,7 +128,7 @@ def _watch_parent(parent: int) -> None:
 def process_pool(jobs: int, initializer=None, initargs: tuple = ()) -> ProcessPoolExecutor:
     """A pool of spawned workers that die with the gate (worker_init, then initializer(*initargs))."""
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=worker_init, initargs=(os.getpid(), initializer, initargs))
+                               initializer=worker_init, initargs=(os.getpid(), stopped.notes(), initializer, initargs))
 
 
 @contextmanager
@@ -179,6 +185,7 @@ def validate(task: Task) -> Done:
     """Every graph kind of the family, a failing prefill's localisation, then its page. A localisation that
     raises, or a page that cannot be written, makes the records ERRORs at stage 'localisation' or 'report'
     (the FAIL or PASS kept in the message): a run whose diagnosis or report is missing is not a PASS."""
+    stopped.validating(task.name)
     fixture = task.fixture()
     # each graph kind emitted once: by the structural pass, or by the first case that needs it
     texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}
@@ -231,6 +238,7 @@ def order(tasks: list[Task]) -> list[str]:
 def run_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> Iterator[Done]:
     """Each family as it is done, slowest started first."""
     by_name = {t.name: t for t in tasks}
+    stopped.forget()
     futures = {pool.submit(validate, by_name[n]): n for n in order(tasks)}
     broken = []
     for future in as_completed(futures):
@@ -241,9 +249,18 @@ def run_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> Iterator[Done]:
         except Exception as e:  # noqa: BLE001 - raised outside every case's stages: that family's ERROR only
             yield _errored(by_name[futures[future]], "worker", f"unexpected {type(e).__name__}: {e}",
                            f"its worker raised {type(e).__name__}")
+    for name in [n for n in broken if stopped.told(n)]:
+        broken.remove(name)
+        yield _timed_out(by_name[name])
     if broken:
         print(f"a worker process died: running {', '.join(sorted(broken))} again, one process each", flush=True)
         yield from _validate_alone([by_name[n] for n in broken], limit=cores())
+
+
+def _timed_out(task: Task) -> Done:
+    """A family whose worker was stopped at a call's time limit: not run again (it would only time out again)."""
+    expired = stopped.told(task.name)
+    return _errored(task, expired.stage, expired.message, "its worker was stopped at the time limit of a call")
 
 
 def _errored(task: Task, stage: str, message: str, why: str) -> Done:
@@ -269,8 +286,8 @@ def _validate_alone(tasks: list[Task], limit: int) -> Iterator[Done]:
                 try:
                     outcome = future.result()
                 except BrokenProcessPool as e:
-                    outcome = _errored(task, "worker", f"the worker process died (run alone too): {e}",
-                                       "its worker died")
+                    outcome = _timed_out(task) if stopped.told(task.name) else _errored(
+                        task, "worker", f"the worker process died (run alone too): {e}", "its worker died")
                 except Exception as e:  # noqa: BLE001 - raised outside every case's stages: that family's ERROR
                     outcome = _errored(task, "worker", f"unexpected {type(e).__name__}: {e}",
                                        f"its worker raised {type(e).__name__}")

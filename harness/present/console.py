@@ -36,7 +36,7 @@ def three_way_note(x: ThreeWay) -> str:
     if x.error:
         return "xla ERROR"
     short = {triangulate.AGREE: "all agree", triangulate.EMITTER: "emitter bug", triangulate.IREE: "IREE bug",
-             triangulate.XLA: "XLA odd", triangulate.NONE: "none agree"}
+             triangulate.XLA: "XLA odd", triangulate.NONE: "none agree", triangulate.BOTH_NONFINITE: "both NaN/Inf"}
     return f"xla {x.oracle_xla:.1e}: {short[x.verdict]}"
 
 
@@ -125,3 +125,29 @@ def kill_summary(records: list[Record], weak_margin: float) -> tuple[list[str], 
     weak_spots = [f"{r.family}:{r.mutant.name}" for r in margins if weak(r, weak_margin)]
     lines.append(f"weak spots (killed by less than {weak_margin:g}x): " + (", ".join(weak_spots) or "none"))
     return lines, not survivors and not weak_spots
+
+
+def share(ratio: float) -> str:
+    """A value's share of its bound: a percentage within it, a multiple over it (732×, not 73217.5%)."""
+    return f"{ratio:.1%}" if ratio <= 1 else f"{ratio:,.{0 if ratio >= 10 else 1}f}×"
+
+
+def of_the_bound(value: float, bound: float) -> str:
+    return f"{share(value / bound)} {'of ' if value <= bound else ''}the bound"
+
+
+def slot_and_position(r: Record, position: int, step: int | None = None) -> str:
+    """Where a compared token sits: its cache slot and its position (RoPE's), which the fixtures keep apart
+    (core/fixtures.py: POSITION_GAP), so that position 14 of a 13-token prompt reads as what it is. Decode's
+    step s is at slot prompt_len - 1 + s; prefill's last token at prompt_len - 1. The worst of every prompt
+    position, or a record without its prompt (an older run's, merged), is said by its position alone."""
+    prompt_len = len(r.fixture.prompt)
+    every = step is None and r.abi is not None and r.abi.logits == "every position"
+    if not prompt_len or every:
+        return f"position {position}"
+    return f"slot {prompt_len - 1 + (step or 0)}, position {position}"
+
+
+def step_place(r: Record, step) -> str:
+    """A decode step's (core/record.py: Step) slot and position."""
+    return slot_and_position(r, step.position, step.step)

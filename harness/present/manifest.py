@@ -11,9 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
-from archval.harness.core.files import write_json_atomic
+from archval.harness.core.files import WRITTEN_LIST, write_json_atomic
 
-MANIFEST = ".archval-written.json"
+MANIFEST = WRITTEN_LIST
 
 
 def _listed(directory: Path) -> set[str]:

@@ -18,7 +18,7 @@ from archval.harness.core.kinds import order
 from archval.harness.core.record import ERROR, FAIL, VERDICTS, Record
 from archval.harness.core.summary import RunInfo
 from archval.harness.present import charts
-from archval.harness.present.console import agreement
+from archval.harness.present.console import agreement, of_the_bound, share, slot_and_position, step_place
 
 STAGES = ("emit", "compile", "load", "run", "oracle")
 # The three-way verdict (core/triangulate.py) as a user reads it: which side is wrong.
@@ -31,11 +31,12 @@ THREE_WAY_SENTENCES = {
     triangulate.XLA: "The oracle and IREE agree against XLA: XLA is the odd one out (the verdict, judged on IREE, "
                      "is unaffected).",
     triangulate.NONE: "No two of the oracle, IREE and XLA agree within the bound: no one side can be blamed.",
+    triangulate.BOTH_NONFINITE: "IREE and XLA both compute NaN or Inf from the emitter's text: the graph is wrong.",
 }
-
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("archval.harness.present", "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 ENV.filters["sci"] = lambda v, digits=3: "–" if v is None else f"{v:.{digits}e}"
+ENV.filters["share"] = share
 
 
 def page_name(record: Record) -> str:
@@ -79,8 +80,8 @@ def _section(page: str, r: Record) -> dict:
     section["strict_note"], section["three_way"] = _strict_note(r), _three_way(r)
     section["localisation"] = _localisation(page, r)
     decode = r.decode
-    where = (f"the worst step {decode.worst_step} (position {r.logits.position})" if decode
-             else f"position {r.logits.position} ({_compared(r)})")
+    where = (f"the worst step {decode.worst_step} ({slot_and_position(r, r.logits.position, decode.worst_step)})"
+             if decode else f"{slot_and_position(r, r.logits.position)} ({_compared(r)})")
     section["top_k"] = [{"title": f"at {where}", "rows": _top_k_rows(r.logits.oracle_top_k, r.logits.graph_top_k)}]
     if decode:
         section["timeline"] = [_timeline_row(t, r) for t in decode.timeline]
@@ -89,7 +90,7 @@ def _section(page: str, r: Record) -> dict:
                                                             f"{page}-{r.graph}-steps", decode.first_divergence,
                                                             strict)),
                                   "max |Δlogit| per decode step against the bounds that judged it"))
-    at = f"at the worst step {decode.worst_step}" if decode else f"at position {r.logits.position}"
+    at = f"at the worst step {decode.worst_step}" if decode else f"at {slot_and_position(r, r.logits.position)}"
     if r.logits.oracle_logits:
         if not decode:  # decode's per-step chart says where; its scatter shows the worst step
             section["charts"].append((Markup(charts.vocab_chart(r.logits.oracle_logits, r.logits.graph_logits, r.bound,
@@ -141,32 +142,33 @@ def _where_it_fails(r: Record) -> list[str]:
         over = [t for t in timeline if not t.max_abs_diff <= bound]
         worst = timeline[r.decode.worst_step]
         if over:
-            found.append(f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {worst.step} (position "
-                         f"{worst.position}), vocab index {x.worst_index}, exceeds the bound {bound:.1e} by "
+            found.append(f"max |Δlogit| = {worst.max_abs_diff:.3e} at step {worst.step} ({step_place(r, worst)}), "
+                         f"vocab index {x.worst_index}, exceeds the bound {bound:.1e} by "
                          f"{worst.max_abs_diff - bound:.3e}")
             found.append(f"max |Δlogit| is over the bound at {len(over)} of {len(timeline)} steps: first at step "
-                         f"{over[0].step} (position {over[0].position}, {over[0].max_abs_diff:.3e})")
+                         f"{over[0].step} ({step_place(r, over[0])}, {over[0].max_abs_diff:.3e})")
         if r.decode.divergence == NOT_A_TIE:
             t = timeline[r.decode.first_divergence]
-            found.append(f"greedy token: diverges at step {t.step} (position {t.position}): oracle {t.oracle_token}, "
+            found.append(f"greedy token: diverges at step {t.step} ({step_place(r, t)}): oracle {t.oracle_token}, "
                          f"graph {t.graph_token}, with the oracle's top-1/top-2 gap {t.oracle_top2_gap:.3e}; "
                          f"a near tie needs it within 2 × {t.max_abs_diff:.3e} and that error within the bound")
     elif not r.max_abs_diff <= bound:
-        found.append(f"max |Δlogit| = {r.max_abs_diff:.3e} at position {x.position} ({_compared(r)}), vocab "
-                     f"index {x.worst_index}, exceeds the bound {bound:.1e} by {r.max_abs_diff - bound:.3e}")
+        found.append(f"max |Δlogit| = {r.max_abs_diff:.3e} at {slot_and_position(r, x.position)} ({_compared(r)}), "
+                     f"vocab index {x.worst_index}, exceeds the bound {bound:.1e} by {r.max_abs_diff - bound:.3e}")
     return found or [r.message]
 
 
 def _metric(name: str, value: float, bound: float, where: str) -> dict:
     return {"metric": name, "value": f"{value:.3e}", "bound": f"≤ {bound:.1e}",
-            "margin": f"{bound - value:+.3e} ({value / bound:.1%} of the bound)" if np.isfinite(value) else "–",
+            "margin": f"{bound - value:+.3e} ({of_the_bound(value, bound)})" if np.isfinite(value) else "–",
             "ok": value <= bound, "where": where}
 
 
 def _metrics(r: Record) -> list[dict]:
     """Each metric against its bound, with the margin (bound − value; negative when over)."""
     x, diff = r.logits, r.max_abs_diff
-    where = f"step {r.decode.worst_step}, position {x.position}" if r.decode else f"position {x.position}"
+    where = (f"step {r.decode.worst_step}, {slot_and_position(r, x.position, r.decode.worst_step)}" if r.decode
+             else slot_and_position(r, x.position))
     rows = [_metric("max |Δlogit|", diff, r.bound, f"{where}, vocab index {x.worst_index}"),
             {"metric": "NaN/Inf in the graph's logits", "value": str(x.nonfinite), "bound": "0",
              "margin": str(-x.nonfinite), "ok": x.nonfinite == 0, "where": "all steps" if r.decode else where}]
@@ -175,11 +177,11 @@ def _metrics(r: Record) -> list[dict]:
         judged = r.decode.timeline[n.step] if r.decode else None
         error = judged.max_abs_diff if judged else diff
         rows.insert(1, {**_metric("max |Δlogit| vs the strict bound", error, n.strict_bound,
-                                  f"step {n.step}, position {judged.position}" if judged else where),
+                                  f"step {n.step}, {step_place(r, judged)}" if judged else where),
                         "value": f"{error:.3e} ({n.noise_ratio:.1f}× its step's noise floor)" if judged
                                  else f"{error:.3e} ({n.noise_ratio:.1f}× the noise floor)",
                         "bound": f"≤ {n.strict_factor:g}× noise floor {n.noise_floor:.2e} = {n.strict_bound:.2e}",
-                        "margin": (f"{n.strict_bound - error:+.3e} ({error / n.strict_bound:.1%} of the bound)"
+                        "margin": (f"{n.strict_bound - error:+.3e} ({of_the_bound(error, n.strict_bound)})"
                                    if np.isfinite(error) else "–")})
     if r.decode:
         first = r.decode.first_divergence
@@ -196,9 +198,9 @@ def _metrics(r: Record) -> list[dict]:
         gap, err = x.oracle_top2_gap, diff
     # informative, not a check: where the gap is within 2|Δ| the tokens may flip, which the rows above judge
     no_flip = gap > 2 * err
-    rows.append({"metric": "oracle top-1/top-2 gap", "value": f"{gap:.3e}",
-                 "bound": f"> 2 × |Δ| = {2 * err:.3e} (no flip possible)", "margin": f"{gap - 2 * err:+.3e}",
-                 "ok": no_flip, "status": "ok" if no_flip else "flip possible", "where": where})
+    rows.append({"metric": "oracle top-1/top-2 gap", "value": f"{gap:.3e}", "bound": f"> 2 × |Δ| = {2 * err:.3e}",
+                 "margin": f"{gap - 2 * err:+.3e}", "ok": no_flip,
+                 "status": "no flip possible" if no_flip else "flip possible", "where": where})
     return rows
 
 
@@ -272,8 +274,8 @@ def _timeline_row(t, r: Record) -> dict:
     status = ["over the bound"] if over else []
     if flip:  # the rule of core/compare.py's DecodeComparison.divergence, step by step
         status.append("near-tie flip" if t.oracle_top2_gap <= 2 * err and not over else "token flip: failure")
-    return {**asdict(t), "margin": bound - err, "twice": 2 * err, "flip": flip, "over": over,
-            "status": ", ".join(status) or "ok", "worst": t.step == r.decode.worst_step,
+    return {**asdict(t), "slot": len(r.fixture.prompt) - 1 + t.step, "margin": bound - err, "twice": 2 * err,
+            "flip": flip, "over": over, "status": ", ".join(status) or "ok", "worst": t.step == r.decode.worst_step,
             "top_k": _top_k_rows(t.oracle_top_k, t.graph_top_k)}
 
 

@@ -12,7 +12,9 @@ families) times this run's pace: the time the finished ones took per second of t
 warm cache runs several times faster than the table; 1 until one is done). What is left of
 each running one (its cost at that pace less the time it has run) and the queue's costs share
 the workers, and the longest running one bounds it from below, so that the estimate does not
-jump when the first of several parallel ones finishes.
+jump when the first of several parallel ones finishes. An estimate spent (a slow machine, a cold cache, a
+hang) is no figure at all: the status then says `past the estimate` and, for each running one past its own,
+how long it has run (`running: llama 42s`), never `about 0s left`.
 """
 from __future__ import annotations
 
@@ -65,23 +67,32 @@ class Progress:
     def in_flight(self) -> list[str]:
         return [n for n in self.order if n not in self.finished][: self.jobs]
 
+    def _pace(self) -> float:
+        """Seconds this run takes per second of cost: the finished ones' (1 until one is done)."""
+        cost_done = sum(self.costs[n] for n in self.finished)
+        return sum(self.finished.values()) / cost_done if cost_done else 1.0
+
+    def _left_s(self, name: str, now: float) -> float:
+        """What is left of a running one at this run's pace; 0 once it is past its estimate."""
+        return max(0.0, self.costs[name] * self._pace() - (now - self.started[name]))
+
     def eta_s(self) -> float | None:
         """Seconds left: the costs at this run's pace, shared by the workers (module docstring)."""
         now, running = self.clock(), self.in_flight()
         if not running:
             return None
-        cost_done = sum(self.costs[n] for n in self.finished)
-        pace = sum(self.finished.values()) / cost_done if cost_done else 1.0
-        running_left = [max(0.0, self.costs[n] * pace - (now - self.started[n])) for n in running]
-        queued = sum(self.costs[n] for n in self.order if n not in self.finished and n not in running) * pace
+        running_left = [self._left_s(n, now) for n in running]
+        queued = sum(self.costs[n] for n in self.order if n not in self.finished and n not in running) * self._pace()
         return max(max(running_left), (sum(running_left) + queued) / self.jobs)
 
     def status(self) -> str:
-        eta = self.eta_s()
-        running = self.in_flight()
-        return (f"[{len(self.finished)}/{len(self.order)} {self.unit}] {duration(self.clock() - self.start)} elapsed"
-                + (f", about {duration(eta)} left" if eta is not None and running else "")
-                + (f"; running: {', '.join(running)}" if running else ""))
+        now, eta, running = self.clock(), self.eta_s(), self.in_flight()
+        spent = eta is not None and duration(eta) == "0s"  # what would read `about 0s left` while work runs
+        shown = [n + (f" {duration(now - self.started[n])}" if duration(self._left_s(n, now)) == "0s" else "")
+                 for n in running]
+        return (f"[{len(self.finished)}/{len(self.order)} {self.unit}] {duration(now - self.start)} elapsed"
+                + ("" if eta is None else ", past the estimate" if spent else f", about {duration(eta)} left")
+                + (f"; running: {', '.join(shown)}" if running else ""))
 
     def say(self, text: str, out: TextIO | None = None) -> None:
         """A line of the run's output (stdout), with the status line out of its way."""

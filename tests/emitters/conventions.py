@@ -1,6 +1,6 @@
 """A test emitter in a serving emitter's conventions, validated through a binding file (docs/binding.md).
 
-usage: conventions.py [--stack-experts] [--fuse-qkv] [--tokens] [--scale-emb]
+usage: conventions.py [--stack-experts] [--fuse-qkv] [--split-gate-up] [--tokens] [--scale-emb]
                       --config C --graph KIND --out FILE [--debug-taps]
 
 It runs the built-in emitter, then wraps its graph: the built-in @main becomes a private @inner, and a new
@@ -11,6 +11,8 @@ It runs the built-in emitter, then wraps its graph: the built-in @main becomes a
   (`params['layers'][i]['moe_gate']`), sliced back into experts inside;
 - --fuse-qkv: each layer's q, k and v projections as one fused `[q + k + v, hidden]` argument
   (`params['layers'][i]['wqkv']`), its rows sliced inside;
+- --split-gate-up: a checkpoint's fused `mlp.gate_up_proj` (GLM-4, Phi-3) taken as two arguments,
+  `params['layers'][i]['w_gate']` and `['w_up']`, joined inside (a binding slices the fused tensor's rows);
 - --tokens: prefill and decode end in an on-device argmax and return the greedy token, i32[], not logits;
 - --scale-emb: MiniCPM's embedding scale, the config's `scale_emb` (a field Llama's oracle never reads).
 The math is the built-in emitter's, so a PASS proves the binding path and a planted binding mistake must FAIL.
@@ -34,6 +36,7 @@ TOP = {"model.embed_tokens.weight": "params['embed']", "model.norm.weight": "par
        "lm_head.weight": "params['lm_head']"}
 INPUTS = {"prefill": {"tokens": "ids", "positions": "pos", "real_len": "n"},
           "decode": {"position": "pos", "k_cache": "kcache", "v_cache": "vcache"}}
+GATE_UP = re.compile(r"model\.layers\.(\d+)\.mlp\.gate_up_proj\.weight")
 EXPERT = re.compile(r"model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight")
 QKV = re.compile(r"model\.layers\.(\d+)\.self_attn\.([qkv])_proj\.weight")
 LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)")
@@ -45,8 +48,8 @@ def own_name(name: str, graph: str) -> str:
     if name in INPUTS.get(graph, {}):
         return INPUTS[graph][name]
     m = LAYER.fullmatch(name)
-    if m:
-        return f"params['layers'][{m.group(1)}]['{SHORT.get(m.group(2), m.group(2))}']"
+    if m and m.group(2) in SHORT:  # the rest keep the checkpoint's names, as many emitters' do
+        return f"params['layers'][{m.group(1)}]['{SHORT[m.group(2)]}']"
     return name
 
 
@@ -126,7 +129,8 @@ class Outer:
         return f"{value}#1"
 
 
-def wrap(text: str, graph: str, stack_experts: bool, fuse_qkv: bool, tokens: bool, scale_emb: float | None) -> str:
+def wrap(text: str, graph: str, stack_experts: bool, fuse_qkv: bool, split_gate_up: bool, tokens: bool,
+         scale_emb: float | None) -> str:
     names, types, results = signature(text)
     outer, values = Outer(), {}
     for name, type_text in zip(names, types):
@@ -135,8 +139,14 @@ def wrap(text: str, graph: str, stack_experts: bool, fuse_qkv: bool, tokens: boo
             scale = outer.op(f"stablehlo.constant dense<{float(scale_emb)!r}> : {type_text}")
             values[name] = outer.op(f"stablehlo.multiply {weight}, {scale} : {type_text}")
             continue
-        expert, qkv = EXPERT.fullmatch(name), QKV.fullmatch(name)
-        if stack_experts and expert:
+        expert, qkv, gate_up = EXPERT.fullmatch(name), QKV.fullmatch(name), GATE_UP.fullmatch(name)
+        if split_gate_up and gate_up:
+            rows, width = dims(type_text)
+            half = [rows // 2, width]
+            parts = [outer.arg(f"params['layers'][{gate_up.group(1)}]['{p}']", tensor(half)) for p in ("w_gate", "w_up")]
+            values[name] = outer.op(f"stablehlo.concatenate {parts[0]}, {parts[1]}, dim = 0 : ({tensor(half)}, "
+                                    f"{tensor(half)}) -> {type_text}")
+        elif stack_experts and expert:
             layer, projection = expert.group(1), expert.group(3)
             stacked = [n for n in names if (m := EXPERT.fullmatch(n)) and m.group(1, 3) == (layer, projection)]
             if name == stacked[0]:  # the stacked argument comes where its first expert was
@@ -169,7 +179,7 @@ def wrap(text: str, graph: str, stack_experts: bool, fuse_qkv: bool, tokens: boo
 
 
 def main(argv: list[str]) -> int:
-    flags = {f: f in argv for f in ("--stack-experts", "--fuse-qkv", "--tokens", "--scale-emb")}
+    flags = {f: f in argv for f in ("--stack-experts", "--fuse-qkv", "--split-gate-up", "--tokens", "--scale-emb")}
     argv = [a for a in argv if a not in flags]
     scale_emb = json.loads(Path(argv[argv.index("--config") + 1]).read_text())["scale_emb"] \
         if flags.pop("--scale-emb") else None
