@@ -51,6 +51,27 @@ class Decoder:
             w = g.add(g.scalar(1.0), w)
         return g.mul(y, g.broadcast(w, x.shape, [last]))
 
+    def layer_norm(self, x: Value, name: str) -> Value:
+        """(x - mean) * rsqrt(var + eps) * w (+ b), over the last axis: nn.LayerNorm, and Cohere's without a bias."""
+        g, last = self.g, len(x.shape) - 1
+        width, keep = x.shape[-1], list(range(last))
+        mean = g.div(g.reduce(x, g.scalar(0.0), "add", [last]), g.scalar(float(width)))
+        centred = g.sub(x, g.broadcast(mean, x.shape, keep))
+        var = g.div(g.reduce(g.mul(centred, centred), g.scalar(0.0), "add", [last]), g.scalar(float(width)))
+        y = g.mul(centred, g.broadcast(g.rsqrt(g.add(var, g.scalar(self.cfg.rms_norm_eps))), x.shape, keep))
+        y = g.mul(y, g.broadcast(self.weight(f"{name}.weight", (width,)), x.shape, [last]))
+        if self.cfg.norm_bias:
+            y = g.add(y, g.broadcast(self.weight(f"{name}.bias", (width,)), x.shape, [last]))
+        return y
+
+    def norm(self, x: Value, name: str) -> Value:
+        """The residual stream's norm: RMSNorm, or the family's LayerNorm."""
+        return self.layer_norm(x, name) if self.cfg.layer_norm else self.rms_norm(x, name)
+
+    def scaled(self, x: Value, factor: float | None) -> Value:
+        """x * factor, for a family's multiplier (Granite's); nothing where it has none."""
+        return x if factor is None else self.g.mul(x, self.g.scalar(factor))
+
     def softcap(self, x: Value, cap: float | None) -> Value:
         if cap is None:
             return x
@@ -66,6 +87,30 @@ class Decoder:
         return g.mul(g.mul(g.scalar(0.5), x), g.add(g.scalar(1.0), g.tanh(inner)))
 
     def rotate(self, x: Value, cos: Value, sin: Value) -> Value:
+        """RoPE on x[T, heads, D]'s first 2 * cos.shape[1] dimensions (all of them but with partial rotary);
+        the rest pass through."""
+        g, (t, h, d), r = self.g, x.shape, 2 * cos.shape[1]
+        if r == d:
+            return self.rotate_pairs(x, cos, sin)
+        rotated = self.rotate_pairs(g.slice(x, (0, 0, 0), (t, h, r)), cos, sin)
+        return g.concatenate([rotated, g.slice(x, (0, 0, r), (t, h, d))], dim=2)
+
+    def rotate_pairs(self, x: Value, cos: Value, sin: Value) -> Value:
+        """Which dimensions RoPE pairs: the two halves, or (Cohere) neighbours."""
+        return (self.rotate_interleaved if self.cfg.rope_interleaved else self.rotate_half)(x, cos, sin)
+
+    def rotate_interleaved(self, x: Value, cos: Value, sin: Value) -> Value:
+        """GPT-J style RoPE on x[T, heads, D]: (x[2i], x[2i+1]) -> (x[2i] c - x[2i+1] s, x[2i+1] c + x[2i] s)."""
+        g = self.g
+        t, h, d = x.shape
+        pairs = g.reshape(x, (t, h, d // 2, 2))
+        even = g.reshape(g.slice(pairs, (0, 0, 0, 0), (t, h, d // 2, 1)), (t, h, d // 2))
+        odd = g.reshape(g.slice(pairs, (0, 0, 0, 1), (t, h, d // 2, 2)), (t, h, d // 2))
+        c, s = g.broadcast(cos, even.shape, [0, 2]), g.broadcast(sin, even.shape, [0, 2])
+        rotated = [g.sub(g.mul(even, c), g.mul(odd, s)), g.add(g.mul(odd, c), g.mul(even, s))]
+        return g.reshape(g.concatenate([g.reshape(r, (t, h, d // 2, 1)) for r in rotated], dim=3), (t, h, d))
+
+    def rotate_half(self, x: Value, cos: Value, sin: Value) -> Value:
         """Half-split RoPE on x[T, heads, D]: (x1, x2) -> (x1 c - x2 s, x2 c + x1 s)."""
         g = self.g
         t, h, d = x.shape
@@ -99,9 +144,12 @@ class Decoder:
         cfg, g = self.cfg, self.g
         p = f"model.layers.{i}.self_attn"
         t, nq, nkv, d = x.shape[0], cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        q = self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias)
-        k = self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias)
-        v = self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias)
+        if cfg.fused_qkv:
+            q, k, v = self.split_qkv(self.linear(x, f"{p}.qkv_proj", (nq + 2 * nkv) * d, cfg.qkv_bias))
+        else:
+            q = self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias)
+            k = self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias)
+            v = self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias)
         if cfg.qk_norm == "projection":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
         if cfg.clip_qkv is not None:
@@ -117,13 +165,20 @@ class Decoder:
         group = nq // nkv
         q = self.group_queries(q)
         k, v = g.transpose(k, [1, 0, 2]), g.transpose(v, [1, 0, 2])
-        scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.score_scale))
+        scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.attention_scale))
         scores = self.softcap(scores, cfg.attn_softcap)
         scores = g.reshape(scores, (nkv, group, t, tk))
         probs = self.softmax(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])))
         probs = g.reshape(probs, (nkv, group * t, tk))
         out = g.dot_general(probs, v, contract=(2, 1), batch=True)            # [kv, group*T, D]
         return self.linear(self.ungroup_heads(out, t), f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
+
+    def split_qkv(self, qkv: Value) -> tuple[Value, Value, Value]:
+        """A fused projection [T, (nq + 2 nkv) D] as Phi-3's checkpoint stores it: q, then k, then v."""
+        g, t, q_width, kv_width = self.g, qkv.shape[0], self.cfg.num_heads * self.cfg.head_dim, \
+            self.cfg.num_kv_heads * self.cfg.head_dim
+        ends = (q_width, q_width + kv_width, q_width + 2 * kv_width)
+        return tuple(g.slice(qkv, (0, lo), (t, hi)) for lo, hi in zip((0,) + ends[:2], ends))
 
     def group_queries(self, q: Value) -> Value:
         """GQA without repeating K/V: q [T, nq, D] -> [nkv, group*T, D], query head h = kv * group + j
@@ -170,12 +225,25 @@ class Decoder:
         moe = self.cfg.moe
         if moe is not None and moe.routed_layers[i]:
             return self.routed_mlp(x, f"model.layers.{i}.mlp")
-        return self.gated_mlp(x, f"model.layers.{i}.mlp", self.cfg.intermediate_size, self.cfg.mlp_bias)
+        p, cfg = f"model.layers.{i}.mlp", self.cfg
+        if not cfg.mlp_gated:  # StarCoder2: c_fc -> act -> c_proj (the checkpoint's names: weight_names)
+            up = self.activation(self.linear(x, f"{p}.up_proj", cfg.intermediate_size, cfg.mlp_bias))
+            return self.linear(up, f"{p}.down_proj", cfg.hidden_size, cfg.mlp_bias)
+        return self.gated_mlp(x, p, cfg.intermediate_size, cfg.mlp_bias, fused=cfg.fused_gate_up)
 
-    def gated_mlp(self, x: Value, p: str, size: int, bias: bool = False) -> Value:
-        gate = self.activation(self.linear(x, f"{p}.gate_proj", size, bias))
-        up = self.linear(x, f"{p}.up_proj", size, bias)
+    def gated_mlp(self, x: Value, p: str, size: int, bias: bool = False, fused: bool = False) -> Value:
+        if fused:  # Phi-3: one gate_up_proj, as the checkpoint stores it, sliced in the graph
+            gate, up = self.split_gate_up(self.linear(x, f"{p}.gate_up_proj", 2 * size, bias))
+            gate = self.activation(gate)
+        else:
+            gate = self.activation(self.linear(x, f"{p}.gate_proj", size, bias))
+            up = self.linear(x, f"{p}.up_proj", size, bias)
         return self.linear(self.g.mul(gate, up), f"{p}.down_proj", self.cfg.hidden_size, bias)
+
+    def split_gate_up(self, both: Value) -> tuple[Value, Value]:
+        """A fused [T, 2I] gate_up projection: the gate's rows first, then up's."""
+        t, size = both.shape[0], both.shape[1] // 2
+        return self.g.slice(both, (0, 0), (t, size)), self.g.slice(both, (0, size), (t, 2 * size))
 
     def top_k(self, probs: Value, k: int) -> Value:
         """1.0 where an expert is among a token's k most probable, else 0.0; probs [T, E].
@@ -235,12 +303,16 @@ class Decoder:
         }[self.cfg.norm_placement]
         attn_in, attn_out, mlp_in, mlp_out = (n and f"{p}.{n}" for n in names)
 
-        h = self.rms_norm(x, attn_in) if attn_in else x
-        h = self.attention(h, i, rope, mask)
-        x = g.add(x, self.rms_norm(h, attn_out) if attn_out else h)
-        h = self.rms_norm(x, mlp_in) if mlp_in else x
+        residual = lambda h: self.scaled(h, self.cfg.residual_multiplier)  # Granite's residual_multiplier
+
+        h = self.norm(x, attn_in) if attn_in else x
+        a = self.attention(h, i, rope, mask)
+        if self.cfg.parallel_attn_mlp:  # Cohere, StableLM's use_parallel_residual: the MLP reads the same h
+            return g.add(g.add(x, residual(a)), residual(self.mlp(h, i)))
+        x = g.add(x, residual(self.norm(a, attn_out) if attn_out else a))
+        h = self.norm(x, mlp_in) if mlp_in else x
         h = self.mlp(h, i)
-        return g.add(x, self.rms_norm(h, mlp_out) if mlp_out else h)
+        return g.add(x, residual(self.norm(h, mlp_out) if mlp_out else h))
 
     # -- the forward -----------------------------------------------------------------
     def rope_at(self, rope: Rope, positions: Value, capacity: int) -> tuple[Value, Value]:
@@ -254,6 +326,7 @@ class Decoder:
         x = g.take_rows(self.weight("model.embed_tokens.weight", (cfg.vocab_size, cfg.hidden_size)), tokens)
         if cfg.embed_scale:
             x = g.mul(x, g.scalar(math.sqrt(cfg.hidden_size)))
+        x = self.scaled(x, cfg.embedding_multiplier)
         masks = {w: self.mask(q_slot, k_slot, w)
                  for w in sorted({cfg.window_for(i) for i in range(cfg.num_layers)}, key=lambda w: w or 0)}
         ropes: dict[Rope, tuple[Value, Value]] = {}
@@ -266,9 +339,13 @@ class Decoder:
 
     def logits(self, h: Value) -> Value:
         cfg, g = self.cfg, self.g
-        h = self.rms_norm(h, "model.norm")
+        h = self.norm(h, "model.norm")
         logits = g.dot_general(h, self.weight(self.head_name(), (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
-        return self.softcap(g.reshape(logits, (cfg.vocab_size,)), cfg.final_softcap)
+        logits = g.reshape(logits, (cfg.vocab_size,))
+        if cfg.logits_divisor is not None:  # Granite: logits / logits_scaling
+            logits = g.div(logits, g.scalar(cfg.logits_divisor))
+        logits = self.scaled(logits, cfg.logits_multiplier)  # Cohere: logits * logit_scale
+        return self.softcap(logits, cfg.final_softcap)
 
 
     def head_name(self) -> str:

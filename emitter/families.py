@@ -73,6 +73,13 @@ def smollm3_rope_layers(cfg: dict, n: int) -> list[bool]:
     return [(i + 1) % interval != 0 for i in range(n)]
 
 
+def cohere2_rope_layers(cfg: dict, n: int) -> list[bool]:
+    """Cohere2: only the sliding layers rotate (the global ones are NoPE); with no window, no layer does."""
+    window = cfg["sliding_window"] if "sliding_window" in cfg else 4096
+    types = cfg.get("layer_types") or every_nth_full(4, "sliding_window_pattern")(cfg, n)
+    return [window is not None and t == SLIDING for t in types]
+
+
 @dataclass(frozen=True)
 class Family:
     embed_scale: bool = False            # embeddings × sqrt(hidden)
@@ -108,6 +115,22 @@ class Family:
     heads_divide_hidden: bool = False    # the class's validate_architecture wants it even where head_dim is given
     # (regex, replacement) from the core's names (Llama's; an expert's `mlp.experts.{j}.gate_proj`) to the checkpoint's
     weight_names: tuple[tuple[str, str], ...] = ()
+    # -- the serving set's mechanisms (Granite, StarCoder2, StableLM, Cohere, Cohere2, Phi-3) --
+    norm_kind: str = "rms"               # rms | layer (mean subtracted, weight only: Cohere) | layer_bias (nn.LayerNorm)
+    parallel_field: str | bool = False   # attention and MLP from the one input norm (a config field, or fixed)
+    mlp_gated: bool = True               # False: up -> act -> down, no gate (StarCoder2)
+    fused_qkv: bool = False              # the checkpoint stores qkv_proj [q; k; v] (Phi-3)
+    fused_gate_up: bool = False          # the checkpoint stores gate_up_proj [gate; up] (Phi-3)
+    partial_rotary: bool = False         # the class honours partial_rotary_factor (RoPE on the first dimensions)
+    rope_interleaved: bool = False       # RoPE on the pairs (x[2i], x[2i+1]) (Cohere)
+    rope_types: dict | None = None       # the RoPE types the class accepts -> the one each means; None: ROPE_TYPES
+    head_dim_from_hidden: bool = False   # the attention takes hidden // heads whatever head_dim says
+    embedding_multiplier_field: str | None = None  # Granite's multipliers, Cohere's logit scale: config fields
+    residual_multiplier_field: str | None = None
+    attention_multiplier_field: str | None = None  # the score scale itself
+    logits_divisor_field: str | None = None
+    logits_multiplier_field: str | None = None
+    refused_flags: tuple[str, ...] = ()  # the class's boolean options this emitter does not implement (true: refused)
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -129,6 +152,11 @@ _DECODER_FIELDS = {
 
 def _fields(**declared) -> dict:
     return {**_DECODER_FIELDS, **declared}
+
+
+def _fields_eps_as(eps_field: str, eps_type: str, **declared) -> dict:
+    """The fields of a class that names the norms' epsilon otherwise (and the family's alias maps it)."""
+    return {**{k: v for k, v in _DECODER_FIELDS.items() if k != "rms_norm_eps"}, eps_field: eps_type, **declared}
 
 
 _WINDOW_FIELDS = {"sliding_window": "int | None", "layer_types": "list[str] | None"}
@@ -276,4 +304,57 @@ FAMILIES: dict[str, Family] = {
                                    (r"\.mlp\.gate_proj\.", ".mlp.c_fc_0."),
                                    (r"\.mlp\.up_proj\.", ".mlp.c_fc_1."),
                                    (r"\.mlp\.down_proj\.", ".mlp.c_proj."))),
+    # -- the serving set: Granite, StarCoder2, StableLM, Cohere, Cohere2, Phi-3 --
+    "granite": Family(embedding_multiplier_field="embedding_multiplier", residual_multiplier_field="residual_multiplier",
+                      attention_multiplier_field="attention_multiplier", logits_divisor_field="logits_scaling",
+                      defaults=_defaults(embedding_multiplier=1.0, residual_multiplier=1.0, attention_multiplier=1.0,
+                                         logits_scaling=1.0),
+                      fields=_fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                     attention_dropout="float | int", mlp_bias="bool", embedding_multiplier="float | int",
+                                     logits_scaling="float | int", residual_multiplier="float | int",
+                                     attention_multiplier="float | int")),
+    "starcoder2": Family(norm_kind="layer_bias", mlp_gated=False, qkv_bias="use_bias", o_bias="use_bias",
+                         mlp_bias_field="use_bias", schedule=all_sliding, aliases={"rms_norm_eps": "norm_epsilon"},
+                         weight_names=((r"\.mlp\.up_proj\.", ".mlp.c_fc."), (r"\.mlp\.down_proj\.", ".mlp.c_proj.")),
+                         defaults=_defaults(num_key_value_heads=2, hidden_act="gelu_pytorch_tanh", rms_norm_eps=1e-5,
+                                            tie_word_embeddings=True, sliding_window=None, use_bias=True),
+                         fields=_fields_eps_as("norm_epsilon", "float", num_key_value_heads="int", hidden_act="str",
+                                               sliding_window="int | None", attention_dropout="float | int",
+                                               residual_dropout="float | int", embedding_dropout="float | int",
+                                               use_bias="bool")),
+    "stablelm": Family(heads_divide_hidden=True, head_dim_from_hidden=True, norm_kind="layer_bias",
+                       parallel_field="use_parallel_residual", qkv_bias="use_qkv_bias", o_bias=False,
+                       mlp_bias_field=None, partial_rotary=True, refused_flags=("qk_layernorm",),
+                       aliases={"rms_norm_eps": "layer_norm_eps"},
+                       defaults=_defaults(num_key_value_heads=32, rms_norm_eps=1e-5, partial_rotary_factor=0.25),
+                       fields=_fields_eps_as("layer_norm_eps", "float", num_key_value_heads="int", hidden_act="str",
+                                             use_qkv_bias="bool", qk_layernorm="bool", use_parallel_residual="bool",
+                                             hidden_dropout="float | int", attention_dropout="float | int")),
+    "cohere": Family(norm_kind="layer", parallel_field=True, mlp_bias_field=None, rope_interleaved=True,
+                     logits_multiplier_field="logit_scale", refused_flags=("use_qk_norm",),
+                     aliases={"rms_norm_eps": "layer_norm_eps"},
+                     defaults=_defaults(rms_norm_eps=1e-5, rope_theta=500_000.0, tie_word_embeddings=True,
+                                        logit_scale=0.0625),
+                     fields=_fields_eps_as("layer_norm_eps", "float | None", logit_scale="float | None",
+                                           num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                           attention_dropout="float | int | None", use_qk_norm="bool | None")),
+    "cohere2": Family(head_dim_from_hidden=True, norm_kind="layer", parallel_field=True, mlp_bias_field=None,
+                      rope_interleaved=True, logits_multiplier_field="logit_scale",
+                      schedule=every_nth_full(4, "sliding_window_pattern"), rope_layers=cohere2_rope_layers,
+                      aliases={"rms_norm_eps": "layer_norm_eps"},
+                      defaults=_defaults(rms_norm_eps=1e-5, tie_word_embeddings=True, logit_scale=0.0625,
+                                         sliding_window=4096),
+                      fields=_fields_eps_as("layer_norm_eps", "float", logit_scale="float",
+                                            num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                            attention_dropout="float | int", **_WINDOW_FIELDS),
+                      legacy_fields={"sliding_window_pattern": "int"}),
+    # Phi-3: the checkpoint stores qkv_proj and gate_up_proj fused; the graph takes them so and slices them.
+    "phi3": Family(fused_qkv=True, fused_gate_up=True, qkv_bias=False, o_bias=False, mlp_bias_field=None,
+                   partial_rotary=True, schedule=all_sliding,
+                   rope_types={"default": "default", "longrope": "longrope", "su": "longrope", "yarn": "longrope"},
+                   defaults=_defaults(rms_norm_eps=1e-5, sliding_window=None, max_position_embeddings=4096,
+                                      original_max_position_embeddings=4096),
+                   fields=_fields(num_key_value_heads="int | None", resid_pdrop="float | int", embd_pdrop="float | int",
+                                  attention_dropout="float | int", hidden_act="str",
+                                  original_max_position_embeddings="int", sliding_window="int | None")),
 }

@@ -112,17 +112,17 @@ def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: f
     if len(shape) >= 2:  # matrices, and stacked expert matrices [E, out, in]
         std = 1.0 / embed_scale if "embed_tokens" in name else MATRIX_GAIN / np.sqrt(shape[-1])
         return (rng.standard_normal(shape) * std).astype(np.float32)
-    if "norm" in name:
+    if "norm" in name and not name.endswith(".bias"):  # a norm's scale; a LayerNorm's bias is drawn as any bias
         return rng.uniform(0.5, 1.5, shape).astype(np.float32)
     return (rng.standard_normal(shape) * 0.5).astype(np.float32)
 
 
 def norm_epsilon(model: torch.nn.Module) -> float:
-    """The epsilon of the model's RMSNorms (every norm of a family reads the same config field)."""
+    """The epsilon of the model's RMSNorms, or LayerNorms (every norm of a family reads the same config field)."""
     for module in model.modules():
-        if type(module).__name__.endswith("RMSNorm"):
+        if type(module).__name__.endswith(("RMSNorm", "LayerNorm")):
             return float(getattr(module, "variance_epsilon", getattr(module, "eps", None)))
-    raise ValueError(f"{type(model).__name__} has no RMSNorm")
+    raise ValueError(f"{type(model).__name__} has no RMSNorm or LayerNorm")
 
 
 class Oracle:

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from archval.emitter import Config, ConfigError
+from archval.emitter.families import FAMILIES
 from archval.harness.core import fixtures
 
 NAMES = fixtures.names()
@@ -33,7 +34,8 @@ def test_flags_agree_with_transformers(name):
     ours, hf = Config.from_dict(raw), hf_config(raw)
     assert ours.head_dim == (getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads)
     assert ours.num_kv_heads == hf.num_key_value_heads
-    assert ours.rms_norm_eps == hf.rms_norm_eps
+    eps_attribute = FAMILIES[raw["model_type"]].aliases.get("rms_norm_eps", "rms_norm_eps")  # StarCoder2's norm_epsilon
+    assert ours.rms_norm_eps == getattr(hf, "rms_norm_eps", None) or getattr(hf, eps_attribute)
     assert ours.tie_word_embeddings == hf.tie_word_embeddings
     # no layer_types but a window (Mistral): MistralModel builds the sliding mask for every layer
     slide_all = ["sliding_attention" if getattr(hf, "sliding_window", None) else "full_attention"]
@@ -48,8 +50,15 @@ def test_flags_agree_with_transformers(name):
         theirs = rope.get(layer_type, rope)
         assert mine.theta == theirs["rope_theta"]
         assert mine.kind == theirs["rope_type"]
-        assert mine.factor == theirs.get("factor", 1.0)
-    assert list(ours.rope_layers) == [bool(x) for x in getattr(hf, "no_rope_layers", [1] * hf.num_hidden_layers)]
+        if mine.kind == "longrope":  # its factor, where absent, is derived (max_position_embeddings / original)
+            assert list(mine.short_factor) == theirs["short_factor"]
+            assert mine.original_max_position == theirs["original_max_position_embeddings"]
+        else:
+            assert mine.factor == theirs.get("factor", 1.0)
+    rotated = [bool(x) for x in getattr(hf, "no_rope_layers", [1] * hf.num_hidden_layers)]
+    if raw["model_type"] == "cohere2":  # Cohere2Attention rotates on its sliding layers only
+        rotated = [t == "sliding_attention" and hf.sliding_window is not None for t in hf.layer_types]
+    assert list(ours.rope_layers) == rotated
     if ours.moe is not None:
         assert ours.moe.experts == hf.num_experts  # every MoE config class maps its alias to num_experts
         assert ours.moe.top_k == hf.num_experts_per_tok
