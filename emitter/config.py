@@ -45,6 +45,7 @@ class Moe:
     renormalize: bool
     shared_expert_size: int | None
     routed_layers: tuple[bool, ...]  # False: that layer keeps the dense MLP of intermediate_size
+    stacked: bool = False  # GraniteMoE: the checkpoint stacks every expert, [E, 2I, H] gate_up and [E, H, I] down
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ class _Parser:
         return Moe(experts=experts, top_k=top_k, expert_size=self.int_field(fam.expert_size_field),
                    renormalize=self.flag(fam.renormalize),
                    shared_expert_size=self.int_field(fam.shared_expert_field) if fam.shared_expert_field else None,
-                   routed_layers=tuple(routed))
+                   routed_layers=tuple(routed), stacked=fam.experts_stacked)
 
     def layer_types(self, layers: int) -> list[str]:
         types = self.raw.get("layer_types")

@@ -266,9 +266,13 @@ class Decoder:
         weights = g.mul(probs, self.top_k(probs, moe.top_k))
         if moe.renormalize:
             weights = g.div(weights, g.broadcast(g.reduce(weights, g.scalar(0.0), "add", [1]), (t, e), [0]))
-        gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)), self.experts(p, "up_proj", (size, h))],
-                                dim=1)                                            # [E, 2I, H], gate rows first
-        down = self.experts(p, "down_proj", (h, size))                            # [E, H, I]
+        if moe.stacked:  # GraniteMoE's checkpoint holds them stacked: taken as they are
+            gate_up = self.weight(f"{p}.experts.gate_up_proj", (e, 2 * size, h))
+            down = self.weight(f"{p}.experts.down_proj", (e, h, size))
+        else:
+            gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)), self.experts(p, "up_proj", (size, h))],
+                                    dim=1)                                        # [E, 2I, H], gate rows first
+            down = self.experts(p, "down_proj", (h, size))                        # [E, H, I]
         fused = g.dot_general(x, gate_up, contract=(1, 2))                        # [T, E, 2I]
         gate, up = g.slice(fused, (0, 0, 0), (t, e, size)), g.slice(fused, (0, 0, size), (t, e, 2 * size))
         act = g.transpose(g.mul(self.activation(gate), up), [1, 0, 2])            # [E, T, I]

@@ -131,6 +131,7 @@ class Family:
     logits_divisor_field: str | None = None
     logits_multiplier_field: str | None = None
     refused_flags: tuple[str, ...] = ()  # the class's boolean options this emitter does not implement (true: refused)
+    experts_stacked: bool = False        # the checkpoint stacks the experts' tensors (GraniteMoE's input/output_linear)
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -357,4 +358,24 @@ FAMILIES: dict[str, Family] = {
                    fields=_fields(num_key_value_heads="int | None", resid_pdrop="float | int", embd_pdrop="float | int",
                                   attention_dropout="float | int", hidden_act="str",
                                   original_max_position_embeddings="int", sliding_window="int | None")),
+    # GraniteMoE: Granite's multipliers around Mixtral's routing (top-k logits softmaxed: renormalised), its
+    # experts stacked in the checkpoint as input_linear [E, 2I, H] (gate rows first) and output_linear [E, H, I].
+    "granitemoe": Family(experts_field="num_local_experts", expert_size_field="intermediate_size", renormalize=True,
+                         experts_stacked=True, mlp_bias_field=None,
+                         embedding_multiplier_field="embedding_multiplier",
+                         residual_multiplier_field="residual_multiplier",
+                         attention_multiplier_field="attention_multiplier", logits_divisor_field="logits_scaling",
+                         weight_names=((r"\.mlp\.gate\.weight$", ".block_sparse_moe.router.layer.weight"),
+                                       (r"\.mlp\.experts\.gate_up_proj$", ".block_sparse_moe.input_linear.weight"),
+                                       (r"\.mlp\.experts\.down_proj$", ".block_sparse_moe.output_linear.weight")),
+                         defaults=_defaults(embedding_multiplier=1.0, residual_multiplier=1.0,
+                                            attention_multiplier=1.0, logits_scaling=1.0, num_local_experts=8,
+                                            num_experts_per_tok=2),
+                         fields=_fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                        attention_dropout="float | int | None",
+                                        embedding_multiplier="float | int | None", logits_scaling="float | int | None",
+                                        residual_multiplier="float | int | None",
+                                        attention_multiplier="float | int | None", num_local_experts="int | None",
+                                        num_experts_per_tok="int | None", output_router_logits="bool | None",
+                                        router_aux_loss_coef="float | None")),
 }

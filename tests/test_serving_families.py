@@ -1,4 +1,4 @@
-"""The serving emitter's families (Granite, StarCoder2, StableLM, Cohere, Cohere2, Phi-3): each fixture's new
+"""The serving emitter's families (Granite, StarCoder2, StableLM, Cohere, Cohere2, Phi-3, GraniteMoE): each fixture's new
 mechanism bites. Removing it (its mutant, harness/checks/mutants.py) moves the logits by at least three times
 the fixture's bound; the fused tensors are taken as the checkpoint stores them."""
 import pytest
@@ -31,6 +31,8 @@ MECHANISMS = [
     ("cohere2", "nope_layer_rotated"), ("cohere2", "global_layer_slides"), ("cohere2", "decode_ignores_window"),
     ("phi3", "fused_qkv_kv_swapped"), ("phi3", "gate_up_swapped"), ("phi3", "no_rope_scaling"),
     ("phi3", "no_longrope_attention_factor"), ("phi3", "longrope_long_factor"),
+    ("granitemoe", "no_embedding_multiplier"), ("granitemoe", "no_residual_multiplier"),
+    ("granitemoe", "stacked_gate_up_swapped"), ("granitemoe", "no_topk_renorm"),
 ]
 
 
@@ -78,3 +80,13 @@ def test_cohere2_global_layers_are_nope_and_without_a_window_no_layer_rotates():
     assert cfg.rope_layers == (True, True, True, False) and cfg.layer_types[3] == "full_attention"
     windowless = Config.from_dict({**fixtures.load("cohere2").config, "sliding_window": None})
     assert windowless.rope_layers == (False,) * 4
+
+
+def test_granitemoe_takes_its_stacked_experts_as_the_checkpoint_stores_them():
+    from archval.harness.core.graph import parse_signature as parse
+    fixture = fixtures.load("granitemoe")
+    main = parse(emit(Config.from_json(fixture.config_path), "moe_block")).functions["main"]
+    names = {a.name: a.shape for a in main.args if "." in a.name}
+    assert names == {"model.layers.0.block_sparse_moe.router.layer.weight": (4, 64),
+                     "model.layers.0.block_sparse_moe.input_linear.weight": (4, 64, 64),
+                     "model.layers.0.block_sparse_moe.output_linear.weight": (4, 64, 32)}

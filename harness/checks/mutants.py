@@ -127,6 +127,16 @@ class GateUpSwapped(Decoder):
         return up, gate
 
 
+class StackedGateUpSwapped(Decoder):
+    """Stacked experts' gate_up tensor [E, 2I, H] read with its halves swapped (up rows taken for the gate)."""
+    def weight(self, name, shape):
+        w = super().weight(name, shape)
+        if not name.endswith(".experts.gate_up_proj"):
+            return w
+        g, (e, two, h) = self.g, shape
+        return g.concatenate([g.slice(w, (0, two // 2, 0), (e, two, h)), g.slice(w, (0, 0, 0), (e, two // 2, h))], dim=1)
+
+
 class FusedQkvKvSwapped(Decoder):
     """A fused qkv_proj sliced q, v, k: the key and value rows bound to each other."""
     def split_qkv(self, qkv):
@@ -346,6 +356,8 @@ MUTANTS: dict[str, Mutant] = {
                                "halves for interleaved)", core=RopeInterleaved, applies=_rotates),
     "gate_up_swapped": Mutant("the MLP's gate and up projections swapped", core=GateUpSwapped,
                               applies=lambda c: c.mlp_gated and (c.moe is None or not all(c.moe.routed_layers))),
+    "stacked_gate_up_swapped": Mutant("stacked experts' gate_up halves swapped", core=StackedGateUpSwapped,
+                                      applies=lambda c: c.moe is not None and c.moe.stacked),
     "fused_qkv_kv_swapped": Mutant("a fused qkv_proj sliced q, v, k", core=FusedQkvKvSwapped,
                                    applies=lambda c: c.fused_qkv),
     "parallel_as_sequential": Mutant("a parallel block run sequentially: the MLP reads the residual after attention",
