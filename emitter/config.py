@@ -219,9 +219,6 @@ class _Parser:
             self.fail(fam.activation_field, act_name, f"activation not implemented (supported: {', '.join(ACTIVATIONS)})")
         if self.raw.get("use_bidirectional_attention"):
             self.fail("use_bidirectional_attention", True, "only causal attention is implemented")
-        for name in fam.refused_flags:
-            if self.get(name):
-                self.fail(name, self.get(name), f"{model_type}'s option is not implemented by this emitter")
 
         layer_types = self.layer_types(layers)
         window = self.sliding_window()
@@ -247,7 +244,7 @@ class _Parser:
             embed_scale=fam.embed_scale,
             norm_plus_one=fam.norm_plus_one,
             norm_placement=fam.norm_placement,
-            qk_norm=fam.qk_norm,
+            qk_norm=fam.qk_norm if fam.qk_norm_field is None or self.flag(fam.qk_norm_field) else None,
             qkv_bias=self.flag(fam.qkv_bias),
             o_bias=self.flag(fam.o_bias),
             mlp_activation=ACTIVATIONS[act_name],

@@ -64,6 +64,21 @@ class Decoder:
             y = g.add(y, g.broadcast(self.weight(f"{name}.bias", (width,)), x.shape, [last]))
         return y
 
+    def head_layer_norm(self, x: Value, p: str, which: str) -> Value:
+        """Cohere's and StableLM's q/k norm on x[T, heads, D]: LayerNorm over each head's D, no bias, a weight per
+        head: Cohere's one `{q,k}_norm.weight` [heads, D], StableLM's `{q,k}_layernorm.norms.{h}.weight` [D]."""
+        g, (t, h, d) = self.g, x.shape
+        if self.cfg.qk_norm == "head_layernorm":
+            w = self.weight(f"{p}.{which}_norm.weight", (h, d))
+        else:
+            w = g.concatenate([g.reshape(self.weight(f"{p}.{which}_layernorm.norms.{j}.weight", (d,)), (1, d))
+                               for j in range(h)], dim=0)
+        mean = g.div(g.reduce(x, g.scalar(0.0), "add", [2]), g.scalar(float(d)))
+        centred = g.sub(x, g.broadcast(mean, x.shape, [0, 1]))
+        var = g.div(g.reduce(g.mul(centred, centred), g.scalar(0.0), "add", [2]), g.scalar(float(d)))
+        y = g.mul(centred, g.broadcast(g.rsqrt(g.add(var, g.scalar(self.cfg.rms_norm_eps))), x.shape, [0, 1]))
+        return g.mul(y, g.broadcast(w, x.shape, [1, 2]))
+
     def norm(self, x: Value, name: str) -> Value:
         """The residual stream's norm: RMSNorm, or the family's LayerNorm."""
         return self.layer_norm(x, name) if self.cfg.layer_norm else self.rms_norm(x, name)
@@ -157,6 +172,8 @@ class Decoder:
         q, k, v = g.reshape(q, (t, nq, d)), g.reshape(k, (t, nkv, d)), g.reshape(v, (t, nkv, d))
         if cfg.qk_norm == "head":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
+        if cfg.qk_norm in ("head_layernorm", "per_head_layernorm"):
+            q, k = self.head_layer_norm(q, p, "q"), self.head_layer_norm(k, p, "k")
         if rope is not None:
             q, k = self.rotate(q, *rope), self.rotate(k, *rope)
         k, v = self.attended_kv(i, k, v)

@@ -86,6 +86,9 @@ class Family:
     norm_plus_one: bool = False          # RMSNorm scales by (1 + w)
     norm_placement: str = "pre"          # pre | sandwich (Gemma 2/3) | post (OLMo 2/3)
     qk_norm: str | None = None           # None | "head" (per head, over head_dim) | "projection"
+    #   | "head_layernorm" (Cohere: LayerNorm per head, weights [heads, head_dim])
+    #   | "per_head_layernorm" (StableLM: one LayerNorm module per head)
+    qk_norm_field: str | None = None     # the config field that switches qk_norm on (None: always on)
     qkv_bias: str | bool = "attention_bias"  # a config field name, or fixed
     o_bias: str | bool = "attention_bias"
     mlp_bias_field: str | None = "mlp_bias"  # gate/up/down biases when this field is true
@@ -130,7 +133,6 @@ class Family:
     attention_multiplier_field: str | None = None  # the score scale itself
     logits_divisor_field: str | None = None
     logits_multiplier_field: str | None = None
-    refused_flags: tuple[str, ...] = ()  # the class's boolean options this emitter does not implement (true: refused)
     experts_stacked: bool = False        # the checkpoint stacks the experts' tensors (GraniteMoE's input/output_linear)
 
 
@@ -325,14 +327,15 @@ FAMILIES: dict[str, Family] = {
                                                use_bias="bool")),
     "stablelm": Family(heads_divide_hidden=True, head_dim_from_hidden=True, norm_kind="layer_bias",
                        parallel_field="use_parallel_residual", qkv_bias="use_qkv_bias", o_bias=False,
-                       mlp_bias_field=None, partial_rotary=True, refused_flags=("qk_layernorm",),
+                       mlp_bias_field=None, partial_rotary=True, qk_norm="per_head_layernorm",
+                       qk_norm_field="qk_layernorm",
                        aliases={"rms_norm_eps": "layer_norm_eps"},
                        defaults=_defaults(num_key_value_heads=32, rms_norm_eps=1e-5, partial_rotary_factor=0.25),
                        fields=_fields_eps_as("layer_norm_eps", "float", num_key_value_heads="int", hidden_act="str",
                                              use_qkv_bias="bool", qk_layernorm="bool", use_parallel_residual="bool",
                                              hidden_dropout="float | int", attention_dropout="float | int")),
     "cohere": Family(norm_kind="layer", parallel_field=True, mlp_bias_field=None, rope_interleaved=True,
-                     logits_multiplier_field="logit_scale", refused_flags=("use_qk_norm",),
+                     logits_multiplier_field="logit_scale", qk_norm="head_layernorm", qk_norm_field="use_qk_norm",
                      aliases={"rms_norm_eps": "layer_norm_eps"},
                      defaults=_defaults(rms_norm_eps=1e-5, rope_theta=500_000.0, tie_word_embeddings=True,
                                         logit_scale=0.0625),

@@ -27,7 +27,7 @@ MECHANISMS = [
     ("starcoder2", "silu_for_gelu"),
     ("stablelm", "full_rotary"), ("stablelm", "parallel_as_sequential"), ("stablelm", "no_norm_bias"),
     ("cohere", "parallel_as_sequential"), ("cohere", "layer_norm_as_rms"), ("cohere", "rope_interleaved"),
-    ("cohere", "no_logit_scale"),
+    ("cohere", "no_logit_scale"), ("cohere", "no_qk_norm"), ("stablelm", "no_qk_norm"),
     ("cohere2", "nope_layer_rotated"), ("cohere2", "global_layer_slides"), ("cohere2", "decode_ignores_window"),
     ("phi3", "fused_qkv_kv_swapped"), ("phi3", "gate_up_swapped"), ("phi3", "no_rope_scaling"),
     ("phi3", "no_longrope_attention_factor"), ("phi3", "longrope_long_factor"),
@@ -61,8 +61,6 @@ def test_starcoder2_takes_its_checkpoint_names():
 
 
 @pytest.mark.parametrize("name,change,field", [
-    ("stablelm", {"qk_layernorm": True}, "qk_layernorm"),
-    ("cohere", {"use_qk_norm": True}, "use_qk_norm"),
     ("stablelm", {"head_dim": 32}, "head_dim"),
     ("phi3", {"rope_scaling": {"type": "longrope", "short_factor": [1.0] * 3, "long_factor": [1.0] * 8}},
      "rope_scaling.short_factor"),
@@ -90,3 +88,18 @@ def test_granitemoe_takes_its_stacked_experts_as_the_checkpoint_stores_them():
     assert names == {"model.layers.0.block_sparse_moe.router.layer.weight": (4, 64),
                      "model.layers.0.block_sparse_moe.input_linear.weight": (4, 64, 64),
                      "model.layers.0.block_sparse_moe.output_linear.weight": (4, 64, 32)}
+
+
+def test_the_layernorm_qk_norms_take_each_checkpoints_weights():
+    """Cohere's q_norm is one [heads, head_dim] weight; StableLM's q_layernorm one LayerNorm module per head."""
+    from archval.harness.core.graph import parse_signature as parse
+
+    def weights(name):
+        main = parse(emit(Config.from_json(fixtures.load(name).config_path), "prefill")).functions["main"]
+        return {a.name: a.shape for a in main.args if "norm" in a.name and ".0." in a.name}
+    cohere, stablelm = weights("cohere"), weights("stablelm")
+    assert cohere["model.layers.0.self_attn.q_norm.weight"] == (4, 16)
+    assert cohere["model.layers.0.self_attn.k_norm.weight"] == (2, 16)
+    assert [n for n in stablelm if "layernorm.norms" in n] == [
+        *(f"model.layers.0.self_attn.q_layernorm.norms.{h}.weight" for h in range(4)),
+        *(f"model.layers.0.self_attn.k_layernorm.norms.{h}.weight" for h in range(2))]

@@ -274,7 +274,7 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "no_yarn_attention_factor": ("YaRN's attention factor left out of cos and sin",
                                  lambda c: replace(c, rope_full=replace(c.rope_full, attention_factor=1.0),
                                                    rope_sliding=replace(c.rope_sliding, attention_factor=1.0))),
-    "no_qk_norm": ("q/k RMSNorm dropped", lambda c: replace(c, qk_norm=None)),
+    "no_qk_norm": ("q/k norm dropped", lambda c: replace(c, qk_norm=None)),
     "no_plus_one_norm": ("RMSNorm scales by w instead of (1 + w)", lambda c: replace(c, norm_plus_one=False)),
     "no_embed_scale": ("embeddings not scaled by sqrt(hidden)", lambda c: replace(c, embed_scale=False)),
     "silu_for_gelu": ("SiLU where the family gates with tanh-GELU", lambda c: replace(c, mlp_activation="silu")),
@@ -369,7 +369,7 @@ MUTANTS: dict[str, Mutant] = {
     "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated,
                                     applies=lambda c: c.moe is not None and bool(c.moe.shared_expert_size)),
     "qk_norm_wrong_axis": Mutant("q/k RMSNorm over the other axis (projection vs head)", core=QkNormWrongAxis,
-                                 applies=lambda c: c.qk_norm is not None),
+                                 applies=lambda c: c.qk_norm in ("head", "projection")),
 }
 
 
