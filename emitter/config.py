@@ -357,7 +357,7 @@ class _Parser:
         fam = self.family
         kind = spec.get("rope_type", spec.get("type", "default"))
         types = fam.rope_types or {t: t for t in ROPE_TYPES}  # Phi-3 reads legacy "su" and "yarn" as longrope
-        if kind not in types:
+        if not isinstance(kind, str) or kind not in types:
             self.fail(f"{where}.rope_type", kind,
                       f"RoPE type not implemented (supported: {', '.join(dict.fromkeys(types.values()))})")
         kind = types[kind]
