@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import exact
@@ -11,7 +11,7 @@ from .config_input import ConfigError, check_input, field_error, printable, read
 from .families import FULL, SLIDING, Family
 
 ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
-ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
+ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")  # every family's; some add theirs (Family.rope_types)
 REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 
 
@@ -27,6 +27,12 @@ class Rope:
     beta_fast: float = 32.0          # yarn
     beta_slow: float = 1.0           # yarn
     truncate: bool = True            # yarn: integer correction range
+    partial_rotary_factor: float = 1.0  # RoPE on the first int(head_dim * factor) dimensions of each head
+    short_factor: tuple[float, ...] = ()  # longrope: the per-frequency divisors inside the original context
+    long_factor: tuple[float, ...] = ()   # longrope: those past it (the graph never reaches them: check_positions)
+
+    def rotary_dim(self, head_dim: int) -> int:
+        return int(head_dim * self.partial_rotary_factor)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Moe:
     renormalize: bool
     shared_expert_size: int | None
     routed_layers: tuple[bool, ...]  # False: that layer keeps the dense MLP of intermediate_size
+    stacked: bool = False  # GraniteMoE: the checkpoint stacks every expert, [E, 2I, H] gate_up and [E, H, I] down
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,19 @@ class Config:
     mlp_fused_gate_up: bool = False    # GLM-4: one gate_up_proj tensor, gate rows first
     lm_head_bias: bool = False         # Phi: the head adds lm_head.bias
     weight_names: tuple[tuple[str, str], ...] = ()  # the family's checkpoint names (families.py)
+    # -- the serving set's mechanisms (Granite, StarCoder2, StableLM, Cohere, Cohere2, Phi-3) --
+    layer_norm: bool = False         # LayerNorm (mean subtracted) on the residual stream instead of RMSNorm
+    norm_bias: bool = False          # ... with a bias (StarCoder2, StableLM)
+    parallel_attn_mlp: bool = False  # x + attn(n(x)) + mlp(n(x)) from the one input norm (Cohere, StableLM's option)
+    mlp_gated: bool = True           # False: down(act(up(x))), StarCoder2's c_fc / c_proj
+    fused_qkv: bool = False          # Phi-3: one qkv_proj [q; k; v], as the checkpoint stores it, sliced in the graph
+    fused_gate_up: bool = False      # Phi-3: one gate_up_proj [gate; up]
+    rope_interleaved: bool = False   # Cohere: RoPE rotates the pairs (x[2i], x[2i+1]), not the two halves
+    embedding_multiplier: float | None = None  # Granite: embeddings x m
+    residual_multiplier: float | None = None   # Granite: x + f(x) * m around attention and MLP
+    attention_multiplier: float | None = None  # Granite: the score scale itself, in place of score_scale
+    logits_divisor: float | None = None        # Granite: logits / logits_scaling
+    logits_multiplier: float | None = None     # Cohere: logits * logit_scale
     source: str = field(default="config.json", compare=False)
 
     @classmethod
@@ -96,6 +116,9 @@ class Config:
     def rotary_width(self) -> int:
         """How many of each head's dimensions rotate (the first ones)."""
         return self.head_dim if self.rotary_dim is None else self.rotary_dim
+    def attention_scale(self) -> float:
+        """What the scores are multiplied by: Granite's attention_multiplier where given, else score_scale."""
+        return self.score_scale if self.attention_multiplier is None else self.attention_multiplier
 
     def rope_for(self, layer: int) -> Rope | None:
         if not self.rope_layers[layer]:
@@ -114,6 +137,11 @@ class Config:
     def check_positions(self, positions: int, graph: str) -> None:
         """Refuse a graph whose RoPE table would reach past where dynamic RoPE starts rescaling."""
         for rope in {self.rope_for(i) for i in range(self.num_layers)} - {None}:
+            if rope.kind == "longrope" and positions > rope.original_max_position:
+                raise field_error(
+                    self.source, "original_max_position_embeddings", rope.original_max_position, "LongRoPE "
+                    "switches to its long factors for longer sequences, which this emitter does not implement, and "
+                    f"the {graph} graph holds {positions} positions")
             if rope.kind == "dynamic" and positions > rope.original_max_position:
                 raise field_error(
                     self.source, "max_position_embeddings", rope.original_max_position, "dynamic RoPE recomputes its "
@@ -192,6 +220,11 @@ class _Parser:
         if given_head_dim is None and hidden % heads:  # HF would silently take hidden // heads
             self.fail("num_attention_heads", heads, f"must divide hidden_size ({hidden}) when head_dim is not given")
         head_dim = self.int_field("head_dim", hidden // heads if given_head_dim is None else given_head_dim)
+        if fam.head_dim_from_hidden and self.get("head_dim") not in (None, hidden // heads):
+            self.fail("head_dim", self.get("head_dim"), f"transformers' {model_type} attention takes hidden_size // "
+                      f"num_attention_heads ({hidden // heads}) whatever head_dim says")
+        head_dim = self.int_field("head_dim", self.present("head_dim", hidden // heads))
+        self.head_dim = head_dim
         if head_dim % 2:
             self.fail("head_dim", head_dim, "must be even for rotary embeddings")
         layers = self.int_field("num_hidden_layers")
@@ -232,7 +265,7 @@ class _Parser:
             embed_scale=fam.embed_scale,
             norm_plus_one=fam.norm_plus_one,
             norm_placement=fam.norm_placement,
-            qk_norm=fam.qk_norm,
+            qk_norm=fam.qk_norm if fam.qk_norm_field is None or self.flag(fam.qk_norm_field) else None,
             qkv_bias=self.flag(fam.qkv_bias),
             o_bias=self.flag(fam.o_bias),
             mlp_activation=activations[act_name],
@@ -256,6 +289,18 @@ class _Parser:
             mlp_fused_gate_up=fam.mlp_fused_gate_up,
             lm_head_bias=fam.lm_head_bias,
             weight_names=fam.weight_names,
+            layer_norm=fam.norm_kind != "rms",
+            norm_bias=fam.norm_kind == "layer_bias",
+            parallel_attn_mlp=self.flag(fam.parallel_field),
+            mlp_gated=fam.mlp_gated,
+            fused_qkv=fam.fused_qkv,
+            fused_gate_up=fam.fused_gate_up,
+            rope_interleaved=fam.rope_interleaved,
+            embedding_multiplier=self.multiplier(fam.embedding_multiplier_field),
+            residual_multiplier=self.multiplier(fam.residual_multiplier_field),
+            attention_multiplier=self.multiplier(fam.attention_multiplier_field),
+            logits_divisor=self.multiplier(fam.logits_divisor_field),
+            logits_multiplier=self.multiplier(fam.logits_multiplier_field),
             source=self.source,
         )
 
@@ -290,6 +335,9 @@ class _Parser:
         if dim < 2 or dim % 2:
             self.fail(where, factor, f"rotates {dim} of head_dim {head_dim} dimensions, which must be even and >= 2")
         return None if dim == head_dim else dim
+    def multiplier(self, name: str | None) -> float | None:
+        """A scalar the family multiplies (or divides) by, from its config field; None where it has none."""
+        return self.number(name) if name else None
 
     def moe(self, layers: int) -> Moe | None:
         fam = self.family
@@ -309,7 +357,7 @@ class _Parser:
         return Moe(experts=experts, top_k=top_k, expert_size=self.int_field(fam.expert_size_field),
                    renormalize=self.flag(fam.renormalize),
                    shared_expert_size=self.int_field(fam.shared_expert_field) if fam.shared_expert_field else None,
-                   routed_layers=tuple(routed))
+                   routed_layers=tuple(routed), stacked=fam.experts_stacked)
 
     def layer_types(self, layers: int) -> list[str]:
         types = self.raw.get("layer_types")
@@ -372,6 +420,7 @@ class _Parser:
         return self.number(fam.local_theta_field) if fam.local_theta_field else fam.defaults["rope_theta"]
 
     def rope(self, spec: dict, where: str, default_theta) -> Rope:
+        fam = self.family
         kind = spec.get("rope_type", spec.get("type", "default"))
         if kind not in ROPE_TYPES:
             self.fail(f"{where}.rope_type", kind, f"RoPE type not implemented (supported: {', '.join(ROPE_TYPES)})")
@@ -380,6 +429,31 @@ class _Parser:
             self.fail(f"{where}.rope_theta", theta, "must be a positive number")
         if theta < 1:  # found by tests/test_fuzz.py: 6.6e-191 overflowed the frequencies (no checkpoint has a base < 1)
             self.fail(f"{where}.rope_theta", theta, "a RoPE base below 1 is not implemented")
+        types = fam.rope_types or {t: t for t in ROPE_TYPES}  # Phi-3 reads legacy "su" and "yarn" as longrope
+        if not isinstance(kind, str) or kind not in types:
+            self.fail(f"{where}.rope_type", kind,
+                      f"RoPE type not implemented (supported: {', '.join(dict.fromkeys(types.values()))})")
+        kind = types[kind]
+        # HF's precedence: the RoPE object's own, then the legacy top-level field, then the class's default
+        partial_where = f"{where}.partial_rotary_factor" if "partial_rotary_factor" in spec else "partial_rotary_factor"
+        partial = spec.get("partial_rotary_factor", self.raw.get("partial_rotary_factor",
+                                                                   fam.defaults.get("partial_rotary_factor", 1.0)))
+        if partial != 1.0:
+            if not fam.partial_rotary:
+                self.fail(partial_where, partial, "partial rotary is not implemented")
+            dim = int(self.head_dim * partial) if isinstance(partial, (int, float)) and 0 < partial < 1 else 0
+            if dim < 2 or dim % 2:
+                self.fail(partial_where, partial, f"must leave an even number of rotary dimensions of head_dim "
+                          f"{self.head_dim} (int(head_dim * factor) = {dim})")
+        theta = spec.get("rope_theta", default_theta)
+        if not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta <= 0:
+            self.fail(f"{where}.rope_theta", theta, "must be a positive number")
+        rope = self.scaled_rope(spec, where, kind, float(theta), int(self.head_dim * partial))
+        return rope if partial == 1.0 else replace(rope, partial_rotary_factor=float(partial))
+
+    def scaled_rope(self, spec: dict, where: str, kind: str, theta: float, rotary_dim: int) -> Rope:
+        if kind == "longrope":
+            return self.longrope(spec, where, theta, rotary_dim)
         if kind == "default":
             return Rope(theta=float(theta))
         factor = spec.get("factor")
@@ -403,6 +477,34 @@ class _Parser:
             self.fail(f"{where}.high_freq_factor", high, f"must exceed low_freq_factor ({low})")
         return Rope(theta=float(theta), kind=kind, factor=float(factor), low_freq_factor=float(low),
                     high_freq_factor=float(high), original_max_position=original)
+
+    def longrope(self, spec: dict, where: str, theta: float, rotary_dim: int) -> Rope:
+        """LongRoPE as transformers' _compute_longrope_parameters reads it: the short factors (the graph's
+        positions stay inside the original context, Config.check_positions), the attention factor given or
+        sqrt(1 + ln(factor) / ln(original)), factor given or max_position_embeddings / original."""
+        factors = {}
+        for name in ("short_factor", "long_factor"):
+            value = spec.get(name)
+            if not (isinstance(value, list) and len(value) == rotary_dim // 2 and all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in value)):
+                self.fail(f"{where}.{name}", value,
+                          f"LongRoPE needs a list of {rotary_dim // 2} positive numbers (rotary dimensions / 2)")
+            factors[name] = tuple(float(x) for x in value)
+        # Phi-3's class declares original_max_position_embeddings, and transformers then takes it over the RoPE object's
+        original = (self.get("original_max_position_embeddings")
+                    if "original_max_position_embeddings" in self.family.fields
+                    else spec.get("original_max_position_embeddings", self.get("max_position_embeddings")))
+        original = self.int_field("original_max_position_embeddings", original)
+        factor, attention = spec.get("factor"), spec.get("attention_factor")
+        for name, value in (("factor", factor), ("attention_factor", attention)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                self.fail(f"{where}.{name}", value, "LongRoPE needs a positive number")
+        if factor is None:
+            factor = self.int_field("max_position_embeddings") / original
+        if attention is None:
+            attention = 1.0 if factor <= 1.0 else math.sqrt(1 + exact.log(factor) / exact.log(original))
+        return Rope(theta=theta, kind="longrope", factor=float(factor), original_max_position=original,
+                    attention_factor=float(attention), **factors)
 
     def yarn(self, spec: dict, where: str, theta: float, factor: float, original: int) -> Rope:
         """YaRN as transformers' _compute_yarn_parameters reads it, attention factor included."""

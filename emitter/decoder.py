@@ -53,6 +53,7 @@ class Decoder:
 
     def layer_norm(self, x: Value, name: str) -> Value:
         """(x - mean) * rsqrt(var + eps) * w + b over the last axis (w as 1 + w for Nemotron's LayerNorm1P)."""
+        """(x - mean) * rsqrt(var + eps) * w (+ b), over the last axis: nn.LayerNorm, and Cohere's without a bias."""
         g, last = self.g, len(x.shape) - 1
         width, keep = x.shape[-1], list(range(last))
         mean = g.div(g.reduce(x, g.scalar(0.0), "add", [last]), g.scalar(float(width)))
@@ -72,6 +73,33 @@ class Decoder:
     def norm(self, x: Value, name: str) -> Value:
         """The family's norm around attention and MLP and before the head."""
         return self.layer_norm(x, name) if self.cfg.layernorm_with_bias else self.rms_norm(x, name)
+        y = g.mul(y, g.broadcast(self.weight(f"{name}.weight", (width,)), x.shape, [last]))
+        if self.cfg.norm_bias:
+            y = g.add(y, g.broadcast(self.weight(f"{name}.bias", (width,)), x.shape, [last]))
+        return y
+
+    def head_layer_norm(self, x: Value, p: str, which: str) -> Value:
+        """Cohere's and StableLM's q/k norm on x[T, heads, D]: LayerNorm over each head's D, no bias, a weight per
+        head: Cohere's one `{q,k}_norm.weight` [heads, D], StableLM's `{q,k}_layernorm.norms.{h}.weight` [D]."""
+        g, (t, h, d) = self.g, x.shape
+        if self.cfg.qk_norm == "head_layernorm":
+            w = self.weight(f"{p}.{which}_norm.weight", (h, d))
+        else:
+            w = g.concatenate([g.reshape(self.weight(f"{p}.{which}_layernorm.norms.{j}.weight", (d,)), (1, d))
+                               for j in range(h)], dim=0)
+        mean = g.div(g.reduce(x, g.scalar(0.0), "add", [2]), g.scalar(float(d)))
+        centred = g.sub(x, g.broadcast(mean, x.shape, [0, 1]))
+        var = g.div(g.reduce(g.mul(centred, centred), g.scalar(0.0), "add", [2]), g.scalar(float(d)))
+        y = g.mul(centred, g.broadcast(g.rsqrt(g.add(var, g.scalar(self.cfg.rms_norm_eps))), x.shape, [0, 1]))
+        return g.mul(y, g.broadcast(w, x.shape, [1, 2]))
+
+    def norm(self, x: Value, name: str) -> Value:
+        """The residual stream's norm: RMSNorm, or the family's LayerNorm."""
+        return self.layer_norm(x, name) if self.cfg.layer_norm else self.rms_norm(x, name)
+
+    def scaled(self, x: Value, factor: float | None) -> Value:
+        """x * factor, for a family's multiplier (Granite's); nothing where it has none."""
+        return x if factor is None else self.g.mul(x, self.g.scalar(factor))
 
     def softcap(self, x: Value, cap: float | None) -> Value:
         if cap is None:
@@ -124,6 +152,20 @@ class Decoder:
 
     def rotate_pairs(self, x: Value, cos: Value, sin: Value) -> Value:
         """Interleaved RoPE on x[T, heads, D]: (x[2i], x[2i+1]) -> (x[2i] c - x[2i+1] s, x[2i+1] c + x[2i] s), c, s of i."""
+        """RoPE on x[T, heads, D]'s first 2 * cos.shape[1] dimensions (all of them but with partial rotary);
+        the rest pass through."""
+        g, (t, h, d), r = self.g, x.shape, 2 * cos.shape[1]
+        if r == d:
+            return self.rotate_pairs(x, cos, sin)
+        rotated = self.rotate_pairs(g.slice(x, (0, 0, 0), (t, h, r)), cos, sin)
+        return g.concatenate([rotated, g.slice(x, (0, 0, r), (t, h, d))], dim=2)
+
+    def rotate_pairs(self, x: Value, cos: Value, sin: Value) -> Value:
+        """Which dimensions RoPE pairs: the two halves, or (Cohere) neighbours."""
+        return (self.rotate_interleaved if self.cfg.rope_interleaved else self.rotate_half)(x, cos, sin)
+
+    def rotate_interleaved(self, x: Value, cos: Value, sin: Value) -> Value:
+        """GPT-J style RoPE on x[T, heads, D]: (x[2i], x[2i+1]) -> (x[2i] c - x[2i+1] s, x[2i+1] c + x[2i] s)."""
         g = self.g
         t, h, d = x.shape
         pairs = g.reshape(x, (t, h, d // 2, 2))
@@ -134,6 +176,7 @@ class Decoder:
         return g.reshape(g.concatenate([g.reshape(r, (t, h, d // 2, 1)) for r in rotated], dim=3), (t, h, d))
 
     def rotate_halves(self, x: Value, cos: Value, sin: Value) -> Value:
+    def rotate_half(self, x: Value, cos: Value, sin: Value) -> Value:
         """Half-split RoPE on x[T, heads, D]: (x1, x2) -> (x1 c - x2 s, x2 c + x1 s)."""
         g = self.g
         t, h, d = x.shape
@@ -168,6 +211,12 @@ class Decoder:
         p = f"model.layers.{i}.self_attn"
         t, nq, nkv, d = x.shape[0], cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q, k, v = self.project_qkv(x, p)
+        if cfg.fused_qkv:
+            q, k, v = self.split_qkv(self.linear(x, f"{p}.qkv_proj", (nq + 2 * nkv) * d, cfg.qkv_bias))
+        else:
+            q = self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias)
+            k = self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias)
+            v = self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias)
         if cfg.qk_norm == "projection":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
         if cfg.clip_qkv is not None:
@@ -175,6 +224,8 @@ class Decoder:
         q, k, v = g.reshape(q, (t, nq, d)), g.reshape(k, (t, nkv, d)), g.reshape(v, (t, nkv, d))
         if cfg.qk_norm == "head":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
+        if cfg.qk_norm in ("head_layernorm", "per_head_layernorm"):
+            q, k = self.head_layer_norm(q, p, "q"), self.head_layer_norm(k, p, "k")
         if rope is not None:
             q, k = self.apply_rope(q, *rope), self.apply_rope(k, *rope)
         k, v = self.attended_kv(i, k, v)
@@ -183,7 +234,7 @@ class Decoder:
         group = nq // nkv
         q = self.group_queries(q)
         k, v = g.transpose(k, [1, 0, 2]), g.transpose(v, [1, 0, 2])
-        scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.score_scale))
+        scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.attention_scale))
         scores = self.softcap(scores, cfg.attn_softcap)
         scores = g.reshape(scores, (nkv, group, t, tk))
         probs = self.softmax(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])))
@@ -206,6 +257,12 @@ class Decoder:
         g, t, nh, d = self.g, qkv.shape[0], self.cfg.num_heads, self.cfg.head_dim
         heads = g.reshape(qkv, (t, nh, 3 * d))
         return tuple(g.reshape(g.slice(heads, (0, 0, j * d), (t, nh, (j + 1) * d)), (t, nh * d)) for j in range(3))
+    def split_qkv(self, qkv: Value) -> tuple[Value, Value, Value]:
+        """A fused projection [T, (nq + 2 nkv) D] as Phi-3's checkpoint stores it: q, then k, then v."""
+        g, t, q_width, kv_width = self.g, qkv.shape[0], self.cfg.num_heads * self.cfg.head_dim, \
+            self.cfg.num_kv_heads * self.cfg.head_dim
+        ends = (q_width, q_width + kv_width, q_width + 2 * kv_width)
+        return tuple(g.slice(qkv, (0, lo), (t, hi)) for lo, hi in zip((0,) + ends[:2], ends))
 
     def group_queries(self, q: Value) -> Value:
         """GQA without repeating K/V: q [T, nq, D] -> [nkv, group*T, D], query head h = kv * group + j
@@ -259,6 +316,15 @@ class Decoder:
     def gated_mlp(self, x: Value, p: str, size: int, bias: bool = False) -> Value:
         if self.cfg.mlp_fused_gate_up:
             gate, up = self.gate_up_halves(self.linear(x, f"{p}.gate_up_proj", 2 * size, bias), size)
+        p, cfg = f"model.layers.{i}.mlp", self.cfg
+        if not cfg.mlp_gated:  # StarCoder2: c_fc -> act -> c_proj (the checkpoint's names: weight_names)
+            up = self.activation(self.linear(x, f"{p}.up_proj", cfg.intermediate_size, cfg.mlp_bias))
+            return self.linear(up, f"{p}.down_proj", cfg.hidden_size, cfg.mlp_bias)
+        return self.gated_mlp(x, p, cfg.intermediate_size, cfg.mlp_bias, fused=cfg.fused_gate_up)
+
+    def gated_mlp(self, x: Value, p: str, size: int, bias: bool = False, fused: bool = False) -> Value:
+        if fused:  # Phi-3: one gate_up_proj, as the checkpoint stores it, sliced in the graph
+            gate, up = self.split_gate_up(self.linear(x, f"{p}.gate_up_proj", 2 * size, bias))
             gate = self.activation(gate)
         else:
             gate = self.activation(self.linear(x, f"{p}.gate_proj", size, bias))
@@ -274,6 +340,10 @@ class Decoder:
         """down(act(up(x))) without a gate: Phi's fc1/fc2, GPT-NeoX's dense_h_to_4h/4h_to_h, Nemotron's up/down."""
         h = self.activation(self.linear(x, f"{p}.up_proj", size, bias))
         return self.linear(h, f"{p}.down_proj", self.cfg.hidden_size, bias)
+    def split_gate_up(self, both: Value) -> tuple[Value, Value]:
+        """A fused [T, 2I] gate_up projection: the gate's rows first, then up's."""
+        t, size = both.shape[0], both.shape[1] // 2
+        return self.g.slice(both, (0, 0), (t, size)), self.g.slice(both, (0, size), (t, 2 * size))
 
     def top_k(self, probs: Value, k: int) -> Value:
         """1.0 where an expert is among a token's k most probable, else 0.0; probs [T, E].
@@ -296,9 +366,13 @@ class Decoder:
         weights = g.mul(probs, self.top_k(probs, moe.top_k))
         if moe.renormalize:
             weights = g.div(weights, g.broadcast(g.reduce(weights, g.scalar(0.0), "add", [1]), (t, e), [0]))
-        gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)), self.experts(p, "up_proj", (size, h))],
-                                dim=1)                                            # [E, 2I, H], gate rows first
-        down = self.experts(p, "down_proj", (h, size))                            # [E, H, I]
+        if moe.stacked:  # GraniteMoE's checkpoint holds them stacked: taken as they are
+            gate_up = self.weight(f"{p}.experts.gate_up_proj", (e, 2 * size, h))
+            down = self.weight(f"{p}.experts.down_proj", (e, h, size))
+        else:
+            gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)), self.experts(p, "up_proj", (size, h))],
+                                    dim=1)                                        # [E, 2I, H], gate rows first
+            down = self.experts(p, "down_proj", (h, size))                        # [E, H, I]
         fused = g.dot_general(x, gate_up, contract=(1, 2))                        # [T, E, 2I]
         gate, up = g.slice(fused, (0, 0, 0), (t, e, size)), g.slice(fused, (0, 0, size), (t, e, 2 * size))
         act = g.transpose(g.mul(self.activation(gate), up), [1, 0, 2])            # [E, T, I]
@@ -350,6 +424,16 @@ class Decoder:
         attn = self.attention(h, i, rope, mask)
         m = h if self.cfg.parallel_block == "shared_norm" else self.norm(x, f"{p}.post_attention_layernorm")
         return g.add(g.add(attn, self.mlp(m, i)), x)
+        residual = lambda h: self.scaled(h, self.cfg.residual_multiplier)  # Granite's residual_multiplier
+
+        h = self.norm(x, attn_in) if attn_in else x
+        a = self.attention(h, i, rope, mask)
+        if self.cfg.parallel_attn_mlp:  # Cohere, StableLM's use_parallel_residual: the MLP reads the same h
+            return g.add(g.add(x, residual(a)), residual(self.mlp(h, i)))
+        x = g.add(x, residual(self.norm(a, attn_out) if attn_out else a))
+        h = self.norm(x, mlp_in) if mlp_in else x
+        h = self.mlp(h, i)
+        return g.add(x, residual(self.norm(h, mlp_out) if mlp_out else h))
 
     # -- the forward -----------------------------------------------------------------
     def rope_at(self, rope: Rope, positions: Value, capacity: int) -> tuple[Value, Value]:
@@ -363,6 +447,7 @@ class Decoder:
         x = g.take_rows(self.weight("model.embed_tokens.weight", (cfg.vocab_size, cfg.hidden_size)), tokens)
         if cfg.embed_scale:
             x = g.mul(x, g.scalar(math.sqrt(cfg.hidden_size)))
+        x = self.scaled(x, cfg.embedding_multiplier)
         masks = {w: self.mask(q_slot, k_slot, w)
                  for w in sorted({cfg.window_for(i) for i in range(cfg.num_layers)}, key=lambda w: w or 0)}
         ropes: dict[Rope, tuple[Value, Value]] = {}
@@ -380,6 +465,11 @@ class Decoder:
         if cfg.lm_head_bias:
             logits = g.add(logits, g.reshape(self.weight("lm_head.bias", (cfg.vocab_size,)), (1, cfg.vocab_size)))
         return self.softcap(g.reshape(logits, (cfg.vocab_size,)), cfg.final_softcap)
+        logits = g.reshape(logits, (cfg.vocab_size,))
+        if cfg.logits_divisor is not None:  # Granite: logits / logits_scaling
+            logits = g.div(logits, g.scalar(cfg.logits_divisor))
+        logits = self.scaled(logits, cfg.logits_multiplier)  # Cohere: logits * logit_scale
+        return self.softcap(logits, cfg.final_softcap)
 
 
     def head_name(self) -> str:

@@ -91,12 +91,22 @@ def smollm3_rope_layers(cfg: dict, n: int) -> list[bool]:
     return [(i + 1) % interval != 0 for i in range(n)]
 
 
+def cohere2_rope_layers(cfg: dict, n: int) -> list[bool]:
+    """Cohere2: only the sliding layers rotate (the global ones are NoPE); with no window, no layer does."""
+    window = cfg["sliding_window"] if "sliding_window" in cfg else 4096
+    types = cfg.get("layer_types") or every_nth_full(4, "sliding_window_pattern")(cfg, n)
+    return [window is not None and t == SLIDING for t in types]
+
+
 @dataclass(frozen=True)
 class Family:
     embed_scale: bool = False            # embeddings × sqrt(hidden)
     norm_plus_one: bool = False          # RMSNorm scales by (1 + w)
     norm_placement: str = "pre"          # pre | sandwich (Gemma 2/3) | post (OLMo 2/3)
     qk_norm: str | None = None           # None | "head" (per head, over head_dim) | "projection"
+    #   | "head_layernorm" (Cohere: LayerNorm per head, weights [heads, head_dim])
+    #   | "per_head_layernorm" (StableLM: one LayerNorm module per head)
+    qk_norm_field: str | None = None     # the config field that switches qk_norm on (None: always on)
     qkv_bias: str | bool = "attention_bias"  # a config field name, or fixed
     o_bias: str | bool = "attention_bias"
     mlp_bias_field: str | None = "mlp_bias"  # gate/up/down biases when this field is true
@@ -143,6 +153,22 @@ class Family:
     unbounded: tuple[str, ...] = ()      # fields config_input's AT_LEAST does not hold this family to
     reads_kv_heads_and_head_dim: bool = True  # False: MHA over hidden // heads, those keys unread (GPT-NeoX)
     norm_eps_field: str = "rms_norm_eps"  # the norms' epsilon (Phi's and GPT-NeoX's layer_norm_eps, Nemotron's norm_eps)
+    # -- the serving set's mechanisms (Granite, StarCoder2, StableLM, Cohere, Cohere2, Phi-3) --
+    norm_kind: str = "rms"               # rms | layer (mean subtracted, weight only: Cohere) | layer_bias (nn.LayerNorm)
+    parallel_field: str | bool = False   # attention and MLP from the one input norm (a config field, or fixed)
+    mlp_gated: bool = True               # False: up -> act -> down, no gate (StarCoder2)
+    fused_qkv: bool = False              # the checkpoint stores qkv_proj [q; k; v] (Phi-3)
+    fused_gate_up: bool = False          # the checkpoint stores gate_up_proj [gate; up] (Phi-3)
+    partial_rotary: bool = False         # the class honours partial_rotary_factor (RoPE on the first dimensions)
+    rope_interleaved: bool = False       # RoPE on the pairs (x[2i], x[2i+1]) (Cohere)
+    rope_types: dict | None = None       # the RoPE types the class accepts -> the one each means; None: ROPE_TYPES
+    head_dim_from_hidden: bool = False   # the attention takes hidden // heads whatever head_dim says
+    embedding_multiplier_field: str | None = None  # Granite's multipliers, Cohere's logit scale: config fields
+    residual_multiplier_field: str | None = None
+    attention_multiplier_field: str | None = None  # the score scale itself
+    logits_divisor_field: str | None = None
+    logits_multiplier_field: str | None = None
+    experts_stacked: bool = False        # the checkpoint stacks the experts' tensors (GraniteMoE's input/output_linear)
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -164,6 +190,11 @@ _DECODER_FIELDS = {
 
 def _fields(**declared) -> dict:
     return {**_DECODER_FIELDS, **declared}
+
+
+def _fields_eps_as(eps_field: str, eps_type: str, **declared) -> dict:
+    """The fields of a class that names the norms' epsilon otherwise (and the family's alias maps it)."""
+    return {**{k: v for k, v in _DECODER_FIELDS.items() if k != "rms_norm_eps"}, eps_field: eps_type, **declared}
 
 
 _WINDOW_FIELDS = {"sliding_window": "int | None", "layer_types": "list[str] | None"}
@@ -379,4 +410,78 @@ FAMILIES: dict[str, Family] = {
                    weight_names=((r"\.post_attention_layernorm\.", ".post_self_attn_layernorm."),
                                  (r"\.pre_feedforward_layernorm\.", ".post_attention_layernorm."),
                                  (r"\.post_feedforward_layernorm\.", ".post_mlp_layernorm."))),
+    # -- the serving set: Granite, StarCoder2, StableLM, Cohere, Cohere2, Phi-3 --
+    "granite": Family(embedding_multiplier_field="embedding_multiplier", residual_multiplier_field="residual_multiplier",
+                      attention_multiplier_field="attention_multiplier", logits_divisor_field="logits_scaling",
+                      defaults=_defaults(embedding_multiplier=1.0, residual_multiplier=1.0, attention_multiplier=1.0,
+                                         logits_scaling=1.0),
+                      fields=_fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                     attention_dropout="float | int", mlp_bias="bool", embedding_multiplier="float | int",
+                                     logits_scaling="float | int", residual_multiplier="float | int",
+                                     attention_multiplier="float | int")),
+    "starcoder2": Family(norm_kind="layer_bias", mlp_gated=False, qkv_bias="use_bias", o_bias="use_bias",
+                         mlp_bias_field="use_bias", schedule=all_sliding, aliases={"rms_norm_eps": "norm_epsilon"},
+                         weight_names=((r"\.mlp\.up_proj\.", ".mlp.c_fc."), (r"\.mlp\.down_proj\.", ".mlp.c_proj.")),
+                         defaults=_defaults(num_key_value_heads=2, hidden_act="gelu_pytorch_tanh", rms_norm_eps=1e-5,
+                                            tie_word_embeddings=True, sliding_window=None, use_bias=True),
+                         fields=_fields_eps_as("norm_epsilon", "float", num_key_value_heads="int", hidden_act="str",
+                                               sliding_window="int | None", attention_dropout="float | int",
+                                               residual_dropout="float | int", embedding_dropout="float | int",
+                                               use_bias="bool")),
+    "stablelm": Family(heads_divide_hidden=True, head_dim_from_hidden=True, norm_kind="layer_bias",
+                       parallel_field="use_parallel_residual", qkv_bias="use_qkv_bias", o_bias=False,
+                       mlp_bias_field=None, partial_rotary=True, qk_norm="per_head_layernorm",
+                       qk_norm_field="qk_layernorm",
+                       aliases={"rms_norm_eps": "layer_norm_eps"},
+                       defaults=_defaults(num_key_value_heads=32, rms_norm_eps=1e-5, partial_rotary_factor=0.25),
+                       fields=_fields_eps_as("layer_norm_eps", "float", num_key_value_heads="int", hidden_act="str",
+                                             use_qkv_bias="bool", qk_layernorm="bool", use_parallel_residual="bool",
+                                             hidden_dropout="float | int", attention_dropout="float | int")),
+    "cohere": Family(norm_kind="layer", parallel_field=True, mlp_bias_field=None, rope_interleaved=True,
+                     logits_multiplier_field="logit_scale", qk_norm="head_layernorm", qk_norm_field="use_qk_norm",
+                     aliases={"rms_norm_eps": "layer_norm_eps"},
+                     defaults=_defaults(rms_norm_eps=1e-5, rope_theta=500_000.0, tie_word_embeddings=True,
+                                        logit_scale=0.0625),
+                     fields=_fields_eps_as("layer_norm_eps", "float | None", logit_scale="float | None",
+                                           num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                           attention_dropout="float | int | None", use_qk_norm="bool | None")),
+    "cohere2": Family(head_dim_from_hidden=True, norm_kind="layer", parallel_field=True, mlp_bias_field=None,
+                      rope_interleaved=True, logits_multiplier_field="logit_scale",
+                      schedule=every_nth_full(4, "sliding_window_pattern"), rope_layers=cohere2_rope_layers,
+                      aliases={"rms_norm_eps": "layer_norm_eps"},
+                      defaults=_defaults(rms_norm_eps=1e-5, tie_word_embeddings=True, logit_scale=0.0625,
+                                         sliding_window=4096),
+                      fields=_fields_eps_as("layer_norm_eps", "float", logit_scale="float",
+                                            num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                            attention_dropout="float | int", **_WINDOW_FIELDS),
+                      legacy_fields={"sliding_window_pattern": "int"}),
+    # Phi-3: the checkpoint stores qkv_proj and gate_up_proj fused; the graph takes them so and slices them.
+    "phi3": Family(fused_qkv=True, fused_gate_up=True, qkv_bias=False, o_bias=False, mlp_bias_field=None,
+                   partial_rotary=True, schedule=all_sliding,
+                   rope_types={"default": "default", "longrope": "longrope", "su": "longrope", "yarn": "longrope"},
+                   defaults=_defaults(rms_norm_eps=1e-5, sliding_window=None, max_position_embeddings=4096,
+                                      original_max_position_embeddings=4096),
+                   fields=_fields(num_key_value_heads="int | None", resid_pdrop="float | int", embd_pdrop="float | int",
+                                  attention_dropout="float | int", hidden_act="str",
+                                  original_max_position_embeddings="int", sliding_window="int | None")),
+    # GraniteMoE: Granite's multipliers around Mixtral's routing (top-k logits softmaxed: renormalised), its
+    # experts stacked in the checkpoint as input_linear [E, 2I, H] (gate rows first) and output_linear [E, H, I].
+    "granitemoe": Family(experts_field="num_local_experts", expert_size_field="intermediate_size", renormalize=True,
+                         experts_stacked=True, mlp_bias_field=None,
+                         embedding_multiplier_field="embedding_multiplier",
+                         residual_multiplier_field="residual_multiplier",
+                         attention_multiplier_field="attention_multiplier", logits_divisor_field="logits_scaling",
+                         weight_names=((r"\.mlp\.gate\.weight$", ".block_sparse_moe.router.layer.weight"),
+                                       (r"\.mlp\.experts\.gate_up_proj$", ".block_sparse_moe.input_linear.weight"),
+                                       (r"\.mlp\.experts\.down_proj$", ".block_sparse_moe.output_linear.weight")),
+                         defaults=_defaults(embedding_multiplier=1.0, residual_multiplier=1.0,
+                                            attention_multiplier=1.0, logits_scaling=1.0, num_local_experts=8,
+                                            num_experts_per_tok=2),
+                         fields=_fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                        attention_dropout="float | int | None",
+                                        embedding_multiplier="float | int | None", logits_scaling="float | int | None",
+                                        residual_multiplier="float | int | None",
+                                        attention_multiplier="float | int | None", num_local_experts="int | None",
+                                        num_experts_per_tok="int | None", output_router_logits="bool | None",
+                                        router_aux_loss_coef="float | None")),
 }

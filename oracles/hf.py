@@ -124,6 +124,7 @@ def norm_epsilon(model: torch.nn.Module) -> float:
     """The epsilon of the model's RMSNorms, or LayerNorms (every norm of a family reads the same config field)."""
     for module in model.modules():
         if type(module).__name__.endswith("RMSNorm") or isinstance(module, torch.nn.LayerNorm):
+        if type(module).__name__.endswith(("RMSNorm", "LayerNorm")):
             return float(getattr(module, "variance_epsilon", getattr(module, "eps", None)))
     raise ValueError(f"{type(model).__name__} has no RMSNorm or LayerNorm")
 
@@ -225,16 +226,26 @@ class Oracle:
     def routed_layers(self) -> list[int]:
         """Indices of the layers whose MLP routes to experts."""
         return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(layer.mlp, "experts")]
+    @staticmethod
+    def _mlp(layer):
+        """A layer's MLP or MoE block (GraniteMoE keeps its block_sparse_moe)."""
+        return layer.mlp if hasattr(layer, "mlp") else layer.block_sparse_moe
+
+    def routed_layers(self) -> list[int]:
+        """Indices of the layers whose MLP routes to experts."""
+        return [i for i, layer in enumerate(self.model.model.layers) if hasattr(self._mlp(layer), "experts")]
 
     @torch.no_grad()
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:
         """Layer's MoE block on hidden [tokens, width]: (its output, the smallest gap between a token's k-th
         and (k+1)-th router probability, the number of distinct expert sets chosen)."""
         block = self.model.base_model.layers[layer].mlp
+        block = self._mlp(self.model.model.layers[layer])
+        router = block.gate if hasattr(block, "gate") else block.router  # GraniteMoE's router
         x = torch.from_numpy(hidden)
         out = block(x[None])[0].numpy()
-        logits = block.gate(x)[0]
+        logits = router(x)[0]
         probs = np.sort(torch.softmax(logits.float(), -1).numpy(), axis=1)[:, ::-1]
-        k = block.gate.top_k
+        k = router.top_k
         chosen = {tuple(sorted(row)) for row in np.argsort(-logits.numpy(), axis=1)[:, :k]}
         return out, float((probs[:, k - 1] - probs[:, k]).min()), len(chosen)

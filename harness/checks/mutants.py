@@ -117,6 +117,14 @@ class RopeInterleaved(Decoder):
 class GateUpSwapped(Decoder):
     """The MLP's gate and up projections bound to each other's checkpoint tensors (a fused gate_up_proj read
     up half first)."""
+    """RoPE pairs the dimensions the other way: GPT-J style (x[2i], x[2i+1]) where the family rotates the halves
+    (x[i], x[i + D/2]), the halves where it rotates neighbours (Cohere)."""
+    def rotate_pairs(self, x, cos, sin):
+        return (self.rotate_half if self.cfg.rope_interleaved else self.rotate_interleaved)(x, cos, sin)
+
+
+class GateUpSwapped(Decoder):
+    """The MLP's gate and up projections bound to each other's checkpoint tensors (the halves of a fused one)."""
     SWAP = {"gate_proj.weight": "up_proj.weight", "up_proj.weight": "gate_proj.weight"}
 
     def weight(self, name, shape):
@@ -188,6 +196,46 @@ class SandwichNormsSwapped(Decoder):
     def norm(self, x, name):
         stem, _, leaf = name.rpartition(".")
         return super().norm(x, f"{stem}.{self.SWAP.get(leaf, leaf)}" if stem else name)
+    def split_gate_up(self, both):
+        gate, up = super().split_gate_up(both)
+        return up, gate
+
+
+class StackedGateUpSwapped(Decoder):
+    """Stacked experts' gate_up tensor [E, 2I, H] read with its halves swapped (up rows taken for the gate)."""
+    def weight(self, name, shape):
+        w = super().weight(name, shape)
+        if not name.endswith(".experts.gate_up_proj"):
+            return w
+        g, (e, two, h) = self.g, shape
+        return g.concatenate([g.slice(w, (0, two // 2, 0), (e, two, h)), g.slice(w, (0, 0, 0), (e, two // 2, h))], dim=1)
+
+
+class FusedQkvKvSwapped(Decoder):
+    """A fused qkv_proj sliced q, v, k: the key and value rows bound to each other."""
+    def split_qkv(self, qkv):
+        q, k, v = super().split_qkv(qkv)
+        return q, v, k
+
+
+class ParallelAsSequential(Decoder):
+    """A parallel block (one input norm feeds attention and MLP) run sequentially: the MLP reads the residual
+    after attention, through the same norm."""
+    def layer(self, x, i, rope, mask):
+        if not self.cfg.parallel_attn_mlp:
+            return super().layer(x, i, rope, mask)
+        g, norm = self.g, f"model.layers.{i}.input_layernorm"
+        x = g.add(x, self.scaled(self.attention(self.norm(x, norm), i, rope, mask), self.cfg.residual_multiplier))
+        return g.add(x, self.scaled(self.mlp(self.norm(x, norm), i), self.cfg.residual_multiplier))
+
+
+class LayerNormAsRms(Decoder):
+    """LayerNorm read as RMSNorm: no mean subtracted (its weight kept, a bias still added)."""
+    def layer_norm(self, x, name):
+        y = self.rms_norm(x, name)
+        if self.cfg.norm_bias:
+            y = self.g.add(y, self.g.broadcast(self.weight(f"{name}.bias", (x.shape[-1],)), x.shape, [len(x.shape) - 1]))
+        return y
 
 
 class QkNormWrongAxis(Decoder):
@@ -215,6 +263,23 @@ def _eps_key(raw: dict) -> str:
     """The key a family's config.json writes its norms' epsilon under (Phi's layer_norm_eps, Nemotron's norm_eps)."""
     family = FAMILIES[raw["model_type"]]
     return family.aliases.get(family.norm_eps_field, family.norm_eps_field)
+def _scores_scaled(c: Config, factor: float) -> Config:
+    """The scores scaled by factor more than the family's scale (Granite's attention_multiplier, else score_scale)."""
+    if c.attention_multiplier is not None:
+        return replace(c, attention_multiplier=c.attention_multiplier * factor)
+    return replace(c, score_scale=c.score_scale * factor)
+
+
+def _unscaled_rope(rope: Rope, theta: float) -> Rope:
+    """The default RoPE at theta, on the same rotary dimensions."""
+    return Rope(theta, partial_rotary_factor=rope.partial_rotary_factor)
+
+
+def _eps_scaled(raw: dict, slip: Callable[[float], float]) -> dict:
+    """The oracle's config.json with the norms' epsilon scaled, under the key the family writes it as."""
+    alias = FAMILIES[raw["model_type"]].aliases.get("rms_norm_eps")
+    key = alias if alias and (alias in raw or "rms_norm_eps" not in raw) else "rms_norm_eps"
+    return {**raw, key: slip(Config.from_dict(raw).rms_norm_eps)}
 
 
 def _first_full_layer_slides(c: Config) -> Config:
@@ -262,13 +327,26 @@ _APPLIES: dict[str, Applies] = {
     "rotary_full_width": lambda c: _rotates(c) and c.rotary_width < c.head_dim,
     "no_lm_head_bias": lambda c: c.lm_head_bias,
     "gelu_tanh_for_erf": lambda c: c.mlp_activation == "gelu_erf",
+    "no_embedding_multiplier": lambda c: c.embedding_multiplier not in (None, 1.0),
+    "no_residual_multiplier": lambda c: c.residual_multiplier not in (None, 1.0),
+    "no_attention_multiplier": lambda c: c.attention_multiplier not in (None, c.score_scale),
+    "no_logits_scaling": lambda c: c.logits_divisor not in (None, 1.0),
+    "no_logit_scale": lambda c: c.logits_multiplier not in (None, 1.0),
+    "no_norm_bias": lambda c: c.norm_bias,
+    "full_rotary": lambda c: _rotates(c) and c.rope_full.partial_rotary_factor != 1.0,
+    "no_longrope_attention_factor": lambda c: _rotates(c) and c.rope_full.kind == "longrope"
+    and c.rope_full.attention_factor != 1.0,
+    "longrope_long_factor": lambda c: _rotates(c) and c.rope_full.kind == "longrope"
+    and c.rope_full.short_factor != c.rope_full.long_factor,
 }
 
 _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "rope_theta_default": ("RoPE base 10000 instead of the config's rope_theta",
-                           lambda c: replace(c, rope_full=Rope(10000.0), rope_sliding=Rope(10000.0))),
-    "no_rope_scaling": ("RoPE scaling (linear/llama3/yarn) ignored",
-                        lambda c: replace(c, rope_full=Rope(c.rope_full.theta), rope_sliding=Rope(c.rope_sliding.theta))),
+                           lambda c: replace(c, rope_full=_unscaled_rope(c.rope_full, 10000.0),
+                                             rope_sliding=_unscaled_rope(c.rope_sliding, 10000.0))),
+    "no_rope_scaling": ("RoPE scaling (linear/llama3/yarn/longrope) ignored",
+                        lambda c: replace(c, rope_full=_unscaled_rope(c.rope_full, c.rope_full.theta),
+                                          rope_sliding=_unscaled_rope(c.rope_sliding, c.rope_sliding.theta))),
     "local_rope_is_global": ("sliding layers rotate with the global RoPE", lambda c: replace(c, rope_sliding=c.rope_full)),
     "nope_layer_rotated": ("NoPE layers rotated anyway", lambda c: replace(c, rope_layers=(True,) * c.num_layers)),
     "no_qkv_bias": ("q/k/v biases dropped", lambda c: replace(c, qkv_bias=False)),
@@ -277,7 +355,7 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "no_yarn_attention_factor": ("YaRN's attention factor left out of cos and sin",
                                  lambda c: replace(c, rope_full=replace(c.rope_full, attention_factor=1.0),
                                                    rope_sliding=replace(c.rope_sliding, attention_factor=1.0))),
-    "no_qk_norm": ("q/k RMSNorm dropped", lambda c: replace(c, qk_norm=None)),
+    "no_qk_norm": ("q/k norm dropped", lambda c: replace(c, qk_norm=None)),
     "no_plus_one_norm": ("RMSNorm scales by w instead of (1 + w)", lambda c: replace(c, norm_plus_one=False)),
     "no_embed_scale": ("embeddings not scaled by sqrt(hidden)", lambda c: replace(c, embed_scale=False)),
     "silu_for_gelu": ("SiLU where the family has another activation (GELU, relu2)",
@@ -299,6 +377,25 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "no_lm_head_bias": ("the head's bias dropped", lambda c: replace(c, lm_head_bias=False)),
     "gelu_tanh_for_erf": ("tanh-approximate GELU where the family uses erf's",
                           lambda c: replace(c, mlp_activation="gelu_tanh")),
+    "no_embedding_multiplier": ("embeddings not multiplied by embedding_multiplier",
+                                lambda c: replace(c, embedding_multiplier=None)),
+    "no_residual_multiplier": ("attention and MLP outputs added to the residual without residual_multiplier",
+                               lambda c: replace(c, residual_multiplier=None)),
+    "no_attention_multiplier": ("scores scaled by head_dim^-0.5, not attention_multiplier",
+                                lambda c: replace(c, attention_multiplier=None)),
+    "no_logits_scaling": ("logits not divided by logits_scaling", lambda c: replace(c, logits_divisor=None)),
+    "no_logit_scale": ("logits not multiplied by logit_scale", lambda c: replace(c, logits_multiplier=None)),
+    "no_norm_bias": ("LayerNorm biases dropped", lambda c: replace(c, norm_bias=False)),
+    "full_rotary": ("partial_rotary_factor ignored: RoPE on every dimension of the head",
+                    lambda c: replace(c, rope_full=replace(c.rope_full, partial_rotary_factor=1.0),
+                                      rope_sliding=replace(c.rope_sliding, partial_rotary_factor=1.0))),
+    "no_longrope_attention_factor": ("LongRoPE's attention factor left out of cos and sin",
+                                     lambda c: replace(c, rope_full=replace(c.rope_full, attention_factor=1.0),
+                                                       rope_sliding=replace(c.rope_sliding, attention_factor=1.0))),
+    "longrope_long_factor": ("LongRoPE's long factors inside the original context, where HF takes the short ones",
+                             lambda c: replace(c, rope_full=replace(c.rope_full, short_factor=c.rope_full.long_factor),
+                                               rope_sliding=replace(c.rope_sliding,
+                                                                    short_factor=c.rope_sliding.long_factor))),
     "honour_inert_window": ("sliding_window applied although use_sliding_window is false",
                             lambda c: replace(c, sliding_window=4, layer_types=(FULL,) + (SLIDING,) * (c.num_layers - 1))),
 }
@@ -337,9 +434,15 @@ MUTANTS: dict[str, Mutant] = {
                         oracle_config=lambda raw: {**raw, _eps_key(raw): Config.from_dict(raw).rms_norm_eps / 10}),
     "attn_scale_1pct": Mutant("attention scores scaled 1% too much",
                               lambda c: replace(c, score_scale=c.score_scale * 1.01), applies=lambda c: True),
+                      oracle_config=lambda raw: _eps_scaled(raw, lambda eps: eps * 10)),
+    "eps_tenth": Mutant("RMSNorm epsilon a tenth of the config's",
+                        lambda c: replace(c, rms_norm_eps=c.rms_norm_eps / 10), applies=lambda c: True,
+                        oracle_config=lambda raw: _eps_scaled(raw, lambda eps: eps / 10)),
+    "attn_scale_1pct": Mutant("attention scores scaled 1% too much", lambda c: _scores_scaled(c, 1.01),
+                              applies=lambda c: True),
     # a tenth of that stays inside the fixed 1e-2 bound: the strict bound's reason to exist
-    "attn_scale_permille": Mutant("attention scores scaled 0.1% too much",
-                                  lambda c: replace(c, score_scale=c.score_scale * 1.001), applies=lambda c: True),
+    "attn_scale_permille": Mutant("attention scores scaled 0.1% too much", lambda c: _scores_scaled(c, 1.001),
+                                  applies=lambda c: True),
     "mask_includes_next": Mutant("the causal mask lets each query see the next slot", core=MaskIncludesNext,
                                  applies=lambda c: True),
     "rope_interleaved": Mutant("RoPE pairs the other way (interleaved for halves, halves for interleaved)",
@@ -361,12 +464,24 @@ MUTANTS: dict[str, Mutant] = {
                              applies=lambda c: c.mlp_activation == "relu2"),
     "sandwich_norms_swapped": Mutant("the attention's post-norm and the MLP's pre-norm swapped",
                                      core=SandwichNormsSwapped, applies=lambda c: c.norm_placement == "sandwich"),
+    "rope_interleaved": Mutant("RoPE pairs the dimensions the other way (interleaved for the two halves, or the "
+                               "halves for interleaved)", core=RopeInterleaved, applies=_rotates),
+    "gate_up_swapped": Mutant("the MLP's gate and up projections swapped", core=GateUpSwapped,
+                              applies=lambda c: c.mlp_gated and (c.moe is None or not all(c.moe.routed_layers))),
+    "stacked_gate_up_swapped": Mutant("stacked experts' gate_up halves swapped", core=StackedGateUpSwapped,
+                                      applies=lambda c: c.moe is not None and c.moe.stacked),
+    "fused_qkv_kv_swapped": Mutant("a fused qkv_proj sliced q, v, k", core=FusedQkvKvSwapped,
+                                   applies=lambda c: c.fused_qkv),
+    "parallel_as_sequential": Mutant("a parallel block run sequentially: the MLP reads the residual after attention",
+                                     core=ParallelAsSequential, applies=lambda c: c.parallel_attn_mlp),
+    "layer_norm_as_rms": Mutant("LayerNorm read as RMSNorm: no mean subtracted", core=LayerNormAsRms,
+                                applies=lambda c: c.layer_norm),
     "topk_least_likely": Mutant("routing keeps the k least likely experts", core=TopKLeastLikely,
                                 applies=lambda c: c.moe is not None),
     "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated,
                                     applies=lambda c: c.moe is not None and bool(c.moe.shared_expert_size)),
     "qk_norm_wrong_axis": Mutant("q/k RMSNorm over the other axis (projection vs head)", core=QkNormWrongAxis,
-                                 applies=lambda c: c.qk_norm is not None),
+                                 applies=lambda c: c.qk_norm in ("head", "projection")),
 }
 
 
