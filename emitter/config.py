@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import exact
@@ -27,12 +27,8 @@ class Rope:
     beta_fast: float = 32.0          # yarn
     beta_slow: float = 1.0           # yarn
     truncate: bool = True            # yarn: integer correction range
-    partial_rotary_factor: float = 1.0  # RoPE on the first int(head_dim * factor) dimensions of each head
     short_factor: tuple[float, ...] = ()  # longrope: the per-frequency divisors inside the original context
     long_factor: tuple[float, ...] = ()   # longrope: those past it (the graph never reaches them: check_positions)
-
-    def rotary_dim(self, head_dim: int) -> int:
-        return int(head_dim * self.partial_rotary_factor)
 
 
 @dataclass(frozen=True)
@@ -78,25 +74,20 @@ class Config:
     moe: Moe | None = None
     clip_qkv: float | None = None    # OLMoE: q, k, v clamped to [-clip_qkv, clip_qkv]
     mlp_bias: bool = False
-    # -- Phi, GPT-NeoX, Nemotron, EXAONE 4, GLM-4 (each default is the Llama baseline) --
-    layernorm_with_bias: bool = False  # LayerNorm (mean removed, + bias) wherever the baseline has RMSNorm
-    parallel_block: str | None = None  # attention and MLP both read the layer input: "shared_norm" (Phi: one
-    #                                    norm feeds both), "two_norms" (GPT-NeoX's use_parallel_residual)
+    # -- mechanisms beyond the Llama baseline (each default is the baseline) --
+    norm_kind: str = "rms"             # the residual stream's norm: "rms"; "layernorm" (mean removed, w, + bias:
+    #                                    nn.LayerNorm; Nemotron's LayerNorm1P with norm_plus_one); "layernorm_no_bias"
+    #                                    (Cohere's)
+    parallel_block: str | None = None  # attention and MLP both read the layer input: "shared_norm" (one norm feeds
+    #                                    both: Phi, Cohere, StableLM), "two_norms" (GPT-NeoX's use_parallel_residual)
     rotary_dim: int | None = None      # partial rotary: the first rotary_dim of head_dim rotate (None: all)
-    rope_pairs_interleaved: bool = False  # GLM-4: rotate the pairs (x[2i], x[2i+1]), not the two halves
-    qkv_fused_per_head: bool = False   # GPT-NeoX: one query_key_value tensor, [q_h | k_h | v_h] per head
-    mlp_gated: bool = True             # False: down(act(up(x))), no gate (Phi, GPT-NeoX, Nemotron)
-    mlp_fused_gate_up: bool = False    # GLM-4: one gate_up_proj tensor, gate rows first
+    rope_pairs_interleaved: bool = False  # GLM-4, Cohere: rotate the pairs (x[2i], x[2i+1]), not the two halves
+    qkv_fused: str | None = None       # one fused q/k/v tensor split in the graph: "blocks" (Phi-3's qkv_proj
+    #                                    [q; k; v]) or "per_head" (GPT-NeoX's query_key_value, [q_h | k_h | v_h])
+    mlp_gated: bool = True             # False: down(act(up(x))), no gate (Phi, GPT-NeoX, Nemotron, StarCoder2)
+    mlp_fused_gate_up: bool = False    # GLM-4, Phi-3: one gate_up_proj tensor, gate rows first
     lm_head_bias: bool = False         # Phi: the head adds lm_head.bias
     weight_names: tuple[tuple[str, str], ...] = ()  # the family's checkpoint names (families.py)
-    # -- the serving set's mechanisms (Granite, StarCoder2, StableLM, Cohere, Cohere2, Phi-3) --
-    layer_norm: bool = False         # LayerNorm (mean subtracted) on the residual stream instead of RMSNorm
-    norm_bias: bool = False          # ... with a bias (StarCoder2, StableLM)
-    parallel_attn_mlp: bool = False  # x + attn(n(x)) + mlp(n(x)) from the one input norm (Cohere, StableLM's option)
-    mlp_gated: bool = True           # False: down(act(up(x))), StarCoder2's c_fc / c_proj
-    fused_qkv: bool = False          # Phi-3: one qkv_proj [q; k; v], as the checkpoint stores it, sliced in the graph
-    fused_gate_up: bool = False      # Phi-3: one gate_up_proj [gate; up]
-    rope_interleaved: bool = False   # Cohere: RoPE rotates the pairs (x[2i], x[2i+1]), not the two halves
     embedding_multiplier: float | None = None  # Granite: embeddings x m
     residual_multiplier: float | None = None   # Granite: x + f(x) * m around attention and MLP
     attention_multiplier: float | None = None  # Granite: the score scale itself, in place of score_scale
@@ -116,6 +107,8 @@ class Config:
     def rotary_width(self) -> int:
         """How many of each head's dimensions rotate (the first ones)."""
         return self.head_dim if self.rotary_dim is None else self.rotary_dim
+
+    @property
     def attention_scale(self) -> float:
         """What the scores are multiplied by: Granite's attention_multiplier where given, else score_scale."""
         return self.score_scale if self.attention_multiplier is None else self.attention_multiplier
@@ -219,12 +212,10 @@ class _Parser:
         given_head_dim = self.get("head_dim") if fam.reads_kv_heads_and_head_dim else None
         if given_head_dim is None and hidden % heads:  # HF would silently take hidden // heads
             self.fail("num_attention_heads", heads, f"must divide hidden_size ({hidden}) when head_dim is not given")
-        head_dim = self.int_field("head_dim", hidden // heads if given_head_dim is None else given_head_dim)
-        if fam.head_dim_from_hidden and self.get("head_dim") not in (None, hidden // heads):
-            self.fail("head_dim", self.get("head_dim"), f"transformers' {model_type} attention takes hidden_size // "
+        if fam.head_dim_from_hidden and given_head_dim not in (None, hidden // heads):
+            self.fail("head_dim", given_head_dim, f"transformers' {model_type} attention takes hidden_size // "
                       f"num_attention_heads ({hidden // heads}) whatever head_dim says")
-        head_dim = self.int_field("head_dim", self.present("head_dim", hidden // heads))
-        self.head_dim = head_dim
+        head_dim = self.int_field("head_dim", hidden // heads if given_head_dim is None else given_head_dim)
         if head_dim % 2:
             self.fail("head_dim", head_dim, "must be even for rotary embeddings")
         layers = self.int_field("num_hidden_layers")
@@ -245,10 +236,12 @@ class _Parser:
         rope_layers = fam.rope_layers(self.raw, layers) if fam.rope_layers else [True] * layers
         if len(rope_layers) != layers:
             self.fail("no_rope_layers", self.raw.get("no_rope_layers"), f"needs one entry per layer ({layers})")
-        rope_full, rope_sliding = self.ropes()
         rotary_dim = self.rotary_dim(head_dim)
-        if fam.qk_layernorm_field and self.raw.get(fam.qk_layernorm_field):
-            self.fail(fam.qk_layernorm_field, True, "per-head q/k LayerNorm is not implemented")
+        self.rotary_width = head_dim if rotary_dim is None else rotary_dim  # LongRoPE's factors: one per pair
+        rope_full, rope_sliding = self.ropes()
+        qk_norm = fam.qk_norm if fam.qk_norm_field is None or self.flag(fam.qk_norm_field) else None
+        if fam.qk_norm_field and qk_norm is None and self.flag(fam.qk_norm_field):  # Phi's qk_layernorm
+            self.fail(fam.qk_norm_field, True, "per-head q/k LayerNorm is not implemented")
         scale_base = self.number(fam.score_scale_field) if fam.score_scale_field else None
 
         return Config(
@@ -265,7 +258,7 @@ class _Parser:
             embed_scale=fam.embed_scale,
             norm_plus_one=fam.norm_plus_one,
             norm_placement=fam.norm_placement,
-            qk_norm=fam.qk_norm if fam.qk_norm_field is None or self.flag(fam.qk_norm_field) else None,
+            qk_norm=qk_norm,
             qkv_bias=self.flag(fam.qkv_bias),
             o_bias=self.flag(fam.o_bias),
             mlp_activation=activations[act_name],
@@ -280,22 +273,15 @@ class _Parser:
             moe=self.moe(layers),
             clip_qkv=self.optional_number(fam.clip_qkv_field) if fam.clip_qkv_field else None,
             mlp_bias=self.flag(fam.mlp_bias_field or False),
-            layernorm_with_bias=fam.layernorm_with_bias,
+            norm_kind=fam.norm_kind,
             parallel_block=self.parallel_block(),
             rotary_dim=rotary_dim,
             rope_pairs_interleaved=fam.rope_pairs_interleaved,
-            qkv_fused_per_head=fam.qkv_fused_per_head,
+            qkv_fused=fam.qkv_fused,
             mlp_gated=fam.mlp_gated,
             mlp_fused_gate_up=fam.mlp_fused_gate_up,
             lm_head_bias=fam.lm_head_bias,
             weight_names=fam.weight_names,
-            layer_norm=fam.norm_kind != "rms",
-            norm_bias=fam.norm_kind == "layer_bias",
-            parallel_attn_mlp=self.flag(fam.parallel_field),
-            mlp_gated=fam.mlp_gated,
-            fused_qkv=fam.fused_qkv,
-            fused_gate_up=fam.fused_gate_up,
-            rope_interleaved=fam.rope_interleaved,
             embedding_multiplier=self.multiplier(fam.embedding_multiplier_field),
             residual_multiplier=self.multiplier(fam.residual_multiplier_field),
             attention_multiplier=self.multiplier(fam.attention_multiplier_field),
@@ -335,6 +321,7 @@ class _Parser:
         if dim < 2 or dim % 2:
             self.fail(where, factor, f"rotates {dim} of head_dim {head_dim} dimensions, which must be even and >= 2")
         return None if dim == head_dim else dim
+
     def multiplier(self, name: str | None) -> float | None:
         """A scalar the family multiplies (or divides) by, from its config field; None where it has none."""
         return self.number(name) if name else None
@@ -420,40 +407,19 @@ class _Parser:
         return self.number(fam.local_theta_field) if fam.local_theta_field else fam.defaults["rope_theta"]
 
     def rope(self, spec: dict, where: str, default_theta) -> Rope:
-        fam = self.family
         kind = spec.get("rope_type", spec.get("type", "default"))
-        if kind not in ROPE_TYPES:
-            self.fail(f"{where}.rope_type", kind, f"RoPE type not implemented (supported: {', '.join(ROPE_TYPES)})")
+        types = self.family.rope_types or {t: t for t in ROPE_TYPES}  # Phi-3 reads legacy "su" and "yarn" as longrope
+        if not isinstance(kind, str) or kind not in types:
+            self.fail(f"{where}.rope_type", kind,
+                      f"RoPE type not implemented (supported: {', '.join(dict.fromkeys(types.values()))})")
+        kind = types[kind]
         theta = spec.get("rope_theta", default_theta)
         if not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta <= 0:
             self.fail(f"{where}.rope_theta", theta, "must be a positive number")
         if theta < 1:  # found by tests/test_fuzz.py: 6.6e-191 overflowed the frequencies (no checkpoint has a base < 1)
             self.fail(f"{where}.rope_theta", theta, "a RoPE base below 1 is not implemented")
-        types = fam.rope_types or {t: t for t in ROPE_TYPES}  # Phi-3 reads legacy "su" and "yarn" as longrope
-        if not isinstance(kind, str) or kind not in types:
-            self.fail(f"{where}.rope_type", kind,
-                      f"RoPE type not implemented (supported: {', '.join(dict.fromkeys(types.values()))})")
-        kind = types[kind]
-        # HF's precedence: the RoPE object's own, then the legacy top-level field, then the class's default
-        partial_where = f"{where}.partial_rotary_factor" if "partial_rotary_factor" in spec else "partial_rotary_factor"
-        partial = spec.get("partial_rotary_factor", self.raw.get("partial_rotary_factor",
-                                                                   fam.defaults.get("partial_rotary_factor", 1.0)))
-        if partial != 1.0:
-            if not fam.partial_rotary:
-                self.fail(partial_where, partial, "partial rotary is not implemented")
-            dim = int(self.head_dim * partial) if isinstance(partial, (int, float)) and 0 < partial < 1 else 0
-            if dim < 2 or dim % 2:
-                self.fail(partial_where, partial, f"must leave an even number of rotary dimensions of head_dim "
-                          f"{self.head_dim} (int(head_dim * factor) = {dim})")
-        theta = spec.get("rope_theta", default_theta)
-        if not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta <= 0:
-            self.fail(f"{where}.rope_theta", theta, "must be a positive number")
-        rope = self.scaled_rope(spec, where, kind, float(theta), int(self.head_dim * partial))
-        return rope if partial == 1.0 else replace(rope, partial_rotary_factor=float(partial))
-
-    def scaled_rope(self, spec: dict, where: str, kind: str, theta: float, rotary_dim: int) -> Rope:
         if kind == "longrope":
-            return self.longrope(spec, where, theta, rotary_dim)
+            return self.longrope(spec, where, float(theta), self.rotary_width)
         if kind == "default":
             return Rope(theta=float(theta))
         factor = spec.get("factor")

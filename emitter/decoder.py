@@ -52,8 +52,8 @@ class Decoder:
         return g.mul(y, g.broadcast(w, x.shape, [last]))
 
     def layer_norm(self, x: Value, name: str) -> Value:
-        """(x - mean) * rsqrt(var + eps) * w + b over the last axis (w as 1 + w for Nemotron's LayerNorm1P)."""
-        """(x - mean) * rsqrt(var + eps) * w (+ b), over the last axis: nn.LayerNorm, and Cohere's without a bias."""
+        """(x - mean) * rsqrt(var + eps) * w + b over the last axis: nn.LayerNorm (w as 1 + w for Nemotron's
+        LayerNorm1P; no b for Cohere's, norm_kind layernorm_no_bias)."""
         g, last = self.g, len(x.shape) - 1
         width, keep = x.shape[-1], list(range(last))
         mean = g.div(g.reduce(x, g.scalar(0.0), "add", [last]), g.scalar(float(width)))
@@ -68,15 +68,9 @@ class Decoder:
         if self.cfg.norm_plus_one:
             w = g.add(g.scalar(1.0), w)
         y = g.mul(y, g.broadcast(w, y.shape, [last]))
+        if self.cfg.norm_kind == "layernorm_no_bias":
+            return y
         return g.add(y, g.broadcast(self.weight(f"{name}.bias", (width,)), y.shape, [last]))
-
-    def norm(self, x: Value, name: str) -> Value:
-        """The family's norm around attention and MLP and before the head."""
-        return self.layer_norm(x, name) if self.cfg.layernorm_with_bias else self.rms_norm(x, name)
-        y = g.mul(y, g.broadcast(self.weight(f"{name}.weight", (width,)), x.shape, [last]))
-        if self.cfg.norm_bias:
-            y = g.add(y, g.broadcast(self.weight(f"{name}.bias", (width,)), x.shape, [last]))
-        return y
 
     def head_layer_norm(self, x: Value, p: str, which: str) -> Value:
         """Cohere's and StableLM's q/k norm on x[T, heads, D]: LayerNorm over each head's D, no bias, a weight per
@@ -94,8 +88,8 @@ class Decoder:
         return g.mul(y, g.broadcast(w, x.shape, [1, 2]))
 
     def norm(self, x: Value, name: str) -> Value:
-        """The residual stream's norm: RMSNorm, or the family's LayerNorm."""
-        return self.layer_norm(x, name) if self.cfg.layer_norm else self.rms_norm(x, name)
+        """The residual stream's norm: RMSNorm, or the family's LayerNorm (with or without bias)."""
+        return self.rms_norm(x, name) if self.cfg.norm_kind == "rms" else self.layer_norm(x, name)
 
     def scaled(self, x: Value, factor: float | None) -> Value:
         """x * factor, for a family's multiplier (Granite's); nothing where it has none."""
@@ -147,25 +141,11 @@ class Decoder:
         return g.concatenate([rotated, g.slice(x, (0, 0, width), (t, h, d))], dim=2)
 
     def rotate(self, x: Value, cos: Value, sin: Value) -> Value:
-        """The family's pairing: the two halves, or GLM-4's interleaved pairs."""
+        """The family's pairing: the two halves, or GLM-4's and Cohere's interleaved pairs."""
         return self.rotate_pairs(x, cos, sin) if self.cfg.rope_pairs_interleaved else self.rotate_halves(x, cos, sin)
 
     def rotate_pairs(self, x: Value, cos: Value, sin: Value) -> Value:
         """Interleaved RoPE on x[T, heads, D]: (x[2i], x[2i+1]) -> (x[2i] c - x[2i+1] s, x[2i+1] c + x[2i] s), c, s of i."""
-        """RoPE on x[T, heads, D]'s first 2 * cos.shape[1] dimensions (all of them but with partial rotary);
-        the rest pass through."""
-        g, (t, h, d), r = self.g, x.shape, 2 * cos.shape[1]
-        if r == d:
-            return self.rotate_pairs(x, cos, sin)
-        rotated = self.rotate_pairs(g.slice(x, (0, 0, 0), (t, h, r)), cos, sin)
-        return g.concatenate([rotated, g.slice(x, (0, 0, r), (t, h, d))], dim=2)
-
-    def rotate_pairs(self, x: Value, cos: Value, sin: Value) -> Value:
-        """Which dimensions RoPE pairs: the two halves, or (Cohere) neighbours."""
-        return (self.rotate_interleaved if self.cfg.rope_interleaved else self.rotate_half)(x, cos, sin)
-
-    def rotate_interleaved(self, x: Value, cos: Value, sin: Value) -> Value:
-        """GPT-J style RoPE on x[T, heads, D]: (x[2i], x[2i+1]) -> (x[2i] c - x[2i+1] s, x[2i+1] c + x[2i] s)."""
         g = self.g
         t, h, d = x.shape
         pairs = g.reshape(x, (t, h, d // 2, 2))
@@ -176,7 +156,6 @@ class Decoder:
         return g.reshape(g.concatenate([g.reshape(r, (t, h, d // 2, 1)) for r in rotated], dim=3), (t, h, d))
 
     def rotate_halves(self, x: Value, cos: Value, sin: Value) -> Value:
-    def rotate_half(self, x: Value, cos: Value, sin: Value) -> Value:
         """Half-split RoPE on x[T, heads, D]: (x1, x2) -> (x1 c - x2 s, x2 c + x1 s)."""
         g = self.g
         t, h, d = x.shape
@@ -211,12 +190,6 @@ class Decoder:
         p = f"model.layers.{i}.self_attn"
         t, nq, nkv, d = x.shape[0], cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q, k, v = self.project_qkv(x, p)
-        if cfg.fused_qkv:
-            q, k, v = self.split_qkv(self.linear(x, f"{p}.qkv_proj", (nq + 2 * nkv) * d, cfg.qkv_bias))
-        else:
-            q = self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias)
-            k = self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias)
-            v = self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias)
         if cfg.qk_norm == "projection":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
         if cfg.clip_qkv is not None:
@@ -243,26 +216,29 @@ class Decoder:
         return self.linear(self.ungroup_heads(out, t), f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
 
     def project_qkv(self, x: Value, p: str) -> tuple[Value, Value, Value]:
-        """q [T, nq*D], k and v [T, nkv*D]: three projections, or GPT-NeoX's one fused per head."""
+        """q [T, nq*D], k and v [T, nkv*D]: three projections, or one fused tensor split in the graph (qkv_fused:
+        Phi-3's blocks [q; k; v], GPT-NeoX's [q_h | k_h | v_h] per head)."""
         cfg = self.cfg
         nq, nkv, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        if cfg.qkv_fused_per_head:
-            return self.split_qkv_per_head(self.linear(x, f"{p}.qkv_proj", 3 * nq * d, cfg.qkv_bias))
+        if cfg.qkv_fused is not None:
+            fused = self.linear(x, f"{p}.qkv_proj", (nq + 2 * nkv) * d, cfg.qkv_bias)
+            return self.split_qkv_per_head(fused) if cfg.qkv_fused == "per_head" else self.split_qkv_blocks(fused)
         return (self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias),
                 self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias),
                 self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias))
 
-    def split_qkv_per_head(self, qkv: Value) -> tuple[Value, Value, Value]:
-        """[T, nh*3D] laid out [q_h | k_h | v_h] for each head h (GPT-NeoX's view(T, nh, 3D).chunk(3))."""
-        g, t, nh, d = self.g, qkv.shape[0], self.cfg.num_heads, self.cfg.head_dim
-        heads = g.reshape(qkv, (t, nh, 3 * d))
-        return tuple(g.reshape(g.slice(heads, (0, 0, j * d), (t, nh, (j + 1) * d)), (t, nh * d)) for j in range(3))
-    def split_qkv(self, qkv: Value) -> tuple[Value, Value, Value]:
-        """A fused projection [T, (nq + 2 nkv) D] as Phi-3's checkpoint stores it: q, then k, then v."""
+    def split_qkv_blocks(self, qkv: Value) -> tuple[Value, Value, Value]:
+        """[T, (nq + 2 nkv) D] laid out [q | k | v] (Phi-3's qkv_proj)."""
         g, t, q_width, kv_width = self.g, qkv.shape[0], self.cfg.num_heads * self.cfg.head_dim, \
             self.cfg.num_kv_heads * self.cfg.head_dim
         ends = (q_width, q_width + kv_width, q_width + 2 * kv_width)
         return tuple(g.slice(qkv, (0, lo), (t, hi)) for lo, hi in zip((0,) + ends[:2], ends))
+
+    def split_qkv_per_head(self, qkv: Value) -> tuple[Value, Value, Value]:
+        """[T, nh*3D] laid out [q_h | k_h | v_h] for each head h (GPT-NeoX's view(T, nh, 3D).chunk(3), MHA)."""
+        g, t, nh, d = self.g, qkv.shape[0], self.cfg.num_heads, self.cfg.head_dim
+        heads = g.reshape(qkv, (t, nh, 3 * d))
+        return tuple(g.reshape(g.slice(heads, (0, 0, j * d), (t, nh, (j + 1) * d)), (t, nh * d)) for j in range(3))
 
     def group_queries(self, q: Value) -> Value:
         """GQA without repeating K/V: q [T, nq, D] -> [nkv, group*T, D], query head h = kv * group + j
@@ -316,15 +292,6 @@ class Decoder:
     def gated_mlp(self, x: Value, p: str, size: int, bias: bool = False) -> Value:
         if self.cfg.mlp_fused_gate_up:
             gate, up = self.gate_up_halves(self.linear(x, f"{p}.gate_up_proj", 2 * size, bias), size)
-        p, cfg = f"model.layers.{i}.mlp", self.cfg
-        if not cfg.mlp_gated:  # StarCoder2: c_fc -> act -> c_proj (the checkpoint's names: weight_names)
-            up = self.activation(self.linear(x, f"{p}.up_proj", cfg.intermediate_size, cfg.mlp_bias))
-            return self.linear(up, f"{p}.down_proj", cfg.hidden_size, cfg.mlp_bias)
-        return self.gated_mlp(x, p, cfg.intermediate_size, cfg.mlp_bias, fused=cfg.fused_gate_up)
-
-    def gated_mlp(self, x: Value, p: str, size: int, bias: bool = False, fused: bool = False) -> Value:
-        if fused:  # Phi-3: one gate_up_proj, as the checkpoint stores it, sliced in the graph
-            gate, up = self.split_gate_up(self.linear(x, f"{p}.gate_up_proj", 2 * size, bias))
             gate = self.activation(gate)
         else:
             gate = self.activation(self.linear(x, f"{p}.gate_proj", size, bias))
@@ -332,18 +299,15 @@ class Decoder:
         return self.linear(self.g.mul(gate, up), f"{p}.down_proj", self.cfg.hidden_size, bias)
 
     def gate_up_halves(self, fused: Value, size: int) -> tuple[Value, Value]:
-        """GLM-4's gate_up_proj output [T, 2I]: the gate first, then up (its chunk(2))."""
+        """A fused gate_up_proj's output [T, 2I] (GLM-4's, Phi-3's): the gate first, then up (their chunk(2))."""
         t = fused.shape[0]
         return self.g.slice(fused, (0, 0), (t, size)), self.g.slice(fused, (0, size), (t, 2 * size))
 
     def plain_mlp(self, x: Value, p: str, size: int, bias: bool = False) -> Value:
-        """down(act(up(x))) without a gate: Phi's fc1/fc2, GPT-NeoX's dense_h_to_4h/4h_to_h, Nemotron's up/down."""
+        """down(act(up(x))) without a gate: Phi's fc1/fc2, GPT-NeoX's dense_h_to_4h/4h_to_h, Nemotron's up/down,
+        StarCoder2's c_fc/c_proj."""
         h = self.activation(self.linear(x, f"{p}.up_proj", size, bias))
         return self.linear(h, f"{p}.down_proj", self.cfg.hidden_size, bias)
-    def split_gate_up(self, both: Value) -> tuple[Value, Value]:
-        """A fused [T, 2I] gate_up projection: the gate's rows first, then up's."""
-        t, size = both.shape[0], both.shape[1] // 2
-        return self.g.slice(both, (0, 0), (t, size)), self.g.slice(both, (0, size), (t, 2 * size))
 
     def top_k(self, probs: Value, k: int) -> Value:
         """1.0 where an expert is among a token's k most probable, else 0.0; probs [T, E].
@@ -409,31 +373,24 @@ class Decoder:
         }[self.cfg.norm_placement]
         attn_in, attn_out, mlp_in, mlp_out = (n and f"{p}.{n}" for n in names)
 
+        residual = lambda h: self.scaled(h, self.cfg.residual_multiplier)  # Granite's residual_multiplier
+
         h = self.norm(x, attn_in) if attn_in else x
         h = self.attention(h, i, rope, mask)
-        x = g.add(x, self.norm(h, attn_out) if attn_out else h)
+        x = g.add(x, residual(self.norm(h, attn_out) if attn_out else h))
         h = self.norm(x, mlp_in) if mlp_in else x
         h = self.mlp(h, i)
-        return g.add(x, self.norm(h, mlp_out) if mlp_out else h)
+        return g.add(x, residual(self.norm(h, mlp_out) if mlp_out else h))
 
     def parallel_layer(self, x: Value, i: int, rope, mask) -> Value:
-        """x + attention(norm(x)) + mlp(norm'(x)): both read the layer's input. Phi's one norm feeds both
-        (norm' = norm); GPT-NeoX's MLP has its own (post_attention_layernorm)."""
+        """x + attention(norm(x)) + mlp(norm'(x)): both read the layer's input. One norm feeds both (norm' = norm,
+        "shared_norm": Phi, Cohere, StableLM's use_parallel_residual); GPT-NeoX's MLP has its own
+        (post_attention_layernorm, "two_norms")."""
         p, g = f"model.layers.{i}", self.g
         h = self.norm(x, f"{p}.input_layernorm")
         attn = self.attention(h, i, rope, mask)
         m = h if self.cfg.parallel_block == "shared_norm" else self.norm(x, f"{p}.post_attention_layernorm")
         return g.add(g.add(attn, self.mlp(m, i)), x)
-        residual = lambda h: self.scaled(h, self.cfg.residual_multiplier)  # Granite's residual_multiplier
-
-        h = self.norm(x, attn_in) if attn_in else x
-        a = self.attention(h, i, rope, mask)
-        if self.cfg.parallel_attn_mlp:  # Cohere, StableLM's use_parallel_residual: the MLP reads the same h
-            return g.add(g.add(x, residual(a)), residual(self.mlp(h, i)))
-        x = g.add(x, residual(self.norm(a, attn_out) if attn_out else a))
-        h = self.norm(x, mlp_in) if mlp_in else x
-        h = self.mlp(h, i)
-        return g.add(x, residual(self.norm(h, mlp_out) if mlp_out else h))
 
     # -- the forward -----------------------------------------------------------------
     def rope_at(self, rope: Rope, positions: Value, capacity: int) -> tuple[Value, Value]:
@@ -464,13 +421,11 @@ class Decoder:
         logits = g.dot_general(h, self.weight(self.head_name(), (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
         if cfg.lm_head_bias:
             logits = g.add(logits, g.reshape(self.weight("lm_head.bias", (cfg.vocab_size,)), (1, cfg.vocab_size)))
-        return self.softcap(g.reshape(logits, (cfg.vocab_size,)), cfg.final_softcap)
         logits = g.reshape(logits, (cfg.vocab_size,))
         if cfg.logits_divisor is not None:  # Granite: logits / logits_scaling
             logits = g.div(logits, g.scalar(cfg.logits_divisor))
         logits = self.scaled(logits, cfg.logits_multiplier)  # Cohere: logits * logit_scale
         return self.softcap(logits, cfg.final_softcap)
-
 
     def head_name(self) -> str:
         """The tensor the LM head multiplies by: a tied head is the embedding itself."""

@@ -19,8 +19,7 @@ f32 = np.float32
 
 
 def inverse_frequencies(rope: Rope, head_dim: int) -> np.ndarray:
-    """The rotary dimensions' inverse frequencies (all of head_dim's, or the partial rotary's first ones)."""
-    head_dim = rope.rotary_dim(head_dim)
+    """The inverse frequencies over head_dim rotating dimensions (Config.rotary_width: partial rotary's first ones)."""
     exponents = np.arange(0, head_dim, 2, dtype=np.int64).astype(f32) / f32(head_dim)
     if rope.kind == "longrope":  # HF: 1 / (short_factor * base ** (2i / dim)), in f32
         divisor = (np.array(rope.short_factor, f32) * exact.power_f32(f32(rope.theta), exponents)).astype(f32)

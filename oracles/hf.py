@@ -123,8 +123,8 @@ def synthetic_value(seed: int, name: str, shape: tuple[int, ...], embed_scale: f
 def norm_epsilon(model: torch.nn.Module) -> float:
     """The epsilon of the model's RMSNorms, or LayerNorms (every norm of a family reads the same config field)."""
     for module in model.modules():
-        if type(module).__name__.endswith("RMSNorm") or isinstance(module, torch.nn.LayerNorm):
-        if type(module).__name__.endswith(("RMSNorm", "LayerNorm")):
+        # nn.LayerNorm and its subclasses (Nemotron's LayerNorm1P), and Cohere's own CohereLayerNorm
+        if type(module).__name__.endswith(("RMSNorm", "LayerNorm")) or isinstance(module, torch.nn.LayerNorm):
             return float(getattr(module, "variance_epsilon", getattr(module, "eps", None)))
     raise ValueError(f"{type(model).__name__} has no RMSNorm or LayerNorm")
 
@@ -223,9 +223,6 @@ class Oracle:
         from archval.oracles.fields import unread
         return unread(config, self.binding.class_name, self.binding.config(config))
 
-    def routed_layers(self) -> list[int]:
-        """Indices of the layers whose MLP routes to experts."""
-        return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(layer.mlp, "experts")]
     @staticmethod
     def _mlp(layer):
         """A layer's MLP or MoE block (GraniteMoE keeps its block_sparse_moe)."""
@@ -233,14 +230,13 @@ class Oracle:
 
     def routed_layers(self) -> list[int]:
         """Indices of the layers whose MLP routes to experts."""
-        return [i for i, layer in enumerate(self.model.model.layers) if hasattr(self._mlp(layer), "experts")]
+        return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(self._mlp(layer), "experts")]
 
     @torch.no_grad()
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:
         """Layer's MoE block on hidden [tokens, width]: (its output, the smallest gap between a token's k-th
         and (k+1)-th router probability, the number of distinct expert sets chosen)."""
-        block = self.model.base_model.layers[layer].mlp
-        block = self._mlp(self.model.model.layers[layer])
+        block = self._mlp(self.model.base_model.layers[layer])
         router = block.gate if hasattr(block, "gate") else block.router  # GraniteMoE's router
         x = torch.from_numpy(hidden)
         out = block(x[None])[0].numpy()

@@ -230,16 +230,10 @@ def partial_factor(draw, head_dim: int) -> float:
 
 
 def layernorm_eps(raw: dict, field: str) -> dict:
+    """The norms' epsilon under the key the family's class names it (Family.norm_eps_field: StarCoder2's
+    norm_epsilon, Phi's layer_norm_eps, ...)."""
     raw[field] = raw.pop("rms_norm_eps")
-def eps_as(raw: dict, key: str) -> dict:
-    """The norms' epsilon under the key the family's class names it (StarCoder2's norm_epsilon, ...)."""
-    raw[key] = raw.pop("rms_norm_eps")
     return raw
-
-
-def rotary_factor(draw, head_dim: int) -> float:
-    """A partial rotary factor that leaves an even number (>= 2) of rotary dimensions, as transformers needs."""
-    return pick(draw, *[f for f in (0.25, 0.5, 1.0) if int(head_dim * f) >= 2 and int(head_dim * f) % 2 == 0])
 
 
 @st.composite
@@ -256,7 +250,7 @@ def granite(draw, model_type="granite"):
 
 @st.composite
 def starcoder2(draw):
-    raw = eps_as(draw(dense_base("starcoder2")), "norm_epsilon")
+    raw = layernorm_eps(draw(dense_base("starcoder2")), "norm_epsilon")
     raw.update(rope_parameters=draw(rope_spec()), use_bias=draw(st.booleans()),
                hidden_act=pick(draw, "gelu_pytorch_tanh", "silu"), sliding_window=draw(st.one_of(st.none(),
                                                                                            st.integers(2, 8))))
@@ -268,11 +262,15 @@ def phi(draw):
     raw = layernorm_eps(draw(dense_base("phi", head_dim_free=False)), "layer_norm_eps")
     raw.update(hidden_act="gelu_new", rope_theta=pick(draw, 10_000.0, 500_000.0),
                partial_rotary_factor=partial_factor(draw, raw["hidden_size"] // raw["num_attention_heads"]))
+    return raw
+
+
+@st.composite
 def stablelm(draw):
-    raw = eps_as(draw(dense_base("stablelm", head_dim_free=False)), "layer_norm_eps")
+    raw = layernorm_eps(draw(dense_base("stablelm", head_dim_free=False)), "layer_norm_eps")
     raw.update(rope_theta=pick(draw, 10_000.0, 500_000.0), use_qkv_bias=draw(st.booleans()),
                use_parallel_residual=draw(st.booleans()), qk_layernorm=draw(st.booleans()),
-               partial_rotary_factor=rotary_factor(draw, raw["hidden_size"] // raw["num_attention_heads"]))
+               partial_rotary_factor=partial_factor(draw, raw["hidden_size"] // raw["num_attention_heads"]))
     return raw
 
 
@@ -287,8 +285,12 @@ def gpt_neox(draw):
         raw.update(rotary_pct=factor, rotary_emb_base=pick(draw, 10_000, 500.0))
     else:
         raw["rope_parameters"] = {"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": factor}
+    return raw
+
+
+@st.composite
 def cohere(draw, model_type="cohere"):
-    raw = eps_as(draw(dense_base(model_type, head_dim_free=model_type == "cohere")), "layer_norm_eps")
+    raw = layernorm_eps(draw(dense_base(model_type, head_dim_free=model_type == "cohere")), "layer_norm_eps")
     raw.update(rope_theta=pick(draw, 10_000.0, 8_000_000.0), logit_scale=pick(draw, 0.0625, 0.25, 1.0),
                attention_bias=draw(st.booleans()))
     if model_type == "cohere":
@@ -325,6 +327,10 @@ def glm4(draw):
     raw = draw(dense_base("glm4"))
     raw.update(rope_theta=10_000.0, attention_bias=draw(st.booleans()),
                partial_rotary_factor=partial_factor(draw, raw["head_dim"]))
+    return raw
+
+
+@st.composite
 def phi3(draw):
     raw = draw(dense_base("phi3"))
     rotary = int(raw.get("head_dim", raw["hidden_size"] // raw["num_attention_heads"]) * 1.0)
@@ -449,7 +455,6 @@ def break_size(draw, raw):
 
 def break_eps(draw, raw):
     field = FAMILIES[raw["model_type"]].norm_eps_field
-    field = FAMILIES[raw["model_type"]].aliases.get("rms_norm_eps", "rms_norm_eps")  # StarCoder2's norm_epsilon, ...
     raw[field] = pick(draw, 0, -1e-6, "1e-6")
     return field
 

@@ -80,11 +80,11 @@ SHRUNK_MUTANTS = [
     ("GLM-4-9B-0414", "gate_up_swapped"),            # the fused gate_up_proj
     ("granite-3.0-2b-instruct", "no_embedding_multiplier"),  # Granite's multipliers are kept as published
     ("granite-3.0-2b-instruct", "no_attention_multiplier"),
-    ("starcoder2-3b", "no_norm_bias"),
-    ("stablelm-2-1_6b", "full_rotary"),              # 0.25 of head_dim 16: four rotary dimensions
-    ("c4ai-command-r-v01", "parallel_as_sequential"),
+    ("starcoder2-3b", "layernorm_bias_ignored"),
+    ("stablelm-2-1_6b", "rotary_full_width"),              # 0.25 of head_dim 16: four rotary dimensions
+    ("c4ai-command-r-v01", "parallel_block_sequential"),
     ("c4ai-command-r7b-12-2024", "nope_layer_rotated"),  # 3 sliding : 1 global NoPE, window 4096 -> 7
-    ("Phi-3-mini-4k-instruct", "fused_qkv_kv_swapped"),
+    ("Phi-3-mini-4k-instruct", "qkv_fused_kv_swapped"),
 ]
 
 

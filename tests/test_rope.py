@@ -101,6 +101,8 @@ def test_partial_rotary_that_rotates_an_odd_width_is_refused():
         Config.from_dict({**raw, "partial_rotary_factor": 0.35})
     with pytest.raises(ConfigError, match="partial rotary is not used by this family"):
         Config.from_dict({**fixtures.load("llama").config, "rope_parameters": {"partial_rotary_factor": 0.5}})
+
+
 LONGROPE = {"rope_type": "longrope", "short_factor": [1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 8.0, 12.0],
             "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0]}
 
@@ -121,10 +123,10 @@ def test_longrope_is_hfs_within_an_ulp(changes):
     raw = {**fixtures.load("phi3").config, **changes}
     inv_freq, attention_factor = ROPE_INIT_FUNCTIONS["longrope"](AutoConfig.for_model(**raw), None)
     cfg = Config.from_dict(raw)
-    ours = rope_tables.inverse_frequencies(cfg.rope_full, cfg.head_dim)
+    ours = rope_tables.inverse_frequencies(cfg.rope_full, cfg.rotary_width)
     assert ours.shape == inv_freq.shape and ulp_distance(ours, inv_freq.numpy()) <= 1
     assert abs(cfg.rope_full.attention_factor - attention_factor) <= math.ulp(attention_factor)
-    cos, sin = rope_tables.cos_sin_tables(cfg.rope_full, cfg.head_dim, 4)
+    cos, sin = rope_tables.cos_sin_tables(cfg.rope_full, cfg.rotary_width, 4)
     assert cos[0, 0] == np.float32(attention_factor) and cos.shape == (4, len(inv_freq))
 
 
@@ -141,5 +143,5 @@ def test_longrope_past_its_original_context_is_refused():
 
 def test_partial_rotary_rotates_the_first_dimensions_only():
     cfg = Config.from_json(fixtures.load("stablelm").config_path)
-    cos, _ = rope_tables.cos_sin_tables(cfg.rope_full, cfg.head_dim, 8)
-    assert cfg.rope_full.rotary_dim(cfg.head_dim) == 8 and cos.shape == (8, 4)
+    cos, _ = rope_tables.cos_sin_tables(cfg.rope_full, cfg.rotary_width, 8)
+    assert cfg.rotary_width == 8 and cos.shape == (8, 4)

@@ -109,7 +109,7 @@ class MaskIncludesNext(Decoder):
 
 class RopeInterleaved(Decoder):
     """RoPE pairs the other way: GPT-J's interleaved pairs (x[2i], x[2i+1]) where the family rotates the halves
-    (x[i], x[i + D/2]), the halves where it interleaves (GLM-4)."""
+    (x[i], x[i + D/2]), the halves where it interleaves (GLM-4, Cohere)."""
     def rotate(self, x, cos, sin):
         return self.rotate_halves(x, cos, sin) if self.cfg.rope_pairs_interleaved else self.rotate_pairs(x, cos, sin)
 
@@ -117,14 +117,6 @@ class RopeInterleaved(Decoder):
 class GateUpSwapped(Decoder):
     """The MLP's gate and up projections bound to each other's checkpoint tensors (a fused gate_up_proj read
     up half first)."""
-    """RoPE pairs the dimensions the other way: GPT-J style (x[2i], x[2i+1]) where the family rotates the halves
-    (x[i], x[i + D/2]), the halves where it rotates neighbours (Cohere)."""
-    def rotate_pairs(self, x, cos, sin):
-        return (self.rotate_half if self.cfg.rope_interleaved else self.rotate_interleaved)(x, cos, sin)
-
-
-class GateUpSwapped(Decoder):
-    """The MLP's gate and up projections bound to each other's checkpoint tensors (the halves of a fused one)."""
     SWAP = {"gate_proj.weight": "up_proj.weight", "up_proj.weight": "gate_proj.weight"}
 
     def weight(self, name, shape):
@@ -135,8 +127,18 @@ class GateUpSwapped(Decoder):
         return tuple(reversed(super().gate_up_halves(fused, size)))
 
 
+class StackedGateUpSwapped(Decoder):
+    """Stacked experts' gate_up tensor [E, 2I, H] read with its halves swapped (up rows taken for the gate)."""
+    def weight(self, name, shape):
+        w = super().weight(name, shape)
+        if not name.endswith(".experts.gate_up_proj"):
+            return w
+        g, (e, two, h) = self.g, shape
+        return g.concatenate([g.slice(w, (0, two // 2, 0), (e, two, h)), g.slice(w, (0, 0, 0), (e, two // 2, h))], dim=1)
+
+
 class LayerNormUncentred(Decoder):
-    """LayerNorm read as RMSNorm with a bias: the mean is not removed (weight and bias still applied)."""
+    """LayerNorm read as RMSNorm: the mean is not removed (weight, and bias where there is one, still applied)."""
     def layer_norm(self, x, name):
         g, last = self.g, len(x.shape) - 1
         mean_sq = g.div(g.reduce(g.mul(x, x), g.scalar(0.0), "add", [last]), g.scalar(float(x.shape[-1])))
@@ -177,8 +179,14 @@ class ParallelBlockOneNorm(Decoder):
 class QkvFusedBlockwise(Decoder):
     """GPT-NeoX's fused query_key_value read as three blocks [q | k | v] (Phi-3's layout), not per head."""
     def split_qkv_per_head(self, qkv):
-        g, t, n = self.g, qkv.shape[0], qkv.shape[1] // 3
-        return tuple(g.slice(qkv, (0, j * n), (t, (j + 1) * n)) for j in range(3))
+        return self.split_qkv_blocks(qkv)
+
+
+class QkvFusedKvSwapped(Decoder):
+    """A fused qkv_proj [q | k | v] sliced q, v, k: the key and value rows bound to each other."""
+    def split_qkv_blocks(self, qkv):
+        q, k, v = super().split_qkv_blocks(qkv)
+        return q, v, k
 
 
 class PlainRelu(Decoder):
@@ -196,46 +204,6 @@ class SandwichNormsSwapped(Decoder):
     def norm(self, x, name):
         stem, _, leaf = name.rpartition(".")
         return super().norm(x, f"{stem}.{self.SWAP.get(leaf, leaf)}" if stem else name)
-    def split_gate_up(self, both):
-        gate, up = super().split_gate_up(both)
-        return up, gate
-
-
-class StackedGateUpSwapped(Decoder):
-    """Stacked experts' gate_up tensor [E, 2I, H] read with its halves swapped (up rows taken for the gate)."""
-    def weight(self, name, shape):
-        w = super().weight(name, shape)
-        if not name.endswith(".experts.gate_up_proj"):
-            return w
-        g, (e, two, h) = self.g, shape
-        return g.concatenate([g.slice(w, (0, two // 2, 0), (e, two, h)), g.slice(w, (0, 0, 0), (e, two // 2, h))], dim=1)
-
-
-class FusedQkvKvSwapped(Decoder):
-    """A fused qkv_proj sliced q, v, k: the key and value rows bound to each other."""
-    def split_qkv(self, qkv):
-        q, k, v = super().split_qkv(qkv)
-        return q, v, k
-
-
-class ParallelAsSequential(Decoder):
-    """A parallel block (one input norm feeds attention and MLP) run sequentially: the MLP reads the residual
-    after attention, through the same norm."""
-    def layer(self, x, i, rope, mask):
-        if not self.cfg.parallel_attn_mlp:
-            return super().layer(x, i, rope, mask)
-        g, norm = self.g, f"model.layers.{i}.input_layernorm"
-        x = g.add(x, self.scaled(self.attention(self.norm(x, norm), i, rope, mask), self.cfg.residual_multiplier))
-        return g.add(x, self.scaled(self.mlp(self.norm(x, norm), i), self.cfg.residual_multiplier))
-
-
-class LayerNormAsRms(Decoder):
-    """LayerNorm read as RMSNorm: no mean subtracted (its weight kept, a bias still added)."""
-    def layer_norm(self, x, name):
-        y = self.rms_norm(x, name)
-        if self.cfg.norm_bias:
-            y = self.g.add(y, self.g.broadcast(self.weight(f"{name}.bias", (x.shape[-1],)), x.shape, [len(x.shape) - 1]))
-        return y
 
 
 class QkNormWrongAxis(Decoder):
@@ -272,14 +240,7 @@ def _scores_scaled(c: Config, factor: float) -> Config:
 
 def _unscaled_rope(rope: Rope, theta: float) -> Rope:
     """The default RoPE at theta, on the same rotary dimensions."""
-    return Rope(theta, partial_rotary_factor=rope.partial_rotary_factor)
-
-
-def _eps_scaled(raw: dict, slip: Callable[[float], float]) -> dict:
-    """The oracle's config.json with the norms' epsilon scaled, under the key the family writes it as."""
-    alias = FAMILIES[raw["model_type"]].aliases.get("rms_norm_eps")
-    key = alias if alias and (alias in raw or "rms_norm_eps" not in raw) else "rms_norm_eps"
-    return {**raw, key: slip(Config.from_dict(raw).rms_norm_eps)}
+    return Rope(theta)
 
 
 def _first_full_layer_slides(c: Config) -> Config:
@@ -332,8 +293,6 @@ _APPLIES: dict[str, Applies] = {
     "no_attention_multiplier": lambda c: c.attention_multiplier not in (None, c.score_scale),
     "no_logits_scaling": lambda c: c.logits_divisor not in (None, 1.0),
     "no_logit_scale": lambda c: c.logits_multiplier not in (None, 1.0),
-    "no_norm_bias": lambda c: c.norm_bias,
-    "full_rotary": lambda c: _rotates(c) and c.rope_full.partial_rotary_factor != 1.0,
     "no_longrope_attention_factor": lambda c: _rotates(c) and c.rope_full.kind == "longrope"
     and c.rope_full.attention_factor != 1.0,
     "longrope_long_factor": lambda c: _rotates(c) and c.rope_full.kind == "longrope"
@@ -385,10 +344,6 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
                                 lambda c: replace(c, attention_multiplier=None)),
     "no_logits_scaling": ("logits not divided by logits_scaling", lambda c: replace(c, logits_divisor=None)),
     "no_logit_scale": ("logits not multiplied by logit_scale", lambda c: replace(c, logits_multiplier=None)),
-    "no_norm_bias": ("LayerNorm biases dropped", lambda c: replace(c, norm_bias=False)),
-    "full_rotary": ("partial_rotary_factor ignored: RoPE on every dimension of the head",
-                    lambda c: replace(c, rope_full=replace(c.rope_full, partial_rotary_factor=1.0),
-                                      rope_sliding=replace(c.rope_sliding, partial_rotary_factor=1.0))),
     "no_longrope_attention_factor": ("LongRoPE's attention factor left out of cos and sin",
                                      lambda c: replace(c, rope_full=replace(c.rope_full, attention_factor=1.0),
                                                        rope_sliding=replace(c.rope_sliding, attention_factor=1.0))),
@@ -432,12 +387,6 @@ MUTANTS: dict[str, Mutant] = {
     "eps_tenth": Mutant("RMSNorm epsilon a tenth of the config's",
                         lambda c: replace(c, rms_norm_eps=c.rms_norm_eps / 10), applies=lambda c: True,
                         oracle_config=lambda raw: {**raw, _eps_key(raw): Config.from_dict(raw).rms_norm_eps / 10}),
-    "attn_scale_1pct": Mutant("attention scores scaled 1% too much",
-                              lambda c: replace(c, score_scale=c.score_scale * 1.01), applies=lambda c: True),
-                      oracle_config=lambda raw: _eps_scaled(raw, lambda eps: eps * 10)),
-    "eps_tenth": Mutant("RMSNorm epsilon a tenth of the config's",
-                        lambda c: replace(c, rms_norm_eps=c.rms_norm_eps / 10), applies=lambda c: True,
-                        oracle_config=lambda raw: _eps_scaled(raw, lambda eps: eps / 10)),
     "attn_scale_1pct": Mutant("attention scores scaled 1% too much", lambda c: _scores_scaled(c, 1.01),
                               applies=lambda c: True),
     # a tenth of that stays inside the fixed 1e-2 bound: the strict bound's reason to exist
@@ -450,32 +399,24 @@ MUTANTS: dict[str, Mutant] = {
                                applies=_rotates),
     "gate_up_swapped": Mutant("the MLP's gate and up projections swapped", core=GateUpSwapped,
                               applies=lambda c: c.mlp_gated and (c.moe is None or not all(c.moe.routed_layers))),
-    "layernorm_uncentred": Mutant("LayerNorm without removing the mean (RMSNorm with a bias)", core=LayerNormUncentred,
-                                  applies=lambda c: c.layernorm_with_bias),
+    "stacked_gate_up_swapped": Mutant("stacked experts' gate_up halves swapped", core=StackedGateUpSwapped,
+                                      applies=lambda c: c.moe is not None and c.moe.stacked),
+    "layernorm_uncentred": Mutant("LayerNorm without removing the mean (RMSNorm, with the bias where there is one)",
+                                  core=LayerNormUncentred, applies=lambda c: c.norm_kind != "rms"),
     "layernorm_bias_ignored": Mutant("the LayerNorms' bias never added", core=LayerNormBiasIgnored,
-                                     applies=lambda c: c.layernorm_with_bias),
+                                     applies=lambda c: c.norm_kind == "layernorm"),
     "parallel_block_sequential": Mutant("attention and MLP run one after the other instead of in parallel",
                                         core=ParallelBlockSequential, applies=lambda c: c.parallel_block is not None),
     "parallel_block_one_norm": Mutant("the parallel MLP reads the attention's norm instead of its own",
                                       core=ParallelBlockOneNorm, applies=lambda c: c.parallel_block == "two_norms"),
     "qkv_fused_blockwise": Mutant("the per-head fused query_key_value split as [q | k | v] blocks",
-                                  core=QkvFusedBlockwise, applies=lambda c: c.qkv_fused_per_head),
+                                  core=QkvFusedBlockwise, applies=lambda c: c.qkv_fused == "per_head"),
+    "qkv_fused_kv_swapped": Mutant("a fused qkv_proj [q | k | v] sliced q, v, k", core=QkvFusedKvSwapped,
+                                   applies=lambda c: c.qkv_fused == "blocks"),
     "relu_for_relu2": Mutant("ReLU where the family squares it", core=PlainRelu,
                              applies=lambda c: c.mlp_activation == "relu2"),
     "sandwich_norms_swapped": Mutant("the attention's post-norm and the MLP's pre-norm swapped",
                                      core=SandwichNormsSwapped, applies=lambda c: c.norm_placement == "sandwich"),
-    "rope_interleaved": Mutant("RoPE pairs the dimensions the other way (interleaved for the two halves, or the "
-                               "halves for interleaved)", core=RopeInterleaved, applies=_rotates),
-    "gate_up_swapped": Mutant("the MLP's gate and up projections swapped", core=GateUpSwapped,
-                              applies=lambda c: c.mlp_gated and (c.moe is None or not all(c.moe.routed_layers))),
-    "stacked_gate_up_swapped": Mutant("stacked experts' gate_up halves swapped", core=StackedGateUpSwapped,
-                                      applies=lambda c: c.moe is not None and c.moe.stacked),
-    "fused_qkv_kv_swapped": Mutant("a fused qkv_proj sliced q, v, k", core=FusedQkvKvSwapped,
-                                   applies=lambda c: c.fused_qkv),
-    "parallel_as_sequential": Mutant("a parallel block run sequentially: the MLP reads the residual after attention",
-                                     core=ParallelAsSequential, applies=lambda c: c.parallel_attn_mlp),
-    "layer_norm_as_rms": Mutant("LayerNorm read as RMSNorm: no mean subtracted", core=LayerNormAsRms,
-                                applies=lambda c: c.layer_norm),
     "topk_least_likely": Mutant("routing keeps the k least likely experts", core=TopKLeastLikely,
                                 applies=lambda c: c.moe is not None),
     "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated,
