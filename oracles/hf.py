@@ -228,6 +228,12 @@ class Oracle:
         """A layer's MLP or MoE block (GraniteMoE keeps its block_sparse_moe)."""
         return layer.mlp if hasattr(layer, "mlp") else layer.block_sparse_moe
 
+    def router(self, layer: int) -> torch.nn.Module:
+        """Layer's router, whose forward's first result is the router logits: `mlp.gate`, GraniteMoE's
+        `block_sparse_moe.router`."""
+        block = self._mlp(self.model.base_model.layers[layer])
+        return block.gate if hasattr(block, "gate") else block.router
+
     def routed_layers(self) -> list[int]:
         """Indices of the layers whose MLP routes to experts."""
         return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(self._mlp(layer), "experts")]
@@ -236,8 +242,7 @@ class Oracle:
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:
         """Layer's MoE block on hidden [tokens, width]: (its output, the smallest gap between a token's k-th
         and (k+1)-th router probability, the number of distinct expert sets chosen)."""
-        block = self._mlp(self.model.base_model.layers[layer])
-        router = block.gate if hasattr(block, "gate") else block.router  # GraniteMoE's router
+        block, router = self._mlp(self.model.base_model.layers[layer]), self.router(layer)
         x = torch.from_numpy(hidden)
         out = block(x[None])[0].numpy()
         logits = router(x)[0]

@@ -372,9 +372,7 @@ def router_margin(fixture: Fixture) -> float:
     import torch
     from archval.harness.core import oracle_cache as oracles
     oracle, logits = oracles.model(fixture), []
-    from archval.oracles.hf import Oracle
-    blocks = [Oracle._mlp(layer) for layer in oracle.model.model.layers]  # GraniteMoE's block_sparse_moe too
-    gates = [b.gate if hasattr(b, "gate") else b.router for b in blocks if hasattr(b, "gate") or hasattr(b, "router")]
+    gates = [oracle.router(i) for i in oracle.routed_layers()]  # mlp.gate, GraniteMoE's block_sparse_moe.router
     if not gates:
         return 1.0
     hooks = [g.register_forward_hook(lambda m, i, out: logits.append(out[0] if isinstance(out, tuple) else out))

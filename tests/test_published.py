@@ -162,3 +162,10 @@ def test_bad_config_from_the_command_line_exits_2_without_a_traceback(tmp_path):
 def test_config_with_family_is_a_usage_error(capsys):
     assert main(["--config", str(REAL_DIR / "Llama-3.2-1B" / "config.json"), "--family", "llama"]) == 2
     assert "--config cannot be combined with --family" in capsys.readouterr().err
+
+
+def test_the_router_margin_finds_granitemoes_router():
+    """GraniteMoE's router is block_sparse_moe.router, not mlp.gate: the published check's margin reads it."""
+    from archval.harness.core import fixtures
+    margin = published.router_margin(fixtures.load("granitemoe"))
+    assert margin is not None and margin > 0
