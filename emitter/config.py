@@ -11,7 +11,7 @@ from .config_input import ConfigError, check_input, field_error, printable, read
 from .families import FULL, SLIDING, Family
 
 ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
-ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
+ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")  # every family's; some add theirs (Family.rope_types)
 REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 
 
@@ -27,6 +27,8 @@ class Rope:
     beta_fast: float = 32.0          # yarn
     beta_slow: float = 1.0           # yarn
     truncate: bool = True            # yarn: integer correction range
+    short_factor: tuple[float, ...] = ()  # longrope: the per-frequency divisors inside the original context
+    long_factor: tuple[float, ...] = ()   # longrope: those past it (the graph never reaches them: check_positions)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Moe:
     renormalize: bool
     shared_expert_size: int | None
     routed_layers: tuple[bool, ...]  # False: that layer keeps the dense MLP of intermediate_size
+    stacked: bool = False  # GraniteMoE: the checkpoint stacks every expert, [E, 2I, H] gate_up and [E, H, I] down
 
 
 @dataclass(frozen=True)
@@ -71,17 +74,25 @@ class Config:
     moe: Moe | None = None
     clip_qkv: float | None = None    # OLMoE: q, k, v clamped to [-clip_qkv, clip_qkv]
     mlp_bias: bool = False
-    # -- Phi, GPT-NeoX, Nemotron, EXAONE 4, GLM-4 (each default is the Llama baseline) --
-    layernorm_with_bias: bool = False  # LayerNorm (mean removed, + bias) wherever the baseline has RMSNorm
-    parallel_block: str | None = None  # attention and MLP both read the layer input: "shared_norm" (Phi: one
-    #                                    norm feeds both), "two_norms" (GPT-NeoX's use_parallel_residual)
+    # -- mechanisms beyond the Llama baseline (each default is the baseline) --
+    norm_kind: str = "rms"             # the residual stream's norm: "rms"; "layernorm" (mean removed, w, + bias:
+    #                                    nn.LayerNorm; Nemotron's LayerNorm1P with norm_plus_one); "layernorm_no_bias"
+    #                                    (Cohere's)
+    parallel_block: str | None = None  # attention and MLP both read the layer input: "shared_norm" (one norm feeds
+    #                                    both: Phi, Cohere, StableLM), "two_norms" (GPT-NeoX's use_parallel_residual)
     rotary_dim: int | None = None      # partial rotary: the first rotary_dim of head_dim rotate (None: all)
-    rope_pairs_interleaved: bool = False  # GLM-4: rotate the pairs (x[2i], x[2i+1]), not the two halves
-    qkv_fused_per_head: bool = False   # GPT-NeoX: one query_key_value tensor, [q_h | k_h | v_h] per head
-    mlp_gated: bool = True             # False: down(act(up(x))), no gate (Phi, GPT-NeoX, Nemotron)
-    mlp_fused_gate_up: bool = False    # GLM-4: one gate_up_proj tensor, gate rows first
+    rope_pairs_interleaved: bool = False  # GLM-4, Cohere: rotate the pairs (x[2i], x[2i+1]), not the two halves
+    qkv_fused: str | None = None       # one fused q/k/v tensor split in the graph: "blocks" (Phi-3's qkv_proj
+    #                                    [q; k; v]) or "per_head" (GPT-NeoX's query_key_value, [q_h | k_h | v_h])
+    mlp_gated: bool = True             # False: down(act(up(x))), no gate (Phi, GPT-NeoX, Nemotron, StarCoder2)
+    mlp_fused_gate_up: bool = False    # GLM-4, Phi-3: one gate_up_proj tensor, gate rows first
     lm_head_bias: bool = False         # Phi: the head adds lm_head.bias
     weight_names: tuple[tuple[str, str], ...] = ()  # the family's checkpoint names (families.py)
+    embedding_multiplier: float | None = None  # Granite: embeddings x m
+    residual_multiplier: float | None = None   # Granite: x + f(x) * m around attention and MLP
+    attention_multiplier: float | None = None  # Granite: the score scale itself, in place of score_scale
+    logits_divisor: float | None = None        # Granite: logits / logits_scaling
+    logits_multiplier: float | None = None     # Cohere: logits * logit_scale
     source: str = field(default="config.json", compare=False)
 
     @classmethod
@@ -96,6 +107,11 @@ class Config:
     def rotary_width(self) -> int:
         """How many of each head's dimensions rotate (the first ones)."""
         return self.head_dim if self.rotary_dim is None else self.rotary_dim
+
+    @property
+    def attention_scale(self) -> float:
+        """What the scores are multiplied by: Granite's attention_multiplier where given, else score_scale."""
+        return self.score_scale if self.attention_multiplier is None else self.attention_multiplier
 
     def rope_for(self, layer: int) -> Rope | None:
         if not self.rope_layers[layer]:
@@ -114,6 +130,11 @@ class Config:
     def check_positions(self, positions: int, graph: str) -> None:
         """Refuse a graph whose RoPE table would reach past where dynamic RoPE starts rescaling."""
         for rope in {self.rope_for(i) for i in range(self.num_layers)} - {None}:
+            if rope.kind == "longrope" and positions > rope.original_max_position:
+                raise field_error(
+                    self.source, "original_max_position_embeddings", rope.original_max_position, "LongRoPE "
+                    "switches to its long factors for longer sequences, which this emitter does not implement, and "
+                    f"the {graph} graph holds {positions} positions")
             if rope.kind == "dynamic" and positions > rope.original_max_position:
                 raise field_error(
                     self.source, "max_position_embeddings", rope.original_max_position, "dynamic RoPE recomputes its "
@@ -191,6 +212,9 @@ class _Parser:
         given_head_dim = self.get("head_dim") if fam.reads_kv_heads_and_head_dim else None
         if given_head_dim is None and hidden % heads:  # HF would silently take hidden // heads
             self.fail("num_attention_heads", heads, f"must divide hidden_size ({hidden}) when head_dim is not given")
+        if fam.head_dim_from_hidden and given_head_dim not in (None, hidden // heads):
+            self.fail("head_dim", given_head_dim, f"transformers' {model_type} attention takes hidden_size // "
+                      f"num_attention_heads ({hidden // heads}) whatever head_dim says")
         head_dim = self.int_field("head_dim", hidden // heads if given_head_dim is None else given_head_dim)
         if head_dim % 2:
             self.fail("head_dim", head_dim, "must be even for rotary embeddings")
@@ -212,10 +236,12 @@ class _Parser:
         rope_layers = fam.rope_layers(self.raw, layers) if fam.rope_layers else [True] * layers
         if len(rope_layers) != layers:
             self.fail("no_rope_layers", self.raw.get("no_rope_layers"), f"needs one entry per layer ({layers})")
-        rope_full, rope_sliding = self.ropes()
         rotary_dim = self.rotary_dim(head_dim)
-        if fam.qk_layernorm_field and self.raw.get(fam.qk_layernorm_field):
-            self.fail(fam.qk_layernorm_field, True, "per-head q/k LayerNorm is not implemented")
+        self.rotary_width = head_dim if rotary_dim is None else rotary_dim  # LongRoPE's factors: one per pair
+        rope_full, rope_sliding = self.ropes()
+        qk_norm = fam.qk_norm if fam.qk_norm_field is None or self.flag(fam.qk_norm_field) else None
+        if fam.qk_norm_field and qk_norm is None and self.flag(fam.qk_norm_field):  # Phi's qk_layernorm
+            self.fail(fam.qk_norm_field, True, "per-head q/k LayerNorm is not implemented")
         scale_base = self.number(fam.score_scale_field) if fam.score_scale_field else None
 
         return Config(
@@ -232,7 +258,7 @@ class _Parser:
             embed_scale=fam.embed_scale,
             norm_plus_one=fam.norm_plus_one,
             norm_placement=fam.norm_placement,
-            qk_norm=fam.qk_norm,
+            qk_norm=qk_norm,
             qkv_bias=self.flag(fam.qkv_bias),
             o_bias=self.flag(fam.o_bias),
             mlp_activation=activations[act_name],
@@ -247,15 +273,20 @@ class _Parser:
             moe=self.moe(layers),
             clip_qkv=self.optional_number(fam.clip_qkv_field) if fam.clip_qkv_field else None,
             mlp_bias=self.flag(fam.mlp_bias_field or False),
-            layernorm_with_bias=fam.layernorm_with_bias,
+            norm_kind=fam.norm_kind,
             parallel_block=self.parallel_block(),
             rotary_dim=rotary_dim,
             rope_pairs_interleaved=fam.rope_pairs_interleaved,
-            qkv_fused_per_head=fam.qkv_fused_per_head,
+            qkv_fused=fam.qkv_fused,
             mlp_gated=fam.mlp_gated,
             mlp_fused_gate_up=fam.mlp_fused_gate_up,
             lm_head_bias=fam.lm_head_bias,
             weight_names=fam.weight_names,
+            embedding_multiplier=self.multiplier(fam.embedding_multiplier_field),
+            residual_multiplier=self.multiplier(fam.residual_multiplier_field),
+            attention_multiplier=self.multiplier(fam.attention_multiplier_field),
+            logits_divisor=self.multiplier(fam.logits_divisor_field),
+            logits_multiplier=self.multiplier(fam.logits_multiplier_field),
             source=self.source,
         )
 
@@ -291,6 +322,10 @@ class _Parser:
             self.fail(where, factor, f"rotates {dim} of head_dim {head_dim} dimensions, which must be even and >= 2")
         return None if dim == head_dim else dim
 
+    def multiplier(self, name: str | None) -> float | None:
+        """A scalar the family multiplies (or divides) by, from its config field; None where it has none."""
+        return self.number(name) if name else None
+
     def moe(self, layers: int) -> Moe | None:
         fam = self.family
         if fam.experts_field is None:
@@ -309,7 +344,7 @@ class _Parser:
         return Moe(experts=experts, top_k=top_k, expert_size=self.int_field(fam.expert_size_field),
                    renormalize=self.flag(fam.renormalize),
                    shared_expert_size=self.int_field(fam.shared_expert_field) if fam.shared_expert_field else None,
-                   routed_layers=tuple(routed))
+                   routed_layers=tuple(routed), stacked=fam.experts_stacked)
 
     def layer_types(self, layers: int) -> list[str]:
         types = self.raw.get("layer_types")
@@ -373,13 +408,18 @@ class _Parser:
 
     def rope(self, spec: dict, where: str, default_theta) -> Rope:
         kind = spec.get("rope_type", spec.get("type", "default"))
-        if kind not in ROPE_TYPES:
-            self.fail(f"{where}.rope_type", kind, f"RoPE type not implemented (supported: {', '.join(ROPE_TYPES)})")
+        types = self.family.rope_types or {t: t for t in ROPE_TYPES}  # Phi-3 reads legacy "su" and "yarn" as longrope
+        if not isinstance(kind, str) or kind not in types:
+            self.fail(f"{where}.rope_type", kind,
+                      f"RoPE type not implemented (supported: {', '.join(dict.fromkeys(types.values()))})")
+        kind = types[kind]
         theta = spec.get("rope_theta", default_theta)
         if not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta <= 0:
             self.fail(f"{where}.rope_theta", theta, "must be a positive number")
         if theta < 1:  # found by tests/test_fuzz.py: 6.6e-191 overflowed the frequencies (no checkpoint has a base < 1)
             self.fail(f"{where}.rope_theta", theta, "a RoPE base below 1 is not implemented")
+        if kind == "longrope":
+            return self.longrope(spec, where, float(theta), self.rotary_width)
         if kind == "default":
             return Rope(theta=float(theta))
         factor = spec.get("factor")
@@ -403,6 +443,34 @@ class _Parser:
             self.fail(f"{where}.high_freq_factor", high, f"must exceed low_freq_factor ({low})")
         return Rope(theta=float(theta), kind=kind, factor=float(factor), low_freq_factor=float(low),
                     high_freq_factor=float(high), original_max_position=original)
+
+    def longrope(self, spec: dict, where: str, theta: float, rotary_dim: int) -> Rope:
+        """LongRoPE as transformers' _compute_longrope_parameters reads it: the short factors (the graph's
+        positions stay inside the original context, Config.check_positions), the attention factor given or
+        sqrt(1 + ln(factor) / ln(original)), factor given or max_position_embeddings / original."""
+        factors = {}
+        for name in ("short_factor", "long_factor"):
+            value = spec.get(name)
+            if not (isinstance(value, list) and len(value) == rotary_dim // 2 and all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in value)):
+                self.fail(f"{where}.{name}", value,
+                          f"LongRoPE needs a list of {rotary_dim // 2} positive numbers (rotary dimensions / 2)")
+            factors[name] = tuple(float(x) for x in value)
+        # Phi-3's class declares original_max_position_embeddings, and transformers then takes it over the RoPE object's
+        original = (self.get("original_max_position_embeddings")
+                    if "original_max_position_embeddings" in self.family.fields
+                    else spec.get("original_max_position_embeddings", self.get("max_position_embeddings")))
+        original = self.int_field("original_max_position_embeddings", original)
+        factor, attention = spec.get("factor"), spec.get("attention_factor")
+        for name, value in (("factor", factor), ("attention_factor", attention)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                self.fail(f"{where}.{name}", value, "LongRoPE needs a positive number")
+        if factor is None:
+            factor = self.int_field("max_position_embeddings") / original
+        if attention is None:
+            attention = 1.0 if factor <= 1.0 else math.sqrt(1 + exact.log(factor) / exact.log(original))
+        return Rope(theta=theta, kind="longrope", factor=float(factor), original_max_position=original,
+                    attention_factor=float(attention), **factors)
 
     def yarn(self, spec: dict, where: str, theta: float, factor: float, original: int) -> Rope:
         """YaRN as transformers' _compute_yarn_parameters reads it, attention factor included."""

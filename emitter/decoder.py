@@ -52,7 +52,8 @@ class Decoder:
         return g.mul(y, g.broadcast(w, x.shape, [last]))
 
     def layer_norm(self, x: Value, name: str) -> Value:
-        """(x - mean) * rsqrt(var + eps) * w + b over the last axis (w as 1 + w for Nemotron's LayerNorm1P)."""
+        """(x - mean) * rsqrt(var + eps) * w + b over the last axis: nn.LayerNorm (w as 1 + w for Nemotron's
+        LayerNorm1P; no b for Cohere's, norm_kind layernorm_no_bias)."""
         g, last = self.g, len(x.shape) - 1
         width, keep = x.shape[-1], list(range(last))
         mean = g.div(g.reduce(x, g.scalar(0.0), "add", [last]), g.scalar(float(width)))
@@ -67,11 +68,32 @@ class Decoder:
         if self.cfg.norm_plus_one:
             w = g.add(g.scalar(1.0), w)
         y = g.mul(y, g.broadcast(w, y.shape, [last]))
+        if self.cfg.norm_kind == "layernorm_no_bias":
+            return y
         return g.add(y, g.broadcast(self.weight(f"{name}.bias", (width,)), y.shape, [last]))
 
+    def head_layer_norm(self, x: Value, p: str, which: str) -> Value:
+        """Cohere's and StableLM's q/k norm on x[T, heads, D]: LayerNorm over each head's D, no bias, a weight per
+        head: Cohere's one `{q,k}_norm.weight` [heads, D], StableLM's `{q,k}_layernorm.norms.{h}.weight` [D]."""
+        g, (t, h, d) = self.g, x.shape
+        if self.cfg.qk_norm == "head_layernorm":
+            w = self.weight(f"{p}.{which}_norm.weight", (h, d))
+        else:
+            w = g.concatenate([g.reshape(self.weight(f"{p}.{which}_layernorm.norms.{j}.weight", (d,)), (1, d))
+                               for j in range(h)], dim=0)
+        mean = g.div(g.reduce(x, g.scalar(0.0), "add", [2]), g.scalar(float(d)))
+        centred = g.sub(x, g.broadcast(mean, x.shape, [0, 1]))
+        var = g.div(g.reduce(g.mul(centred, centred), g.scalar(0.0), "add", [2]), g.scalar(float(d)))
+        y = g.mul(centred, g.broadcast(g.rsqrt(g.add(var, g.scalar(self.cfg.rms_norm_eps))), x.shape, [0, 1]))
+        return g.mul(y, g.broadcast(w, x.shape, [1, 2]))
+
     def norm(self, x: Value, name: str) -> Value:
-        """The family's norm around attention and MLP and before the head."""
-        return self.layer_norm(x, name) if self.cfg.layernorm_with_bias else self.rms_norm(x, name)
+        """The residual stream's norm: RMSNorm, or the family's LayerNorm (with or without bias)."""
+        return self.rms_norm(x, name) if self.cfg.norm_kind == "rms" else self.layer_norm(x, name)
+
+    def scaled(self, x: Value, factor: float | None) -> Value:
+        """x * factor, for a family's multiplier (Granite's); nothing where it has none."""
+        return x if factor is None else self.g.mul(x, self.g.scalar(factor))
 
     def softcap(self, x: Value, cap: float | None) -> Value:
         if cap is None:
@@ -119,7 +141,7 @@ class Decoder:
         return g.concatenate([rotated, g.slice(x, (0, 0, width), (t, h, d))], dim=2)
 
     def rotate(self, x: Value, cos: Value, sin: Value) -> Value:
-        """The family's pairing: the two halves, or GLM-4's interleaved pairs."""
+        """The family's pairing: the two halves, or GLM-4's and Cohere's interleaved pairs."""
         return self.rotate_pairs(x, cos, sin) if self.cfg.rope_pairs_interleaved else self.rotate_halves(x, cos, sin)
 
     def rotate_pairs(self, x: Value, cos: Value, sin: Value) -> Value:
@@ -175,6 +197,8 @@ class Decoder:
         q, k, v = g.reshape(q, (t, nq, d)), g.reshape(k, (t, nkv, d)), g.reshape(v, (t, nkv, d))
         if cfg.qk_norm == "head":
             q, k = self.rms_norm(q, f"{p}.q_norm"), self.rms_norm(k, f"{p}.k_norm")
+        if cfg.qk_norm in ("head_layernorm", "per_head_layernorm"):
+            q, k = self.head_layer_norm(q, p, "q"), self.head_layer_norm(k, p, "k")
         if rope is not None:
             q, k = self.apply_rope(q, *rope), self.apply_rope(k, *rope)
         k, v = self.attended_kv(i, k, v)
@@ -183,7 +207,7 @@ class Decoder:
         group = nq // nkv
         q = self.group_queries(q)
         k, v = g.transpose(k, [1, 0, 2]), g.transpose(v, [1, 0, 2])
-        scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.score_scale))
+        scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.attention_scale))
         scores = self.softcap(scores, cfg.attn_softcap)
         scores = g.reshape(scores, (nkv, group, t, tk))
         probs = self.softmax(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])))
@@ -192,17 +216,26 @@ class Decoder:
         return self.linear(self.ungroup_heads(out, t), f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
 
     def project_qkv(self, x: Value, p: str) -> tuple[Value, Value, Value]:
-        """q [T, nq*D], k and v [T, nkv*D]: three projections, or GPT-NeoX's one fused per head."""
+        """q [T, nq*D], k and v [T, nkv*D]: three projections, or one fused tensor split in the graph (qkv_fused:
+        Phi-3's blocks [q; k; v], GPT-NeoX's [q_h | k_h | v_h] per head)."""
         cfg = self.cfg
         nq, nkv, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        if cfg.qkv_fused_per_head:
-            return self.split_qkv_per_head(self.linear(x, f"{p}.qkv_proj", 3 * nq * d, cfg.qkv_bias))
+        if cfg.qkv_fused is not None:
+            fused = self.linear(x, f"{p}.qkv_proj", (nq + 2 * nkv) * d, cfg.qkv_bias)
+            return self.split_qkv_per_head(fused) if cfg.qkv_fused == "per_head" else self.split_qkv_blocks(fused)
         return (self.linear(x, f"{p}.q_proj", nq * d, cfg.qkv_bias),
                 self.linear(x, f"{p}.k_proj", nkv * d, cfg.qkv_bias),
                 self.linear(x, f"{p}.v_proj", nkv * d, cfg.qkv_bias))
 
+    def split_qkv_blocks(self, qkv: Value) -> tuple[Value, Value, Value]:
+        """[T, (nq + 2 nkv) D] laid out [q | k | v] (Phi-3's qkv_proj)."""
+        g, t, q_width, kv_width = self.g, qkv.shape[0], self.cfg.num_heads * self.cfg.head_dim, \
+            self.cfg.num_kv_heads * self.cfg.head_dim
+        ends = (q_width, q_width + kv_width, q_width + 2 * kv_width)
+        return tuple(g.slice(qkv, (0, lo), (t, hi)) for lo, hi in zip((0,) + ends[:2], ends))
+
     def split_qkv_per_head(self, qkv: Value) -> tuple[Value, Value, Value]:
-        """[T, nh*3D] laid out [q_h | k_h | v_h] for each head h (GPT-NeoX's view(T, nh, 3D).chunk(3))."""
+        """[T, nh*3D] laid out [q_h | k_h | v_h] for each head h (GPT-NeoX's view(T, nh, 3D).chunk(3), MHA)."""
         g, t, nh, d = self.g, qkv.shape[0], self.cfg.num_heads, self.cfg.head_dim
         heads = g.reshape(qkv, (t, nh, 3 * d))
         return tuple(g.reshape(g.slice(heads, (0, 0, j * d), (t, nh, (j + 1) * d)), (t, nh * d)) for j in range(3))
@@ -266,12 +299,13 @@ class Decoder:
         return self.linear(self.g.mul(gate, up), f"{p}.down_proj", self.cfg.hidden_size, bias)
 
     def gate_up_halves(self, fused: Value, size: int) -> tuple[Value, Value]:
-        """GLM-4's gate_up_proj output [T, 2I]: the gate first, then up (its chunk(2))."""
+        """A fused gate_up_proj's output [T, 2I] (GLM-4's, Phi-3's): the gate first, then up (their chunk(2))."""
         t = fused.shape[0]
         return self.g.slice(fused, (0, 0), (t, size)), self.g.slice(fused, (0, size), (t, 2 * size))
 
     def plain_mlp(self, x: Value, p: str, size: int, bias: bool = False) -> Value:
-        """down(act(up(x))) without a gate: Phi's fc1/fc2, GPT-NeoX's dense_h_to_4h/4h_to_h, Nemotron's up/down."""
+        """down(act(up(x))) without a gate: Phi's fc1/fc2, GPT-NeoX's dense_h_to_4h/4h_to_h, Nemotron's up/down,
+        StarCoder2's c_fc/c_proj."""
         h = self.activation(self.linear(x, f"{p}.up_proj", size, bias))
         return self.linear(h, f"{p}.down_proj", self.cfg.hidden_size, bias)
 
@@ -296,9 +330,13 @@ class Decoder:
         weights = g.mul(probs, self.top_k(probs, moe.top_k))
         if moe.renormalize:
             weights = g.div(weights, g.broadcast(g.reduce(weights, g.scalar(0.0), "add", [1]), (t, e), [0]))
-        gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)), self.experts(p, "up_proj", (size, h))],
-                                dim=1)                                            # [E, 2I, H], gate rows first
-        down = self.experts(p, "down_proj", (h, size))                            # [E, H, I]
+        if moe.stacked:  # GraniteMoE's checkpoint holds them stacked: taken as they are
+            gate_up = self.weight(f"{p}.experts.gate_up_proj", (e, 2 * size, h))
+            down = self.weight(f"{p}.experts.down_proj", (e, h, size))
+        else:
+            gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)), self.experts(p, "up_proj", (size, h))],
+                                    dim=1)                                        # [E, 2I, H], gate rows first
+            down = self.experts(p, "down_proj", (h, size))                        # [E, H, I]
         fused = g.dot_general(x, gate_up, contract=(1, 2))                        # [T, E, 2I]
         gate, up = g.slice(fused, (0, 0, 0), (t, e, size)), g.slice(fused, (0, 0, size), (t, e, 2 * size))
         act = g.transpose(g.mul(self.activation(gate), up), [1, 0, 2])            # [E, T, I]
@@ -335,16 +373,19 @@ class Decoder:
         }[self.cfg.norm_placement]
         attn_in, attn_out, mlp_in, mlp_out = (n and f"{p}.{n}" for n in names)
 
+        residual = lambda h: self.scaled(h, self.cfg.residual_multiplier)  # Granite's residual_multiplier
+
         h = self.norm(x, attn_in) if attn_in else x
         h = self.attention(h, i, rope, mask)
-        x = g.add(x, self.norm(h, attn_out) if attn_out else h)
+        x = g.add(x, residual(self.norm(h, attn_out) if attn_out else h))
         h = self.norm(x, mlp_in) if mlp_in else x
         h = self.mlp(h, i)
-        return g.add(x, self.norm(h, mlp_out) if mlp_out else h)
+        return g.add(x, residual(self.norm(h, mlp_out) if mlp_out else h))
 
     def parallel_layer(self, x: Value, i: int, rope, mask) -> Value:
-        """x + attention(norm(x)) + mlp(norm'(x)): both read the layer's input. Phi's one norm feeds both
-        (norm' = norm); GPT-NeoX's MLP has its own (post_attention_layernorm)."""
+        """x + attention(norm(x)) + mlp(norm'(x)): both read the layer's input. One norm feeds both (norm' = norm,
+        "shared_norm": Phi, Cohere, StableLM's use_parallel_residual); GPT-NeoX's MLP has its own
+        (post_attention_layernorm, "two_norms")."""
         p, g = f"model.layers.{i}", self.g
         h = self.norm(x, f"{p}.input_layernorm")
         attn = self.attention(h, i, rope, mask)
@@ -363,6 +404,7 @@ class Decoder:
         x = g.take_rows(self.weight("model.embed_tokens.weight", (cfg.vocab_size, cfg.hidden_size)), tokens)
         if cfg.embed_scale:
             x = g.mul(x, g.scalar(math.sqrt(cfg.hidden_size)))
+        x = self.scaled(x, cfg.embedding_multiplier)
         masks = {w: self.mask(q_slot, k_slot, w)
                  for w in sorted({cfg.window_for(i) for i in range(cfg.num_layers)}, key=lambda w: w or 0)}
         ropes: dict[Rope, tuple[Value, Value]] = {}
@@ -379,8 +421,11 @@ class Decoder:
         logits = g.dot_general(h, self.weight(self.head_name(), (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
         if cfg.lm_head_bias:
             logits = g.add(logits, g.reshape(self.weight("lm_head.bias", (cfg.vocab_size,)), (1, cfg.vocab_size)))
-        return self.softcap(g.reshape(logits, (cfg.vocab_size,)), cfg.final_softcap)
-
+        logits = g.reshape(logits, (cfg.vocab_size,))
+        if cfg.logits_divisor is not None:  # Granite: logits / logits_scaling
+            logits = g.div(logits, g.scalar(cfg.logits_divisor))
+        logits = self.scaled(logits, cfg.logits_multiplier)  # Cohere: logits * logit_scale
+        return self.softcap(logits, cfg.final_softcap)
 
     def head_name(self) -> str:
         """The tensor the LM head multiplies by: a tied head is the embedding itself."""

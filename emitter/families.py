@@ -91,12 +91,23 @@ def smollm3_rope_layers(cfg: dict, n: int) -> list[bool]:
     return [(i + 1) % interval != 0 for i in range(n)]
 
 
+def cohere2_rope_layers(cfg: dict, n: int) -> list[bool]:
+    """Cohere2: only the sliding layers rotate (the global ones are NoPE); with no window, no layer does."""
+    window = cfg["sliding_window"] if "sliding_window" in cfg else 4096
+    types = cfg.get("layer_types") or every_nth_full(4, "sliding_window_pattern")(cfg, n)
+    return [window is not None and t == SLIDING for t in types]
+
+
 @dataclass(frozen=True)
 class Family:
     embed_scale: bool = False            # embeddings × sqrt(hidden)
     norm_plus_one: bool = False          # RMSNorm scales by (1 + w)
     norm_placement: str = "pre"          # pre | sandwich (Gemma 2/3) | post (OLMo 2/3)
     qk_norm: str | None = None           # None | "head" (per head, over head_dim) | "projection"
+    #   | "head_layernorm" (Cohere: LayerNorm per head, weights [heads, head_dim])
+    #   | "per_head_layernorm" (StableLM: one LayerNorm module per head)
+    qk_norm_field: str | None = None     # the config field that switches qk_norm on (None: always on); where the
+    #                                      family has no qk_norm the emitter implements, on is refused (Phi's)
     qkv_bias: str | bool = "attention_bias"  # a config field name, or fixed
     o_bias: str | bool = "attention_bias"
     mlp_bias_field: str | None = "mlp_bias"  # gate/up/down biases when this field is true
@@ -126,23 +137,32 @@ class Family:
     heads_divide_hidden: bool = False    # the class's validate_architecture wants it even where head_dim is given
     # (regex, replacement) from the core's names (Llama's; an expert's `mlp.experts.{j}.gate_proj`) to the checkpoint's
     weight_names: tuple[tuple[str, str], ...] = ()
-    # -- Phi, GPT-NeoX, Nemotron, EXAONE 4, GLM-4 --
-    layernorm_with_bias: bool = False    # LayerNorm with bias (Nemotron's LayerNorm1P: with norm_plus_one) for RMSNorm
+    # -- mechanisms beyond the Llama baseline (Config's flags of the same names) --
+    norm_kind: str = "rms"               # rms | layernorm (nn.LayerNorm, with bias; Nemotron's LayerNorm1P with
+    #                                      norm_plus_one) | layernorm_no_bias (Cohere's)
     parallel_block: str | tuple[str, str] | None = None  # "shared_norm" | "two_norms", or (the config flag, kind)
     partial_rotary_field: str | None = None  # the legacy key of the rotating fraction; None: partial rotary refused
     legacy_theta_field: str | None = None  # GPT-NeoX's rotary_emb_base, read before rope_theta
-    rope_pairs_interleaved: bool = False  # GLM-4's rotate_half pairs (x[2i], x[2i+1])
-    qkv_fused_per_head: bool = False     # GPT-NeoX's query_key_value, [q_h | k_h | v_h] per head
+    rope_pairs_interleaved: bool = False  # rotate the pairs (x[2i], x[2i+1]) (GLM-4, Cohere)
+    qkv_fused: str | None = None         # "blocks": qkv_proj [q; k; v] (Phi-3); "per_head": query_key_value
+    #                                      [q_h | k_h | v_h] per head (GPT-NeoX)
     mlp_gated: bool = True               # False: down(act(up(x)))
-    mlp_fused_gate_up: bool = False      # GLM-4's gate_up_proj
+    mlp_fused_gate_up: bool = False      # gate_up_proj [gate; up] (GLM-4, Phi-3)
     lm_head_bias: bool = False           # Phi's biased head
-    qk_layernorm_field: str | None = None  # Phi's per-head q/k LayerNorm switch (refused when on)
     # activations beyond silu and gelu_pytorch_tanh, transformers' ACT2FN name -> the core's: gelu_new is the tanh
     # approximation, gelu is erf's, relu2 is relu(x)^2
     activations: dict = field(default_factory=dict)
     unbounded: tuple[str, ...] = ()      # fields config_input's AT_LEAST does not hold this family to
     reads_kv_heads_and_head_dim: bool = True  # False: MHA over hidden // heads, those keys unread (GPT-NeoX)
     norm_eps_field: str = "rms_norm_eps"  # the norms' epsilon (Phi's and GPT-NeoX's layer_norm_eps, Nemotron's norm_eps)
+    rope_types: dict | None = None       # the RoPE types the class accepts -> the one each means; None: ROPE_TYPES
+    head_dim_from_hidden: bool = False   # the attention takes hidden // heads whatever head_dim says
+    embedding_multiplier_field: str | None = None  # Granite's multipliers, Cohere's logit scale: config fields
+    residual_multiplier_field: str | None = None
+    attention_multiplier_field: str | None = None  # the score scale itself
+    logits_divisor_field: str | None = None
+    logits_multiplier_field: str | None = None
+    experts_stacked: bool = False        # the checkpoint stacks the experts' tensors (GraniteMoE's input/output_linear)
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -316,10 +336,10 @@ FAMILIES: dict[str, Family] = {
     # -- Phi, GPT-NeoX, Nemotron, EXAONE 4, GLM-4: new mechanisms as flags (config.py, decoder.py) --
     # Phi: one LayerNorm (with bias) feeds attention and MLP in parallel; biased q/k/v/dense, fc1/fc2 and head;
     # partial rotary (partial_rotary_factor, 0.5 by default); tanh-GELU (gelu_new).
-    "phi": Family(layernorm_with_bias=True, parallel_block="shared_norm", qkv_bias=True, o_bias=True,
+    "phi": Family(norm_kind="layernorm", parallel_block="shared_norm", qkv_bias=True, o_bias=True,
                   mlp_bias_field=True, mlp_gated=False, lm_head_bias=True, partial_rotary_field="partial_rotary_factor",
                   activations={"gelu_new": "gelu_tanh"},
-                  qk_layernorm_field="qk_layernorm", norm_eps_field="layer_norm_eps",
+                  qk_norm_field="qk_layernorm", norm_eps_field="layer_norm_eps",
                   defaults=_defaults(layer_norm_eps=1e-5, hidden_act="gelu_new", partial_rotary_factor=0.5),
                   fields={**_LAYERNORM_FIELDS, "num_key_value_heads": "int | None", "resid_pdrop": "float | int",
                           "embd_pdrop": "float | int", "attention_dropout": "float | int | None", "hidden_act": "str",
@@ -330,8 +350,8 @@ FAMILIES: dict[str, Family] = {
     # GPT-NeoX (Pythia): query_key_value fused per head, parallel residual with two LayerNorms where
     # use_parallel_residual (sequential pre-norm otherwise), rotary_pct of each head (0.25), exact-erf GELU,
     # checkpoint names under gpt_neox. with the head as embed_out (transformers renames it lm_head on load).
-    "gpt_neox": Family(layernorm_with_bias=True, parallel_block=("use_parallel_residual", "two_norms"),
-                       qkv_fused_per_head=True, mlp_bias_field=True, mlp_gated=False, heads_divide_hidden=True,
+    "gpt_neox": Family(norm_kind="layernorm", parallel_block=("use_parallel_residual", "two_norms"),
+                       qkv_fused="per_head", mlp_bias_field=True, mlp_gated=False, heads_divide_hidden=True,
                        reads_kv_heads_and_head_dim=False,
                        activations={"gelu": "gelu_erf", "gelu_new": "gelu_tanh"},
                        partial_rotary_field="rotary_pct", legacy_theta_field="rotary_emb_base",
@@ -352,7 +372,7 @@ FAMILIES: dict[str, Family] = {
                                      (r"\.mlp\.up_proj\.", ".mlp.dense_h_to_4h."),
                                      (r"\.mlp\.down_proj\.", ".mlp.dense_4h_to_h."))),
     # Nemotron: LayerNorm1P (LayerNorm scaling by 1 + w, with bias), squared-ReLU MLP without gate, partial rotary.
-    "nemotron": Family(layernorm_with_bias=True, norm_plus_one=True, mlp_gated=False, activations={"relu2": "relu2"},
+    "nemotron": Family(norm_kind="layernorm", norm_plus_one=True, mlp_gated=False, activations={"relu2": "relu2"},
                        partial_rotary_field="partial_rotary_factor", norm_eps_field="norm_eps",
                        defaults=_defaults(norm_eps=1e-5, hidden_act="relu2", partial_rotary_factor=0.5),
                        fields={**_LAYERNORM_FIELDS, "head_dim": "int | None", "num_key_value_heads": "int | None",
@@ -379,4 +399,78 @@ FAMILIES: dict[str, Family] = {
                    weight_names=((r"\.post_attention_layernorm\.", ".post_self_attn_layernorm."),
                                  (r"\.pre_feedforward_layernorm\.", ".post_attention_layernorm."),
                                  (r"\.post_feedforward_layernorm\.", ".post_mlp_layernorm."))),
+    # -- the serving set: Granite, StarCoder2, StableLM, Cohere, Cohere2, Phi-3 --
+    "granite": Family(embedding_multiplier_field="embedding_multiplier", residual_multiplier_field="residual_multiplier",
+                      attention_multiplier_field="attention_multiplier", logits_divisor_field="logits_scaling",
+                      defaults=_defaults(embedding_multiplier=1.0, residual_multiplier=1.0, attention_multiplier=1.0,
+                                         logits_scaling=1.0),
+                      fields=_fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                     attention_dropout="float | int", mlp_bias="bool", embedding_multiplier="float | int",
+                                     logits_scaling="float | int", residual_multiplier="float | int",
+                                     attention_multiplier="float | int")),
+    "starcoder2": Family(norm_kind="layernorm", mlp_gated=False, qkv_bias="use_bias", o_bias="use_bias",
+                         mlp_bias_field="use_bias", schedule=all_sliding, norm_eps_field="norm_epsilon",
+                         weight_names=((r"\.mlp\.up_proj\.", ".mlp.c_fc."), (r"\.mlp\.down_proj\.", ".mlp.c_proj.")),
+                         defaults=_defaults(num_key_value_heads=2, hidden_act="gelu_pytorch_tanh", norm_epsilon=1e-5,
+                                            tie_word_embeddings=True, sliding_window=None, use_bias=True),
+                         fields={**_LAYERNORM_FIELDS, "norm_epsilon": "float", "num_key_value_heads": "int",
+                                 "hidden_act": "str", "sliding_window": "int | None",
+                                 "attention_dropout": "float | int", "residual_dropout": "float | int",
+                                 "embedding_dropout": "float | int", "use_bias": "bool"}),
+    "stablelm": Family(heads_divide_hidden=True, head_dim_from_hidden=True, norm_kind="layernorm",
+                       parallel_block=("use_parallel_residual", "shared_norm"), qkv_bias="use_qkv_bias", o_bias=False,
+                       mlp_bias_field=None, partial_rotary_field="partial_rotary_factor", qk_norm="per_head_layernorm",
+                       qk_norm_field="qk_layernorm", norm_eps_field="layer_norm_eps",
+                       defaults=_defaults(num_key_value_heads=32, layer_norm_eps=1e-5, partial_rotary_factor=0.25),
+                       fields={**_LAYERNORM_FIELDS, "layer_norm_eps": "float", "num_key_value_heads": "int",
+                               "hidden_act": "str", "use_qkv_bias": "bool", "qk_layernorm": "bool",
+                               "use_parallel_residual": "bool", "hidden_dropout": "float | int",
+                               "attention_dropout": "float | int"}),
+    "cohere": Family(norm_kind="layernorm_no_bias", parallel_block="shared_norm", mlp_bias_field=None,
+                     rope_pairs_interleaved=True, logits_multiplier_field="logit_scale", qk_norm="head_layernorm",
+                     qk_norm_field="use_qk_norm", norm_eps_field="layer_norm_eps",
+                     defaults=_defaults(layer_norm_eps=1e-5, rope_theta=500_000.0, tie_word_embeddings=True,
+                                        logit_scale=0.0625),
+                     fields={**_LAYERNORM_FIELDS, "layer_norm_eps": "float | None", "logit_scale": "float | None",
+                             "num_key_value_heads": "int | None", "hidden_act": "str", "attention_bias": "bool",
+                             "attention_dropout": "float | int | None", "use_qk_norm": "bool | None"}),
+    "cohere2": Family(head_dim_from_hidden=True, norm_kind="layernorm_no_bias", parallel_block="shared_norm",
+                      mlp_bias_field=None, rope_pairs_interleaved=True, logits_multiplier_field="logit_scale",
+                      schedule=every_nth_full(4, "sliding_window_pattern"), rope_layers=cohere2_rope_layers,
+                      norm_eps_field="layer_norm_eps",
+                      defaults=_defaults(layer_norm_eps=1e-5, tie_word_embeddings=True, logit_scale=0.0625,
+                                         sliding_window=4096),
+                      fields={**_LAYERNORM_FIELDS, "layer_norm_eps": "float", "logit_scale": "float",
+                              "num_key_value_heads": "int | None", "hidden_act": "str", "attention_bias": "bool",
+                              "attention_dropout": "float | int", **_WINDOW_FIELDS},
+                      legacy_fields={"sliding_window_pattern": "int"}),
+    # Phi-3: the checkpoint stores qkv_proj and gate_up_proj fused; the graph takes them so and slices them.
+    "phi3": Family(qkv_fused="blocks", mlp_fused_gate_up=True, qkv_bias=False, o_bias=False, mlp_bias_field=None,
+                   partial_rotary_field="partial_rotary_factor", schedule=all_sliding,
+                   rope_types={"default": "default", "longrope": "longrope", "su": "longrope", "yarn": "longrope"},
+                   defaults=_defaults(rms_norm_eps=1e-5, sliding_window=None, max_position_embeddings=4096,
+                                      original_max_position_embeddings=4096),
+                   fields=_fields(num_key_value_heads="int | None", resid_pdrop="float | int", embd_pdrop="float | int",
+                                  attention_dropout="float | int", hidden_act="str",
+                                  original_max_position_embeddings="int", sliding_window="int | None")),
+    # GraniteMoE: Granite's multipliers around Mixtral's routing (top-k logits softmaxed: renormalised), its
+    # experts stacked in the checkpoint as input_linear [E, 2I, H] (gate rows first) and output_linear [E, H, I].
+    "granitemoe": Family(experts_field="num_local_experts", expert_size_field="intermediate_size", renormalize=True,
+                         experts_stacked=True, mlp_bias_field=None,
+                         embedding_multiplier_field="embedding_multiplier",
+                         residual_multiplier_field="residual_multiplier",
+                         attention_multiplier_field="attention_multiplier", logits_divisor_field="logits_scaling",
+                         weight_names=((r"\.mlp\.gate\.weight$", ".block_sparse_moe.router.layer.weight"),
+                                       (r"\.mlp\.experts\.gate_up_proj$", ".block_sparse_moe.input_linear.weight"),
+                                       (r"\.mlp\.experts\.down_proj$", ".block_sparse_moe.output_linear.weight")),
+                         defaults=_defaults(embedding_multiplier=1.0, residual_multiplier=1.0,
+                                            attention_multiplier=1.0, logits_scaling=1.0, num_local_experts=8,
+                                            num_experts_per_tok=2),
+                         fields=_fields(num_key_value_heads="int | None", hidden_act="str", attention_bias="bool",
+                                        attention_dropout="float | int | None",
+                                        embedding_multiplier="float | int | None", logits_scaling="float | int | None",
+                                        residual_multiplier="float | int | None",
+                                        attention_multiplier="float | int | None", num_local_experts="int | None",
+                                        num_experts_per_tok="int | None", output_router_logits="bool | None",
+                                        router_aux_loss_coef="float | None")),
 }

@@ -19,7 +19,11 @@ f32 = np.float32
 
 
 def inverse_frequencies(rope: Rope, head_dim: int) -> np.ndarray:
+    """The inverse frequencies over head_dim rotating dimensions (Config.rotary_width: partial rotary's first ones)."""
     exponents = np.arange(0, head_dim, 2, dtype=np.int64).astype(f32) / f32(head_dim)
+    if rope.kind == "longrope":  # HF: 1 / (short_factor * base ** (2i / dim)), in f32
+        divisor = (np.array(rope.short_factor, f32) * exact.power_f32(f32(rope.theta), exponents)).astype(f32)
+        return (f32(1.0) / divisor).astype(f32)
     inv_freq = (f32(1.0) / exact.power_f32(f32(rope.theta), exponents)).astype(f32)
     if rope.kind == "linear":
         return (inv_freq / f32(rope.factor)).astype(f32)
@@ -58,8 +62,8 @@ def yarn_inverse_frequencies(rope: Rope, dim: int, extrapolation: np.ndarray) ->
 
 
 def cos_sin_tables(rope: Rope, head_dim: int, positions: int) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of shape [positions, head_dim / 2] for positions 0 .. positions-1, times the
-    attention factor (YaRN's; 1 otherwise) in f32 as HF multiplies them."""
+    """cos and sin of shape [positions, rotary dimensions / 2] for positions 0 .. positions-1, times the
+    attention factor (YaRN's, LongRoPE's; 1 otherwise) in f32 as HF multiplies them."""
     angles = (np.arange(positions, dtype=f32)[:, None] * inverse_frequencies(rope, head_dim)[None, :]).astype(f32)
     cos, sin = exact.cos_sin_f32(angles)
     scale = f32(rope.attention_factor)

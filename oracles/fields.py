@@ -22,12 +22,34 @@ EVERY_CLASS = {"model_type", "_name_or_path", "auto_map", "transformers_version"
 INERT = {"cache_implementation": "generation's choice of cache", "pretraining_tp": "tensor parallelism in pretraining"}
 INERT_UNLESS = {"max_window_layers": "use_sliding_window"}  # read only where that switch is on
 SAME_AS = {"hidden_act": "hidden_activation"}  # Gemma 2/3 configs repeat their activation under the legacy name
+# Per model type: fields the original training code read, which transformers' class never reads because it
+# implements exactly one of their values. Each is inert only at that value (a value, or a function of the config
+# as the class is built from it, for one that must agree with a field the class does read); any other value is
+# a model the class cannot compute, and stays named.
+INERT_FOR = {
+    "starcoder2": {
+        "mlp_type": ("default", "Starcoder2MLP is always the ungated c_fc -> act -> c_proj ('default')"),
+        "norm_type": ("layer_norm", "Starcoder2's norms are always nn.LayerNorm (with bias)"),
+    },
+    "cohere2": {
+        "order_of_interleaved_layers": ("local_attn_first", "Cohere2Config's layer_types put the sliding (local) "
+                                                            "layers first, a global one every sliding_window_pattern"),
+        "position_embedding_type": ("rope_gptj", "Cohere2's rotate_half always rotates GPT-J's interleaved pairs"),
+        "rotary_pct": (lambda given: (given.get("rope_parameters") or given.get("rope_scaling") or {}).get(
+            "partial_rotary_factor", given.get("partial_rotary_factor", 1.0)),
+            "Cohere2's rotary embedding rotates the fraction its rope parameters give (the whole head by default)"),
+        "use_embedding_sharing": (lambda given: given.get("tie_word_embeddings", True),
+                                  "the head is tied exactly where tie_word_embeddings (default true) says"),
+        "use_gated_activation": (True, "Cohere2MLP is always gated: down(act(gate(x)) * up(x))"),
+    },
+}
 
 
 def unread(config: dict, class_name: str, given: dict) -> list[str]:
     """The fields of `given` (config as the oracle's class `class_name` is built from it) that neither its
     config class nor its modeling code reads, sorted; leaving out those that cannot change a forward: a value
-    that switches nothing on (false, null, 0, empty), dropout (the oracle runs in eval mode), and INERT's."""
+    that switches nothing on (false, null, 0, empty), dropout (the oracle runs in eval mode), INERT's, and
+    INERT_FOR's at the one value the class implements."""
     known = _read_by(given["model_type"], class_name)
     def matters(key):
         value = given[key]
@@ -35,6 +57,10 @@ def unread(config: dict, class_name: str, given: dict) -> list[str]:
             return False
         if key in INERT_UNLESS and not given.get(INERT_UNLESS[key]):
             return False
+        if key in INERT_FOR.get(given["model_type"], {}):
+            expected = INERT_FOR[given["model_type"]][key][0]
+            if value == (expected(given) if callable(expected) else expected):
+                return False
         return not (key in SAME_AS and given.get(SAME_AS[key]) == value)
     return sorted(k for k in given if k not in known and k not in EVERY_CLASS and matters(k))
 

@@ -124,7 +124,8 @@ def norm_epsilon(model: torch.nn.Module) -> float | None:
     """The epsilon of the model's RMSNorms, or LayerNorms (every norm of a family reads the same config field);
     None for a model with neither (a synthesised family: oracles/synth.py), whose quiet rows are left as drawn."""
     for module in model.modules():
-        if type(module).__name__.endswith("RMSNorm") or isinstance(module, torch.nn.LayerNorm):
+        # nn.LayerNorm and its subclasses (Nemotron's LayerNorm1P), and Cohere's own CohereLayerNorm
+        if type(module).__name__.endswith(("RMSNorm", "LayerNorm")) or isinstance(module, torch.nn.LayerNorm):
             return float(getattr(module, "variance_epsilon", getattr(module, "eps", None)))
     return None
 
@@ -225,19 +226,30 @@ class Oracle:
         from archval.oracles.fields import unread
         return unread(config, self.binding.class_name, self.binding.config(config))
 
+    @staticmethod
+    def _mlp(layer):
+        """A layer's MLP or MoE block (GraniteMoE keeps its block_sparse_moe)."""
+        return layer.mlp if hasattr(layer, "mlp") else layer.block_sparse_moe
+
+    def router(self, layer: int) -> torch.nn.Module:
+        """Layer's router, whose forward's first result is the router logits: `mlp.gate`, GraniteMoE's
+        `block_sparse_moe.router`."""
+        block = self._mlp(self.model.base_model.layers[layer])
+        return block.gate if hasattr(block, "gate") else block.router
+
     def routed_layers(self) -> list[int]:
         """Indices of the layers whose MLP routes to experts."""
-        return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(layer.mlp, "experts")]
+        return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(self._mlp(layer), "experts")]
 
     @torch.no_grad()
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:
         """Layer's MoE block on hidden [tokens, width]: (its output, the smallest gap between a token's k-th
         and (k+1)-th router probability, the number of distinct expert sets chosen)."""
-        block = self.model.base_model.layers[layer].mlp
+        block, router = self._mlp(self.model.base_model.layers[layer]), self.router(layer)
         x = torch.from_numpy(hidden)
         out = block(x[None])[0].numpy()
-        logits = block.gate(x)[0]
+        logits = router(x)[0]
         probs = np.sort(torch.softmax(logits.float(), -1).numpy(), axis=1)[:, ::-1]
-        k = block.gate.top_k
+        k = router.top_k
         chosen = {tuple(sorted(row)) for row in np.argsort(-logits.numpy(), axis=1)[:, :k]}
         return out, float((probs[:, k - 1] - probs[:, k]).min()), len(chosen)

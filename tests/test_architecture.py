@@ -22,7 +22,8 @@ MAY_IMPORT = {
 LONG_MODULES = {  # module: why it is longer than LONGEST lines
     "archval.harness.present.charts": "four hand-written SVG charts beside the one small drawing class they share",
     "archval.harness.core.record": "the record's whole schema: a dataclass per part, each field commented for docs/record.md",
-    "archval.harness.checks.mutants": "the catalogue of deliberate emitter bugs: a few lines per mutant, one per mechanism",
+    "archval.harness.checks.mutants": "the catalogue of deliberate bugs: a table row or a small core subclass per "
+                                      "mechanism of every family, each with its predicate",
 }
 LONGEST = 300
 

@@ -263,3 +263,22 @@ def test_the_binding_files_shipped_agree_with_the_published_schema():
         load(path)
     with pytest.raises(jsonschema.ValidationError):  # what the loader refuses, the schema refuses too
         jsonschema.validate({"version": 1, "weights": {"a": {"tensor": "x", "stack": "y{e}"}}}, schema)
+
+
+@pytest.mark.parametrize("name,changes,named", [
+    ("starcoder2-3b", {"mlp_type": "gated", "norm_type": "rms_norm"}, ["mlp_type", "norm_type"]),
+    ("c4ai-command-r7b-12-2024", {"order_of_interleaved_layers": "global_attn_first", "position_embedding_type": "rope",
+                                  "rotary_pct": 0.5, "tie_word_embeddings": False},
+     ["order_of_interleaved_layers", "position_embedding_type", "rotary_pct", "use_embedding_sharing"]),
+])
+def test_training_switches_are_inert_only_at_the_value_the_class_implements(name, changes, named):
+    """oracles/fields.py's INERT_FOR: the published values are what the class always does (nothing named); any
+    other value is a model the class cannot compute, and is named."""
+    import json
+    from archval.oracles.fields import unread
+    from archval.oracles.hf import binding
+    raw = json.loads((ROOT / "fixtures" / "real" / name / "config.json").read_text())
+    b = binding(raw["model_type"])
+    assert unread(raw, b.class_name, b.config(raw)) == []
+    changed = {**raw, **changes}
+    assert unread(changed, b.class_name, b.config(changed)) == named

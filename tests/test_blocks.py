@@ -61,11 +61,13 @@ def test_routing_mutants_reach_the_block_check():
 def test_fixture_routes_decisively_over_the_whole_continuation(name):
     """A router near-tie would let fp32 noise pick another expert: the fixture must keep clear of it."""
     import torch
+    from archval.oracles.hf import Oracle
     fixture = fixtures.load(name)
     model, run = oracle_cache.model(fixture), oracle_cache.run(fixture)
     logits = []
-    hooks = [model.model.model.layers[i].mlp.gate.register_forward_hook(lambda m, i, out: logits.append(out[0]))
-             for i in run.routed_layers]
+    blocks = [Oracle._mlp(model.model.model.layers[i]) for i in run.routed_layers]  # GraniteMoE's block_sparse_moe
+    routers = [block.gate if hasattr(block, "gate") else block.router for block in blocks]
+    hooks = [router.register_forward_hook(lambda m, i, out: logits.append(out[0])) for router in routers]
     ids = np.concatenate([fixture.prompt(), run.tokens[:-1]]).astype(np.int64)
     with torch.no_grad():
         model.model(input_ids=torch.from_numpy(ids)[None], use_cache=False)

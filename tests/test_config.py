@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from archval.emitter import Config, ConfigError
+from archval.emitter.families import FAMILIES
 from archval.harness.core import fixtures
 
 NAMES = fixtures.names()
@@ -23,6 +24,8 @@ def hf_rope_layers(hf) -> list[bool]:
     sliding layers only, or every layer where there is no window."""
     if hf.model_type == "exaone4":
         return [hf.sliding_window is None or t == "sliding_attention" for t in hf.layer_types]
+    if hf.model_type == "cohere2":  # Cohere2Attention rotates on its sliding layers only
+        return [t == "sliding_attention" and hf.sliding_window is not None for t in hf.layer_types]
     return [bool(x) for x in getattr(hf, "no_rope_layers", [1] * hf.num_hidden_layers)]
 
 
@@ -41,8 +44,7 @@ def test_flags_agree_with_transformers(name):
     ours, hf = Config.from_dict(raw), hf_config(raw)
     assert ours.head_dim == (getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads)
     assert ours.num_kv_heads == (getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads)  # GPT-NeoX: MHA
-    eps = next(n for n in ("rms_norm_eps", "layer_norm_eps", "norm_eps") if hasattr(hf, n))  # LayerNorm: Phi, Nemotron
-    assert ours.rms_norm_eps == getattr(hf, eps)
+    assert ours.rms_norm_eps == getattr(hf, FAMILIES[raw["model_type"]].norm_eps_field)  # Phi's layer_norm_eps, ...
     assert ours.tie_word_embeddings == hf.tie_word_embeddings
     # no layer_types but a window (Mistral): MistralModel builds the sliding mask for every layer
     slide_all = ["sliding_attention" if getattr(hf, "sliding_window", None) else "full_attention"]
@@ -57,11 +59,16 @@ def test_flags_agree_with_transformers(name):
         theirs = rope.get(layer_type, rope)
         assert mine.theta == theirs["rope_theta"]
         assert mine.kind == theirs["rope_type"]
-        assert mine.factor == theirs.get("factor", 1.0)
+        if mine.kind == "longrope":  # its factor, where absent, is derived (max_position_embeddings / original)
+            assert list(mine.short_factor) == theirs["short_factor"]
+            assert mine.original_max_position == theirs["original_max_position_embeddings"]
+        else:
+            assert mine.factor == theirs.get("factor", 1.0)
     assert ours.rotary_width == int(ours.head_dim * rope.get("partial_rotary_factor", 1.0))
     assert list(ours.rope_layers) == hf_rope_layers(hf)
     if ours.moe is not None:
-        assert ours.moe.experts == hf.num_experts  # every MoE config class maps its alias to num_experts
+        # every MoE config class maps its alias to num_experts, but GraniteMoE's, which has num_local_experts only
+        assert ours.moe.experts == getattr(hf, "num_experts", None) or getattr(hf, "num_local_experts")
         assert ours.moe.top_k == hf.num_experts_per_tok
         assert ours.clip_qkv == getattr(hf, "clip_qkv", None)
 

@@ -230,7 +230,30 @@ def partial_factor(draw, head_dim: int) -> float:
 
 
 def layernorm_eps(raw: dict, field: str) -> dict:
+    """The norms' epsilon under the key the family's class names it (Family.norm_eps_field: StarCoder2's
+    norm_epsilon, Phi's layer_norm_eps, ...)."""
     raw[field] = raw.pop("rms_norm_eps")
+    return raw
+
+
+@st.composite
+def granite(draw, model_type="granite"):
+    raw = draw(dense_base(model_type))
+    head_dim = raw.get("head_dim", raw["hidden_size"] // raw["num_attention_heads"])
+    # the published scale: 1 / head_dim (Granite 3) or about head_dim^-0.5; 1.0 at head_dim 32 makes attention
+    # so sharp that fp32 rounding alone moves the logits past the bound
+    raw.update(rope_parameters=draw(rope_spec()), embedding_multiplier=pick(draw, 0.25, 1.0, 12.0),
+               residual_multiplier=pick(draw, 0.22, 1.0, 2.0),
+               attention_multiplier=pick(draw, 1 / head_dim, 0.5 / head_dim ** 0.5), logits_scaling=pick(draw, 1.0, 3.0, 8.0))
+    return draw(experts(raw, "num_local_experts", "intermediate_size")) if model_type == "granitemoe" else raw
+
+
+@st.composite
+def starcoder2(draw):
+    raw = layernorm_eps(draw(dense_base("starcoder2")), "norm_epsilon")
+    raw.update(rope_parameters=draw(rope_spec()), use_bias=draw(st.booleans()),
+               hidden_act=pick(draw, "gelu_pytorch_tanh", "silu"), sliding_window=draw(st.one_of(st.none(),
+                                                                                           st.integers(2, 8))))
     return raw
 
 
@@ -238,6 +261,15 @@ def layernorm_eps(raw: dict, field: str) -> dict:
 def phi(draw):
     raw = layernorm_eps(draw(dense_base("phi", head_dim_free=False)), "layer_norm_eps")
     raw.update(hidden_act="gelu_new", rope_theta=pick(draw, 10_000.0, 500_000.0),
+               partial_rotary_factor=partial_factor(draw, raw["hidden_size"] // raw["num_attention_heads"]))
+    return raw
+
+
+@st.composite
+def stablelm(draw):
+    raw = layernorm_eps(draw(dense_base("stablelm", head_dim_free=False)), "layer_norm_eps")
+    raw.update(rope_theta=pick(draw, 10_000.0, 500_000.0), use_qkv_bias=draw(st.booleans()),
+               use_parallel_residual=draw(st.booleans()), qk_layernorm=draw(st.booleans()),
                partial_rotary_factor=partial_factor(draw, raw["hidden_size"] // raw["num_attention_heads"]))
     return raw
 
@@ -253,6 +285,22 @@ def gpt_neox(draw):
         raw.update(rotary_pct=factor, rotary_emb_base=pick(draw, 10_000, 500.0))
     else:
         raw["rope_parameters"] = {"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": factor}
+    return raw
+
+
+@st.composite
+def cohere(draw, model_type="cohere"):
+    raw = layernorm_eps(draw(dense_base(model_type, head_dim_free=model_type == "cohere")), "layer_norm_eps")
+    raw.update(rope_theta=pick(draw, 10_000.0, 8_000_000.0), logit_scale=pick(draw, 0.0625, 0.25, 1.0),
+               attention_bias=draw(st.booleans()))
+    if model_type == "cohere":
+        raw["use_qk_norm"] = draw(st.booleans())
+    else:
+        raw.update(sliding_window=draw(st.integers(2, 8)))  # transformers' Cohere2 cannot run without a window
+        if draw(st.booleans()):
+            raw["layer_types"] = layer_types(draw, raw["num_hidden_layers"])
+        else:
+            raw["sliding_window_pattern"] = pick(draw, 2, 4)
     return raw
 
 
@@ -282,14 +330,30 @@ def glm4(draw):
     return raw
 
 
+@st.composite
+def phi3(draw):
+    raw = draw(dense_base("phi3"))
+    rotary = int(raw.get("head_dim", raw["hidden_size"] // raw["num_attention_heads"]) * 1.0)
+    raw.update(sliding_window=draw(st.one_of(st.none(), st.integers(2, 8))), rope_theta=10_000.0)
+    if draw(st.booleans()):
+        factors = lambda: draw(st.lists(st.sampled_from([1.0, 1.5, 4.0, 12.0]), min_size=rotary // 2,
+                                        max_size=rotary // 2))
+        raw.update(original_max_position_embeddings=pick(draw, 32, 64), max_position_embeddings=pick(draw, 64, 256),
+                   rope_scaling={"type": pick(draw, "longrope", "su"), "short_factor": factors(),
+                                 "long_factor": factors()})
+    return raw
+
+
 VALID = {
     "llama": llama(), "qwen2": qwen("qwen2"), "qwen3": qwen("qwen3"), "gemma": gemma(), "gemma2": gemma2(),
     "gemma3_text": gemma3(), "olmo2": olmo("olmo2"), "olmo3": olmo("olmo3"), "smollm3": smollm3(),
     "mistral": mistral(), "seed_oss": seed_oss(), "mixtral": mixtral(), "qwen2_moe": qwen_moe("qwen2_moe"),
     "qwen3_moe": qwen_moe("qwen3_moe"), "olmoe": olmoe(),
     "phi": phi(), "gpt_neox": gpt_neox(), "nemotron": nemotron(), "exaone4": exaone4(), "glm4": glm4(),
+    "granite": granite(), "granitemoe": granite("granitemoe"), "starcoder2": starcoder2(), "stablelm": stablelm(),
+    "cohere": cohere(), "cohere2": cohere("cohere2"), "phi3": phi3(),
 }
-MOE = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe")
+MOE = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "granitemoe")
 
 
 # -- one example end to end ---------------------------------------------------------------------------
@@ -308,7 +372,7 @@ def router_margin(fixture: Fixture) -> float:
     import torch
     from archval.harness.core import oracle_cache as oracles
     oracle, logits = oracles.model(fixture), []
-    gates = [layer.mlp.gate for layer in oracle.model.model.layers if hasattr(layer.mlp, "gate")]
+    gates = [oracle.router(i) for i in oracle.routed_layers()]  # mlp.gate, GraniteMoE's block_sparse_moe.router
     if not gates:
         return 1.0
     hooks = [g.register_forward_hook(lambda m, i, out: logits.append(out[0] if isinstance(out, tuple) else out))

@@ -142,3 +142,13 @@ def test_a_decode_failing_after_its_own_prefill_step_is_decode_only(llama_decode
 def test_a_nan_layer_is_named_in_words_not_as_a_multiple_of_its_floor():
     localisation = of_builtin(fixtures.load(FAMILY), core=NanScoreScaleInLayer2)
     assert localisation.summary == "first divergence: layer 2 attention (its output holds NaN/Inf)", localisation
+
+
+def test_gpt_neox_is_localised_through_its_own_module_names():
+    """GPT-NeoX's layers are gpt_neox.layers (base_model, not model) and its attention module `attention`: a
+    failing prefill is localised, not an ERROR. Its parallel MLP reading the attention's norm breaks layer 0's
+    MLP first."""
+    fixture = fixtures.load("gpt_neox")
+    assert of_builtin(fixture).first is None
+    first = of_builtin(fixture, core=mutants.ParallelBlockOneNorm).first
+    assert first is not None and (first.layer, first.point) == (0, "mlp")

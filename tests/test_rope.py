@@ -101,3 +101,47 @@ def test_partial_rotary_that_rotates_an_odd_width_is_refused():
         Config.from_dict({**raw, "partial_rotary_factor": 0.35})
     with pytest.raises(ConfigError, match="partial rotary is not used by this family"):
         Config.from_dict({**fixtures.load("llama").config, "rope_parameters": {"partial_rotary_factor": 0.5}})
+
+
+LONGROPE = {"rope_type": "longrope", "short_factor": [1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 8.0, 12.0],
+            "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0]}
+
+
+@pytest.mark.parametrize("changes", [
+    {},                                                               # the phi3 fixture's: factor from 128 / 32
+    {"rope_theta": 500000.0, "max_position_embeddings": 4096, "original_max_position_embeddings": 4096},  # factor 1
+    {"rope_scaling": {**LONGROPE, "factor": 3.0, "attention_factor": 1.25}},
+    {"rope_scaling": {**LONGROPE, "short_factor": LONGROPE["short_factor"][:4], "long_factor": [2.0] * 4},
+     "partial_rotary_factor": 0.5},
+], ids=["derived", "unscaled", "given", "partial"])
+def test_longrope_is_hfs_within_an_ulp(changes):
+    """Phi-3's LongRoPE (ROPE_INIT_FUNCTIONS["longrope"], the short factors inside the original context): the
+    same inverse frequencies to an ulp (torch's pow, as for every type) and the same attention factor, which
+    multiplies cos and sin."""
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    raw = {**fixtures.load("phi3").config, **changes}
+    inv_freq, attention_factor = ROPE_INIT_FUNCTIONS["longrope"](AutoConfig.for_model(**raw), None)
+    cfg = Config.from_dict(raw)
+    ours = rope_tables.inverse_frequencies(cfg.rope_full, cfg.rotary_width)
+    assert ours.shape == inv_freq.shape and ulp_distance(ours, inv_freq.numpy()) <= 1
+    assert abs(cfg.rope_full.attention_factor - attention_factor) <= math.ulp(attention_factor)
+    cos, sin = rope_tables.cos_sin_tables(cfg.rope_full, cfg.rotary_width, 4)
+    assert cos[0, 0] == np.float32(attention_factor) and cos.shape == (4, len(inv_freq))
+
+
+def test_longrope_past_its_original_context_is_refused():
+    """HF switches to the long factors once a forward's positions pass original_max_position_embeddings; the
+    emitter's tables hold the short ones only, so a graph that reaches past it is refused."""
+    cfg = Config.from_dict({**fixtures.load("phi3").config, "original_max_position_embeddings": 24},
+                           source="x/config.json")
+    emit(cfg, "prefill")
+    with pytest.raises(ConfigError) as err:
+        emit(cfg, "decode")
+    assert str(err.value).startswith("x/config.json: field 'original_max_position_embeddings' = 24: LongRoPE")
+
+
+def test_partial_rotary_rotates_the_first_dimensions_only():
+    cfg = Config.from_json(fixtures.load("stablelm").config_path)
+    cos, _ = rope_tables.cos_sin_tables(cfg.rope_full, cfg.rotary_width, 8)
+    assert cfg.rotary_width == 8 and cos.shape == (8, 4)

@@ -5,7 +5,7 @@ docs/emitter-protocol.md#taps): after its normal results it returns three more, 
 f32[L, Lp, hidden], in TAP_POINTS order: every layer's attention output, MLP output (both
 before any post-norm and the residual add) and the layer's output. The graph runs on IREE with
 the fp32 oracle's weights, and each tap is compared over the prompt's real tokens with the same
-tensor hooked out of the fp32 oracle (forward hooks on self_attn, mlp and the decoder layer).
+tensor hooked out of the fp32 oracle (forward hooks on the attention, the MLP and the decoder layer).
 Each tap's noise floor is fp32 oracle vs fp64 oracle at that tap; the first tap (in forward
 order) whose error exceeds noise.STRICT_FACTOR x its floor is named. "attention" covers the
 attention's input norm, projections, RoPE, mask and softmax; "mlp" its input norm and the MLP;
@@ -35,7 +35,9 @@ from archval.harness.core.inputs import prefill_inputs
 from archval.harness.core.record import FAIL, Localisation, Record, Tap
 
 TAP_POINTS = ("attention", "mlp", "layer")  # the tap protocol's results, in this order
-HF_MODULES = {"attention": "self_attn", "mlp": "mlp", "layer": None}
+# each tap point's module in a transformers decoder layer, by the names the families give it (GPT-NeoX's
+# attention is `attention`, GraniteMoE's MLP `block_sparse_moe`); None: the layer itself
+HF_MODULES = {"attention": ("self_attn", "attention"), "mlp": ("mlp", "block_sparse_moe"), "layer": None}
 
 
 def oracle_taps(fixture: Fixture, dtype: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -43,15 +45,16 @@ def oracle_taps(fixture: Fixture, dtype: str) -> tuple[dict[str, np.ndarray], di
     import torch
 
     oracle = oracle_cache.model(fixture, dtype)
-    layers = oracle.model.model.layers
+    layers = oracle.model.base_model.layers  # GPT-NeoX's gpt_neox.layers, every other family's model.layers
     taps = {p: [None] * len(layers) for p in TAP_POINTS}
     handles = []
     for i, layer in enumerate(layers):
-        for point, attr in HF_MODULES.items():
+        for point, names in HF_MODULES.items():
             def hook(_module, _args, out, point=point, i=i):
                 out = out[0] if isinstance(out, tuple) else out
                 taps[point][i] = out[0].detach().to(torch.float64).numpy()
-            handles.append((getattr(layer, attr) if attr else layer).register_forward_hook(hook))
+            module = next(getattr(layer, n) for n in names if hasattr(layer, n)) if names else layer
+            handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
             oracle.forward(fixture.prompt(), fixture.prompt_positions())

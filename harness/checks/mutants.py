@@ -109,7 +109,7 @@ class MaskIncludesNext(Decoder):
 
 class RopeInterleaved(Decoder):
     """RoPE pairs the other way: GPT-J's interleaved pairs (x[2i], x[2i+1]) where the family rotates the halves
-    (x[i], x[i + D/2]), the halves where it interleaves (GLM-4)."""
+    (x[i], x[i + D/2]), the halves where it interleaves (GLM-4, Cohere)."""
     def rotate(self, x, cos, sin):
         return self.rotate_halves(x, cos, sin) if self.cfg.rope_pairs_interleaved else self.rotate_pairs(x, cos, sin)
 
@@ -127,8 +127,18 @@ class GateUpSwapped(Decoder):
         return tuple(reversed(super().gate_up_halves(fused, size)))
 
 
+class StackedGateUpSwapped(Decoder):
+    """Stacked experts' gate_up tensor [E, 2I, H] read with its halves swapped (up rows taken for the gate)."""
+    def weight(self, name, shape):
+        w = super().weight(name, shape)
+        if not name.endswith(".experts.gate_up_proj"):
+            return w
+        g, (e, two, h) = self.g, shape
+        return g.concatenate([g.slice(w, (0, two // 2, 0), (e, two, h)), g.slice(w, (0, 0, 0), (e, two // 2, h))], dim=1)
+
+
 class LayerNormUncentred(Decoder):
-    """LayerNorm read as RMSNorm with a bias: the mean is not removed (weight and bias still applied)."""
+    """LayerNorm read as RMSNorm: the mean is not removed (weight, and bias where there is one, still applied)."""
     def layer_norm(self, x, name):
         g, last = self.g, len(x.shape) - 1
         mean_sq = g.div(g.reduce(g.mul(x, x), g.scalar(0.0), "add", [last]), g.scalar(float(x.shape[-1])))
@@ -169,8 +179,14 @@ class ParallelBlockOneNorm(Decoder):
 class QkvFusedBlockwise(Decoder):
     """GPT-NeoX's fused query_key_value read as three blocks [q | k | v] (Phi-3's layout), not per head."""
     def split_qkv_per_head(self, qkv):
-        g, t, n = self.g, qkv.shape[0], qkv.shape[1] // 3
-        return tuple(g.slice(qkv, (0, j * n), (t, (j + 1) * n)) for j in range(3))
+        return self.split_qkv_blocks(qkv)
+
+
+class QkvFusedKvSwapped(Decoder):
+    """A fused qkv_proj [q | k | v] sliced q, v, k: the key and value rows bound to each other."""
+    def split_qkv_blocks(self, qkv):
+        q, k, v = super().split_qkv_blocks(qkv)
+        return q, v, k
 
 
 class PlainRelu(Decoder):
@@ -215,6 +231,16 @@ def _eps_key(raw: dict) -> str:
     """The key a family's config.json writes its norms' epsilon under (Phi's layer_norm_eps, Nemotron's norm_eps)."""
     family = FAMILIES[raw["model_type"]]
     return family.aliases.get(family.norm_eps_field, family.norm_eps_field)
+def _scores_scaled(c: Config, factor: float) -> Config:
+    """The scores scaled by factor more than the family's scale (Granite's attention_multiplier, else score_scale)."""
+    if c.attention_multiplier is not None:
+        return replace(c, attention_multiplier=c.attention_multiplier * factor)
+    return replace(c, score_scale=c.score_scale * factor)
+
+
+def _unscaled_rope(rope: Rope, theta: float) -> Rope:
+    """The default RoPE at theta, on the same rotary dimensions."""
+    return Rope(theta)
 
 
 def _first_full_layer_slides(c: Config) -> Config:
@@ -262,13 +288,24 @@ _APPLIES: dict[str, Applies] = {
     "rotary_full_width": lambda c: _rotates(c) and c.rotary_width < c.head_dim,
     "no_lm_head_bias": lambda c: c.lm_head_bias,
     "gelu_tanh_for_erf": lambda c: c.mlp_activation == "gelu_erf",
+    "no_embedding_multiplier": lambda c: c.embedding_multiplier not in (None, 1.0),
+    "no_residual_multiplier": lambda c: c.residual_multiplier not in (None, 1.0),
+    "no_attention_multiplier": lambda c: c.attention_multiplier not in (None, c.score_scale),
+    "no_logits_scaling": lambda c: c.logits_divisor not in (None, 1.0),
+    "no_logit_scale": lambda c: c.logits_multiplier not in (None, 1.0),
+    "no_longrope_attention_factor": lambda c: _rotates(c) and c.rope_full.kind == "longrope"
+    and c.rope_full.attention_factor != 1.0,
+    "longrope_long_factor": lambda c: _rotates(c) and c.rope_full.kind == "longrope"
+    and c.rope_full.short_factor != c.rope_full.long_factor,
 }
 
 _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "rope_theta_default": ("RoPE base 10000 instead of the config's rope_theta",
-                           lambda c: replace(c, rope_full=Rope(10000.0), rope_sliding=Rope(10000.0))),
-    "no_rope_scaling": ("RoPE scaling (linear/llama3/yarn) ignored",
-                        lambda c: replace(c, rope_full=Rope(c.rope_full.theta), rope_sliding=Rope(c.rope_sliding.theta))),
+                           lambda c: replace(c, rope_full=_unscaled_rope(c.rope_full, 10000.0),
+                                             rope_sliding=_unscaled_rope(c.rope_sliding, 10000.0))),
+    "no_rope_scaling": ("RoPE scaling (linear/llama3/yarn/longrope) ignored",
+                        lambda c: replace(c, rope_full=_unscaled_rope(c.rope_full, c.rope_full.theta),
+                                          rope_sliding=_unscaled_rope(c.rope_sliding, c.rope_sliding.theta))),
     "local_rope_is_global": ("sliding layers rotate with the global RoPE", lambda c: replace(c, rope_sliding=c.rope_full)),
     "nope_layer_rotated": ("NoPE layers rotated anyway", lambda c: replace(c, rope_layers=(True,) * c.num_layers)),
     "no_qkv_bias": ("q/k/v biases dropped", lambda c: replace(c, qkv_bias=False)),
@@ -277,7 +314,7 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "no_yarn_attention_factor": ("YaRN's attention factor left out of cos and sin",
                                  lambda c: replace(c, rope_full=replace(c.rope_full, attention_factor=1.0),
                                                    rope_sliding=replace(c.rope_sliding, attention_factor=1.0))),
-    "no_qk_norm": ("q/k RMSNorm dropped", lambda c: replace(c, qk_norm=None)),
+    "no_qk_norm": ("q/k norm dropped", lambda c: replace(c, qk_norm=None)),
     "no_plus_one_norm": ("RMSNorm scales by w instead of (1 + w)", lambda c: replace(c, norm_plus_one=False)),
     "no_embed_scale": ("embeddings not scaled by sqrt(hidden)", lambda c: replace(c, embed_scale=False)),
     "silu_for_gelu": ("SiLU where the family has another activation (GELU, relu2)",
@@ -299,6 +336,21 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "no_lm_head_bias": ("the head's bias dropped", lambda c: replace(c, lm_head_bias=False)),
     "gelu_tanh_for_erf": ("tanh-approximate GELU where the family uses erf's",
                           lambda c: replace(c, mlp_activation="gelu_tanh")),
+    "no_embedding_multiplier": ("embeddings not multiplied by embedding_multiplier",
+                                lambda c: replace(c, embedding_multiplier=None)),
+    "no_residual_multiplier": ("attention and MLP outputs added to the residual without residual_multiplier",
+                               lambda c: replace(c, residual_multiplier=None)),
+    "no_attention_multiplier": ("scores scaled by head_dim^-0.5, not attention_multiplier",
+                                lambda c: replace(c, attention_multiplier=None)),
+    "no_logits_scaling": ("logits not divided by logits_scaling", lambda c: replace(c, logits_divisor=None)),
+    "no_logit_scale": ("logits not multiplied by logit_scale", lambda c: replace(c, logits_multiplier=None)),
+    "no_longrope_attention_factor": ("LongRoPE's attention factor left out of cos and sin",
+                                     lambda c: replace(c, rope_full=replace(c.rope_full, attention_factor=1.0),
+                                                       rope_sliding=replace(c.rope_sliding, attention_factor=1.0))),
+    "longrope_long_factor": ("LongRoPE's long factors inside the original context, where HF takes the short ones",
+                             lambda c: replace(c, rope_full=replace(c.rope_full, short_factor=c.rope_full.long_factor),
+                                               rope_sliding=replace(c.rope_sliding,
+                                                                    short_factor=c.rope_sliding.long_factor))),
     "honour_inert_window": ("sliding_window applied although use_sliding_window is false",
                             lambda c: replace(c, sliding_window=4, layer_types=(FULL,) + (SLIDING,) * (c.num_layers - 1))),
 }
@@ -335,11 +387,11 @@ MUTANTS: dict[str, Mutant] = {
     "eps_tenth": Mutant("RMSNorm epsilon a tenth of the config's",
                         lambda c: replace(c, rms_norm_eps=c.rms_norm_eps / 10), applies=lambda c: True,
                         oracle_config=lambda raw: {**raw, _eps_key(raw): Config.from_dict(raw).rms_norm_eps / 10}),
-    "attn_scale_1pct": Mutant("attention scores scaled 1% too much",
-                              lambda c: replace(c, score_scale=c.score_scale * 1.01), applies=lambda c: True),
+    "attn_scale_1pct": Mutant("attention scores scaled 1% too much", lambda c: _scores_scaled(c, 1.01),
+                              applies=lambda c: True),
     # a tenth of that stays inside the fixed 1e-2 bound: the strict bound's reason to exist
-    "attn_scale_permille": Mutant("attention scores scaled 0.1% too much",
-                                  lambda c: replace(c, score_scale=c.score_scale * 1.001), applies=lambda c: True),
+    "attn_scale_permille": Mutant("attention scores scaled 0.1% too much", lambda c: _scores_scaled(c, 1.001),
+                                  applies=lambda c: True),
     "mask_includes_next": Mutant("the causal mask lets each query see the next slot", core=MaskIncludesNext,
                                  applies=lambda c: True),
     "rope_interleaved": Mutant("RoPE pairs the other way (interleaved for halves, halves for interleaved)",
@@ -347,16 +399,20 @@ MUTANTS: dict[str, Mutant] = {
                                applies=_rotates),
     "gate_up_swapped": Mutant("the MLP's gate and up projections swapped", core=GateUpSwapped,
                               applies=lambda c: c.mlp_gated and (c.moe is None or not all(c.moe.routed_layers))),
-    "layernorm_uncentred": Mutant("LayerNorm without removing the mean (RMSNorm with a bias)", core=LayerNormUncentred,
-                                  applies=lambda c: c.layernorm_with_bias),
+    "stacked_gate_up_swapped": Mutant("stacked experts' gate_up halves swapped", core=StackedGateUpSwapped,
+                                      applies=lambda c: c.moe is not None and c.moe.stacked),
+    "layernorm_uncentred": Mutant("LayerNorm without removing the mean (RMSNorm, with the bias where there is one)",
+                                  core=LayerNormUncentred, applies=lambda c: c.norm_kind != "rms"),
     "layernorm_bias_ignored": Mutant("the LayerNorms' bias never added", core=LayerNormBiasIgnored,
-                                     applies=lambda c: c.layernorm_with_bias),
+                                     applies=lambda c: c.norm_kind == "layernorm"),
     "parallel_block_sequential": Mutant("attention and MLP run one after the other instead of in parallel",
                                         core=ParallelBlockSequential, applies=lambda c: c.parallel_block is not None),
     "parallel_block_one_norm": Mutant("the parallel MLP reads the attention's norm instead of its own",
                                       core=ParallelBlockOneNorm, applies=lambda c: c.parallel_block == "two_norms"),
     "qkv_fused_blockwise": Mutant("the per-head fused query_key_value split as [q | k | v] blocks",
-                                  core=QkvFusedBlockwise, applies=lambda c: c.qkv_fused_per_head),
+                                  core=QkvFusedBlockwise, applies=lambda c: c.qkv_fused == "per_head"),
+    "qkv_fused_kv_swapped": Mutant("a fused qkv_proj [q | k | v] sliced q, v, k", core=QkvFusedKvSwapped,
+                                   applies=lambda c: c.qkv_fused == "blocks"),
     "relu_for_relu2": Mutant("ReLU where the family squares it", core=PlainRelu,
                              applies=lambda c: c.mlp_activation == "relu2"),
     "sandwich_norms_swapped": Mutant("the attention's post-norm and the MLP's pre-norm swapped",
@@ -366,7 +422,7 @@ MUTANTS: dict[str, Mutant] = {
     "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated,
                                     applies=lambda c: c.moe is not None and bool(c.moe.shared_expert_size)),
     "qk_norm_wrong_axis": Mutant("q/k RMSNorm over the other axis (projection vs head)", core=QkNormWrongAxis,
-                                 applies=lambda c: c.qk_norm is not None),
+                                 applies=lambda c: c.qk_norm in ("head", "projection")),
 }
 
 

@@ -150,18 +150,17 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     if not layers:
         return None
     logits = []
-    hooks = [oracle.model.model.layers[i].mlp.gate.register_forward_hook(lambda m, i, out: logits.append(out[0]))
-             for i in layers]
+    hooks = [oracle.router(i).register_forward_hook(lambda m, i, out: logits.append(out[0])) for i in layers]
     ids = np.concatenate([fixture.prompt(), oracles.run(fixture).tokens[:-1]]).astype(np.int64)
     hidden = hidden_states(fixture, DEFAULT_BUCKET, fixture.config["hidden_size"])
     try:
         with torch.no_grad():
             oracle.model(input_ids=torch.from_numpy(ids)[None], use_cache=False)
-            oracle.model.model.layers[layers[0]].mlp.gate(torch.from_numpy(hidden))
+            oracle.router(layers[0])(torch.from_numpy(hidden))
     finally:
         for h in hooks:
             h.remove()
-    k = oracle.model.model.layers[layers[0]].mlp.gate.top_k
+    k = oracle.router(layers[0]).top_k
     ranked = -np.sort(-torch.cat([x.reshape(-1, x.shape[-1]) for x in logits]).double().numpy(), axis=1)
     return float((ranked[:, k - 1] - ranked[:, k]).min())
 
