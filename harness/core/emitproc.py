@@ -47,12 +47,18 @@ class Finished:
 
 def timeout_s() -> float:
     """The emit time limit: $ARCHVAL_EMIT_TIMEOUT_S (the gate's --emit-timeout sets it), else 120 s."""
-    raw = os.environ.get(TIMEOUT_ENV)
+    return seconds_from_environment(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, EmitterProblem)
+
+
+def seconds_from_environment(variable: str, default: float, error: type[Exception]) -> float:
+    """A time limit from the environment: the variable's positive number of seconds, else the default; error
+    (one sentence) for a value that is none."""
+    raw = os.environ.get(variable)
     if not raw:
-        return DEFAULT_TIMEOUT_S
+        return default
     value = parse_timeout(raw)
     if value is None:
-        raise EmitterProblem(f"${TIMEOUT_ENV} = {raw!r} is not a number of seconds above 0")
+        raise error(f"${variable} = {raw!r} is not a number of seconds above 0")
     return value
 
 

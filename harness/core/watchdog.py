@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from archval.harness.core.emitproc import parse_timeout
+from archval.harness.core.emitproc import seconds_from_environment
 
 TIMEOUT_ENV = "ARCHVAL_RUN_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 300.0
@@ -38,13 +38,7 @@ class Expired:
 
 
 def timeout_s() -> float:
-    raw = os.environ.get(TIMEOUT_ENV)
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    value = parse_timeout(raw)
-    if value is None:
-        raise RunTimeoutError(f"${TIMEOUT_ENV} = {raw!r} is not a number of seconds above 0")
-    return value
+    return seconds_from_environment(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, RunTimeoutError)
 
 
 def exit_saying(expired: Expired) -> None:
