@@ -97,7 +97,9 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_init(parent: int, notes, then=None, args: tuple = ()) -> None:
+def worker_init(parent: int, notes, then=None, args: tuple = (), threads: int = 1) -> None:
+    from archval.harness.backends import iree
+    iree.use_threads(threads)  # before any graph is loaded: IREE's driver reads it once
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stopped)
     watchdog.on_expiry(partial(stopped.tell, notes, _leave))
@@ -125,10 +127,13 @@ def _watch_parent(parent: int) -> None:
             _leave(1)
 
 
-def process_pool(jobs: int, initializer=None, initargs: tuple = ()) -> ProcessPoolExecutor:
-    """A pool of spawned workers that die with the gate (worker_init, then initializer(*initargs))."""
+def process_pool(jobs: int, initializer=None, initargs: tuple = (), share: int | None = None) -> ProcessPoolExecutor:
+    """A pool of spawned workers that die with the gate (worker_init, then initializer(*initargs)). Each runs
+    IREE on its share of the cores: the cores divided among the share (default: jobs) workers that run at once."""
+    threads = max(1, cores() // (share or jobs))
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=worker_init, initargs=(os.getpid(), stopped.notes(), initializer, initargs))
+                               initializer=worker_init,
+                               initargs=(os.getpid(), stopped.notes(), initializer, initargs, threads))
 
 
 @contextmanager
@@ -278,7 +283,7 @@ def _validate_alone(tasks: list[Task], limit: int) -> Iterator[Done]:
     try:
         while pending or active:
             while pending and len(active) < limit:
-                task, pool = pending.pop(0), process_pool(1)
+                task, pool = pending.pop(0), process_pool(1, share=limit)
                 active[pool.submit(validate, task)] = (task, pool)
             done, _ = wait(active, return_when=FIRST_COMPLETED)
             for future in done:
