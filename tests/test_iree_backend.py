@@ -90,3 +90,14 @@ def test_a_weight_is_bound_once_in_place_never_copied(tmp_path, monkeypatch):
     other = aligned_f32((4,))  # another array is bound on its own, never mistaken for the first
     other[...] = 1
     assert module.call({"x": other}, {})[0].tolist() == [2, 2, 2, 2] and len(made) == 2
+
+
+def test_the_logits_are_the_same_bits_on_any_driver_and_thread_count(tmp_path):
+    """The verdicts must not depend on the cores a run gets: IREE's reductions are tiled when it compiles,
+    not by its threads. Prefill and decode of a dense family, one with sliding windows and soft-capping, and
+    one with experts, on local-sync and local-task with 1 and 2 threads (bench/iree_threads.py)."""
+    env = {**os.environ, "ARCHVAL_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "iree_threads.py"), "llama", "gemma2", "mixtral"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "bit-identical: yes", proc.stdout + proc.stderr
+    assert len(proc.stdout.splitlines()) == 4  # a line per configuration: each ran
