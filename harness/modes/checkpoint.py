@@ -23,11 +23,11 @@ from archval.harness.core.binding import IDENTITY
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.case import run_case
 from archval.harness.core.fixtures import DEFAULT_BOUND, Fixture
+from archval.harness.core.host import cores
 from archval.harness.core.record import CheckpointFacts
 from archval.harness.core.summary import RunInfo
 from archval.harness.modes import Outcome, UsageError, claim_reports
 from archval.harness.modes.gate import emitter_of
-from archval.harness.modes.workers import cores
 from archval.harness.present.console import line
 
 DEFAULT_STEPS = 32
