@@ -3,11 +3,12 @@
 The cache key covers the text, the compiler version, the flags and the host CPU
 (host-tuned vmfbs are not portable).
 
-Graphs run on IREE's `local-task` driver, on as many threads as whoever starts the process gives it
-(use_threads: a gate worker its share of the cores, a --checkpoint run all of them; 1 unless told). A
-dispatch's reductions are tiled at compile time, never by the thread count: every fixture family's prefill
-and decode logits, and a 58M-parameter checkpoint's, are the same bits on `local-sync` and on `local-task`
-with 1 or 2 threads (docs/performance.md), so the verdicts do not depend on the machine's cores.
+Graphs run on as many threads as whoever starts the process gives them (use_threads: a gate worker its share
+of the cores, a --checkpoint run all of them; 1 unless told): on one, IREE's `local-sync` driver, in the
+calling thread; on more, `local-task`. A dispatch's reductions are tiled at compile time, never by the thread
+count: every fixture family's prefill and decode logits are the same bits on `local-sync` and on `local-task`
+with 1 or 2 threads (bench/iree_threads.py, and a test on three families), so the verdicts do not depend on
+the machine's cores.
 """
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ COMPILE_TIMEOUT_S = 300
 COMPILER_ENV, TIMEOUT_ENV = "ARCHVAL_IREE_COMPILE", "ARCHVAL_COMPILE_TIMEOUT_S"
 ALIGNMENT = 64  # IREE's heap buffers are 64-byte aligned, and its CPU code may assume it
 TARGET_FLAGS = ("--iree-hal-target-backends=llvm-cpu", "--iree-llvmcpu-target-cpu=host")
-DRIVER = "local-task"
+# One thread: local-sync, no worker thread to hand each call to (the fixtures' tiny graphs: 133 ms for 468
+# calls, against 316 ms on local-task's one worker; docs/performance.md). DRIVER set: that driver whatever the count.
+DRIVER: str | None = None
 THREADS_FLAG = "--task_topology_group_count"  # worker threads, unpinned: the OS places them on the allowed cores
 _threads = [1]  # this process's setting; the driver reads it once, when the first graph is loaded
 
@@ -127,17 +130,21 @@ def use_threads(count: int) -> int:
     return _threads[0]
 
 
+def driver() -> str:
+    return DRIVER or ("local-sync" if _threads[0] == 1 else "local-task")
+
+
 @lru_cache(maxsize=1)
 def device():
-    """The process's one local-task device, on threads() worker threads."""
+    """The process's one device: local-sync, or local-task on use_threads' count of worker threads."""
     import iree.runtime as rt
     from iree.runtime.flags import parse_flags
     parse_flags(f"{THREADS_FLAG}={_threads[0]}")
-    return rt.get_driver(DRIVER).create_device_by_uri(DRIVER)
+    return rt.get_driver(driver()).create_device_by_uri(driver())
 
 
 class IreeModule(Module):
-    """A vmfb loaded into IREE's local-task runtime."""
+    """A vmfb loaded into IREE's runtime, on the process's device."""
 
     def __init__(self, main: FunctionSignature, vmfb: bytes, module_name: str, cache_hit: bool):
         import iree.runtime as rt
