@@ -33,8 +33,8 @@ COMPILE_TIMEOUT_S = 300
 COMPILER_ENV, TIMEOUT_ENV = "ARCHVAL_IREE_COMPILE", "ARCHVAL_COMPILE_TIMEOUT_S"
 ALIGNMENT = 64  # IREE's heap buffers are 64-byte aligned, and its CPU code may assume it
 TARGET_FLAGS = ("--iree-hal-target-backends=llvm-cpu", "--iree-llvmcpu-target-cpu=host")
-# One thread: local-sync, no worker thread to hand each call to (the fixtures' tiny graphs: 133 ms for 468
-# calls, against 316 ms on local-task's one worker; docs/performance.md). DRIVER set: that driver whatever the count.
+# One thread: local-sync, no worker thread to hand each call to (the fixtures' tiny graphs: 109-134 ms for 468
+# calls against 203-316 ms on local-task's one worker; docs/performance.md). DRIVER set: that driver, whatever the count.
 DRIVER: str | None = None
 THREADS_FLAG = "--task_topology_group_count"  # worker threads, unpinned: the OS places them on the allowed cores
 _threads = [1]  # this process's setting; the driver reads it once, when the first graph is loaded
