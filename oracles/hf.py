@@ -221,6 +221,21 @@ class Oracle:
             logits.append(out.logits[0, -1])
         return torch.stack(logits).numpy()
 
+    @torch.no_grad()
+    def sequence_logits(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray,
+                        tokens: np.ndarray) -> np.ndarray:
+        """teacher_forced's logits in one forward over the whole sequence (the prompt, then tokens[:-1]) with no
+        cache: every layer runs once on all of it, not once per step. Only where the slots are the positions,
+        contiguous from 0 (a checkpoint run's): the causal mask (and any sliding window) over the sequence is
+        then, row by row, the mask the cache's slots give each step."""
+        sequence = [*map(int, prompt), *map(int, tokens[:-1])]
+        where = [*map(int, positions), *map(int, steps[: len(tokens) - 1])]
+        if where != list(range(len(sequence))):
+            raise ValueError("sequence_logits needs the positions to be the slots 0, 1, ...; use teacher_forced")
+        as_ids = lambda xs: torch.tensor([xs])
+        out = self.model(input_ids=as_ids(sequence), position_ids=as_ids(where), use_cache=False)
+        return out.logits[0, len(prompt) - 1:].numpy()
+
     def unread_fields(self, config: dict) -> list[str]:
         """The config's fields this oracle never reads (oracles/fields.py)."""
         from archval.oracles.fields import unread

@@ -230,3 +230,42 @@ def test_make_checkpoint_refuses_bad_input_with_one_sentence(argv, says, tmp_pat
     assert main(["make-checkpoint", *(argv if "--out" in argv else [*argv, "--out", "ckpt"])]) == 2
     err = capsys.readouterr().err
     assert err.startswith(says) and err.count("\n") == 1, err
+
+
+def fp64_softmax(monkeypatch):
+    """transformers' eager attention takes its softmax in f32 whatever the model's dtype (softmax(...,
+    dtype=torch.float32)); this makes an f64 model's softmax f64, so that two ways of computing the same
+    logits can be compared to f64's rounding."""
+    import torch
+    softmax = torch.nn.functional.softmax
+    monkeypatch.setattr(torch.nn.functional, "softmax", lambda x, dim=None, _stacklevel=3, dtype=None: softmax(
+        x, dim=dim, dtype=x.dtype if x.dtype == torch.float64 else dtype))
+
+
+@pytest.mark.parametrize("family", list(BUILDS))
+def test_the_fp64_bound_in_one_pass_is_the_step_by_step_one(family, checkpoints, monkeypatch):
+    """The strict bound's fp64 logits for a checkpoint come from one forward over the prompt and the fp32
+    oracle's tokens. In f64 throughout they are the step-by-step ones through the cache (sliding windows:
+    gemma2; experts: mixtral) to f64's rounding: the same positions, masks and windows. As the oracle runs
+    them (transformers' f32 softmax) the two differ by that softmax's rounding only (2e-6 to 2e-5 here, as
+    much as the f32 softmax moves them from f64's)."""
+    import torch
+
+    from archval.oracles.hf import Oracle
+    checkpoint = ckpt.read(checkpoints[family])
+    oracle = Oracle.from_checkpoint(checkpoint.directory, checkpoint.config)
+    prompt = np.array([int(t) for t in PROMPT.split(",")])
+    positions, steps = np.arange(len(prompt)), np.arange(len(prompt), len(prompt) + 32)
+    _, tokens = oracle.greedy(prompt, positions, steps)
+    oracle.model.to(torch.float64)
+    both = lambda: (oracle.teacher_forced(prompt, positions, steps, tokens),
+                    oracle.sequence_logits(prompt, positions, steps, tokens))
+    step_by_step, one_pass = both()
+    assert one_pass.dtype == np.float64 and one_pass.shape == step_by_step.shape == (33, checkpoint.config["vocab_size"])
+    fp64_softmax(monkeypatch)
+    exact_steps, exact_pass = both()
+    assert np.abs(exact_pass - exact_steps).max() <= 1e-12 * np.abs(exact_steps).max()
+    # as the oracle runs: apart by no more than the f32 softmax's own rounding moves the logits (measured here)
+    assert np.abs(one_pass - step_by_step).max() <= 3 * np.abs(step_by_step - exact_steps).max()
+    with pytest.raises(ValueError, match="slots"):  # a fixture's decode positions past the slots: step by step only
+        oracle.sequence_logits(prompt, positions, steps + 3, tokens)

@@ -2,6 +2,13 @@
 
 The cache key covers the text, the compiler version, the flags and the host CPU
 (host-tuned vmfbs are not portable).
+
+Graphs run on as many threads as whoever starts the process gives them (use_threads: a gate worker its share
+of the cores, a --checkpoint run all of them; 1 unless told): on one, IREE's `local-sync` driver, in the
+calling thread; on more, `local-task`. A dispatch's reductions are tiled at compile time, never by the thread
+count: every fixture family's prefill and decode logits are the same bits on `local-sync` and on `local-task`
+with 1 or 2 threads (bench/iree_threads.py, and a test on three families), so the verdicts do not depend on
+the machine's cores.
 """
 from __future__ import annotations
 
@@ -26,6 +33,11 @@ COMPILE_TIMEOUT_S = 300
 COMPILER_ENV, TIMEOUT_ENV = "ARCHVAL_IREE_COMPILE", "ARCHVAL_COMPILE_TIMEOUT_S"
 ALIGNMENT = 64  # IREE's heap buffers are 64-byte aligned, and its CPU code may assume it
 TARGET_FLAGS = ("--iree-hal-target-backends=llvm-cpu", "--iree-llvmcpu-target-cpu=host")
+# One thread: local-sync, no worker thread to hand each call to (the fixtures' tiny graphs: 109-134 ms for 468
+# calls against 203-316 ms on local-task's one worker; docs/performance.md). DRIVER set: that driver, whatever the count.
+DRIVER: str | None = None
+THREADS_FLAG = "--task_topology_group_count"  # worker threads, unpinned: the OS places them on the allowed cores
+_threads = [1]  # this process's setting; the driver reads it once, when the first graph is loaded
 
 
 @lru_cache(maxsize=1)
@@ -108,23 +120,55 @@ def _said(stderr: bytes | None) -> str:
     return f"; its stderr: {text[-2000:]}" if text else "; it wrote nothing to stderr"
 
 
+def use_threads(count: int) -> int:
+    """Ask for count threads for the graphs of this process; returns the count they run on. IREE's driver reads
+    it once, when the process's first graph is loaded, so a later request cannot change it (in-process tests
+    load graphs before a --checkpoint run asks): that count stays, and is what is returned and said. The
+    results are the same bits on any count (above), so only the time depends on it."""
+    if not device.cache_info().currsize:
+        _threads[0] = max(1, int(count))
+    return _threads[0]
+
+
+def driver() -> str:
+    return DRIVER or ("local-sync" if _threads[0] == 1 else "local-task")
+
+
+@lru_cache(maxsize=1)
+def device():
+    """The process's one device: local-sync, or local-task on use_threads' count of worker threads."""
+    import iree.runtime as rt
+    from iree.runtime.flags import parse_flags
+    parse_flags(f"{THREADS_FLAG}={_threads[0]}")
+    return rt.get_driver(driver()).create_device_by_uri(driver())
+
+
 class IreeModule(Module):
-    """A vmfb loaded into IREE's local-sync runtime."""
+    """A vmfb loaded into IREE's runtime, on the process's device."""
 
     def __init__(self, main: FunctionSignature, vmfb: bytes, module_name: str, cache_hit: bool):
         import iree.runtime as rt
         super().__init__(main, cache_hit)
-        self._ctx = rt.SystemContext(config=rt.Config("local-sync"))
+        self._ctx = rt.SystemContext(config=rt.Config(device=device()))
         try:
             self._ctx.add_vm_module(rt.VmModule.copy_buffer(self._ctx.instance, vmfb))
         except Exception as e:  # noqa: BLE001 - the runtime raises plain RuntimeError/ValueError
             raise BackendError(f"IREE could not load the compiled module: {e}") from None
         self._function = self._ctx.modules[module_name][main.name]
+        self._bound: dict[int, tuple[np.ndarray, object]] = {}  # id(weight) -> (the weight, its device array)
+
+    def _weight(self, array: np.ndarray):
+        """A weight bound once for the module's life: the same device array at every call (the array is kept
+        with it, so that its id cannot be reused by another)."""
+        bound = self._bound.get(id(array))
+        if bound is None or bound[0] is not array:
+            bound = self._bound[id(array)] = (array, self._in_place(array))
+        return bound[1]
 
     def _in_place(self, array: np.ndarray):
         """A weight as a buffer over the array's own memory: the runtime would otherwise copy every weight at
-        every call (a second copy of a checkpoint, and ~1 s per call for 1B parameters); weights are arguments,
-        which the graph only reads."""
+        every call (a second copy of a checkpoint; on a 58M-parameter checkpoint 200 ms a decode call instead
+        of 60); weights are arguments, which the graph only reads."""
         import iree.runtime as rt
         if array.dtype != np.float32 or not array.flags.c_contiguous or array.ctypes.data % ALIGNMENT:
             return array  # copied by the runtime, into memory aligned as its code assumes
@@ -136,7 +180,7 @@ class IreeModule(Module):
     def execute(self, args: list[np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
             with time_limit("run", f"IREE running @{self.main.name}"):
-                out = self._function(*(a if spec.name in inputs else self._in_place(a)
+                out = self._function(*(a if spec.name in inputs else self._weight(a)
                                        for spec, a in zip(self.main.args, args)))
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"IREE failed running @{self.main.name}: {e}") from None

@@ -265,7 +265,8 @@ def available_memory() -> int | None:
 class CheckpointSource:
     """The oracle's side of a checkpoint case, computed once: transformers loads DIR in f32 (eager
     attention), runs the greedy continuation, then, for the strict bound, is converted in place to f64
-    and run teacher-forced on its own tokens; then it is freed, before any graph weight is read."""
+    and run teacher-forced on its own tokens, in one forward over the whole sequence; then it is freed,
+    before any graph weight is read."""
 
     def __init__(self, checkpoint: Checkpoint, prompt: np.ndarray, steps: int, strict: bool):
         self.checkpoint, self.prompt, self.steps, self.strict = checkpoint, prompt, steps, strict
@@ -283,8 +284,8 @@ class CheckpointSource:
             logits, tokens = oracle.greedy(self.prompt, positions, steps)
             routed, unread = tuple(oracle.routed_layers()), tuple(oracle.unread_fields(self.checkpoint.config))
             if self.strict:
-                oracle.model.to(torch.float64)
-                self._fp64 = oracle.teacher_forced(self.prompt, positions, steps, tokens)
+                oracle.model.to(torch.float64)  # one pass over the whole sequence, not a forward per step
+                self._fp64 = oracle.sequence_logits(self.prompt, positions, steps, tokens)
             binding = oracle.binding
             del oracle
             gc.collect()

@@ -46,3 +46,11 @@ def cpu_features() -> list[str]:
 def cpu_identity() -> str:
     switches = [f"{name}={os.environ[name]}" for name in KERNEL_SWITCHES if os.environ.get(name)]
     return "\n".join([platform.system(), platform.machine(), cpu_model(), " ".join(cpu_features()), *switches])
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1

@@ -15,6 +15,7 @@ import numpy as np
 
 from archval.emitter.config_input import printable
 from archval.harness import COMMAND
+from archval.harness.backends import iree
 from archval.harness.checks import published
 from archval.harness.core import checkpoint as ckpt
 from archval.harness.core import checkpoint_trust
@@ -22,6 +23,7 @@ from archval.harness.core.binding import IDENTITY
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.case import run_case
 from archval.harness.core.fixtures import DEFAULT_BOUND, Fixture
+from archval.harness.core.host import cores
 from archval.harness.core.record import CheckpointFacts
 from archval.harness.core.summary import RunInfo
 from archval.harness.modes import Outcome, UsageError, claim_reports
@@ -132,9 +134,10 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
 def run(args, info: RunInfo) -> Outcome:
     fixture, checkpoint, tokenizer, estimate = prepare(args)
     claim_reports(args)
+    threads = iree.use_threads(cores())  # one case, in this process: every core it may use runs the graph
     print(f"== numerical: oracle (transformers loads the checkpoint: eager attention, f32 compute) vs IREE, prefill "
-          f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps (no XLA three-way: it would hold a "
-          "third copy of the weights)", flush=True)
+          f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps, IREE threads: {threads} (no XLA "
+          "three-way: it would hold a third copy of the weights)", flush=True)
     record = run_case(fixture, "decode", emitter=emitter_of(args), xla=False, strict_bound=not args.fixed_bound_only,
                       binding=load_binding(args.binding) if args.binding else IDENTITY)
     texts = _texts(tokenizer, fixture, record)

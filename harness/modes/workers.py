@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from archval.harness.backends import iree
 from archval.harness.checks import structural
 from archval.harness.core import emitproc, files, fixtures, lifetime, oracle_cache, watchdog
+from archval.harness.core.host import cores  # noqa: F401 - workers.cores() is what the gate's options ask
 from archval.harness.core.binding import IDENTITY, graph_texts
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.bundle import Bundles
@@ -89,15 +91,8 @@ def _warm_up(cold: bool) -> None:
         xla.client()
 
 
-def cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
-def worker_init(parent: int, notes, then=None, args: tuple = ()) -> None:
+def worker_init(parent: int, notes, then=None, args: tuple = (), share: int = 1) -> None:
+    iree.use_threads(cores() // share)  # IREE's share of the cores, set before any graph is loaded (read once)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stopped)
     watchdog.on_expiry(partial(stopped.tell, notes, _leave))
@@ -125,10 +120,12 @@ def _watch_parent(parent: int) -> None:
             _leave(1)
 
 
-def process_pool(jobs: int, initializer=None, initargs: tuple = ()) -> ProcessPoolExecutor:
-    """A pool of spawned workers that die with the gate (worker_init, then initializer(*initargs))."""
+def process_pool(jobs: int, initializer=None, initargs: tuple = (), share: int | None = None) -> ProcessPoolExecutor:
+    """Spawned workers that die with the gate (worker_init, then initializer(*initargs)), each running IREE on
+    the cores divided among the share (default: jobs) workers that run at once."""
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=worker_init, initargs=(os.getpid(), stopped.notes(), initializer, initargs))
+                               initializer=worker_init, initargs=(os.getpid(), stopped.notes(), initializer, initargs,
+                                                                  share or jobs))
 
 
 @contextmanager
@@ -278,7 +275,7 @@ def _validate_alone(tasks: list[Task], limit: int) -> Iterator[Done]:
     try:
         while pending or active:
             while pending and len(active) < limit:
-                task, pool = pending.pop(0), process_pool(1)
+                task, pool = pending.pop(0), process_pool(1, share=limit)
                 active[pool.submit(validate, task)] = (task, pool)
             done, _ = wait(active, return_when=FIRST_COMPLETED)
             for future in done:
