@@ -35,13 +35,12 @@ import numpy as np
 
 from archval.harness.core.emitters import EmitterRefused
 from archval.harness.core.graph import FunctionSignature, GraphError, GraphSignature, TensorSpec
+from archval.harness.core.inputs import PROTOCOL_INPUT
 
 VERSION = 1
 SCHEMA = "docs/binding.schema.json"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
 _MAX_STACK = 1 << 16  # no checkpoint has more experts; a pattern that matches forever is a mistake
-# Every input name of the protocol's graph kinds (docs/emitter-protocol.md#arguments): never a weight.
-PROTOCOL_INPUT = re.compile(r"tokens|positions|real_len|token|position|cache_len|hidden|[kv]_cache(\.(0|[1-9][0-9]*))?")
 
 
 class BindingError(ValueError):
