@@ -41,7 +41,13 @@ class Moe:
     renormalize: bool
     shared_expert_size: int | None
     routed_layers: tuple[bool, ...]  # False: that layer keeps the dense MLP of intermediate_size
-    stacked: bool = False  # GraniteMoE: the checkpoint stacks every expert, [E, 2I, H] gate_up and [E, H, I] down
+    stacked: str | None = None  # the checkpoint stacks every expert: "out_in" (GraniteMoE: gate_up [E, 2I, H], down
+    #                             [E, H, I]) or "in_out" (GPT-OSS: [E, H, 2I], [E, I, H]); None: one tensor per expert
+    router_bias: bool = False           # GPT-OSS: the router adds its bias to the logits
+    expert_bias: bool = False           # GPT-OSS: each expert adds gate_up_proj_bias and down_proj_bias
+    gate_up_interleaved: bool = False   # GPT-OSS: gate_up's columns alternate gate, up; else gate half first
+    swiglu_clamp: tuple[float, float] | None = None  # GPT-OSS (alpha, limit): (clamp(up) + 1) · g σ(alpha g),
+    #                                                  g = min(gate, limit), up clamped to ±limit
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ class Config:
     attention_multiplier: float | None = None  # Granite: the score scale itself, in place of score_scale
     logits_divisor: float | None = None        # Granite: logits / logits_scaling
     logits_multiplier: float | None = None     # Cohere: logits * logit_scale
+    attention_sinks: bool = False              # GPT-OSS: each head's learned logit joins the softmax's denominator
     source: str = field(default="config.json", compare=False)
 
     @classmethod
@@ -287,6 +294,7 @@ class _Parser:
             attention_multiplier=self.multiplier(fam.attention_multiplier_field),
             logits_divisor=self.multiplier(fam.logits_divisor_field),
             logits_multiplier=self.multiplier(fam.logits_multiplier_field),
+            attention_sinks=fam.attention_sinks,
             source=self.source,
         )
 
@@ -344,7 +352,10 @@ class _Parser:
         return Moe(experts=experts, top_k=top_k, expert_size=self.int_field(fam.expert_size_field),
                    renormalize=self.flag(fam.renormalize),
                    shared_expert_size=self.int_field(fam.shared_expert_field) if fam.shared_expert_field else None,
-                   routed_layers=tuple(routed), stacked=fam.experts_stacked)
+                   routed_layers=tuple(routed), stacked=fam.experts_stacked, router_bias=fam.router_bias,
+                   expert_bias=fam.expert_bias, gate_up_interleaved=fam.gate_up_interleaved,
+                   swiglu_clamp=tuple(self.number(f) for f in fam.swiglu_clamp_fields) if fam.swiglu_clamp_fields
+                   else None)
 
     def layer_types(self, layers: int) -> list[str]:
         types = self.raw.get("layer_types")
@@ -372,6 +383,8 @@ class _Parser:
     def ropes(self) -> tuple[Rope, Rope]:
         """(full-attention RoPE, sliding-attention RoPE), from either dialect."""
         fam, params = self.family, self.raw.get("rope_parameters")
+        if params is None and self.raw.get("rope_scaling") is None:  # the class's own (GPT-OSS: YaRN)
+            params = fam.defaults.get("rope_parameters")
         theta = self.get("rope_theta")
         if fam.legacy_theta_field:  # GPT-NeoX reads rotary_emb_base, and no top-level rope_theta at all
             theta = self.present(fam.legacy_theta_field, fam.defaults["rope_theta"])

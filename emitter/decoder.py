@@ -210,10 +210,21 @@ class Decoder:
         scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.attention_scale))
         scores = self.softcap(scores, cfg.attn_softcap)
         scores = g.reshape(scores, (nkv, group, t, tk))
-        probs = self.softmax(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])))
+        probs = self.attention_probs(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])), p)
         probs = g.reshape(probs, (nkv, group * t, tk))
         out = g.dot_general(probs, v, contract=(2, 1), batch=True)            # [kv, group*T, D]
         return self.linear(self.ungroup_heads(out, t), f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
+
+    def attention_probs(self, scores: Value, p: str) -> Value:
+        """The softmax over the keys of scores [nkv, group, T, Tk]. With attention sinks (GPT-OSS) each query head's
+        learned logit `sinks` [heads] is one more column of the softmax, dropped after it: it only adds to the
+        denominator."""
+        if not self.cfg.attention_sinks:
+            return self.softmax(scores)
+        g, (nkv, group, t, tk) = self.g, scores.shape
+        sinks = g.reshape(self.weight(f"{p}.sinks", (self.cfg.num_heads,)), (nkv, group))  # head kv * group + j
+        probs = self.softmax(g.concatenate([scores, g.broadcast(sinks, (nkv, group, t, 1), [0, 1])], dim=3))
+        return g.slice(probs, (0, 0, 0, 0), (nkv, group, t, tk))
 
     def project_qkv(self, x: Value, p: str) -> tuple[Value, Value, Value]:
         """q [T, nq*D], k and v [T, nkv*D]: three projections, or one fused tensor split in the graph (qkv_fused:
@@ -326,25 +337,52 @@ class Decoder:
         experts. Every expert runs on every token: exact, and cheap at test scale."""
         cfg, g, moe = self.cfg, self.g, self.cfg.moe
         t, h, e, size = x.shape[0], cfg.hidden_size, moe.experts, moe.expert_size
-        probs = self.softmax(self.linear(x, f"{p}.gate", e))                      # [T, E]
+        probs = self.softmax(self.linear(x, f"{p}.gate", e, moe.router_bias))    # [T, E]
         weights = g.mul(probs, self.top_k(probs, moe.top_k))
         if moe.renormalize:
             weights = g.div(weights, g.broadcast(g.reduce(weights, g.scalar(0.0), "add", [1]), (t, e), [0]))
-        if moe.stacked:  # GraniteMoE's checkpoint holds them stacked: taken as they are
-            gate_up = self.weight(f"{p}.experts.gate_up_proj", (e, 2 * size, h))
-            down = self.weight(f"{p}.experts.down_proj", (e, h, size))
+        if moe.stacked == "in_out":  # GPT-OSS's checkpoint: x @ gate_up [E, H, 2I], then @ down [E, I, H]
+            fused = g.dot_general(x, self.weight(f"{p}.experts.gate_up_proj", (e, h, 2 * size)), contract=(1, 1))
+            down, down_in = self.weight(f"{p}.experts.down_proj", (e, size, h)), 1
         else:
-            gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)), self.experts(p, "up_proj", (size, h))],
-                                    dim=1)                                        # [E, 2I, H], gate rows first
-            down = self.experts(p, "down_proj", (h, size))                        # [E, H, I]
-        fused = g.dot_general(x, gate_up, contract=(1, 2))                        # [T, E, 2I]
-        gate, up = g.slice(fused, (0, 0, 0), (t, e, size)), g.slice(fused, (0, 0, size), (t, e, 2 * size))
-        act = g.transpose(g.mul(self.activation(gate), up), [1, 0, 2])            # [E, T, I]
-        each = g.transpose(g.dot_general(act, down, contract=(2, 2), batch=True), [1, 0, 2])  # [T, E, H]
+            if moe.stacked == "out_in":  # GraniteMoE's checkpoint holds them stacked: taken as they are
+                gate_up = self.weight(f"{p}.experts.gate_up_proj", (e, 2 * size, h))
+                down = self.weight(f"{p}.experts.down_proj", (e, h, size))
+            else:
+                gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)),
+                                         self.experts(p, "up_proj", (size, h))], dim=1)  # [E, 2I, H], gate rows first
+                down = self.experts(p, "down_proj", (h, size))                    # [E, H, I]
+            fused, down_in = g.dot_general(x, gate_up, contract=(1, 2)), 2        # [T, E, 2I]
+        if moe.expert_bias:
+            fused = g.add(fused, g.broadcast(self.weight(f"{p}.experts.gate_up_proj_bias", (e, 2 * size)),
+                                             fused.shape, [1, 2]))
+        act = g.transpose(self.expert_activation(*self.expert_gate_up(fused, size)), [1, 0, 2])  # [E, T, I]
+        each = g.transpose(g.dot_general(act, down, contract=(2, down_in), batch=True), [1, 0, 2])  # [T, E, H]
+        if moe.expert_bias:
+            each = g.add(each, g.broadcast(self.weight(f"{p}.experts.down_proj_bias", (e, h)), each.shape, [1, 2]))
         out = g.dot_general(weights, each, contract=(1, 1), batch=True)          # [T, H]
         if moe.shared_expert_size:
             out = g.add(out, self.shared_expert(x, p))
         return out
+
+    def expert_gate_up(self, fused: Value, size: int) -> tuple[Value, Value]:
+        """The experts' gate and up [T, E, I] from fused [T, E, 2I]: the two halves, or GPT-OSS's alternate
+        columns (gate_up[..., ::2], gate_up[..., 1::2])."""
+        g, (t, e, _) = self.g, fused.shape
+        if not self.cfg.moe.gate_up_interleaved:
+            return g.slice(fused, (0, 0, 0), (t, e, size)), g.slice(fused, (0, 0, size), (t, e, 2 * size))
+        pairs = g.reshape(fused, (t, e, size, 2))
+        return tuple(g.reshape(g.slice(pairs, (0, 0, 0, j), (t, e, size, j + 1)), (t, e, size)) for j in (0, 1))
+
+    def expert_activation(self, gate: Value, up: Value) -> Value:
+        """act(gate) · up; GPT-OSS's clamped SwiGLU: (clamp(up, ±limit) + 1) · g σ(alpha g), g = min(gate, limit)."""
+        g, clamp = self.g, self.cfg.moe.swiglu_clamp
+        if clamp is None:
+            return g.mul(self.activation(gate), up)
+        alpha, limit = clamp
+        gate, up = g.clamp(NEG_INF, gate, limit), g.clamp(-limit, up, limit)
+        glu = g.mul(gate, g.logistic(g.mul(gate, g.scalar(alpha))))
+        return g.mul(g.add(up, g.scalar(1.0)), glu)
 
     def experts(self, p: str, projection: str, shape: tuple[int, int]) -> Value:
         """Every expert's matrix of one projection, stacked [E, out, in]: checkpoints hold one 2-D tensor

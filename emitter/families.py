@@ -162,7 +162,15 @@ class Family:
     attention_multiplier_field: str | None = None  # the score scale itself
     logits_divisor_field: str | None = None
     logits_multiplier_field: str | None = None
-    experts_stacked: bool = False        # the checkpoint stacks the experts' tensors (GraniteMoE's input/output_linear)
+    experts_stacked: str | None = None   # the checkpoint stacks the experts' tensors: "out_in" (GraniteMoE's
+    #                                      input/output_linear, [E, 2I, H], [E, H, I]), "in_out" (GPT-OSS: [E, H, 2I],
+    #                                      [E, I, H])
+    # -- GPT-OSS --
+    attention_sinks: bool = False        # a learned logit per head in the attention softmax's denominator
+    router_bias: bool = False            # the router is a biased linear
+    expert_bias: bool = False            # the stacked experts add gate_up_proj_bias and down_proj_bias
+    gate_up_interleaved: bool = False    # the experts' gate_up columns alternate gate, up (gate_up[..., ::2])
+    swiglu_clamp_fields: tuple[str, str] | None = None  # (alpha, limit): the experts' clamped SwiGLU
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -456,7 +464,7 @@ FAMILIES: dict[str, Family] = {
     # GraniteMoE: Granite's multipliers around Mixtral's routing (top-k logits softmaxed: renormalised), its
     # experts stacked in the checkpoint as input_linear [E, 2I, H] (gate rows first) and output_linear [E, H, I].
     "granitemoe": Family(experts_field="num_local_experts", expert_size_field="intermediate_size", renormalize=True,
-                         experts_stacked=True, mlp_bias_field=None,
+                         experts_stacked="out_in", mlp_bias_field=None,
                          embedding_multiplier_field="embedding_multiplier",
                          residual_multiplier_field="residual_multiplier",
                          attention_multiplier_field="attention_multiplier", logits_divisor_field="logits_scaling",
@@ -473,4 +481,22 @@ FAMILIES: dict[str, Family] = {
                                         attention_multiplier="float | int | None", num_local_experts="int | None",
                                         num_experts_per_tok="int | None", output_router_logits="bool | None",
                                         router_aux_loss_coef="float | None")),
+    # GPT-OSS: attention sinks, sliding and full layers alternating, q/k/v/o biases; a biased router whose top-k
+    # logits are softmaxed (the renormalised top-k) over experts stacked as the checkpoint holds them ([E, H, 2I]
+    # with gate and up in alternate columns, biased) through a clamped SwiGLU; YaRN by default.
+    "gpt_oss": Family(experts_field="num_local_experts", aliases={"num_local_experts": "num_experts"},
+                      expert_size_field="intermediate_size", renormalize=True, mlp_bias_field=None,
+                      schedule=every_nth_full(2), attention_sinks=True, router_bias=True, expert_bias=True,
+                      experts_stacked="in_out", gate_up_interleaved=True,
+                      swiglu_clamp_fields=("swiglu_alpha", "swiglu_limit"),
+                      weight_names=((r"\.mlp\.gate\.", ".mlp.router."),),
+                      defaults=_defaults(num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5, rope_theta=150000.0,
+                                         sliding_window=128, attention_bias=True, num_local_experts=128,
+                                         num_experts_per_tok=4, swiglu_alpha=1.702, swiglu_limit=7.0,
+                                         rope_parameters={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0,
+                                                          "beta_slow": 1.0, "truncate": False,
+                                                          "original_max_position_embeddings": 4096}),
+                      fields=_fields(num_local_experts="int", head_dim="int", num_key_value_heads="int",
+                                     hidden_act="str", attention_dropout="float | int", swiglu_alpha="float",
+                                     swiglu_limit="float", attention_bias="bool", **_WINDOW_FIELDS, **_ROUTER_FIELDS)),
 }

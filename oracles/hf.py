@@ -262,7 +262,8 @@ class Oracle:
         and (k+1)-th router probability, the number of distinct expert sets chosen)."""
         block, router = self._mlp(self.model.base_model.layers[layer]), self.router(layer)
         x = torch.from_numpy(hidden)
-        out = block(x[None])[0].numpy()
+        out = block(x[None])
+        out = (out[0] if isinstance(out, tuple) else out)[0].numpy()  # GPT-OSS's block returns (out, router scores)
         logits = router(x)[0]
         probs = np.sort(torch.softmax(logits.float(), -1).numpy(), axis=1)[:, ::-1]
         k = router.top_k

@@ -128,7 +128,7 @@ class GateUpSwapped(Decoder):
 
 
 class StackedGateUpSwapped(Decoder):
-    """Stacked experts' gate_up tensor [E, 2I, H] read with its halves swapped (up rows taken for the gate)."""
+    """GraniteMoE's stacked experts' gate_up tensor [E, 2I, H] read with its halves swapped (up rows taken for the gate)."""
     def weight(self, name, shape):
         w = super().weight(name, shape)
         if not name.endswith(".experts.gate_up_proj"):
@@ -297,7 +297,18 @@ _APPLIES: dict[str, Applies] = {
     and c.rope_full.attention_factor != 1.0,
     "longrope_long_factor": lambda c: _rotates(c) and c.rope_full.kind == "longrope"
     and c.rope_full.short_factor != c.rope_full.long_factor,
+    "yarn_truncated": lambda c: _rotates(c) and any(r.kind == "yarn" and not r.truncate
+                                                    for r in (c.rope_full, c.rope_sliding)),
+    "no_attention_sinks": lambda c: c.attention_sinks,
+    "no_router_bias": lambda c: c.moe is not None and c.moe.router_bias,
+    "no_expert_bias": lambda c: c.moe is not None and c.moe.expert_bias,
+    "gate_up_halves": lambda c: c.moe is not None and c.moe.gate_up_interleaved,
+    "no_swiglu_clamp": lambda c: c.moe is not None and c.moe.swiglu_clamp is not None,
 }
+
+
+def _moe(c: Config, **changes) -> Config:
+    return replace(c, moe=replace(c.moe, **changes))
 
 _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
     "rope_theta_default": ("RoPE base 10000 instead of the config's rope_theta",
@@ -351,6 +362,16 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
                              lambda c: replace(c, rope_full=replace(c.rope_full, short_factor=c.rope_full.long_factor),
                                                rope_sliding=replace(c.rope_sliding,
                                                                     short_factor=c.rope_sliding.long_factor))),
+    "yarn_truncated": ("YaRN's correction range rounded to integers although truncate is false",
+                       lambda c: replace(c, rope_full=replace(c.rope_full, truncate=True),
+                                         rope_sliding=replace(c.rope_sliding, truncate=True))),
+    "no_attention_sinks": ("the attention sinks left out of the softmax", lambda c: replace(c, attention_sinks=False)),
+    "no_router_bias": ("the router's bias dropped", lambda c: _moe(c, router_bias=False)),
+    "no_expert_bias": ("the experts' gate_up and down biases dropped", lambda c: _moe(c, expert_bias=False)),
+    "gate_up_halves": ("the experts' interleaved gate_up columns read as a gate half and an up half",
+                       lambda c: _moe(c, gate_up_interleaved=False)),
+    "no_swiglu_clamp": ("the clamped SwiGLU's clamps dropped (limit infinite)",
+                        lambda c: _moe(c, swiglu_clamp=(c.moe.swiglu_clamp[0], float("inf")))),
     "honour_inert_window": ("sliding_window applied although use_sliding_window is false",
                             lambda c: replace(c, sliding_window=4, layer_types=(FULL,) + (SLIDING,) * (c.num_layers - 1))),
 }
@@ -400,7 +421,7 @@ MUTANTS: dict[str, Mutant] = {
     "gate_up_swapped": Mutant("the MLP's gate and up projections swapped", core=GateUpSwapped,
                               applies=lambda c: c.mlp_gated and (c.moe is None or not all(c.moe.routed_layers))),
     "stacked_gate_up_swapped": Mutant("stacked experts' gate_up halves swapped", core=StackedGateUpSwapped,
-                                      applies=lambda c: c.moe is not None and c.moe.stacked),
+                                      applies=lambda c: c.moe is not None and c.moe.stacked == "out_in"),
     "layernorm_uncentred": Mutant("LayerNorm without removing the mean (RMSNorm, with the bias where there is one)",
                                   core=LayerNormUncentred, applies=lambda c: c.norm_kind != "rms"),
     "layernorm_bias_ignored": Mutant("the LayerNorms' bias never added", core=LayerNormBiasIgnored,
