@@ -171,6 +171,8 @@ class Family:
     expert_bias: bool = False            # the stacked experts add gate_up_proj_bias and down_proj_bias
     gate_up_interleaved: bool = False    # the experts' gate_up columns alternate gate, up (gate_up[..., ::2])
     swiglu_clamp_fields: tuple[str, str] | None = None  # (alpha, limit): the experts' clamped SwiGLU
+    original_context_mirror: str | None = None  # a key repeating YaRN's original context (GPT-OSS's
+    #                                             initial_context_length, from OpenAI's code): shrunk with it
 
 
 _BASE = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "rope_theta": 10000.0,
@@ -489,6 +491,7 @@ FAMILIES: dict[str, Family] = {
                       schedule=every_nth_full(2), attention_sinks=True, router_bias=True, expert_bias=True,
                       experts_stacked="in_out", gate_up_interleaved=True,
                       swiglu_clamp_fields=("swiglu_alpha", "swiglu_limit"),
+                      original_context_mirror="initial_context_length",
                       weight_names=((r"\.mlp\.gate\.", ".mlp.router."),),
                       defaults=_defaults(num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5, rope_theta=150000.0,
                                          sliding_window=128, attention_bias=True, num_local_experts=128,

@@ -19,7 +19,9 @@ from archval.emitter.config_input import PRETRAINED_FIELDS, PRETRAINED_LEGACY_FI
 EVERY_CLASS = {"model_type", "_name_or_path", "auto_map", "transformers_version", "architectures",
                *PRETRAINED_FIELDS, *PRETRAINED_LEGACY_FIELDS}
 # Published configs carry these without any forward reading them: nothing a graph computes depends on them.
-INERT = {"cache_implementation": "generation's choice of cache", "pretraining_tp": "tensor parallelism in pretraining"}
+INERT = {"cache_implementation": "generation's choice of cache", "pretraining_tp": "tensor parallelism in pretraining",
+         "quantization_config": "how the checkpoint stores its weights (gpt-oss-20b's mxfp4), which transformers "
+                                "converts on load: the forward is the same function of the weights"}
 INERT_UNLESS = {"max_window_layers": "use_sliding_window"}  # read only where that switch is on
 SAME_AS = {"hidden_act": "hidden_activation"}  # Gemma 2/3 configs repeat their activation under the legacy name
 # Per model type: fields the original training code read, which transformers' class never reads because it
@@ -41,6 +43,13 @@ INERT_FOR = {
         "use_embedding_sharing": (lambda given: given.get("tie_word_embeddings", True),
                                   "the head is tied exactly where tie_word_embeddings (default true) says"),
         "use_gated_activation": (True, "Cohere2MLP is always gated: down(act(gate(x)) * up(x))"),
+    },
+    "gpt_oss": {  # OpenAI's own names, beside the ones transformers reads
+        "experts_per_token": (lambda given: given.get("num_experts_per_tok", 4),
+                              "GptOssTopKRouter routes each token to num_experts_per_tok experts"),
+        "initial_context_length": (lambda given: (given.get("rope_parameters") or given.get("rope_scaling") or {}).get(
+            "original_max_position_embeddings", 4096),
+            "YaRN's original context, which transformers reads from the RoPE parameters"),
     },
 }
 

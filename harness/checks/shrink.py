@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 
-from archval.emitter.config import Config
+from archval.emitter.config import Config, Moe, Rope
 from archval.emitter.families import FAMILIES, FULL, SLIDING
 
 VOCAB = 96
@@ -78,29 +78,53 @@ def schedule_kept(original: list, shrunk: list) -> bool:
     return tiled or _runs(original) == shrunk
 
 
+# Config's and Moe's fields that are sizes (or the layer schedule, compared by schedule_kept), left out of
+# architecture(); those whose value shrinking changes on purpose are compared as present or absent.
+SIZES = {"vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+         "layer_types", "rope_layers", "source", "score_scale", "experts", "expert_size", "routed_layers"}
+PRESENCE = {"sliding_window", "attn_softcap", "final_softcap", "clip_qkv", "rotary_dim", "shared_expert_size"}
+
+
+def _flag(name: str, value):
+    """A flag as architecture() compares it."""
+    if name in PRESENCE:
+        return value is not None
+    if isinstance(value, Rope):
+        return {k: v for k, v in asdict(value).items() if k != "original_max_position"}
+    if isinstance(value, Moe):
+        return {"top_k_below_experts": value.top_k < value.experts} | {
+            f.name: _flag(f.name, getattr(value, f.name)) for f in fields(Moe) if f.name not in SIZES}
+    return value
+
+
 def architecture(cfg: Config) -> dict:
-    """Every choice the parsed flags make, sizes left out (the layer schedule is compared by schedule_kept)."""
-    def rope(r):
-        return {k: v for k, v in asdict(r).items() if k != "original_max_position"}
-    moe = cfg.moe and {"top_k": cfg.moe.top_k, "top_k_below_experts": cfg.moe.top_k < cfg.moe.experts,
-                       "renormalize": cfg.moe.renormalize, "shared_expert": cfg.moe.shared_expert_size is not None}
-    return {
-        "model_type": cfg.model_type, "attention": attention_kind(cfg),
-        "head_dim_x_heads_is_hidden": cfg.head_dim * cfg.num_heads == cfg.hidden_size,
-        "rms_norm_eps": cfg.rms_norm_eps, "tie_word_embeddings": cfg.tie_word_embeddings,
-        "embed_scale": cfg.embed_scale, "norm_plus_one": cfg.norm_plus_one, "norm_placement": cfg.norm_placement,
-        "qk_norm": cfg.qk_norm, "qkv_bias": cfg.qkv_bias, "o_bias": cfg.o_bias, "mlp_bias": cfg.mlp_bias,
-        "mlp_activation": cfg.mlp_activation,
-        "score_scale_over_head_dim": round(cfg.score_scale ** -2 / cfg.head_dim, 6),
-        "attn_softcap": cfg.attn_softcap is not None, "final_softcap": cfg.final_softcap is not None,
-        "sliding_window": cfg.sliding_window is not None, "clip_qkv": cfg.clip_qkv is not None,
-        "rope_full": rope(cfg.rope_full), "rope_sliding": rope(cfg.rope_sliding), "moe": moe,
-        "weight_names": cfg.weight_names,
-    }
+    """Every choice the parsed flags make, sizes left out (the layer schedule is compared by schedule_kept):
+    every field of Config and of its Moe that is no size, and three choices that sizes express."""
+    return {"attention": attention_kind(cfg),
+            "head_dim_x_heads_is_hidden": cfg.head_dim * cfg.num_heads == cfg.hidden_size,
+            "score_scale_over_head_dim": round(cfg.score_scale ** -2 / cfg.head_dim, 6),
+            **{f.name: _flag(f.name, getattr(cfg, f.name)) for f in fields(Config) if f.name not in SIZES}}
+
+
+# the flags describe() phrases by hand; every other flag is named as it is where it differs from the baseline
+PHRASED = {"attention", "head_dim_x_heads_is_hidden", "model_type", "norm_placement", "norm_plus_one", "qk_norm",
+           "mlp_activation", "tie_word_embeddings", "qkv_bias", "o_bias", "mlp_bias", "embed_scale", "rope_full",
+           "rope_sliding", "sliding_window", "attn_softcap", "final_softcap", "clip_qkv", "weight_names",
+           "top_k", "top_k_below_experts", "renormalize", "shared_expert_size"}
+
+
+def _named(flags: dict, baseline: dict) -> list[str]:
+    """`name` for a flag switched on, `name value` for any other, where it differs from the baseline's value."""
+    return [name if value is True else f"{name} {value}" for name, value in flags.items()
+            if name not in PHRASED and (name not in baseline or value != baseline[name])]
+
+
+def _baseline(cls) -> dict:
+    return {f.name: _flag(f.name, f.default) for f in fields(cls) if f.default is not MISSING}
 
 
 def describe(cfg: Config) -> tuple[str, ...]:
-    """The kept choices, one short phrase each."""
+    """The kept choices, one short phrase each: the common ones in words, every other flag by its name."""
     def rope(r):
         extra = {"linear": f" ×{r.factor:g}", "dynamic": f" ×{r.factor:g}",
                  "llama3": f" ×{r.factor:g} low {r.low_freq_factor:g} high {r.high_freq_factor:g}",
@@ -131,9 +155,12 @@ def describe(cfg: Config) -> tuple[str, ...]:
         kept.append(f"top-{cfg.moe.top_k} of {'more' if cfg.moe.top_k < cfg.moe.experts else 'all'} experts, "
                     f"{'renormalised' if cfg.moe.renormalize else 'not renormalised'}"
                     + (", shared expert" if cfg.moe.shared_expert_size else ""))
+        kept += _named(_flag("moe", cfg.moe), _baseline(Moe))
     if cfg.weight_names:
         kept.append("checkpoint tensor names")
-    return tuple(kept)
+    flags = architecture(cfg)
+    baseline = _baseline(Config) | {"score_scale_over_head_dim": 1.0}
+    return tuple(kept + _named({k: v for k, v in flags.items() if k != "moe"}, baseline))
 
 
 class _Writer:
@@ -187,6 +214,9 @@ def _shrink_rope(w: _Writer, cfg: Config) -> None:
             original = spec.get("original_max_position_embeddings", mpe)
             if "original_max_position_embeddings" in spec:
                 w.set("original_max_position_embeddings", ROPE_CONTEXT, path)
+                mirror = w.family.original_context_mirror
+                if mirror and w.raw.get(mirror) == original:  # kept equal, as the class's reading needs
+                    w.set(mirror, ROPE_CONTEXT)
                 if kind == "yarn" and isinstance(mpe, int) and isinstance(original, int) and mpe >= original:
                     # YaRN's context ratio as published (HF derives the factor from it when none is given)
                     w.set("max_position_embeddings", ROPE_CONTEXT * max(1, round(mpe / original)))
