@@ -85,6 +85,10 @@ SHRUNK_MUTANTS = [
     ("c4ai-command-r-v01", "parallel_block_sequential"),
     ("c4ai-command-r7b-12-2024", "nope_layer_rotated"),  # 3 sliding : 1 global NoPE, window 4096 -> 7
     ("Phi-3-mini-4k-instruct", "qkv_fused_kv_swapped"),
+    ("gpt-oss-20b", "no_attention_sinks"),               # written from memory (fixtures/real/gpt-oss-20b)
+    ("gpt-oss-20b", "gate_up_halves"),                   # gate and up in alternate columns of [E, H, 2I]
+    ("gpt-oss-20b", "no_swiglu_clamp"),                  # the published limit 7, not shrunk: it still clamps
+    ("gpt-oss-20b", "yarn_truncated"),                   # truncate false
 ]
 
 
