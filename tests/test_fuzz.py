@@ -344,6 +344,18 @@ def phi3(draw):
     return raw
 
 
+@st.composite
+def gpt_oss(draw):
+    raw = draw(dense_base("gpt_oss"))
+    raw.update(attention_bias=draw(st.booleans()), sliding_window=window(draw), swiglu_alpha=pick(draw, 1.0, 1.702),
+               swiglu_limit=pick(draw, 2.0, 7.0))
+    if draw(st.booleans()):
+        raw["layer_types"] = layer_types(draw, raw["num_hidden_layers"])
+    if draw(st.booleans()):  # else the class's own YaRN
+        raw["rope_parameters"] = draw(rope_spec(theta=150_000.0))
+    return draw(experts(raw, "num_local_experts", "intermediate_size"))
+
+
 VALID = {
     "llama": llama(), "qwen2": qwen("qwen2"), "qwen3": qwen("qwen3"), "gemma": gemma(), "gemma2": gemma2(),
     "gemma3_text": gemma3(), "olmo2": olmo("olmo2"), "olmo3": olmo("olmo3"), "smollm3": smollm3(),
@@ -351,9 +363,9 @@ VALID = {
     "qwen3_moe": qwen_moe("qwen3_moe"), "olmoe": olmoe(),
     "phi": phi(), "gpt_neox": gpt_neox(), "nemotron": nemotron(), "exaone4": exaone4(), "glm4": glm4(),
     "granite": granite(), "granitemoe": granite("granitemoe"), "starcoder2": starcoder2(), "stablelm": stablelm(),
-    "cohere": cohere(), "cohere2": cohere("cohere2"), "phi3": phi3(),
+    "cohere": cohere(), "cohere2": cohere("cohere2"), "phi3": phi3(), "gpt_oss": gpt_oss(),
 }
-MOE = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "granitemoe")
+MOE = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "granitemoe", "gpt_oss")
 
 
 # -- one example end to end ---------------------------------------------------------------------------
@@ -495,7 +507,7 @@ def break_layer_types(draw, raw):
 
 
 def break_window(draw, raw):
-    if raw["model_type"] not in ("mistral", "mixtral", "gemma2", "olmo3"):
+    if raw["model_type"] not in ("mistral", "mixtral", "gemma2", "olmo3", "gpt_oss"):
         assume(False)
     raw["sliding_window"] = pick(draw, 0, -4, "4")
     return "sliding_window"
