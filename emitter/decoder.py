@@ -375,7 +375,8 @@ class Decoder:
         return tuple(g.reshape(g.slice(pairs, (0, 0, 0, j), (t, e, size, j + 1)), (t, e, size)) for j in (0, 1))
 
     def expert_activation(self, gate: Value, up: Value) -> Value:
-        """act(gate) · up; GPT-OSS's clamped SwiGLU: (clamp(up, ±limit) + 1) · g σ(alpha g), g = min(gate, limit)."""
+        """act(gate) · up; GPT-OSS's clamped SwiGLU: (clamp(up, ±limit) + 1) · g σ(alpha g), g = min(gate,
+        limit)."""
         g, clamp = self.g, self.cfg.moe.swiglu_clamp
         if clamp is None:
             return g.mul(self.activation(gate), up)

@@ -128,7 +128,8 @@ class GateUpSwapped(Decoder):
 
 
 class StackedGateUpSwapped(Decoder):
-    """GraniteMoE's stacked experts' gate_up tensor [E, 2I, H] read with its halves swapped (up rows taken for the gate)."""
+    """GraniteMoE's stacked experts' gate_up tensor [E, 2I, H] read with its halves swapped (up rows taken for the
+    gate)."""
     def weight(self, name, shape):
         w = super().weight(name, shape)
         if not name.endswith(".experts.gate_up_proj"):
