@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from archval.harness import COMMAND, ROOT
+from archval.harness import ROOT
 from archval.harness.core import emitproc, fixtures, summary, watchdog
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.emitters import emitter_command
@@ -92,10 +92,10 @@ CLASHES = (
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=Path(COMMAND).name, description=__doc__.split("\n\n")[0],
-                                 epilog=f"{Path(COMMAND).name} cache info|prune [--max-size SIZE]: the cache "
+    ap = argparse.ArgumentParser(prog=Path(summary.command()).name, description=__doc__.split("\n\n")[0],
+                                 epilog=f"{Path(summary.command()).name} cache info|prune [--max-size SIZE]: the cache "
                                         "directory's size by kind, and a bound on it (least recently used first). "
-                                        f"{Path(COMMAND).name} make-checkpoint --family NAME --out DIR: a local "
+                                        f"{Path(summary.command()).name} make-checkpoint --family NAME --out DIR: a local "
                                         "checkpoint of seeded weights for --checkpoint (make-checkpoint --help)")
     ap.add_argument("--version", action="version", version=f"archval {summary.project_version()}")
     ap.add_argument("--family", action="append", metavar="NAME",
@@ -219,6 +219,12 @@ def main(argv=None) -> int:
             return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
 
 
+def archval_command() -> int:
+    """The `archval` command (pyproject.toml's entry point): its replay lines and usage say `archval`."""
+    summary.use_command("archval")
+    return main()
+
+
 def run(args, argv: list[str]) -> int:
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -228,7 +234,7 @@ def run(args, argv: list[str]) -> int:
             args.claim_reports = lambda: stack.enter_context(claimed(args.reports))
             if args.emit_timeout is not None:  # the workers spawned from here on inherit it
                 stack.enter_context(_environment(emitproc.TIMEOUT_ENV, args.emit_timeout))
-            info = summary.run_info(mode.name, [Path(COMMAND).name, *argv], args.emitter)
+            info = summary.run_info(mode.name, [Path(summary.command()).name, *argv], args.emitter)
             outcome = mode.run(args, info)
         except (UsageError, ReportsError) as e:
             print(f"error: {e}", file=sys.stderr)

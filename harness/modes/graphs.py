@@ -9,12 +9,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from archval.harness import COMMAND
 from archval.harness.checks import published
 from archval.harness.core.case import error_record
 from archval.harness.core.emitters import PRE_EMITTED
 from archval.harness.core.kinds import KINDS
-from archval.harness.core.summary import RunInfo
+from archval.harness.core.summary import RunInfo, command
 from archval.harness.modes import Outcome, UsageError, claim_reports, workers
 from archval.harness.modes.gate import validate
 from archval.harness.present.console import line
@@ -43,7 +42,7 @@ def run(args, info: RunInfo) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="archval-graphs-") as tmp:
         prepared = []
         for name, folder in chosen.items():
-            replay = f"{COMMAND} --graphs {args.graphs} --family {name}"
+            replay = f"{command()} --graphs {args.graphs} --family {name}"
             try:
                 prepared.append((folder, published.prepare(str(folder / "config.json"), Path(tmp), name, as_is=True,
                                                            replay=replay)))
