@@ -14,9 +14,9 @@ import shlex
 import numpy as np
 
 from archval.emitter.config_input import printable
-from archval.harness import COMMAND
 from archval.harness.backends import iree
 from archval.harness.checks import published
+from archval.harness.checks.finish import finish
 from archval.harness.core import checkpoint as ckpt
 from archval.harness.core import checkpoint_trust
 from archval.harness.core.binding import IDENTITY
@@ -25,7 +25,7 @@ from archval.harness.core.case import run_case
 from archval.harness.core.fixtures import DEFAULT_BOUND, Fixture
 from archval.harness.core.host import cores
 from archval.harness.core.record import CheckpointFacts
-from archval.harness.core.summary import RunInfo
+from archval.harness.core.summary import RunInfo, command
 from archval.harness.modes import Outcome, UsageError, claim_reports
 from archval.harness.modes.gate import emitter_of
 from archval.harness.present.console import line
@@ -119,7 +119,7 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
         raise UsageError(f"--checkpoint {checkpoint.directory}: the run needs an estimated "
                          f"{estimate.peak / ckpt.GiB:.1f} GiB but {available / ckpt.GiB:.1f} GiB is available"
                          + ("" if args.fixed_bound_only else " (--fixed-bound-only skips the f64 oracle)"))
-    replay = " ".join([COMMAND, "--checkpoint", shlex.quote(str(args.checkpoint)), "--prompt-ids",
+    replay = " ".join([command(), "--checkpoint", shlex.quote(str(args.checkpoint)), "--prompt-ids",
                        ",".join(map(str, prompt)), "--steps", str(args.steps)])
     fixture = Fixture(
         name=name, config_path=checkpoint.directory / "config.json", config=checkpoint.config, seed=0,
@@ -138,11 +138,12 @@ def run(args, info: RunInfo) -> Outcome:
     print(f"== numerical: oracle (transformers loads the checkpoint: eager attention, f32 compute) vs IREE, prefill "
           f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps, IREE threads: {threads} (no XLA "
           "three-way: it would hold a third copy of the weights)", flush=True)
+    binding = load_binding(args.binding) if args.binding else IDENTITY
     record = run_case(fixture, "decode", emitter=emitter_of(args), xla=False, strict_bound=not args.fixed_bound_only,
-                      binding=load_binding(args.binding) if args.binding else IDENTITY)
+                      binding=binding)
     texts = _texts(tokenizer, fixture, record)
-    record.checkpoint = CheckpointFacts(str(args.checkpoint), len(checkpoint.files), checkpoint.storage(),
-                                        checkpoint.parameters(), estimate.peak, *texts)
+    finish([record], fixture, emitter_of(args), binding, checkpoint=CheckpointFacts(
+        str(args.checkpoint), len(checkpoint.files), checkpoint.storage(), checkpoint.parameters(), estimate.peak, *texts))
     print(line(record), flush=True)
     if texts[0] is not None:
         for label, text in zip(("prompt", "oracle", "graph"), texts):

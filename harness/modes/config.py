@@ -59,8 +59,7 @@ def run(args, info: RunInfo) -> Outcome:
         if p.error:
             for kind in KINDS.values():
                 if kind.every_family and (not args.graph or kind.name in args.graph):
-                    record = error_record(p.fixture, kind.name, "inputs", p.error, emitter_of(args))
-                    record.published = p.facts()
+                    record = error_record(p.fixture, kind.name, "inputs", p.error, emitter_of(args), p.facts())
                     outcome.records.append(record)
                     print(line(record), flush=True)
     return outcome

@@ -60,8 +60,8 @@ def emitter_of(args) -> tuple[str, ...]:
     return emitter_command(args.emitter)
 
 
-def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool,
-                    graphs: list[str] | None = None, quiet: bool = False) -> tuple[list[dict], bool]:
+def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool, graphs: list[str] | None = None,
+                    quiet: bool = False) -> tuple[list[structural.StructuralResult], bool]:
     """These cases (None: all) signed and compared with their goldens, of the graph kinds given (None:
     every signed one); orphan goldens looked for when asked (only a run over every case can tell one)."""
     print("== structural signatures" + (" (updating goldens)" if update else ""), flush=True)
@@ -73,15 +73,15 @@ def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: b
     print(f"structural: {said} as recorded, "
           + (f"{len(found)} orphan goldens" if orphans else "orphan goldens not checked (a part of the cases)"),
           flush=True)
-    return results, all(structural.passed(r) for r in results) and not found
+    return results, all(r.passed for r in results) and not found
 
 
-def said_structural(results: list[dict], quiet: bool = False) -> str:
+def said_structural(results: list[structural.StructuralResult], quiet: bool = False) -> str:
     """Prints a line per result (quiet: per result that did not pass); 'passed/all'."""
     for r in results:
-        if not (quiet and structural.passed(r)):
-            print(structural.format_result(r), flush=True)
-    return f"{sum(structural.passed(r) for r in results)}/{len(results)}"
+        if not (quiet and r.passed):
+            print(r.line(), flush=True)
+    return f"{sum(r.passed for r in results)}/{len(results)}"
 
 
 def check_meanwhile(cases: list[str]) -> Future | None:
@@ -121,7 +121,7 @@ def gate(args, run: RunInfo) -> Outcome:
                                          quiet=args.quiet)
             published = check_meanwhile([c for c in every if c not in known])
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
-        by_case = {(r["case"], r["graph"]): r for r in checks}
+        by_case = {(r.case, r.graph): r for r in checks}
         tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
                               {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph,
                               bundle_all=args.bundle == "all", binding=args.binding) for n in names]
@@ -130,7 +130,7 @@ def gate(args, run: RunInfo) -> Outcome:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)
         results = published.result()
         print(f"structural: {said_structural(results, args.quiet)} as recorded", flush=True)
-        ok = ok and all(structural.passed(r) for r in results)
+        ok = ok and all(r.passed for r in results)
     outcome.ok = outcome.ok and ok
     return outcome
 
