@@ -29,6 +29,7 @@ from archval.harness.core.kinds import KINDS
 from archval.harness.core.record import PASS, UNSUPPORTED
 from archval.harness.core.summary import RunInfo
 from archval.harness.modes import (
+    Options,
     Outcome,
     UsageError,
     cache,
@@ -54,10 +55,10 @@ REPORTS_DIR = ROOT / "reports" if (ROOT / "pyproject.toml").is_file() else Path(
 class Mode:
     name: str  # as the run's summary names it
     chosen: Callable[[argparse.Namespace], bool]
-    run: Callable[[argparse.Namespace, RunInfo], Outcome | None]  # None: nothing to judge (--list)
+    run: Callable[[Options, RunInfo], Outcome | None]  # None: nothing to judge (--list)
 
 
-def list_fixtures(args, info: RunInfo) -> None:
+def list_fixtures(options: Options, info: RunInfo) -> None:
     print("\n".join(fixtures.names()))
 
 
@@ -119,7 +120,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--prompt", metavar="TEXT",
                     help="with --checkpoint: the prompt as text, through the checkpoint's own tokenizer")
     ap.add_argument("--steps", type=int, metavar="N",
-                    help=f"with --checkpoint: greedy decode steps after the prompt (default {checkpoint.DEFAULT_STEPS})")
+                    help=f"with --checkpoint: greedy decode steps after the prompt (default {Options.steps})")
     ap.add_argument("--graphs", type=Path, metavar="DIR",
                     help="validate pre-emitted graphs: a folder per family (config.json, prefill.mlir, decode.mlir, "
                          "...), or one such folder; no emitter runs (docs/binding.md)")
@@ -159,17 +160,19 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def check_options(args) -> None:
-    """UsageError for options that cannot run together or values that cannot run at all."""
+def check_options(args, claim: Callable[[], object] = lambda: None) -> Options:
+    """The modes' Options (claim: how --reports is claimed); UsageError for options that cannot run together or
+    values that cannot run at all."""
     if args.update_goldens and os.environ.get("PYTEST_XDIST_WORKER"):
         raise UsageError("--update-goldens refuses to run inside a parallel pytest worker "
                          f"({os.environ['PYTEST_XDIST_WORKER']}): concurrent writers would lose goldens")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
-    if args.jobs > workers.cores() and not args.jobs_over_cores:
-        print(f"--jobs {args.jobs}: capped at {workers.cores()}, the cores this process may use "
+    jobs = args.jobs
+    if jobs > workers.cores() and not args.jobs_over_cores:
+        print(f"--jobs {jobs}: capped at {workers.cores()}, the cores this process may use "
               "(--jobs-over-cores to allow more)", flush=True)
-        args.jobs = workers.cores()
+        jobs = workers.cores()
     given_timeout = (("--emit-timeout", args.emit_timeout) if args.emit_timeout is not None
                      else (f"${emitproc.TIMEOUT_ENV}", os.environ.get(emitproc.TIMEOUT_ENV) or None))
     if given_timeout[1] is not None and emitproc.parse_timeout(given_timeout[1]) is None:
@@ -186,15 +189,20 @@ def check_options(args) -> None:
                           ("--as-is", "--config")):
         if option in given and needs not in given:
             raise UsageError(f"{option} needs {needs}")
-    if args.steps is None:
-        args.steps = checkpoint.DEFAULT_STEPS
     try:
-        args.shard = None if args.shard is None else shard.parse(args.shard)
-        emitter_command(args.emitter)
+        part = None if args.shard is None else shard.parse(args.shard)
+        emitter = emitter_command(args.emitter)
         if args.binding is not None:
             load_binding(args.binding)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    listed = {name: tuple(getattr(args, name)) if getattr(args, name) else None for name in ("family", "graph")}
+    return Options(args.reports, claim, emitter, **listed, jobs=jobs, shard=part, config=tuple(args.config or ()),
+                   as_is=args.as_is, checkpoint=args.checkpoint, prompt_ids=args.prompt_ids, prompt=args.prompt,
+                   steps=Options.steps if args.steps is None else args.steps, graphs=args.graphs,
+                   binding=args.binding, bundle_all=args.bundle == "all", quiet=args.quiet,
+                   fixed_bound_only=args.fixed_bound_only, update_goldens=args.update_goldens,
+                   merge=tuple(args.merge or ()))
 
 
 def main(argv=None) -> int:
@@ -229,13 +237,12 @@ def run(args, argv: list[str]) -> int:
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         try:
-            check_options(args)
+            options = check_options(args, lambda: stack.enter_context(claimed(args.reports)))
             mode = next(m for m in MODES if m.chosen(args))
-            args.claim_reports = lambda: stack.enter_context(claimed(args.reports))
             if args.emit_timeout is not None:  # the workers spawned from here on inherit it
                 stack.enter_context(_environment(emitproc.TIMEOUT_ENV, args.emit_timeout))
             info = summary.run_info(mode.name, [Path(summary.command()).name, *argv], args.emitter)
-            outcome = mode.run(args, info)
+            outcome = mode.run(options, info)
         except (UsageError, ReportsError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -254,7 +261,7 @@ def run(args, argv: list[str]) -> int:
                       "the run cannot pass", flush=True)
     # A run with no case, or whose every case the emitter refused, validated nothing and cannot pass (a
     # shard's may: the merge of all shards judges their records together).
-    nothing = outcome.records is not None and args.shard is None and all(r.verdict == UNSUPPORTED for r in records)
+    nothing = outcome.records is not None and options.shard is None and all(r.verdict == UNSUPPORTED for r in records)
     if nothing:
         print("nothing validated: " + ("the emitter refused every case (UNSUPPORTED above)" if records else
                                        f"no family chosen has a {' or '.join(args.graph)} graph" if args.graph else
