@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from archval.harness import ROOT
@@ -58,16 +58,12 @@ class Mode:
     run: Callable[[Options, RunInfo], Outcome | None]  # None: nothing to judge (--list)
 
 
-def list_fixtures(options: Options, info: RunInfo) -> None:
-    print("\n".join(fixtures.names()))
-
-
 MODES = (
     Mode("merge", lambda a: bool(a.merge), merge.run),
     Mode("checkpoint", lambda a: a.checkpoint is not None, checkpoint.run),
     Mode("config", lambda a: bool(a.config), config.run),
     Mode("graphs", lambda a: a.graphs is not None, graphs.run),
-    Mode("list", lambda a: a.list, list_fixtures),
+    Mode("list", lambda a: a.list, lambda options, info: print("\n".join(fixtures.names()))),
     Mode("mutants", lambda a: a.mutants, mutants.run),
     Mode("structural", lambda a: a.structural_only or a.update_goldens, gate.structural_only),
     Mode("gate", lambda a: True, gate.gate),
@@ -161,18 +157,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def check_options(args, claim: Callable[[], object] = lambda: None) -> Options:
-    """The modes' Options (claim: how --reports is claimed); UsageError for options that cannot run together or
-    values that cannot run at all."""
+    """The modes' Options (claim: --reports claimed); UsageError for options that cannot run together or at all."""
     if args.update_goldens and os.environ.get("PYTEST_XDIST_WORKER"):
         raise UsageError("--update-goldens refuses to run inside a parallel pytest worker "
                          f"({os.environ['PYTEST_XDIST_WORKER']}): concurrent writers would lose goldens")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
-    jobs = args.jobs
-    if jobs > workers.cores() and not args.jobs_over_cores:
-        print(f"--jobs {jobs}: capped at {workers.cores()}, the cores this process may use "
-              "(--jobs-over-cores to allow more)", flush=True)
-        jobs = workers.cores()
+    jobs = args.jobs if args.jobs <= workers.cores() or args.jobs_over_cores else workers.cores()
+    if jobs != args.jobs:
+        print(f"--jobs {args.jobs}: capped at {jobs}, the cores this process may use (--jobs-over-cores to allow more)",
+              flush=True)
     given_timeout = (("--emit-timeout", args.emit_timeout) if args.emit_timeout is not None
                      else (f"${emitproc.TIMEOUT_ENV}", os.environ.get(emitproc.TIMEOUT_ENV) or None))
     if given_timeout[1] is not None and emitproc.parse_timeout(given_timeout[1]) is None:
@@ -196,13 +190,9 @@ def check_options(args, claim: Callable[[], object] = lambda: None) -> Options:
             load_binding(args.binding)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    listed = {name: tuple(getattr(args, name)) if getattr(args, name) else None for name in ("family", "graph")}
-    return Options(args.reports, claim, emitter, **listed, jobs=jobs, shard=part, config=tuple(args.config or ()),
-                   as_is=args.as_is, checkpoint=args.checkpoint, prompt_ids=args.prompt_ids, prompt=args.prompt,
-                   steps=Options.steps if args.steps is None else args.steps, graphs=args.graphs,
-                   binding=args.binding, bundle_all=args.bundle == "all", quiet=args.quiet,
-                   fixed_bound_only=args.fixed_bound_only, update_goldens=args.update_goldens,
-                   merge=tuple(args.merge or ()))
+    given = {f.name: getattr(args, f.name) for f in fields(Options) if getattr(args, f.name, None) is not None}
+    return Options(**given | {name: tuple(v) for name, v in given.items() if isinstance(v, list)} | {
+        "claim": claim, "emitter": emitter, "jobs": jobs, "shard": part, "bundle_all": args.bundle == "all"})
 
 
 def main(argv=None) -> int:

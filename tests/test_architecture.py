@@ -3,6 +3,7 @@ built-in emitter's internals imported only where the built-in emitter is checked
 and no module longer than ~300 lines without a reason stated here."""
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 from archval.harness import ROOT
@@ -160,6 +161,23 @@ def test_the_record_writers_check_finds_a_write_after_run_case(tmp_path):
                     "    record.timings['x'] = 1.0\n    record.checks.append(None)\n"
                     "    record.errored('s', 'm')\n    failed(record, 's', 'm')\n    return record\n")
     assert record_writes(mode) == {"record.replay", "record.timings", "record.checks", "record.errored()", "failed()"}
+
+
+def test_docs_architecture_says_which_package_imports_which():
+    """docs/architecture.md's table, row by row: each package's imports of the others, the built-in emitter (whole,
+    or its config reader alone) and the oracles, exactly."""
+    rows = re.findall(r"^\| `harness/(\w+)(?:\.py)?` \| (.*) \|$", (ROOT / "docs" / "architecture.md").read_text(), re.M)
+    said = {package: {name.replace("/", ".").removesuffix(".py") for name in re.findall(r"`([^`]+)`", cell)}
+            for package, cell in rows}
+    found = {package: set() for package in said}
+    for name, path in modules().items():
+        for target in imports(path):
+            shown = (layer(target) if target in modules() else "emitter.config_input"
+                     if target.startswith("archval.emitter.config_input") else target.split(".")[1]
+                     if target.startswith(("archval.emitter", "archval.oracles")) else None)
+            if layer(name) in found and shown not in (None, layer(name)):
+                found[layer(name)].add(shown)
+    assert said and found == said
 
 
 def test_one_atomic_writer():

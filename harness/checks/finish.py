@@ -19,17 +19,17 @@ from archval.harness.core.fixtures import Fixture
 from archval.harness.core.messages import clip_record
 from archval.harness.core.record import CheckpointFacts, MutantFacts, PublishedFacts, Record
 
+Pages = Callable[[list[Record]], tuple[set[str], list[str]]]  # writes the records' pages: (those written, problems)
+
 
 def finish(records: list[Record], fixture: Fixture, emitter=DEFAULT_EMITTER, binding: Binding = IDENTITY, *,
            goldens: dict[str, StructuralResult] | None = None, replay: str | None = None,
            published: PublishedFacts | None = None, checkpoint: CheckpointFacts | None = None,
            mutant: MutantFacts | None = None, bundles: Bundles | None = None,
-           pages: Callable[[list[Record]], list[str]] | None = None) -> list[str]:
-    """records (a family's, run by run_case on fixture with emitter and binding) made final, in place; the
-    problems met writing the reports (each an ERROR of every record).
-    goldens: the structural check of each graph kind, where one ran; replay: the record's own replay command
-    where the run's is not run_case's; bundles: run_case's, whose problems are the records' ERROR; pages: writes
-    the records' pages and returns the problems met."""
+           pages: Pages | None = None) -> tuple[set[str], list[str]]:
+    """records (a family's, run by run_case on fixture with emitter and binding) made final, in place; (the pages
+    written, the problems met writing the reports: each an ERROR of every record). goldens: the structural check of
+    each graph kind, where one ran; replay: the records' own where the run's is not run_case's; bundles: run_case's."""
     for record in records:
         record.published, record.checkpoint, record.mutant = published, checkpoint, mutant
         record.replay = replay or record.replay
@@ -44,11 +44,10 @@ def finish(records: list[Record], fixture: Fixture, emitter=DEFAULT_EMITTER, bin
             record.localisation = localise.of_record(record, fixture, emitter, binding)
             if record.localisation and record.localisation.error:  # a diagnosis that did not run to its end
                 failed(record, "localisation", record.localisation.error)
-    problems = list(bundles.problems if bundles else [])
-    if pages is not None:
-        problems += pages(records)
+    written, page_problems = pages(records) if pages is not None else (set(), [])
+    problems = [*(bundles.problems if bundles else []), *page_problems]
     for record in records:
         if problems:  # a run whose diagnosis or report is missing is not a PASS
             failed(record, "report", "; ".join(problems))
         clip_record(record)
-    return problems
+    return written, problems

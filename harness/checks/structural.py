@@ -110,14 +110,17 @@ def _golden_if_same(case: StructuralCase, graph: str, text: str) -> dict | None:
     return recorded if same else None
 
 
-def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> StructuralResult:
-    """Emit, sign and compare one case; with update, rewrite only the golden files that differ."""
+def check(case: StructuralCase, graph: str, emitter, update: bool = False,
+          text: str | None = None) -> StructuralResult:
+    """Emit (or take the text given: a mutant's), sign and compare one case; with update, rewrite only the golden
+    files that differ."""
     result = StructuralResult(case.name, graph)
-    text = sig = refusal = None
+    sig = refusal = None
     start = time.perf_counter()
     try:
-        text = emit(emitter, case.config_path, graph)
-        result.emit_s = round(time.perf_counter() - start, 4)
+        if text is None:
+            text = emit(emitter, case.config_path, graph)
+            result.emit_s = round(time.perf_counter() - start, 4)
         recorded = None if update else _golden_if_same(case, graph, text)
         if recorded is not None:  # the signature is a function of the text: no need to parse it again
             result.status, result.text, result.sha256 = MATCH, text, recorded["sha256"]
@@ -163,34 +166,17 @@ def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> St
         result.detail = ([f"the golden records a refusal ({recorded_refusal}) but the emitter now emits a graph"]
                             if recorded_refusal else ["no golden recorded (run --update-goldens)"])
         return result
-    return compared(result, golden, sig, text)
-
-
-def compared(result: StructuralResult, golden: tuple, sig: dict, text: str) -> StructuralResult:
-    """The result of a signed text against its golden (signature, text)."""
     changes = drift(*golden, sig, text)
     result.status, result.detail = (DRIFT, changes) if changes else (MATCH, [])
     return result
 
 
-def of_text(case: StructuralCase, graph: str, text: str) -> StructuralResult:
-    """A given text (a mutant's) signed and compared with the case's golden."""
-    sig, golden = signature(text), load_golden(case.directory, graph)
-    result = StructuralResult(case.name, graph, text=text, sha256=sig["sha256"], signature=sig,
-                              golden=golden and golden[0])
-    if golden is None:
-        result.status, result.detail = DRIFT, ["no golden recorded"]
-        return result
-    return compared(result, golden, sig, text)
-
-
 def of_case(family: str, graph: str, text: str | None = None) -> StructuralResult | None:
     """A fixture's graph kind against its golden, as the gate's structural pass checks it: the built-in emission,
     or the given text (a mutant's); None for a kind the goldens do not record."""
-    case = StructuralCase(family, fixtures.FIXTURES_DIR / family)
     if graph not in GRAPHS:
         return None
-    return check(case, graph, DEFAULT_EMITTER) if text is None else of_text(case, graph, text)
+    return check(StructuralCase(family, fixtures.FIXTURES_DIR / family), graph, DEFAULT_EMITTER, text=text)
 
 
 def run(emitter, update: bool = False, names: list[str] | None = None, jobs: int = 2,

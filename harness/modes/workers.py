@@ -203,15 +203,10 @@ def validate(task: Task) -> Done:
         if wanted:
             records.append(run_case(fixture, kind.name, texts=texts, emitter=task.emitter,
                                     strict_bound=task.strict_bound, bundles=bundles or None, binding=binding))
-    written = set()
-
-    def write_pages(final: list[Record]) -> list[str]:  # the family's page, the records' final but for its problems
-        from archval.harness.present.publish import pages
-        found, problems = pages(final, task.run, task.reports)
-        written.update(found)
-        return problems
-    problems = finish(records, fixture, task.emitter, binding, goldens=task.checks, published=task.published,
-                      bundles=bundles or None, pages=write_pages if task.reports is not None else None)
+    from archval.harness.present.publish import pages
+    written, problems = finish(records, fixture, task.emitter, binding, goldens=task.checks, published=task.published,
+                               bundles=bundles or None,
+                               pages=partial(pages, run=task.run, directory=task.reports) if task.reports else None)
     return Done(task.name, records, written, problems)
 
 
