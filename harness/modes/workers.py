@@ -58,7 +58,7 @@ class Task:
     checks: dict[str, structural.StructuralResult] = field(default_factory=dict)  # the structural pass's, per kind
     directory: str | None = None  # a fixture outside fixtures/ (a --config run's)
     published: PublishedFacts | None = None  # a --config run's published config
-    graphs: list[str] | None = None  # --graph: only these kinds; None: every kind the family has
+    graphs: tuple[str, ...] | None = None  # --graph: only these kinds; None: every kind the family has
     bundle_all: bool = False  # a repro bundle for every case, not only the failing ones (needs reports)
     binding: str | None = None  # --binding FILE: the graphs' names onto the protocol's and the checkpoint's
     graph_files: str | None = None  # --graphs: the family's folder of pre-emitted graphs (no emitter runs)
