@@ -196,6 +196,8 @@ def check_options(args, claim: Callable[[], object] = lambda: None) -> Options:
 
 
 def main(argv=None) -> int:
+    if argv is None and Path(sys.argv[0]).name == "archval":  # the `archval` command (pyproject.toml's entry point)
+        summary.use_command("archval")  # its replay lines and usage say so, in a checkout's editable install too
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["cache"]:  # a command of its own: the cache directory, no validation
         return cache.main(argv[1:])
@@ -215,12 +217,6 @@ def main(argv=None) -> int:
             finally:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
             return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
-
-
-def archval_command() -> int:
-    """The `archval` command (pyproject.toml's entry point): its replay lines and usage say `archval`."""
-    summary.use_command("archval")
-    return main()
 
 
 def run(args, argv: list[str]) -> int:

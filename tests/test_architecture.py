@@ -4,6 +4,8 @@ and no module longer than ~300 lines without a reason stated here."""
 import ast
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from archval.harness import ROOT
@@ -178,6 +180,21 @@ def test_docs_architecture_says_which_package_imports_which():
             if layer(name) in found and shown not in (None, layer(name)):
                 found[layer(name)].add(shown)
     assert said and found == said
+
+
+def test_no_package_runs_anything_when_imported():
+    """harness's __init__.py files define and import, and guess nothing (the command a user types is set by the
+    entry point, core/summary.py); importing the oracle leaves torch's threads as they were (an oracle made sets
+    them, oracles/hf.py)."""
+    allowed = (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.Assign, ast.AnnAssign)
+    found = [f"{path.relative_to(ROOT)}:{node.lineno}" for path in HARNESS.rglob("__init__.py")
+             for node in ast.parse(path.read_text()).body
+             if not isinstance(node, allowed) and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+             or "argv" in ast.unparse(node)]
+    assert found == []
+    said = subprocess.run([sys.executable, "-c", "import torch; torch.set_num_threads(3); import archval.oracles.hf; "
+                           "print(torch.get_num_threads())"], capture_output=True, text=True, check=True).stdout
+    assert said.split() == ["3"]
 
 
 def test_one_atomic_writer():

@@ -30,7 +30,7 @@ from archval.harness.core.typed import from_json, to_json
 
 SCHEMA_VERSION = 1
 # How a user runs archval, as replay lines, usage and summary.json say it: a checkout's wrapper, else the `archval`
-# command; the `archval` entry point says so (use_command), and a gate hands its own to its workers.
+# command; cli.main started as the `archval` command says so (use_command), and a gate hands its own to its workers.
 _command = ["./validate_arch.sh" if (ROOT / "validate_arch.sh").is_file() else "archval"]
 LIBRARIES = (("torch", "torch"), ("transformers", "transformers"), ("IREE compiler", "iree-base-compiler"),
              ("IREE runtime", "iree-base-runtime"), ("jax", "jax"), ("numpy", "numpy"))
