@@ -12,7 +12,7 @@ from archval.harness.core.record import Record
 
 @dataclass(frozen=True)
 class Options:
-    """What the modes take of the command line: built once, checked, from the parsed arguments (cli.options)."""
+    """What the modes take of the command line: built once, checked, from the parsed arguments (cli.check_options)."""
     reports: Path  # --reports
     claim: Callable[[], object] = lambda: None  # claims --reports, once the mode's input is known to be good: the
     # directory created, writable, and locked against a concurrent run until the reports are written (core/files.py)

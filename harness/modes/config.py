@@ -6,12 +6,9 @@ import tempfile
 from pathlib import Path
 
 from archval.harness.checks import published
-from archval.harness.core.case import error_record
-from archval.harness.core.kinds import KINDS
 from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Options, Outcome, UsageError, shard, workers
-from archval.harness.modes.gate import say_shard, validate
-from archval.harness.present.console import line
+from archval.harness.modes import Options, Outcome, UsageError, shard
+from archval.harness.modes.gate import say_shard, validate_prepared
 
 
 def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None,
@@ -48,18 +45,4 @@ def run(options: Options, info: RunInfo) -> Outcome:
         options.claim()
         print(f"== structural signatures: skipped (a {'config as given' if options.as_is else 'shrunk config'} has no golden)")
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
-        runnable = [p for p in prepared if p.error is None]
-        tasks = [workers.Task(p.fixture.name, options.emitter, not options.fixed_bound_only, options.reports, info,
-                              directory=str(p.fixture.config_path.parent), published=p.facts(), graphs=options.graph,
-                              bundle_all=options.bundle_all, binding=options.binding) for p in runnable]
-        jobs = max(1, min(options.jobs, len(tasks)))
-        outcome = (validate(workers.start(jobs, [p.fixture for p in runnable]), tasks, jobs, options.quiet)
-                   if tasks else Outcome(True, [], set()))
-    for p in prepared:
-        if p.error:
-            for kind in KINDS.values():
-                if kind.every_family and (not options.graph or kind.name in options.graph):
-                    record = error_record(p.fixture, kind.name, "inputs", p.error, options.emitter, p.facts())
-                    outcome.records.append(record)
-                    print(line(record), flush=True)
-    return outcome
+        return validate_prepared(prepared, options, info, options.emitter, lambda p: {"published": p.facts()})

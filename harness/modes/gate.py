@@ -8,11 +8,14 @@ thread meanwhile. --structural-only and --update-goldens stop after the structur
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from archval.harness.checks import structural
+from archval.harness.checks import published, structural
 from archval.harness.core import fixtures
+from archval.harness.core.case import error_record
+from archval.harness.core.kinds import KINDS
 from archval.harness.core.emitters import DEFAULT_EMITTER
 from archval.harness.core.summary import RunInfo
 from archval.harness.core.record import PASS
@@ -129,6 +132,25 @@ def gate(options: Options, run: RunInfo) -> Outcome:
         print(f"structural: {said_structural(results, options.quiet)} as recorded", flush=True)
         ok = ok and all(r.passed for r in results)
     outcome.ok = outcome.ok and ok
+    return outcome
+
+
+def validate_prepared(prepared: list[published.Published], options: Options, run: RunInfo, emitter: tuple[str, ...],
+                      task: Callable[[published.Published], dict]) -> Outcome:
+    """Configs prepared by checks/published.py, in the workers (task: each one's own Task fields); each one that
+    could not be prepared an ERROR per graph kind the run meant to validate."""
+    runnable = [p for p in prepared if p.error is None]
+    tasks = [workers.Task(p.fixture.name, emitter, not options.fixed_bound_only, options.reports, run,
+                          directory=str(p.fixture.config_path.parent), graphs=options.graph,
+                          bundle_all=options.bundle_all, binding=options.binding, **task(p)) for p in runnable]
+    jobs = max(1, min(options.jobs, len(tasks)))
+    outcome = (validate(workers.start(jobs, [p.fixture for p in runnable]), tasks, jobs, options.quiet)
+               if tasks else Outcome(True, [], set()))
+    for p in (p for p in prepared if p.error):
+        for kind in (k for k in KINDS.values() if k.every_family and (not options.graph or k.name in options.graph)):
+            outcome.records.append(error_record(p.fixture, kind.name, "inputs", p.error, emitter,
+                                                task(p).get("published")))
+            print(line(outcome.records[-1]), flush=True)
     return outcome
 
 

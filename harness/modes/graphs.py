@@ -10,14 +10,10 @@ import tempfile
 from pathlib import Path
 
 from archval.harness.checks import published
-from archval.harness.core.case import error_record
 from archval.harness.core.emitters import PRE_EMITTED
-from archval.harness.core.kinds import KINDS
 from archval.harness.core.summary import RunInfo, command
-from archval.harness.modes import Options, Outcome, UsageError, workers
-from archval.harness.modes.gate import validate
-from archval.harness.present.console import line
-
+from archval.harness.modes import Options, Outcome, UsageError
+from archval.harness.modes.gate import validate_prepared
 
 
 def folders(directory: Path, chosen: list[str] | None) -> dict[str, Path]:
@@ -44,26 +40,12 @@ def run(options: Options, info: RunInfo) -> Outcome:
         for name, folder in chosen.items():
             replay = f"{command()} --graphs {options.graphs} --family {name}"
             try:
-                prepared.append((folder, published.prepare(str(folder / "config.json"), Path(tmp), name, as_is=True,
-                                                           replay=replay)))
+                prepared.append(published.prepare(str(folder / "config.json"), Path(tmp), name, as_is=True,
+                                                  replay=replay))
             except published.PublishedConfigError as e:
                 raise UsageError(str(e)) from None
-            print(published.format_summary(prepared[-1][1]), flush=True)
+            print(published.format_summary(prepared[-1]), flush=True)
         options.claim()
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
-        runnable = [(folder, p) for folder, p in prepared if p.error is None]
-        tasks = [workers.Task(p.fixture.name, PRE_EMITTED, not options.fixed_bound_only, options.reports, info,
-                              directory=str(p.fixture.config_path.parent), graphs=options.graph,
-                              bundle_all=options.bundle_all, binding=options.binding, graph_files=str(folder))
-                 for folder, p in runnable]
-        jobs = max(1, min(options.jobs, len(tasks)))
-        outcome = (validate(workers.start(jobs, [p.fixture for _, p in runnable]), tasks, jobs, options.quiet)
-                   if tasks else Outcome(True, [], set()))
-    for _, p in prepared:
-        if p.error:
-            for kind in KINDS.values():
-                if kind.every_family and (not options.graph or kind.name in options.graph):
-                    record = error_record(p.fixture, kind.name, "inputs", p.error, PRE_EMITTED)
-                    outcome.records.append(record)
-                    print(line(record), flush=True)
-    return outcome
+        return validate_prepared(prepared, options, info, PRE_EMITTED,  # each family's folder is its fixture's name
+                                 lambda p: {"graph_files": str(chosen[p.fixture.name])})
