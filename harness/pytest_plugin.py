@@ -177,17 +177,17 @@ class CaseReport:
     def __call__(self, record: Record, text: str | None = None, mutant: str | None = None,
                  fixture: Fixture | None = None) -> None:
         """fixture: the record's, where it is no fixture of fixtures/ (a --archval-graphs folder's config)."""
-        request, path = self.request, self.request.config.getoption("archval_binding")
+        request = self.request
         reported = request.config.getoption("archval_reports") is not None
-        goldens = None  # as the gate: the goldens record the built-in emitter's graphs (checked for the reports)
+        goldens = facts = None  # as the gate: goldens of the built-in emitter's graphs (checked for the reports)
         if reported and (record.emitter == BUILTIN_EMITTER or text is not None):
             goldens = {record.graph: structural.of_case(record.family, record.graph, text)}
         if mutant:
             from archval.harness.checks.mutants import MUTANTS
-        finish([record], fixture or fixtures.load(record.family),
-               emitter_command(request.config.getoption("archval_emitter")), load_binding(path) if path else IDENTITY,
-               goldens=goldens, replay=replay_command(request), bundles=self.bundles,
-               mutant=MutantFacts(mutant, MUTANTS[mutant].description) if mutant else None)
+            facts = MutantFacts(mutant, MUTANTS[mutant].description)
+        finish([record], fixture or fixtures.load(record.family), request.getfixturevalue("emitter"),
+               request.getfixturevalue("binding"), goldens=goldens, replay=replay_command(request), mutant=facts,
+               bundles=self.bundles)
         request.node.user_properties.append((VERDICT, record.verdict))
         if reported:
             request.node.user_properties.append((RECORD, json.dumps(record.to_json())))
