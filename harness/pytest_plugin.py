@@ -175,8 +175,9 @@ class CaseReport:
         self.bundles = Bundles(reports) if reports else None
 
     def __call__(self, record: Record, text: str | None = None, mutant: str | None = None,
-                 fixture: Fixture | None = None) -> None:
-        """fixture: the record's, where it is no fixture of fixtures/ (a --archval-graphs folder's config)."""
+                 fixture: Fixture | None = None, emitter: tuple[str, ...] | None = None) -> None:
+        """fixture: the record's, where it is no fixture of fixtures/ (a --archval-graphs folder's config); emitter:
+        run_case's, where it is not the run's (PRE_EMITTED: pre-emitted graphs, no emitter to ask for taps)."""
         request = self.request
         reported = request.config.getoption("archval_reports") is not None
         goldens = facts = None  # as the gate: goldens of the built-in emitter's graphs (checked for the reports)
@@ -185,7 +186,7 @@ class CaseReport:
         if mutant:
             from archval.harness.checks.mutants import MUTANTS
             facts = MutantFacts(mutant, MUTANTS[mutant].description)
-        finish([record], fixture or fixtures.load(record.family), request.getfixturevalue("emitter"),
+        finish([record], fixture or fixtures.load(record.family), emitter or request.getfixturevalue("emitter"),
                request.getfixturevalue("binding"), goldens=goldens, replay=replay_command(request), mutant=facts,
                bundles=self.bundles)
         request.node.user_properties.append((VERDICT, record.verdict))
