@@ -17,10 +17,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from archval.harness import COMMAND, ROOT
+from archval.harness import ROOT
 from archval.harness.core import emitproc, fixtures, summary, watchdog
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.emitters import emitter_command
@@ -29,6 +29,7 @@ from archval.harness.core.kinds import KINDS
 from archval.harness.core.record import PASS, UNSUPPORTED
 from archval.harness.core.summary import RunInfo
 from archval.harness.modes import (
+    Options,
     Outcome,
     UsageError,
     cache,
@@ -54,11 +55,7 @@ REPORTS_DIR = ROOT / "reports" if (ROOT / "pyproject.toml").is_file() else Path(
 class Mode:
     name: str  # as the run's summary names it
     chosen: Callable[[argparse.Namespace], bool]
-    run: Callable[[argparse.Namespace, RunInfo], Outcome | None]  # None: nothing to judge (--list)
-
-
-def list_fixtures(args, info: RunInfo) -> None:
-    print("\n".join(fixtures.names()))
+    run: Callable[[Options, RunInfo], Outcome | None]  # None: nothing to judge (--list)
 
 
 MODES = (
@@ -66,7 +63,7 @@ MODES = (
     Mode("checkpoint", lambda a: a.checkpoint is not None, checkpoint.run),
     Mode("config", lambda a: bool(a.config), config.run),
     Mode("graphs", lambda a: a.graphs is not None, graphs.run),
-    Mode("list", lambda a: a.list, list_fixtures),
+    Mode("list", lambda a: a.list, lambda options, info: print("\n".join(fixtures.names()))),
     Mode("mutants", lambda a: a.mutants, mutants.run),
     Mode("structural", lambda a: a.structural_only or a.update_goldens, gate.structural_only),
     Mode("gate", lambda a: True, gate.gate),
@@ -92,10 +89,10 @@ CLASHES = (
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=Path(COMMAND).name, description=__doc__.split("\n\n")[0],
-                                 epilog=f"{Path(COMMAND).name} cache info|prune [--max-size SIZE]: the cache "
+    ap = argparse.ArgumentParser(prog=Path(summary.command()).name, description=__doc__.split("\n\n")[0],
+                                 epilog=f"{Path(summary.command()).name} cache info|prune [--max-size SIZE]: the cache "
                                         "directory's size by kind, and a bound on it (least recently used first). "
-                                        f"{Path(COMMAND).name} make-checkpoint --family NAME --out DIR: a local "
+                                        f"{Path(summary.command()).name} make-checkpoint --family NAME --out DIR: a local "
                                         "checkpoint of seeded weights for --checkpoint (make-checkpoint --help)")
     ap.add_argument("--version", action="version", version=f"archval {summary.project_version()}")
     ap.add_argument("--family", action="append", metavar="NAME",
@@ -119,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--prompt", metavar="TEXT",
                     help="with --checkpoint: the prompt as text, through the checkpoint's own tokenizer")
     ap.add_argument("--steps", type=int, metavar="N",
-                    help=f"with --checkpoint: greedy decode steps after the prompt (default {checkpoint.DEFAULT_STEPS})")
+                    help=f"with --checkpoint: greedy decode steps after the prompt (default {Options.steps})")
     ap.add_argument("--graphs", type=Path, metavar="DIR",
                     help="validate pre-emitted graphs: a folder per family (config.json, prefill.mlir, decode.mlir, "
                          "...), or one such folder; no emitter runs (docs/binding.md)")
@@ -159,17 +156,17 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def check_options(args) -> None:
-    """UsageError for options that cannot run together or values that cannot run at all."""
+def check_options(args, claim: Callable[[], object] = lambda: None) -> Options:
+    """The modes' Options (claim: --reports claimed); UsageError for options that cannot run together or at all."""
     if args.update_goldens and os.environ.get("PYTEST_XDIST_WORKER"):
         raise UsageError("--update-goldens refuses to run inside a parallel pytest worker "
                          f"({os.environ['PYTEST_XDIST_WORKER']}): concurrent writers would lose goldens")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
-    if args.jobs > workers.cores() and not args.jobs_over_cores:
-        print(f"--jobs {args.jobs}: capped at {workers.cores()}, the cores this process may use "
-              "(--jobs-over-cores to allow more)", flush=True)
-        args.jobs = workers.cores()
+    jobs = args.jobs if args.jobs <= workers.cores() or args.jobs_over_cores else workers.cores()
+    if jobs != args.jobs:
+        print(f"--jobs {args.jobs}: capped at {jobs}, the cores this process may use (--jobs-over-cores to allow more)",
+              flush=True)
     given_timeout = (("--emit-timeout", args.emit_timeout) if args.emit_timeout is not None
                      else (f"${emitproc.TIMEOUT_ENV}", os.environ.get(emitproc.TIMEOUT_ENV) or None))
     if given_timeout[1] is not None and emitproc.parse_timeout(given_timeout[1]) is None:
@@ -186,18 +183,21 @@ def check_options(args) -> None:
                           ("--as-is", "--config")):
         if option in given and needs not in given:
             raise UsageError(f"{option} needs {needs}")
-    if args.steps is None:
-        args.steps = checkpoint.DEFAULT_STEPS
     try:
-        args.shard = None if args.shard is None else shard.parse(args.shard)
-        emitter_command(args.emitter)
+        part = None if args.shard is None else shard.parse(args.shard)
+        emitter = emitter_command(args.emitter)
         if args.binding is not None:
             load_binding(args.binding)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    given = {f.name: getattr(args, f.name) for f in fields(Options) if getattr(args, f.name, None) is not None}
+    return Options(**given | {name: tuple(v) for name, v in given.items() if isinstance(v, list)} | {
+        "claim": claim, "emitter": emitter, "jobs": jobs, "shard": part, "bundle_all": args.bundle == "all"})
 
 
 def main(argv=None) -> int:
+    if argv is None and Path(sys.argv[0]).name == "archval":  # the `archval` command (pyproject.toml's entry point)
+        summary.use_command("archval")  # its replay lines and usage say so, in a checkout's editable install too
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["cache"]:  # a command of its own: the cache directory, no validation
         return cache.main(argv[1:])
@@ -223,13 +223,12 @@ def run(args, argv: list[str]) -> int:
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         try:
-            check_options(args)
+            options = check_options(args, lambda: stack.enter_context(claimed(args.reports)))
             mode = next(m for m in MODES if m.chosen(args))
-            args.claim_reports = lambda: stack.enter_context(claimed(args.reports))
             if args.emit_timeout is not None:  # the workers spawned from here on inherit it
                 stack.enter_context(_environment(emitproc.TIMEOUT_ENV, args.emit_timeout))
-            info = summary.run_info(mode.name, [Path(COMMAND).name, *argv], args.emitter)
-            outcome = mode.run(args, info)
+            info = summary.run_info(mode.name, [Path(summary.command()).name, *argv], args.emitter)
+            outcome = mode.run(options, info)
         except (UsageError, ReportsError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -248,7 +247,7 @@ def run(args, argv: list[str]) -> int:
                       "the run cannot pass", flush=True)
     # A run with no case, or whose every case the emitter refused, validated nothing and cannot pass (a
     # shard's may: the merge of all shards judges their records together).
-    nothing = outcome.records is not None and args.shard is None and all(r.verdict == UNSUPPORTED for r in records)
+    nothing = outcome.records is not None and options.shard is None and all(r.verdict == UNSUPPORTED for r in records)
     if nothing:
         print("nothing validated: " + ("the emitter refused every case (UNSUPPORTED above)" if records else
                                        f"no family chosen has a {' or '.join(args.graph)} graph" if args.graph else

@@ -48,7 +48,7 @@ def test_graphs(folder, graph, binding, prepared, case_report):
         pytest.skip(f"{folder} has no {graph} graph: its oracle routes no layer to experts")
     record = run_case(ready.fixture, graph, texts=graph_texts(directory, binding, KINDS), emitter=PRE_EMITTED,
                       bundles=case_report.bundles, binding=binding)
-    case_report(record, fixture=ready.fixture)
+    case_report(record, fixture=ready.fixture, emitter=PRE_EMITTED)
     if record.verdict == UNSUPPORTED:
         pytest.skip(f"UNSUPPORTED: {record.message}")
     assert record.verdict == PASS, line(record)

@@ -27,14 +27,13 @@ from pathlib import Path
 import pytest
 
 from archval.harness import pytest_selection as selection
-from archval.harness.checks import builtin, localise, structural
-from archval.harness.checks.signature import drift, load_golden, signature
+from archval.harness.checks import structural
+from archval.harness.checks.finish import finish
 from archval.harness.core import files, fixtures, summary
 from archval.harness.core.bundle import Bundles
-from archval.harness.core.case import failed
 from archval.harness.core.binding import IDENTITY, Binding
 from archval.harness.core.binding_file import load as load_binding
-from archval.harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER, emitter_command
+from archval.harness.core.emitters import BUILTIN_EMITTER, emitter_command
 from archval.harness.core.kinds import KINDS, order
 from archval.harness.core.record import UNSUPPORTED, MutantFacts, Record
 from archval.harness.core.fixtures import Fixture
@@ -166,10 +165,9 @@ def case_report(request) -> CaseReport:
 
 class CaseReport:
     """The `case_report` fixture. Called with a run_case record (and text, the graph it judged when that is not
-    the emitter's own, a mutant's), it does what the gate does after a case: a failing one is localised
-    (checks/localise.py: annotate); the replay becomes this test's command line; under --archval-reports the
-    record goes into the reports. `bundles` is run_case's, for the repro bundles of failing cases (None
-    without --archval-reports)."""
+    the emitter's own, a mutant's), it makes the record final as the gate does (checks/finish.py), with this
+    test's command line as its replay; under --archval-reports the record goes into the reports. `bundles` is
+    run_case's, for the repro bundles of failing cases (None without --archval-reports)."""
 
     def __init__(self, request):
         self.request = request
@@ -177,28 +175,23 @@ class CaseReport:
         self.bundles = Bundles(reports) if reports else None
 
     def __call__(self, record: Record, text: str | None = None, mutant: str | None = None,
-                 fixture: Fixture | None = None) -> None:
-        """fixture: the record's, where it is no fixture of fixtures/ (a --archval-graphs folder's config)."""
+                 fixture: Fixture | None = None, emitter: tuple[str, ...] | None = None) -> None:
+        """fixture: the record's, where it is no fixture of fixtures/ (a --archval-graphs folder's config); emitter:
+        run_case's, where it is not the run's (PRE_EMITTED: pre-emitted graphs, no emitter to ask for taps)."""
         request = self.request
-        if mutant is None:  # as the gate (a mutant's failure is the point, not a finding)
-            path = request.config.getoption("archval_binding")
-            localise.annotate(record, fixture or fixtures.load(record.family),
-                              emitter_command(request.config.getoption("archval_emitter")),
-                              load_binding(path) if path else IDENTITY)
-        if self.bundles and self.bundles.problems:
-            failed(record, "report", "; ".join(self.bundles.problems))
-        record.replay = replay_command(request)
-        request.node.user_properties.append((VERDICT, record.verdict))
-        if not request.config.getoption("archval_reports"):
-            return
-        if record.emitter == BUILTIN_EMITTER or text is not None:  # as the gate: goldens of the built-in only
-            record.structural = _structural(record.family, record.graph, text)
-        if record.emitter == BUILTIN_EMITTER:  # its parsed flags; another emitter's reading is its own
-            builtin.annotate(record, fixtures.load(record.family))
+        reported = request.config.getoption("archval_reports") is not None
+        goldens = facts = None  # as the gate: goldens of the built-in emitter's graphs (checked for the reports)
+        if reported and (record.emitter == BUILTIN_EMITTER or text is not None):
+            goldens = {record.graph: structural.of_case(record.family, record.graph, text)}
         if mutant:
             from archval.harness.checks.mutants import MUTANTS
-            record.mutant = MutantFacts(mutant, MUTANTS[mutant].description)
-        request.node.user_properties.append((RECORD, json.dumps(record.to_json())))
+            facts = MutantFacts(mutant, MUTANTS[mutant].description)
+        finish([record], fixture or fixtures.load(record.family), emitter or request.getfixturevalue("emitter"),
+               request.getfixturevalue("binding"), goldens=goldens, replay=replay_command(request), mutant=facts,
+               bundles=self.bundles)
+        request.node.user_properties.append((VERDICT, record.verdict))
+        if reported:
+            request.node.user_properties.append((RECORD, json.dumps(record.to_json())))
 
 
 def replay_command(request) -> str:
@@ -220,17 +213,6 @@ def replay_command(request) -> str:
     if binding is not None and "binding" in request.fixturenames:
         command += f" --binding {shlex.quote(binding)}"
     return command
-
-
-def _structural(family: str, graph: str, text: str | None):
-    """The gate's structural brief: of the built-in emission, or of the given text against the golden."""
-    case = structural.StructuralCase(family, fixtures.FIXTURES_DIR / family)
-    if text is None:
-        return structural.brief(structural.check(case, graph, DEFAULT_EMITTER))
-    sig, golden = signature(text), load_golden(case.directory, graph)
-    changes = drift(*golden, sig, text) if golden else ["no golden recorded"]
-    return structural.brief({"status": structural.DRIFT if changes else structural.MATCH, "detail": changes,
-                             "sha256": sig["sha256"], "signature": sig, "golden": golden and golden[0]})
 
 
 class _NothingValidated:

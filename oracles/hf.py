@@ -38,7 +38,6 @@ from transformers.models.auto import modeling_auto
 
 transformers.logging.set_verbosity_error()  # legacy-config notices are expected on fixtures
 transformers.logging.disable_progress_bar()  # a checkpoint's loading bar is no part of the run's output
-torch.set_num_threads(1)  # one summation order on every machine and worker layout: the same metrics
 
 MATRIX_GAIN = 2.5
 TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
@@ -130,8 +129,14 @@ def norm_epsilon(model: torch.nn.Module) -> float | None:
     return None
 
 
+def one_thread() -> None:
+    """One summation order on every machine and worker layout, the same metrics: set where an oracle is made."""
+    torch.set_num_threads(1)
+
+
 class Oracle:
     def __init__(self, config: dict, seed: int, dtype: torch.dtype = torch.float32, quiet_tokens: tuple[int, ...] = ()):
+        one_thread()
         self.binding = binding(config["model_type"])
         cfg = _auto_config(self.binding.config(config))
         cls = getattr(transformers, self.binding.class_name)
@@ -154,6 +159,7 @@ class Oracle:
         """The checkpoint in DIR loaded by transformers from its own files (never downloaded, never its code: the
         in-tree class, the config archval read), computing in f32 whatever its storage; ValueError where a
         parameter is missing or of another shape."""
+        one_thread()
         self = cls.__new__(cls)
         self.binding = binding(config["model_type"])
         model_class = getattr(transformers, self.binding.class_name)

@@ -2,9 +2,14 @@
 built-in emitter's internals imported only where the built-in emitter is checked, one atomic writer,
 and no module longer than ~300 lines without a reason stated here."""
 import ast
+import dataclasses
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from archval.harness import ROOT
+from archval.harness.core.record import Record
 
 HARNESS = ROOT / "harness"
 # Each layer may import itself and the layers listed (data flows run -> records -> presentation).
@@ -98,6 +103,98 @@ def test_only_the_checks_of_the_built_in_emitter_import_it():
                     and not any(m == s or m.startswith(f"{s}.") for s in SHARED_WITH_THE_EMITTER)
                     for m in imports(path)) and layer(name) != "checks"]
     assert found == []
+
+
+# The modules that write a Record's fields, and why: every other one reads records, and none writes one after
+# run_case returns but the post-case pipeline, which the gate and pytest both call.
+RECORD_WRITERS = {
+    "archval.harness.core.record": "the record's own methods (check, errored, refused)",
+    "archval.harness.core.case": "run_case and its errors, as the case runs",
+    "archval.harness.core.kinds": "each graph kind's judgement, inside run_case",
+    "archval.harness.core.reference": "the three-way comparison, inside run_case",
+    "archval.harness.core.messages": "clip_record, called by run_case and the pipeline",
+    "archval.harness.core.summary": "a record read back from summary.json (an older layout converted)",
+    "archval.harness.modes.merge": "a shard's record read back: a bundle that was not copied is dropped",
+    "archval.harness.checks.finish": "the post-case pipeline: what follows run_case, in the gate and under pytest",
+}
+RECORD_MUTATORS = {"errored", "refused", "failed", "clip_record"}  # Record's methods, core/case.py's and messages'
+
+
+def record_writes(path: Path) -> set[str]:
+    """Each assignment to an attribute named as a Record field (or to an item of one) and each call of a method or
+    function that changes a record, in the module; attributes of self (another class's own) are not counted."""
+    fields, found = {f.name for f in dataclasses.fields(Record)}, set()
+
+    def written(target):
+        if isinstance(target, (ast.Tuple, ast.List)):
+            return [t for e in target.elts for t in written(e)]
+        while isinstance(target, ast.Subscript):
+            target = target.value
+        return [target] if isinstance(target, ast.Attribute) and target.attr in fields else []
+    tree = ast.parse(path.read_text())
+    imported = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                and (n.module or "").startswith("archval.harness.core") for a in n.names}
+    for node in ast.walk(tree):
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("append", "extend", "update", "setdefault", "pop", "clear"):
+                targets = [node.func.value]
+            elif node.func.attr in RECORD_MUTATORS:
+                found.add(f"{ast.unparse(node.func)}()")
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in RECORD_MUTATORS & imported:
+            found.add(f"{node.func.id}()")
+        found |= {ast.unparse(t) for target in targets for t in written(target)
+                  if not (isinstance(t.value, ast.Name) and t.value.id == "self")}
+    return found
+
+
+def test_no_module_but_the_case_and_the_post_case_pipeline_writes_a_record():
+    """One writer of a record after run_case (checks/finish.py): the gate and pytest finish a case alike."""
+    found = {name: sorted(record_writes(path)) for name, path in modules().items() if name not in RECORD_WRITERS}
+    assert {name: writes for name, writes in found.items() if writes} == {}
+
+
+def test_the_record_writers_check_finds_a_write_after_run_case(tmp_path):
+    """The check above has teeth: a mode that sets a record's field, errs it or clips it is found."""
+    mode = tmp_path / "mode.py"
+    mode.write_text("from archval.harness.core.case import failed, run_case\n"
+                    "def run(fixture):\n    record = run_case(fixture)\n    record.replay = 'mine'\n"
+                    "    record.timings['x'] = 1.0\n    record.checks.append(None)\n"
+                    "    record.errored('s', 'm')\n    failed(record, 's', 'm')\n    return record\n")
+    assert record_writes(mode) == {"record.replay", "record.timings", "record.checks", "record.errored()", "failed()"}
+
+
+def test_docs_architecture_says_which_package_imports_which():
+    """docs/architecture.md's table, row by row: each package's imports of the others, the built-in emitter (whole,
+    or its config reader alone) and the oracles, exactly."""
+    rows = re.findall(r"^\| `harness/(\w+)(?:\.py)?` \| (.*) \|$", (ROOT / "docs" / "architecture.md").read_text(), re.M)
+    said = {package: {name.replace("/", ".").removesuffix(".py") for name in re.findall(r"`([^`]+)`", cell)}
+            for package, cell in rows}
+    found = {package: set() for package in said}
+    for name, path in modules().items():
+        for target in imports(path):
+            shown = (layer(target) if target in modules() else "emitter.config_input"
+                     if target.startswith("archval.emitter.config_input") else target.split(".")[1]
+                     if target.startswith(("archval.emitter", "archval.oracles")) else None)
+            if layer(name) in found and shown not in (None, layer(name)):
+                found[layer(name)].add(shown)
+    assert said and found == said
+
+
+def test_no_package_runs_anything_when_imported():
+    """harness's __init__.py files define and import, and guess nothing (the command a user types is set by the
+    entry point, core/summary.py); importing the oracle leaves torch's threads as they were (an oracle made sets
+    them, oracles/hf.py)."""
+    allowed = (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.Assign, ast.AnnAssign)
+    found = [f"{path.relative_to(ROOT)}:{node.lineno}" for path in HARNESS.rglob("__init__.py")
+             for node in ast.parse(path.read_text()).body
+             if not isinstance(node, allowed) and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+             or "argv" in ast.unparse(node)]
+    assert found == []
+    said = subprocess.run([sys.executable, "-c", "import torch; torch.set_num_threads(3); import archval.oracles.hf; "
+                           "print(torch.get_num_threads())"], capture_output=True, text=True, check=True).stdout
+    assert said.split() == ["3"]
 
 
 def test_one_atomic_writer():

@@ -297,5 +297,5 @@ def test_interrupted_update_leaves_no_half_written_golden(scratch_fixtures, monk
             assert now == fresh_texts[path] if path.suffix == ".mlir" else json.loads(now)["sha256"]
     assert structural.orphan_goldens() == []
     rerun = structural.run(DEFAULT_EMITTER, update=True, names=["llama"], jobs=1)
-    assert [r["status"] for r in rerun] == ["match", "match"]
+    assert [r.status for r in rerun] == ["match", "match"]
     assert all(path.read_text() == text for path, text in fresh_texts.items())

@@ -230,7 +230,7 @@ def test_a_failing_page_says_its_numbers_plainly(tmp_path):
     fixture = fixtures.load("llama")
     prefill, decode = _mutant_record(fixture, "rope_theta_default"), _mutant_record(fixture, "cache_slot_off_by_one")
     for record in (prefill, decode):
-        builtin.annotate(record, fixture)
+        record.emitter_flags = builtin.flags(fixture.config_path)
     assert write([prefill, decode], tmp_path) == []
     rows = page_rows(tmp_path / "llama--rope_theta_default.html")
     gap = rows["oracle top-1/top-2 gap"]
@@ -393,7 +393,7 @@ def test_a_page_names_the_emitter_that_wrote_its_graphs_and_shows_parsed_flags_f
     run = summary.run_info("pytest", ["pytest", "--emitter", shlex.join(external)], shlex.join(external))
     theirs = new_record(fixture, "prefill", emitter=external)
     ours = new_record(fixture, "prefill")
-    builtin.annotate(ours, fixture)
+    ours.emitter_flags = builtin.flags(fixture.config_path)
     ours.mutant = MutantFacts("eps_10x", "RMSNorm epsilon 10x the config's")
     for record in (theirs, ours):
         record.check("bound", "compare", True)

@@ -22,7 +22,7 @@ CASES = structural.cases()
                          ids=[f"{c.name}-{g}" for c in CASES for g in structural.GRAPHS])
 def test_signature_matches_golden(case, graph):
     result = structural.check(case, graph, DEFAULT_EMITTER)
-    assert structural.passed(result), structural.format_result(result)
+    assert result.passed, result.line()
 
 
 def test_no_orphan_goldens_and_every_recorded_real_checkpoint_signed():
@@ -31,7 +31,7 @@ def test_no_orphan_goldens_and_every_recorded_real_checkpoint_signed():
     assert structural.orphan_goldens() == []
     real = [c for c in CASES if c.name.startswith("real/")]
     recorded = [c.name for c in real if structural.golden_paths(c.directory, "prefill")[0].is_file()]
-    signed = [c.name for c in real if structural.check(c, "prefill", DEFAULT_EMITTER)["status"] == structural.MATCH]
+    signed = [c.name for c in real if structural.check(c, "prefill", DEFAULT_EMITTER).status == structural.MATCH]
     assert recorded and signed == recorded
 
 
@@ -50,8 +50,8 @@ def test_hand_edited_golden_is_a_drift_with_a_readable_report(llama_copy):
     sig_path.write_text(sig.replace('"stablehlo.rsqrt": 5', '"stablehlo.rsqrt": 4'))
     text_path.write_text(text_path.read_text().replace("stablehlo.rsqrt", "stablehlo.sqrt", 1))
     result = structural.check(llama_copy, "prefill", DEFAULT_EMITTER)
-    report = "\n".join(result["detail"])
-    assert result["status"] == structural.DRIFT
+    report = "\n".join(result.detail)
+    assert result.status == structural.DRIFT
     assert "argument appeared: model.norm.weight f32[64]" in report
     assert "argument vanished: model.final_norm.weight" in report
     assert "stablehlo.rsqrt x4 -> x5 (+1)" in report
@@ -63,16 +63,16 @@ def test_update_goldens_rewrites_only_what_differs(llama_copy):
     text_path.write_text("stale\n")
     before = sig_path.stat().st_mtime_ns
     first = structural.check(llama_copy, "prefill", DEFAULT_EMITTER, update=True)
-    assert len(first["rewrote"]) == 1 and first["rewrote"][0].endswith("golden/prefill.mlir")
+    assert len(first.rewrote) == 1 and first.rewrote[0].endswith("golden/prefill.mlir")
     assert sig_path.stat().st_mtime_ns == before
     again = structural.check(llama_copy, "prefill", DEFAULT_EMITTER, update=True)
-    assert again["rewrote"] == [] and again["status"] == structural.MATCH
+    assert again.rewrote == [] and again.status == structural.MATCH
 
 
 def test_missing_golden_is_reported(llama_copy):
     shutil.rmtree(llama_copy.directory / "golden")
     result = structural.check(llama_copy, "prefill", DEFAULT_EMITTER)
-    assert result["status"] == structural.MISSING
+    assert result.status == structural.MISSING
 
 
 def test_update_goldens_refuses_inside_a_parallel_worker(monkeypatch, capsys):

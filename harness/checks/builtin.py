@@ -7,8 +7,6 @@ from pathlib import Path
 
 from archval.emitter import Config
 from archval.emitter.config import ConfigError, Rope
-from archval.harness.core.fixtures import Fixture
-from archval.harness.core.record import Record
 
 
 # The Rope fields each RoPE type reads (emitter/rope.py); the others keep defaults that nothing reads, and
@@ -46,8 +44,3 @@ def _rope_reads(rope: Rope, name: str) -> bool:
     """A parameter of the RoPE's type, or one set away from its default (shown rather than hidden)."""
     default = next(f.default for f in dataclasses.fields(Rope) if f.name == name)
     return name in ROPE_PARAMETERS.get(rope.kind, (name,)) or getattr(rope, name) != default
-
-
-def annotate(record: Record, fixture: Fixture) -> None:
-    """The built-in emitter's parsed flags."""
-    record.emitter_flags = flags(fixture.config_path)

@@ -23,7 +23,6 @@ from dataclasses import asdict
 
 import numpy as np
 
-from archval.harness.backends import SUBJECT
 from archval.harness.core import case as cases
 from archval.harness.core import noise, oracle_cache
 from archval.harness.core.abi import PROTOCOL, prefill_results
@@ -85,7 +84,7 @@ def graph_taps(text: str, fixture: Fixture, weights: dict[str, np.ndarray],
         shown = ", ".join(f"{r.dtype}{list(r.shape)}" for r in extra)
         raise CaseError(f"the tapped prefill graph returns {shown} after its caches; the tap protocol wants "
                         f"{len(TAP_POINTS)} results f32{list(wanted)}: {', '.join(TAP_POINTS)} ({PROTOCOL}#taps)")
-    module = SUBJECT.load(text, signature, lambda stage: contextlib.nullcontext())
+    module = cases.SUBJECT.load(text, signature, lambda stage: contextlib.nullcontext())
     results = module.call(binding.graph_weights(main, weights, fixture.attribute)[0], prefill_inputs(fixture, bucket))
     return dict(zip(TAP_POINTS, (np.asarray(r)[:, : fixture.prompt_len] for r in results[plain:])))
 
@@ -147,15 +146,12 @@ def failed(error: Exception) -> Localisation:
     return Localisation(f"{type(error).__name__}: {error}", None, [], None, "")
 
 
-def annotate(record: Record, fixture: Fixture, emitter, binding: Binding = IDENTITY) -> None:
-    """What follows a failing case, in the gate and under pytest alike: a prefill localised through the
-    emitter's taps, a decode said to be decode only when its own prefill step agrees. A localisation that
-    raised (not: no taps offered) is a check that did not run to its end: the case's ERROR."""
+def of_record(record: Record, fixture: Fixture, emitter, binding: Binding = IDENTITY) -> Localisation | None:
+    """A failing case's: a prefill localised through the emitter's taps, a decode said to be decode only when its
+    own prefill step agrees (checks/finish.py makes one that raised the case's ERROR); None for any other case."""
     if record.verdict != FAIL or record.graph not in ("prefill", "decode"):
-        return
-    record.localisation = of_emitter(fixture, emitter, binding) if record.graph == "prefill" else of_decode(record)
-    if record.localisation and record.localisation.error:
-        cases.failed(record, "localisation", record.localisation.error)
+        return None
+    return of_emitter(fixture, emitter, binding) if record.graph == "prefill" else of_decode(record)
 
 
 def of_decode(record: Record) -> Localisation | None:

@@ -23,13 +23,14 @@ from itertools import zip_longest
 
 import numpy as np
 
-from archval.harness import COMMAND
 from archval.emitter import Config, emit
 
 from archval.harness.checks import mutants
+from archval.harness.checks.finish import finish
 from archval.harness.core import fixtures
-from archval.harness.core.case import new_record, run_case
+from archval.harness.core.case import error_record, run_case
 from archval.harness.core.record import ERROR, FAIL, FAILED, MutantFacts, Record
+from archval.harness.core.summary import command
 
 WEAK_MARGIN = 3.0
 
@@ -56,17 +57,17 @@ def run_family(name: str, strict_bound: bool = True, only: tuple[str, ...] | Non
         if facts.changes_graph:
             record = run_case(fixture, bug.graph, texts=texts, xla=False, strict_bound=strict_bound)
         else:
-            record = new_record(fixture, bug.graph)
-            record.errored("emit", "the mutant does not change this family's graph")
+            record = error_record(fixture, bug.graph, "emit", "the mutant does not change this family's graph")
         facts.refused = bool(bug.refused_as) and record.verdict == ERROR and bug.refused_as in record.message
         facts.killed = record.verdict == FAIL or facts.refused
         facts.fixed_killed = (record.fixed_verdict or record.verdict) == FAIL or facts.refused  # no bound refuses
         facts.equivalent = False
         facts.margin, facts.judged_by = detection_margin(record)
-        record.mutant = facts
-        record.replay = f"{COMMAND} --mutants --family {name}"  # runs this family's mutants, this one too
         if not facts.killed and bug.oracle_config and record.noise:
-            _measure_exact_effect(record, fixture, bug)
+            facts.exact_effect = _exact_effect(record, fixture, bug)
+            facts.equivalent = facts.exact_effect <= record.noise.strict_bound
+        # the replay runs this family's mutants, this one too
+        finish([record], fixture, mutant=facts, replay=f"{command()} --mutants --family {name}")
         records.append(record)
     return records
 
@@ -82,7 +83,8 @@ def detection_margin(record: Record) -> tuple[float | None, str | None]:
     return None, failed[0].name if failed else None
 
 
-def _measure_exact_effect(record: Record, fixture, bug: mutants.Mutant) -> None:
+def _exact_effect(record: Record, fixture, bug: mutants.Mutant) -> float:
+    """The slip's exact effect on the logits: the fp64 oracle with it against the fp64 oracle without it."""
     from dataclasses import replace
 
     from archval.harness.core.oracle_cache import fp64_logits
@@ -90,9 +92,7 @@ def _measure_exact_effect(record: Record, fixture, bug: mutants.Mutant) -> None:
     tokens = oracle_run(fixture).tokens
     steps = 1 if record.graph == "prefill" else len(tokens)
     slipped = replace(fixture, config=bug.oracle_config(fixture.config))
-    effect = float(np.abs(fp64_logits(slipped, tokens)[:steps] - fp64_logits(fixture, tokens)[:steps]).max())
-    record.mutant.exact_effect = effect
-    record.mutant.equivalent = effect <= record.noise.strict_bound
+    return float(np.abs(fp64_logits(slipped, tokens)[:steps] - fp64_logits(fixture, tokens)[:steps]).max())
 
 
 def worker_init(threads: int) -> None:

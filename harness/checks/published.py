@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from archval.harness import COMMAND
 from archval.emitter import DEFAULT_BUCKET, ConfigError
 from archval.emitter.config_input import printable, read_json_object
 from archval.emitter.families import FAMILIES
@@ -28,6 +27,7 @@ from archval.emitter.families import FAMILIES
 from archval.harness.checks.shrink import ShrinkError, Shrunk, as_given, shrink
 from archval.harness.core import fixtures
 from archval.harness.core.record import PublishedFacts
+from archval.harness.core.summary import command
 
 DEFAULT_SEED, PROMPT_LEN, SEED_TRIES = 1, 13, 8
 # What a config validated as given holds per parameter: the oracle in f32 (its state dict shares it), the
@@ -104,7 +104,7 @@ def prepare(path: str, workdir: Path, name: str, as_is: bool = False, replay: st
     for seed in range(DEFAULT_SEED, DEFAULT_SEED + SEED_TRIES):
         (directory / "fixture.json").write_text(json.dumps({
             "seed": seed, "prompt_len": PROMPT_LEN, "as_given": as_is,
-            "replay": replay or f"{COMMAND} --config {shlex.quote(str(path))}" + (" --as-is" if as_is else ""),
+            "replay": replay or f"{command()} --config {shlex.quote(str(path))}" + (" --as-is" if as_is else ""),
             "purpose": f"{path} " + ("as given, seeded weights" if as_is else "shrunk to a tiny synthetic model")},
             indent=2) + "\n")
         try:

@@ -11,12 +11,12 @@ import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from archval.harness.checks.signature import drift, golden_paths, load_golden, signature
 from archval.harness.core import fixtures, kinds
-from archval.harness.core.emitters import CaseError, EmitterRefused, emit
+from archval.harness.core.emitters import DEFAULT_EMITTER, CaseError, EmitterRefused, emit
 from archval.harness.core.files import write_atomic
 from archval.harness.core.graph import GraphError
 from archval.harness.core.record import StructuralBrief
@@ -24,6 +24,7 @@ from archval.harness.core.record import StructuralBrief
 REAL_DIR = fixtures.FIXTURES_DIR / "real"
 GRAPHS = kinds.signed()
 MATCH, DRIFT, MISSING, REFUSED, ERROR = "match", "DRIFT", "MISSING-GOLDEN", "refused (as recorded)", "ERROR"
+PASSING = (MATCH, REFUSED)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,39 @@ class StructuralCase:
     @property
     def config_path(self) -> Path:
         return self.directory / "config.json"
+
+
+@dataclass
+class StructuralResult:
+    """One case and graph kind signed and compared with its golden."""
+    case: str
+    graph: str
+    status: str = ERROR
+    detail: list[str] = field(default_factory=list)  # why it is not a match: the drift, the refusal, the error
+    text: str | None = None  # the emitted text (None: refused, or not emitted)
+    rewrote: list[str] = field(default_factory=list)  # --update-goldens: the golden files written or removed
+    emit_s: float | None = None  # the emission's wall time
+    sha256: str | None = None
+    signature: dict | None = None  # the text's signature
+    golden: dict | None = None  # the golden's signature
+
+    @property
+    def passed(self) -> bool:
+        return self.status in PASSING
+
+    def line(self) -> str:
+        sha = f"  sha256 {self.sha256[:12]}" if self.sha256 else ""
+        said = f"{self.case:<30} {self.graph:<8} {self.status}{sha}"
+        said += "".join(f"\n    {item}" for item in self.rewrote)
+        return said + ("" if self.status == MATCH else "".join(f"\n    {d}" for d in self.detail))
+
+    def brief(self) -> StructuralBrief:
+        """What a validation record keeps: status, drift, and @main's signature in brief beside the golden's."""
+        def main(signature: dict | None) -> dict:
+            return (signature or {}).get("functions", {}).get("main", {})
+        found = main(self.signature)
+        return StructuralBrief(self.status, self.detail, self.sha256, len(found.get("args", [])), found.get("results"),
+                               found.get("ops"), main(self.golden).get("ops"))
 
 
 def cases() -> list[StructuralCase]:
@@ -76,25 +110,29 @@ def _golden_if_same(case: StructuralCase, graph: str, text: str) -> dict | None:
     return recorded if same else None
 
 
-def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> dict:
-    """Emit, sign and compare one case; with update, rewrite only the golden files that differ."""
-    result = {"case": case.name, "graph": graph, "status": ERROR, "detail": [], "text": None, "rewrote": []}
-    text = sig = refusal = None
+def check(case: StructuralCase, graph: str, emitter, update: bool = False,
+          text: str | None = None) -> StructuralResult:
+    """Emit (or take the text given: a mutant's), sign and compare one case; with update, rewrite only the golden
+    files that differ."""
+    result = StructuralResult(case.name, graph)
+    sig = refusal = None
     start = time.perf_counter()
     try:
-        text = emit(emitter, case.config_path, graph)
-        result["emit_s"] = round(time.perf_counter() - start, 4)
+        if text is None:
+            text = emit(emitter, case.config_path, graph)
+            result.emit_s = round(time.perf_counter() - start, 4)
         recorded = None if update else _golden_if_same(case, graph, text)
         if recorded is not None:  # the signature is a function of the text: no need to parse it again
-            result.update(status=MATCH, text=text, sha256=recorded["sha256"], signature=recorded, golden=recorded)
+            result.status, result.text, result.sha256 = MATCH, text, recorded["sha256"]
+            result.signature = result.golden = recorded
             return result
         sig = signature(text)
     except EmitterRefused as e:
         refusal = str(e)
     except (CaseError, GraphError) as e:
-        result["detail"] = [str(e)]
+        result.detail = [str(e)]
         return result
-    result["text"], result["sha256"], result["signature"] = text, sig and sig["sha256"], sig
+    result.text, result.sha256, result.signature = text, sig and sig["sha256"], sig
 
     sig_path, text_path = golden_paths(case.directory, graph)
     ref_path = refusal_path(case.directory, graph)
@@ -106,60 +144,45 @@ def check(case: StructuralCase, graph: str, emitter, update: bool = False) -> di
             current = path.read_text() if path.is_file() else None
             if content is None and current is not None:
                 path.unlink()
-                result["rewrote"].append(f"removed {case.name}/{path.relative_to(case.directory)}")
+                result.rewrote.append(f"removed {case.name}/{path.relative_to(case.directory)}")
             elif content is not None and content != current:
                 write_atomic(path, content)
-                result["rewrote"].append(f"wrote {case.name}/{path.relative_to(case.directory)}")
+                result.rewrote.append(f"wrote {case.name}/{path.relative_to(case.directory)}")
 
     recorded_refusal = ref_path.read_text().strip() if ref_path.is_file() else None
     golden = load_golden(case.directory, graph)
-    result["golden"] = golden and golden[0]
+    result.golden = golden and golden[0]
     if refusal is not None:
         if recorded_refusal == refusal:
-            result["status"], result["detail"] = REFUSED, [refusal]
+            result.status, result.detail = REFUSED, [refusal]
         else:
-            result["status"] = DRIFT if (recorded_refusal or golden) else MISSING
-            result["detail"] = [f"the emitter refuses: {refusal}",
+            result.status = DRIFT if (recorded_refusal or golden) else MISSING
+            result.detail = [f"the emitter refuses: {refusal}",
                                 f"the golden records: {recorded_refusal or 'a signature'}" if (recorded_refusal or golden)
                                 else "no golden recorded"]
         return result
     if golden is None:
-        result["status"] = DRIFT if recorded_refusal else MISSING
-        result["detail"] = ([f"the golden records a refusal ({recorded_refusal}) but the emitter now emits a graph"]
+        result.status = DRIFT if recorded_refusal else MISSING
+        result.detail = ([f"the golden records a refusal ({recorded_refusal}) but the emitter now emits a graph"]
                             if recorded_refusal else ["no golden recorded (run --update-goldens)"])
         return result
     changes = drift(*golden, sig, text)
-    result["status"], result["detail"] = (DRIFT, changes) if changes else (MATCH, [])
+    result.status, result.detail = (DRIFT, changes) if changes else (MATCH, [])
     return result
 
 
+def of_case(family: str, graph: str, text: str | None = None) -> StructuralResult | None:
+    """A fixture's graph kind against its golden, as the gate's structural pass checks it: the built-in emission,
+    or the given text (a mutant's); None for a kind the goldens do not record."""
+    if graph not in GRAPHS:
+        return None
+    return check(StructuralCase(family, fixtures.FIXTURES_DIR / family), graph, DEFAULT_EMITTER, text=text)
+
+
 def run(emitter, update: bool = False, names: list[str] | None = None, jobs: int = 2,
-        graphs: list[str] | None = None) -> list[dict]:
+        graphs: list[str] | None = None) -> list[StructuralResult]:
     """The cases named (None: all), each signed graph kind of graphs (None: every one)."""
     selected = [c for c in cases() if names is None or c.name in names]
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each emission is its own process
         return list(pool.map(lambda job: check(*job, emitter, update),
                              [(c, g) for c in selected for g in GRAPHS if graphs is None or g in graphs]))
-
-
-def format_result(r: dict) -> str:
-    sha = f"  sha256 {r['sha256'][:12]}" if r.get("sha256") else ""
-    line = f"{r['case']:<30} {r['graph']:<8} {r['status']}{sha}"
-    for item in r["rewrote"]:
-        line += f"\n    {item}"
-    if r["status"] != MATCH:
-        line += "".join(f"\n    {d}" for d in r["detail"])
-    return line
-
-
-def brief(r: dict) -> StructuralBrief:
-    """What a validation record keeps of a check: status, drift, and @main's signature in brief beside the golden's."""
-    def main(signature: dict | None) -> dict:
-        return (signature or {}).get("functions", {}).get("main", {})
-    found = main(r.get("signature"))
-    return StructuralBrief(r["status"], r["detail"], r.get("sha256"), len(found.get("args", [])),
-                           found.get("results"), found.get("ops"), main(r.get("golden")).get("ops"))
-
-
-def passed(r: dict) -> bool:
-    return r["status"] in (MATCH, REFUSED)

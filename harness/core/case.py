@@ -1,54 +1,41 @@
 """One case, end to end, for every graph kind: emit -> parse -> compile -> oracle -> bind by name ->
-run -> compare; then the strict bound and the three-way comparison where the kind has them.
+run -> compare; then the strict bound and the three-way comparison where the kind has them, and the repro bundle.
+What follows a case (localisation, goldens, flags, reports) is checks/finish.py's.
 
-run_case never raises: whatever goes wrong becomes an errored check named after its stage (its
-message says `stage 'NAME': ...` and, where checks had been judged before it, what they said; an
-emitter's refusal, exit 2, a refused one), and every check the kind meant to run that did not is
-recorded as not run, so the verdict (core/record.py) can only be PASS when everything meant to run
-ran and passed. The three-way comparison is a check meant to run too: XLA failing (a broken jax
-included) is the case's ERROR. A family's cases share one dict of texts, so that each graph kind is
-emitted once (a failed or refused emission too: it is not tried again).
+run_case never raises: whatever goes wrong becomes an errored check named after its stage (its message says
+`stage 'NAME': ...` and, where checks had been judged before it, what they said; an emitter's refusal, exit 2, a
+refused one), and every check the kind meant to run that did not is recorded as not run, so the verdict
+(core/record.py) can only be PASS when everything meant to run ran and passed. The three-way comparison is a check
+meant to run too: XLA failing (a broken jax included) is the case's ERROR. A family's cases share one dict of
+texts, so that each graph kind is emitted once (a failed or refused emission too: it is not tried again).
 """
 from __future__ import annotations
 
 import shlex
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from archval.harness import COMMAND
-from archval.harness.backends import SUBJECT
 from archval.harness.backends.base import Backend, BackendError, Module
+from archval.harness.backends.iree import IREE
 from archval.harness.core import emitproc, noise, reference, triangulate
 from archval.harness.core.binding import IDENTITY, Binding
 from archval.harness.core.bundle import Bundles
-from archval.harness.core.emitters import (
-    DEFAULT_EMITTER,
-    PRE_EMITTED,
-    CaseError,
-    EmitterRefused,
-    described,
-    emit,
-)
+from archval.harness.core.emitters import (DEFAULT_EMITTER, PRE_EMITTED, CaseError, EmitterRefused, described,
+                                          emit)
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.graph import FunctionSignature, GraphError, GraphSignature, bind, parse_signature
 from archval.harness.core.kinds import KINDS, GraphKind, tokens_only
 from archval.harness.core.messages import clip_record
 from archval.harness.core.oracle_cache import OracleRun
 from archval.harness.core.oracle_cache import run as oracle_run
-from archval.harness.core.record import (
-    EVERY_WEIGHT,
-    FAIL,
-    NOT_RUN,
-    PASS,
-    STRICT,
-    Check,
-    OracleFacts,
-    Record,
-    verdict_of,
-)
+from archval.harness.core.record import (EVERY_WEIGHT, FAIL, NOT_RUN, PASS, STRICT, Check, OracleFacts, PublishedFacts,
+                                        Record, verdict_of)
+from archval.harness.core.summary import command
+
+SUBJECT = IREE  # the backend the verdict judges: the oracle against it
 
 
 def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bound: bool = True,
@@ -57,7 +44,7 @@ def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict
     published config, or the graph folder, as given), the graph kind, the emitter (shell-quoted) and its
     --emit-timeout where set, the binding file and --fixed-bound-only where the case was judged without the strict
     bound. Not carried: the rest of the environment (the emitter's variables, ARCHVAL_CACHE_DIR), and --reports."""
-    words = [fixture.replay or f"{COMMAND} --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
+    words = [fixture.replay or f"{command()} --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
     if tuple(emitter) not in (DEFAULT_EMITTER, PRE_EMITTED):
         words.append(f"--emitter {shlex.quote(shlex.join(emitter))}")
         words += emitproc.replay_options()
@@ -77,9 +64,10 @@ def new_record(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict_bou
                   emitter=described(emitter))
 
 
-def error_record(fixture: Fixture, graph: str, stage: str, message: str, emitter=DEFAULT_EMITTER) -> Record:
+def error_record(fixture: Fixture, graph: str, stage: str, message: str, emitter=DEFAULT_EMITTER,
+                 published: PublishedFacts | None = None) -> Record:
     """A case that could not be run at all (its worker died, its published config could not be prepared)."""
-    return clip_record(failed(new_record(fixture, graph, emitter), stage, message))
+    return clip_record(failed(replace(new_record(fixture, graph, emitter), published=published), stage, message))
 
 
 def describe(error: BaseException) -> str:
@@ -210,9 +198,8 @@ def require_finite(values: np.ndarray, what: str) -> None:
 def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None,
              emitter=DEFAULT_EMITTER, xla: bool = True, strict_bound: bool = True,
              bundles: Bundles | None = None, binding: Binding = IDENTITY) -> Record:
-    """Validate one fixture and graph kind; never raises.
-    texts: graph kind -> StableHLO text already emitted (a decode case runs the prefill graph too); what is
-    emitted here is added to it, so that a dict shared by a family's cases emits each graph kind once.
+    """Validate one fixture and graph kind; never raises. texts: graph kind -> StableHLO text already emitted (a
+    decode case runs the prefill graph too), what is emitted here added to it (a family's cases emit each kind once).
     xla: also run the text on the reference backends (XLA CPU) and record the three-way comparison.
     strict_bound: also require the error within noise.STRICT_FACTOR x the fp32 noise floor (an fp64
     oracle run); False judges by the fixed bound alone. A check not asked for is in record.skipped.

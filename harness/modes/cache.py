@@ -13,8 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from archval.harness import COMMAND
 from archval.harness.core import cache
+from archval.harness.core.summary import command
 from archval.harness.modes import UsageError
 
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -84,7 +84,7 @@ def prune(directory: Path, limit: int) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog=f"{Path(COMMAND).name} cache", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=f"{Path(command()).name} cache", description=__doc__.split("\n\n")[0])
     ap.add_argument("action", choices=("info", "prune"))
     ap.add_argument("--max-size", metavar="SIZE", help="prune: the size to prune to (e.g. 500M, 2G)")
     args = ap.parse_args(argv)

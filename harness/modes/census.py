@@ -224,7 +224,7 @@ def header(argv: list[str], time_limit: float, seconds: float) -> list[str]:
     import os
     import subprocess
 
-    from archval.harness import COMMAND
+    from archval.harness.core.summary import command
     from archval.harness.core.host import cpu_model
     commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                             text=True).stdout.strip() or "not a git checkout"
@@ -237,13 +237,13 @@ def header(argv: list[str], time_limit: float, seconds: float) -> list[str]:
             f"- versions: {versions}",
             f"- machine: {machine}, {os.cpu_count()} cores (shared with other work while it ran)",
             f"- commit: {commit}",
-            f"- command: `{' '.join([COMMAND, 'census', *argv])}`",
+            f"- command: `{' '.join([command(), 'census', *argv])}`",
             f"- took: {seconds / 60:.1f} min, each model type in its own process, at most {time_limit:g} s each"]
 
 
 def main(argv: list[str]) -> int:
-    from archval.harness import COMMAND
-    ap = argparse.ArgumentParser(prog=f"{Path(COMMAND).name} census", description=__doc__.split("\n\n")[0])
+    from archval.harness.core.summary import command
+    ap = argparse.ArgumentParser(prog=f"{Path(command()).name} census", description=__doc__.split("\n\n")[0])
     ap.add_argument("--type", action="append", metavar="MODEL_TYPE", help="only this model type (repeatable)")
     ap.add_argument("--time-limit", type=float, default=TIME_LIMIT_S, metavar="S",
                     help=f"seconds each model type may take (default {TIME_LIMIT_S})")

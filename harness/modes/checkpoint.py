@@ -14,9 +14,9 @@ import shlex
 import numpy as np
 
 from archval.emitter.config_input import printable
-from archval.harness import COMMAND
 from archval.harness.backends import iree
 from archval.harness.checks import published
+from archval.harness.checks.finish import finish
 from archval.harness.core import checkpoint as ckpt
 from archval.harness.core import checkpoint_trust
 from archval.harness.core.binding import IDENTITY
@@ -25,12 +25,9 @@ from archval.harness.core.case import run_case
 from archval.harness.core.fixtures import DEFAULT_BOUND, Fixture
 from archval.harness.core.host import cores
 from archval.harness.core.record import CheckpointFacts
-from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Outcome, UsageError, claim_reports
-from archval.harness.modes.gate import emitter_of
+from archval.harness.core.summary import RunInfo, command
+from archval.harness.modes import Options, Outcome, UsageError
 from archval.harness.present.console import line
-
-DEFAULT_STEPS = 32
 
 
 def load_tokenizer(checkpoint: ckpt.Checkpoint):
@@ -59,22 +56,22 @@ def _first_line(error: Exception) -> str:
     return printable(f"{type(error).__name__}: {said[0] if said else 'no message'}")[:300]
 
 
-def prompt_ids(args, checkpoint: ckpt.Checkpoint, tokenizer) -> list[int]:
+def prompt_ids(options: Options, checkpoint: ckpt.Checkpoint, tokenizer) -> list[int]:
     """--prompt-ids, or --prompt through the checkpoint's tokenizer; UsageError naming what is wrong."""
-    if args.prompt is not None:
+    if options.prompt is not None:
         try:
-            ids = [int(t) for t in tokenizer(args.prompt, add_special_tokens=False)["input_ids"]]
+            ids = [int(t) for t in tokenizer(options.prompt, add_special_tokens=False)["input_ids"]]
         except Exception as e:  # noqa: BLE001 - a tokenizer file that loads can still fail on its first text
             raise UsageError(f"--prompt: the tokenizer in {printable(str(checkpoint.directory))} fails on it "
                              f"({_first_line(e)}); give --prompt-ids instead") from None
         if not ids:
-            raise UsageError(f"--prompt {shlex.quote(args.prompt)}: the tokenizer makes no tokens of it")
+            raise UsageError(f"--prompt {shlex.quote(options.prompt)}: the tokenizer makes no tokens of it")
         given = "--prompt: the tokenizer's"
     else:
         try:
-            ids = [int(t) for t in args.prompt_ids.split(",")]
+            ids = [int(t) for t in options.prompt_ids.split(",")]
         except ValueError:
-            raise UsageError(f"--prompt-ids {shlex.quote(args.prompt_ids)}: not comma-separated integers") from None
+            raise UsageError(f"--prompt-ids {shlex.quote(options.prompt_ids)}: not comma-separated integers") from None
         given = "--prompt-ids:"
     vocab = checkpoint.config["vocab_size"]
     outside = [t for t in ids if not 0 <= t < vocab]
@@ -84,26 +81,26 @@ def prompt_ids(args, checkpoint: ckpt.Checkpoint, tokenizer) -> list[int]:
     return ids
 
 
-def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate]:
+def prepare(options: Options) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate]:
     """The checkpoint read and checked, the memory stated, the fixture made; UsageError for what cannot run."""
-    if args.steps < 1:
-        raise UsageError(f"--steps {args.steps}: must be at least 1")
-    if args.graph and set(args.graph) != {"decode"}:
-        raise UsageError(f"--graph {next(g for g in args.graph if g != 'decode')}: --checkpoint validates the decode "
+    if options.steps < 1:
+        raise UsageError(f"--steps {options.steps}: must be at least 1")
+    if options.graph and set(options.graph) != {"decode"}:
+        raise UsageError(f"--graph {next(g for g in options.graph if g != 'decode')}: --checkpoint validates the decode "
                          "graph kind only (its step 0 is the prefill graph's logits)")
     try:
-        checkpoint = ckpt.read(args.checkpoint)
+        checkpoint = ckpt.read(options.checkpoint)
         from archval.oracles.hf import checkpoint_tensors
         ckpt.check_shapes(checkpoint, checkpoint_tensors(checkpoint.config))
         name = published.label(checkpoint.directory / "config.json")
     except (ckpt.CheckpointError, published.PublishedConfigError) as e:
         raise UsageError(str(e)) from None
-    if (args.prompt_ids is None) == (args.prompt is None):
+    if (options.prompt_ids is None) == (options.prompt is None):
         raise UsageError("--checkpoint needs a prompt: --prompt-ids 1,2,3 or, with a tokenizer in the directory, "
                          "--prompt TEXT (one of the two)")
-    tokenizer = None if args.prompt is None else load_tokenizer(checkpoint)  # --prompt-ids needs none: none is read
-    prompt = prompt_ids(args, checkpoint, tokenizer)
-    strict = not args.fixed_bound_only
+    tokenizer = None if options.prompt is None else load_tokenizer(checkpoint)  # --prompt-ids needs none: none is read
+    prompt = prompt_ids(options, checkpoint, tokenizer)
+    strict = not options.fixed_bound_only
     estimate, available = ckpt.MemoryEstimate.of(checkpoint, strict), ckpt.available_memory()
     print(f"== checkpoint {checkpoint.directory}: {checkpoint.config['model_type']}, {checkpoint.parameters():,} "
           f"parameters in {len(checkpoint.files)} safetensors files ({checkpoint.storage()}), "
@@ -118,31 +115,33 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
     if available is not None and estimate.peak > available:
         raise UsageError(f"--checkpoint {checkpoint.directory}: the run needs an estimated "
                          f"{estimate.peak / ckpt.GiB:.1f} GiB but {available / ckpt.GiB:.1f} GiB is available"
-                         + ("" if args.fixed_bound_only else " (--fixed-bound-only skips the f64 oracle)"))
-    replay = " ".join([COMMAND, "--checkpoint", shlex.quote(str(args.checkpoint)), "--prompt-ids",
-                       ",".join(map(str, prompt)), "--steps", str(args.steps)])
+                         + ("" if options.fixed_bound_only else " (--fixed-bound-only skips the f64 oracle)"))
+    replay = " ".join([command(), "--checkpoint", shlex.quote(str(options.checkpoint)), "--prompt-ids",
+                       ",".join(map(str, prompt)), "--steps", str(options.steps)])
     fixture = Fixture(
         name=name, config_path=checkpoint.directory / "config.json", config=checkpoint.config, seed=0,
         prompt_len=len(prompt), bound=DEFAULT_BOUND, bound_reason=None,
         purpose=f"the checkpoint {checkpoint.directory}: its own weights ({checkpoint.storage()} storage)",
-        mutants=(), decode_steps=args.steps, replay=replay, prompt_ids=tuple(prompt),
-        sizes=(len(prompt), len(prompt) + args.steps),
-        source=ckpt.CheckpointSource(checkpoint, np.array(prompt), args.steps, strict))
+        mutants=(), decode_steps=options.steps, replay=replay, prompt_ids=tuple(prompt),
+        sizes=(len(prompt), len(prompt) + options.steps),
+        source=ckpt.CheckpointSource(checkpoint, np.array(prompt), options.steps, strict))
     return fixture, checkpoint, tokenizer, estimate
 
 
-def run(args, info: RunInfo) -> Outcome:
-    fixture, checkpoint, tokenizer, estimate = prepare(args)
-    claim_reports(args)
+def run(options: Options, info: RunInfo) -> Outcome:
+    fixture, checkpoint, tokenizer, estimate = prepare(options)
+    options.claim()
     threads = iree.use_threads(cores())  # one case, in this process: every core it may use runs the graph
     print(f"== numerical: oracle (transformers loads the checkpoint: eager attention, f32 compute) vs IREE, prefill "
           f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps, IREE threads: {threads} (no XLA "
           "three-way: it would hold a third copy of the weights)", flush=True)
-    record = run_case(fixture, "decode", emitter=emitter_of(args), xla=False, strict_bound=not args.fixed_bound_only,
-                      binding=load_binding(args.binding) if args.binding else IDENTITY)
+    binding = load_binding(options.binding) if options.binding else IDENTITY
+    record = run_case(fixture, "decode", emitter=options.emitter, xla=False, strict_bound=not options.fixed_bound_only,
+                      binding=binding)
     texts = _texts(tokenizer, fixture, record)
-    record.checkpoint = CheckpointFacts(str(args.checkpoint), len(checkpoint.files), checkpoint.storage(),
-                                        checkpoint.parameters(), estimate.peak, *texts)
+    facts = CheckpointFacts(str(options.checkpoint), len(checkpoint.files), checkpoint.storage(),
+                            checkpoint.parameters(), estimate.peak, *texts)
+    finish([record], fixture, options.emitter, binding, checkpoint=facts)
     print(line(record), flush=True)
     if texts[0] is not None:
         for label, text in zip(("prompt", "oracle", "graph"), texts):

@@ -6,12 +6,9 @@ import tempfile
 from pathlib import Path
 
 from archval.harness.checks import published
-from archval.harness.core.case import error_record
-from archval.harness.core.kinds import KINDS
 from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Outcome, UsageError, claim_reports, shard, workers
-from archval.harness.modes.gate import emitter_of, say_shard, validate
-from archval.harness.present.console import line
+from archval.harness.modes import Options, Outcome, UsageError, shard
+from archval.harness.modes.gate import say_shard, validate_prepared
 
 
 def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None,
@@ -42,25 +39,10 @@ def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None
     return prepared
 
 
-def run(args, info: RunInfo) -> Outcome:
+def run(options: Options, info: RunInfo) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="archval-config-") as tmp:
-        prepared = prepare(args.config, Path(tmp), args.shard, args.as_is)
-        claim_reports(args)
-        print(f"== structural signatures: skipped (a {'config as given' if args.as_is else 'shrunk config'} has no golden)")
+        prepared = prepare(options.config, Path(tmp), options.shard, options.as_is)
+        options.claim()
+        print(f"== structural signatures: skipped (a {'config as given' if options.as_is else 'shrunk config'} has no golden)")
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
-        runnable = [p for p in prepared if p.error is None]
-        tasks = [workers.Task(p.fixture.name, emitter_of(args), not args.fixed_bound_only, args.reports, info,
-                              directory=str(p.fixture.config_path.parent), published=p.facts(), graphs=args.graph,
-                              bundle_all=args.bundle == "all", binding=args.binding) for p in runnable]
-        jobs = max(1, min(args.jobs, len(tasks)))
-        outcome = (validate(workers.start(jobs, [p.fixture for p in runnable]), tasks, jobs, args.quiet)
-                   if tasks else Outcome(True, [], set()))
-    for p in prepared:
-        if p.error:
-            for kind in KINDS.values():
-                if kind.every_family and (not args.graph or kind.name in args.graph):
-                    record = error_record(p.fixture, kind.name, "inputs", p.error, emitter_of(args))
-                    record.published = p.facts()
-                    outcome.records.append(record)
-                    print(line(record), flush=True)
-    return outcome
+        return validate_prepared(prepared, options, info, options.emitter, lambda p: {"published": p.facts()})

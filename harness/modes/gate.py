@@ -8,15 +8,18 @@ thread meanwhile. --structural-only and --update-goldens stop after the structur
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from archval.harness.checks import structural
+from archval.harness.checks import published, structural
 from archval.harness.core import fixtures
-from archval.harness.core.emitters import DEFAULT_EMITTER, emitter_command
+from archval.harness.core.case import error_record
+from archval.harness.core.kinds import KINDS
+from archval.harness.core.emitters import DEFAULT_EMITTER
 from archval.harness.core.summary import RunInfo
 from archval.harness.core.record import PASS
-from archval.harness.modes import Outcome, UsageError, claim_reports, shard, workers
+from archval.harness.modes import Options, Outcome, UsageError, shard, workers
 from archval.harness.present.console import line
 from archval.harness.present.progress import Progress
 
@@ -27,10 +30,10 @@ class Selection:
     cases: list[str] | None  # the structural cases to sign; None: every one (orphan goldens are looked for)
 
 
-def select(args) -> Selection:
+def select(options: Options) -> Selection:
     """The families and structural cases --family and --shard select; UsageError for an unknown or bad fixture."""
     known = fixtures.names()
-    chosen = args.family or (shard.assign(known, *args.shard) if args.shard else known)
+    chosen = options.family or (shard.assign(known, *options.shard) if options.shard else known)
     unknown = [n for n in chosen if n not in known]
     if unknown:
         raise UsageError(f"--family {unknown[0]}: no such fixture family (known: {', '.join(known)})")
@@ -39,11 +42,11 @@ def select(args) -> Selection:
             fixtures.load(name)
     except fixtures.FixtureError as e:
         raise UsageError(str(e)) from None
-    names, cases = list(dict.fromkeys(chosen)), args.family
-    if args.shard:
-        say_shard(args.shard, names)
+    names, cases = list(dict.fromkeys(chosen)), options.family
+    if options.shard:
+        say_shard(options.shard, names)
         cases = names + [c.name for c in structural.cases()  # published configs' cases: no cost, by name
-                         if c.name not in known and shard.by_hash(c.name, args.shard[1]) == args.shard[0]]
+                         if c.name not in known and shard.by_hash(c.name, options.shard[1]) == options.shard[0]]
     return Selection(names, cases)
 
 
@@ -56,12 +59,8 @@ def say_shard(part: tuple[int, int], names: list[str]) -> None:
         print(f"== shard {index}/{count}: no families (more shards than families)", flush=True)
 
 
-def emitter_of(args) -> tuple[str, ...]:
-    return emitter_command(args.emitter)
-
-
-def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool,
-                    graphs: list[str] | None = None, quiet: bool = False) -> tuple[list[dict], bool]:
+def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: bool, graphs: list[str] | None = None,
+                    quiet: bool = False) -> tuple[list[structural.StructuralResult], bool]:
     """These cases (None: all) signed and compared with their goldens, of the graph kinds given (None:
     every signed one); orphan goldens looked for when asked (only a run over every case can tell one)."""
     print("== structural signatures" + (" (updating goldens)" if update else ""), flush=True)
@@ -73,15 +72,15 @@ def structural_pass(cases: list[str] | None, update: bool, jobs: int, orphans: b
     print(f"structural: {said} as recorded, "
           + (f"{len(found)} orphan goldens" if orphans else "orphan goldens not checked (a part of the cases)"),
           flush=True)
-    return results, all(structural.passed(r) for r in results) and not found
+    return results, all(r.passed for r in results) and not found
 
 
-def said_structural(results: list[dict], quiet: bool = False) -> str:
+def said_structural(results: list[structural.StructuralResult], quiet: bool = False) -> str:
     """Prints a line per result (quiet: per result that did not pass); 'passed/all'."""
     for r in results:
-        if not (quiet and structural.passed(r)):
-            print(structural.format_result(r), flush=True)
-    return f"{sum(structural.passed(r) for r in results)}/{len(results)}"
+        if not (quiet and r.passed):
+            print(r.line(), flush=True)
+    return f"{sum(r.passed for r in results)}/{len(results)}"
 
 
 def check_meanwhile(cases: list[str]) -> Future | None:
@@ -95,43 +94,63 @@ def check_meanwhile(cases: list[str]) -> Future | None:
     return future
 
 
-def structural_only(args, run: RunInfo) -> Outcome:
+def structural_only(options: Options, run: RunInfo) -> Outcome:
     """--structural-only, --update-goldens: emit, sign, compare (and rewrite); no compile, no run, no torch."""
-    start, chosen = time.perf_counter(), select(args)
-    _, ok = structural_pass(chosen.cases, args.update_goldens, args.jobs, orphans=chosen.cases is None,
-                            quiet=args.quiet)
+    start, chosen = time.perf_counter(), select(options)
+    _, ok = structural_pass(chosen.cases, options.update_goldens, options.jobs, orphans=chosen.cases is None,
+                            quiet=options.quiet)
     print(f"structural-only: {time.perf_counter() - start:.2f} s")
     return Outcome(ok)
 
 
-def gate(args, run: RunInfo) -> Outcome:
+def gate(options: Options, run: RunInfo) -> Outcome:
     """Every selected family: its graphs against the goldens, then every graph kind against the oracle."""
-    chosen, emitter = select(args), emitter_of(args)
+    chosen, emitter = select(options), options.emitter
     names, known = chosen.names, set(fixtures.names())
-    claim_reports(args)
-    pool = workers.start(min(args.jobs, len(names)), [fixtures.load(n) for n in names]) if names else None
+    options.claim()
+    pool = workers.start(min(options.jobs, len(names)), [fixtures.load(n) for n in names]) if names else None
     with workers.running(pool):  # stopped, if the structural pass is interrupted too
         checks, ok, published = [], True, None
         if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
             print("== structural signatures: skipped (the goldens record the built-in emitter)")
         else:
             every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
-            checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
-                                         orphans=chosen.cases is None and not args.graph, graphs=args.graph,
-                                         quiet=args.quiet)
+            checks, ok = structural_pass([c for c in every if c in known], False, options.jobs,
+                                         orphans=chosen.cases is None and not options.graph, graphs=options.graph,
+                                         quiet=options.quiet)
             published = check_meanwhile([c for c in every if c not in known])
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
-        by_case = {(r["case"], r["graph"]): r for r in checks}
-        tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
-                              {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph,
-                              bundle_all=args.bundle == "all", binding=args.binding) for n in names]
-        outcome = validate(pool, tasks, min(args.jobs, len(names)), args.quiet) if pool else Outcome(True, [], set())
+        by_case = {(r.case, r.graph): r for r in checks}
+        tasks = [workers.Task(n, emitter, not options.fixed_bound_only, options.reports, run,
+                              {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=options.graph,
+                              bundle_all=options.bundle_all, binding=options.binding) for n in names]
+        outcome = (validate(pool, tasks, min(options.jobs, len(names)), options.quiet) if pool
+                   else Outcome(True, [], set()))
     if published:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)
         results = published.result()
-        print(f"structural: {said_structural(results, args.quiet)} as recorded", flush=True)
-        ok = ok and all(structural.passed(r) for r in results)
+        print(f"structural: {said_structural(results, options.quiet)} as recorded", flush=True)
+        ok = ok and all(r.passed for r in results)
     outcome.ok = outcome.ok and ok
+    return outcome
+
+
+def validate_prepared(prepared: list[published.Published], options: Options, run: RunInfo, emitter: tuple[str, ...],
+                      task: Callable[[published.Published], dict]) -> Outcome:
+    """Configs prepared by checks/published.py, in the workers (task: each one's own Task fields); each one that
+    could not be prepared an ERROR per graph kind the run meant to validate."""
+    runnable = [p for p in prepared if p.error is None]
+    tasks = [workers.Task(p.fixture.name, emitter, not options.fixed_bound_only, options.reports, run,
+                          directory=str(p.fixture.config_path.parent), graphs=options.graph,
+                          bundle_all=options.bundle_all, binding=options.binding, **task(p)) for p in runnable]
+    jobs = max(1, min(options.jobs, len(tasks)))
+    outcome = (validate(workers.start(jobs, [p.fixture for p in runnable]), tasks, jobs, options.quiet)
+               if tasks else Outcome(True, [], set()))
+    for p in (p for p in prepared if p.error):
+        for kind in (k for k in KINDS.values() if k.every_family and (not options.graph or k.name in options.graph)):
+            outcome.records.append(error_record(p.fixture, kind.name, "inputs", p.error, emitter,
+                                                task(p).get("published")))
+            print(line(outcome.records[-1]), flush=True)
     return outcome
 
 

@@ -9,16 +9,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from archval.harness import COMMAND
 from archval.harness.checks import published
-from archval.harness.core.case import error_record
 from archval.harness.core.emitters import PRE_EMITTED
-from archval.harness.core.kinds import KINDS
-from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Outcome, UsageError, claim_reports, workers
-from archval.harness.modes.gate import validate
-from archval.harness.present.console import line
-
+from archval.harness.core.summary import RunInfo, command
+from archval.harness.modes import Options, Outcome, UsageError
+from archval.harness.modes.gate import validate_prepared
 
 
 def folders(directory: Path, chosen: list[str] | None) -> dict[str, Path]:
@@ -37,34 +32,20 @@ def folders(directory: Path, chosen: list[str] | None) -> dict[str, Path]:
     return {n: p for n, p in found.items() if not chosen or n in chosen}
 
 
-def run(args, info: RunInfo) -> Outcome:
-    chosen = folders(args.graphs, args.family)
+def run(options: Options, info: RunInfo) -> Outcome:
+    chosen = folders(options.graphs, options.family)
     print("== pre-emitted graphs: configs as given, seeded weights, no emitter run", flush=True)
     with tempfile.TemporaryDirectory(prefix="archval-graphs-") as tmp:
         prepared = []
         for name, folder in chosen.items():
-            replay = f"{COMMAND} --graphs {args.graphs} --family {name}"
+            replay = f"{command()} --graphs {options.graphs} --family {name}"
             try:
-                prepared.append((folder, published.prepare(str(folder / "config.json"), Path(tmp), name, as_is=True,
-                                                           replay=replay)))
+                prepared.append(published.prepare(str(folder / "config.json"), Path(tmp), name, as_is=True,
+                                                  replay=replay))
             except published.PublishedConfigError as e:
                 raise UsageError(str(e)) from None
-            print(published.format_summary(prepared[-1][1]), flush=True)
-        claim_reports(args)
+            print(published.format_summary(prepared[-1]), flush=True)
+        options.claim()
         print("== numerical: oracle vs IREE, and XLA CPU on the same text", flush=True)
-        runnable = [(folder, p) for folder, p in prepared if p.error is None]
-        tasks = [workers.Task(p.fixture.name, PRE_EMITTED, not args.fixed_bound_only, args.reports, info,
-                              directory=str(p.fixture.config_path.parent), graphs=args.graph,
-                              bundle_all=args.bundle == "all", binding=args.binding, graph_files=str(folder))
-                 for folder, p in runnable]
-        jobs = max(1, min(args.jobs, len(tasks)))
-        outcome = (validate(workers.start(jobs, [p.fixture for _, p in runnable]), tasks, jobs, args.quiet)
-                   if tasks else Outcome(True, [], set()))
-    for _, p in prepared:
-        if p.error:
-            for kind in KINDS.values():
-                if kind.every_family and (not args.graph or kind.name in args.graph):
-                    record = error_record(p.fixture, kind.name, "inputs", p.error, PRE_EMITTED)
-                    outcome.records.append(record)
-                    print(line(record), flush=True)
-    return outcome
+        return validate_prepared(prepared, options, info, PRE_EMITTED,  # each family's folder is its fixture's name
+                                 lambda p: {"graph_files": str(chosen[p.fixture.name])})

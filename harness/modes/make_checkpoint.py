@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from archval.harness import COMMAND
 from archval.harness.core import fixtures
+from archval.harness.core.summary import command
 from archval.harness.modes import UsageError
 
 DTYPES = ("f32", "bf16", "f16")
@@ -67,7 +67,7 @@ def build(config: dict, out: Path, dtype: str = "f32", max_shard_size: str | Non
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=f"{Path(COMMAND).name} make-checkpoint",
+    ap = argparse.ArgumentParser(prog=f"{Path(command()).name} make-checkpoint",
                                  description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--family", help="a fixture family's config.json (--list names them)")

@@ -16,7 +16,7 @@ from archval.harness.core import summary
 from archval.harness.core.files import write_atomic
 from archval.harness.core.record import Record
 from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Outcome, UsageError, claim_reports
+from archval.harness.modes import Options, Outcome, UsageError
 from archval.harness.present.console import line
 from archval.harness.present.pages import page_name
 
@@ -43,30 +43,30 @@ def read_shards(directories: list[Path]) -> tuple[list[Record], dict[str, Path]]
     return sorted(records, key=lambda r: r.family), homes  # the gate's order: fixtures.names() is sorted
 
 
-def run(args, info: RunInfo) -> Outcome:
-    if args.reports.resolve() in {d.resolve() for d in args.merge}:
-        raise UsageError(f"--reports {args.reports} is one of the --merge inputs: merge into another directory, "
+def run(options: Options, info: RunInfo) -> Outcome:
+    if options.reports.resolve() in {d.resolve() for d in options.merge}:
+        raise UsageError(f"--reports {options.reports} is one of the --merge inputs: merge into another directory, "
                          "so that no shard's reports are overwritten")
-    records, homes = read_shards(args.merge)
-    claim_reports(args)
-    info.merged = [str(d) for d in args.merge]
+    records, homes = read_shards(options.merge)
+    options.claim()
+    info.merged = [str(d) for d in options.merge]
     copied, problems = set(), []
     for page, family in {page_name(r): r.family for r in records}.items():
         source = homes[family] / f"{page}.html"
         try:
-            write_atomic(args.reports / source.name, source.read_text(encoding="utf-8"))
+            write_atomic(options.reports / source.name, source.read_text(encoding="utf-8"))
             copied.add(page)
         except OSError as e:
             problems.append(f"{source.name} not copied from {source.parent}: {e.strerror or e}")
     for record in (r for r in records if r.bundle):  # the shard's repro bundle, where the record points
         try:
-            shutil.copytree(homes[record.family] / record.bundle, args.reports / record.bundle, dirs_exist_ok=True)
+            shutil.copytree(homes[record.family] / record.bundle, options.reports / record.bundle, dirs_exist_ok=True)
         except OSError as e:
             problems.append(f"{record.bundle} not copied from {homes[record.family]}: {e.strerror or e}")
             record.bundle = None
     for record in records:
         print(line(record), flush=True)
-    drifted = [r for r in records if r.structural and not structural.passed({"status": r.structural.status})]
+    drifted = [r for r in records if r.structural and r.structural.status not in structural.PASSING]
     for r in drifted:
         print(f"structural: {r.family} {r.graph} {r.structural.status} (see its page)", flush=True)
     return Outcome(not drifted, records, copied, problems)

@@ -9,32 +9,32 @@ import time
 from archval.harness.checks import mutation
 from archval.harness.core import summary
 from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Outcome, claim_reports, workers
+from archval.harness.modes import Options, Outcome, workers
 from archval.harness.modes.gate import select
 from archval.harness.present.console import kill_summary, mutant_line
 from archval.harness.present.progress import Progress
 
 
-def run(args, info: RunInfo) -> Outcome:
-    start, names = time.perf_counter(), select(args).names
-    claim_reports(args)
-    bound = "the strict and the fixed bound" if not args.fixed_bound_only else "the fixed bound alone"
+def run(options: Options, info: RunInfo) -> Outcome:
+    start, names = time.perf_counter(), select(options).names
+    options.claim()
+    bound = "the strict and the fixed bound" if not options.fixed_bound_only else "the fixed bound alone"
     print(f"== mutation self-test: every applicable mutant must FAIL ({bound})", flush=True)
     work = mutation.order(names)
-    jobs = max(1, min(args.jobs, len(work)))
+    jobs = max(1, min(options.jobs, len(work)))
     done = {}
     pool = workers.process_pool(jobs, mutation.worker_init, (mutation.threads_per_worker(jobs),))
     with workers.running(pool), Progress([f"{n}:{m}" for n, m in work], jobs, unit="mutants",
-                                          quiet=args.quiet) as progress:  # the workers die with the gate
-        for family, mutant, record in mutation.run_all(pool, work, not args.fixed_bound_only):
+                                          quiet=options.quiet) as progress:  # the workers die with the gate
+        for family, mutant, record in mutation.run_all(pool, work, not options.fixed_bound_only):
             done[family, mutant] = record
-            if not (args.quiet and record.mutant.killed):
+            if not (options.quiet and record.mutant.killed):
                 progress.say(mutant_line(record))
             progress.done(f"{family}:{mutant}")
     records = [done[family, mutant] for name in names for family, mutant in work if family == name]
     lines, ok = kill_summary(records, mutation.WEAK_MARGIN)
     print("\n".join(lines))
-    path = args.reports / "mutants.json"
+    path = options.reports / "mutants.json"
     try:
         summary.write(path, info, records)
         print(f"-> {path} ({time.perf_counter() - start:.1f} s)")

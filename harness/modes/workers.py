@@ -30,16 +30,16 @@ from pathlib import Path
 
 from archval.harness.backends import iree
 from archval.harness.checks import structural
-from archval.harness.core import emitproc, files, fixtures, lifetime, oracle_cache, watchdog
+from archval.harness.checks.finish import finish
+from archval.harness.core import emitproc, files, fixtures, lifetime, oracle_cache, summary, watchdog
 from archval.harness.core.host import cores  # noqa: F401 - workers.cores() is what the gate's options ask
 from archval.harness.core.binding import IDENTITY, graph_texts
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.bundle import Bundles
-from archval.harness.core.case import error_record, failed, run_case
+from archval.harness.core.case import error_record, run_case
 from archval.harness.core.emitters import DEFAULT_EMITTER
 from archval.harness.core.kinds import KINDS
-from archval.harness.core.messages import clip_record
-from archval.harness.core.record import FAIL, PublishedFacts, Record
+from archval.harness.core.record import PublishedFacts, Record
 from archval.harness.core.summary import RunInfo
 from archval.harness.modes import shard, stopped
 
@@ -55,10 +55,10 @@ class Task:
     strict_bound: bool = True
     reports: Path | None = None  # where its page goes; None: no page
     run: RunInfo | None = None  # the run the page says it is part of
-    checks: dict[str, dict] = field(default_factory=dict)  # the structural pass's result per graph kind
+    checks: dict[str, structural.StructuralResult] = field(default_factory=dict)  # the structural pass's, per kind
     directory: str | None = None  # a fixture outside fixtures/ (a --config run's)
     published: PublishedFacts | None = None  # a --config run's published config
-    graphs: list[str] | None = None  # --graph: only these kinds; None: every kind the family has
+    graphs: tuple[str, ...] | None = None  # --graph: only these kinds; None: every kind the family has
     bundle_all: bool = False  # a repro bundle for every case, not only the failing ones (needs reports)
     binding: str | None = None  # --binding FILE: the graphs' names onto the protocol's and the checkpoint's
     graph_files: str | None = None  # --graphs: the family's folder of pre-emitted graphs (no emitter runs)
@@ -91,7 +91,8 @@ def _warm_up(cold: bool) -> None:
         xla.client()
 
 
-def worker_init(parent: int, notes, then=None, args: tuple = (), share: int = 1) -> None:
+def worker_init(parent: int, notes, command: str, then=None, args: tuple = (), share: int = 1) -> None:
+    summary.use_command(command)  # the replay lines the gate's own process would write
     iree.use_threads(cores() // share)  # IREE's share of the cores, set before any graph is loaded (read once)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stopped)
@@ -124,8 +125,8 @@ def process_pool(jobs: int, initializer=None, initargs: tuple = (), share: int |
     """Spawned workers that die with the gate (worker_init, then initializer(*initargs)), each running IREE on
     the cores divided among the share (default: jobs) workers that run at once."""
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=worker_init, initargs=(os.getpid(), stopped.notes(), initializer, initargs,
-                                                                  share or jobs))
+                               initializer=worker_init, initargs=(os.getpid(), stopped.notes(), summary.command(),
+                                                                  initializer, initargs, share or jobs))
 
 
 @contextmanager
@@ -185,7 +186,7 @@ def validate(task: Task) -> Done:
     stopped.validating(task.name)
     fixture = task.fixture()
     # each graph kind emitted once: by the structural pass, or by the first case that needs it
-    texts = {g: c["text"] for g, c in task.checks.items() if c["text"]}
+    texts = {g: c.text for g, c in task.checks.items() if c.text}
     binding = load_binding(task.binding) if task.binding else IDENTITY
     if task.graph_files:
         texts = graph_texts(Path(task.graph_files), binding, KINDS)
@@ -202,28 +203,10 @@ def validate(task: Task) -> Done:
         if wanted:
             records.append(run_case(fixture, kind.name, texts=texts, emitter=task.emitter,
                                     strict_bound=task.strict_bound, bundles=bundles or None, binding=binding))
-    for record in records:
-        record.published = task.published
-        check = task.checks.get(record.graph)
-        if check:
-            record.structural = structural.brief(check)
-            if "emit_s" in check:
-                record.timings.setdefault("emit", check["emit_s"])
-        if task.emitter == DEFAULT_EMITTER:
-            from archval.harness.checks import builtin
-            builtin.annotate(record, fixture)
-        if record.verdict == FAIL:
-            from archval.harness.checks import localise
-            localise.annotate(record, fixture, task.emitter, binding)
-    written, problems = set(), list(bundles.problems if bundles else [])
-    if task.reports is not None:
-        from archval.harness.present.publish import pages
-        written, page_problems = pages(records, task.run, task.reports)
-        problems += page_problems
-    for record in records:
-        if problems:
-            failed(record, "report", "; ".join(problems))
-        clip_record(record)
+    from archval.harness.present.publish import pages
+    written, problems = finish(records, fixture, task.emitter, binding, goldens=task.checks, published=task.published,
+                               bundles=bundles or None,
+                               pages=partial(pages, run=task.run, directory=task.reports) if task.reports else None)
     return Done(task.name, records, written, problems)
 
 
