@@ -90,3 +90,12 @@ def test_block_tables_share_row_zeros_prefix_and_leave_the_null_block_alone():
     used = [b for t in tables for b in t if b != NULL_BLOCK]
     assert len(used) - len(set(used)) == SHARED_PREFIX // 4  # only the shared blocks are named twice
     assert (tables[0, :2] == tables[1, :2]).all() and NULL_BLOCK not in tables[0, :2]
+
+
+def test_a_single_sequence_decode_graph_is_refused_naming_the_batch_inputs():
+    fixture = fixtures.load("llama")
+    config = Config.from_json(fixture.config_path)
+    record = run_case(fixture, "decode_batched", xla=False,
+                      texts={"prefill": emit(config, "prefill"), "decode_batched": emit(config, "decode")})
+    assert record.verdict == "ERROR" and "stage 'protocol'" in record.message, line(record)
+    assert "token, position, cache_len are i32[], i32[], i32[]; the protocol wants i32[B] each" in record.message
