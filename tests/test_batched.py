@@ -99,3 +99,12 @@ def test_a_single_sequence_decode_graph_is_refused_naming_the_batch_inputs():
                       texts={"prefill": emit(config, "prefill"), "decode_batched": emit(config, "decode")})
     assert record.verdict == "ERROR" and "stage 'protocol'" in record.message, line(record)
     assert "token, position, cache_len are i32[], i32[], i32[]; the protocol wants i32[B] each" in record.message
+
+
+def test_a_graph_too_small_for_the_rows_is_refused_before_it_runs():
+    fixture = fixtures.load("llama")
+    config = Config.from_json(fixture.config_path)
+    record = run_case(fixture, "decode_batched", xla=False, texts={
+        "prefill": emit(config, "prefill"), "decode_batched": emit(config, "decode_batched", capacity=20)})
+    assert record.verdict == "ERROR" and "the rows need 21 cache slots and positions up to 23, but the decode_batched " \
+        "graph's rows hold 20 slots" in record.message, line(record)

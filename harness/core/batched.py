@@ -68,6 +68,11 @@ class Serving:
         if prefill.count - 1 != len(layout.specs) or prefill.caches != layout.caches:
             raise CaseError(f"the prefill graph returns {prefill.count - 1} caches ({prefill.caches}) but the "
                             f"{self.name} graph takes {len(layout.specs)} ({layout.caches})")
+        rows = self.rows(case)
+        slots, reach = max(len(r.prompt) + r.steps for r in rows), max(int(r.decode_positions()[-1]) for r in rows)
+        if slots > layout.capacity or reach >= layout.capacity:  # else writes past a row's end clamp silently
+            raise CaseError(f"the rows need {slots} cache slots and positions up to {reach}, but the {self.name} "
+                            f"graph's rows hold {layout.capacity} slots")
         return AbiVariant(layout.caches, prefill.logits, LOGITS)
 
     def oracle_rows(self, case: Case) -> list[tuple[np.ndarray, np.ndarray]]:
