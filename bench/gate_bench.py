@@ -1,7 +1,7 @@
 """Benchmark of the gate: cold and warm full runs, the structural-only run, per-stage and
 per-family times, the overhead ratio and the peak memory of the whole process tree.
 
-    .venv/bin/python bench/gate_bench.py [--jobs N] [--family NAME ...] [--write-costs]
+    .venv/bin/python bench/gate_bench.py [--jobs N] [--family NAME ...] [--graph KIND ...] [--write-costs]
 
 Cold means an empty cache directory (ARCHVAL_CACHE_DIR: compiled modules and the oracle's
 outputs); warm reruns with it. The stages are the work a gate cannot skip: emit, oracle (the
@@ -107,10 +107,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--family", action="append", default=[])
+    ap.add_argument("--graph", action="append", default=[], help="only these graph kinds, as the gate's --graph "
+                                                                  "(the on-request serving kinds run only so)")
     ap.add_argument("--write-costs", action="store_true",
                     help="rewrite fixtures/costs.json (scheduling, --shard) from the cold run's figures")
     args = ap.parse_args()
-    selection = [f"--family={n}" for n in args.family] + [f"--jobs={args.jobs}"]
+    selection = [f"--family={n}" for n in args.family] + [f"--graph={g}" for g in args.graph] + [f"--jobs={args.jobs}"]
     with tempfile.TemporaryDirectory(prefix="archval-bench-") as tmp:
         env = {**os.environ, "ARCHVAL_CACHE_DIR": str(Path(tmp) / "cache")}
         reports = Path(tmp) / "reports"

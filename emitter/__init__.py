@@ -1,27 +1,34 @@
 """archval's reference StableHLO emitter: one decoder core, families as flags."""
 from .config import Config, ConfigError, Rope
+from .batched import DEFAULT_BATCH, decode_batched, decode_paged
 from .decoder import Decoder, decode, moe_block, prefill
 
 GRAPHS = ("prefill", "decode")  # every family's graphs
 BLOCKS = ("moe_block",)         # block-level graphs, for families that have the block
+SERVING = ("decode_batched", "decode_paged")  # every family's serving graphs, emitted on request
 DEFAULT_BUCKET = 16     # prefill length Lp
 DEFAULT_CAPACITY = 32   # decode cache slots C
 
 
 def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capacity: int = DEFAULT_CAPACITY,
-         core: type[Decoder] = Decoder, taps: bool = False) -> str:
-    """The StableHLO text of one graph kind for a parsed config (taps: prefill's per-layer debug outputs)."""
-    if graph in GRAPHS:
+         core: type[Decoder] = Decoder, taps: bool = False, batch: int = DEFAULT_BATCH) -> str:
+    """The StableHLO text of one graph kind for a parsed config (taps: prefill's per-layer debug outputs; batch:
+    the serving graphs' sequences)."""
+    if graph in GRAPHS + SERVING:
         cfg.check_positions(bucket if graph == "prefill" else capacity, graph)
+    if taps and graph != "prefill":
+        raise ValueError("debug taps exist for the prefill graph only")
     if graph == "prefill":
         return prefill(cfg, bucket, core, taps)
-    if graph == "decode" and taps:
-        raise ValueError("debug taps exist for the prefill graph only")
     if graph == "decode":
         return decode(cfg, capacity, core)
+    if graph == "decode_batched":
+        return decode_batched(cfg, batch, capacity, core)
+    if graph == "decode_paged":
+        return decode_paged(cfg, batch, capacity, core)
     if graph == "moe_block":
         return moe_block(cfg, bucket, core)
-    raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS + BLOCKS)})")
+    raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS + BLOCKS + SERVING)})")
 
 
-__all__ = ["Config", "ConfigError", "Rope", "Decoder", "emit", "GRAPHS", "BLOCKS", "DEFAULT_BUCKET", "DEFAULT_CAPACITY"]
+__all__ = ["Config", "ConfigError", "Rope", "Decoder", "emit", "GRAPHS", "BLOCKS", "SERVING", "DEFAULT_BUCKET", "DEFAULT_CAPACITY", "DEFAULT_BATCH"]

@@ -1,27 +1,31 @@
-"""python -m archval.emitter --config CONFIG.json --graph {prefill,decode,moe_block} --out FILE.mlir [--debug-taps]"""
+"""python -m archval.emitter --config CONFIG.json --graph {prefill,decode,moe_block,decode_batched,decode_paged} --out FILE.mlir
+[--debug-taps] [--batch B]"""
 import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from . import BLOCKS, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit
+from . import BLOCKS, DEFAULT_BATCH, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, SERVING, Config, ConfigError, emit
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m archval.emitter", description=__doc__)
     ap.add_argument("--config", required=True, help="the family's config.json")
-    ap.add_argument("--graph", required=True, choices=GRAPHS + BLOCKS)
+    ap.add_argument("--graph", required=True, choices=GRAPHS + BLOCKS + SERVING)
     ap.add_argument("--out", required=True, help="where to write the StableHLO text")
     ap.add_argument("--bucket", type=int, default=DEFAULT_BUCKET, help="prefill (and moe_block) tokens (default %(default)s)")
     ap.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="decode cache slots (default %(default)s)")
+    ap.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                    help="decode_batched and decode_paged: sequences per call (default %(default)s)")
     ap.add_argument("--debug-taps", action="store_true",
                     help="prefill only: also return every layer's attention, MLP and layer outputs")
     args = ap.parse_args(argv)
     if args.debug_taps and args.graph != "prefill":
         ap.error("--debug-taps exists for --graph prefill only")
     try:
-        text = emit(Config.from_json(args.config), args.graph, args.bucket, args.capacity, taps=args.debug_taps)
+        text = emit(Config.from_json(args.config), args.graph, args.bucket, args.capacity, taps=args.debug_taps,
+                    batch=args.batch)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

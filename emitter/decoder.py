@@ -201,28 +201,39 @@ class Decoder:
             q, k = self.head_layer_norm(q, p, "q"), self.head_layer_norm(k, p, "k")
         if rope is not None:
             q, k = self.apply_rope(q, *rope), self.apply_rope(k, *rope)
-        k, v = self.attended_kv(i, k, v)
-        tk = k.shape[0]
+        return self.linear(self.attend_layer(i, q, k, v, mask), f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
 
-        group = nq // nkv
+    def attend_layer(self, i: int, q: Value, k: Value, v: Value, mask: Value) -> Value:
+        """Layer i's attention before o_proj, [T, heads * D]: the queries q [T, heads, D] over the keys and values
+        the layer attends to (the new k, v [T, n_kv, D] kept or written into the cache: attended_kv)."""
+        k, v = self.attended_kv(i, k, v)
+        return self.attend(i, q, k, v, mask)
+
+    def attend(self, i: int, q: Value, k: Value, v: Value, mask: Value) -> Value:
+        """Layer i's softmax(q kᵀ · scale + mask) v for q [T, heads, D], k and v [Tk, n_kv, D], mask [T, Tk]:
+        [T, heads * D]."""
+        cfg, g = self.cfg, self.g
+        t, tk, nkv = q.shape[0], k.shape[0], k.shape[1]
+        group = cfg.num_heads // nkv
         q = self.group_queries(q)
         k, v = g.transpose(k, [1, 0, 2]), g.transpose(v, [1, 0, 2])
         scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.attention_scale))
         scores = self.softcap(scores, cfg.attn_softcap)
         scores = g.reshape(scores, (nkv, group, t, tk))
-        probs = self.attention_probs(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])), p)
+        probs = self.attention_probs(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])), i)
         probs = g.reshape(probs, (nkv, group * t, tk))
         out = g.dot_general(probs, v, contract=(2, 1), batch=True)            # [kv, group*T, D]
-        return self.linear(self.ungroup_heads(out, t), f"{p}.o_proj", cfg.hidden_size, cfg.o_bias)
+        return self.ungroup_heads(out, t)
 
-    def attention_probs(self, scores: Value, p: str) -> Value:
-        """The softmax over the keys of scores [nkv, group, T, Tk]. With attention sinks (GPT-OSS) each query head's
-        learned logit `sinks` [heads] is one more column of the softmax, dropped after it: it only adds to the
+    def attention_probs(self, scores: Value, i: int) -> Value:
+        """Layer i's softmax over the keys of scores [nkv, group, T, Tk]. With attention sinks (GPT-OSS) each query
+        head's learned logit `sinks` [heads] is one more column of the softmax, dropped after it: it only adds to the
         denominator."""
         if not self.cfg.attention_sinks:
             return self.softmax(scores)
         g, (nkv, group, t, tk) = self.g, scores.shape
-        sinks = g.reshape(self.weight(f"{p}.sinks", (self.cfg.num_heads,)), (nkv, group))  # head kv * group + j
+        sinks = self.weight(f"model.layers.{i}.self_attn.sinks", (self.cfg.num_heads,))
+        sinks = g.reshape(sinks, (nkv, group))  # head kv * group + j
         probs = self.softmax(g.concatenate([scores, g.broadcast(sinks, (nkv, group, t, 1), [0, 1])], dim=3))
         return g.slice(probs, (0, 0, 0, 0), (nkv, group, t, tk))
 

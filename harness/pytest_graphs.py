@@ -39,9 +39,11 @@ def prepared(request, tmp_path_factory):
     return prepare
 
 
-def test_graphs(folder, graph, binding, prepared, case_report):
+def test_graphs(folder, graph, binding, prepared, case_report, request):
     directory, ready = prepared(folder)
     kind = KINDS[graph]
+    if kind.on_request and f"graph_{graph}" not in request.config.getoption("markexpr", ""):
+        pytest.skip(f"{graph} runs on request, as in the gate: select it with -m graph_{graph}")
     if ready.error:
         pytest.fail(ready.error)
     if not kind.every_family and not kind.applies(ready.fixture):  # decided by the oracle, never by the files

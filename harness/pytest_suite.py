@@ -17,8 +17,10 @@ CASES = [(family, kind) for family in fixtures.names() for kind in KINDS]
 
 
 @pytest.mark.parametrize("family,graph", CASES, ids=[f"{f}-{k}" for f, k in CASES])
-def test_case(family, graph, emitter, binding, case_report):
+def test_case(family, graph, emitter, binding, case_report, request):
     fixture, kind = fixtures.load(family), KINDS[graph]
+    if kind.on_request and f"graph_{graph}" not in request.config.getoption("markexpr", ""):
+        pytest.skip(f"{graph} runs on request, as in the gate: select it with -m graph_{graph}")
     if not kind.every_family and not kind.applies(fixture):  # decided by the oracle, never by the emitter
         pytest.skip(f"{family} has no {graph} graph: it checks a mixture-of-experts block, and {family}'s oracle "
                     "routes no layer through experts")

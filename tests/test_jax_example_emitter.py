@@ -24,7 +24,7 @@ EMITTER = f"{shlex.quote(sys.executable)} examples/jax_emitter/emit.py"
 FAMILIES = ("llama", "qwen3", "gemma2")
 
 
-def gate(tmp_path, families, bug=None):
+def gate(tmp_path, families, bug=None, graphs=()):
     env = dict(os.environ)
     env.pop("ARCHVAL_JAX_BUG", None)
     if bug:
@@ -32,6 +32,8 @@ def gate(tmp_path, families, bug=None):
     args = [sys.executable, "-m", "archval", "--emitter", EMITTER, "--jobs", "1", "--reports", str(tmp_path)]
     for f in families:
         args += ["--family", f]
+    for g in graphs:
+        args += ["--graph", g]
     run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     records = json.loads((tmp_path / "summary.json").read_text())["records"]
     return run, {(r["family"], r["graph"]): r for r in records}
@@ -50,6 +52,17 @@ def test_llama_qwen3_gemma2_pass_with_per_layer_caches_every_positions_logits_an
                     "--graph", "prefill", "--out", str(text)], cwd=ROOT, check=True, timeout=120)
     assert "func.func private @" in text.read_text() and "call @" in text.read_text(), \
         "JAX's helper functions were inlined: the test no longer shows that helpers validate"
+
+
+def test_its_decode_batched_passes_with_per_layer_caches_and_isolated_rows(tmp_path):
+    """jax.vmap over model.decode: three ragged rows (gemma2's: one inside its sliding window, the others past it),
+    each against its own oracle run, and neither changing nor padding a row moves the others by a bit."""
+    run, records = gate(tmp_path, ("llama", "gemma2"), graphs=("decode_batched",))
+    assert run.returncode == 0, run.stdout + run.stderr
+    for case, r in records.items():
+        assert r["verdict"] == "PASS" and r["abi"]["caches"] == "per layer", (case, r["message"])
+        assert r["batch"]["size"] == 3 and r["batch"]["changed_max_diff"] == r["batch"]["padded_max_diff"] == 0
+    assert {row["past_window"] for row in records["gemma2", "decode_batched"]["batch"]["rows"]} == {True, False}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

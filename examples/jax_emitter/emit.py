@@ -1,4 +1,5 @@
-"""archval emitter protocol: emit.py --config C --graph {prefill,decode} --out F [--debug-taps] [--bucket Lp] [--capacity C]
+"""archval emitter protocol: emit.py --config C --graph {prefill,decode,decode_batched} --out F [--debug-taps] [--bucket Lp]
+[--capacity C] [--batch B]
 
 Lowers model.prefill / model.decode with jax.jit, then adapts JAX's StableHLO module to
 archval's ABI (docs/emitter-protocol.md):
@@ -10,6 +11,7 @@ archval's ABI (docs/emitter-protocol.md):
 --debug-taps (prefill only): archval's localisation taps after the normal results.
 --bucket / --capacity: the prefill bucket and the decode cache's slots (a --checkpoint run passes
 its prompt's and steps' sizes; the fixtures use the defaults).
+decode_batched: model.decode over B sequences with jax.vmap, each row's caches f32[B, S, K, D] (--batch B).
 Exit 2 with one sentence on stderr for a config it refuses.
 """
 import argparse
@@ -30,9 +32,10 @@ jax.config.update("jax_enable_x64", False)                   # i32 inputs stay i
 
 PREFILL_BUCKET = 16   # Lp: prompt slots in prefill
 CAPACITY = 32         # C: decode cache slots (prompt + decode steps must fit)
+BATCH = 3             # B: decode_batched's sequences
 
 
-def graph_signature(spec, graph, debug_taps=False, bucket=PREFILL_BUCKET, capacity=CAPACITY):
+def graph_signature(spec, graph, debug_taps=False, bucket=PREFILL_BUCKET, capacity=CAPACITY, batch=BATCH):
     """(function, [(argument name, shape, dtype)]): weights first, then the graph's inputs."""
     f32, i32 = jnp.float32, jnp.int32
     args = [(n, s, f32) for n, s in zip(model.weight_names(spec), model.weight_shapes(spec))]
@@ -40,6 +43,11 @@ def graph_signature(spec, graph, debug_taps=False, bucket=PREFILL_BUCKET, capaci
         def fn(spec, weights, *inputs):
             return model.prefill(spec, weights, *inputs, debug_taps=debug_taps)
         args += [("tokens", (bucket,), i32), ("positions", (bucket,), i32), ("real_len", (), i32)]
+    elif graph == "decode_batched":
+        def fn(spec, weights, *inputs):  # every input and cache gains a leading batch axis; the weights are shared
+            return jax.vmap(lambda *row: model.decode(spec, weights, *row))(*inputs)
+        args += [(name, (batch,), i32) for name in ("token", "position", "cache_len")]
+        args += [(name, (batch, capacity, spec.kv_heads, spec.head_dim), f32) for name in model.cache_names(spec)]
     else:
         fn = model.decode
         args += [("token", (), i32), ("position", (), i32), ("cache_len", (), i32)]
@@ -47,8 +55,8 @@ def graph_signature(spec, graph, debug_taps=False, bucket=PREFILL_BUCKET, capaci
     return fn, args
 
 
-def lower(spec, graph, debug_taps=False, bucket=PREFILL_BUCKET, capacity=CAPACITY):
-    fn, args = graph_signature(spec, graph, debug_taps, bucket, capacity)
+def lower(spec, graph, debug_taps=False, bucket=PREFILL_BUCKET, capacity=CAPACITY, batch=BATCH):
+    fn, args = graph_signature(spec, graph, debug_taps, bucket, capacity, batch)
     n_weights = len(model.weight_names(spec))
     structs = [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in args]
 
@@ -87,20 +95,22 @@ def main(argv=None):
     ap.add_argument("--debug-taps", action="store_true", help="prefill only: also return archval's taps")
     ap.add_argument("--bucket", type=int, default=PREFILL_BUCKET, help="prefill's prompt slots (Lp)")
     ap.add_argument("--capacity", type=int, default=CAPACITY, help="decode's cache slots (C)")
+    ap.add_argument("--batch", type=int, default=BATCH, help="decode_batched's sequences (B)")
     a = ap.parse_args(argv)
     try:
-        if a.graph not in ("prefill", "decode"):
-            raise Refused(f"graph {a.graph!r} is not emitted by this example (prefill and decode only).")
+        if a.graph not in ("prefill", "decode", "decode_batched"):
+            raise Refused(f"graph {a.graph!r} is not emitted by this example (prefill, decode and decode_batched "
+                          "only).")
         if a.debug_taps and a.graph != "prefill":
             raise Refused("--debug-taps exists for --graph prefill only.")
-        if a.bucket < 1 or a.capacity < 1:
-            raise Refused(f"--bucket {a.bucket} --capacity {a.capacity}: both must be at least 1.")
+        if min(a.bucket, a.capacity, a.batch) < 1:
+            raise Refused(f"--bucket {a.bucket} --capacity {a.capacity} --batch {a.batch}: each must be at least 1.")
         with open(a.config) as f:
             spec = parse(json.load(f), a.config)
     except Refused as e:
         print(e, file=sys.stderr)
         return 2
-    text = lower(spec, a.graph, a.debug_taps, a.bucket, a.capacity)
+    text = lower(spec, a.graph, a.debug_taps, a.bucket, a.capacity, a.batch)
     with open(a.out, "w") as f:
         f.write(text)
     return 0

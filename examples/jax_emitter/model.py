@@ -179,9 +179,12 @@ def decode(spec, weights, token, position, cache_len, *caches):
     for i in range(spec.layers):
         def attention(h, i=i):
             q, k, v = qkv(h, position[None], w, f"model.layers.{i}.", spec)
-            # the new key and value go to slot cache_len, which the token then attends to with the slots before it
-            caches[2 * i] = jax.lax.dynamic_update_slice(caches[2 * i], k, (slot, 0, 0))  # k: [1, K, D]
-            caches[2 * i + 1] = jax.lax.dynamic_update_slice(caches[2 * i + 1], v, (slot, 0, 0))
+            # the new key and value go to slot cache_len, which the token then attends to with the slots before it.
+            # A select rather than dynamic_update_slice: under jax.vmap (decode_batched) that becomes a batched
+            # scatter, which IREE 3.13's iree_linalg_ext.scatter refuses ("expected indices to be equal to batch rank")
+            at = (slots == slot)[:, None, None]  # k, v: [1, K, D], broadcast over the slots
+            caches[2 * i] = jnp.where(at, k, caches[2 * i])
+            caches[2 * i + 1] = jnp.where(at, v, caches[2 * i + 1])
             return attend(q, caches[2 * i], caches[2 * i + 1], mask(cache_len[None], slots, spec.windows[i]), spec)
         x = layer(x, attention, w, f"model.layers.{i}.", spec, {point: [] for point in TAP_POINTS})
     return head(x[0], w, spec), *caches

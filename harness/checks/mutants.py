@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from archval.emitter import Config, Decoder, Rope, emit
+from archval.emitter.batched import BatchedDecoder, PagedDecoder
 from archval.emitter.families import FAMILIES, FULL, SLIDING
 from archval.emitter.stablehlo import Value
 from archval.harness.core.kinds import KINDS
@@ -65,6 +66,18 @@ class DecodeRopeByCacheLen(Decoder):
     def hidden_states(self, tokens, positions, q_slot, k_slot, capacity):
         return super().hidden_states(tokens, q_slot if self.cache is not None else positions, q_slot, k_slot,
                                      capacity)
+
+
+class RowReadsNeighbour(BatchedDecoder):
+    """A serving graph's row b attends to row b + 1's cache (its own mask and query)."""
+    def read_row(self, b):
+        return (b + 1) % self.rows[2].shape[0]
+
+
+class BlockTableOffByOne(PagedDecoder):
+    """A paged graph reads and writes the block after the one its block table names."""
+    def physical(self, block):
+        return self.g.add(block, self.g.scalar(1, "i32"))
 
 
 class TiedHeadAlias(Decoder):
@@ -384,6 +397,10 @@ MUTANTS: dict[str, Mutant] = {
                                     core=CacheSlotOffByOne, graph="decode", applies=lambda c: True),
     "decode_ignores_window": Mutant("decode attends to the whole cache on sliding layers",
                                     core=DecodeIgnoresWindow, graph="decode", applies=_slides),
+    "row_reads_neighbour": Mutant("a serving graph's row attends to its neighbour's cache", core=RowReadsNeighbour,
+                                  graph="decode_batched", applies=lambda c: True),
+    "block_table_off_by_one": Mutant("a paged graph's block-table entries read one block off", core=BlockTableOffByOne,
+                                     graph="decode_paged", applies=lambda c: True),
     # Subtle slips: some stay inside the fixed 1e-2 bound; the strict bound (core/noise.py) catches them.
     "cache_slot_one_early": Mutant("decode writes the new key/value over the previous token's",
                                    core=CacheSlotOneEarly, graph="decode", applies=lambda c: True),

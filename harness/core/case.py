@@ -113,6 +113,7 @@ class Case:
     _modules: dict[tuple[str, str], Module] = field(default_factory=dict)
     _weights: dict[str, tuple] = field(default_factory=dict)  # graph kind -> (its weights by argument, tensors read)
     _oracle: OracleRun | None = None
+    subject = SUBJECT  # what kinds run besides the case's own calls (a serving kind's isolation runs)
 
     @contextmanager
     def stage(self, name: str, timed: bool = True):

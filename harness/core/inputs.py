@@ -4,20 +4,26 @@ selection and the oracle see the same inputs (tests/test_inputs.py holds it)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
 from archval.harness.core.emitters import CaseError
-from archval.harness.core.fixtures import Fixture
+from archval.harness.core.fixtures import DECODE_GAP, POSITION_GAP, QUIET_EVERY, QUIET_TOKENS, Fixture
 
 # Every input name the builders below give a graph kind (docs/emitter-protocol.md#arguments): never a weight.
-PROTOCOL_INPUT = re.compile(r"tokens|positions|real_len|token|position|cache_len|hidden|[kv]_cache(\.(0|[1-9][0-9]*))?")
+PROTOCOL_INPUT = re.compile(r"tokens|positions|real_len|token|position|cache_len|hidden|block_table|"
+                            r"[kv]_cache(\.(0|[1-9][0-9]*))?")
 
 def prefill_inputs(fixture: Fixture, bucket: int) -> dict[str, np.ndarray]:
     """What a prefill graph is fed: the prompt padded to the bucket at slots 0..bucket-1, the prompt's
     positions (apart from its slots: Fixture.prompt_positions) and the padding's (its slots), its real length.
     Every position stays below the bucket, so a RoPE table of as many rows as the graph has tokens suffices."""
-    prompt, positions = fixture.prompt(), fixture.prompt_positions()
+    return padded_prompt(fixture.prompt(), fixture.prompt_positions(), bucket)
+
+
+def padded_prompt(prompt: np.ndarray, positions: np.ndarray, bucket: int) -> dict[str, np.ndarray]:
+    """A prompt at its positions as a prefill graph of the bucket takes it (prefill_inputs)."""
     if positions.max() >= bucket:
         raise CaseError(f"the prompt's positions reach {int(positions.max())}, past the graph's prefill bucket "
                         f"{bucket}: the bucket must hold prompt_len {len(prompt)} and the positions' gap")
@@ -36,3 +42,54 @@ def decode_inputs(token: int, position: int, slot: int, caches: dict[str, np.nda
 def hidden_states(fixture: Fixture, tokens: int, width: int) -> np.ndarray:
     """The seeded hidden states a block check feeds."""
     return np.random.default_rng([fixture.seed, 0xB10C]).standard_normal((tokens, width)).astype(np.float32)
+
+
+# The serving kinds' sequences (core/batched.py): row r's (prompt_len, decode steps) is ROWS[r % len(ROWS)]. Ragged
+# prompts and ragged ends (a row that is done is a padding row for the steps left); rows 2 and 5 stay inside a
+# sliding window of 4 slots while the others pass it.
+ROWS = ((13, 8), (10, 6), (2, 2), (7, 8), (12, 3), (3, 1), (9, 5), (5, 7))
+SHARED_PREFIX = 8  # row 1's prompt starts with row 0's first 8 tokens, at the same positions (a shared paged block)
+ROW_GAP_SLOT = 1  # a row's positions jump by POSITION_GAP after its first slot: inside every prompt, and the same
+# in every row, so that a shared prefix is the same keys
+
+
+@dataclass(frozen=True)
+class Row:
+    """One sequence of a serving graph's batch: a function of the fixture's seed and its index alone."""
+    index: int
+    prompt: np.ndarray  # i32[prompt_len]
+    positions: np.ndarray  # the prompt's positions (RoPE's), apart from its slots
+    steps: int  # decode steps it runs; after them it is a padding row
+
+    def decode_positions(self) -> np.ndarray:
+        """Step s's position (s = 1..steps): its slot prompt_len + s - 1, POSITION_GAP + DECODE_GAP past it."""
+        return len(self.prompt) + np.arange(self.steps, dtype=np.int32) + POSITION_GAP + DECODE_GAP
+
+    def slot(self, step: int) -> int:
+        """cache_len of decode step `step` (1-based): where its key and value go."""
+        return len(self.prompt) + step - 1
+
+
+def batch_row(fixture: Fixture, index: int) -> Row:
+    """Row index's sequence: seeded tokens, every QUIET_EVERY-th from the last a quiet token (as the fixture's
+    prompt), row 1's first SHARED_PREFIX tokens row 0's."""
+    length, steps = ROWS[index % len(ROWS)]
+    rng = np.random.default_rng([fixture.seed, 0x5E4E, index])
+    prompt = rng.integers(len(QUIET_TOKENS), fixture.config["vocab_size"], length).astype(np.int32)
+    quiet = np.arange(length - 1, -1, -QUIET_EVERY)
+    prompt[quiet] = np.resize(np.array(QUIET_TOKENS, np.int32), len(quiet))
+    if index == 1:
+        prompt[:SHARED_PREFIX] = batch_row(fixture, 0).prompt[:SHARED_PREFIX]
+    slots = np.arange(length, dtype=np.int32)
+    return Row(index, prompt, slots + POSITION_GAP * (slots >= ROW_GAP_SLOT).astype(np.int32), steps)
+
+
+def serving_step(rows: list[Row], step: int, tokens: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """What decode step `step` (1-based) of a serving graph is fed: each active row its oracle token (teacher-forced:
+    tokens[r][step - 1]), position and slot; a row whose steps are done is padding, token, position and
+    cache_len 0."""
+    active = [step <= row.steps for row in rows]
+    pick = lambda f: np.array([f(row) if on else 0 for row, on in zip(rows, active)], np.int32)
+    return {"token": pick(lambda row: tokens[row.index][step - 1]),
+            "position": pick(lambda row: row.decode_positions()[step - 1]),
+            "cache_len": pick(lambda row: row.slot(step))}

@@ -17,6 +17,7 @@ import numpy as np
 
 from archval.harness.core import compare, oracle_cache
 from archval.harness.core.abi import EVERY, LAST, TOKEN, decode_caches, decode_results, prefill_results
+from archval.harness.core.batched import SERVING_KINDS
 from archval.harness.core.emitters import CaseError
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.inputs import decode_inputs, hidden_states, prefill_inputs
@@ -40,6 +41,7 @@ class GraphKind:
     strict = False  # also judged against the fp32-vs-fp64 oracle noise (core/noise.py)
     three_way = False  # also run on the reference backends (core/triangulate.py)
     takes_every_weight = False  # a whole forward: each graph must take every tensor of the checkpoint
+    on_request = False  # run only where --graph names it (not in the default gate)
 
     def applies(self, fixture: Fixture) -> bool:
         return True
@@ -267,7 +269,12 @@ class MoeBlock(GraphKind):
                      record.bound)
 
 
-KINDS: dict[str, GraphKind] = {k.name: k for k in (Prefill(), Decode(), MoeBlock())}
+KINDS: dict[str, GraphKind] = {k.name: k for k in (Prefill(), Decode(), MoeBlock(), *SERVING_KINDS)}
+
+
+def selected(kind: GraphKind, graphs) -> bool:
+    """Whether a run that names these graph kinds (none: the default) runs kind: an on-request kind only if named."""
+    return kind.name in graphs if graphs else not kind.on_request
 
 
 def applicable(fixture: Fixture) -> list[GraphKind]:

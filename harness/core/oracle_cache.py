@@ -96,6 +96,17 @@ def prompt_logits(fixture: Fixture, dtype: str = "float32") -> np.ndarray:
         {"logits": model(fixture, dtype).prompt_logits(fixture.prompt(), fixture.prompt_positions())}, {}))[0]["logits"]
 
 
+def sequence(fixture: Fixture, prompt: np.ndarray, positions: np.ndarray,
+             decode_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle's greedy continuation of another prompt than the fixture's (a serving graph's row): its logits
+    [steps + 1, V] (the prompt's last token, then each step) and the tokens they choose, as run() computes them."""
+    parts = {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS,
+             "inputs": tuple(tuple(int(x) for x in a) for a in (prompt, positions, decode_positions))}
+    arrays = _stored("sequence", parts, lambda: (dict(zip(("logits", "tokens"), model(fixture).greedy(
+        prompt, positions, decode_positions))), {}))[0]
+    return arrays["logits"], arrays["tokens"]
+
+
 def moe_block(fixture: Fixture, layer: int, hidden: np.ndarray) -> BlockExpectation:
     parts = {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS, "layer": layer,
              "hidden": hashlib.sha256(hidden.tobytes()).hexdigest() + str(hidden.shape)}

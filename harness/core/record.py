@@ -153,6 +153,36 @@ class BlockResult:
 
 
 @dataclass
+class BatchRow:
+    """One sequence of a serving graph's batch, against its own oracle run."""
+    row: int  # its index in the batch
+    prompt_len: int  # its prompt's tokens (prefilled by the family's prefill graph)
+    steps: int  # decode steps it ran; a padding row after them
+    last_slot: int  # cache_len of its last step
+    past_window: bool | None  # whether its last query slot reaches past the family's smallest sliding window (null:
+    # the family has none)
+    max_abs_diff: float  # over its steps
+    worst_step: int  # the step of that error (0: its first decode step)
+    first_divergence: int | None  # the first step whose graph argmax differs from the oracle's (0: the first)
+    blocks: list[int] | None  # decode_paged: the pool blocks its block table names, in logical order
+
+
+@dataclass
+class BatchResult:
+    """decode_batched and decode_paged: B sequences stepped together, each row judged against its own oracle run,
+    and the rows' isolation: changing one row, or making it a padding row, must leave every other row's logits bit
+    for bit as they were."""
+    size: int  # B, read from the graph's token input
+    rows: list[BatchRow]
+    worst_row: int  # the row of the headline error
+    isolated_row: int | None  # the row changed and padded by the isolation runs (null: one row, nothing to isolate)
+    changed_max_diff: float | None  # max |Δ| of the other rows' logits when that row's inputs and cache changed
+    padded_max_diff: float | None  # the same when that row was a padding row throughout
+    block_size: int | None  # decode_paged: slots per block (null: dense caches)
+    shared_blocks: int | None  # decode_paged: row 0's blocks that row 1's table names too
+
+
+@dataclass
 class NoiseResult:
     """The strict bound, judged step by step: each compared step's error against the oracle's own fp32-vs-fp64
     noise at that step. The fields describe the step that judged the case (the largest ratio)."""
@@ -277,6 +307,7 @@ class Record:
     decode: DecodeResult | None = None  # decode: the continuation, step by step
     tokens: TokenResult | None = None  # graphs that return tokens, not logits: the tokens, step by step
     block: BlockResult | None = None  # moe_block: the block check
+    batch: BatchResult | None = None  # decode_batched, decode_paged: every row and the isolation runs
     noise: NoiseResult | None = None  # the strict bound, where judged
     xla: ThreeWay | None = None  # the three-way comparison, where run
     localisation: Localisation | None = None  # a failing prefill: where, from the taps; a failing decode: decode only

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from archval.harness.checks import published, structural
 from archval.harness.core import fixtures
 from archval.harness.core.case import error_record
-from archval.harness.core.kinds import KINDS
+from archval.harness.core.kinds import KINDS, selected
 from archval.harness.core.emitters import DEFAULT_EMITTER
 from archval.harness.core.summary import RunInfo
 from archval.harness.core.record import PASS
@@ -147,7 +147,7 @@ def validate_prepared(prepared: list[published.Published], options: Options, run
     outcome = (validate(workers.start(jobs, [p.fixture for p in runnable]), tasks, jobs, options.quiet)
                if tasks else Outcome(True, [], set()))
     for p in (p for p in prepared if p.error):
-        for kind in (k for k in KINDS.values() if k.every_family and (not options.graph or k.name in options.graph)):
+        for kind in (k for k in KINDS.values() if k.every_family and selected(k, options.graph)):
             outcome.records.append(error_record(p.fixture, kind.name, "inputs", p.error, emitter,
                                                 task(p).get("published")))
             print(line(outcome.records[-1]), flush=True)

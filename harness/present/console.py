@@ -141,11 +141,18 @@ def slot_and_position(r: Record, position: int, step: int | None = None) -> str:
     (core/fixtures.py: POSITION_GAP), so that position 14 of a 13-token prompt reads as what it is. Decode's
     step s is at slot prompt_len - 1 + s; prefill's last token at prompt_len - 1. The worst of every prompt
     position, or a record without its prompt (an older run's, merged), is said by its position alone."""
-    prompt_len = len(r.fixture.prompt)
     every = step is None and r.abi is not None and r.abi.logits == "every position"
-    if not prompt_len or every:
+    if not r.fixture.prompt or every:
         return f"position {position}"
-    return f"slot {prompt_len - 1 + (step or 0)}, position {position}"
+    return f"slot {decode_slot(r, step or 0)}, position {position}"
+
+
+def decode_slot(r: Record, step: int) -> int:
+    """The cache slot of a record's step: decode's step s at prompt_len - 1 + s; a serving graph's worst row's step s
+    (0: its first decode step) at that row's prompt_len + s."""
+    if r.batch:
+        return r.batch.rows[r.batch.worst_row].prompt_len + step
+    return len(r.fixture.prompt) - 1 + step
 
 
 def step_place(r: Record, step) -> str:

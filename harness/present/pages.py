@@ -18,7 +18,7 @@ from archval.harness.core.kinds import order
 from archval.harness.core.record import ERROR, FAIL, VERDICTS, Record
 from archval.harness.core.summary import RunInfo
 from archval.harness.present import charts
-from archval.harness.present.console import agreement, of_the_bound, share, slot_and_position, step_place
+from archval.harness.present.console import agreement, decode_slot, of_the_bound, share, slot_and_position, step_place
 
 STAGES = ("emit", "compile", "load", "run", "oracle")
 # The three-way verdict (core/triangulate.py) as a user reads it: which side is wrong.
@@ -74,7 +74,7 @@ def _section(page: str, r: Record) -> dict:
                "cache_hit": r.cache_hit.get("compile"), "unused_tensors": r.oracle.unused_tensors if r.oracle else [],
                "structural": _structural(r), "logit_kind": r.logits is not None, "top_k": [], "timeline": [],
                "charts": [], "strict_note": None, "strict_used": r.noise is not None, "three_way": None,
-               "localisation": None, "abi": _abi(r)}
+               "localisation": None, "abi": _abi(r), "batch": r.batch}
     if not judged or not r.logits:
         return section
     section["strict_note"], section["three_way"] = _strict_note(r), _three_way(r)
@@ -274,7 +274,7 @@ def _timeline_row(t, r: Record) -> dict:
     status = ["over the bound"] if over else []
     if flip:  # the rule of core/compare.py's DecodeComparison.divergence, step by step
         status.append("near-tie flip" if t.oracle_top2_gap <= 2 * err and not over else "token flip: failure")
-    return {**asdict(t), "slot": len(r.fixture.prompt) - 1 + t.step, "margin": bound - err, "twice": 2 * err,
+    return {**asdict(t), "slot": decode_slot(r, t.step), "margin": bound - err, "twice": 2 * err,
             "flip": flip, "over": over, "status": ", ".join(status) or "ok", "worst": t.step == r.decode.worst_step,
             "top_k": _top_k_rows(t.oracle_top_k, t.graph_top_k)}
 
