@@ -1,8 +1,10 @@
 """archval's reference StableHLO emitter: one decoder core, families as flags."""
 from .config import Config, ConfigError, Rope
+from .continued import CHUNK_GRAPHS, EMBEDDING_GRAPHS, VERIFY_TOKENS, continued, prefill_embeddings
 from .decoder import Decoder, decode, moe_block, prefill
 
 GRAPHS = ("prefill", "decode")  # every family's graphs
+SERVING = CHUNK_GRAPHS + EMBEDDING_GRAPHS  # every family's too, emitted on request (--graph)
 BLOCKS = ("moe_block",)         # block-level graphs, for families that have the block
 DEFAULT_BUCKET = 16     # prefill length Lp
 DEFAULT_CAPACITY = 32   # decode cache slots C
@@ -11,17 +13,21 @@ DEFAULT_CAPACITY = 32   # decode cache slots C
 def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capacity: int = DEFAULT_CAPACITY,
          core: type[Decoder] = Decoder, taps: bool = False) -> str:
     """The StableHLO text of one graph kind for a parsed config (taps: prefill's per-layer debug outputs)."""
-    if graph in GRAPHS:
-        cfg.check_positions(bucket if graph == "prefill" else capacity, graph)
+    if graph in GRAPHS + SERVING:
+        cfg.check_positions(bucket if graph in ("prefill", "prefill_embeddings") else capacity, graph)
+    if taps and graph != "prefill":
+        raise ValueError("debug taps exist for the prefill graph only")
     if graph == "prefill":
         return prefill(cfg, bucket, core, taps)
-    if graph == "decode" and taps:
-        raise ValueError("debug taps exist for the prefill graph only")
     if graph == "decode":
         return decode(cfg, capacity, core)
+    if graph in CHUNK_GRAPHS:
+        return continued(cfg, graph, bucket if graph == "prefill_chunked" else VERIFY_TOKENS, capacity, core)
+    if graph == "prefill_embeddings":
+        return prefill_embeddings(cfg, bucket, core)
     if graph == "moe_block":
         return moe_block(cfg, bucket, core)
-    raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS + BLOCKS)})")
+    raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS + SERVING + BLOCKS)})")
 
 
-__all__ = ["Config", "ConfigError", "Rope", "Decoder", "emit", "GRAPHS", "BLOCKS", "DEFAULT_BUCKET", "DEFAULT_CAPACITY"]
+__all__ = ["Config", "ConfigError", "Rope", "Decoder", "emit", "GRAPHS", "SERVING", "BLOCKS", "DEFAULT_BUCKET", "DEFAULT_CAPACITY"]

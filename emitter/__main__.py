@@ -1,19 +1,19 @@
-"""python -m archval.emitter --config CONFIG.json --graph {prefill,decode,moe_block} --out FILE.mlir [--debug-taps]"""
+"""python -m archval.emitter --config CONFIG.json --graph {prefill,decode,prefill_chunked,decode_verify,prefill_embeddings,moe_block} --out FILE.mlir [--debug-taps]"""
 import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from . import BLOCKS, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit
+from . import BLOCKS, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, SERVING, Config, ConfigError, emit
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m archval.emitter", description=__doc__)
     ap.add_argument("--config", required=True, help="the family's config.json")
-    ap.add_argument("--graph", required=True, choices=GRAPHS + BLOCKS)
+    ap.add_argument("--graph", required=True, choices=GRAPHS + SERVING + BLOCKS)
     ap.add_argument("--out", required=True, help="where to write the StableHLO text")
-    ap.add_argument("--bucket", type=int, default=DEFAULT_BUCKET, help="prefill (and moe_block) tokens (default %(default)s)")
+    ap.add_argument("--bucket", type=int, default=DEFAULT_BUCKET, help="prefill's (prefill_chunked's, prefill_embeddings', moe_block's) tokens (default %(default)s)")
     ap.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="decode cache slots (default %(default)s)")
     ap.add_argument("--debug-taps", action="store_true",
                     help="prefill only: also return every layer's attention, MLP and layer outputs")
