@@ -102,7 +102,8 @@ def parser() -> argparse.ArgumentParser:
                     help="validate only this fixture (repeatable); default: all")
     ap.add_argument("--graph", action="append", metavar="KIND", choices=list(KINDS),
                     help=f"validate only this graph kind (repeatable; {', '.join(KINDS)}); default: every kind "
-                         "the family has")
+                         f"the family has but those validated on request only "
+                         f"({', '.join(k for k, kind in KINDS.items() if kind.on_request)})")
     ap.add_argument("--jobs", type=int, default=min(2, workers.cores()),
                     help="worker processes (default 2; at most the cores this process may use)")
     ap.add_argument("--jobs-over-cores", action="store_true",

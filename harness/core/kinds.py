@@ -17,9 +17,10 @@ import numpy as np
 
 from archval.harness.core import compare, oracle_cache
 from archval.harness.core.abi import EVERY, LAST, TOKEN, decode_caches, decode_results, prefill_results
+from archval.harness.core.continued import Chunked, FromEmbeddings, Verifying
 from archval.harness.core.emitters import CaseError
 from archval.harness.core.fixtures import Fixture
-from archval.harness.core.inputs import decode_inputs, hidden_states, prefill_inputs
+from archval.harness.core.inputs import decode_inputs, hidden_states, prefill_inputs, start_caches
 from archval.harness.core.record import AbiVariant, BlockResult, Record
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class GraphKind:
     strict = False  # also judged against the fp32-vs-fp64 oracle noise (core/noise.py)
     three_way = False  # also run on the reference backends (core/triangulate.py)
     takes_every_weight = False  # a whole forward: each graph must take every tensor of the checkpoint
+    on_request = False  # validated only when --graph names it (not in a run that names no kind)
 
     def applies(self, fixture: Fixture) -> bool:
         return True
@@ -185,15 +187,7 @@ class Decode(LogitKind):
             raise CaseError(f"prompt_len {prompt_len} + {steps} decode steps need {prompt_len + steps} cache slots "
                             f"and positions up to {int(positions.max())}, but the decode graph's {specs[0].name} "
                             f"holds {capacity}")
-        caches = {}
-        for cache, spec in zip(prefill_caches, specs):  # the prefill bucket, padding slots and all, starts it
-            full = np.zeros(spec.shape, np.float32)
-            if cache.ndim != full.ndim or np.delete(cache.shape, slot_axis).tolist() != \
-                    np.delete(full.shape, slot_axis).tolist() or cache.shape[slot_axis] > capacity:
-                raise CaseError(f"the prefill graph's cache for {spec.name} is f32{list(cache.shape)} but the decode "
-                                f"graph's is f32{list(spec.shape)}")
-            full[(slice(None),) * slot_axis + (slice(0, cache.shape[slot_axis]),)] = cache
-            caches[spec.name] = full
+        caches = start_caches(prefill_caches, specs)
         outputs = [prefill_logits[-1]]
         for s in range(1, steps + 1):
             step_output, *returned = case.call(decoder, backend, decode_inputs(tokens[s - 1], positions[s - 1],
@@ -267,12 +261,30 @@ class MoeBlock(GraphKind):
                      record.bound)
 
 
-KINDS: dict[str, GraphKind] = {k.name: k for k in (Prefill(), Decode(), MoeBlock())}
+class PrefillChunked(Chunked, Prefill):
+    """The serving kinds, validated on request: core/continued.py."""
+
+
+class DecodeVerify(Verifying, Decode):
+    """core/continued.py"""
+
+
+class PrefillEmbeddings(FromEmbeddings, Prefill):
+    """core/continued.py"""
+
+
+KINDS: dict[str, GraphKind] = {k.name: k for k in (Prefill(), Decode(), MoeBlock(), PrefillChunked(), DecodeVerify(),
+                                                   PrefillEmbeddings())}
 
 
 def applicable(fixture: Fixture) -> list[GraphKind]:
     """The kinds a family has, in registry order."""
     return [k for k in KINDS.values() if k.every_family or k.applies(fixture)]
+
+
+def chosen(kind: GraphKind, graphs: list[str] | None) -> bool:
+    """Whether a run validates kind: the kinds --graph names, or (naming none) every kind not on request."""
+    return kind.name in graphs if graphs else not kind.on_request
 
 
 def signed() -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from archval.harness.checks import published
 from archval.harness.core.case import error_record
-from archval.harness.core.kinds import KINDS
+from archval.harness.core.kinds import KINDS, chosen
 from archval.harness.core.summary import RunInfo
 from archval.harness.modes import Outcome, UsageError, claim_reports, shard, workers
 from archval.harness.modes.gate import emitter_of, say_shard, validate
@@ -58,7 +58,7 @@ def run(args, info: RunInfo) -> Outcome:
     for p in prepared:
         if p.error:
             for kind in KINDS.values():
-                if kind.every_family and (not args.graph or kind.name in args.graph):
+                if kind.every_family and chosen(kind, args.graph):
                     record = error_record(p.fixture, kind.name, "inputs", p.error, emitter_of(args))
                     record.published = p.facts()
                     outcome.records.append(record)

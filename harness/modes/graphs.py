@@ -13,7 +13,7 @@ from archval.harness import COMMAND
 from archval.harness.checks import published
 from archval.harness.core.case import error_record
 from archval.harness.core.emitters import PRE_EMITTED
-from archval.harness.core.kinds import KINDS
+from archval.harness.core.kinds import KINDS, chosen
 from archval.harness.core.summary import RunInfo
 from archval.harness.modes import Outcome, UsageError, claim_reports, workers
 from archval.harness.modes.gate import validate
@@ -63,7 +63,7 @@ def run(args, info: RunInfo) -> Outcome:
     for _, p in prepared:
         if p.error:
             for kind in KINDS.values():
-                if kind.every_family and (not args.graph or kind.name in args.graph):
+                if kind.every_family and chosen(kind, args.graph):
                     record = error_record(p.fixture, kind.name, "inputs", p.error, PRE_EMITTED)
                     outcome.records.append(record)
                     print(line(record), flush=True)

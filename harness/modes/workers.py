@@ -37,7 +37,7 @@ from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import error_record, failed, run_case
 from archval.harness.core.emitters import DEFAULT_EMITTER
-from archval.harness.core.kinds import KINDS
+from archval.harness.core.kinds import KINDS, chosen
 from archval.harness.core.messages import clip_record
 from archval.harness.core.record import FAIL, PublishedFacts, Record
 from archval.harness.core.summary import RunInfo
@@ -191,7 +191,7 @@ def validate(task: Task) -> Done:
         texts = graph_texts(Path(task.graph_files), binding, KINDS)
     records, bundles = [], task.reports and Bundles(task.reports, task.bundle_all)
     for kind in KINDS.values():
-        if task.graphs and kind.name not in task.graphs:
+        if not chosen(kind, task.graphs):
             continue
         try:
             wanted = kind.every_family or kind.applies(fixture)
@@ -264,7 +264,7 @@ def _errored(task: Task, stage: str, message: str, why: str) -> Done:
     """A family whose worker could not give its records: each of its cases an ERROR, no page."""
     return Done(task.name, [error_record(task.fixture(), kind.name, stage, message, task.emitter)
                             for kind in KINDS.values()
-                            if kind.every_family and (not task.graphs or kind.name in task.graphs)],
+                            if kind.every_family and chosen(kind, task.graphs)],
                 set(), [f"{task.name}.html not written: {why}"])
 
 
