@@ -62,6 +62,9 @@ def chunk_inputs(fixture: Fixture, start: int, end: int, width: int, capacity: i
     """What one call of a prefill_chunked graph is fed: the prompt's tokens start..end-1 padded to the graph's
     width, their positions (the prompt's, its gap included) and the padding's (its slots), the chunk's real length,
     cache_len = start (the slots the earlier chunks filled, and where this one's keys and values go), the caches."""
+    if end - start > width:
+        raise CaseError(f"the prompt's chunk at cache_len {start} holds {end - start} tokens, but the prefill_chunked "
+                        f"graph takes {width}: its tokens must hold the longest of the prompt's {CHUNKS} chunks")
     if start + width > capacity:
         raise CaseError(f"a chunk of {width} tokens at cache_len {start} reaches slot {start + width - 1}, past the "
                         f"prefill_chunked graph's {capacity} cache slots: the cache must hold the prompt's last chunk "
