@@ -132,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
                     help=f"seconds another emitter may take per graph before its process group is stopped "
                          f"(default {emitproc.DEFAULT_TIMEOUT_S:g}, or ${emitproc.TIMEOUT_ENV})")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, metavar="DIR",
-                    help="where the reports go: index.html, a page per family, summary.json, summary.csv, junit.xml, "
+                    help="where the reports go: index.html, a page per family, summary.json, support.md, summary.csv, junit.xml, "
                          "bundles/ (default: %(default)s)")
     ap.add_argument("--bundle", choices=("failing", "all"), default="failing",
                     help="write a repro bundle (reports/bundles/: .mlir, inputs, iree-compile and iree-run-module "
