@@ -3,10 +3,10 @@ the cache at its offset: prefix caching, long prompts), decode_verify (speculati
 one call, a logits row each) and prefill_embeddings (prefill fed HF's inputs_embeds instead of token ids).
 
 Each is a mixin here over the kind it extends (core/kinds.py registers PrefillChunked(Chunked, Prefill), ...: the
-kinds import this module, never the other way round). Each is judged as prefill or decode is (the bound, the strict bound, XLA), against the oracle fed the same:
-prefill_chunked against transformers fed the same chunks through its own cache (which agrees with its one-shot
-prompt logits to fp32 noise), decode_verify against the oracle's single decode steps (the decode case's own
-expectation), prefill_embeddings against transformers fed the same inputs_embeds.
+kinds import this module, never the other way round), and is judged as that kind is (the bound, the strict bound,
+XLA), against the oracle fed the same: prefill_chunked against transformers fed the same chunks through its own
+cache (which agrees with its one-shot prompt logits to fp32 noise), decode_verify against the oracle's single decode
+steps (the decode case's own expectation), prefill_embeddings against transformers fed the same inputs_embeds.
 """
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ class Verifying:
         width = case.graph(self.name).functions["main"].arg("tokens").shape[0]
         steps = len(case.oracle().tokens) - 1
         if width > steps:
-            raise CaseError(f"the {self.name} graph takes {width} tokens, more than the fixture's {steps} decode steps")
+            raise CaseError(f"the {self.name} graph takes {width} tokens, more than the fixture's {steps} decode "
+                            "steps")
         return width, steps // width
 
     def expected(self, case: Case) -> np.ndarray:
@@ -103,16 +104,17 @@ class Verifying:
         module = case.module(self.name, backend)
         _, specs = decode_caches(module.main, case.fixture, self.name)
         (width, calls), capacity = self.calls(case), specs[0].shape[len(specs[0].shape) - 3]
-        tokens, positions, prompt_len = case.oracle().tokens, case.fixture.decode_positions(), len(case.fixture.prompt())
-        if prompt_len + width * calls > capacity or positions.max() >= capacity:
-            raise CaseError(f"prompt_len {prompt_len} + {width * calls} verified tokens need {prompt_len + width * calls} "
-                            f"cache slots and positions up to {int(positions.max())}, but the {self.name} graph's "
+        tokens, positions = case.oracle().tokens, case.fixture.decode_positions()
+        prompt_len, verified = len(case.fixture.prompt()), width * calls
+        if prompt_len + verified > capacity or positions.max() >= capacity:
+            raise CaseError(f"prompt_len {prompt_len} + {verified} verified tokens need {prompt_len + verified} cache "
+                            f"slots and positions up to {int(positions.max())}, but the {self.name} graph's "
                             f"{specs[0].name} holds {capacity}")
         caches, rows = start_caches(prefill_caches, specs, self.name), [prefill_logits[-1]]
         for call in range(calls):
             at = slice(call * width, (call + 1) * width)  # steps at.start + 1 .. at.stop, fed the tokens before them
-            logits, *returned = case.call(module, backend, verify_inputs(tokens[at], positions[at], prompt_len + at.start,
-                                                                         caches))
+            fed = verify_inputs(tokens[at], positions[at], prompt_len + at.start, caches)
+            logits, *returned = case.call(module, backend, fed)
             caches = dict(zip(caches, returned))
             rows += list(np.asarray(logits, np.float32))
         if case.record.abi.logits == TOKEN:  # a prefill graph that returns its token: the case compares tokens
@@ -124,7 +126,8 @@ class FromEmbeddings:
     """Prefill fed the prompt's inputs_embeds (the oracle's input embedding module's output, padding rows zero)
     instead of its tokens, against transformers fed the same inputs_embeds. A whole forward but for the embedding
     table, which such a graph need not take (a tied head reads it still)."""
-    name, emits, signed, on_request, takes_every_weight = "prefill_embeddings", ("prefill_embeddings",), False, True, False
+    name, emits, signed, on_request = "prefill_embeddings", ("prefill_embeddings",), False, True
+    takes_every_weight = False  # judged here, the embedding table excepted
 
     def checks(self, record: Record) -> tuple[str, ...]:
         return super().checks(record) + (EVERY_WEIGHT,)
