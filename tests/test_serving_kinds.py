@@ -8,6 +8,7 @@ import pytest
 from archval.emitter import Config, emit
 from archval.emitter.continued import continued
 from archval.harness.checks import mutants
+from archval.harness.cli import main
 from archval.harness.core import fixtures, oracle_cache
 from archval.harness.core.case import run_case
 from archval.harness.core.inputs import chunk_starts
@@ -86,3 +87,11 @@ def test_the_serving_kinds_run_only_when_named():
     assert [k for k, kind in KINDS.items() if chosen(kind, None)] == ["prefill", "decode", "moe_block"]
     assert [k for k, kind in KINDS.items() if chosen(kind, ["decode_verify", "prefill"])] == ["prefill",
                                                                                                 "decode_verify"]
+
+
+def test_the_gate_validates_a_serving_kind_when_named_and_its_support_table_shows_it(tmp_path, capsys):
+    assert main(["--family", "llama", "--graph", "decode_verify", "--reports", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "llama                decode_verify max|Δlogit|" in out and "greedy 17/17 tokens" in out, out
+    support = (tmp_path / "support.md").read_text()
+    assert "| family | decode_verify |" in support and "| llama | PASS (" in support, support
