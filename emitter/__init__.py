@@ -1,11 +1,12 @@
 """archval's reference StableHLO emitter: one decoder core, families as flags."""
 from .config import Config, ConfigError, Rope
 from .batched import DEFAULT_BATCH, decode_batched, decode_paged
+from .continued import CHUNK_GRAPHS, EMBEDDING_GRAPHS, VERIFY_TOKENS, continued, prefill_embeddings
 from .decoder import Decoder, decode, moe_block, prefill
 
 GRAPHS = ("prefill", "decode")  # every family's graphs
 BLOCKS = ("moe_block",)         # block-level graphs, for families that have the block
-SERVING = ("decode_batched", "decode_paged")  # every family's serving graphs, emitted on request
+SERVING = CHUNK_GRAPHS + EMBEDDING_GRAPHS + ("decode_batched", "decode_paged")  # every family's, on request
 DEFAULT_BUCKET = 16     # prefill length Lp
 DEFAULT_CAPACITY = 32   # decode cache slots C
 
@@ -15,7 +16,7 @@ def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capa
     """The StableHLO text of one graph kind for a parsed config (taps: prefill's per-layer debug outputs; batch:
     the serving graphs' sequences)."""
     if graph in GRAPHS + SERVING:
-        cfg.check_positions(bucket if graph == "prefill" else capacity, graph)
+        cfg.check_positions(bucket if graph in ("prefill", "prefill_embeddings") else capacity, graph)
     if taps and graph != "prefill":
         raise ValueError("debug taps exist for the prefill graph only")
     if graph == "prefill":
@@ -26,9 +27,14 @@ def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capa
         return decode_batched(cfg, batch, capacity, core)
     if graph == "decode_paged":
         return decode_paged(cfg, batch, capacity, core)
+    if graph in CHUNK_GRAPHS:
+        return continued(cfg, graph, bucket if graph == "prefill_chunked" else VERIFY_TOKENS, capacity, core)
+    if graph == "prefill_embeddings":
+        return prefill_embeddings(cfg, bucket, core)
     if graph == "moe_block":
         return moe_block(cfg, bucket, core)
-    raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS + BLOCKS + SERVING)})")
+    raise ValueError(f"unknown graph kind '{graph}' (known: {', '.join(GRAPHS + SERVING + BLOCKS)})")
 
 
-__all__ = ["Config", "ConfigError", "Rope", "Decoder", "emit", "GRAPHS", "BLOCKS", "SERVING", "DEFAULT_BUCKET", "DEFAULT_CAPACITY", "DEFAULT_BATCH"]
+__all__ = ["Config", "ConfigError", "Rope", "Decoder", "emit", "GRAPHS", "SERVING", "BLOCKS", "DEFAULT_BUCKET",
+           "DEFAULT_CAPACITY", "DEFAULT_BATCH"]

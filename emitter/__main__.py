@@ -1,5 +1,7 @@
-"""python -m archval.emitter --config CONFIG.json --graph {prefill,decode,moe_block,decode_batched,decode_paged} --out FILE.mlir
-[--debug-taps] [--batch B]"""
+"""python -m archval.emitter --config CONFIG.json --graph KIND --out FILE.mlir [--debug-taps] [--batch B]
+
+KIND: prefill, decode, moe_block; on request prefill_chunked, decode_verify, prefill_embeddings,
+decode_batched, decode_paged."""
 import argparse
 import os
 import sys
@@ -14,7 +16,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True, help="the family's config.json")
     ap.add_argument("--graph", required=True, choices=GRAPHS + BLOCKS + SERVING)
     ap.add_argument("--out", required=True, help="where to write the StableHLO text")
-    ap.add_argument("--bucket", type=int, default=DEFAULT_BUCKET, help="prefill (and moe_block) tokens (default %(default)s)")
+    ap.add_argument("--bucket", type=int, default=DEFAULT_BUCKET, help="prefill's (prefill_chunked's, prefill_embeddings', moe_block's) tokens (default %(default)s)")
     ap.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="decode cache slots (default %(default)s)")
     ap.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                     help="decode_batched and decode_paged: sequences per call (default %(default)s)")

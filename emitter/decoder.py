@@ -450,11 +450,25 @@ class Decoder:
     def hidden_states(self, tokens: Value, positions: Value, q_slot: Value, k_slot: Value, capacity: int) -> Value:
         """Embed tokens and run every layer; returns the final hidden states before the last norm.
         positions feed RoPE (a table of `capacity` rows); slots feed the masks."""
+        return self.layers(self.embed(tokens), positions, q_slot, k_slot, capacity)
+
+    def embed(self, tokens: Value) -> Value:
+        """The embedding module's rows (HF's inputs_embeds: Gemma's scaled by sqrt(hidden) inside the module),
+        then what the forward applies to inputs_embeds."""
         cfg, g = self.cfg, self.g
         x = g.take_rows(self.weight("model.embed_tokens.weight", (cfg.vocab_size, cfg.hidden_size)), tokens)
         if cfg.embed_scale:
             x = g.mul(x, g.scalar(math.sqrt(cfg.hidden_size)))
-        x = self.scaled(x, cfg.embedding_multiplier)
+        return self.from_embeddings(x)
+
+    def from_embeddings(self, x: Value) -> Value:
+        """HF's inputs_embeds as the forward takes them: Granite's embedding_multiplier applied (Gemma's sqrt(hidden)
+        is the embedding module's, already in them)."""
+        return self.scaled(x, self.cfg.embedding_multiplier)
+
+    def layers(self, x: Value, positions: Value, q_slot: Value, k_slot: Value, capacity: int) -> Value:
+        """Every layer on the embedded tokens x [T, H]; positions feed RoPE, slots the masks."""
+        cfg = self.cfg
         masks = {w: self.mask(q_slot, k_slot, w)
                  for w in sorted({cfg.window_for(i) for i in range(cfg.num_layers)}, key=lambda w: w or 0)}
         ropes: dict[Rope, tuple[Value, Value]] = {}
@@ -470,8 +484,11 @@ class Decoder:
         h = self.norm(h, "model.norm")
         logits = g.dot_general(h, self.weight(self.head_name(), (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
         if cfg.lm_head_bias:
-            logits = g.add(logits, g.reshape(self.weight("lm_head.bias", (cfg.vocab_size,)), (1, cfg.vocab_size)))
-        logits = g.reshape(logits, (cfg.vocab_size,))
+            bias = self.weight("lm_head.bias", (cfg.vocab_size,))
+            logits = g.add(logits, g.broadcast(bias, logits.shape, [1]) if h.shape[0] > 1 else
+                           g.reshape(bias, (1, cfg.vocab_size)))
+        if h.shape[0] == 1:  # one token's logits, f32[V]; more tokens keep a row each
+            logits = g.reshape(logits, (cfg.vocab_size,))
         if cfg.logits_divisor is not None:  # Granite: logits / logits_scaling
             logits = g.div(logits, g.scalar(cfg.logits_divisor))
         logits = self.scaled(logits, cfg.logits_multiplier)  # Cohere: logits * logit_scale

@@ -99,7 +99,8 @@ def parser() -> argparse.ArgumentParser:
                     help="validate only this fixture (repeatable); default: all")
     ap.add_argument("--graph", action="append", metavar="KIND", choices=list(KINDS),
                     help=f"validate only this graph kind (repeatable; {', '.join(KINDS)}); default: every kind "
-                         "the family has")
+                         f"the family has but those validated on request only "
+                         f"({', '.join(k for k, kind in KINDS.items() if kind.on_request)})")
     ap.add_argument("--jobs", type=int, default=min(2, workers.cores()),
                     help="worker processes (default 2; at most the cores this process may use)")
     ap.add_argument("--jobs-over-cores", action="store_true",
@@ -128,7 +129,7 @@ def parser() -> argparse.ArgumentParser:
                     help=f"seconds another emitter may take per graph before its process group is stopped "
                          f"(default {emitproc.DEFAULT_TIMEOUT_S:g}, or ${emitproc.TIMEOUT_ENV})")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, metavar="DIR",
-                    help="where the reports go: index.html, a page per family, summary.json, summary.csv, junit.xml, "
+                    help="where the reports go: index.html, a page per family, summary.json, support.md, summary.csv, junit.xml, "
                          "bundles/ (default: %(default)s)")
     ap.add_argument("--bundle", choices=("failing", "all"), default="failing",
                     help="write a repro bundle (reports/bundles/: .mlir, inputs, iree-compile and iree-run-module "

@@ -21,7 +21,7 @@ from archval.harness.present.console import line
 def pytest_generate_tests(metafunc):
     if "folder" in metafunc.fixturenames:
         found = folders(Path(metafunc.config.getoption("archval_graphs")), None)
-        cases = [(name, kind) for name in found for kind in KINDS]
+        cases = [(name, kind) for name in found for kind in KINDS if not KINDS[kind].on_request]
         metafunc.parametrize("folder,graph", cases, ids=[f"{name}-{kind}" for name, kind in cases])
 
 

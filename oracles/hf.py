@@ -216,6 +216,28 @@ class Oracle:
         return self.forward(prompt, positions).logits[0].numpy()
 
     @torch.no_grad()
+    def chunked_logits(self, prompt: np.ndarray, positions: np.ndarray, starts: list[int]) -> np.ndarray:
+        """The logits [len(prompt), V] at every prompt position, the prompt fed in chunks beginning at starts (the
+        first 0) through the model's own cache: a chunk sees the earlier chunks' keys in the cache."""
+        out, logits = None, []
+        for start, end in zip(starts, [*starts[1:], len(prompt)]):
+            out = self.forward(prompt[start:end], positions[start:end], out.cache if out is not None else None)
+            logits.append(out.logits[0])
+        return torch.cat(logits).numpy()
+
+    @torch.no_grad()
+    def embedded_logits(self, prompt: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        """(the prompt's inputs_embeds: the input embedding module's output, f32[len(prompt), H]; the logits
+        [len(prompt), V] of the model fed them as inputs_embeds at positions; the checkpoint name of the
+        embedding table, which a graph fed embeddings need not take)."""
+        table = self.model.get_input_embeddings()
+        embeddings = table(torch.tensor([[int(t) for t in prompt]]))
+        out = self.model(inputs_embeds=embeddings, position_ids=torch.tensor([[int(p) for p in positions]]))
+        weight = table.weight.detach().to(torch.float32).numpy()
+        name = next(k for k, v in self.state_dict().items() if v.shape == weight.shape and np.array_equal(v, weight))
+        return embeddings[0].to(torch.float32).numpy(), out.logits[0].numpy(), name
+
+    @torch.no_grad()
     def teacher_forced(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray,
                        tokens: np.ndarray) -> np.ndarray:
         """The logits [len(tokens), V] in the model's dtype: the prompt's last token, then each step fed

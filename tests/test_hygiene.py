@@ -311,16 +311,17 @@ def test_the_lock_is_another_processes_and_dies_with_its_holder(tmp_path):
 
 
 def test_a_full_disk_while_writing_the_reports_fails_the_run_with_a_result_line(tmp_path, capsys, monkeypatch):
-    """summary.json, summary.csv, index.html, junit.xml and the list of archval's files (written by the gate's
-    main process) hit a full disk: each is said in one line, the run ends with its counts and RESULT: FAIL
+    """summary.json, support.md, summary.csv, index.html, junit.xml and the list of archval's files (written by the
+    gate's main process) hit a full disk: each is said in one line, the run ends with its counts and RESULT: FAIL
     (exit 1), no temporary file is left."""
     monkeypatch.setattr("archval.harness.core.files.os", FullOs())  # the one writer (the worker writes llama.html)
     assert main(["--family", "llama", "--reports", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     lines = out.splitlines()
-    assert lines[-1] == "RESULT: FAIL" and lines[-2] == "reports: incomplete (4 problems above): the run cannot pass"
+    assert lines[-1] == "RESULT: FAIL" and lines[-2] == "reports: incomplete (5 problems above): the run cannot pass"
     assert "reports: summary.json not written: No space left on device" in lines
+    assert any(line.startswith("reports: support.md not written: OSError: [Errno 28]") for line in lines)
     assert any(line.startswith("reports: index.html and summary.csv not written: OSError: [Errno 28]") for line in lines)
     assert any(line.startswith("reports: junit.xml not written: OSError: [Errno 28]") for line in lines)
     assert any(line.startswith("reports: .archval-written.json not written") for line in lines)

@@ -382,7 +382,8 @@ def test_a_run_removes_the_pages_an_earlier_run_wrote_and_nothing_else(tmp_path)
     assert write([passing], tmp_path) == []
     assert not (tmp_path / "qwen2.html").exists()
     assert {p.name for p in tmp_path.iterdir()} == {"notes.txt", "mine.html", "llama.html", "index.html",
-                                                     "summary.json", "summary.csv", "junit.xml", ".archval-written.json"}
+                                                     "summary.json", "support.md", "summary.csv", "junit.xml",
+                                                     ".archval-written.json"}
 
 
 def test_a_page_names_the_emitter_that_wrote_its_graphs_and_shows_parsed_flags_for_the_built_in_only(tmp_path):

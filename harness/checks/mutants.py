@@ -120,6 +120,31 @@ class MaskIncludesNext(Decoder):
                             k_slot, None if window is None else window + 1)
 
 
+class ChunkOffsetIgnored(Decoder):
+    """A chunk that continues the cache taken for the prompt's start: its keys and values written from slot 0, its
+    queries at slots 0.. (cache_len ignored)."""
+    def write_slot(self, cache_len):
+        return self.g.scalar(0, "i32")
+
+    def mask(self, q_slot, k_slot, window):
+        return super().mask(self.g.iota(q_slot.shape, 0), k_slot, window)
+
+
+class VerifyMaskSeesNext(MaskIncludesNext):
+    """The graph that continues the cache lets draft token k see draft token k + 1; prefill is right."""
+    def mask(self, q_slot, k_slot, window):
+        return (super() if self.cache is not None else super(MaskIncludesNext, self)).mask(q_slot, k_slot, window)
+
+
+class EmbeddingsScaledTwice(Decoder):
+    """inputs_embeds scaled again as if they were the table's rows: Gemma's sqrt(hidden) (already in them, the
+    embedding module's) applied in the graph, and Granite's embedding_multiplier twice."""
+    def from_embeddings(self, x):
+        if self.cfg.embed_scale:
+            x = self.g.mul(x, self.g.scalar(self.cfg.hidden_size ** 0.5))
+        return super().from_embeddings(self.scaled(x, self.cfg.embedding_multiplier))
+
+
 class RopeInterleaved(Decoder):
     """RoPE pairs the other way: GPT-J's interleaved pairs (x[2i], x[2i+1]) where the family rotates the halves
     (x[i], x[i + D/2]), the halves where it interleaves (GLM-4, Cohere)."""
@@ -460,6 +485,14 @@ MUTANTS: dict[str, Mutant] = {
                                 applies=lambda c: c.moe is not None),
     "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated,
                                     applies=lambda c: c.moe is not None and bool(c.moe.shared_expert_size)),
+    # The serving kinds (core/continued.py), validated on request: each of their mutants on its own kind.
+    "chunk_offset_ignored": Mutant("a prefill chunk written and masked from slot 0, its cache_len ignored",
+                                   core=ChunkOffsetIgnored, graph="prefill_chunked", applies=lambda c: True),
+    "verify_mask_sees_next": Mutant("decode_verify's mask lets draft token k see token k + 1", core=VerifyMaskSeesNext,
+                                    graph="decode_verify", applies=lambda c: True),
+    "embeddings_scaled_twice": Mutant("inputs_embeds scaled by the family's embedding scale or multiplier again",
+                                      core=EmbeddingsScaledTwice, graph="prefill_embeddings",
+                                      applies=lambda c: c.embed_scale or c.embedding_multiplier not in (None, 1.0)),
     "qk_norm_wrong_axis": Mutant("q/k RMSNorm over the other axis (projection vs head)", core=QkNormWrongAxis,
                                  applies=lambda c: c.qk_norm in ("head", "projection")),
 }

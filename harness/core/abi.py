@@ -37,7 +37,8 @@ def prefill_results(main: FunctionSignature, fixture: Fixture, tapped: bool = Fa
     """The prefill graph's result layout; CaseError naming what does not fit the protocol. tapped: results after
     the caches are the taps (harness/checks/localise.py reads them), not an error."""
     layers, vocab = fixture.attribute("num_hidden_layers"), fixture.attribute("vocab_size")
-    bucket, results = main.arg("tokens").shape[0], main.results
+    fed = "embeddings" if any(a.name == "embeddings" for a in main.args) else "tokens"  # prefill_embeddings'
+    bucket, results = main.arg(fed).shape[0], main.results
     logits = _first_result(results, {(vocab,): LAST, (bucket, vocab): EVERY})
     if logits is None:
         raise CaseError(f"the prefill graph's first result is {_types(results[:1])}; the protocol wants the "
@@ -58,8 +59,9 @@ def prefill_results(main: FunctionSignature, fixture: Fixture, tapped: bool = Fa
     return PrefillResults(logits, STACKED if stacked else PER_LAYER, count)
 
 
-def decode_caches(main: FunctionSignature, fixture: Fixture) -> tuple[str, tuple[TensorSpec, ...]]:
-    """(STACKED or PER_LAYER, the decode graph's cache arguments in its order: its results' order too)."""
+def decode_caches(main: FunctionSignature, fixture: Fixture, graph: str = "decode") -> tuple[str, tuple[TensorSpec, ...]]:
+    """(STACKED or PER_LAYER, the cache arguments of the decode graph (or another that takes caches: graph) in its
+    order: its results' order too)."""
     layers = fixture.attribute("num_hidden_layers")
     caches = tuple(a for a in main.args if a.name in ("k_cache", "v_cache") or _PER_LAYER_CACHE.fullmatch(a.name))
     names, ranks = {a.name for a in caches}, {len(a.shape) for a in caches}
@@ -69,11 +71,11 @@ def decode_caches(main: FunctionSignature, fixture: Fixture) -> tuple[str, tuple
         variant = PER_LAYER
     else:
         shown = ", ".join(f"{a.name} {a.dtype}{list(a.shape)}" for a in caches) or "none"
-        raise CaseError(f"the decode graph's cache arguments are {shown}; the protocol wants k_cache and v_cache "
+        raise CaseError(f"the {graph} graph's cache arguments are {shown}; the protocol wants k_cache and v_cache "
                         f"f32[{layers}, C, n_kv, D], or k_cache.i and v_cache.i f32[C, n_kv, D] for i in "
                         f"0..{layers - 1} ({PROTOCOL}#abi-variants)")
     if len({c.shape for c in caches}) != 1:
-        raise CaseError(f"the decode graph's caches differ in shape: {_types(caches)}")
+        raise CaseError(f"the {graph} graph's caches differ in shape: {_types(caches)}")
     return variant, caches
 
 

@@ -12,7 +12,7 @@ from archval.harness.core.emitters import CaseError
 from archval.harness.core.fixtures import DECODE_GAP, POSITION_GAP, QUIET_EVERY, QUIET_TOKENS, Fixture
 
 # Every input name the builders below give a graph kind (docs/emitter-protocol.md#arguments): never a weight.
-PROTOCOL_INPUT = re.compile(r"tokens|positions|real_len|token|position|cache_len|hidden|block_table|"
+PROTOCOL_INPUT = re.compile(r"tokens|positions|real_len|token|position|cache_len|hidden|embeddings|block_table|"
                             r"[kv]_cache(\.(0|[1-9][0-9]*))?")
 
 def prefill_inputs(fixture: Fixture, bucket: int) -> dict[str, np.ndarray]:
@@ -37,6 +37,65 @@ def decode_inputs(token: int, position: int, slot: int, caches: dict[str, np.nda
     and value go, and how many slots the masks let it see), and the caches by argument name."""
     return {"token": np.array(token, np.int32), "position": np.array(position, np.int32),
             "cache_len": np.array(slot, np.int32), **caches}
+
+
+def start_caches(prefill_caches: list[np.ndarray], specs, graph: str = "decode") -> dict[str, np.ndarray]:
+    """The caches a graph that continues prefill starts from, by argument name: prefill's caches (its bucket,
+    padding slots and all) in the first slots of the graph's own (specs: its cache arguments), zeros after."""
+    slot_axis = len(specs[0].shape) - 3  # [L, S, n_kv, D] or [S, n_kv, D]
+    caches = {}
+    for cache, spec in zip(prefill_caches, specs):
+        full = np.zeros(spec.shape, np.float32)
+        if cache.ndim != full.ndim or np.delete(cache.shape, slot_axis).tolist() != \
+                np.delete(full.shape, slot_axis).tolist() or cache.shape[slot_axis] > full.shape[slot_axis]:
+            raise CaseError(f"the prefill graph's cache for {spec.name} is f32{list(cache.shape)} but the {graph} "
+                            f"graph's is f32{list(spec.shape)}")
+        full[(slice(None),) * slot_axis + (slice(0, cache.shape[slot_axis]),)] = cache
+        caches[spec.name] = full
+    return caches
+
+
+CHUNKS = 3  # prefill_chunked feeds the prompt in this many chunks
+
+
+def chunk_starts(fixture: Fixture) -> tuple[int, ...]:
+    """Where each of prefill_chunked's chunks begins in the prompt (13 tokens: 0, 5, 9): as even as can be."""
+    return tuple(int(a[0]) for a in np.array_split(np.arange(len(fixture.prompt())), CHUNKS))
+
+
+def chunk_inputs(fixture: Fixture, start: int, end: int, width: int, capacity: int,
+                 caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What one call of a prefill_chunked graph is fed: the prompt's tokens start..end-1 padded to the graph's
+    width, their positions (the prompt's, its gap included) and the padding's (its slots), the chunk's real length,
+    cache_len = start (the slots the earlier chunks filled, and where this one's keys and values go), the caches."""
+    if end - start > width:
+        raise CaseError(f"the prompt's chunk at cache_len {start} holds {end - start} tokens, but the prefill_chunked "
+                        f"graph takes {width}: its tokens must hold the longest of the prompt's {CHUNKS} chunks")
+    if start + width > capacity:
+        raise CaseError(f"a chunk of {width} tokens at cache_len {start} reaches slot {start + width - 1}, past the "
+                        f"prefill_chunked graph's {capacity} cache slots: the cache must hold the prompt's last chunk "
+                        "at its offset")
+    tokens, slots = np.zeros(width, np.int32), np.arange(start, start + width, dtype=np.int32)
+    tokens[: end - start], slots[: end - start] = fixture.prompt()[start:end], fixture.prompt_positions()[start:end]
+    return {"tokens": tokens, "positions": slots, "real_len": np.array(end - start, np.int32),
+            "cache_len": np.array(start, np.int32), **caches}
+
+
+def verify_inputs(tokens: np.ndarray, positions: np.ndarray, slot: int,
+                  caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What one decode_verify call is fed: K tokens, their positions, the first one's cache slot (cache_len;
+    token k's is cache_len + k), the caches."""
+    return {"tokens": np.asarray(tokens, np.int32), "positions": np.asarray(positions, np.int32),
+            "cache_len": np.array(slot, np.int32), **caches}
+
+
+def embedding_inputs(fixture: Fixture, embeddings: np.ndarray, bucket: int) -> dict[str, np.ndarray]:
+    """What a prefill_embeddings graph is fed: prefill's positions and real length, and in place of the tokens
+    the prompt's inputs_embeds (the oracle's embedding module's output) padded with zero rows to the bucket."""
+    fed = prefill_inputs(fixture, bucket)
+    rows = np.zeros((bucket, embeddings.shape[1]), np.float32)
+    rows[: len(embeddings)] = embeddings
+    return {"embeddings": rows, "positions": fed["positions"], "real_len": fed["real_len"]}
 
 
 def hidden_states(fixture: Fixture, tokens: int, width: int) -> np.ndarray:

@@ -18,9 +18,10 @@ import numpy as np
 from archval.harness.core import compare, oracle_cache
 from archval.harness.core.abi import EVERY, LAST, TOKEN, decode_caches, decode_results, prefill_results
 from archval.harness.core.batched import SERVING_KINDS
+from archval.harness.core.continued import Chunked, FromEmbeddings, Verifying
 from archval.harness.core.emitters import CaseError
 from archval.harness.core.fixtures import Fixture
-from archval.harness.core.inputs import decode_inputs, hidden_states, prefill_inputs
+from archval.harness.core.inputs import decode_inputs, hidden_states, prefill_inputs, start_caches
 from archval.harness.core.record import AbiVariant, BlockResult, Record
 
 if TYPE_CHECKING:
@@ -187,15 +188,7 @@ class Decode(LogitKind):
             raise CaseError(f"prompt_len {prompt_len} + {steps} decode steps need {prompt_len + steps} cache slots "
                             f"and positions up to {int(positions.max())}, but the decode graph's {specs[0].name} "
                             f"holds {capacity}")
-        caches = {}
-        for cache, spec in zip(prefill_caches, specs):  # the prefill bucket, padding slots and all, starts it
-            full = np.zeros(spec.shape, np.float32)
-            if cache.ndim != full.ndim or np.delete(cache.shape, slot_axis).tolist() != \
-                    np.delete(full.shape, slot_axis).tolist() or cache.shape[slot_axis] > capacity:
-                raise CaseError(f"the prefill graph's cache for {spec.name} is f32{list(cache.shape)} but the decode "
-                                f"graph's is f32{list(spec.shape)}")
-            full[(slice(None),) * slot_axis + (slice(0, cache.shape[slot_axis]),)] = cache
-            caches[spec.name] = full
+        caches = start_caches(prefill_caches, specs)
         outputs = [prefill_logits[-1]]
         for s in range(1, steps + 1):
             step_output, *returned = case.call(decoder, backend, decode_inputs(tokens[s - 1], positions[s - 1],
@@ -269,7 +262,20 @@ class MoeBlock(GraphKind):
                      record.bound)
 
 
-KINDS: dict[str, GraphKind] = {k.name: k for k in (Prefill(), Decode(), MoeBlock(), *SERVING_KINDS)}
+class PrefillChunked(Chunked, Prefill):
+    """The serving kinds, validated on request: core/continued.py."""
+
+
+class DecodeVerify(Verifying, Decode):
+    """core/continued.py"""
+
+
+class PrefillEmbeddings(FromEmbeddings, Prefill):
+    """core/continued.py"""
+
+
+KINDS: dict[str, GraphKind] = {k.name: k for k in (Prefill(), Decode(), MoeBlock(), PrefillChunked(), DecodeVerify(),
+                                                   PrefillEmbeddings(), *SERVING_KINDS)}
 
 
 def selected(kind: GraphKind, graphs) -> bool:

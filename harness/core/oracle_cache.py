@@ -89,10 +89,7 @@ def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
 def prompt_logits(fixture: Fixture, dtype: str = "float32") -> np.ndarray:
     """The oracle's logits [prompt_len, V] at every prompt position (a prefill graph that returns them all
     is compared at each); dtype float64: the strict bound's noise floor."""
-    parts = {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS,
-             "prompt": tuple(fixture.prompt().tolist()), "positions": tuple(fixture.prompt_positions().tolist()),
-             "dtype": dtype}
-    return _stored("prompt_logits", parts, lambda: (
+    return _stored("prompt_logits", _prompt_parts(fixture, dtype), lambda: (
         {"logits": model(fixture, dtype).prompt_logits(fixture.prompt(), fixture.prompt_positions())}, {}))[0]["logits"]
 
 
@@ -105,6 +102,38 @@ def sequence(fixture: Fixture, prompt: np.ndarray, positions: np.ndarray,
     arrays = _stored("sequence", parts, lambda: (dict(zip(("logits", "tokens"), model(fixture).greedy(
         prompt, positions, decode_positions))), {}))[0]
     return arrays["logits"], arrays["tokens"]
+
+
+def chunked_logits(fixture: Fixture, starts: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
+    """The oracle's logits [prompt_len, V] at every prompt position, the prompt fed in chunks beginning at starts
+    through its own cache (prefill_chunked's expectation)."""
+    parts = {**_prompt_parts(fixture, dtype), "starts": starts}
+    return _stored("chunked_logits", parts, lambda: ({"logits": model(fixture, dtype).chunked_logits(
+        fixture.prompt(), fixture.prompt_positions(), list(starts))}, {}))[0]["logits"]
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The prompt as inputs_embeds, and what the oracle makes of them."""
+    embeddings: np.ndarray  # f32[prompt_len, H]: the input embedding module's output
+    logits: np.ndarray  # [prompt_len, V], in the dtype asked for
+    table: str  # the embedding table's checkpoint name
+
+
+def embedded(fixture: Fixture, dtype: str = "float32") -> Embedded:
+    """The oracle fed the prompt's inputs_embeds at its positions (prefill_embeddings' expectation and input)."""
+    def compute():
+        embeddings, logits, table = model(fixture, dtype).embedded_logits(fixture.prompt(), fixture.prompt_positions())
+        return {"embeddings": embeddings, "logits": logits}, {"table": table}
+
+    arrays, meta, _ = _stored("embedded", _prompt_parts(fixture, dtype), compute)
+    return Embedded(arrays["embeddings"], arrays["logits"], meta["table"])
+
+
+def _prompt_parts(fixture: Fixture, dtype: str) -> dict:
+    return {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS,
+            "prompt": tuple(fixture.prompt().tolist()), "positions": tuple(fixture.prompt_positions().tolist()),
+            "dtype": dtype}
 
 
 def moe_block(fixture: Fixture, layer: int, hidden: np.ndarray) -> BlockExpectation:

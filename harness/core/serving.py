@@ -1,4 +1,4 @@
-"""The serving graphs' ABI (docs/emitter-protocol.md#serving-graphs), read from the graph, and their caches as
+"""The serving graphs' ABI (docs/emitter-protocol.md#batched-and-paged-decode), read from the graph, and their caches as
 the harness fills them: dense per-row caches, or a paged pool of blocks with a block table per sequence.
 
 decode_batched takes token, position, cache_len i32[B] and k_cache, v_cache f32[B, L, C, n_kv, D] (stacked) or
@@ -21,7 +21,7 @@ from archval.harness.core.graph import FunctionSignature, TensorSpec
 from archval.harness.core.inputs import SHARED_PREFIX, Row
 
 NULL_BLOCK = 0
-PAGED_SECTION = f"{PROTOCOL}#serving-graphs"
+PAGED_SECTION = f"{PROTOCOL}#batched-and-paged-decode"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The run at a glance: index.html (a sortable row per family and graph kind, failing rows first) and
-summary.csv (the same rows, plus what a spreadsheet wants: model_type, seed, localisation)."""
+"""The run at a glance: index.html (the family × graph-kind matrix, present/matrix.py, then a sortable row per family
+and graph kind, failing rows first) and summary.csv (the same rows, plus what a spreadsheet wants: model_type, seed,
+localisation)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from archval.harness.core.kinds import order
 from archval.harness.core.record import VERDICTS, Record
 from archval.harness.core.summary import RunInfo
 from archval.harness.present.console import agreement, counts
+from archval.harness.present.matrix import NOT_APPLICABLE, matrix
 from archval.harness.present.pages import ENV, page_name
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ def render(records: list[Record], run: RunInfo, pages: set[str], problems: list[
     table["page"] = [f"{p}.html" if p in pages else None for p in table["page"]]
     html = ENV.get_template("index.html.j2").render(
         rows=table.astype(object).where(table.notna(), None).to_dict("records"), problems=problems,
+        matrix=matrix(records), not_applicable=NOT_APPLICABLE, pages=pages,
         counts=counts(records), verdict_order=VERDICTS,
         versions={**run.versions, "emitter": run.emitter})
     return html, csv_safe(table).to_csv(index=False)

@@ -1,5 +1,5 @@
-"""Records in, reports out: summary.json, a page per family (and mutant), index.html, summary.csv and
-junit.xml.
+"""Records in, reports out: summary.json, support.md (the family × graph-kind matrix), a page per family (and
+mutant), index.html, summary.csv and junit.xml.
 
 The gate and pytest publish through here, from the records and the run alone. Workers render
 their family's pages as soon as the family is validated (pages()), so that rendering runs in
@@ -18,7 +18,7 @@ from archval.harness.core.files import write_atomic
 from archval.harness.core.messages import clip
 from archval.harness.core.record import Record
 from archval.harness.core.summary import RunInfo
-from archval.harness.present import index, junit, manifest
+from archval.harness.present import index, junit, manifest, matrix
 from archval.harness.present.pages import page_name, render
 
 
@@ -55,6 +55,10 @@ def publish(records: list[Record], run: RunInfo, directory: Path, written: set[s
         said.summary = directory / "summary.json"
     except OSError as e:
         problems.append(f"summary.json not written: {e.strerror or e}")
+    try:
+        write_atomic(directory / "support.md", matrix.markdown(records, run))
+    except Exception as e:  # noqa: BLE001 - said, and the run fails; never a traceback
+        problems.append(f"support.md not written: {type(e).__name__}: {clip(e)}")
     if written is None:
         written, page_problems = pages(records, run, directory)
         problems += page_problems
@@ -70,7 +74,7 @@ def publish(records: list[Record], run: RunInfo, directory: Path, written: set[s
         write_atomic(directory / "junit.xml", junit.render(records, run))
     except Exception as e:  # noqa: BLE001 - said, and the run fails; never a traceback
         problems.append(f"junit.xml not written: {type(e).__name__}: {clip(e)}")
-    ours = {"summary.json", "summary.csv", "index.html", "junit.xml", *(f"{p}.html" for p in written),
+    ours = {"summary.json", "support.md", "summary.csv", "index.html", "junit.xml", *(f"{p}.html" for p in written),
             *(r.bundle for r in records if r.bundle)}
     try:
         problems += manifest.tidy(directory, ours)
