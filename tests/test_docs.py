@@ -38,8 +38,10 @@ SLOW = {
         "tests/test_published.py, all of them with ARCHVAL_ALL_PUBLISHED=1",
     "ARCHVAL_ALL_PUBLISHED=1 .venv/bin/python -m pytest tests/test_published.py -k every":
         "tests/test_published.py::test_every_published_config_passes_after_shrinking",
-    "ARCHVAL_FUZZ=long ARCHVAL_FUZZ_EXAMPLES=100 .venv/bin/python -m pytest -n 2 tests/test_fuzz.py":
-        "tests/test_fuzz.py with its CI budget",
+    "ARCHVAL_ALL_PUBLISHED=1 .venv/bin/python -m pytest -n auto tests/test_published.py -k every":
+        ".ci/run, every push: its own step",
+    "ARCHVAL_FUZZ=long ARCHVAL_FUZZ_EXAMPLES=25 .venv/bin/python -m pytest -n 2 tests/test_fuzz.py":
+        ".ci/run scheduled, nightly; tests/test_fuzz.py with its CI budget in every run",
     "./validate_arch.sh --shard $i/4 --reports shard-$i": "tests/test_shard.py (--shard, structural and numerical)",
     "./validate_arch.sh --merge shard-1 shard-2 shard-3 shard-4 --reports reports": "tests/test_shard.py (--merge)",
     "./validate_arch.sh --checkpoint llama-1b --prompt-ids 1,450,4996,17354,1701,432,17204,975 --steps 32":
@@ -281,3 +283,22 @@ def test_the_shard_table_is_what_the_cost_table_splits():
     for count in (2, 3, 4):
         row = ", ".join(f"{sum(shard.cost(n) for n in members):.1f}" for members in shard.bins(names, count))
         assert f"| {count} | {row} |" in text, f"docs/sharding-and-ci.md: --shard over {count}: {row}"
+
+
+def test_the_ci_steps_the_docs_show_are_what_ci_runs():
+    """docs/sharding-and-ci.md#ci shows .ci/run's steps; each is a line of .ci/run (the setup and the suite as one
+    `&&` there, as the README shows them)."""
+    ci = (ROOT / ".ci/run").read_text()
+    shown = [c.text for c in COMMANDS if c.where.startswith("docs/sharding-and-ci.md") and "pytest" in c.text]
+    assert len(shown) >= 3
+    for command in shown:
+        for part in command.split(" && "):
+            assert re.search(rf"^\s*{re.escape(part)}\s*$", ci, re.M), f".ci/run does not run `{part}`"
+
+
+def test_the_long_fuzz_covers_the_families_the_docs_count():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fuzz", ROOT / "tests/test_fuzz.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    assert f"examples on all {len(fuzz.VALID)} families" in prose("docs/reliability.md")
