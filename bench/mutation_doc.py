@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,12 +44,13 @@ def section(records, run, family: str, took: str) -> str:
             worst = min(rs, key=lambda r: r.mutant.margin)
             spots.append(f"`{name}` {worst.mutant.margin:.2g}x ({worst.family}, {len(rs)} families)")
     commit = run.versions.get("archval", "unknown").removeprefix("git ")
-    when = (f"Run on {run.started[:10]} at commit {commit} on a {run.host.cores}-core {run.host.cpu} (shared with "
+    cpu = re.sub(r"^[^:;]*:\s*", "", run.host.cpu)  # /proc/cpuinfo's "model name\t: AMD EPYC"
+    when = (f"Run on {run.started[:10]} at commit {commit} on a {run.host.cores}-core {cpu} (shared with "
             f"other work, so its time is an upper bound){', ' + took if took else ''}")
     figures = (f"{when}: {len(records)} cases of {len(kinds)} mutant kinds on the {len(families)} fixtures. "
                f"The blind spots' smallest margins over the families they apply to, at the strict bound: "
                + ", ".join(spots) + ".")
-    return "\n".join(console) + "\n\n" + figures + "\n"
+    return "\n".join(console) + "\n\n" + textwrap.fill(figures, 110) + "\n"
 
 
 def main() -> int:
