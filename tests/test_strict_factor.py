@@ -29,5 +29,7 @@ def test_the_variant_tables_say_when_where_and_at_which_commit():
 def test_the_factor_leaves_headroom_over_every_correct_case_measured():
     worst = max([OTHER_MACHINE_WORST] + [r for t in TABLES for r in worst_ratios(t.read_text())])
     assert noise.STRICT_FACTOR >= HEADROOM * worst, f"{noise.STRICT_FACTOR} < {HEADROOM} x {worst}"
-    for table in TABLES:
-        assert not re.search(r"false failure: ", table.read_text()), table.name
+    for table in TABLES:  # those judged at today's factor (the 20-seed one was at 10) fail no correct case
+        text = table.read_text()
+        if f"strict factor {noise.STRICT_FACTOR:g}:" in text:
+            assert "false failure: " not in text and f"strict factor {noise.STRICT_FACTOR:g}: 0 " in text, table.name
