@@ -4,10 +4,16 @@ README.md and docs/*.md are read for fenced ```sh and ```console blocks. Each co
 here, in a copy of the project (so that no run writes into this checkout's reports/), as
 validate_arch.sh runs it once .venv exists: `./validate_arch.sh ARGS` is `python -m archval
 ARGS` and `.venv/bin/python` is this interpreter. A console block's output must be what the
-command prints, numbers aside (they are masked) and where the block says `...` (any lines).
+command prints, measured numbers aside (masked; the counts of cases passed, failed... are
+kept: KEPT) and where the block says `...` (any lines).
 A block marked `slow` (the whole gate, the whole suite, every published config, the long
 fuzz, all mutants) is too long for the suite: its commands must still be accepted by their
 program's options, and SLOW says what runs each of them instead.
+
+Figures: every deterministic count the docs quote (fixtures, model types, published configs, mutant kinds and
+cases, census counts) is held to what `python -m archval.harness.modes.counts` computes (COUNTS below), so it
+fails when one changes; a measured one (a time) is left free, but its paragraph or table must say when, at which
+commit and on which machine it was measured (MEASURED).
 """
 import os
 import re
@@ -21,6 +27,7 @@ import pytest
 
 from archval.harness import ROOT
 from archval.harness.cli import check_options, parser
+from archval.harness.modes import counts as computed
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # a slow command (as shown) -> what runs it instead
@@ -32,8 +39,10 @@ SLOW = {
         "tests/test_published.py, all of them with ARCHVAL_ALL_PUBLISHED=1",
     "ARCHVAL_ALL_PUBLISHED=1 .venv/bin/python -m pytest tests/test_published.py -k every":
         "tests/test_published.py::test_every_published_config_passes_after_shrinking",
-    "ARCHVAL_FUZZ=long ARCHVAL_FUZZ_EXAMPLES=100 .venv/bin/python -m pytest -n 2 tests/test_fuzz.py":
-        "tests/test_fuzz.py with its CI budget",
+    "ARCHVAL_ALL_PUBLISHED=1 .venv/bin/python -m pytest -n auto tests/test_published.py -k every":
+        ".ci/run, every push: its own step",
+    "ARCHVAL_FUZZ=long ARCHVAL_FUZZ_EXAMPLES=25 .venv/bin/python -m pytest -n 2 tests/test_fuzz.py":
+        ".ci/run scheduled, nightly; tests/test_fuzz.py with its CI budget in every run",
     "./validate_arch.sh --shard $i/4 --reports shard-$i": "tests/test_shard.py (--shard, structural and numerical)",
     "./validate_arch.sh --merge shard-1 shard-2 shard-3 shard-4 --reports reports": "tests/test_shard.py (--merge)",
     "./validate_arch.sh --checkpoint llama-1b --prompt-ids 1,450,4996,17354,1701,432,17204,975 --steps 32":
@@ -130,11 +139,18 @@ def project(tmp_path_factory) -> Path:
     return copy
 
 
+# Counts a run prints that depend on nothing measured: how many cases passed, failed, ... and were signed.
+KEPT = re.compile(r"\b\d+(?= (passed|failed|errors?|unsupported)\b)|(?<=structural: )\d+/\d+")
+AS_LETTERS, AS_DIGITS = str.maketrans("0123456789", "abcdefghij"), str.maketrans("abcdefghij", "0123456789")
+
+
 def masked(text: str, root: Path) -> str:
-    """Numbers masked, whitespace runs collapsed, the project's path left out, and this interpreter named as the
-    docs name it (argv() ran it for .venv/bin/python: a replay line repeats it)."""
+    """Numbers masked but the counts KEPT, whitespace runs collapsed, the project's path left out, and this
+    interpreter named as the docs name it (argv() ran it for .venv/bin/python: a replay line repeats it)."""
     text = text.replace(f"{root}/", "").replace(sys.executable, ".venv/bin/python")
-    return " ".join(re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", text).split())
+    text = KEPT.sub(lambda m: f"<{m.group(0).translate(AS_LETTERS)}>", text)
+    text = re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", text)
+    return " ".join(re.sub(r"<([a-j/]+)>", lambda m: m.group(1).translate(AS_DIGITS), text).split())
 
 
 def matches(expected: list[str], actual: list[str]) -> bool:
@@ -182,3 +198,115 @@ def test_the_commands_of_a_doc_run_as_shown(doc, project):
     for command in COMMANDS:
         if not command.slow and command.where.startswith(f"{doc}:"):
             run_as_shown(command, project)
+
+
+# Each quoted count: (doc, the phrase, its numbers named as harness/modes/counts.py names them, spaces as _).
+COUNTS = [
+    ("README.md", r"(?P<fixture_model_types>\d+) model types from (?P<fixtures>\d+) fixtures, and "
+                  r"(?P<published_configs>\d+) published configs"),
+    ("docs/published-configs.md", r"for all (?P<published_configs>\d+) published configs, as published"),
+    ("docs/published-configs.md", r"All (?P<published_configs>\d+) published configs, after shrinking, PASS "
+                                  r"\((?P<published_cases>\d+) cases: prefill and decode each, and the block check "
+                                  r"of the (?P<published_MoE_configs>\d+) MoE ones"),
+    ("docs/structural-goldens.md", r"the published configs of (?P<published_configs>\d+) checkpoints"),
+    ("docs/structural-goldens.md", r"All (?P<published_configs>\d+) are signed today"),
+    ("docs/structural-goldens.md", r"over all (?P<structural_cases>\d+) cases and both graphs "
+                                   r"\((?P<structural_signatures>\d+) signatures\)"),
+    ("docs/diagnosis.md", r"(?P<mutant_cases>\d+) cases of (?P<mutant_kinds>\d+) mutant kinds on the "
+                          r"(?P<fixtures>\d+) fixtures"),
+    ("docs/diagnosis.md", r"window_by_position` fails on all (?P<windowed_fixtures>\d+) fixtures with sliding"),
+    ("docs/census.md", r"\*\*\d+ of (?P<census_decoder_only_types>\d+)\*\* decoder-only model types usable; "
+                       r"(?P<census_types_not_decoder_only>\d+) causal-LM types are not decoder-only"),
+    ("docs/sharding-and-ci.md", r"the (?P<published_configs>\d+) published configs, shrunk"),
+]
+
+
+@pytest.fixture(scope="module")
+def counts() -> dict[str, int]:
+    return {name.replace(" ", "_").replace("-", "_"): value for name, value in computed.counts().items()}
+
+
+def prose(doc: str) -> str:
+    """A doc's text with its line breaks as spaces (a phrase may wrap)."""
+    return " ".join((ROOT / doc).read_text().split())
+
+
+@pytest.mark.parametrize("doc,phrase", COUNTS, ids=[f"{d}:{p[:30]}" for d, p in COUNTS])
+def test_a_quoted_count_is_what_the_code_computes(doc, phrase, counts):
+    found = list(re.finditer(phrase, prose(doc)))
+    assert found, f"{doc} no longer says /{phrase}/: quote the count again, or drop it from COUNTS"
+    wrong = [f"{name} {quoted} (computed: {counts[name]})" for match in found
+             for name, quoted in match.groupdict().items() if int(quoted) != counts[name]]
+    assert not wrong, (f"{doc}: stale counts: {', '.join(wrong)}; .venv/bin/python -m archval.harness.modes.counts "
+                       "prints them all")
+
+
+def test_the_census_count_is_its_tables_rows():
+    """The census's usable count is generated with its table (modes/census.py); the two must agree."""
+    text = (ROOT / "docs/census.md").read_text()
+    usable, total = map(int, re.search(r"\*\*(\d+) of (\d+)\*\*", text).groups())
+    rows = [line for line in text.splitlines() if re.match(r"\| [\w-]+ \| (yes|no) \|", line)]
+    assert (usable, total) == (sum("| yes |" in row for row in rows), len(rows))
+
+
+TIMING = re.compile(r"(?<![\w.])~?\d+(\.\d+)?\s?(s|ms|min|minutes|seconds|hours?)\b")
+DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+COMMIT = re.compile(r"\b(commit:?|at|by) [0-9a-f]{7,40}\b")
+MACHINE = re.compile(r"AMD EPYC|2-core|2 cores")
+# Times that are settings, limits or a message's example ("running: llama 42s"), not measurements.
+NOT_MEASURED = re.compile(r"(default|within|after|every|up to) \d+ s\b|`[-$\w]+`,? \(?\d+ s\b|\b\d+s\b")
+
+
+def paragraphs(doc: Path) -> list[str]:
+    """A doc's paragraphs, a table joined to the paragraph before it (its caption); not the commands and their
+    output, which this module runs."""
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    found = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        if paragraph.lstrip().startswith("|") and found:
+            found[-1] += " " + paragraph
+        else:
+            found.append(paragraph)
+    return [" ".join(p.split()) for p in found]
+
+
+def test_every_measured_time_says_when_where_and_at_which_commit():
+    undated = []
+    for doc in DOCS:
+        for paragraph in paragraphs(doc):
+            rest = NOT_MEASURED.sub("", paragraph)
+            if TIMING.search(rest) and not (DATE.search(paragraph) and COMMIT.search(paragraph)
+                                             and MACHINE.search(paragraph)):
+                undated.append(f"{doc.relative_to(ROOT)}: {TIMING.search(rest).group(0)} in: {paragraph[:100]}")
+    assert not undated, "measured times without a date, a commit and the machine:\n" + "\n".join(undated)
+
+
+def test_the_shard_table_is_what_the_cost_table_splits():
+    from archval.harness.core import fixtures
+    from archval.harness.modes import shard
+    names, text = fixtures.names(), (ROOT / "docs/sharding-and-ci.md").read_text()
+    assert f"by the table, {sum(shard.cost(n) for n in names):.1f} s in all" in text
+    assert f"the {sum(n not in shard.table() for n in names)} fixtures added since cost its median" in prose(
+        "docs/sharding-and-ci.md")
+    for count in (2, 3, 4):
+        row = ", ".join(f"{sum(shard.cost(n) for n in members):.1f}" for members in shard.bins(names, count))
+        assert f"| {count} | {row} |" in text, f"docs/sharding-and-ci.md: --shard over {count}: {row}"
+
+
+def test_the_ci_steps_the_docs_show_are_what_ci_runs():
+    """docs/sharding-and-ci.md#ci shows .ci/run's steps; each is a line of .ci/run (the setup and the suite as one
+    `&&` there, as the README shows them)."""
+    ci = (ROOT / ".ci/run").read_text()
+    shown = [c.text for c in COMMANDS if c.where.startswith("docs/sharding-and-ci.md") and "pytest" in c.text]
+    assert len(shown) >= 3
+    for command in shown:
+        for part in command.split(" && "):
+            assert re.search(rf"^\s*{re.escape(part)}\s*$", ci, re.M), f".ci/run does not run `{part}`"
+
+
+def test_the_long_fuzz_covers_the_families_the_docs_count():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fuzz", ROOT / "tests/test_fuzz.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    assert f"examples on all {len(fuzz.VALID)} families" in prose("docs/reliability.md")

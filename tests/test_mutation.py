@@ -6,7 +6,7 @@ from archval.emitter import Config
 from archval.harness.checks import mutants, mutation
 from archval.harness.cli import main as gate_main
 from archval.harness.core import fixtures
-from archval.harness.present.console import mutant_line
+from archval.harness.present.console import kill_summary, mutant_line
 
 
 def first_family(mutant: str) -> str:
@@ -63,7 +63,9 @@ def test_gate_mutants_reports_kill_rate(tmp_path, capsys):
     applicable = len(mutation.family_mutants("llama"))
     counts = [int(line[1:].split("/", 1)[0]) for line in said.err.splitlines() if f"/{applicable} mutants]" in line]
     assert set(counts) - {0} == set(range(1, applicable + 1)) and counts == sorted(counts), said.err
-    assert f"llama                killed {applicable}/{applicable} (100%)" in out and "survivors: none" in out
+    assert f"llama                killed {applicable}/{applicable} (100%): {applicable} FAIL, 0 refused" in out
+    assert f"kill rate {applicable}/{applicable} (100.0%): {applicable} FAIL, each with its margin; 0 refused" in out
+    assert "survivors: none" in out and "FAIL with no margin (no failed check has a ratio): none" in out
     assert "llama:attn_scale_permille" in out.split("the fixed bound alone misses")[1]
     assert f"weak spots (killed by less than {mutation.WEAK_MARGIN:g}x): none" in out
     smallest = out.split("smallest detection margins: ")[1].splitlines()[0]
@@ -77,3 +79,28 @@ def test_a_tied_head_read_from_its_alias_is_refused_at_binding():
     (record,) = mutation.run_family("gemma", only=("tied_head_alias",))
     assert record.verdict == "ERROR" and record.mutant.refused and record.mutant.killed, mutant_line(record)
     assert "refused: " in mutant_line(record) and mutants.MUTANTS["tied_head_alias"].refused_as in mutant_line(record)
+    assert record.mutant.margin is None, mutant_line(record)
+
+
+def test_refusals_are_counted_apart_from_failed_kills():
+    """A refusal is no measurement: the kill rate says how many kills are FAILs (each with its margin) and how many
+    are refusals, and names the refused."""
+    records = mutation.run_family("gemma", only=("tied_head_alias", "attn_scale_1pct"))
+    lines, ok = kill_summary(records, mutation.WEAK_MARGIN)
+    assert ok and "gemma                killed 2/2 (100%): 1 FAIL, 1 refused   fixed bound alone 2/2" in lines, lines
+    assert "kill rate 2/2 (100.0%): 1 FAIL, each with its margin; 1 refused (ERROR at binding, as the mutant " \
+           "expects: no margin)" in lines, lines
+    assert "refused: gemma:tied_head_alias" in lines and any("gemma:attn_scale_1pct" in line for line in lines
+                                                               if line.startswith("smallest detection margins")), lines
+
+
+WINDOWED = ("mistral", "gemma2", "cohere2")  # every layer sliding; alternating with (1 + w) norms; 3 of 4 sliding
+
+
+@pytest.mark.parametrize("family", WINDOWED)
+def test_a_window_measured_in_positions_fails_by_a_wide_margin(family):
+    """Transformers measures windows over cache slots; the fixtures' positions are apart from their slots
+    (fixture.prompt_positions), so a window measured in positions is narrower where it bites, and must FAIL by
+    WEAK_MARGIN or more on a family with sliding layers (every one: --mutants, docs/diagnosis.md)."""
+    (record,) = mutation.run_family(family, only=("window_by_position",))
+    assert record.verdict == "FAIL" and record.mutant.margin >= mutation.WEAK_MARGIN, mutant_line(record)

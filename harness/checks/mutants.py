@@ -16,6 +16,7 @@ from typing import Callable
 
 from archval.emitter import Config, Decoder, Rope, emit
 from archval.emitter.batched import BatchedDecoder, PagedDecoder
+from archval.emitter.decoder import MASKED
 from archval.emitter.families import FAMILIES, FULL, SLIDING
 from archval.emitter.stablehlo import Value
 from archval.harness.core.kinds import KINDS
@@ -106,6 +107,24 @@ class TopKLeastLikely(Decoder):
 class SharedExpertUngated(Decoder):
     def shared_expert(self, x, p):
         return self.gated_mlp(x, f"{p}.shared_expert", self.cfg.moe.shared_expert_size)
+
+
+class WindowByPosition(Decoder):
+    """Sliding windows measured from the query's position (RoPE's) instead of its cache slot, as transformers
+    measures them: keys by their positions too in prefill, by their slots in decode (the only measure a cache
+    gives). Causality stays over slots. Windows narrow by the positions' gap (harness/core/fixtures.py)."""
+    def hidden_states(self, tokens, positions, q_slot, k_slot, capacity):
+        self.window_positions = positions, (k_slot if self.cache is not None else positions)
+        return super().hidden_states(tokens, positions, q_slot, k_slot, capacity)
+
+    def mask(self, q_slot, k_slot, window):
+        if window is None:
+            return super().mask(q_slot, k_slot, window)
+        g, shape, (q_position, k_position) = self.g, (q_slot.shape[0], k_slot.shape[0]), self.window_positions
+        causal = g.compare("LE", g.broadcast(k_slot, shape, [1]), g.broadcast(q_slot, shape, [0]))
+        inside = g.compare("GT", g.broadcast(k_position, shape, [1]),
+                           g.sub(g.broadcast(q_position, shape, [0]), g.scalar(window, "i32")))
+        return g.select(g.and_(causal, inside), g.scalar(0.0), g.scalar(MASKED))
 
 
 class DecodeIgnoresWindow(Decoder):
@@ -426,6 +445,8 @@ MUTANTS: dict[str, Mutant] = {
                                   graph="decode_batched", applies=lambda c: True),
     "block_table_off_by_one": Mutant("a paged graph's block-table entries read one block off", core=BlockTableOffByOne,
                                      graph="decode_paged", applies=lambda c: True),
+    "window_by_position": Mutant("sliding windows measured in positions instead of cache slots",
+                                 core=WindowByPosition, graph="decode", applies=_slides),
     # Subtle slips: some stay inside the fixed 1e-2 bound; the strict bound (core/noise.py) catches them.
     "cache_slot_one_early": Mutant("decode writes the new key/value over the previous token's",
                                    core=CacheSlotOneEarly, graph="decode", applies=lambda c: True),

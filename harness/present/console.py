@@ -99,32 +99,48 @@ def weak(r: Record, threshold: float) -> bool:
 
 
 def kill_summary(records: list[Record], weak_margin: float) -> tuple[list[str], bool]:
-    """Per-family kill rates, the survivors, what the fixed bound alone misses, the smallest detection margins
-    and the weak spots (killed by less than weak_margin); ok if all killed, none weakly."""
+    """Per-family kill rates, FAIL kills and refusals counted apart (a refusal is an ERROR at binding: no number,
+    so no margin), the survivors, what the fixed bound alone misses, the smallest detection margins and the weak
+    spots (killed by less than weak_margin); ok if all killed, none weakly."""
     lines = []
     equivalent = [f"{r.family}:{r.mutant.name}" for r in records if r.mutant.equivalent]
     counted = [r for r in records if not r.mutant.equivalent]
     for family in dict.fromkeys(r.family for r in counted):
         rs = [r for r in counted if r.family == family]
         killed, fixed = sum(r.mutant.killed for r in rs), sum(r.mutant.fixed_killed for r in rs)
-        lines.append(f"{family:<20} killed {killed}/{len(rs)} ({100 * killed / len(rs):.0f}%)   "
-                     f"fixed bound alone {fixed}/{len(rs)}")
+        lines.append(f"{family:<20} killed {killed}/{len(rs)} ({100 * killed / len(rs):.0f}%): "
+                     f"{len(failed_kills(rs))} FAIL, {len(refusals(rs))} refused   fixed bound alone {fixed}/{len(rs)}")
     survivors = [f"{r.family}:{r.mutant.name}" for r in counted if not r.mutant.killed]
     missed = [f"{r.family}:{r.mutant.name}" for r in counted if r.mutant.killed and not r.mutant.fixed_killed]
-    total, killed = len(counted), sum(r.mutant.killed for r in counted)
-    lines.append(f"kill rate {killed}/{total} ({100 * killed / max(total, 1):.1f}%)")
+    total, failed, refused = len(counted), failed_kills(counted), refusals(counted)
+    killed = len(failed) + len(refused)
+    lines.append(f"kill rate {killed}/{total} ({100 * killed / max(total, 1):.1f}%): {len(failed)} FAIL, each with "
+                 f"its margin; {len(refused)} refused (ERROR at binding, as the mutant expects: no margin)")
+    lines.append("refused: " + (", ".join(f"{r.family}:{r.mutant.name}" for r in refused) or "none"))
+    lines.append("FAIL with no margin (no failed check has a ratio): "
+                 + (", ".join(f"{r.family}:{r.mutant.name} ({r.mutant.judged_by})" for r in failed
+                              if r.mutant.margin is None) or "none"))
     lines.append("survivors: " + (", ".join(survivors) or "none"))
     lines.append("killed only by the strict bound (the fixed bound alone misses): " + (", ".join(missed) or "none"))
     lines.append("equivalent at fp32, not counted (exact effect within the strict bound): "
                  + (", ".join(equivalent) or "none"))
-    margins = sorted((r for r in counted if r.mutant.killed and r.mutant.margin is not None),
-                     key=lambda r: r.mutant.margin)
+    margins = sorted((r for r in failed if r.mutant.margin is not None), key=lambda r: r.mutant.margin)
     lines.append("smallest detection margins: " + (", ".join(
         f"{r.family}:{r.mutant.name} {r.mutant.margin:.3g}x ({r.mutant.judged_by})"
         for r in margins[:SMALLEST_MARGINS]) or "none"))
     weak_spots = [f"{r.family}:{r.mutant.name}" for r in margins if weak(r, weak_margin)]
     lines.append(f"weak spots (killed by less than {weak_margin:g}x): " + (", ".join(weak_spots) or "none"))
     return lines, not survivors and not weak_spots
+
+
+def failed_kills(records: list[Record]) -> list[Record]:
+    """The mutants killed by a FAIL: a number over a bound, measured."""
+    return [r for r in records if r.mutant.killed and not r.mutant.refused]
+
+
+def refusals(records: list[Record]) -> list[Record]:
+    """The mutants killed by an ERROR the mutant expects (Mutant.refused_as): refused, never measured."""
+    return [r for r in records if r.mutant.killed and r.mutant.refused]
 
 
 def share(ratio: float) -> str:
