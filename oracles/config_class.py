@@ -62,6 +62,11 @@ def known(model_type: str) -> bool:
     return model_type in _mappings()[0]
 
 
+def model_types() -> list[str]:
+    """Every model type the installed transformers has a config class for."""
+    return list(_mappings()[0])
+
+
 @lru_cache(maxsize=1)
 def _version() -> str:
     import importlib.metadata

@@ -2,6 +2,7 @@
 time, refused with the census's sentence where the census refuses the type, and a case on one judged as any
 fixture's: PASS for a right graph, FAIL for a wrong one (the built-in emitter run as another emitter's command,
 on a synthesised config of a type it implements; the altered_emitter's first RMSNorm as the wrong graph)."""
+import subprocess
 import sys
 
 import pytest
@@ -49,3 +50,20 @@ def test_a_type_the_census_refuses_is_refused_with_its_sentence(capsys):
 def test_a_name_that_is_no_model_type_is_refused_without_synthesising(capsys):
     assert main(["--family", "no-such-type"]) == 2
     assert "--family no-such-type: no such fixture family" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("selection,outcome", [
+    (["-k", "cohere2_moe"], "2 skipped"),  # collected and run through the emitter, which refuses it (its exit 2)
+    (["-m", "family_mamba"], "-k/-m: model type 'mamba' has no fixture, and none can be synthesised: "
+                             "MambaForCausalLM.forward takes no position_ids"),
+])
+def test_pytest_selects_a_model_type_with_no_fixture_as_the_gate_does(selection, outcome):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-rs",
+                           "--emitter", f"{sys.executable} {ALTERED}", *selection, "tests/test_differential.py"],
+                          capture_output=True, text=True, cwd=ROOT)
+    said = proc.stdout + proc.stderr
+    assert outcome in said, said[-3000:]
+    if selection[0] == "-k":
+        assert "UNSUPPORTED: " in said and "cohere2_moe/config.json: field 'model_type'" in said, said[-3000:]
+    else:
+        assert proc.returncode == pytest.ExitCode.USAGE_ERROR and "Traceback" not in said, said[-3000:]

@@ -11,6 +11,7 @@ import numpy as np
 from archval.emitter.config_input import ConfigError, attribute, check_input, implemented, layer_windows, read_json_object
 from archval.harness import ROOT
 from archval.harness.core import config_fields
+from archval.oracles.config_class import known
 from archval.harness.core.record import FixtureFacts
 
 FIXTURES_DIR = ROOT / "fixtures"
@@ -101,11 +102,28 @@ class Fixture:
         return slots if self.prompt_ids is not None else slots + POSITION_GAP + DECODE_GAP
 
 
+# Fixtures synthesised for this process's run (harness/modes/synthesised.py): family -> its directory.
+_SYNTHESISED: dict[str, Path] = {}
+
+
 def names() -> list[str]:
+    """The committed fixtures."""
     return sorted(p.name for p in FIXTURES_DIR.iterdir() if (p / "fixture.json").is_file())
 
 
+def case_names() -> list[str]:
+    """The families whose cases a run has: the committed fixtures, then those synthesised for it."""
+    return names() + sorted(n for n in _SYNTHESISED if n not in names())
+
+
+def register(directory: Path) -> None:
+    """A synthesised fixture's directory (named after its family), loaded by load() as a committed one is."""
+    _SYNTHESISED[directory.name] = directory
+
+
 def load(name: str) -> Fixture:
+    if name in _SYNTHESISED and not (FIXTURES_DIR / name / "fixture.json").is_file():
+        return load_dir(_SYNTHESISED[name])
     if not (FIXTURES_DIR / name / "fixture.json").is_file():
         raise FixtureError(f"no fixture named '{name}' (known: {', '.join(names())})")
     return load_dir(FIXTURES_DIR / name)
@@ -116,10 +134,7 @@ def load_dir(directory: Path) -> Fixture:
     spec_path, config_path = directory / "fixture.json", directory / "config.json"
     spec, config = _json(spec_path), _json(config_path)
     try:  # what transformers' config class would refuse, refused before the oracle is built from it
-        klass = config_fields.check(config, str(config_path))
-        # the built-in emitter's families also by its own tables, which know their layer schedules
-        windows = (layer_windows(config, check_input(config, str(config_path))) if implemented(config["model_type"])
-                   else config_fields.layer_windows(config, klass))
+        windows = _windows(config, str(config_path))
     except ConfigError as e:
         raise FixtureError(str(e)) from None
 
@@ -171,6 +186,17 @@ def _unreached(config: dict, windows: list[int | None], prompt_len: int, steps: 
                       f"prompt tokens 0..{prompt_len - 2 - reach} reach no compared logit through the sliding windows "
                       f"(the last token sees {reach} back)"))
     return found
+
+
+def _windows(config: dict, source: str) -> list[int | None]:
+    """Each layer's sliding window, once the config is checked: against transformers' own config class (where it
+    has one: MiMo's oracle is a stand-in's) and, for a family of the built-in emitter, its tables, which also
+    know the layer schedules its configs leave to the class."""
+    model_type = config.get("model_type")
+    klass = config_fields.check(config, source) if not implemented(model_type) or known(model_type) else None
+    if implemented(model_type):
+        return layer_windows(config, check_input(config, source))
+    return config_fields.layer_windows(config, klass)
 
 
 def prompt_reach(windows: list[int | None]) -> float:

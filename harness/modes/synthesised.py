@@ -29,6 +29,14 @@ def synthesisable(name: str) -> bool:
     return name not in fixtures.names() and known(name)
 
 
+def register_all(names: list[str], workdir: Path) -> dict[str, str]:
+    """Each name's fixture synthesised into workdir and registered for fixtures.load(); {name: its directory}."""
+    made = {name: str(prepare(name, workdir).config_path.parent) for name in names}
+    for directory in made.values():
+        fixtures.register(Path(directory))
+    return made
+
+
 def _verdict(model_type: str) -> census.Result:
     """census.examine(), for a decoder-only causal-LM model type only (in the forked process: it imports torch)."""
     import archval.oracles.hf  # noqa: F401 - transformers' notices on default configs silenced, as in the oracle
