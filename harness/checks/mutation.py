@@ -97,8 +97,8 @@ def _measure_exact_effect(record: Record, fixture, bug: mutants.Mutant) -> None:
 
 def worker_init(threads: int) -> None:
     """A worker's torch threads: its share of the cores (threads_per_worker)."""
-    import torch
-    torch.set_num_threads(threads)
+    from archval.oracles.hf import use_threads
+    use_threads(threads)
 
 
 def threads_per_worker(jobs: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -12,6 +11,7 @@ from archval.emitter.config_input import ConfigError, attribute, check_input, im
 from archval.harness import ROOT
 from archval.harness.core import config_fields
 from archval.oracles.config_class import known
+from archval.oracles.interface import CaseOracle
 from archval.harness.core.record import FixtureFacts
 
 FIXTURES_DIR = ROOT / "fixtures"
@@ -55,7 +55,9 @@ class Fixture:
     prompt_ids: tuple[int, ...] | None = None  # a given prompt (a --checkpoint run's), else a seeded one
     sizes: tuple[int, int] | None = None  # (prefill bucket, decode capacity) the emitter is told; None: its own
     not_exercised: tuple[str, ...] = ()  # a config taken as given: its features this case cannot reach, in words
-    source: Any = field(default=None, compare=False)  # a --checkpoint run's weights and oracle (core/checkpoint.py)
+    # the oracle when it is not the seeded model of the config (a --checkpoint run's: core/checkpoint_oracle.py);
+    # a case reaches either through oracle_cache.of(fixture)
+    oracle: CaseOracle | None = field(default=None, compare=False)
 
     @property
     def vocab_size(self) -> int:

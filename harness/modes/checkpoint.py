@@ -22,6 +22,7 @@ from archval.harness.core import checkpoint_trust
 from archval.harness.core.binding import IDENTITY
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.case import run_case
+from archval.harness.core.checkpoint_oracle import CheckpointOracle
 from archval.harness.core.fixtures import DEFAULT_BOUND, Fixture
 from archval.harness.core.host import cores
 from archval.harness.core.record import CheckpointFacts
@@ -127,7 +128,7 @@ def prepare(args) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate
         purpose=f"the checkpoint {checkpoint.directory}: its own weights ({checkpoint.storage()} storage)",
         mutants=(), decode_steps=args.steps, replay=replay, prompt_ids=tuple(prompt),
         sizes=(len(prompt), len(prompt) + args.steps),
-        source=ckpt.CheckpointSource(checkpoint, np.array(prompt), args.steps, strict))
+        oracle=CheckpointOracle(checkpoint, np.array(prompt), args.steps, strict))
     return fixture, checkpoint, tokenizer, estimate
 
 
