@@ -67,3 +67,21 @@ def test_pytest_selects_a_model_type_with_no_fixture_as_the_gate_does(selection,
         assert "UNSUPPORTED: " in said and "cohere2_moe/config.json: field 'model_type'" in said, said[-3000:]
     else:
         assert proc.returncode == pytest.ExitCode.USAGE_ERROR and "Traceback" not in said, said[-3000:]
+
+
+def test_a_config_of_a_type_the_built_in_emitter_lacks_is_read_by_transformers_class(qwen3, tmp_path, capsys):
+    """--config --as-is (and --graphs) take a config of any model type, typed by transformers' own config class: the
+    built-in emitter refuses the type (UNSUPPORTED), a field of the wrong type is refused in one sentence (exit 2)."""
+    import json
+    config = {**json.loads(qwen3.config_path.read_text()), "model_type": "ministral"}
+    given = tmp_path / "ministral" / "config.json"
+    given.parent.mkdir()
+    given.write_text(json.dumps(config))
+    code = main(["--config", str(given), "--as-is", "--graph", "prefill", "--reports", str(tmp_path / "reports")])
+    out = capsys.readouterr().out
+    assert code == 1 and "as given, typed by transformers' MinistralConfig" in out, out
+    assert "UNSUPPORTED" in out and "not a supported family" in out, out
+    given.write_text(json.dumps({**config, "hidden_size": "wide"}))
+    assert main(["--config", str(given), "--as-is"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "field 'hidden_size' = \"wide\": transformers' MinistralConfig takes int here."), "one sentence"
