@@ -48,11 +48,13 @@ def _takes(declared: str, value) -> bool:
 
 
 def value(raw: dict, klass: ConfigClass, name: str):
-    """The field as the class would hold it: written under its name or an alias, else the class's literal default."""
-    for key, field in klass.attribute_map.items():
-        if field == name and key in raw:
+    """The attribute `name` as the class would hold it (GPT-2's num_hidden_layers is its field n_layer): written
+    under the field's name or any alias of it, else the class's literal default."""
+    field = klass.attribute_map.get(name, name)
+    for key in (field, name, *(k for k, f in klass.attribute_map.items() if f == field)):
+        if key in raw:
             return raw[key]
-    return raw.get(name, klass.defaults.get(name))
+    return klass.defaults.get(field)
 
 
 def layer_windows(raw: dict, klass: ConfigClass) -> list[int | None]:
@@ -60,7 +62,7 @@ def layer_windows(raw: dict, klass: ConfigClass) -> list[int | None]:
     without a layer schedule); no window where use_sliding_window is off or the schedule is the class's to derive."""
     layers, window = value(raw, klass, "num_hidden_layers"), value(raw, klass, "sliding_window")
     if not isinstance(layers, int) or isinstance(layers, bool):
-        return []
+        return [None]  # layers kept in a nested config (a multimodal class's text_config): no window known to limit
     if not isinstance(window, int) or isinstance(window, bool) or value(raw, klass, "use_sliding_window") is False:
         return [None] * layers
     types = raw.get("layer_types")
