@@ -20,7 +20,8 @@ def qwen3(tmp_path_factory):
     return synthesised.prepare("qwen3", tmp_path_factory.mktemp("synthesised"))
 
 
-def test_a_synthesised_fixture_is_the_same_bytes_every_time(qwen3, tmp_path):
+def test_a_synthesised_fixture_is_the_same_bytes_every_time(qwen3, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHVAL_CACHE_DIR", str(tmp_path / "cold"))  # synthesised and examined again, not read back
     again = synthesised.prepare("qwen3", tmp_path)
     for name in ("config.json", "fixture.json"):
         assert (again.config_path.parent / name).read_bytes() == (qwen3.config_path.parent / name).read_bytes()
@@ -29,6 +30,13 @@ def test_a_synthesised_fixture_is_the_same_bytes_every_time(qwen3, tmp_path):
     assert (qwen3.prompt_positions() != range(qwen3.prompt_len)).any()
     assert set(qwen3.prompt()[::-4].tolist()) <= {0, 1}
     assert "sliding 2/4 layers" in qwen3.purpose and "window 5" in qwen3.purpose
+
+
+def test_the_census_verdict_is_examined_once_per_machine(qwen3, monkeypatch):
+    def examine_again(*args, **kwargs):
+        raise AssertionError("examined again although the cache directory holds the verdict")
+    monkeypatch.setattr(synthesised.census, "isolated", examine_again)
+    assert synthesised.examined("qwen3").usable and synthesised.examined("qwen3").config == qwen3.config
 
 
 @pytest.mark.parametrize("alter,verdict", [(False, "PASS"), (True, "FAIL")])

@@ -8,15 +8,24 @@ archval's fixtures (positions apart from slots, quiet rows, 16 greedy steps thro
 census refuses (it cannot be made to bite, or cannot run eagerly in fp32 on CPU) is refused with the census's
 sentence. The config.json and fixture.json are a function of the model type and the installed transformers
 alone (same bytes every run), written into a directory of the run's own, and the case is named after the type.
+The census's verdict is kept in the cache directory, keyed by all it depends on (SOURCES, the libraries, the
+machine), so that the type is examined once per machine; a time limit or a crash is examined again next time.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import importlib.metadata
 import json
 from pathlib import Path
 
-from archval.harness.core import fixtures
+from archval.harness import ROOT
+from archval.harness.core import cache, fixtures, host
 from archval.harness.modes import census
 from archval.oracles.config_class import known
+
+
+SOURCES = ("oracles/synth.py", "oracles/hf.py", "oracles/fields.py", "harness/modes/census.py")
 
 
 class SynthesisRefused(ValueError):
@@ -46,10 +55,32 @@ def _verdict(model_type: str) -> census.Result:
     return census.examine(model_type)
 
 
+class _Unsettled(Exception):
+    """A verdict not to keep: the type hit the time limit or its process died (a loaded machine's, perhaps)."""
+
+
+def examined(model_type: str) -> census.Result:
+    """The census's verdict on model_type, from the cache directory or examined in a forked process now."""
+    def compute():
+        result = census.isolated(model_type, census.TIME_LIMIT_S, how=_verdict)
+        if result.reason.startswith(("it did not finish", "its process died")):  # census.isolated's own sentences
+            raise _Unsettled(result)
+        return {}, dataclasses.asdict(result)
+
+    identity = ", ".join([f"{p} {importlib.metadata.version(p)}" for p in ("torch", "transformers")]
+                         + [f"{s} {hashlib.sha256((ROOT / s).read_bytes()).hexdigest()}" for s in SOURCES]
+                         + [host.cpu_identity()])
+    path = cache.cache_dir() / f"{cache.key('synthesised', model_type, identity)}.census"
+    try:
+        return census.Result(**cache.stored_arrays(path, compute)[1])
+    except _Unsettled as e:
+        return e.args[0]
+
+
 def prepare(model_type: str, workdir: Path) -> fixtures.Fixture:
     """The synthesised fixture of model_type, written to workdir/model_type; SynthesisRefused with the census's
     one-sentence reason where the census refuses the type."""
-    result = census.isolated(model_type, census.TIME_LIMIT_S, how=_verdict)
+    result = examined(model_type)
     if not result.usable or result.config is None:
         raise SynthesisRefused(f"model type '{model_type}' has no fixture, and none can be synthesised: {result.reason}")
     directory = workdir / model_type
