@@ -14,8 +14,6 @@ synthesised for the run (harness/modes/synthesised.py), as the gate's --family d
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -55,10 +53,8 @@ def synthesise(config) -> None:
     names = to_synthesise(config) if config.getoption("archval_emitter") is not None else []
     if not names:
         return
-    workdir = Path(tempfile.mkdtemp(prefix="archval-synthesised-"))
-    config.add_cleanup(lambda: shutil.rmtree(workdir, ignore_errors=True))
     try:
-        config.stash[SYNTHESISED] = synthesised.register_all(names, workdir)
+        config.stash[SYNTHESISED] = synthesised.register_all(names)
     except synthesised.SynthesisRefused as e:
         raise pytest.UsageError(f"-k/-m: {e}") from None
 

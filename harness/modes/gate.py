@@ -7,7 +7,6 @@ thread meanwhile. --structural-only and --update-goldens stop after the structur
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,21 +29,21 @@ class Selection:
     synthesised: dict[str, str] = field(default_factory=dict)  # family -> its synthesised fixture's directory
 
 
-def select(args, workdir: Path | None = None) -> Selection:
+def select(args, synthesise: bool = False) -> Selection:
     """The families and structural cases --family and --shard select; UsageError for an unknown or bad fixture.
-    workdir: where a model type with no committed fixture gets one synthesised (modes/synthesised.py); None:
-    only the committed fixtures (a structural or mutation run: a synthesised fixture has no golden, no mutant)."""
+    synthesise: a model type with no committed fixture gets one (modes/synthesised.py); else only the committed
+    fixtures (a structural or mutation run: a synthesised fixture has no golden, no mutant)."""
     known = fixtures.names()
     chosen = args.family or (shard.assign(known, *args.shard) if args.shard else known)
-    unknown = [n for n in chosen if n not in known and not (workdir and synthesised.synthesisable(n))]
+    unknown = [n for n in chosen if n not in known and not (synthesise and synthesised.synthesisable(n))]
     if unknown:
         raise UsageError(f"--family {unknown[0]}: no such fixture family (known: {', '.join(known)})"
                          + ("; a transformers model type without one is synthesised for a numerical run"
-                            if workdir is None and synthesised.synthesisable(unknown[0]) else ""))
+                            if not synthesise and synthesised.synthesisable(unknown[0]) else ""))
     made = {}
     for name in (n for n in chosen if n not in known):
         try:
-            made[name] = str(synthesised.prepare(name, workdir).config_path.parent)
+            made[name] = str(synthesised.prepare(name).config_path.parent)
         except synthesised.SynthesisRefused as e:
             raise UsageError(f"--family {e}") from None
         print(f"{name:<28} synthesised: {fixtures.load_dir(Path(made[name])).purpose}", flush=True)
@@ -121,12 +120,7 @@ def structural_only(args, run: RunInfo) -> Outcome:
 
 def gate(args, run: RunInfo) -> Outcome:
     """Every selected family: its graphs against the goldens, then every graph kind against the oracle."""
-    with tempfile.TemporaryDirectory(prefix="archval-synthesised-") as workdir:
-        return _gate(args, run, select(args, Path(workdir)))
-
-
-def _gate(args, run: RunInfo, chosen: Selection) -> Outcome:
-    emitter = emitter_of(args)
+    chosen, emitter = select(args, synthesise=True), emitter_of(args)
     names, known = chosen.names, set(fixtures.names())
     load = lambda n: fixtures.load_dir(Path(chosen.synthesised[n])) if n in chosen.synthesised else fixtures.load(n)
     claim_reports(args)

@@ -7,7 +7,8 @@ class's defaults, sizes tiny, every feature switched on by field name), then the
 archval's fixtures (positions apart from slots, quiet rows, 16 greedy steps through its own cache). A type the
 census refuses (it cannot be made to bite, or cannot run eagerly in fp32 on CPU) is refused with the census's
 sentence. The config.json and fixture.json are a function of the model type and the installed transformers
-alone (same bytes every run), written into a directory of the run's own, and the case is named after the type.
+alone (same bytes every run), written to the cache directory's synthesised/<model type>/ (the same path every
+run, so that records and replays are too), and the case is named after the type.
 The census's verdict is kept in the cache directory, keyed by all it depends on (SOURCES, the libraries, the
 machine), so that the type is examined once per machine; a time limit or a crash is examined again next time.
 """
@@ -20,7 +21,7 @@ import json
 from pathlib import Path
 
 from archval.harness import ROOT
-from archval.harness.core import cache, fixtures, host
+from archval.harness.core import cache, files, fixtures, host
 from archval.harness.modes import census
 from archval.oracles.config_class import known
 
@@ -38,8 +39,14 @@ def synthesisable(name: str) -> bool:
     return name not in fixtures.names() and known(name)
 
 
-def register_all(names: list[str], workdir: Path) -> dict[str, str]:
-    """Each name's fixture synthesised into workdir and registered for fixtures.load(); {name: its directory}."""
+def home() -> Path:
+    """Where synthesised fixtures are written: the cache directory's synthesised/."""
+    return cache.cache_dir() / "synthesised"
+
+
+def register_all(names: list[str], workdir: Path | None = None) -> dict[str, str]:
+    """Each name's fixture synthesised (into workdir, default home()) and registered for fixtures.load();
+    {name: its directory}."""
     made = {name: str(prepare(name, workdir).config_path.parent) for name in names}
     for directory in made.values():
         fixtures.register(Path(directory))
@@ -77,16 +84,16 @@ def examined(model_type: str) -> census.Result:
         return e.args[0]
 
 
-def prepare(model_type: str, workdir: Path) -> fixtures.Fixture:
-    """The synthesised fixture of model_type, written to workdir/model_type; SynthesisRefused with the census's
-    one-sentence reason where the census refuses the type."""
+def prepare(model_type: str, workdir: Path | None = None) -> fixtures.Fixture:
+    """The synthesised fixture of model_type, written to workdir/model_type (default: under home()); SynthesisRefused
+    with the census's one-sentence reason where the census refuses the type."""
     result = examined(model_type)
     if not result.usable or result.config is None:
         raise SynthesisRefused(f"model type '{model_type}' has no fixture, and none can be synthesised: {result.reason}")
-    directory = workdir / model_type
+    directory = (workdir or home()) / model_type
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(result.config, indent=2) + "\n")
-    (directory / "fixture.json").write_text(json.dumps({
+    files.write_atomic(directory / "config.json", json.dumps(result.config, indent=2) + "\n")
+    files.write_atomic(directory / "fixture.json", json.dumps({
         "seed": census.SEED, "prompt_len": census.PROMPT_LEN, "decode_steps": census.DECODE_STEPS,
         "purpose": f"synthesised from transformers' {model_type} config class (oracles/synth.py): "
                    f"{', '.join(result.features)}"}, indent=2) + "\n")
