@@ -98,6 +98,7 @@ def pytest_configure(config):
             shard.parse(config.getoption("archval_shard"))
         except ValueError as e:
             raise pytest.UsageError(str(e)) from None
+    selection.synthesise(config)
     for name, mark in selection.family_markers().items():
         config.addinivalue_line("markers", f"{mark}: the cases of the {name} fixture family (exact: -m {mark})")
     for kind in KINDS:
@@ -120,6 +121,12 @@ def pytest_configure(config):
             except files.ReportsError as e:
                 raise pytest.UsageError(str(e)) from None
             config.pluginmanager.register(_ReportWriter(directory), "archval-reports")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist: each worker is handed the controlling process's synthesised fixtures."""
+    node.workerinput[selection.SYNTHESISED_INPUT] = node.config.stash.get(selection.SYNTHESISED, {})
 
 
 def pytest_report_collectionfinish(config, items):

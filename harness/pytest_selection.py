@@ -8,16 +8,20 @@ name selects, among the tests parametrised over a family, exactly that family's 
 substrings, so `-k llama` would also run llama-llama3-rope's, `-k gemma` gemma2's and gemma3's).
 `-n auto` with a -k or -m that selects at most one family runs serially: worker start-up (each
 imports torch, IREE and XLA) costs more than one family's cases gain (docs/sharding-and-ci.md).
+With an emitter, a -k word or family_ marker that names a model type with no committed fixture gets one
+synthesised for the run (harness/modes/synthesised.py), as the gate's --family does.
 """
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from archval.harness.core import fixtures
 from archval.harness.core.kinds import KINDS
-from archval.harness.modes import shard
+from archval.harness.modes import shard, synthesised
+from archval.oracles.config_class import model_types
 
 
 def marker(prefix: str, name: str) -> str:
@@ -26,7 +30,7 @@ def marker(prefix: str, name: str) -> str:
 
 def family_markers() -> dict[str, str]:
     """{fixture name: its marker}; two names that would share a marker are refused (neither could be selected)."""
-    found = {name: marker("family", name) for name in fixtures.names()}
+    found = {name: marker("family", name) for name in fixtures.case_names()}
     twice = [m for m in set(found.values()) if list(found.values()).count(m) > 1]
     if twice:
         raise pytest.UsageError(f"fixtures {sorted(n for n, m in found.items() if m == twice[0])} share the "
@@ -34,9 +38,39 @@ def family_markers() -> dict[str, str]:
     return found
 
 
+SYNTHESISED = pytest.StashKey[dict]()  # family -> its synthesised fixture's directory
+SYNTHESISED_INPUT = "archval_synthesised"  # the same, as xdist hands it to each worker
+
+
+def synthesise(config) -> None:
+    """With an emitter, the model types with no fixture that -k or -m names get one synthesised, once, in the
+    controlling process (as the gate's --family does); xdist's workers register the same directories."""
+    given = getattr(config, "workerinput", {}).get(SYNTHESISED_INPUT)
+    if given is not None:
+        for directory in given.values():
+            fixtures.register(Path(directory))
+        return
+    names = to_synthesise(config) if config.getoption("archval_emitter") is not None else []
+    if not names:
+        return
+    try:
+        config.stash[SYNTHESISED] = synthesised.register_all(names)
+    except synthesised.SynthesisRefused as e:
+        raise pytest.UsageError(f"-k/-m: {e}") from None
+
+
+def to_synthesise(config) -> list[str]:
+    """The model types with no committed fixture that -k names as words, or -m by their family_ markers: with an
+    emitter, each gets a fixture synthesised for the run (harness/modes/synthesised.py)."""
+    words = lambda option: re.findall(r"[\w.-]+", config.getoption(option) or "")
+    marks = set(words("markexpr"))
+    return sorted({w for w in words("keyword") if synthesised.synthesisable(w)} | {
+        t for t in model_types() if marker("family", t) in marks and synthesised.synthesisable(t)})
+
+
 def names_archval_cases(config) -> bool:
     """Whether -m names a family_ or graph_ marker, or -k a family by its name: a selection of archval's cases."""
-    names = {name.lower() for name in fixtures.names()}
+    names = {name.lower() for name in fixtures.case_names()}
     marks = {*family_markers().values(), *(marker("graph", kind) for kind in KINDS)}
     words = lambda option: set(re.findall(r"[\w.-]+", config.getoption(option) or ""))
     return bool(words("markexpr") & marks) or any(w.lower() in names for w in words("keyword"))
@@ -53,7 +87,7 @@ def auto_workers(config) -> int | None:
         return None
     if not expressions:
         return None
-    names = fixtures.names()
+    names = fixtures.case_names()
     selected = [name for name, mark in family_markers().items()
                 if all(e.evaluate(_keyword_matcher(names, name, lambda w: w.lower() in f"{name} {mark}".lower())
                                   if how == "k" else lambda word, /, **_: word == mark) for e, how in expressions)]
@@ -77,7 +111,7 @@ def mark(config, items):
     graph markers; and -k taken over from pytest when its expression parses and the run has tests of a
     family. Returns the -k expression to select by afterwards (select()), or None: -k is pytest's alone."""
     from _pytest.mark.expression import Expression
-    names = fixtures.names()
+    names = fixtures.case_names()
     marks = family_markers()
     for item in items:
         family = _family_of(item, names)
@@ -100,7 +134,7 @@ def select(config, items, keyword) -> None:
     """After every other collection hook (so that -k sees the keywords and markers they add): -k with family
     names matched exactly (_keyword_matcher), then --archval-shard."""
     from _pytest.mark import KeywordMatcher
-    names = fixtures.names()
+    names = fixtures.case_names()
     if keyword is not None:
         _deselect(config, items, [keyword.evaluate(_keyword_matcher(names, _family_of(item, names),
                                                                     KeywordMatcher.from_item(item)))

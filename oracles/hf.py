@@ -40,6 +40,9 @@ transformers.logging.set_verbosity_error()  # legacy-config notices are expected
 transformers.logging.disable_progress_bar()  # a checkpoint's loading bar is no part of the run's output
 
 MATRIX_GAIN = 2.5
+# each tap point's module in a transformers decoder layer, by the names the families give it (GPT-NeoX's
+# attention is `attention`, GraniteMoE's MLP `block_sparse_moe`); None: the layer itself
+TAP_MODULES = {"attention": ("self_attn", "attention"), "mlp": ("mlp", "block_sparse_moe"), "layer": None}
 TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
@@ -135,8 +138,10 @@ def one_thread() -> None:
 
 
 class Oracle:
-    def __init__(self, config: dict, seed: int, dtype: torch.dtype = torch.float32, quiet_tokens: tuple[int, ...] = ()):
+    def __init__(self, config: dict, seed: int, dtype: torch.dtype | str = torch.float32,
+                 quiet_tokens: tuple[int, ...] = ()):
         one_thread()
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         self.binding = binding(config["model_type"])
         cfg = _auto_config(self.binding.config(config))
         cls = getattr(transformers, self.binding.class_name)
@@ -249,9 +254,53 @@ class Oracle:
             logits.append(out.logits[0, -1])
         return torch.stack(logits).numpy()
 
+    def to_float64(self) -> None:
+        """The model converted in place to f64 (a checkpoint's strict bound: no second copy in f32)."""
+        self.model.to(torch.float64)
+
+    @torch.no_grad()
+    def taps(self, prompt: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """{point: [layers, len(prompt), hidden]} in f64, hooked out of one prefill by forward hooks on each decoder
+        layer's attention, MLP and the layer itself (TAP_MODULES)."""
+        layers = self.model.base_model.layers  # GPT-NeoX's gpt_neox.layers, every other family's model.layers
+        found = {p: [None] * len(layers) for p in TAP_MODULES}
+        handles = []
+        for i, layer in enumerate(layers):
+            for point, names in TAP_MODULES.items():
+                def hook(_module, _args, out, point=point, i=i):
+                    out = out[0] if isinstance(out, tuple) else out
+                    found[point][i] = out[0].detach().to(torch.float64).numpy()
+                module = next(getattr(layer, n) for n in names if hasattr(layer, n)) if names else layer
+                handles.append(module.register_forward_hook(hook))
+        try:
+            self.forward(prompt, positions)
+        finally:
+            for h in handles:
+                h.remove()
+        return {p: np.stack(v) for p, v in found.items()}
+
+    @torch.no_grad()
+    def router_margin(self, ids: np.ndarray, hidden: np.ndarray) -> float | None:
+        """Smallest gap between a token's k-th and (k+1)-th router logit over the sequence ids (no cache) in every
+        routed layer, and over hidden [tokens, width] in the first one's block; None for a dense model."""
+        layers = self.routed_layers()
+        if not layers:
+            return None
+        logits = []
+        hooks = [self.router(i).register_forward_hook(lambda m, i, out: logits.append(out[0])) for i in layers]
+        try:
+            self.model(input_ids=torch.from_numpy(ids.astype(np.int64))[None], use_cache=False)
+            self.router(layers[0])(torch.from_numpy(hidden))
+        finally:
+            for h in hooks:
+                h.remove()
+        k = self.router(layers[0]).top_k
+        ranked = -np.sort(-torch.cat([x.reshape(-1, x.shape[-1]) for x in logits]).double().numpy(), axis=1)
+        return float((ranked[:, k - 1] - ranked[:, k]).min())
+
     @torch.no_grad()
     def sequence_logits(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray,
-                        tokens: np.ndarray) -> np.ndarray:
+                        tokens: np.ndarray, every: bool = False) -> np.ndarray:
         """teacher_forced's logits in one forward over the whole sequence (the prompt, then tokens[:-1]) with no
         cache: every layer runs once on all of it, not once per step. Only where the slots are the positions,
         contiguous from 0 (a checkpoint run's): the causal mask (and any sliding window) over the sequence is
@@ -262,7 +311,7 @@ class Oracle:
             raise ValueError("sequence_logits needs the positions to be the slots 0, 1, ...; use teacher_forced")
         as_ids = lambda xs: torch.tensor([xs])
         out = self.model(input_ids=as_ids(sequence), position_ids=as_ids(where), use_cache=False)
-        return out.logits[0, len(prompt) - 1:].numpy()
+        return out.logits[0, 0 if every else len(prompt) - 1:].numpy()  # every: the prompt's rows too
 
     def unread_fields(self, config: dict) -> list[str]:
         """The config's fields this oracle never reads (oracles/fields.py)."""
@@ -271,8 +320,8 @@ class Oracle:
 
     @staticmethod
     def _mlp(layer):
-        """A layer's MLP or MoE block (GraniteMoE keeps its block_sparse_moe)."""
-        return layer.mlp if hasattr(layer, "mlp") else layer.block_sparse_moe
+        """A layer's MLP or MoE block (GraniteMoE keeps its block_sparse_moe); None where it has neither name."""
+        return getattr(layer, "mlp", None) or getattr(layer, "block_sparse_moe", None)
 
     def router(self, layer: int) -> torch.nn.Module:
         """Layer's router, whose forward's first result is the router logits: `mlp.gate`, GraniteMoE's
@@ -281,8 +330,11 @@ class Oracle:
         return block.gate if hasattr(block, "gate") else block.router
 
     def routed_layers(self) -> list[int]:
-        """Indices of the layers whose MLP routes to experts."""
-        return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(self._mlp(layer), "experts")]
+        """Indices of the layers whose MLP routes to experts through a router this oracle can hook (`gate` or
+        `router`); none for a model whose layers it cannot find by these names (a synthesised family's)."""
+        layers = getattr(self.model.base_model, "layers", None) or ()
+        return [i for i, layer in enumerate(layers) if hasattr(self._mlp(layer), "experts")
+                and (hasattr(self._mlp(layer), "gate") or hasattr(self._mlp(layer), "router"))]
 
     @torch.no_grad()
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:

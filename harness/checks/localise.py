@@ -5,7 +5,7 @@ docs/emitter-protocol.md#taps): after its normal results it returns three more, 
 f32[L, Lp, hidden], in TAP_POINTS order: every layer's attention output, MLP output (both
 before any post-norm and the residual add) and the layer's output. The graph runs on IREE with
 the fp32 oracle's weights, and each tap is compared over the prompt's real tokens with the same
-tensor hooked out of the fp32 oracle (forward hooks on the attention, the MLP and the decoder layer).
+tensor hooked out of the fp32 oracle (its taps: oracles/interface.py, forward hooks in oracles/hf.py).
 Each tap's noise floor is fp32 oracle vs fp64 oracle at that tap; the first tap (in forward
 order) whose error exceeds noise.STRICT_FACTOR x its floor is named. "attention" covers the
 attention's input norm, projections, RoPE, mask and softmax; "mlp" its input norm and the MLP;
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 
 import numpy as np
@@ -32,35 +33,12 @@ from archval.harness.core.fixtures import Fixture
 from archval.harness.core.graph import parse_signature
 from archval.harness.core.inputs import prefill_inputs
 from archval.harness.core.record import FAIL, Localisation, Record, Tap
+from archval.oracles.interface import TAP_POINTS
 
-TAP_POINTS = ("attention", "mlp", "layer")  # the tap protocol's results, in this order
-# each tap point's module in a transformers decoder layer, by the names the families give it (GPT-NeoX's
-# attention is `attention`, GraniteMoE's MLP `block_sparse_moe`); None: the layer itself
-HF_MODULES = {"attention": ("self_attn", "attention"), "mlp": ("mlp", "block_sparse_moe"), "layer": None}
-
-
-def oracle_taps(fixture: Fixture, dtype: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """({point: [L, T, hidden]} of the oracle on the prompt at its positions, its fp32 state dict)."""
-    import torch
-
-    oracle = oracle_cache.model(fixture, dtype)
-    layers = oracle.model.base_model.layers  # GPT-NeoX's gpt_neox.layers, every other family's model.layers
-    taps = {p: [None] * len(layers) for p in TAP_POINTS}
-    handles = []
-    for i, layer in enumerate(layers):
-        for point, names in HF_MODULES.items():
-            def hook(_module, _args, out, point=point, i=i):
-                out = out[0] if isinstance(out, tuple) else out
-                taps[point][i] = out[0].detach().to(torch.float64).numpy()
-            module = next(getattr(layer, n) for n in names if hasattr(layer, n)) if names else layer
-            handles.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            oracle.forward(fixture.prompt(), fixture.prompt_positions())
-    finally:
-        for h in handles:
-            h.remove()
-    return {p: np.stack(v) for p, v in taps.items()}, oracle.state_dict()
+def oracle_taps(fixture: Fixture, dtype: str) -> tuple[dict[str, np.ndarray], Mapping[str, np.ndarray]]:
+    """({point: [L, T, hidden]} of the fixture's oracle on the prompt at its positions, the weights its graphs are
+    bound to): the seeded model's, or a checkpoint's own (oracle_cache.of)."""
+    return oracle_cache.of(fixture).taps(dtype), oracle_cache.run(fixture).weights
 
 
 class NoTaps(Exception):

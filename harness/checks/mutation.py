@@ -16,7 +16,6 @@ counted in the kill rate. (Its text still differs, so the structural goldens cat
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import Executor, as_completed
 from itertools import zip_longest
@@ -93,16 +92,6 @@ def _exact_effect(record: Record, fixture, bug: mutants.Mutant) -> float:
     steps = 1 if record.graph == "prefill" else len(tokens)
     slipped = replace(fixture, config=bug.oracle_config(fixture.config))
     return float(np.abs(fp64_logits(slipped, tokens)[:steps] - fp64_logits(fixture, tokens)[:steps]).max())
-
-
-def worker_init(threads: int) -> None:
-    """A worker's torch threads: its share of the cores (threads_per_worker)."""
-    import torch
-    torch.set_num_threads(threads)
-
-
-def threads_per_worker(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def order(names: list[str]) -> list[tuple[str, str]]:

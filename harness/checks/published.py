@@ -28,6 +28,7 @@ from archval.harness.checks.shrink import ShrinkError, Shrunk, as_given, shrink
 from archval.harness.core import fixtures
 from archval.harness.core.record import PublishedFacts
 from archval.harness.core.summary import command
+from archval.oracles.config_class import known
 
 DEFAULT_SEED, PROMPT_LEN, SEED_TRIES = 1, 13, 8
 # What a config validated as given holds per parameter: the oracle in f32 (its state dict shares it), the
@@ -60,8 +61,7 @@ def read(path: Path) -> dict:
     raw = read_json_object(path, PublishedConfigError)
     model_type = raw.get("model_type")
     if isinstance(model_type, str) and model_type not in FAMILIES and isinstance(raw.get("auto_map"), dict):
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-        if model_type not in CONFIG_MAPPING_NAMES:
+        if not known(model_type):
             raise PublishedConfigError(
                 f"{path}: field 'model_type' = {json.dumps(model_type)}: a trust_remote_code architecture "
                 f"(auto_map {json.dumps(raw['auto_map'].get('AutoModelForCausalLM', raw['auto_map']))}) that "
@@ -142,27 +142,11 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     continuation in every routed layer, and over the block check's hidden states; None for a dense model.
     Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
     probabilities, however far apart the logits that order them are."""
-    import torch
     from archval.harness.core import oracle_cache as oracles
     from archval.harness.core.inputs import hidden_states
-    oracle = oracles.model(fixture)
-    layers = oracle.routed_layers()
-    if not layers:
-        return None
-    logits = []
-    hooks = [oracle.router(i).register_forward_hook(lambda m, i, out: logits.append(out[0])) for i in layers]
-    ids = np.concatenate([fixture.prompt(), oracles.run(fixture).tokens[:-1]]).astype(np.int64)
+    ids = np.concatenate([fixture.prompt(), oracles.run(fixture).tokens[:-1]])
     hidden = hidden_states(fixture, DEFAULT_BUCKET, fixture.config["hidden_size"])
-    try:
-        with torch.no_grad():
-            oracle.model(input_ids=torch.from_numpy(ids)[None], use_cache=False)
-            oracle.router(layers[0])(torch.from_numpy(hidden))
-    finally:
-        for h in hooks:
-            h.remove()
-    k = oracle.router(layers[0]).top_k
-    ranked = -np.sort(-torch.cat([x.reshape(-1, x.shape[-1]) for x in logits]).double().numpy(), axis=1)
-    return float((ranked[:, k - 1] - ranked[:, k]).min())
+    return oracles.model(fixture).router_margin(ids, hidden)
 
 
 def unread_fields(config: dict) -> list[str]:

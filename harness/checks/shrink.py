@@ -15,6 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 
 from archval.emitter.config import Config, Moe, Rope
 from archval.emitter.families import FAMILIES, FULL, SLIDING
+from archval.harness.core import config_fields
 
 VOCAB = 96
 HEAD_DIM = 16                 # hidden = heads × HEAD_DIM when the original has head_dim·heads = hidden
@@ -227,8 +228,14 @@ def _shrink_rope(w: _Writer, cfg: Config) -> None:
 
 
 def as_given(raw: dict, source: str = "config.json") -> Shrunk:
-    """The config unchanged (--as-is): an emitter team's own tiny fixture, validated at its own dimensions;
-    ConfigError for a config the emitter refuses."""
+    """The config unchanged (--as-is, --graphs): an emitter team's own tiny fixture, validated at its own dimensions;
+    ConfigError for a config the built-in emitter refuses, or, of a model type it does not implement, that
+    transformers' own config class would refuse (harness/core/config_fields.py)."""
+    if raw.get("model_type") not in FAMILIES:
+        klass = config_fields.check(raw, source)
+        layers = config_fields.value(raw, klass, "num_hidden_layers")
+        return Shrunk(config=raw, changes=(), kept=(f"as given, typed by transformers' {klass.name}",),
+                      layers=tuple(range(layers if isinstance(layers, int) else 0)))
     cfg = Config.from_dict(raw, source)
     return Shrunk(config=raw, changes=(), kept=describe(cfg), layers=tuple(range(cfg.num_layers)))
 

@@ -58,7 +58,7 @@ class Serving:
         return [batch_row(case.fixture, r) for r in range(self.layout(case).batch)]
 
     def prepare(self, case: Case) -> None:
-        if case.fixture.source is not None:
+        if case.fixture.oracle is not None:
             raise CaseError(f"{self.name} runs on the fixtures' seeded rows, not on a checkpoint's prompt")
 
     def protocol(self, case: Case) -> AbiVariant:

@@ -5,12 +5,11 @@ missing shard, a truncated file or a dtype the graph cannot take is refused (one
 before anything heavy starts. The graph's weights are read tensor by tensor under their names
 in the files, the names a real loader sees, and upcast to f32 as they are bound (GraphTensors),
 so that no second full-precision copy of the checkpoint is ever made; the oracle loads the same
-directory through transformers (CheckpointSource), and is gone before the graph's weights are
+directory through transformers (core/checkpoint_oracle.py), and is gone before the graph's weights are
 read: the peak is one of the two, never both (MemoryEstimate).
 """
 from __future__ import annotations
 
-import gc
 import json
 import os
 import struct
@@ -22,7 +21,6 @@ import numpy as np
 
 from archval.emitter.config_input import ConfigError, check_input, printable, read_json_object
 from archval.harness.core.checkpoint_trust import check_entries
-from archval.harness.core.oracle_cache import OracleRun
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -260,41 +258,3 @@ def available_memory() -> int | None:
         except (ValueError, OSError, AttributeError):
             continue
     return None
-
-
-class CheckpointSource:
-    """The oracle's side of a checkpoint case, computed once: transformers loads DIR in f32 (eager
-    attention), runs the greedy continuation, then, for the strict bound, is converted in place to f64
-    and run teacher-forced on its own tokens, in one forward over the whole sequence; then it is freed,
-    before any graph weight is read."""
-
-    def __init__(self, checkpoint: Checkpoint, prompt: np.ndarray, steps: int, strict: bool):
-        self.checkpoint, self.prompt, self.steps, self.strict = checkpoint, prompt, steps, strict
-        self._run: OracleRun | None = None
-        self._fp64: np.ndarray | None = None
-
-    def oracle_run(self) -> OracleRun:
-        if self._run is None:
-            import torch
-
-            from archval.oracles.hf import Oracle
-            oracle = Oracle.from_checkpoint(self.checkpoint.directory, self.checkpoint.config)
-            n = len(self.prompt)  # the prompt at its slots, each decode step at its own (Fixture.prompt_positions)
-            positions, steps = np.arange(n), np.arange(n, n + self.steps)
-            logits, tokens = oracle.greedy(self.prompt, positions, steps)
-            routed, unread = tuple(oracle.routed_layers()), tuple(oracle.unread_fields(self.checkpoint.config))
-            if self.strict:
-                oracle.model.to(torch.float64)  # one pass over the whole sequence, not a forward per step
-                self._fp64 = oracle.sequence_logits(self.prompt, positions, steps, tokens)
-            binding = oracle.binding
-            del oracle
-            gc.collect()
-            self._run = OracleRun(logits, tokens, GraphTensors(self.checkpoint), binding.class_name,
-                                  "identity (the graph takes the safetensors names)", routed, False, unread)
-        return self._run
-
-    def fp64_logits(self, tokens: np.ndarray) -> np.ndarray:
-        run = self.oracle_run()
-        if self._fp64 is None or not np.array_equal(tokens, run.tokens):
-            raise ValueError("the checkpoint's fp64 oracle ran only on its own greedy tokens, with the strict bound")
-        return self._fp64

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from archval.emitter.config_input import ConfigError, attribute, check_input, layer_windows, read_json_object
+from archval.emitter.config_input import ConfigError, attribute, check_input, implemented, layer_windows, read_json_object
 from archval.harness import ROOT
+from archval.harness.core import config_fields
+from archval.oracles.config_class import known
+from archval.oracles.interface import CaseOracle
 from archval.harness.core.record import FixtureFacts
 
 FIXTURES_DIR = ROOT / "fixtures"
@@ -53,7 +55,14 @@ class Fixture:
     prompt_ids: tuple[int, ...] | None = None  # a given prompt (a --checkpoint run's), else a seeded one
     sizes: tuple[int, int] | None = None  # (prefill bucket, decode capacity) the emitter is told; None: its own
     not_exercised: tuple[str, ...] = ()  # a config taken as given: its features this case cannot reach, in words
-    source: Any = field(default=None, compare=False)  # a --checkpoint run's weights and oracle (core/checkpoint.py)
+    # the oracle when it is not the seeded model of the config (a --checkpoint run's: core/checkpoint_oracle.py);
+    # a case reaches either through oracle_cache.of(fixture)
+    oracle: CaseOracle | None = field(default=None, compare=False)
+
+    @property
+    def vocab_size(self) -> int:
+        """The vocabulary the prompt is drawn from: the config's, or its text config's (a multimodal class's)."""
+        return self.config.get("vocab_size") or self.config.get("text_config", {}).get("vocab_size")
 
     @property
     def model_type(self) -> str:
@@ -76,7 +85,7 @@ class Fixture:
         if self.prompt_ids is not None:
             return np.array(self.prompt_ids, np.int32)
         rng = np.random.default_rng([self.seed, 0x70])
-        prompt = rng.integers(len(QUIET_TOKENS), self.config["vocab_size"], self.prompt_len).astype(np.int32)
+        prompt = rng.integers(len(QUIET_TOKENS), self.vocab_size, self.prompt_len).astype(np.int32)
         quiet = np.arange(self.prompt_len - 1, -1, -QUIET_EVERY)
         prompt[quiet] = np.resize(np.array(QUIET_TOKENS, np.int32), len(quiet))
         return prompt
@@ -95,11 +104,28 @@ class Fixture:
         return slots if self.prompt_ids is not None else slots + POSITION_GAP + DECODE_GAP
 
 
+# Fixtures synthesised for this process's run (harness/modes/synthesised.py): family -> its directory.
+_SYNTHESISED: dict[str, Path] = {}
+
+
 def names() -> list[str]:
+    """The committed fixtures."""
     return sorted(p.name for p in FIXTURES_DIR.iterdir() if (p / "fixture.json").is_file())
 
 
+def case_names() -> list[str]:
+    """The families whose cases a run has: the committed fixtures, then those synthesised for it."""
+    return names() + sorted(n for n in _SYNTHESISED if n not in names())
+
+
+def register(directory: Path) -> None:
+    """A synthesised fixture's directory (named after its family), loaded by load() as a committed one is."""
+    _SYNTHESISED[directory.name] = directory
+
+
 def load(name: str) -> Fixture:
+    if name in _SYNTHESISED and not (FIXTURES_DIR / name / "fixture.json").is_file():
+        return load_dir(_SYNTHESISED[name])
     if not (FIXTURES_DIR / name / "fixture.json").is_file():
         raise FixtureError(f"no fixture named '{name}' (known: {', '.join(names())})")
     return load_dir(FIXTURES_DIR / name)
@@ -110,7 +136,7 @@ def load_dir(directory: Path) -> Fixture:
     spec_path, config_path = directory / "fixture.json", directory / "config.json"
     spec, config = _json(spec_path), _json(config_path)
     try:  # what transformers' config class would refuse, refused before the oracle is built from it
-        family = check_input(config, str(config_path))
+        windows = _windows(config, str(config_path))
     except ConfigError as e:
         raise FixtureError(str(e)) from None
 
@@ -130,7 +156,7 @@ def load_dir(directory: Path) -> Fixture:
         raise FixtureError(f"{spec_path}: field 'decode_steps' = {steps} must be at least 1.")
     # archval's own fixtures must make every feature bite; a config taken as given is validated as it is, and
     # what its case cannot reach is said instead
-    problems = _unreached(config, family, prompt_len, steps, config_path.name)
+    problems = _unreached(config, windows, prompt_len, steps, config_path.name)
     as_given = spec.get("as_given", False)
     if problems and not as_given:
         raise FixtureError(f"{spec_path}: {problems[0][0]}")
@@ -143,7 +169,8 @@ def load_dir(directory: Path) -> Fixture:
                    replay=replay, not_exercised=tuple(note for _, note in problems) if as_given else ())
 
 
-def _unreached(config: dict, family, prompt_len: int, steps: int, name: str) -> list[tuple[str, str]]:
+def _unreached(config: dict, windows: list[int | None], prompt_len: int, steps: int,
+               name: str) -> list[tuple[str, str]]:
     """(the refusal of an own fixture that cannot exercise a feature of its config, the note a config taken as
     given gets instead) for each such feature."""
     found = []
@@ -153,7 +180,7 @@ def _unreached(config: dict, family, prompt_len: int, steps: int, name: str) -> 
                       f"{name}'s sliding_window {window}.",
                       f"sliding_window {window}: the prompt ({prompt_len} tokens) and {steps} decode "
                       f"steps never take the cache past it"))
-    reach = prompt_reach(layer_windows(config, family))
+    reach = prompt_reach(windows)
     if reach < prompt_len - 1:  # a slip in how those tokens are attended to could never show in a logit
         found.append((f"field 'prompt_len' = {prompt_len}: through {name}'s sliding windows the last prompt token "
                       f"reaches {reach} tokens back, so prompt tokens 0..{prompt_len - 2 - reach} reach no compared "
@@ -161,6 +188,17 @@ def _unreached(config: dict, family, prompt_len: int, steps: int, name: str) -> 
                       f"prompt tokens 0..{prompt_len - 2 - reach} reach no compared logit through the sliding windows "
                       f"(the last token sees {reach} back)"))
     return found
+
+
+def _windows(config: dict, source: str) -> list[int | None]:
+    """Each layer's sliding window, once the config is checked: against transformers' own config class (where it
+    has one: MiMo's oracle is a stand-in's) and, for a family of the built-in emitter, its tables, which also
+    know the layer schedules its configs leave to the class."""
+    model_type = config.get("model_type")
+    klass = config_fields.check(config, source) if not implemented(model_type) or known(model_type) else None
+    if implemented(model_type):
+        return layer_windows(config, check_input(config, source))
+    return config_fields.layer_windows(config, klass)
 
 
 def prompt_reach(windows: list[int | None]) -> float:

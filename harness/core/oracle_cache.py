@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -22,44 +21,131 @@ import numpy as np
 from archval.harness import ROOT
 from archval.harness.core import cache, host
 from archval.harness.core.fixtures import QUIET_TOKENS, Fixture
+from archval.oracles.interface import BlockExpectation, CaseOracle, Embedded, OracleRun
 
-SOURCES = (ROOT / "oracles" / "hf.py", ROOT / "oracles" / "fields.py")
-
-
-@dataclass(frozen=True)
-class OracleRun:
-    """The oracle's greedy continuation with its own cache: logits [steps + 1, V] (row 0 is the
-    prompt's last token, prefill's expectation) and the tokens they choose; plus its weights."""
-    logits: np.ndarray
-    tokens: np.ndarray
-    weights: dict[str, np.ndarray]
-    class_name: str
-    mapping: str  # checkpoint names -> the class's names ("identity" unless a stand-in class serves the family)
-    routed_layers: tuple[int, ...]  # layers whose MLP routes to experts
-    cached: bool  # read from the cache directory, not computed by this process
-    unread_fields: tuple[str, ...] = ()  # the config's fields the oracle never reads (oracles/fields.py)
+SOURCES = (ROOT / "oracles" / "hf.py", ROOT / "oracles" / "fields.py")  # the seeded oracle's code
 
 
-@dataclass(frozen=True)
-class BlockExpectation:
-    """One MoE block of the oracle on given hidden states."""
-    output: np.ndarray
-    router_margin: float  # smallest gap between a token's k-th and (k+1)-th router probability
-    expert_sets: int  # distinct expert sets chosen
+class SeededOracle:
+    """The CaseOracle (oracles/interface.py) of a fixture on seeded synthetic weights: oracles/hf.py's Oracle of the
+    fixture's model type, each output computed once per process and, through the cache directory, once per
+    machine: a family's prefill, decode and block cases share them."""
+
+    def __init__(self, fixture: Fixture):
+        self.fixture = fixture
+
+    def run(self) -> OracleRun:
+        return _run(*_run_key(self.fixture))
+
+    def cached(self) -> bool:
+        return _entry_path("run", _run_parts(*_run_key(self.fixture))).is_file()
+
+    def fp64_logits(self, tokens: np.ndarray) -> np.ndarray:
+        """The same seeded fp32 weights, upcast: the prompt's last token, then each step fed tokens[s - 1]."""
+        return _fp64_logits(_config_json(self.fixture), self.fixture.seed, _inputs(self.fixture),
+                            tuple(int(t) for t in tokens))
+
+    def prompt_logits(self, dtype: str = "float32") -> np.ndarray:
+        fixture = self.fixture
+        return _stored("prompt_logits", _prompt_parts(fixture, dtype), lambda: (
+            {"logits": model(fixture, dtype).prompt_logits(fixture.prompt(), fixture.prompt_positions())}, {}))[0][
+            "logits"]
+
+    def sequence(self, prompt: np.ndarray, positions: np.ndarray,
+                 decode_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fixture = self.fixture
+        parts = {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS,
+                 "inputs": tuple(tuple(int(x) for x in a) for a in (prompt, positions, decode_positions))}
+        arrays = _stored("sequence", parts, lambda: (dict(zip(("logits", "tokens"), model(fixture).greedy(
+            prompt, positions, decode_positions))), {}))[0]
+        return arrays["logits"], arrays["tokens"]
+
+    def chunked_logits(self, starts: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
+        fixture = self.fixture
+        parts = {**_prompt_parts(fixture, dtype), "starts": starts}
+        return _stored("chunked_logits", parts, lambda: ({"logits": model(fixture, dtype).chunked_logits(
+            fixture.prompt(), fixture.prompt_positions(), list(starts))}, {}))[0]["logits"]
+
+    def embedded(self, dtype: str = "float32") -> Embedded:
+        fixture = self.fixture
+
+        def compute():
+            embeddings, logits, table = model(fixture, dtype).embedded_logits(fixture.prompt(),
+                                                                              fixture.prompt_positions())
+            return {"embeddings": embeddings, "logits": logits}, {"table": table}
+
+        arrays, meta, _ = _stored("embedded", _prompt_parts(fixture, dtype), compute)
+        return Embedded(arrays["embeddings"], arrays["logits"], meta["table"])
+
+    def moe_block(self, layer: int, hidden: np.ndarray) -> BlockExpectation:
+        fixture = self.fixture
+        parts = {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS, "layer": layer,
+                 "hidden": hashlib.sha256(hidden.tobytes()).hexdigest() + str(hidden.shape)}
+
+        def compute():
+            output, margin, sets = model(fixture).moe_block(layer, hidden)
+            return {"output": output}, {"router_margin": margin, "expert_sets": sets}
+
+        arrays, meta, _ = _stored("moe_block", parts, compute)
+        return BlockExpectation(arrays["output"], meta["router_margin"], meta["expert_sets"])
+
+    def taps(self, dtype: str) -> dict[str, np.ndarray]:
+        return model(self.fixture, dtype).taps(self.fixture.prompt(), self.fixture.prompt_positions())
+
+
+def of(fixture: Fixture) -> CaseOracle:
+    """The fixture's oracle: its checkpoint's (a --checkpoint run's, never cached: its weights are already on disk
+    and its logits depend on every byte of them), else the seeded model's."""
+    return fixture.oracle if fixture.oracle is not None else SeededOracle(fixture)
 
 
 def run(fixture: Fixture) -> OracleRun:
-    """Once per process and, through the cache directory, once per machine: a family's prefill,
-    decode and block cases share it. A checkpoint's (fixture.source) is its own, never cached: its
-    weights are already on disk, and its logits depend on every byte of them."""
-    if fixture.source is not None:
-        return fixture.source.oracle_run()
-    return _run(*_run_key(fixture))
+    return of(fixture).run()
 
 
 def cached(fixture: Fixture) -> bool:
-    """Whether run(fixture) will be read from the cache directory (no torch needed for it)."""
-    return _entry_path("run", _run_parts(*_run_key(fixture))).is_file()
+    """Whether run(fixture) will be read back without running a model (no torch needed for it)."""
+    return of(fixture).cached()
+
+
+def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
+    """The fp64 oracle's logits [len(tokens), V]: the prompt's last token, then each step fed tokens[s - 1] (the
+    fp32 oracle's choices)."""
+    return of(fixture).fp64_logits(tokens)
+
+
+def prompt_logits(fixture: Fixture, dtype: str = "float32") -> np.ndarray:
+    """The oracle's logits [prompt_len, V] at every prompt position (a prefill graph that returns them all
+    is compared at each); dtype float64: the strict bound's noise floor."""
+    return of(fixture).prompt_logits(dtype)
+
+
+def moe_block(fixture: Fixture, layer: int, hidden: np.ndarray) -> BlockExpectation:
+    return of(fixture).moe_block(layer, hidden)
+
+
+def sequence(fixture: Fixture, prompt: np.ndarray, positions: np.ndarray,
+             decode_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle's greedy continuation of another prompt than the fixture's (a serving graph's row): its logits
+    [steps + 1, V] (the prompt's last token, then each step) and the tokens they choose, as run() computes them."""
+    return of(fixture).sequence(prompt, positions, decode_positions)
+
+
+def chunked_logits(fixture: Fixture, starts: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
+    """The oracle's logits [prompt_len, V] at every prompt position, the prompt fed in chunks beginning at starts
+    through its own cache (prefill_chunked's expectation)."""
+    return of(fixture).chunked_logits(starts, dtype)
+
+
+def embedded(fixture: Fixture, dtype: str = "float32") -> Embedded:
+    """The oracle fed the prompt's inputs_embeds at its positions (prefill_embeddings' expectation and input)."""
+    return of(fixture).embedded(dtype)
+
+
+def _prompt_parts(fixture: Fixture, dtype: str) -> dict:
+    return {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS,
+            "prompt": tuple(fixture.prompt().tolist()), "positions": tuple(fixture.prompt_positions().tolist()),
+            "dtype": dtype}
 
 
 Inputs = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]  # the prompt, its positions, decode's positions
@@ -78,78 +164,8 @@ def _run_parts(config_json: str, seed: int, inputs: Inputs) -> dict:
     return {"config": config_json, "seed": seed, "inputs": inputs, "quiet": QUIET_TOKENS}
 
 
-def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
-    """The fp64 oracle's logits [len(tokens), V] (the same seeded fp32 weights, upcast): the prompt's
-    last token, then each step fed tokens[s - 1] (the fp32 oracle's choices)."""
-    if fixture.source is not None:
-        return fixture.source.fp64_logits(tokens)
-    return _fp64_logits(_config_json(fixture), fixture.seed, _inputs(fixture), tuple(int(t) for t in tokens))
-
-
-def prompt_logits(fixture: Fixture, dtype: str = "float32") -> np.ndarray:
-    """The oracle's logits [prompt_len, V] at every prompt position (a prefill graph that returns them all
-    is compared at each); dtype float64: the strict bound's noise floor."""
-    return _stored("prompt_logits", _prompt_parts(fixture, dtype), lambda: (
-        {"logits": model(fixture, dtype).prompt_logits(fixture.prompt(), fixture.prompt_positions())}, {}))[0]["logits"]
-
-
-def sequence(fixture: Fixture, prompt: np.ndarray, positions: np.ndarray,
-             decode_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The oracle's greedy continuation of another prompt than the fixture's (a serving graph's row): its logits
-    [steps + 1, V] (the prompt's last token, then each step) and the tokens they choose, as run() computes them."""
-    parts = {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS,
-             "inputs": tuple(tuple(int(x) for x in a) for a in (prompt, positions, decode_positions))}
-    arrays = _stored("sequence", parts, lambda: (dict(zip(("logits", "tokens"), model(fixture).greedy(
-        prompt, positions, decode_positions))), {}))[0]
-    return arrays["logits"], arrays["tokens"]
-
-
-def chunked_logits(fixture: Fixture, starts: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
-    """The oracle's logits [prompt_len, V] at every prompt position, the prompt fed in chunks beginning at starts
-    through its own cache (prefill_chunked's expectation)."""
-    parts = {**_prompt_parts(fixture, dtype), "starts": starts}
-    return _stored("chunked_logits", parts, lambda: ({"logits": model(fixture, dtype).chunked_logits(
-        fixture.prompt(), fixture.prompt_positions(), list(starts))}, {}))[0]["logits"]
-
-
-@dataclass(frozen=True)
-class Embedded:
-    """The prompt as inputs_embeds, and what the oracle makes of them."""
-    embeddings: np.ndarray  # f32[prompt_len, H]: the input embedding module's output
-    logits: np.ndarray  # [prompt_len, V], in the dtype asked for
-    table: str  # the embedding table's checkpoint name
-
-
-def embedded(fixture: Fixture, dtype: str = "float32") -> Embedded:
-    """The oracle fed the prompt's inputs_embeds at its positions (prefill_embeddings' expectation and input)."""
-    def compute():
-        embeddings, logits, table = model(fixture, dtype).embedded_logits(fixture.prompt(), fixture.prompt_positions())
-        return {"embeddings": embeddings, "logits": logits}, {"table": table}
-
-    arrays, meta, _ = _stored("embedded", _prompt_parts(fixture, dtype), compute)
-    return Embedded(arrays["embeddings"], arrays["logits"], meta["table"])
-
-
-def _prompt_parts(fixture: Fixture, dtype: str) -> dict:
-    return {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS,
-            "prompt": tuple(fixture.prompt().tolist()), "positions": tuple(fixture.prompt_positions().tolist()),
-            "dtype": dtype}
-
-
-def moe_block(fixture: Fixture, layer: int, hidden: np.ndarray) -> BlockExpectation:
-    parts = {"config": _config_json(fixture), "seed": fixture.seed, "quiet": QUIET_TOKENS, "layer": layer,
-             "hidden": hashlib.sha256(hidden.tobytes()).hexdigest() + str(hidden.shape)}
-
-    def compute():
-        output, margin, sets = model(fixture).moe_block(layer, hidden)
-        return {"output": output}, {"router_margin": margin, "expert_sets": sets}
-
-    arrays, meta, _ = _stored("moe_block", parts, compute)
-    return BlockExpectation(arrays["output"], meta["router_margin"], meta["expert_sets"])
-
-
 def model(fixture: Fixture, dtype: str = "float32"):
-    """The fixture's live oracles.hf.Oracle (imports torch), built once per process."""
+    """The fixture's live seeded oracles.hf.Oracle (imports torch), built once per process."""
     return _model(_config_json(fixture), fixture.seed, dtype)
 
 
@@ -159,10 +175,8 @@ def _config_json(fixture: Fixture) -> str:
 
 @lru_cache(maxsize=8)
 def _model(config_json: str, seed: int, dtype: str):
-    import torch
-
     from archval.oracles.hf import Oracle
-    return Oracle(json.loads(config_json), seed, dtype=getattr(torch, dtype), quiet_tokens=QUIET_TOKENS)
+    return Oracle(json.loads(config_json), seed, dtype=dtype, quiet_tokens=QUIET_TOKENS)
 
 
 @lru_cache(maxsize=8)

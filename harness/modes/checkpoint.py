@@ -22,6 +22,7 @@ from archval.harness.core import checkpoint_trust
 from archval.harness.core.binding import IDENTITY
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.case import run_case
+from archval.harness.core.checkpoint_oracle import CheckpointOracle
 from archval.harness.core.fixtures import DEFAULT_BOUND, Fixture
 from archval.harness.core.host import cores
 from archval.harness.core.record import CheckpointFacts
@@ -124,7 +125,7 @@ def prepare(options: Options) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.Me
         purpose=f"the checkpoint {checkpoint.directory}: its own weights ({checkpoint.storage()} storage)",
         mutants=(), decode_steps=options.steps, replay=replay, prompt_ids=tuple(prompt),
         sizes=(len(prompt), len(prompt) + options.steps),
-        source=ckpt.CheckpointSource(checkpoint, np.array(prompt), options.steps, strict))
+        oracle=CheckpointOracle(checkpoint, np.array(prompt), options.steps, strict))
     return fixture, checkpoint, tokenizer, estimate
 
 

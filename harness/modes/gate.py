@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from archval.harness.checks import published, structural
 from archval.harness.core import fixtures
@@ -19,7 +20,7 @@ from archval.harness.core.kinds import KINDS, selected
 from archval.harness.core.emitters import DEFAULT_EMITTER
 from archval.harness.core.summary import RunInfo
 from archval.harness.core.record import PASS
-from archval.harness.modes import Options, Outcome, UsageError, shard, workers
+from archval.harness.modes import Options, Outcome, UsageError, shard, synthesised, workers
 from archval.harness.present.console import line
 from archval.harness.present.progress import Progress
 
@@ -28,26 +29,40 @@ from archval.harness.present.progress import Progress
 class Selection:
     names: list[str]  # the fixture families to validate
     cases: list[str] | None  # the structural cases to sign; None: every one (orphan goldens are looked for)
+    synthesised: dict[str, str] = field(default_factory=dict)  # family -> its synthesised fixture's directory
 
 
-def select(options: Options) -> Selection:
-    """The families and structural cases --family and --shard select; UsageError for an unknown or bad fixture."""
+def select(options: Options, synthesise: bool = False) -> Selection:
+    """The families and structural cases --family and --shard select; UsageError for an unknown or bad fixture.
+    synthesise: a model type with no committed fixture gets one (modes/synthesised.py); else only the committed
+    fixtures (a structural or mutation run: a synthesised fixture has no golden, no mutant)."""
     known = fixtures.names()
     chosen = options.family or (shard.assign(known, *options.shard) if options.shard else known)
-    unknown = [n for n in chosen if n not in known]
+    unknown = [n for n in chosen if n not in known and not (synthesise and synthesised.synthesisable(n))]
     if unknown:
-        raise UsageError(f"--family {unknown[0]}: no such fixture family (known: {', '.join(known)})")
+        raise UsageError(f"--family {unknown[0]}: no such fixture family (known: {', '.join(known)})"
+                         + ("; a transformers model type without one is synthesised for a numerical run"
+                            if not synthesise and synthesised.synthesisable(unknown[0]) else ""))
+    made = {}
+    for name in (n for n in chosen if n not in known):
+        try:
+            made[name] = str(synthesised.prepare(name).config_path.parent)
+        except synthesised.SynthesisRefused as e:
+            raise UsageError(f"--family {e}") from None
+        print(f"{name:<28} synthesised: {fixtures.load_dir(Path(made[name])).purpose}", flush=True)
     try:
         for name in chosen:
-            fixtures.load(name)
+            if name in known:
+                fixtures.load(name)
     except fixtures.FixtureError as e:
         raise UsageError(str(e)) from None
-    names, cases = list(dict.fromkeys(chosen)), options.family
+    names = list(dict.fromkeys(chosen))
+    cases = [n for n in options.family if n in known] if options.family else None
     if options.shard:
         say_shard(options.shard, names)
         cases = names + [c.name for c in structural.cases()  # published configs' cases: no cost, by name
                          if c.name not in known and shard.by_hash(c.name, options.shard[1]) == options.shard[0]]
-    return Selection(names, cases)
+    return Selection(names, cases, made)
 
 
 def say_shard(part: tuple[int, int], names: list[str]) -> None:
@@ -105,10 +120,11 @@ def structural_only(options: Options, run: RunInfo) -> Outcome:
 
 def gate(options: Options, run: RunInfo) -> Outcome:
     """Every selected family: its graphs against the goldens, then every graph kind against the oracle."""
-    chosen, emitter = select(options), options.emitter
+    chosen, emitter = select(options, synthesise=True), options.emitter
     names, known = chosen.names, set(fixtures.names())
+    load = lambda n: fixtures.load_dir(Path(chosen.synthesised[n])) if n in chosen.synthesised else fixtures.load(n)
     options.claim()
-    pool = workers.start(min(options.jobs, len(names)), [fixtures.load(n) for n in names]) if names else None
+    pool = workers.start(min(options.jobs, len(names)), [load(n) for n in names]) if names else None
     with workers.running(pool):  # stopped, if the structural pass is interrupted too
         checks, ok, published = [], True, None
         if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
@@ -123,7 +139,8 @@ def gate(options: Options, run: RunInfo) -> Outcome:
         by_case = {(r.case, r.graph): r for r in checks}
         tasks = [workers.Task(n, emitter, not options.fixed_bound_only, options.reports, run,
                               {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=options.graph,
-                              bundle_all=options.bundle_all, binding=options.binding) for n in names]
+                              bundle_all=options.bundle_all, binding=options.binding,
+                              directory=chosen.synthesised.get(n)) for n in names]
         outcome = (validate(pool, tasks, min(options.jobs, len(names)), options.quiet) if pool
                    else Outcome(True, [], set()))
     if published:

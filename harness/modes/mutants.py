@@ -23,7 +23,7 @@ def run(options: Options, info: RunInfo) -> Outcome:
     work = mutation.order(names)
     jobs = max(1, min(options.jobs, len(work)))
     done = {}
-    pool = workers.process_pool(jobs, mutation.worker_init, (mutation.threads_per_worker(jobs),))
+    pool = workers.process_pool(jobs)
     with workers.running(pool), Progress([f"{n}:{m}" for n, m in work], jobs, unit="mutants",
                                           quiet=options.quiet) as progress:  # the workers die with the gate
         for family, mutant, record in mutation.run_all(pool, work, not options.fixed_bound_only):
