@@ -6,7 +6,8 @@ Scale: matrices at gain/sqrt(fan_in) so attention is peaked and logits have real
 margins (at HF's 0.02 a wrong RoPE or mask hides inside the bound); embeddings at
 std 1 after the family's own embedding scale (Gemma's sqrt(hidden) would otherwise let
 each token's embedding swamp the residual stream, and greedy decode just repeats it);
-every 1-D parameter is randomised too, so norms and biases are exercised. The quiet tokens'
+every 1-D parameter is randomised too, so norms and biases are exercised, and so is every buffer a
+checkpoint holds (DeepSeek-V3's e_score_correction_bias, which only selection reads). The quiet tokens'
 embedding rows are scaled to RMS sqrt(epsilon) of the model's own RMSNorm, so that the first norm
 they meet has mean(x^2) comparable to epsilon and epsilon shows in the logits (harness/core/fixtures.py).
 
@@ -141,7 +142,9 @@ class Oracle:
                                       dtype=dtype).eval()
         embed_scale = float(getattr(self.model.get_input_embeddings(), "embed_scale", 1.0))
         with torch.no_grad():
-            for name, p in sorted(self.model.named_parameters()):
+            checkpoint = set(self.model.state_dict())  # persistent buffers too: DeepSeek-V3's e_score_correction_bias
+            drawn = [*self.model.named_parameters(), *((n, b) for n, b in self.model.named_buffers() if n in checkpoint)]
+            for name, p in sorted(drawn, key=lambda item: item[0]):
                 p.copy_(torch.from_numpy(synthetic_value(seed, name, tuple(p.shape), embed_scale)))
             # rows drawn at RMS 1 after the embedding scale, brought to RMS sqrt(eps) after it
             epsilon = norm_epsilon(self.model) if quiet_tokens else None

@@ -11,7 +11,7 @@ from archval.harness.core.emitters import CaseError
 from archval.harness.core.fixtures import Fixture
 
 # Every input name the builders below give a graph kind (docs/emitter-protocol.md#arguments): never a weight.
-PROTOCOL_INPUT = re.compile(r"tokens|positions|real_len|token|position|cache_len|hidden|[kv]_cache(\.(0|[1-9][0-9]*))?")
+PROTOCOL_INPUT = re.compile(r"tokens|positions|real_len|token|position|cache_len|hidden|([kv]_cache|kv_latent|k_rope)(\.(0|[1-9][0-9]*))?")
 
 def prefill_inputs(fixture: Fixture, bucket: int) -> dict[str, np.ndarray]:
     """What a prefill graph is fed: the prompt padded to the bucket at slots 0..bucket-1, the prompt's
