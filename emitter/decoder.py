@@ -270,7 +270,9 @@ class Decoder(LatentAttention):
             return k, v
         g = self.g
         k_cache, v_cache, cache_len = self.cache
-        at = lambda c: [g.scalar(i, "i32"), self.write_slot(cache_len)] + [g.scalar(0, "i32")] * (len(c.shape) - 2)
+        zero = g.scalar(0, "i32")
+        starts = [g.scalar(i, "i32"), self.write_slot(cache_len)]
+        at = lambda c: starts + [zero] * (len(c.shape) - 2)
         k_cache = g.dynamic_update_slice(k_cache, g.reshape(k, (1, *k.shape)), at(k_cache))
         v_cache = g.dynamic_update_slice(v_cache, g.reshape(v, (1, *v.shape)), at(v_cache))
         self.cache = (k_cache, v_cache, cache_len)
@@ -353,8 +355,7 @@ class Decoder(LatentAttention):
         t, e = x.shape[0], moe.experts
         logits = self.linear(x, f"{p}.gate", e)
         if moe.scoring == "sigmoid":
-            scores = g.logistic(logits)
-            weights = g.mul(scores, self.grouped_top_k(self.choice_scores(scores, p), moe.top_k))
+            weights = self.grouped_weights(g.logistic(logits), p)
         else:
             probs = self.softmax(logits)
             weights = g.mul(probs, self.top_k(probs, moe.top_k))
@@ -364,6 +365,10 @@ class Decoder(LatentAttention):
                 total = g.add(total, g.scalar(1e-20))
             weights = g.div(weights, g.broadcast(total, (t, e), [0]))
         return self.scaled(weights, None if moe.routed_scaling == 1.0 else moe.routed_scaling)
+
+    def grouped_weights(self, scores: Value, p: str) -> Value:
+        """DeepSeek-V3: the sigmoid scores [T, E] of the experts chosen by the biased scores, 0 elsewhere."""
+        return self.g.mul(scores, self.grouped_top_k(self.choice_scores(scores, p), self.cfg.moe.top_k))
 
     def choice_scores(self, scores: Value, p: str) -> Value:
         """What DeepSeek-V3's router chooses by: the scores plus e_score_correction_bias (the weights stay unbiased)."""
@@ -392,11 +397,11 @@ class Decoder(LatentAttention):
 
     def shared_expert(self, x: Value, p: str) -> Value:
         """Qwen2-MoE: sigmoid(x · w_gate) × a dense SwiGLU, for every token; DeepSeek-V3's shared experts ungated."""
-        g, t = self.g, x.shape[0]
-        shared = self.gated_mlp(x, f"{p}.shared_expert", self.cfg.moe.shared_expert_size)
+        g, t, size = self.g, x.shape[0], self.cfg.moe.shared_expert_size
         if not self.cfg.moe.shared_expert_gated:
-            return shared
+            return self.gated_mlp(x, f"{p}.shared_expert", size)
         gate = g.logistic(g.reshape(self.linear(x, f"{p}.shared_expert_gate", 1), (t,)))
+        shared = self.gated_mlp(x, f"{p}.shared_expert", size)
         return g.mul(g.broadcast(gate, shared.shape, [0]), shared)
 
     def layer(self, x: Value, i: int, rope, mask) -> Value:

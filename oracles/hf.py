@@ -262,12 +262,40 @@ class Oracle:
     @torch.no_grad()
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:
         """Layer's MoE block on hidden [tokens, width]: (its output, the smallest gap between a token's k-th
-        and (k+1)-th router probability, the number of distinct expert sets chosen)."""
+        and (k+1)-th router probability (a grouped router's: grouped_margin), the number of distinct expert sets
+        chosen)."""
         block, router = self._mlp(self.model.base_model.layers[layer]), self.router(layer)
         x = torch.from_numpy(hidden)
         out = block(x[None])[0].numpy()
-        logits = router(x)[0]
-        probs = np.sort(torch.softmax(logits.float(), -1).numpy(), axis=1)[:, ::-1]
-        k = router.top_k
-        chosen = {tuple(sorted(row)) for row in np.argsort(-logits.numpy(), axis=1)[:, :k]}
+        k, grouped = router.top_k, self.grouped_choice(layer, x)
+        choice = router(x)[0].numpy() if grouped is None else grouped[0]
+        chosen = {tuple(sorted(row)) for row in np.argsort(-choice, axis=1)[:, :k]}
+        if grouped is not None:
+            return out, self.grouped_margin(layer, x), len(chosen)
+        probs = np.sort(torch.softmax(torch.from_numpy(choice).float(), -1).numpy(), axis=1)[:, ::-1]
         return out, float((probs[:, k - 1] - probs[:, k]).min()), len(chosen)
+
+    @torch.no_grad()
+    def grouped_choice(self, layer: int, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """A grouped router's decisions on x [tokens, width] (DeepSeek-V3's, the router with an
+        e_score_correction_bias), as its forward takes them: (the biased sigmoid scores it takes its top-k of, -inf
+        in the groups it drops; the group scores it takes its topk_group of); None for any other router."""
+        router = self.router(layer)
+        if not hasattr(router, "e_score_correction_bias"):
+            return None
+        scores = torch.sigmoid(torch.nn.functional.linear(x.float(), router.weight.float()))
+        choice = scores + router.e_score_correction_bias
+        size = router.num_experts // router.num_group
+        groups = choice.view(-1, router.num_group, size).topk(2, dim=-1)[0].sum(dim=-1)
+        kept = torch.zeros_like(groups).scatter_(1, torch.topk(groups, k=router.topk_group, dim=-1)[1], 1)
+        dropped = ~kept.bool().unsqueeze(-1).expand(-1, router.num_group, size).reshape(-1, router.num_experts)
+        return choice.masked_fill(dropped, float("-inf")).numpy(), groups.numpy()
+
+    def grouped_margin(self, layer: int, x: torch.Tensor) -> float:
+        """The smallest gap, over x's tokens, between the topk_group-th and the next group score and between the
+        k-th and (k+1)-th biased score inside the kept groups: how far fp32 noise is from another choice."""
+        choice, groups = self.grouped_choice(layer, x)
+        router = self.router(layer)
+        gaps = [(choice, router.top_k)] + [(groups, router.topk_group)] * (router.topk_group < router.num_group)
+        return float(min((ranked[:, k - 1] - ranked[:, k]).min() for ranked, k in
+                         ((-np.sort(-scores, axis=1), k) for scores, k in gaps)))

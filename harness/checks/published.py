@@ -139,8 +139,8 @@ def check_fits(path: str, config: dict) -> None:
 
 def router_margin(fixture: fixtures.Fixture) -> float | None:
     """Smallest gap between a token's k-th and (k+1)-th router logit, over the prompt and its greedy
-    continuation in every routed layer, and over the block check's hidden states; None for a dense model.
-    Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
+    continuation in every routed layer, and over the block check's hidden states (a grouped router's: its group
+    and its expert choices, Oracle.grouped_margin); None for a dense model. Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
     probabilities, however far apart the logits that order them are."""
     import torch
     from archval.harness.core import oracle_cache as oracles
@@ -149,8 +149,14 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     layers = oracle.routed_layers()
     if not layers:
         return None
-    logits = []
-    hooks = [oracle.router(i).register_forward_hook(lambda m, i, out: logits.append(out[0])) for i in layers]
+    logits, inputs = [], []  # each routed layer's router logits, and what it was fed
+
+    def keep(layer: int):
+        def hook(module, args, out) -> None:
+            logits.append(out[0])
+            inputs.append((layer, args[0]))
+        return hook
+    hooks = [oracle.router(layer).register_forward_hook(keep(layer)) for layer in layers]
     ids = np.concatenate([fixture.prompt(), oracles.run(fixture).tokens[:-1]]).astype(np.int64)
     hidden = hidden_states(fixture, DEFAULT_BUCKET, fixture.config["hidden_size"])
     try:
@@ -160,6 +166,8 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     finally:
         for h in hooks:
             h.remove()
+    if oracle.grouped_choice(layers[0], torch.from_numpy(hidden)) is not None:  # DeepSeek-V3's: its two choices
+        return min(oracle.grouped_margin(layer, x.reshape(-1, x.shape[-1])) for layer, x in inputs)
     k = oracle.router(layers[0]).top_k
     ranked = -np.sort(-torch.cat([x.reshape(-1, x.shape[-1]) for x in logits]).double().numpy(), axis=1)
     return float((ranked[:, k - 1] - ranked[:, k]).min())

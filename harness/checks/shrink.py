@@ -29,6 +29,7 @@ DYNAMIC_CONTEXT = 64          # dynamic RoPE equals the default inside max_posit
 ATTN_SOFTCAP, FINAL_SOFTCAP = 20.0, 5.0  # the gemma2 fixture's caps: they bite at the synthetic weight scale
 CLIP_QKV = 2.5                # the olmoe fixture's clip: it bites at the synthetic weight scale
 MAX_LAYERS = 12               # a schedule with no shorter period is cut to one layer per run
+MLA = {"q_lora_rank": 24, "kv_lora_rank": 16, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16}
 
 
 class ShrinkError(ValueError):
@@ -83,7 +84,11 @@ def architecture(cfg: Config) -> dict:
     def rope(r):
         return {k: v for k, v in asdict(r).items() if k != "original_max_position"}
     moe = cfg.moe and {"top_k": cfg.moe.top_k, "top_k_below_experts": cfg.moe.top_k < cfg.moe.experts,
-                       "renormalize": cfg.moe.renormalize, "shared_expert": cfg.moe.shared_expert_size is not None}
+                       "renormalize": cfg.moe.renormalize, "shared_expert": cfg.moe.shared_expert_size is not None,
+                       "shared_expert_gated": cfg.moe.shared_expert_gated, "scoring": cfg.moe.scoring,
+                       "groups": (cfg.moe.groups, cfg.moe.topk_groups), "routed_scaling": cfg.moe.routed_scaling}
+    # latent attention's scale is over qk_nope + qk_rope, not head_dim (its qk_rope)
+    scaled_over = cfg.mla.qk_nope_head_dim + cfg.mla.qk_rope_head_dim if cfg.mla else cfg.head_dim
     return {
         "model_type": cfg.model_type, "attention": attention_kind(cfg),
         "head_dim_x_heads_is_hidden": cfg.head_dim * cfg.num_heads == cfg.hidden_size,
@@ -91,11 +96,12 @@ def architecture(cfg: Config) -> dict:
         "embed_scale": cfg.embed_scale, "norm_plus_one": cfg.norm_plus_one, "norm_placement": cfg.norm_placement,
         "qk_norm": cfg.qk_norm, "qkv_bias": cfg.qkv_bias, "o_bias": cfg.o_bias, "mlp_bias": cfg.mlp_bias,
         "mlp_activation": cfg.mlp_activation,
-        "score_scale_over_head_dim": round(cfg.score_scale ** -2 / cfg.head_dim, 6),
+        "score_scale_over_head_dim": round(cfg.score_scale ** -2 / scaled_over, 6),
         "attn_softcap": cfg.attn_softcap is not None, "final_softcap": cfg.final_softcap is not None,
         "sliding_window": cfg.sliding_window is not None, "clip_qkv": cfg.clip_qkv is not None,
         "rope_full": rope(cfg.rope_full), "rope_sliding": rope(cfg.rope_sliding), "moe": moe,
         "weight_names": cfg.weight_names,
+        "mla": cfg.mla and {"q_lora": cfg.mla.q_lora_rank is not None, "interleaved": cfg.rope_pairs_interleaved},
     }
 
 
@@ -130,7 +136,12 @@ def describe(cfg: Config) -> tuple[str, ...]:
     if cfg.moe:
         kept.append(f"top-{cfg.moe.top_k} of {'more' if cfg.moe.top_k < cfg.moe.experts else 'all'} experts, "
                     f"{'renormalised' if cfg.moe.renormalize else 'not renormalised'}"
-                    + (", shared expert" if cfg.moe.shared_expert_size else ""))
+                    + (", shared expert" if cfg.moe.shared_expert_size else "")
+                    + (f", sigmoid router, best {cfg.moe.topk_groups} of {cfg.moe.groups} groups, correction bias, "
+                       f"×{cfg.moe.routed_scaling:g}" if cfg.moe.scoring == "sigmoid" else ""))
+    if cfg.mla:
+        kept.append("latent attention" + (" with q LoRA" if cfg.mla.q_lora_rank else "")
+                    + (", interleaved RoPE" if cfg.rope_pairs_interleaved else ""))
     if cfg.weight_names:
         kept.append("checkpoint tensor names")
     return tuple(kept)
@@ -217,6 +228,9 @@ def shrink(raw: dict, source: str = "config.json") -> Shrunk:
             w.set(attr, [raw[attr][i] for i in layers])
     if isinstance(raw.get("mlp_only_layers"), list):
         w.set("mlp_only_layers", [j for j, i in enumerate(layers) if i in set(raw["mlp_only_layers"])])
+    dense_first = raw.get("first_k_dense_replace", fam.defaults.get("first_k_dense_replace"))
+    if isinstance(dense_first, int):  # DeepSeek-V3's dense layers first
+        w.set("first_k_dense_replace", sum(i < dense_first for i in layers))
     if isinstance(raw.get("max_window_layers"), int):
         w.set("max_window_layers", sum(i < raw["max_window_layers"] for i in layers))
 
@@ -228,7 +242,11 @@ def shrink(raw: dict, source: str = "config.json") -> Shrunk:
     w.set("num_attention_heads", heads)
     if "num_key_value_heads" in raw or fam.defaults.get("num_key_value_heads") is not None or kv_heads != heads:
         w.set("num_key_value_heads", kv_heads)
-    if "head_dim" in raw or fam.defaults.get("head_dim") is not None or not even:
+    if cfg.mla:  # transformers reads no head_dim for latent attention: its sizes are these
+        for attr, size in MLA.items():
+            if attr != "q_lora_rank" or cfg.mla.q_lora_rank is not None:
+                w.set(attr, size)
+    elif "head_dim" in raw or fam.defaults.get("head_dim") is not None or not even:
         w.set("head_dim", head_dim)
     if fam.score_scale_field:
         scalar = cfg.score_scale ** -2 * head_dim / cfg.head_dim
@@ -251,7 +269,8 @@ def shrink(raw: dict, source: str = "config.json") -> Shrunk:
     _shrink_rope(w, cfg)
 
     if cfg.moe:
-        w.set(fam.experts_field, min(cfg.moe.experts, max(MAX_EXPERTS, 2 * cfg.moe.top_k)))
+        experts = min(cfg.moe.experts, max(MAX_EXPERTS, 2 * cfg.moe.top_k, 2 * cfg.moe.groups))
+        w.set(fam.experts_field, experts + -experts % cfg.moe.groups)  # whole groups (DeepSeek-V3's n_group)
         w.set(fam.expert_size_field, EXPERT_SIZE)
         if fam.shared_expert_field:
             w.set(fam.shared_expert_field, SHARED_EXPERT_SIZE)
