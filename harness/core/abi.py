@@ -99,7 +99,8 @@ def decode_caches(main: FunctionSignature, fixture: Fixture) -> tuple[str, tuple
     for name in {c.name.split(".")[0] for c in caches}:  # each cache's layers alike; the latent and rope widths differ
         if len({c.shape for c in caches if c.name.split(".")[0] == name}) != 1:
             raise CaseError(f"the decode graph's {name} caches differ in shape: {_types(caches)}")
-    if len({c.shape[:-1] for c in caches}) != 1 or variant in (STACKED, PER_LAYER) and len({c.shape for c in caches}) != 1:
+    same_width = variant not in (STACKED, PER_LAYER) or len({c.shape for c in caches}) == 1
+    if len({c.shape[:-1] for c in caches}) != 1 or not same_width:
         raise CaseError(f"the decode graph's caches differ in shape: {_types(caches)}")
     return variant, caches
 
