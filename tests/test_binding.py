@@ -270,6 +270,8 @@ def test_the_binding_files_shipped_agree_with_the_published_schema():
     ("c4ai-command-r7b-12-2024", {"order_of_interleaved_layers": "global_attn_first", "position_embedding_type": "rope",
                                   "rotary_pct": 0.5, "tie_word_embeddings": False},
      ["order_of_interleaved_layers", "position_embedding_type", "rotary_pct", "use_embedding_sharing"]),
+    ("DeepSeek-V3", {"scoring_func": "softmax", "topk_method": "greedy", "moe_layer_freq": 2, "aux_loss_alpha": 0.1},
+     ["moe_layer_freq", "scoring_func", "topk_method"]),
 ])
 def test_training_switches_are_inert_only_at_the_value_the_class_implements(name, changes, named):
     """oracles/fields.py's INERT_FOR: the published values are what the class always does (nothing named); any

@@ -85,6 +85,9 @@ SHRUNK_MUTANTS = [
     ("c4ai-command-r-v01", "parallel_block_sequential"),
     ("c4ai-command-r7b-12-2024", "nope_layer_rotated"),  # 3 sliding : 1 global NoPE, window 4096 -> 7
     ("Phi-3-mini-4k-instruct", "qkv_fused_kv_swapped"),
+    ("DeepSeek-V3", "no_mla_mscale"),                # YaRN factor 40 kept: mscale^2 = 1.87 on the scores
+    ("DeepSeek-V3", "group_limit_ignored"),          # 4 of 8 groups of 2 experts, top-8
+    ("DeepSeek-V3", "no_correction_bias"),
 ]
 
 
