@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import exact
@@ -48,6 +48,28 @@ class Moe:
     gate_up_interleaved: bool = False   # GPT-OSS: gate_up's columns alternate gate, up; else gate half first
     swiglu_clamp: tuple[float, float] | None = None  # GPT-OSS (alpha, limit): (clamp(up) + 1) · g σ(alpha g),
     #                                                  g = min(gate, limit), up clamped to ±limit
+    # DeepSeek-V3's router: sigmoid scores; the top-k chosen by score + e_score_correction_bias inside the
+    # topk_groups groups (of `groups`) whose two best biased scores sum highest; weighted by the unbiased scores
+    # (renormalised where `renormalize`), times routed_scaling
+    scoring: str = "softmax"          # softmax | sigmoid
+    groups: int = 1
+    topk_groups: int = 1
+    correction_bias: bool = False
+    routed_scaling: float = 1.0
+    shared_expert_gated: bool = True  # Qwen2-MoE's sigmoid gate; DeepSeek-V3's shared_experts have none
+
+
+@dataclass(frozen=True)
+class Mla:
+    """DeepSeek-V3's multi-head latent attention: queries through a low-rank q_a_proj -> RMSNorm -> q_b_proj (or
+    one q_proj where q_lora_rank is null); keys and values from one compressed latent (kv_a_proj_with_mqa's first
+    kv_lora_rank outputs, RMSNorm'd) expanded per head by kv_b_proj, plus one rope key (its last qk_rope_head_dim
+    outputs) shared by every head. The cache holds the normed latent and the rotated rope key."""
+    q_lora_rank: int | None
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,7 @@ class Config:
     rope_full: Rope
     rope_sliding: Rope
     moe: Moe | None = None
+    mla: Mla | None = None           # DeepSeek-V3: multi-head latent attention (head_dim is its qk_rope_head_dim)
     clip_qkv: float | None = None    # OLMoE: q, k, v clamped to [-clip_qkv, clip_qkv]
     mlp_bias: bool = False
     # -- mechanisms beyond the Llama baseline (each default is the baseline) --
@@ -226,6 +249,9 @@ class _Parser:
         if head_dim % 2:
             self.fail("head_dim", head_dim, "must be even for rotary embeddings")
         layers = self.int_field("num_hidden_layers")
+        mla = self.mla(heads, kv_heads) if fam.mla else None
+        if mla is not None:  # transformers sets head_dim to qk_rope_head_dim, whatever config.json says
+            head_dim = mla.qk_rope_head_dim
 
         act_name = self.get(fam.activation_field)
         if fam.legacy_gelu_is_tanh and act_name == "gelu":
@@ -269,7 +295,7 @@ class _Parser:
             qkv_bias=self.flag(fam.qkv_bias),
             o_bias=self.flag(fam.o_bias),
             mlp_activation=activations[act_name],
-            score_scale=exact.inverse_sqrt(scale_base or head_dim),
+            score_scale=self.mla_score_scale(mla) if mla else exact.inverse_sqrt(scale_base or head_dim),
             attn_softcap=self.optional_number(fam.attn_softcap_field) if fam.attn_softcap_field else None,
             final_softcap=self.optional_number(fam.final_softcap_field) if fam.final_softcap_field else None,
             sliding_window=window,
@@ -278,12 +304,13 @@ class _Parser:
             rope_full=rope_full,
             rope_sliding=rope_sliding,
             moe=self.moe(layers),
+            mla=mla,
             clip_qkv=self.optional_number(fam.clip_qkv_field) if fam.clip_qkv_field else None,
             mlp_bias=self.flag(fam.mlp_bias_field or False),
             norm_kind=fam.norm_kind,
             parallel_block=self.parallel_block(),
             rotary_dim=rotary_dim,
-            rope_pairs_interleaved=fam.rope_pairs_interleaved,
+            rope_pairs_interleaved=self.flag(fam.rope_pairs_interleaved),
             qkv_fused=fam.qkv_fused,
             mlp_gated=fam.mlp_gated,
             mlp_fused_gate_up=fam.mlp_fused_gate_up,
@@ -334,6 +361,31 @@ class _Parser:
         """A scalar the family multiplies (or divides) by, from its config field; None where it has none."""
         return self.number(name) if name else None
 
+    def mla(self, heads: int, kv_heads: int) -> Mla:
+        """DeepSeek-V3's latent attention sizes; its eager attention repeats no key/value head, so there must be
+        one per query head."""
+        if kv_heads != heads:
+            self.fail("num_key_value_heads", kv_heads, f"must equal num_attention_heads ({heads}): latent attention "
+                      "expands keys and values for every head")
+        q_rank = self.get("q_lora_rank")
+        rope_dim = self.int_field("qk_rope_head_dim")
+        if rope_dim % 2:
+            self.fail("qk_rope_head_dim", rope_dim, "must be even for rotary embeddings")
+        return Mla(q_lora_rank=None if q_rank is None else self.int_field("q_lora_rank"),
+                   kv_lora_rank=self.int_field("kv_lora_rank"), qk_nope_head_dim=self.int_field("qk_nope_head_dim"),
+                   qk_rope_head_dim=rope_dim, v_head_dim=self.int_field("v_head_dim"))
+
+    def mla_score_scale(self, mla: Mla) -> float:
+        """(qk_nope + qk_rope)^-0.5, times mscale^2 where RoPE is scaled with an mscale_all_dim (transformers'
+        yarn_apply_mscale: the non-rotary dimensions scaled too, as DeepSeek's reference does)."""
+        scale = exact.inverse_sqrt(mla.qk_nope_head_dim + mla.qk_rope_head_dim)
+        spec = {**(self.raw.get("rope_parameters") or {}), **(self.raw.get("rope_scaling") or {})}
+        all_dim, factor = spec.get("mscale_all_dim"), spec.get("factor")
+        if spec.get("rope_type", spec.get("type", "default")) != "default" and all_dim:
+            mscale = 1.0 if factor <= 1 else 0.1 * all_dim * exact.log(factor) + 1.0
+            scale = scale * mscale * mscale
+        return scale
+
     def moe(self, layers: int) -> Moe | None:
         fam = self.family
         if fam.experts_field is None:
@@ -349,13 +401,30 @@ class _Parser:
         top_k = self.int_field("num_experts_per_tok")
         if top_k > experts:
             self.fail("num_experts_per_tok", top_k, f"exceeds the number of experts ({fam.experts_field} = {experts})")
-        return Moe(experts=experts, top_k=top_k, expert_size=self.int_field(fam.expert_size_field),
-                   renormalize=self.flag(fam.renormalize),
-                   shared_expert_size=self.int_field(fam.shared_expert_field) if fam.shared_expert_field else None,
-                   routed_layers=tuple(routed), stacked=fam.experts_stacked, router_bias=fam.router_bias,
-                   expert_bias=fam.expert_bias, gate_up_interleaved=fam.gate_up_interleaved,
-                   swiglu_clamp=tuple(self.number(f) for f in fam.swiglu_clamp_fields) if fam.swiglu_clamp_fields
-                   else None)
+        size = self.int_field(fam.expert_size_field)
+        shared = self.int_field(fam.shared_expert_field) if fam.shared_expert_field else None
+        if fam.shared_experts_field:  # DeepSeek-V3: n_shared_experts ungated experts, one MLP of their total size
+            shared = self.int_field(fam.shared_experts_field, minimum=0) * size or None
+        moe = Moe(experts=experts, top_k=top_k, expert_size=size, renormalize=self.flag(fam.renormalize),
+                  shared_expert_size=shared, routed_layers=tuple(routed), stacked=fam.experts_stacked,
+                  shared_expert_gated=not fam.shared_experts_field, router_bias=fam.router_bias,
+                  expert_bias=fam.expert_bias, gate_up_interleaved=fam.gate_up_interleaved,
+                  swiglu_clamp=tuple(self.number(f) for f in fam.swiglu_clamp_fields) if fam.swiglu_clamp_fields
+                  else None)
+        return self.grouped_routing(moe) if fam.router_scoring == "sigmoid" else moe
+
+    def grouped_routing(self, moe: Moe) -> Moe:
+        """DeepSeek-V3's router: n_group groups of experts, the topk_group best chosen first (each scored by its
+        two best biased scores), so every group holds at least two experts and the chosen ones at least top-k."""
+        groups = self.int_field("n_group")
+        if moe.experts % groups or moe.experts // groups < 2:
+            self.fail("n_group", groups, f"must divide the {moe.experts} routed experts into groups of at least 2")
+        chosen = self.int_field("topk_group")
+        if chosen > groups or chosen * (moe.experts // groups) < moe.top_k:
+            self.fail("topk_group", chosen, f"must be at most n_group ({groups}) and its groups must hold "
+                      f"num_experts_per_tok ({moe.top_k}) experts")
+        return replace(moe, scoring="sigmoid", groups=groups, topk_groups=chosen, correction_bias=True,
+                       routed_scaling=self.number("routed_scaling_factor"))
 
     def layer_types(self, layers: int) -> list[str]:
         types = self.raw.get("layer_types")

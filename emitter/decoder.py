@@ -5,17 +5,19 @@ import math
 
 from . import rope as rope_tables
 from .config import Config, ConfigError, Rope
+from .mla import LatentAttention
 from .stablehlo import Function, Value, module
 
 MASKED = -3.4028234663852886e38  # f32 lowest, the value HF adds to masked scores
 NEG_INF = float("-inf")
 
 
-class Decoder:
+class Decoder(LatentAttention):
     """Emits one forward pass into a Function; weights become named arguments on first use.
 
     cache: decode's (k_cache, v_cache, cache_len), caches f32[L, C, n_kv, D] whose first
-    cache_len slots hold the earlier tokens; None for prefill, which attends to its own keys.
+    cache_len slots hold the earlier tokens (latent attention's: kv_latent f32[L, C, rank] and
+    k_rope f32[L, C, rope]); None for prefill, which attends to its own keys.
     """
 
     def __init__(self, cfg: Config, fn: Function, cache: tuple[Value, Value, Value] | None = None):
@@ -39,12 +41,12 @@ class Decoder:
             y = self.g.add(y, self.g.broadcast(b, y.shape, [len(y.shape) - 1]))
         return y
 
-    def rms_norm(self, x: Value, name: str) -> Value:
-        """x * rsqrt(mean(x^2) + eps) * w  (or * (1 + w)), over the last axis."""
+    def rms_norm(self, x: Value, name: str, eps: float | None = None) -> Value:
+        """x * rsqrt(mean(x^2) + eps) * w  (or * (1 + w)), over the last axis; eps: the config's unless given."""
         g, last = self.g, len(x.shape) - 1
         width = x.shape[-1]
         mean_sq = g.div(g.reduce(g.mul(x, x), g.scalar(0.0), "add", [last]), g.scalar(float(width)))
-        inv_rms = g.rsqrt(g.add(mean_sq, g.scalar(self.cfg.rms_norm_eps)))
+        inv_rms = g.rsqrt(g.add(mean_sq, g.scalar(self.cfg.rms_norm_eps if eps is None else eps)))
         y = g.mul(x, g.broadcast(inv_rms, x.shape, list(range(last))))
         w = self.weight(f"{name}.weight", (width,))
         if self.cfg.norm_plus_one:
@@ -187,6 +189,8 @@ class Decoder:
 
     def attention(self, x: Value, i: int, rope: tuple[Value, Value] | None, mask: Value) -> Value:
         cfg, g = self.cfg, self.g
+        if cfg.mla is not None:
+            return self.latent_attention(x, i, rope, mask)
         p = f"model.layers.{i}.self_attn"
         t, nq, nkv, d = x.shape[0], cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q, k, v = self.project_qkv(x, p)
@@ -280,20 +284,21 @@ class Decoder:
         return cache_len
 
     def attended_kv(self, i: int, k: Value, v: Value) -> tuple[Value, Value]:
-        """The keys and values [Tk, n_kv, D] that layer i attends to. Prefill: its own, kept to be
-        returned as the cache. Decode: the cache with this token's key and value written in."""
+        """The keys and values [Tk, n_kv, D] that layer i attends to (latent attention's latent [Tk, rank] and
+        rope key [Tk, rope]). Prefill: its own, kept to be returned as the cache. Decode: the cache with this
+        token's written in."""
         if self.cache is None:
             self.new_kv.append((k, v))
             return k, v
         g = self.g
         k_cache, v_cache, cache_len = self.cache
         zero = g.scalar(0, "i32")
-        at = [g.scalar(i, "i32"), self.write_slot(cache_len), zero, zero]
-        k_cache = g.dynamic_update_slice(k_cache, g.reshape(k, (1, *k.shape)), at)
-        v_cache = g.dynamic_update_slice(v_cache, g.reshape(v, (1, *v.shape)), at)
+        starts = [g.scalar(i, "i32"), self.write_slot(cache_len)]
+        at = lambda c: starts + [zero] * (len(c.shape) - 2)
+        k_cache = g.dynamic_update_slice(k_cache, g.reshape(k, (1, *k.shape)), at(k_cache))
+        v_cache = g.dynamic_update_slice(v_cache, g.reshape(v, (1, *v.shape)), at(v_cache))
         self.cache = (k_cache, v_cache, cache_len)
-        _, slots, nkv, d = k_cache.shape
-        layer = lambda c: g.reshape(g.slice(c, (i, 0, 0, 0), (i + 1, slots, nkv, d)), (slots, nkv, d))
+        layer = lambda c: g.reshape(g.slice(c, (i,) + (0,) * (len(c.shape) - 1), (i + 1, *c.shape[1:])), c.shape[1:])
         return layer(k_cache), layer(v_cache)
 
     def stacked_new_kv(self) -> tuple[Value, Value]:
@@ -347,11 +352,8 @@ class Decoder:
         """Each token's output mixes its top-k experts, weighted by the router's softmax over all
         experts. Every expert runs on every token: exact, and cheap at test scale."""
         cfg, g, moe = self.cfg, self.g, self.cfg.moe
-        t, h, e, size = x.shape[0], cfg.hidden_size, moe.experts, moe.expert_size
-        probs = self.softmax(self.linear(x, f"{p}.gate", e, moe.router_bias))    # [T, E]
-        weights = g.mul(probs, self.top_k(probs, moe.top_k))
-        if moe.renormalize:
-            weights = g.div(weights, g.broadcast(g.reduce(weights, g.scalar(0.0), "add", [1]), (t, e), [0]))
+        h, e, size = cfg.hidden_size, moe.experts, moe.expert_size
+        weights = self.routing_weights(x, p)                                      # [T, E], 0 where unchosen
         if moe.stacked == "in_out":  # GPT-OSS's checkpoint: x @ gate_up [E, H, 2I], then @ down [E, I, H]
             fused = g.dot_general(x, self.weight(f"{p}.experts.gate_up_proj", (e, h, 2 * size)), contract=(1, 1))
             down, down_in = self.weight(f"{p}.experts.down_proj", (e, size, h)), 1
@@ -396,6 +398,46 @@ class Decoder:
         glu = g.mul(gate, g.logistic(g.mul(gate, g.scalar(alpha))))
         return g.mul(g.add(up, g.scalar(1.0)), glu)
 
+    def routing_weights(self, x: Value, p: str) -> Value:
+        """Each token's weight on each expert [T, E], zero outside its top-k: the router's softmax over all experts
+        (renormalised over the top-k where the family does), or DeepSeek-V3's grouped sigmoid router."""
+        g, moe = self.g, self.cfg.moe
+        t, e = x.shape[0], moe.experts
+        logits = self.linear(x, f"{p}.gate", e, moe.router_bias)
+        if moe.scoring == "sigmoid":
+            weights = self.grouped_weights(g.logistic(logits), p)
+        else:
+            probs = self.softmax(logits)
+            weights = g.mul(probs, self.top_k(probs, moe.top_k))
+        if moe.renormalize:
+            total = g.reduce(weights, g.scalar(0.0), "add", [1])
+            if moe.scoring == "sigmoid":  # DeepSeek-V3 guards its denominator
+                total = g.add(total, g.scalar(1e-20))
+            weights = g.div(weights, g.broadcast(total, (t, e), [0]))
+        return self.scaled(weights, None if moe.routed_scaling == 1.0 else moe.routed_scaling)
+
+    def grouped_weights(self, scores: Value, p: str) -> Value:
+        """DeepSeek-V3: the sigmoid scores [T, E] of the experts chosen by the biased scores, 0 elsewhere."""
+        return self.g.mul(scores, self.grouped_top_k(self.choice_scores(scores, p), self.cfg.moe.top_k))
+
+    def choice_scores(self, scores: Value, p: str) -> Value:
+        """What DeepSeek-V3's router chooses by: the scores plus e_score_correction_bias (the weights stay unbiased)."""
+        bias = self.weight(f"{p}.gate.e_score_correction_bias", (self.cfg.moe.experts,))
+        return self.g.add(scores, self.g.broadcast(bias, scores.shape, [1]))
+
+    def grouped_top_k(self, choice: Value, k: int) -> Value:
+        """1.0 where an expert is among a token's k best by choice [T, E], counting only the topk_groups groups
+        whose two best choice scores sum highest (HF's masked_fill of the others with -inf), else 0.0."""
+        g, moe = self.g, self.cfg.moe
+        t, e = choice.shape
+        groups, size = moe.groups, e // moe.groups
+        grouped = g.reshape(choice, (t * groups, size))
+        best_two = g.reduce(g.mul(grouped, self.top_k(grouped, 2)), g.scalar(0.0), "add", [1])
+        kept = g.reshape(self.top_k(g.reshape(best_two, (t, groups)), moe.topk_groups), (t, groups))
+        kept = g.reshape(g.broadcast(kept, (t, groups, size), [0, 1]), (t, e))
+        visible = g.select(g.compare("GT", kept, g.scalar(0.0)), choice, g.broadcast(g.scalar(NEG_INF), (t, e), ()))
+        return self.top_k(visible, k)
+
     def experts(self, p: str, projection: str, shape: tuple[int, int]) -> Value:
         """Every expert's matrix of one projection, stacked [E, out, in]: checkpoints hold one 2-D tensor
         per expert (`{p}.experts.{j}.{projection}.weight`), the graph runs them as one batched dot."""
@@ -404,10 +446,12 @@ class Decoder:
                               for j in range(self.cfg.moe.experts)], dim=0)
 
     def shared_expert(self, x: Value, p: str) -> Value:
-        """Qwen2-MoE: sigmoid(x · w_gate) × a dense SwiGLU, for every token."""
-        g, t = self.g, x.shape[0]
+        """Qwen2-MoE: sigmoid(x · w_gate) × a dense SwiGLU, for every token; DeepSeek-V3's shared experts ungated."""
+        g, t, size = self.g, x.shape[0], self.cfg.moe.shared_expert_size
+        if not self.cfg.moe.shared_expert_gated:
+            return self.gated_mlp(x, f"{p}.shared_expert", size)
         gate = g.logistic(g.reshape(self.linear(x, f"{p}.shared_expert_gate", 1), (t,)))
-        shared = self.gated_mlp(x, f"{p}.shared_expert", self.cfg.moe.shared_expert_size)
+        shared = self.gated_mlp(x, f"{p}.shared_expert", size)
         return g.mul(g.broadcast(gate, shared.shape, [0]), shared)
 
     def layer(self, x: Value, i: int, rope, mask) -> Value:
@@ -554,8 +598,12 @@ def decode(cfg: Config, capacity: int, core: type[Decoder] = Decoder) -> str:
     token = g.input("token", (), "i32")
     position = g.input("position", (), "i32")
     cache_len = g.input("cache_len", (), "i32")
-    cache_shape = (cfg.num_layers, capacity, cfg.num_kv_heads, cfg.head_dim)
-    k_cache, v_cache = g.input("k_cache", cache_shape, "f32"), g.input("v_cache", cache_shape, "f32")
+    if cfg.mla is None:
+        cache_shape = (cfg.num_layers, capacity, cfg.num_kv_heads, cfg.head_dim)
+        k_cache, v_cache = g.input("k_cache", cache_shape, "f32"), g.input("v_cache", cache_shape, "f32")
+    else:  # latent attention's cache (emitter/mla.py)
+        k_cache = g.input("kv_latent", (cfg.num_layers, capacity, cfg.mla.kv_lora_rank), "f32")
+        v_cache = g.input("k_rope", (cfg.num_layers, capacity, cfg.mla.qk_rope_head_dim), "f32")
     dec = core(cfg, g, cache=(k_cache, v_cache, cache_len))
     one = lambda x: g.reshape(x, (1,))
     h = dec.hidden_states(one(token), one(position), one(cache_len), g.iota((capacity,), 0), capacity=capacity)

@@ -84,6 +84,12 @@ def sparse_step_routes(cfg: dict, n: int) -> list[bool]:
     return [(i + 1) % step == 0 and i not in dense for i in range(n)]
 
 
+def first_k_dense_routes(cfg: dict, n: int) -> list[bool]:
+    """DeepSeek-V3: the first first_k_dense_replace layers keep a dense MLP, the others route."""
+    dense = cfg.get("first_k_dense_replace")
+    return [i >= (3 if dense is None else dense) for i in range(n)]
+
+
 def smollm3_rope_layers(cfg: dict, n: int) -> list[bool]:
     if cfg.get("no_rope_layers") is not None:
         return [bool(x) for x in cfg["no_rope_layers"]]
@@ -128,6 +134,10 @@ class Family:
     renormalize: str | bool = "norm_topk_prob"  # renormalise the top-k weights (a field, or fixed)
     shared_expert_field: str | None = None  # Qwen2-MoE: a sigmoid-gated dense expert of this size
     routes: Callable[[dict, int], list[bool]] = every_layer_routes  # which layers are MoE
+    router_scoring: str = "softmax"      # "sigmoid": DeepSeek-V3's grouped router (n_group, topk_group,
+    #                                      e_score_correction_bias, routed_scaling_factor)
+    shared_experts_field: str | None = None  # DeepSeek-V3: this many ungated shared experts of the expert size
+    mla: bool = False                    # DeepSeek-V3's multi-head latent attention (config.Mla)
     clip_qkv_field: str | None = None    # OLMoE: clamp q, k, v to ±clip_qkv
     aliases: dict = field(default_factory=dict)  # HF attribute -> the name this family's config.json uses
     # The transformers config class's own dataclass fields and their annotated types (beyond PreTrainedConfig's),
@@ -143,7 +153,7 @@ class Family:
     parallel_block: str | tuple[str, str] | None = None  # "shared_norm" | "two_norms", or (the config flag, kind)
     partial_rotary_field: str | None = None  # the legacy key of the rotating fraction; None: partial rotary refused
     legacy_theta_field: str | None = None  # GPT-NeoX's rotary_emb_base, read before rope_theta
-    rope_pairs_interleaved: bool = False  # rotate the pairs (x[2i], x[2i+1]) (GLM-4, Cohere)
+    rope_pairs_interleaved: bool | str = False  # rotate the pairs (x[2i], x[2i+1]) (GLM-4, Cohere; a field: DeepSeek)
     qkv_fused: str | None = None         # "blocks": qkv_proj [q; k; v] (Phi-3); "per_head": query_key_value
     #                                      [q_h | k_h | v_h] per head (GPT-NeoX)
     mlp_gated: bool = True               # False: down(act(up(x)))
@@ -502,4 +512,25 @@ FAMILIES: dict[str, Family] = {
                       fields=_fields(num_local_experts="int", head_dim="int", num_key_value_heads="int",
                                      hidden_act="str", attention_dropout="float | int", swiglu_alpha="float",
                                      swiglu_limit="float", attention_bias="bool", **_WINDOW_FIELDS, **_ROUTER_FIELDS)),
+    # DeepSeek-V3: latent attention (config.Mla), decoupled RoPE on interleaved pairs (rope_interleave), dense MLPs
+    # on the first first_k_dense_replace layers, then experts behind a sigmoid router limited to topk_group groups,
+    # and ungated shared experts (mlp.shared_experts).
+    "deepseek_v3": Family(mla=True, rope_pairs_interleaved="rope_interleave", mlp_bias_field=None,
+                          experts_field="n_routed_experts", routes=first_k_dense_routes, router_scoring="sigmoid",
+                          shared_experts_field="n_shared_experts",
+                          weight_names=((r"\.mlp\.shared_expert\.", ".mlp.shared_experts."),),
+                          defaults=_defaults(num_key_value_heads=128, n_routed_experts=256, num_experts_per_tok=8,
+                                             moe_intermediate_size=2048, n_shared_experts=1, n_group=8, topk_group=4,
+                                             routed_scaling_factor=2.5, norm_topk_prob=True, first_k_dense_replace=3,
+                                             kv_lora_rank=512, q_lora_rank=1536, qk_rope_head_dim=64, v_head_dim=128,
+                                             qk_nope_head_dim=128, rope_interleave=True, max_position_embeddings=4096),
+                          fields=_fields(moe_intermediate_size="int", num_key_value_heads="int | None",
+                                         n_shared_experts="int", n_routed_experts="int", output_router_logits="bool",
+                                         routed_scaling_factor="float", kv_lora_rank="int", q_lora_rank="int | None",
+                                         qk_rope_head_dim="int", v_head_dim="int | None", qk_nope_head_dim="int",
+                                         n_group="int | None", topk_group="int | None",
+                                         num_experts_per_tok="int | None", first_k_dense_replace="int | None",
+                                         norm_topk_prob="bool | None", hidden_act="str", pretraining_tp="int | None",
+                                         rope_interleave="bool | None", attention_bias="bool",
+                                         attention_dropout="float | int | None", num_mtp_layers="int")),
 }

@@ -21,7 +21,9 @@ EVERY_CLASS = {"model_type", "_name_or_path", "auto_map", "transformers_version"
 # Published configs carry these without any forward reading them: nothing a graph computes depends on them.
 INERT = {"cache_implementation": "generation's choice of cache", "pretraining_tp": "tensor parallelism in pretraining",
          "quantization_config": "how the checkpoint stores its weights (gpt-oss-20b's mxfp4), which transformers "
-                                "converts on load: the forward is the same function of the weights"}
+                                "converts on load: the forward is the same function of the weights",
+         "aux_loss_alpha": "the weight of a training-only load-balancing loss",
+         "seq_aux": "whether that training-only loss is sequence-wise", "ep_size": "expert parallelism in serving"}
 INERT_UNLESS = {"max_window_layers": "use_sliding_window"}  # read only where that switch is on
 SAME_AS = {"hidden_act": "hidden_activation"}  # Gemma 2/3 configs repeat their activation under the legacy name
 # Per model type: fields the original training code read, which transformers' class never reads because it
@@ -29,6 +31,12 @@ SAME_AS = {"hidden_act": "hidden_activation"}  # Gemma 2/3 configs repeat their 
 # as the class is built from it, for one that must agree with a field the class does read); any other value is
 # a model the class cannot compute, and stays named.
 INERT_FOR = {
+    "deepseek_v3": {
+        "scoring_func": ("sigmoid", "DeepseekV3TopkRouter always scores the experts by sigmoid"),
+        "topk_method": ("noaux_tc", "the router always takes its top-k by the correction-biased scores inside the "
+                                    "topk_group best groups (DeepSeek's noaux_tc)"),
+        "moe_layer_freq": (1, "every layer from first_k_dense_replace on routes to experts"),
+    },
     "starcoder2": {
         "mlp_type": ("default", "Starcoder2MLP is always the ungated c_fc -> act -> c_proj ('default')"),
         "norm_type": ("layer_norm", "Starcoder2's norms are always nn.LayerNorm (with bias)"),

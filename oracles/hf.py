@@ -6,7 +6,8 @@ Scale: matrices at gain/sqrt(fan_in) so attention is peaked and logits have real
 margins (at HF's 0.02 a wrong RoPE or mask hides inside the bound); embeddings at
 std 1 after the family's own embedding scale (Gemma's sqrt(hidden) would otherwise let
 each token's embedding swamp the residual stream, and greedy decode just repeats it);
-every 1-D parameter is randomised too, so norms and biases are exercised. The quiet tokens'
+every 1-D parameter is randomised too, so norms and biases are exercised, and so is every buffer a
+checkpoint holds (DeepSeek-V3's e_score_correction_bias, which only selection reads). The quiet tokens'
 embedding rows are scaled to RMS sqrt(epsilon) of the model's own RMSNorm, so that the first norm
 they meet has mean(x^2) comparable to epsilon and epsilon shows in the logits (harness/core/fixtures.py).
 
@@ -151,7 +152,9 @@ class Oracle:
                                       dtype=dtype).eval()
         embed_scale = float(getattr(self.model.get_input_embeddings(), "embed_scale", 1.0))
         with torch.no_grad():
-            for name, p in sorted(self.model.named_parameters()):
+            checkpoint = set(self.model.state_dict())  # persistent buffers too: DeepSeek-V3's e_score_correction_bias
+            drawn = [*self.model.named_parameters(), *((n, b) for n, b in self.model.named_buffers() if n in checkpoint)]
+            for name, p in sorted(drawn, key=lambda item: item[0]):
                 p.copy_(torch.from_numpy(synthetic_value(seed, name, tuple(p.shape), embed_scale)))
             # rows drawn at RMS 1 after the embedding scale, brought to RMS sqrt(eps) after it
             epsilon = norm_epsilon(self.model) if quiet_tokens else None
@@ -286,14 +289,22 @@ class Oracle:
         layers = self.routed_layers()
         if not layers:
             return None
-        logits = []
-        hooks = [self.router(i).register_forward_hook(lambda m, i, out: logits.append(out[0])) for i in layers]
+        logits, inputs = [], []  # each routed layer's router logits, and what it was fed
+
+        def keep(layer: int):
+            def hook(module, args, out) -> None:
+                logits.append(out[0])
+                inputs.append((layer, args[0]))
+            return hook
+        hooks = [self.router(i).register_forward_hook(keep(i)) for i in layers]
         try:
             self.model(input_ids=torch.from_numpy(ids.astype(np.int64))[None], use_cache=False)
             self.router(layers[0])(torch.from_numpy(hidden))
         finally:
             for h in hooks:
                 h.remove()
+        if self.grouped_choice(layers[0], torch.from_numpy(hidden)) is not None:  # DeepSeek-V3's: its two choices
+            return min(self.grouped_margin(layer, x.reshape(-1, x.shape[-1])) for layer, x in inputs)
         k = self.router(layers[0]).top_k
         ranked = -np.sort(-torch.cat([x.reshape(-1, x.shape[-1]) for x in logits]).double().numpy(), axis=1)
         return float((ranked[:, k - 1] - ranked[:, k]).min())
@@ -339,13 +350,41 @@ class Oracle:
     @torch.no_grad()
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:
         """Layer's MoE block on hidden [tokens, width]: (its output, the smallest gap between a token's k-th
-        and (k+1)-th router probability, the number of distinct expert sets chosen)."""
+        and (k+1)-th router probability (a grouped router's: grouped_margin), the number of distinct expert sets
+        chosen)."""
         block, router = self._mlp(self.model.base_model.layers[layer]), self.router(layer)
         x = torch.from_numpy(hidden)
         out = block(x[None])
         out = (out[0] if isinstance(out, tuple) else out)[0].numpy()  # GPT-OSS's block returns (out, router scores)
-        logits = router(x)[0]
-        probs = np.sort(torch.softmax(logits.float(), -1).numpy(), axis=1)[:, ::-1]
-        k = router.top_k
-        chosen = {tuple(sorted(row)) for row in np.argsort(-logits.numpy(), axis=1)[:, :k]}
+        k, grouped = router.top_k, self.grouped_choice(layer, x)
+        choice = router(x)[0].numpy() if grouped is None else grouped[0]
+        chosen = {tuple(sorted(row)) for row in np.argsort(-choice, axis=1)[:, :k]}
+        if grouped is not None:
+            return out, self.grouped_margin(layer, x), len(chosen)
+        probs = np.sort(torch.softmax(torch.from_numpy(choice).float(), -1).numpy(), axis=1)[:, ::-1]
         return out, float((probs[:, k - 1] - probs[:, k]).min()), len(chosen)
+
+    @torch.no_grad()
+    def grouped_choice(self, layer: int, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """A grouped router's decisions on x [tokens, width] (DeepSeek-V3's, the router with an
+        e_score_correction_bias), as its forward takes them: (the biased sigmoid scores it takes its top-k of, -inf
+        in the groups it drops; the group scores it takes its topk_group of); None for any other router."""
+        router = self.router(layer)
+        if not hasattr(router, "e_score_correction_bias"):
+            return None
+        scores = torch.sigmoid(torch.nn.functional.linear(x.float(), router.weight.float()))
+        choice = scores + router.e_score_correction_bias
+        size = router.num_experts // router.num_group
+        groups = choice.view(-1, router.num_group, size).topk(2, dim=-1)[0].sum(dim=-1)
+        kept = torch.zeros_like(groups).scatter_(1, torch.topk(groups, k=router.topk_group, dim=-1)[1], 1)
+        dropped = ~kept.bool().unsqueeze(-1).expand(-1, router.num_group, size).reshape(-1, router.num_experts)
+        return choice.masked_fill(dropped, float("-inf")).numpy(), groups.numpy()
+
+    def grouped_margin(self, layer: int, x: torch.Tensor) -> float:
+        """The smallest gap, over x's tokens, between the topk_group-th and the next group score and between the
+        k-th and (k+1)-th biased score inside the kept groups: how far fp32 noise is from another choice."""
+        choice, groups = self.grouped_choice(layer, x)
+        router = self.router(layer)
+        gaps = [(choice, router.top_k)] + [(groups, router.topk_group)] * (router.topk_group < router.num_group)
+        return float(min((ranked[:, k - 1] - ranked[:, k]).min() for ranked, k in
+                         ((-np.sort(-scores, axis=1), k) for scores, k in gaps)))

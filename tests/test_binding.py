@@ -273,6 +273,8 @@ def test_the_binding_files_shipped_agree_with_the_published_schema():
      ["order_of_interleaved_layers", "position_embedding_type", "rotary_pct", "use_embedding_sharing"]),
     ("gpt-oss-20b", {"experts_per_token": 2, "initial_context_length": 8192}, ["experts_per_token",
                                                                               "initial_context_length"]),
+    ("DeepSeek-V3", {"scoring_func": "softmax", "topk_method": "greedy", "moe_layer_freq": 2, "aux_loss_alpha": 0.1},
+     ["moe_layer_freq", "scoring_func", "topk_method"]),
 ])
 def test_training_switches_are_inert_only_at_the_value_the_class_implements(name, changes, named):
     """oracles/fields.py's INERT_FOR: the published values are what the class always does (nothing named); any

@@ -54,7 +54,9 @@ def test_routing_mutant_fails_the_block_check(name, mutant):
 
 def test_routing_mutants_reach_the_block_check():
     killed = {m for _, m in BLOCK_MUTANTS}
-    assert killed >= {"no_topk_renorm", "renormalize_topk", "topk_least_likely", "shared_expert_ungated"}
+    assert killed >= {"no_topk_renorm", "renormalize_topk", "topk_least_likely", "shared_expert_ungated",
+                      "no_correction_bias", "correction_bias_in_weights", "group_limit_ignored", "no_routed_scaling",
+                      "no_shared_experts"}
 
 
 @pytest.mark.parametrize("name", MOE)
@@ -64,15 +66,22 @@ def test_fixture_routes_decisively_over_the_whole_continuation(name):
     from archval.oracles.hf import Oracle
     fixture = fixtures.load(name)
     model, run = oracle_cache.model(fixture), oracle_cache.run(fixture)
-    logits = []
+    logits, inputs = [], []
     blocks = [Oracle._mlp(model.model.model.layers[i]) for i in run.routed_layers]  # GraniteMoE's block_sparse_moe
     routers = [block.gate if hasattr(block, "gate") else block.router for block in blocks]
-    hooks = [router.register_forward_hook(lambda m, i, out: logits.append(out[0])) for router in routers]
+
+    def keep(module, args, out) -> None:
+        logits.append(out[0])
+        inputs.append(args[0].reshape(-1, args[0].shape[-1]))
+    hooks = [router.register_forward_hook(keep) for router in routers]
     ids = np.concatenate([fixture.prompt(), run.tokens[:-1]]).astype(np.int64)
     with torch.no_grad():
         model.model(input_ids=torch.from_numpy(ids)[None], use_cache=False)
     for h in hooks:
         h.remove()
+    if model.grouped_choice(run.routed_layers[0], inputs[0]) is not None:  # DeepSeek-V3: its group and expert choices
+        assert min(model.grouped_margin(layer, x) for layer, x in zip(run.routed_layers, inputs)) > 1e-4
+        return
     k = fixture.config["num_experts_per_tok"]
     probs = np.sort(torch.softmax(torch.cat(logits).float(), -1).numpy(), axis=1)[:, ::-1]
     assert (probs[:, k - 1] - probs[:, k]).min() > 1e-4

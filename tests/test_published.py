@@ -89,6 +89,9 @@ SHRUNK_MUTANTS = [
     ("gpt-oss-20b", "gate_up_halves"),                   # gate and up in alternate columns of [E, H, 2I]
     ("gpt-oss-20b", "no_swiglu_clamp"),                  # the published limit 7, not shrunk: it still clamps
     ("gpt-oss-20b", "yarn_truncated"),                   # truncate false
+    ("DeepSeek-V3", "no_mla_mscale"),                # YaRN factor 40 kept: mscale^2 = 1.87 on the scores
+    ("DeepSeek-V3", "group_limit_ignored"),          # 4 of 8 groups of 2 experts, top-8
+    ("DeepSeek-V3", "no_correction_bias"),
 ]
 
 

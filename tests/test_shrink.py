@@ -7,7 +7,7 @@ import pytest
 
 from archval.emitter import Config
 from archval.harness.core import fixtures
-from archval.harness.checks import shrink
+from archval.harness.checks import kept, shrink
 from archval.harness.checks.published import PROMPT_LEN
 from archval.harness.checks.structural import REAL_DIR
 
@@ -26,8 +26,8 @@ def transformers5_dialect(raw):
 def check_kept(raw, source):
     tiny = shrink.shrink(raw, source)
     before, after = Config.from_dict(raw), Config.from_dict(tiny.config)
-    assert shrink.architecture(after) == shrink.architecture(before)
-    assert shrink.schedule_kept(shrink.layer_schedule(before), shrink.layer_schedule(after))
+    assert kept.architecture(after) == kept.architecture(before)
+    assert kept.schedule_kept(kept.layer_schedule(before), kept.layer_schedule(after))
     # tiny, and a window that bites within the prompt
     assert after.vocab_size == shrink.VOCAB and after.hidden_size <= 128 and after.num_layers <= 6
     assert after.moe is None or after.moe.experts <= 16
@@ -52,12 +52,12 @@ def test_shrinking_the_transformers5_dialect_keeps_every_choice(path):
 def test_architecture_sees_a_changed_choice():
     """The check has teeth: a flag, a schedule or a RoPE scaling that changed is seen."""
     raw = json.loads((REAL_DIR / "gemma-3-1b-it" / "config.json").read_text())
-    base = shrink.architecture(Config.from_dict(raw))
+    base = kept.architecture(Config.from_dict(raw))
     for edit in ({"tie_word_embeddings": False}, {"final_logit_softcapping": 30.0}, {"num_key_value_heads": 4},
                  {"rope_scaling": {"rope_type": "linear", "factor": 8.0}}, {"head_dim": 288}):
-        assert shrink.architecture(Config.from_dict({**raw, **edit})) != base, edit
-    schedule = shrink.layer_schedule(Config.from_dict(raw))
-    assert not shrink.schedule_kept(schedule, schedule[1:6] + schedule[:1])  # the global layer moved
+        assert kept.architecture(Config.from_dict({**raw, **edit})) != base, edit
+    schedule = kept.layer_schedule(Config.from_dict(raw))
+    assert not kept.schedule_kept(schedule, schedule[1:6] + schedule[:1])  # the global layer moved
 
 
 def test_layer_schedule_is_rederived_from_explicit_lists():
@@ -95,9 +95,9 @@ def test_the_schedule_period_is_the_shortest_shift_and_linear_in_the_layers():
         seq = (unit * 8)[:rng.randint(1, 40)]
         if rng.random() < 0.3:
             seq[rng.randrange(len(seq))] = "x"
-        assert shrink._period(seq) == by_definition(seq), seq
+        assert kept.period(seq) == by_definition(seq), seq
     start = time.perf_counter()
-    assert shrink._period(["full"] * 100_000 + ["sliding"] * 100_000) == 200_000
+    assert kept.period(["full"] * 100_000 + ["sliding"] * 100_000) == 200_000
     assert time.perf_counter() - start < 2
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from archval.emitter import Config, Decoder, Rope, emit
+from archval.emitter import Config, Decoder, Rope, emit, exact
 from archval.emitter.batched import BatchedDecoder, PagedDecoder
 from archval.emitter.decoder import MASKED
 from archval.emitter.families import FAMILIES, FULL, SLIDING
@@ -267,9 +267,9 @@ class SandwichNormsSwapped(Decoder):
 class QkNormWrongAxis(Decoder):
     """q/k RMSNorm over the other axis: the whole projection where the family norms each head,
     each head where it norms the whole projection (the weight is applied as the family's)."""
-    def rms_norm(self, x, name):
+    def rms_norm(self, x, name, eps=None):
         if not name.endswith(("q_norm", "k_norm")):
-            return super().rms_norm(x, name)
+            return super().rms_norm(x, name, eps)
         g, shape, d = self.g, x.shape, self.cfg.head_dim
         other = (shape[0], shape[1] * shape[2]) if len(shape) == 3 else (shape[0], shape[1] // d, d)
         y = g.reshape(self._normalise(g.reshape(x, other)), shape)
@@ -283,6 +283,50 @@ class QkNormWrongAxis(Decoder):
         mean_sq = g.div(g.reduce(g.mul(x, x), g.scalar(0.0), "add", [last]), g.scalar(float(x.shape[-1])))
         inv_rms = g.rsqrt(g.add(mean_sq, g.scalar(self.cfg.rms_norm_eps)))
         return g.mul(x, g.broadcast(inv_rms, x.shape, list(range(last))))
+
+
+class CorrectionBiasIgnored(Decoder):
+    """DeepSeek-V3's e_score_correction_bias taken but left out of the expert choice."""
+    def choice_scores(self, scores, p):
+        super().choice_scores(scores, p)
+        return scores
+
+
+class CorrectionBiasInWeights(Decoder):
+    """The correction bias in the routing weights too, not only in the choice."""
+    def grouped_weights(self, scores, p):
+        choice = self.choice_scores(scores, p)
+        return self.g.mul(choice, self.grouped_top_k(choice, self.cfg.moe.top_k))
+
+
+class SharedExpertsDropped(Decoder):
+    """The shared experts computed but never added."""
+    def shared_expert(self, x, p):
+        return self.g.mul(super().shared_expert(x, p), self.g.scalar(0.0))
+
+
+class QLoraNormSkipped(Decoder):
+    """Latent attention's q_a_layernorm taken but not applied: q_b_proj reads q_a_proj's output."""
+    def rms_norm(self, x, name, eps=None):
+        y = super().rms_norm(x, name, eps)
+        return x if name.endswith(".q_a_layernorm") else y
+
+
+class LatentCachedBeforeNorm(Decoder):
+    """The latent cached before kv_a_layernorm and read back as if normed: prefill attends to its own normed
+    latents, every cached row decode reads is unnormed."""
+    def rms_norm(self, x, name, eps=None):
+        if name.endswith(".kv_a_layernorm"):
+            self.unnormed = x
+        return super().rms_norm(x, name, eps)
+
+    def attended_kv(self, i, k, v):
+        if self.cfg.mla is None:
+            return super().attended_kv(i, k, v)
+        if self.cache is None:
+            self.new_kv.append((self.unnormed, v))
+            return k, v
+        return super().attended_kv(i, self.unnormed, v)
 
 
 def _eps_key(raw: dict) -> str:
@@ -299,6 +343,11 @@ def _scores_scaled(c: Config, factor: float) -> Config:
 def _unscaled_rope(rope: Rope, theta: float) -> Rope:
     """The default RoPE at theta, on the same rotary dimensions."""
     return Rope(theta)
+
+
+def _mla_plain_scale(c: Config) -> float:
+    """Latent attention's score scale without YaRN's mscale: (qk_nope + qk_rope)^-0.5."""
+    return exact.inverse_sqrt(c.mla.qk_nope_head_dim + c.mla.qk_rope_head_dim)
 
 
 def _first_full_layer_slides(c: Config) -> Config:
@@ -362,6 +411,10 @@ _APPLIES: dict[str, Applies] = {
     "no_expert_bias": lambda c: c.moe is not None and c.moe.expert_bias,
     "gate_up_halves": lambda c: c.moe is not None and c.moe.gate_up_interleaved,
     "no_swiglu_clamp": lambda c: c.moe is not None and c.moe.swiglu_clamp is not None,
+    "group_limit_ignored": lambda c: c.moe is not None and c.moe.topk_groups < c.moe.groups,
+    "no_routed_scaling": lambda c: c.moe is not None and c.moe.routed_scaling != 1.0,
+    "mla_rope_not_rotated": lambda c: c.mla is not None and _rotates(c),
+    "no_mla_mscale": lambda c: c.mla is not None and c.score_scale != _mla_plain_scale(c),
 }
 
 
@@ -430,6 +483,14 @@ _CONFIG_MUTANTS: dict[str, tuple[str, Callable[[Config], Config]]] = {
                        lambda c: _moe(c, gate_up_interleaved=False)),
     "no_swiglu_clamp": ("the clamped SwiGLU's clamps dropped (limit infinite)",
                         lambda c: _moe(c, swiglu_clamp=(c.moe.swiglu_clamp[0], float("inf")))),
+    "group_limit_ignored": ("DeepSeek-V3's group limit ignored: the top-k over every group",
+                            lambda c: replace(c, moe=replace(c.moe, topk_groups=c.moe.groups))),
+    "no_routed_scaling": ("routing weights not multiplied by routed_scaling_factor",
+                          lambda c: replace(c, moe=replace(c.moe, routed_scaling=1.0))),
+    "mla_rope_not_rotated": ("latent attention's rope part (queries' and the shared key's) left unrotated",
+                             lambda c: replace(c, rope_layers=(False,) * c.num_layers)),
+    "no_mla_mscale": ("latent attention's scores scaled without YaRN's mscale^2 (mscale_all_dim)",
+                      lambda c: replace(c, score_scale=_mla_plain_scale(c))),
     "honour_inert_window": ("sliding_window applied although use_sliding_window is false",
                             lambda c: replace(c, sliding_window=4, layer_types=(FULL,) + (SLIDING,) * (c.num_layers - 1))),
 }
@@ -505,7 +566,20 @@ MUTANTS: dict[str, Mutant] = {
     "topk_least_likely": Mutant("routing keeps the k least likely experts", core=TopKLeastLikely,
                                 applies=lambda c: c.moe is not None),
     "shared_expert_ungated": Mutant("the shared expert is added without its sigmoid gate", core=SharedExpertUngated,
-                                    applies=lambda c: c.moe is not None and bool(c.moe.shared_expert_size)),
+                                    applies=lambda c: c.moe is not None and bool(c.moe.shared_expert_size)
+                                    and c.moe.shared_expert_gated),
+    "no_shared_experts": Mutant("the shared experts computed but never added", core=SharedExpertsDropped,
+                                applies=lambda c: c.moe is not None and bool(c.moe.shared_expert_size)),
+    "no_correction_bias": Mutant("e_score_correction_bias left out of the expert choice", core=CorrectionBiasIgnored,
+                                 applies=lambda c: c.moe is not None and c.moe.correction_bias),
+    "correction_bias_in_weights": Mutant("e_score_correction_bias added to the routing weights too",
+                                         core=CorrectionBiasInWeights,
+                                         applies=lambda c: c.moe is not None and c.moe.correction_bias),
+    "no_q_lora_norm": Mutant("latent attention's q_a_layernorm not applied", core=QLoraNormSkipped,
+                             applies=lambda c: c.mla is not None and c.mla.q_lora_rank is not None),
+    "latent_cached_before_norm": Mutant("the latent cached before kv_a_layernorm, read back as if normed",
+                                        core=LatentCachedBeforeNorm, graph="decode",
+                                        applies=lambda c: c.mla is not None),
     # The serving kinds (core/continued.py), validated on request: each of their mutants on its own kind.
     "chunk_offset_ignored": Mutant("a prefill chunk written and masked from slot 0, its cache_len ignored",
                                    core=ChunkOffsetIgnored, graph="prefill_chunked", applies=lambda c: True),

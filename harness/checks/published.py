@@ -139,8 +139,8 @@ def check_fits(path: str, config: dict) -> None:
 
 def router_margin(fixture: fixtures.Fixture) -> float | None:
     """Smallest gap between a token's k-th and (k+1)-th router logit, over the prompt and its greedy
-    continuation in every routed layer, and over the block check's hidden states; None for a dense model.
-    Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
+    continuation in every routed layer, and over the block check's hidden states (a grouped router's: its group
+    and its expert choices, Oracle.grouped_margin); None for a dense model. Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
     probabilities, however far apart the logits that order them are."""
     from archval.harness.core import oracle_cache as oracles
     from archval.harness.core.inputs import hidden_states

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from archval.harness.core.abi import CACHE_NAMES, LATENT_STACKED
 from archval.harness.core.emitters import CaseError
 from archval.harness.core.fixtures import DECODE_GAP, POSITION_GAP, QUIET_EVERY, QUIET_TOKENS, Fixture
 
 # Every input name the builders below give a graph kind (docs/emitter-protocol.md#arguments): never a weight.
 PROTOCOL_INPUT = re.compile(r"tokens|positions|real_len|token|position|cache_len|hidden|embeddings|block_table|"
-                            r"[kv]_cache(\.(0|[1-9][0-9]*))?")
+                            r"([kv]_cache|kv_latent|k_rope)(\.(0|[1-9][0-9]*))?")
 
 def prefill_inputs(fixture: Fixture, bucket: int) -> dict[str, np.ndarray]:
     """What a prefill graph is fed: the prompt padded to the bucket at slots 0..bucket-1, the prompt's
@@ -42,9 +43,10 @@ def decode_inputs(token: int, position: int, slot: int, caches: dict[str, np.nda
 def start_caches(prefill_caches: list[np.ndarray], specs, graph: str = "decode") -> dict[str, np.ndarray]:
     """The caches a graph that continues prefill starts from, by argument name: prefill's caches (its bucket,
     padding slots and all) in the first slots of the graph's own (specs: its cache arguments), zeros after."""
-    slot_axis = len(specs[0].shape) - 3  # [L, S, n_kv, D] or [S, n_kv, D]
     caches = {}
     for cache, spec in zip(prefill_caches, specs):
+        # [L, S, n_kv, D] or [S, n_kv, D]; latent attention's [L, S, width] or [S, width]
+        slot_axis = len(spec.shape) - (2 if spec.name.split(".")[0] in CACHE_NAMES[LATENT_STACKED] else 3)
         full = np.zeros(spec.shape, np.float32)
         if cache.ndim != full.ndim or np.delete(cache.shape, slot_axis).tolist() != \
                 np.delete(full.shape, slot_axis).tolist() or cache.shape[slot_axis] > full.shape[slot_axis]:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from archval.harness.core import compare, oracle_cache
-from archval.harness.core.abi import EVERY, LAST, TOKEN, decode_caches, decode_results, prefill_results
+from archval.harness.core.abi import (EVERY, LAST, LATENT_STACKED, STACKED, TOKEN, decode_caches, decode_results,
+                                      prefill_results)
 from archval.harness.core.batched import SERVING_KINDS
 from archval.harness.core.continued import Chunked, FromEmbeddings, Verifying
 from archval.harness.core.emitters import CaseError
@@ -179,9 +180,9 @@ class Decode(LogitKind):
     def actual(self, case: Case, backend: Backend) -> np.ndarray:
         prefill_logits, prefill_caches = self.prefill(case, backend)
         decoder = case.module("decode", backend)
-        _, specs = decode_caches(decoder.main, case.fixture)
+        variant, specs = decode_caches(decoder.main, case.fixture)
         tokens, prompt_len = case.oracle().tokens, len(case.fixture.prompt())
-        slot_axis = len(specs[0].shape) - 3  # [L, S, n_kv, D] or [S, n_kv, D]
+        slot_axis = 1 if variant in (STACKED, LATENT_STACKED) else 0  # [L, S, ...] or [S, ...]
         capacity, steps = specs[0].shape[slot_axis], len(tokens) - 1
         positions = case.fixture.decode_positions()
         if prompt_len + steps > capacity or positions.max() >= capacity:

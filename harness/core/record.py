@@ -92,7 +92,8 @@ class LogitsResult:
 @dataclass
 class AbiVariant:
     """Logit kinds: which of the protocol's ABI variants the graphs used (docs/emitter-protocol.md#abi-variants)."""
-    caches: Literal["stacked", "per layer"]  # k_cache, v_cache [L, S, n_kv, D], or k_cache.i, v_cache.i [S, n_kv, D]
+    caches: Literal["stacked", "per layer", "latent stacked", "latent per layer"]  # k_cache, v_cache [L, S, n_kv, D],
+    # or k_cache.i, v_cache.i [S, n_kv, D]; latent attention's kv_latent, k_rope [L, S, r], or kv_latent.i, k_rope.i
     logits: Literal["last position", "every position", "token"]  # prefill's: f32[V] of the last real token, f32[Lp, V],
     # or that token's greedy token, i32[]
     decode: Literal["logits", "token"] | None = None  # decode's first result: f32[V] or the greedy token i32[]

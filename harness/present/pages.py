@@ -113,11 +113,11 @@ def _abi(r: Record) -> str | None:
     """The ABI variant the graphs used, in words (docs/emitter-protocol.md#abi-variants)."""
     if not r.abi:
         return None
-    caches = {"stacked": "stacked (k_cache, v_cache [L, S, n_kv, D])",
-              "per layer": "per layer (k_cache.i, v_cache.i [S, n_kv, D])"}[r.abi.caches]
+    caches = {"stacked": "k_cache, v_cache [L, S, n_kv, D]", "per layer": "k_cache.i, v_cache.i [S, n_kv, D]",
+              "latent stacked": "kv_latent, k_rope [L, S, r]", "latent per layer": "kv_latent.i, k_rope.i [S, r]"}[r.abi.caches]
     logits = {"last position": "logits of the last real token (f32[V])",
               "every position": "logits of every position (f32[Lp, V])", "token": "the greedy token (i32[])"}
-    text = f"caches {caches}; prefill returns {logits[r.abi.logits]}"
+    text = f"caches {r.abi.caches} ({caches}); prefill returns {logits[r.abi.logits]}"
     if r.abi.decode:
         text += f"; decode returns {'the greedy token (i32[])' if r.abi.decode == 'token' else 'logits (f32[V])'}"
     if r.tokens:
