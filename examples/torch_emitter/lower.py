@@ -38,14 +38,27 @@ def build_model(config_dict):
 
 
 def weight_names(model):
-    """The checkpoint's tensor names: the parameters, a tied head's alias once (remove_duplicate)."""
-    return [name for name, _ in model.named_parameters()]
+    """The checkpoint's name of each parameter, in the order of model.parameters().
+
+    A tied head's alias is a parameter once (remove_duplicate), as the checkpoint holds it once. The names
+    are those save_pretrained writes: transformers' own revert_weight_conversion, where a model type renames
+    tensors on load (EXAONE 3's transformer.h.N...). A conversion that fuses tensors (the MoE families'
+    experts) would have to be undone in the graph, which this example does not write: refused.
+    """
+    from transformers.core_model_loading import revert_weight_conversion
+
+    params = dict(model.named_parameters())
+    saved = revert_weight_conversion(model, dict(params))
+    checkpoint_name = {id(tensor): name for name, tensor in saved.items()}
+    fused = sorted(set(saved) - {checkpoint_name.get(id(p)) for p in params.values()})
+    if fused:
+        raise Refused(f"transformers converts this checkpoint's tensors on load ({', '.join(fused[:2])}, ...), "
+                      "a conversion this example does not write into the graph")
+    return [checkpoint_name[id(p)] for p in params.values()]
 
 
-def cache_shapes(model, config_dict):
+def cache_shapes(model):
     """[(n_kv, k_head_dim, v_head_dim)] per layer, read from a short eager forward through transformers' cache."""
-    if config_dict.get("model_type") in CONVERTED_CHECKPOINTS:
-        raise Refused(CONVERTED_CHECKPOINTS[config_dict["model_type"]])
     with torch.no_grad():
         out = model(input_ids=torch.zeros(1, 2, dtype=torch.long), use_cache=True)
     cache = out.past_key_values
@@ -60,11 +73,6 @@ def cache_shapes(model, config_dict):
             raise Refused(f"layer {i} caches keys {list(keys.shape)} and values {list(values.shape)} of other heads")
         shapes.append((keys.shape[1], keys.shape[3], values.shape[3]))
     return shapes
-
-
-# Checkpoints that transformers 5 converts on load (conversion_mapping.py): the graph's arguments would
-# need that conversion in the graph, which this example does not write.
-CONVERTED_CHECKPOINTS = {}
 
 
 def explicit_cache(keys, values, length):
@@ -137,7 +145,7 @@ def lower(config_dict, kind, bucket, capacity, debug_taps=False):
 
     model = build_model(config_dict)
     names = weight_names(model)
-    shapes = cache_shapes(model, config_dict)
+    shapes = cache_shapes(model)
     taps = Taps(model, len(shapes)) if debug_taps else None
     slots = bucket if kind == "prefill" else capacity
     graph = Graph(model, names, shapes, kind, slots, taps)
