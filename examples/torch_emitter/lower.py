@@ -11,6 +11,7 @@ ABI around it:
   - prefill returns every position's logits f32[Lp, V]; both graphs return per-layer caches
     f32[S, n_kv, D] in decode's argument order k_cache.0, v_cache.0, k_cache.1, ...
 """
+import os
 import re
 
 import torch
@@ -115,6 +116,10 @@ class Graph(torch.nn.Module):
             keys = [c.transpose(0, 1)[None] for c in caches[0::2]]
             values = [c.transpose(0, 1)[None] for c in caches[1::2]]
             length = cache_len.to(torch.int64)
+            if BUG == "slot":  # planted: this token's key and value one slot late
+                length = length + 1
+        if BUG == "position":  # planted: RoPE by the cache slots, archval's positions ignored
+            positions = (torch.arange(tokens.shape[0]) + length).to(positions.dtype)
         cache = explicit_cache(keys, values, length)
         if self.taps:
             self.taps.clear()
@@ -145,6 +150,8 @@ def lower(config_dict, kind, bucket, capacity, debug_taps=False):
 
     model = build_model(config_dict)
     names = weight_names(model)
+    if BUG == "names":  # planted: the first two weights of one shape bound to each other's tensors
+        names = swap_first_pair_of_one_shape(names, [p.shape for p in model.parameters()])
     shapes = cache_shapes(model)
     taps = Taps(model, len(shapes)) if debug_taps else None
     slots = bucket if kind == "prefill" else capacity
@@ -155,6 +162,22 @@ def lower(config_dict, kind, bucket, capacity, debug_taps=False):
         program = torch.export.export(graph, (weights, *[t for _, t in inputs]), strict=False)
     module = fx.export_and_import(program, output_type="stablehlo", func_name="main")
     return name_arguments(stablehlo_only(str(module)), names + [n for n, _ in inputs])
+
+
+# Planted bugs, to see the harness fail this emitter's graphs (README.md): slot, position, names.
+BUG = os.environ.get("ARCHVAL_TORCH_BUG")
+
+
+def swap_first_pair_of_one_shape(names, shapes):
+    first = {}
+    for i, shape in enumerate(shapes):
+        if shape in first:
+            j = first[shape]
+            names = list(names)
+            names[i], names[j] = names[j], names[i]
+            return names
+        first[shape] = i
+    return names
 
 
 RESOURCE = re.compile(r'^\s*([\w.]+): "0x([0-9A-F]+)"', re.M)
