@@ -139,6 +139,11 @@ def _file_kind(mode: int) -> str:
     return next((kind for test, kind in kinds if test(mode)), "another kind of file")
 
 
+def implemented(model_type) -> bool:
+    """Whether the built-in emitter implements model_type (a family of families.py), so its tables apply."""
+    return model_type in FAMILIES
+
+
 def check_input(raw: dict, source: str) -> Family:
     """The config's family, once every key is one transformers can set, every number finite, every field of the
     family's config class (or key it reads) of the type that class declares, and within archval's limits."""
@@ -152,14 +157,14 @@ def check_input(raw: dict, source: str) -> Family:
     for key, value in raw.items():
         if key in RESERVED_NAMES or (key.startswith("__") and key.endswith("__")):
             raise field_error(source, key, value, "names an attribute of transformers' config class, not a field")
-        _check_finite(source, key, value)
+        check_finite(source, key, value)
         name = attribute.get(key, key)  # EXAONE's num_layers is num_hidden_layers
         declared = types.get(key, types.get(name))
         if declared is None:
             continue  # transformers keeps it as it is, unread
         if not accepts(declared, value):
             raise field_error(source, key, value, f"transformers' {model_type} config takes {declared} here")
-        why = value is not None and name not in family.unbounded and _out_of_range(name, value)
+        why = value is not None and name not in family.unbounded and out_of_range(name, value)
         if why:
             raise field_error(source, key, value, why)
     _check_router(raw, family, source)
@@ -193,15 +198,15 @@ def attribute(raw: dict, name: str):
     return raw[family.aliases.get(name, name) if family else name]
 
 
-def _check_finite(source: str, path: str, value) -> None:
+def check_finite(source: str, path: str, value) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise field_error(source, path, value, "not a finite number")
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_finite(source, f"{path}.{key}", item)
+            check_finite(source, f"{path}.{key}", item)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_finite(source, f"{path}[{i}]", item)
+            check_finite(source, f"{path}[{i}]", item)
 
 
 def accepts(declared: str, value) -> bool:
@@ -239,7 +244,7 @@ def _accepts_one(kind: str, value) -> bool:
     raise ValueError(f"no check for the declared type '{kind}'")
 
 
-def _out_of_range(name: str, value) -> str | None:
+def out_of_range(name: str, value) -> str | None:
     """Why a value of the declared type is still refused, or None."""
     ints = [value] if isinstance(value, int) and not isinstance(value, bool) else \
         [v for v in value if isinstance(v, int) and not isinstance(v, bool)] if isinstance(value, list) else []

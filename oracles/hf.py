@@ -243,8 +243,8 @@ class Oracle:
 
     @staticmethod
     def _mlp(layer):
-        """A layer's MLP or MoE block (GraniteMoE keeps its block_sparse_moe)."""
-        return layer.mlp if hasattr(layer, "mlp") else layer.block_sparse_moe
+        """A layer's MLP or MoE block (GraniteMoE keeps its block_sparse_moe); None where it has neither name."""
+        return getattr(layer, "mlp", None) or getattr(layer, "block_sparse_moe", None)
 
     def router(self, layer: int) -> torch.nn.Module:
         """Layer's router, whose forward's first result is the router logits: `mlp.gate`, GraniteMoE's
@@ -253,8 +253,11 @@ class Oracle:
         return block.gate if hasattr(block, "gate") else block.router
 
     def routed_layers(self) -> list[int]:
-        """Indices of the layers whose MLP routes to experts."""
-        return [i for i, layer in enumerate(self.model.base_model.layers) if hasattr(self._mlp(layer), "experts")]
+        """Indices of the layers whose MLP routes to experts through a router this oracle can hook (`gate` or
+        `router`); none for a model whose layers it cannot find by these names (a synthesised family's)."""
+        layers = getattr(self.model.base_model, "layers", None) or ()
+        return [i for i, layer in enumerate(layers) if hasattr(self._mlp(layer), "experts")
+                and (hasattr(self._mlp(layer), "gate") or hasattr(self._mlp(layer), "router"))]
 
     @torch.no_grad()
     def moe_block(self, layer: int, hidden: np.ndarray) -> tuple[np.ndarray, float, int]:

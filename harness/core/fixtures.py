@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from archval.emitter.config_input import ConfigError, attribute, check_input, layer_windows, read_json_object
+from archval.emitter.config_input import ConfigError, attribute, check_input, implemented, layer_windows, read_json_object
 from archval.harness import ROOT
+from archval.harness.core import config_fields
 from archval.harness.core.record import FixtureFacts
 
 FIXTURES_DIR = ROOT / "fixtures"
@@ -56,6 +57,11 @@ class Fixture:
     source: Any = field(default=None, compare=False)  # a --checkpoint run's weights and oracle (core/checkpoint.py)
 
     @property
+    def vocab_size(self) -> int:
+        """The vocabulary the prompt is drawn from: the config's, or its text config's (a multimodal class's)."""
+        return self.config.get("vocab_size") or self.config.get("text_config", {}).get("vocab_size")
+
+    @property
     def model_type(self) -> str:
         return self.config.get("model_type", "?")
 
@@ -76,7 +82,7 @@ class Fixture:
         if self.prompt_ids is not None:
             return np.array(self.prompt_ids, np.int32)
         rng = np.random.default_rng([self.seed, 0x70])
-        prompt = rng.integers(len(QUIET_TOKENS), self.config["vocab_size"], self.prompt_len).astype(np.int32)
+        prompt = rng.integers(len(QUIET_TOKENS), self.vocab_size, self.prompt_len).astype(np.int32)
         quiet = np.arange(self.prompt_len - 1, -1, -QUIET_EVERY)
         prompt[quiet] = np.resize(np.array(QUIET_TOKENS, np.int32), len(quiet))
         return prompt
@@ -110,7 +116,10 @@ def load_dir(directory: Path) -> Fixture:
     spec_path, config_path = directory / "fixture.json", directory / "config.json"
     spec, config = _json(spec_path), _json(config_path)
     try:  # what transformers' config class would refuse, refused before the oracle is built from it
-        family = check_input(config, str(config_path))
+        klass = config_fields.check(config, str(config_path))
+        # the built-in emitter's families also by its own tables, which know their layer schedules
+        windows = (layer_windows(config, check_input(config, str(config_path))) if implemented(config["model_type"])
+                   else config_fields.layer_windows(config, klass))
     except ConfigError as e:
         raise FixtureError(str(e)) from None
 
@@ -130,7 +139,7 @@ def load_dir(directory: Path) -> Fixture:
         raise FixtureError(f"{spec_path}: field 'decode_steps' = {steps} must be at least 1.")
     # archval's own fixtures must make every feature bite; a config taken as given is validated as it is, and
     # what its case cannot reach is said instead
-    problems = _unreached(config, family, prompt_len, steps, config_path.name)
+    problems = _unreached(config, windows, prompt_len, steps, config_path.name)
     as_given = spec.get("as_given", False)
     if problems and not as_given:
         raise FixtureError(f"{spec_path}: {problems[0][0]}")
@@ -143,7 +152,8 @@ def load_dir(directory: Path) -> Fixture:
                    replay=replay, not_exercised=tuple(note for _, note in problems) if as_given else ())
 
 
-def _unreached(config: dict, family, prompt_len: int, steps: int, name: str) -> list[tuple[str, str]]:
+def _unreached(config: dict, windows: list[int | None], prompt_len: int, steps: int,
+               name: str) -> list[tuple[str, str]]:
     """(the refusal of an own fixture that cannot exercise a feature of its config, the note a config taken as
     given gets instead) for each such feature."""
     found = []
@@ -153,7 +163,7 @@ def _unreached(config: dict, family, prompt_len: int, steps: int, name: str) -> 
                       f"{name}'s sliding_window {window}.",
                       f"sliding_window {window}: the prompt ({prompt_len} tokens) and {steps} decode "
                       f"steps never take the cache past it"))
-    reach = prompt_reach(layer_windows(config, family))
+    reach = prompt_reach(windows)
     if reach < prompt_len - 1:  # a slip in how those tokens are attended to could never show in a logit
         found.append((f"field 'prompt_len' = {prompt_len}: through {name}'s sliding windows the last prompt token "
                       f"reaches {reach} tokens back, so prompt tokens 0..{prompt_len - 2 - reach} reach no compared "

@@ -87,7 +87,7 @@ class LogitKind(GraphKind):
     strict = three_way = takes_every_weight = True
 
     def prepare(self, case: Case) -> None:
-        prompt, vocab = case.fixture.prompt(), case.fixture.config["vocab_size"]
+        prompt, vocab = case.fixture.prompt(), case.fixture.vocab_size
         outside = prompt[(prompt < 0) | (prompt >= vocab)]
         if outside.size:  # IREE's gather would clamp silently
             raise CaseError(f"prompt token {int(outside[0])} is outside the vocabulary [0, {vocab})")

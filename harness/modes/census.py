@@ -46,6 +46,7 @@ class Result:
     seconds: float = 0.0
     cache_gap: float | None = None   # max |decode through the cache - full forward|
     fp32_noise: float | None = None  # max |fp32 decode - fp64 teacher-forced|
+    config: dict | None = None  # the tiny config examined (a synthesised fixture's config.json)
 
 
 def not_decoder_only() -> dict[str, str]:
@@ -76,10 +77,9 @@ def decoder_only_types() -> list[str]:
 
 def _fixture(config: dict) -> Fixture:
     """The fixture rules archval's own fixtures follow (prompt, positions apart from slots, quiet tokens)."""
-    vocab = config.get("vocab_size") or config.get("text_config", {}).get("vocab_size")
-    return Fixture(name=config["model_type"], config_path=Path("synthesised/config.json"),
-                   config={**config, "vocab_size": vocab}, seed=SEED, prompt_len=PROMPT_LEN, bound=1e-2,
-                   bound_reason=None, purpose="census", mutants=(), decode_steps=DECODE_STEPS)
+    return Fixture(name=config["model_type"], config_path=Path("synthesised/config.json"), config=config,
+                   seed=SEED, prompt_len=PROMPT_LEN, bound=1e-2, bound_reason=None, purpose="census", mutants=(),
+                   decode_steps=DECODE_STEPS)
 
 
 def examine(model_type: str) -> Result:
@@ -87,7 +87,9 @@ def examine(model_type: str) -> Result:
     from archval.oracles.synth import SynthError, sentence, synthesise
     start = time.perf_counter()
     try:
-        result = _examine(model_type, synthesise(model_type))
+        synthesised = synthesise(model_type)
+        result = _examine(model_type, synthesised)
+        result.config = synthesised.config
     except SynthError as e:
         result = Result(model_type, False, str(e))
     except Exception as e:  # noqa: BLE001 - the modeling code's own failure is this type's reason
@@ -166,17 +168,18 @@ def _judge(model_type, found, logits, every, at_slots, fp64, full) -> Result:
     return Result(model_type, True, "", found, cache_gap=gap, fp32_noise=noise)
 
 
-def _child(model_type: str, pipe) -> None:
-    pipe.send(examine(model_type))
+def _child(model_type: str, pipe, how) -> None:
+    pipe.send(how(model_type))
     pipe.close()
 
 
-def isolated(model_type: str, time_limit: float) -> Result:
-    """examine() in a forked process: a crash, a hang past time_limit or a kill is this type's sentence."""
+def isolated(model_type: str, time_limit: float, how=examine) -> Result:
+    """how(model_type) (examine()) in a forked process: a crash, a hang past time_limit or a kill is this type's
+    sentence."""
     start = time.perf_counter()
     context = multiprocessing.get_context("fork")  # torch and transformers already imported: no start-up cost
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(model_type, send), daemon=True)
+    process = context.Process(target=_child, args=(model_type, send, how), daemon=True)
     process.start()
     send.close()
     result = receive.recv() if receive.poll(time_limit) else None

@@ -7,16 +7,18 @@ thread meanwhile. --structural-only and --update-goldens stop after the structur
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from archval.harness.checks import structural
 from archval.harness.core import fixtures
 from archval.harness.core.emitters import DEFAULT_EMITTER, emitter_command
 from archval.harness.core.summary import RunInfo
 from archval.harness.core.record import PASS
-from archval.harness.modes import Outcome, UsageError, claim_reports, shard, workers
+from archval.harness.modes import Outcome, UsageError, claim_reports, shard, synthesised, workers
 from archval.harness.present.console import line
 from archval.harness.present.progress import Progress
 
@@ -25,26 +27,39 @@ from archval.harness.present.progress import Progress
 class Selection:
     names: list[str]  # the fixture families to validate
     cases: list[str] | None  # the structural cases to sign; None: every one (orphan goldens are looked for)
+    synthesised: dict[str, str] = field(default_factory=dict)  # family -> its synthesised fixture's directory
 
 
-def select(args) -> Selection:
-    """The families and structural cases --family and --shard select; UsageError for an unknown or bad fixture."""
+def select(args, workdir: Path | None = None) -> Selection:
+    """The families and structural cases --family and --shard select; UsageError for an unknown or bad fixture.
+    workdir: where a model type with no committed fixture gets one synthesised (modes/synthesised.py); None:
+    only the committed fixtures (a structural or mutation run: a synthesised fixture has no golden, no mutant)."""
     known = fixtures.names()
     chosen = args.family or (shard.assign(known, *args.shard) if args.shard else known)
-    unknown = [n for n in chosen if n not in known]
+    unknown = [n for n in chosen if n not in known and not (workdir and synthesised.synthesisable(n))]
     if unknown:
-        raise UsageError(f"--family {unknown[0]}: no such fixture family (known: {', '.join(known)})")
+        raise UsageError(f"--family {unknown[0]}: no such fixture family (known: {', '.join(known)})"
+                         + ("; a transformers model type without one is synthesised for a numerical run"
+                            if workdir is None and synthesised.synthesisable(unknown[0]) else ""))
+    made = {}
+    for name in (n for n in chosen if n not in known):
+        try:
+            made[name] = str(synthesised.prepare(name, workdir).config_path.parent)
+        except synthesised.SynthesisRefused as e:
+            raise UsageError(f"--family {e}") from None
+        print(f"{name:<28} synthesised: {fixtures.load_dir(Path(made[name])).purpose}", flush=True)
     try:
         for name in chosen:
-            fixtures.load(name)
+            if name in known:
+                fixtures.load(name)
     except fixtures.FixtureError as e:
         raise UsageError(str(e)) from None
-    names, cases = list(dict.fromkeys(chosen)), args.family
+    names, cases = list(dict.fromkeys(chosen)), [n for n in args.family if n in known] if args.family else None
     if args.shard:
         say_shard(args.shard, names)
         cases = names + [c.name for c in structural.cases()  # published configs' cases: no cost, by name
                          if c.name not in known and shard.by_hash(c.name, args.shard[1]) == args.shard[0]]
-    return Selection(names, cases)
+    return Selection(names, cases, made)
 
 
 def say_shard(part: tuple[int, int], names: list[str]) -> None:
@@ -106,10 +121,16 @@ def structural_only(args, run: RunInfo) -> Outcome:
 
 def gate(args, run: RunInfo) -> Outcome:
     """Every selected family: its graphs against the goldens, then every graph kind against the oracle."""
-    chosen, emitter = select(args), emitter_of(args)
+    with tempfile.TemporaryDirectory(prefix="archval-synthesised-") as workdir:
+        return _gate(args, run, select(args, Path(workdir)))
+
+
+def _gate(args, run: RunInfo, chosen: Selection) -> Outcome:
+    emitter = emitter_of(args)
     names, known = chosen.names, set(fixtures.names())
+    load = lambda n: fixtures.load_dir(Path(chosen.synthesised[n])) if n in chosen.synthesised else fixtures.load(n)
     claim_reports(args)
-    pool = workers.start(min(args.jobs, len(names)), [fixtures.load(n) for n in names]) if names else None
+    pool = workers.start(min(args.jobs, len(names)), [load(n) for n in names]) if names else None
     with workers.running(pool):  # stopped, if the structural pass is interrupted too
         checks, ok, published = [], True, None
         if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
@@ -124,7 +145,8 @@ def gate(args, run: RunInfo) -> Outcome:
         by_case = {(r["case"], r["graph"]): r for r in checks}
         tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
                               {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph,
-                              bundle_all=args.bundle == "all", binding=args.binding) for n in names]
+                              bundle_all=args.bundle == "all", binding=args.binding,
+                              directory=chosen.synthesised.get(n)) for n in names]
         outcome = validate(pool, tasks, min(args.jobs, len(names)), args.quiet) if pool else Outcome(True, [], set())
     if published:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)
