@@ -38,8 +38,8 @@ def build_model(config_dict):
     return model.eval()
 
 
-def weight_names(model):
-    """The checkpoint's name of each parameter, in the order of model.parameters().
+def checkpoint_names(model):
+    """The checkpoint's name of each parameter, in the order of model.named_parameters().
 
     A tied head's alias is a parameter once (remove_duplicate), as the checkpoint holds it once. The names
     are those save_pretrained writes: transformers' own revert_weight_conversion, where a model type renames
@@ -99,10 +99,10 @@ def per_layer(cache):
 class Graph(torch.nn.Module):
     """One graph: weights, then the graph's inputs, in; the logits and the caches (and the taps) out."""
 
-    def __init__(self, model, names, shapes, kind, slots, taps):
+    def __init__(self, model, parameter_names, shapes, kind, slots, taps):
         super().__init__()
-        self.model, self.names, self.shapes, self.kind, self.slots = model, names, shapes, kind, slots
-        self.taps = taps
+        self.model, self.parameter_names, self.shapes = model, parameter_names, shapes
+        self.kind, self.slots, self.taps = kind, slots, taps
 
     def forward(self, weights, *inputs):
         if self.kind == "prefill":
@@ -124,7 +124,7 @@ class Graph(torch.nn.Module):
         if self.taps:
             self.taps.clear()
         out = torch.func.functional_call(
-            self.model, dict(zip(self.names, weights)), (),
+            self.model, dict(zip(self.parameter_names, weights)), (),
             dict(input_ids=tokens[None].to(torch.int64), position_ids=positions[None].to(torch.int64),
                  cache=cache, use_cache=True))
         logits = out.logits[0] if self.kind == "prefill" else out.logits[0, 0]
@@ -149,13 +149,13 @@ def lower(config_dict, kind, bucket, capacity, debug_taps=False):
     from torch_mlir import fx  # imported late: a refusal needs no compiler
 
     model = build_model(config_dict)
-    names = weight_names(model)
+    names = checkpoint_names(model)
     if BUG == "names":  # planted: the first two weights of one shape bound to each other's tensors
         names = swap_first_pair_of_one_shape(names, [p.shape for p in model.parameters()])
     shapes = cache_shapes(model)
     taps = Taps(model, len(shapes)) if debug_taps else None
     slots = bucket if kind == "prefill" else capacity
-    graph = Graph(model, names, shapes, kind, slots, taps)
+    graph = Graph(model, [name for name, _ in model.named_parameters()], shapes, kind, slots, taps)
     weights = [p.detach() for p in model.parameters()]
     inputs = example_inputs(kind, shapes, bucket, capacity)
     with torch.no_grad():
