@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +39,10 @@ def main(argv=None):
         text = lower(config, args.graph, args.bucket, args.capacity, args.debug_taps)
     except (Refused, NoTaps) as e:
         return refuse(str(e))
+    except Exception as e:  # the traceback for whoever debugs, then one line last: the record keeps it
+        traceback.print_exc()
+        print("examples/torch_emitter: " + " ".join(f"{type(e).__name__}: {e}".split()), file=sys.stderr)
+        return 1
     with open(args.out, "w") as f:
         f.write(text)
     return 0

@@ -160,7 +160,10 @@ def lower(config_dict, kind, bucket, capacity, debug_taps=False):
     inputs = example_inputs(kind, shapes, bucket, capacity)
     with torch.no_grad():
         program = torch.export.export(graph, (weights, *[t for _, t in inputs]), strict=False)
-    module = fx.export_and_import(program, output_type="stablehlo", func_name="main")
+    try:
+        module = fx.export_and_import(program, output_type="stablehlo", func_name="main")
+    except Exception as e:  # its diagnostics went to stderr above; its message's last line says how to dump IR
+        raise RuntimeError(f"torch-mlir could not lower the {kind} graph (its diagnostics: stderr)") from e
     return name_arguments(stablehlo_only(str(module)), names + [n for n, _ in inputs])
 
 
