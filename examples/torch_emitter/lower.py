@@ -28,6 +28,12 @@ class Refused(Exception):
 def build_model(config_dict):
     """The family's causal-LM class from the config, as the oracle builds it: eager attention, fp32."""
     config = AutoConfig.for_model(**config_dict)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        # a config class's default id can lie outside a tiny vocabulary (Phi-3's pad 32000), where the
+        # embedding refuses it as padding_idx: absent, as the oracle takes it (emitter-protocol.md)
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value >= getattr(config, "vocab_size", value + 1):
+            setattr(config, name, None)
     try:
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
     except ValueError as e:  # the model type has no causal-LM class
