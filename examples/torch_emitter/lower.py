@@ -27,7 +27,10 @@ class Refused(Exception):
 
 def build_model(config_dict):
     """The family's causal-LM class from the config, as the oracle builds it: eager attention, fp32."""
-    config = AutoConfig.for_model(**config_dict)
+    try:
+        config = AutoConfig.for_model(**config_dict)
+    except ValueError as e:  # a model_type transformers does not know (archval's stand-in families: mimo)
+        raise Refused(f"transformers has no model_type {config_dict.get('model_type')!r}: {str(e).split('.')[0]}")
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
         # a config class's default id can lie outside a tiny vocabulary (Phi-3's pad 32000), where the
         # embedding refuses it as padding_idx: absent, as the oracle takes it (emitter-protocol.md)
