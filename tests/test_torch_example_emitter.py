@@ -19,7 +19,7 @@ from archval.harness.core import fixtures  # after the skip: the example needs t
 
 ROOT = Path(__file__).resolve().parents[1]
 EMITTER = f"{shlex.quote(sys.executable)} examples/torch_emitter/emit.py"
-SAMPLE = ("cohere", "cohere2", "granite", "phi3", "stablelm", "starcoder2", "exaone", "gemma2")
+SAMPLE = ("cohere", "cohere2", "granite", "stablelm", "starcoder2", "exaone", "gemma2", "gpt_neox")
 README = ROOT / "examples" / "torch_emitter" / "README.md"
 
 

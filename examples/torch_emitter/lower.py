@@ -173,7 +173,14 @@ def lower(config_dict, kind, bucket, capacity, debug_taps=False):
         module = fx.export_and_import(program, output_type="stablehlo", func_name="main")
     except Exception as e:  # its diagnostics went to stderr above; its message's last line says how to dump IR
         raise RuntimeError(f"torch-mlir could not lower the {kind} graph (its diagnostics: stderr)") from e
-    return name_arguments(stablehlo_only(str(module)), names + [n for n, _ in inputs])
+    text = name_arguments(stablehlo_only(str(module)), names + [n for n, _ in inputs])
+    results = text[text.index(") -> (", text.index("func.func @main(")):].split("{", 1)[0].count("tensor<")
+    if results != 1 + 2 * len(shapes) + (3 if debug_taps else 0):
+        # torch-mlir returns a buffer the forward rewrites (Phi-3's longrope picks its inverse frequencies by
+        # the positions' maximum) before the results: traced at one input, the graph keeps that input's branch
+        raise Refused("the model rewrites a buffer in its forward (a branch on its inputs' values), which a "
+                      "graph traced at one input would fix to that input's branch")
+    return text
 
 
 # Planted bugs, to see the harness fail this emitter's graphs (README.md): slot, position, names.
