@@ -41,30 +41,38 @@ def build_model(config_dict):
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
     except ValueError as e:  # the model type has no causal-LM class
         raise Refused(f"transformers has no causal-LM class for model_type {config_dict.get('model_type')!r}: {e}")
-    # torch-mlir finds no state for non-persistent buffers (RoPE's inv_freq): persistent, they become constants
-    for module in model.modules():
-        module._non_persistent_buffers_set.clear()
     return model.eval()
 
 
-def checkpoint_names(model):
-    """The checkpoint's name of each parameter, in the order of model.named_parameters().
+def checkpoint_tensors(model):
+    """{module path: tensor} of what the checkpoint holds: the parameters (a tied head's alias once, as the
+    checkpoint holds it once) and the persistent buffers (Apertus's xIELU act_fn.beta and act_fn.eps)."""
+    persistent = set(model.state_dict())
+    tensors = dict(model.named_parameters())
+    tensors.update((name, b) for name, b in model.named_buffers() if name in persistent)
+    # torch-mlir finds no state for non-persistent buffers (RoPE's inv_freq): persistent, they become constants
+    for module in model.modules():
+        module._non_persistent_buffers_set.clear()
+    return tensors
 
-    A tied head's alias is a parameter once (remove_duplicate), as the checkpoint holds it once. The names
+
+def checkpoint_names(model, tensors):
+    """The checkpoint's name of each of `tensors`, in their order.
+
+    The names
     are those save_pretrained writes: transformers' own revert_weight_conversion, where a model type renames
     tensors on load (EXAONE 3's transformer.h.N...). A conversion that fuses tensors (the MoE families'
     experts) would have to be undone in the graph, which this example does not write: refused.
     """
     from transformers.core_model_loading import revert_weight_conversion
 
-    params = dict(model.named_parameters())
-    saved = revert_weight_conversion(model, dict(params))
+    saved = revert_weight_conversion(model, dict(tensors))
     checkpoint_name = {id(tensor): name for name, tensor in saved.items()}
-    fused = sorted(set(saved) - {checkpoint_name.get(id(p)) for p in params.values()})
+    fused = sorted(set(saved) - {checkpoint_name.get(id(t)) for t in tensors.values()})
     if fused:
         raise Refused(f"transformers converts this checkpoint's tensors on load ({', '.join(fused[:2])}, ...), "
                       "a conversion this example does not write into the graph")
-    return [checkpoint_name[id(p)] for p in params.values()]
+    return [checkpoint_name[id(t)] for t in tensors.values()]
 
 
 def cache_shapes(model):
@@ -108,9 +116,9 @@ def per_layer(cache):
 class Graph(torch.nn.Module):
     """One graph: weights, then the graph's inputs, in; the logits and the caches (and the taps) out."""
 
-    def __init__(self, model, parameter_names, shapes, kind, slots, taps):
+    def __init__(self, model, module_paths, shapes, kind, slots, taps):
         super().__init__()
-        self.model, self.parameter_names, self.shapes = model, parameter_names, shapes
+        self.model, self.module_paths, self.shapes = model, module_paths, shapes
         self.kind, self.slots, self.taps = kind, slots, taps
 
     def forward(self, weights, *inputs):
@@ -133,7 +141,7 @@ class Graph(torch.nn.Module):
         if self.taps:
             self.taps.clear()
         out = torch.func.functional_call(
-            self.model, dict(zip(self.parameter_names, weights)), (),
+            self.model, dict(zip(self.module_paths, weights)), (),
             dict(input_ids=tokens[None].to(torch.int64), position_ids=positions[None].to(torch.int64),
                  cache=cache, use_cache=True))
         logits = out.logits[0] if self.kind == "prefill" else out.logits[0, 0]
@@ -158,14 +166,15 @@ def lower(config_dict, kind, bucket, capacity, debug_taps=False):
     from torch_mlir import fx  # imported late: a refusal needs no compiler
 
     model = build_model(config_dict)
-    names = checkpoint_names(model)
+    tensors = checkpoint_tensors(model)
+    names = checkpoint_names(model, tensors)
     if BUG == "names":  # planted: the first two weights of one shape bound to each other's tensors
-        names = swap_first_pair_of_one_shape(names, [p.shape for p in model.parameters()])
+        names = swap_first_pair_of_one_shape(names, [t.shape for t in tensors.values()])
     shapes = cache_shapes(model)
     taps = Taps(model, len(shapes)) if debug_taps else None
     slots = bucket if kind == "prefill" else capacity
-    graph = Graph(model, [name for name, _ in model.named_parameters()], shapes, kind, slots, taps)
-    weights = [p.detach() for p in model.parameters()]
+    graph = Graph(model, list(tensors), shapes, kind, slots, taps)
+    weights = [t.detach() for t in tensors.values()]
     inputs = example_inputs(kind, shapes, bucket, capacity)
     with torch.no_grad():
         program = torch.export.export(graph, (weights, *[t for _, t in inputs]), strict=False)
