@@ -39,7 +39,7 @@ bootstrap() {
   pip_install --upgrade pip
   # torch first, pinned: with no torch present a looser spec pulls a multi-GB CUDA build.
   pip_install torch==2.13.0
-  pip_install -e .
+  pip_install -e ".[torch-example]"  # the extra: examples/torch_emitter's torch-mlir, tested in the suite
   digest "$venv/bin/python" > "$stamp"
 }
 
