@@ -1,11 +1,12 @@
-"""python -m archval.emitter --config CONFIG.json --graph {prefill,decode,moe_block} --out FILE.mlir [--debug-taps]"""
+"""python -m archval.emitter --config CONFIG.json --graph {prefill,decode,moe_block} --out FILE.mlir [--debug-taps]
+[--dtype {f32,bf16}]"""
 import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from . import BLOCKS, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit
+from . import BLOCKS, COMPUTE_DTYPES, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit
 
 
 def main(argv=None) -> int:
@@ -17,11 +18,14 @@ def main(argv=None) -> int:
     ap.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="decode cache slots (default %(default)s)")
     ap.add_argument("--debug-taps", action="store_true",
                     help="prefill only: also return every layer's attention, MLP and layer outputs")
+    ap.add_argument("--dtype", choices=COMPUTE_DTYPES, default="f32",
+                    help="what matmuls and activations compute in (default %(default)s; bf16: docs/reduced-precision.md)")
     args = ap.parse_args(argv)
     if args.debug_taps and args.graph != "prefill":
         ap.error("--debug-taps exists for --graph prefill only")
     try:
-        text = emit(Config.from_json(args.config), args.graph, args.bucket, args.capacity, taps=args.debug_taps)
+        text = emit(Config.from_json(args.config), args.graph, args.bucket, args.capacity, taps=args.debug_taps,
+                    dtype=args.dtype)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -130,6 +130,11 @@ def norm_epsilon(model: torch.nn.Module) -> float | None:
     return None
 
 
+def as_numpy(values: torch.Tensor) -> np.ndarray:
+    """The tensor as numpy, in its dtype; a bf16 one (numpy has none) as f32, which holds every bf16 exactly."""
+    return (values.to(torch.float32) if values.dtype == torch.bfloat16 else values).numpy()
+
+
 class Oracle:
     def __init__(self, config: dict, seed: int, dtype: torch.dtype = torch.float32, quiet_tokens: tuple[int, ...] = ()):
         self.binding = binding(config["model_type"])
@@ -207,7 +212,7 @@ class Oracle:
     @torch.no_grad()
     def prompt_logits(self, prompt: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """The logits [len(prompt), V] at every prompt position (the prompt at positions), in the model's dtype."""
-        return self.forward(prompt, positions).logits[0].numpy()
+        return as_numpy(self.forward(prompt, positions).logits[0])
 
     @torch.no_grad()
     def teacher_forced(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray,
@@ -219,7 +224,7 @@ class Oracle:
         for token, position in zip(tokens[:-1], steps):
             out = self.forward([token], [position], out.cache)
             logits.append(out.logits[0, -1])
-        return torch.stack(logits).numpy()
+        return as_numpy(torch.stack(logits))
 
     @torch.no_grad()
     def sequence_logits(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray,

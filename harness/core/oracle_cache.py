@@ -78,12 +78,16 @@ def _run_parts(config_json: str, seed: int, inputs: Inputs) -> dict:
     return {"config": config_json, "seed": seed, "inputs": inputs, "quiet": QUIET_TOKENS}
 
 
-def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
+def fp64_logits(fixture: Fixture, tokens: np.ndarray, dtype: str = "float64") -> np.ndarray:
     """The fp64 oracle's logits [len(tokens), V] (the same seeded fp32 weights, upcast): the prompt's
-    last token, then each step fed tokens[s - 1] (the fp32 oracle's choices)."""
+    last token, then each step fed tokens[s - 1] (the fp32 oracle's choices). dtype bfloat16: the same run with
+    the model in bf16 (weights rounded, every op in bf16 as torch runs it), returned as f32: a reduced-precision
+    graph's noise (core/precision.py)."""
     if fixture.source is not None:
+        if dtype != "float64":
+            raise ValueError(f"a --checkpoint run has no {dtype} oracle")
         return fixture.source.fp64_logits(tokens)
-    return _fp64_logits(_config_json(fixture), fixture.seed, _inputs(fixture), tuple(int(t) for t in tokens))
+    return _fp64_logits(_config_json(fixture), fixture.seed, _inputs(fixture), tuple(int(t) for t in tokens), dtype)
 
 
 def prompt_logits(fixture: Fixture, dtype: str = "float32") -> np.ndarray:
@@ -142,14 +146,14 @@ def _run(config_json: str, seed: int, inputs: Inputs) -> OracleRun:
 
 
 @lru_cache(maxsize=8)
-def _fp64_logits(config_json: str, seed: int, inputs: Inputs, tokens: tuple[int, ...]) -> np.ndarray:
+def _fp64_logits(config_json: str, seed: int, inputs: Inputs, tokens: tuple[int, ...], dtype: str) -> np.ndarray:
     parts = {**_run_parts(config_json, seed, inputs), "tokens": tokens}
 
     def compute():
-        logits = _model(config_json, seed, "float64").teacher_forced(*map(np.array, inputs), np.array(tokens))
+        logits = _model(config_json, seed, dtype).teacher_forced(*map(np.array, inputs), np.array(tokens))
         return {"logits": logits}, {}
 
-    return _stored("fp64", parts, compute)[0]["logits"]
+    return _stored("fp64" if dtype == "float64" else dtype, parts, compute)[0]["logits"]
 
 
 @lru_cache(maxsize=1)

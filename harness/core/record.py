@@ -277,7 +277,8 @@ class Record:
     decode: DecodeResult | None = None  # decode: the continuation, step by step
     tokens: TokenResult | None = None  # graphs that return tokens, not logits: the tokens, step by step
     block: BlockResult | None = None  # moe_block: the block check
-    noise: NoiseResult | None = None  # the strict bound, where judged
+    noise: NoiseResult | None = None  # the strict bound, where judged (a bf16 graph: its derived bound)
+    compute: str = "f32"  # what the graph's matmuls compute in (core/precision.py): bf16 is held to a derived bound
     xla: ThreeWay | None = None  # the three-way comparison, where run
     localisation: Localisation | None = None  # a failing prefill: where, from the taps; a failing decode: decode only
     structural: StructuralBrief | None = None  # against the golden, where checked

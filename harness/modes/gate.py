@@ -112,8 +112,8 @@ def gate(args, run: RunInfo) -> Outcome:
     pool = workers.start(min(args.jobs, len(names)), [fixtures.load(n) for n in names]) if names else None
     with workers.running(pool):  # stopped, if the structural pass is interrupted too
         checks, ok, published = [], True, None
-        if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
-            print("== structural signatures: skipped (the goldens record the built-in emitter)")
+        if emitter != DEFAULT_EMITTER or args.dtype:  # the goldens record the built-in emitter's f32 graphs
+            print("== structural signatures: skipped (the goldens record the built-in emitter's f32 graphs)")
         else:
             every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
             checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
@@ -124,7 +124,7 @@ def gate(args, run: RunInfo) -> Outcome:
         by_case = {(r["case"], r["graph"]): r for r in checks}
         tasks = [workers.Task(n, emitter, not args.fixed_bound_only, args.reports, run,
                               {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=args.graph,
-                              bundle_all=args.bundle == "all", binding=args.binding) for n in names]
+                              bundle_all=args.bundle == "all", binding=args.binding, dtype=args.dtype) for n in names]
         outcome = validate(pool, tasks, min(args.jobs, len(names)), args.quiet) if pool else Outcome(True, [], set())
     if published:
         print("== structural signatures of the published configs (checked while the families ran)", flush=True)
