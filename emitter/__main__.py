@@ -1,12 +1,12 @@
 """python -m archval.emitter --config CONFIG.json --graph {prefill,decode,moe_block} --out FILE.mlir [--debug-taps]
-[--dtype {f32,bf16}]"""
+[--dtype {f32,bf16}] [--weights {f32,bf16,f16}]"""
 import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from . import BLOCKS, COMPUTE_DTYPES, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit
+from . import BLOCKS, COMPUTE_DTYPES, WEIGHT_DTYPES, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, Config, ConfigError, emit
 
 
 def main(argv=None) -> int:
@@ -20,12 +20,14 @@ def main(argv=None) -> int:
                     help="prefill only: also return every layer's attention, MLP and layer outputs")
     ap.add_argument("--dtype", choices=COMPUTE_DTYPES, default="f32",
                     help="what matmuls and activations compute in (default %(default)s; bf16: docs/reduced-precision.md)")
+    ap.add_argument("--weights", choices=WEIGHT_DTYPES, default="f32",
+                    help="the weight arguments' type, as the checkpoint stores them, upcast inside (default %(default)s)")
     args = ap.parse_args(argv)
     if args.debug_taps and args.graph != "prefill":
         ap.error("--debug-taps exists for --graph prefill only")
     try:
         text = emit(Config.from_json(args.config), args.graph, args.bucket, args.capacity, taps=args.debug_taps,
-                    dtype=args.dtype)
+                    dtype=args.dtype, weights=args.weights)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ class Decoder:
     def weight(self, name: str, shape) -> Value:
         """The weight the core calls `name` (Llama's naming), an argument named as the family's checkpoint names it."""
         if name not in self.weights:
-            self.weights[name] = self.g.argument(f"w{len(self.weights)}", self.cfg.checkpoint_name(name), shape)
+            self.weights[name] = self.g.weight_argument(f"w{len(self.weights)}", self.cfg.checkpoint_name(name), shape)
         return self.weights[name]
 
     # -- building blocks ---------------------------------------------------------
@@ -507,13 +507,14 @@ def tapped(core: type[Decoder]) -> type[Decoder]:
     return Tapped
 
 
-def prefill(cfg: Config, bucket: int, core: type[Decoder] = Decoder, taps: bool = False, dtype: str = "f32") -> str:
+def prefill(cfg: Config, bucket: int, core: type[Decoder] = Decoder, taps: bool = False, dtype: str = "f32",
+            weights: str = "f32") -> str:
     """tokens i32[Lp], positions i32[Lp], real_len i32[] -> logits f32[V] of the last real token and
     the K/V caches f32[L, Lp, n_kv, D]. Padding after real_len is causally invisible to real tokens.
     core: the decoder core (mutation tests pass a deliberately broken subclass).
     taps: also return f32[L, Lp, hidden] per TAP_POINTS (per-layer localisation of a divergence).
-    dtype: what matmuls and activations compute in (stablehlo.Function.compute)."""
-    g = Function("main", compute=dtype)
+    dtype: what matmuls and activations compute in; weights: the weight arguments' type (stablehlo.Function)."""
+    g = Function("main", compute=dtype, weights=weights)
     dec = (tapped(core) if taps else core)(cfg, g)
     tokens = g.input("tokens", (bucket,), "i32")
     positions = g.input("positions", (bucket,), "i32")
@@ -525,10 +526,10 @@ def prefill(cfg: Config, bucket: int, core: type[Decoder] = Decoder, taps: bool 
     return module(f"{cfg.model_type}_prefill", [g])
 
 
-def decode(cfg: Config, capacity: int, core: type[Decoder] = Decoder, dtype: str = "f32") -> str:
+def decode(cfg: Config, capacity: int, core: type[Decoder] = Decoder, dtype: str = "f32", weights: str = "f32") -> str:
     """token i32[], position i32[], cache_len i32[], k_cache and v_cache f32[L, C, n_kv, D] ->
     logits f32[V] and the caches with this token written at slot cache_len (C = capacity)."""
-    g = Function("main", compute=dtype)
+    g = Function("main", compute=dtype, weights=weights)
     token = g.input("token", (), "i32")
     position = g.input("position", (), "i32")
     cache_len = g.input("cache_len", (), "i32")
@@ -541,12 +542,13 @@ def decode(cfg: Config, capacity: int, core: type[Decoder] = Decoder, dtype: str
     return module(f"{cfg.model_type}_decode", [g])
 
 
-def moe_block(cfg: Config, tokens: int, core: type[Decoder] = Decoder, dtype: str = "f32") -> str:
+def moe_block(cfg: Config, tokens: int, core: type[Decoder] = Decoder, dtype: str = "f32",
+              weights: str = "f32") -> str:
     """hidden f32[T, H] -> the first routed layer's MLP on it, f32[T, H]: the block-level check."""
     routed = [i for i, r in enumerate(cfg.moe.routed_layers) if r] if cfg.moe else []
     if not routed:
         raise ConfigError(f"{cfg.model_type}: no layer routes to experts, so there is no MoE block to emit.")
-    g = Function("main", compute=dtype)
+    g = Function("main", compute=dtype, weights=weights)
     hidden = g.input("hidden", (tokens, cfg.hidden_size), "f32")
     g.returns(core(cfg, g).mlp(hidden, routed[0]))
     return module(f"{cfg.model_type}_moe_block", [g])

@@ -32,6 +32,7 @@ def tensor_type(shape: tuple[int, ...], dtype: str) -> str:
 
 
 COMPUTE_DTYPES = ("f32", "bf16")
+WEIGHT_DTYPES = ("f32", "bf16", "f16")  # a weight argument's type: the checkpoint's storage, upcast inside
 
 
 def f32_hex(x: float) -> str:
@@ -62,18 +63,26 @@ class Function:
     lines: list[str] = field(default_factory=list)
     results: list[Value] = field(default_factory=list)
     compute: str = "f32"  # what matmuls and activations run in: one of COMPUTE_DTYPES
+    weights: str = "f32"  # the weight arguments' type: one of WEIGHT_DTYPES
     _next_id: int = 0
     _float: str = "f32"  # the dtype scalar() writes floats in: compute's inside in_compute, else f32
 
     def __post_init__(self):
-        if self.compute not in COMPUTE_DTYPES:
-            raise ValueError(f"compute dtype {self.compute!r} is not one of {', '.join(COMPUTE_DTYPES)}")
+        if self.compute not in COMPUTE_DTYPES or self.weights not in WEIGHT_DTYPES:
+            raise ValueError(f"compute dtype {self.compute!r} or weight dtype {self.weights!r} is not one of "
+                             f"{', '.join(COMPUTE_DTYPES)} and {', '.join(WEIGHT_DTYPES)}")
 
     # -- arguments and results -------------------------------------------------
     def argument(self, ssa: str, loc: str, shape, dtype="f32") -> Value:
         value = Value(f"%{ssa}", tuple(shape), dtype)
         self.args.append((value, loc))
         return value
+
+    def weight_argument(self, ssa: str, loc: str, shape) -> Value:
+        """A weight: an argument of the weights' type, upcast to f32 at once where it is stored narrower (the
+        checkpoint's bf16 or f16 fed as it is, half the bytes of an f32 copy)."""
+        value = self.argument(ssa, loc, shape, self.weights)
+        return value if self.weights == "f32" else self.convert(value, "f32")
 
     def input(self, name: str, shape, dtype: str) -> Value:
         """An argument that follows all `argument`s in the signature, whenever it is declared."""

@@ -141,9 +141,13 @@ def run(args, info: RunInfo) -> Outcome:
     record = run_case(fixture, "decode", emitter=emitter_of(args), xla=False, strict_bound=not args.fixed_bound_only,
                       binding=load_binding(args.binding) if args.binding else IDENTITY)
     texts = _texts(tokenizer, fixture, record)
+    weights = fixture.source.oracle_run().weights if record.oracle else None  # read by the graph, as it took them
     record.checkpoint = CheckpointFacts(str(args.checkpoint), len(checkpoint.files), checkpoint.storage(),
-                                        checkpoint.parameters(), estimate.peak, *texts)
+                                        checkpoint.parameters(), estimate.peak, *texts,
+                                        weights.bytes_read() if weights else None)
     print(line(record), flush=True)
+    if weights:
+        print(f"    graph weights: {weights.bytes_read():,} bytes, as its arguments take them", flush=True)
     if texts[0] is not None:
         for label, text in zip(("prompt", "oracle", "graph"), texts):
             print(f"    {label + ':':<8}{text!r}")
