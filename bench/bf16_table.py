@@ -15,7 +15,7 @@ import argparse
 import json
 import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,8 +66,13 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write every row here")
     args = ap.parse_args()
     names = args.family or fixtures.names()
+    by_family = {}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        rows = [r for rs in pool.map(family_rows, names, [args.seeds] * len(names)) for r in rs]
+        futures = {pool.submit(family_rows, name, args.seeds): name for name in names}
+        for done in as_completed(futures):
+            by_family[futures[done]] = done.result()
+            print(f"{futures[done]}: done ({len(by_family)}/{len(names)})", file=sys.stderr, flush=True)
+    rows = [r for name in names for r in by_family[name]]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print("\n".join(table(rows)))

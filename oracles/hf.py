@@ -197,13 +197,16 @@ class Oracle:
         return self.model(input_ids=as_ids(tokens), position_ids=as_ids(positions), cache=cache, use_cache=True)
 
     @torch.no_grad()
-    def greedy(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def greedy(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray,
+               on_step: Callable[[int], None] = lambda s: None) -> tuple[np.ndarray, np.ndarray]:
         """Greedy continuation with HF's own KV cache, the prompt at positions and decode step s at steps[s - 1]:
         the logits f32[len(steps) + 1, V] (the prompt's last token, then each decode step fed the previous
-        choice) and the tokens they choose."""
+        choice) and the tokens they choose. on_step(s) before each step s (0: the prompt), for progress."""
+        on_step(0)
         out = self.forward(prompt, positions)
         logits = [out.logits[0, -1].to(torch.float32).numpy()]
-        for position in steps:
+        for s, position in enumerate(steps, 1):
+            on_step(s)
             out = self.forward([int(logits[-1].argmax())], [position], out.cache)
             logits.append(out.logits[0, -1].to(torch.float32).numpy())
         logits = np.stack(logits)

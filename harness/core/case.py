@@ -21,7 +21,7 @@ import numpy as np
 from archval.harness import COMMAND
 from archval.harness.backends import SUBJECT
 from archval.harness.backends.base import Backend, BackendError, Module
-from archval.harness.core import emitproc, noise, precision, reference, triangulate
+from archval.harness.core import emitproc, noise, phases, precision, reference, triangulate
 from archval.harness.core.binding import IDENTITY, Binding
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.emitters import DEFAULT_EMITTER, PRE_EMITTED, CaseError, EmitterRefused, described, emit
@@ -122,6 +122,7 @@ class Case:
     def stage(self, name: str, timed: bool = True):
         """Adds the block's wall time to timings[name] and names the stage of an exception raised in it."""
         start = time.perf_counter()
+        phases.entered(name)
         try:
             yield
         except BaseException:

@@ -21,6 +21,7 @@ import numpy as np
 
 from archval.emitter.config_input import ConfigError, check_input, printable, read_json_object
 from archval.harness.core.checkpoint_tensors import GraphTensors, aligned_f32
+from archval.harness.core import phases
 from archval.harness.core.checkpoint_trust import check_entries
 from archval.harness.core.oracle_cache import OracleRun
 
@@ -248,9 +249,10 @@ class CheckpointSource:
             oracle = Oracle.from_checkpoint(self.checkpoint.directory, self.checkpoint.config)
             n = len(self.prompt)  # the prompt at its slots, each decode step at its own (Fixture.prompt_positions)
             positions, steps = np.arange(n), np.arange(n, n + self.steps)
-            logits, tokens = oracle.greedy(self.prompt, positions, steps)
+            logits, tokens = oracle.greedy(self.prompt, positions, steps, lambda s: phases.entered("oracle step", s))
             routed, unread = tuple(oracle.routed_layers()), tuple(oracle.unread_fields(self.checkpoint.config))
             if self.strict:
+                phases.entered("oracle fp64")
                 oracle.model.to(torch.float64)  # one pass over the whole sequence, not a forward per step
                 self._fp64 = oracle.sequence_logits(self.prompt, positions, steps, tokens)
             binding = oracle.binding

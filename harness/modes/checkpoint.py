@@ -18,7 +18,7 @@ from archval.harness import COMMAND
 from archval.harness.backends import iree
 from archval.harness.checks import published
 from archval.harness.core import checkpoint as ckpt
-from archval.harness.core import checkpoint_trust
+from archval.harness.core import checkpoint_trust, phases
 from archval.harness.core.binding import IDENTITY
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.case import run_case
@@ -29,6 +29,9 @@ from archval.harness.core.summary import RunInfo
 from archval.harness.modes import Outcome, UsageError, claim_reports
 from archval.harness.modes.gate import emitter_of
 from archval.harness.present.console import line
+from archval.harness.present.phase_progress import PHASES, PhaseProgress
+from archval.harness.present.phase_progress import costs as phase_costs
+from archval.harness.present.progress import Progress
 
 DEFAULT_STEPS = 32
 
@@ -138,8 +141,12 @@ def run(args, info: RunInfo) -> Outcome:
     print(f"== numerical: oracle (transformers loads the checkpoint: eager attention, f32 compute) vs IREE, prefill "
           f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps, IREE threads: {threads} (no XLA "
           "three-way: it would hold a third copy of the weights)", flush=True)
-    record = run_case(fixture, "decode", emitter=emitter_of(args), xla=False, strict_bound=not args.fixed_bound_only,
-                      binding=load_binding(args.binding) if args.binding else IDENTITY)
+    progress = Progress(list(PHASES), 1, phase_costs(checkpoint.parameters(), args.steps), unit="phases",
+                        quiet=args.quiet)
+    with progress, phases.listening(PhaseProgress(progress, args.steps)):
+        record = run_case(fixture, "decode", emitter=emitter_of(args), xla=False,
+                          strict_bound=not args.fixed_bound_only,
+                          binding=load_binding(args.binding) if args.binding else IDENTITY)
     texts = _texts(tokenizer, fixture, record)
     weights = fixture.source.oracle_run().weights if record.oracle else None  # read by the graph, as it took them
     record.checkpoint = CheckpointFacts(str(args.checkpoint), len(checkpoint.files), checkpoint.storage(),
