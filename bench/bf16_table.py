@@ -37,7 +37,9 @@ def family_rows(name: str, seeds: int) -> list[dict]:
             r = run_case(fixture, graph, texts=texts, xla=False)
             rows.append({"family": name, "graph": graph, "seed": seed, "verdict": r.verdict, "compute": r.compute,
                          "max_abs_diff": r.max_abs_diff, "noise_floor": r.noise and r.noise.noise_floor,
-                         "noise_ratio": r.noise and r.noise.noise_ratio, "message": r.message})
+                         "noise_ratio": r.noise and r.noise.noise_ratio, "message": r.message,
+                         "floors": r.noise and r.noise.floors,
+                         "errors": [s.max_abs_diff for s in r.decode.timeline] if r.decode else [r.max_abs_diff]})
     return rows
 
 

@@ -252,8 +252,8 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
                 require_finite(fp64, "the oracle's fp64 logits")
             with case.stage("strict_bound", timed=False):  # a bf16 graph's derived bound takes the strict one's place
                 errors = noise.step_errors(expected, actual)
-                record.noise = noise.assess(errors, *((noise.step_floors(expected, fp64),) if reduced is None
-                                                      else (reduced, precision.BF16_FACTOR)))
+                record.noise = noise.assess(errors, noise.step_floors(expected, fp64)) if reduced is None else \
+                    precision.assess(errors, reduced)
                 step = record.noise.step
                 where = (f" at step {step} (position {record.decode.timeline[step].position})" if record.decode
                          else f" at position {fixture.prompt_positions()[step - len(errors)]}" if len(errors) > 1

@@ -2,14 +2,18 @@
 
 A graph is a bf16-compute graph when any of its dot_generals takes bf16 operands: read from the text, so that any
 emitter's is judged so, asked or not. The fixed bound (1e-2) and the fp32 strict bound mean nothing for it: bf16
-alone moves tiny models' logits by 1e-2 to 1e-1. Its bound is derived per step, as the strict bound is: the
-oracle run with the model in bf16 (torch, model.to(bfloat16): weights and every op in bf16) against the fp64
-oracle, teacher-forced with the same tokens, max |bf16 - fp64| over step s's logits, times BF16_FACTOR. The
-largest step's bound is the record's `bound`, which the token rule reads (a near tie is a swap within 2x it).
+alone moves tiny models' logits by 5e-2 to 1. Its bound is derived from the oracle run with the model in bf16
+(torch, model.to(bfloat16): weights and every op in bf16) against the fp64 oracle, teacher-forced with the same
+tokens: each step's floor is max |bf16 - fp64| over its logits, and every step's error is held to BF16_FACTOR x
+the noisiest step's floor, the record's `bound` (which the token rule reads too: a near tie is a swap within 2x
+it). Not each step to its own floor, as the fp32 strict bound is: one bf16 row's maximum is so noisy a statistic
+that correct graphs reached 6.3x their step's floor but only 2.1x the run's (bench/bf16_table.txt).
 
-BF16_FACTOR is read off correct graphs: bench/bf16_table.py over seeds of every family, prefill and decode, the
-built-in emitter's --dtype bf16 graphs, error against the fp32 oracle as a multiple of that step's bf16 floor
-(bench/bf16_table_per_step.txt has the table, its date, commit and machine).
+BF16_FACTOR is read off correct graphs: bench/bf16_table.py over seeds 1 and 2 of every family, prefill and decode,
+the built-in emitter's --dtype bf16 graphs against the fp32 oracle: 136 cases, worst 2.12x the run's floor (mixtral
+decode, a routing near tie that bf16 flips), 99th percentile 1.53x, median 0.73x. 3.5 leaves 1.65x to the worst, the
+headroom the strict bound's 30 leaves its worst correct case (core/noise.py); docs/reduced-precision.md has the
+mutants' margins over it.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from archval.harness.core.record import FAILED, PASSED, STRICT, Check, NoiseResu
 if TYPE_CHECKING:
     from archval.harness.core.case import Case
 
-BF16_FACTOR = 2.0
+BF16_FACTOR = 3.5
 TORCH_DTYPE = {"bf16": "bfloat16"}
 _REDUCED_DOT = re.compile(r"stablehlo\.dot_general [^\n]*: \(tensor<[0-9x]*(bf16|f16)>")
 
@@ -39,6 +43,17 @@ def compute_dtype(text: str) -> str:
 def floors(expected: np.ndarray, fp64: np.ndarray, low: np.ndarray) -> np.ndarray:
     """Each step's bf16 floor: max |bf16 oracle - fp64 oracle|, at least the fp32 floor (a guard against zero)."""
     return np.maximum(noise.step_floors(low, fp64), noise.step_floors(expected, fp64))
+
+
+def assess(errors: np.ndarray, step_floors: np.ndarray) -> NoiseResult:
+    """The record's bound part: every step's error against the run's bound, BF16_FACTOR x its noisiest step's
+    floor (every step's floor kept for the charts); the step with the largest error judges. NoiseFloorError for
+    a floor that is not finite and above zero."""
+    errors, step_floors = np.atleast_1d(np.asarray(errors, np.float64)), np.atleast_1d(np.asarray(step_floors))
+    noise.assess(errors, step_floors)  # its checks of the floors
+    run_floor, s = float(step_floors.max()), int(np.argmax(errors))
+    return NoiseResult(run_floor, float(errors[s]) / run_floor, BF16_FACTOR, BF16_FACTOR * run_floor, s,
+                       [float(f) for f in step_floors])
 
 
 def check(error: float, result: NoiseResult, where: str) -> Check:
