@@ -74,6 +74,9 @@ def prepare(case: Case, expected: np.ndarray) -> np.ndarray | None:
     record.compute = compute_dtype("\n".join(case.texts[name] for name in kind.emits))
     if record.compute == "f32" or not kind.strict:
         return None
+    if case.fixture.source is not None:
+        raise CaseError("the graph computes in bf16, and a --checkpoint run has no bf16 oracle to derive its bound from "
+                        "(docs/reduced-precision.md): validate its bf16 compute on the fixtures (--dtype bf16)")
     if record.compute not in TORCH_DTYPE:
         raise CaseError(f"the {kind.name} graph computes in {record.compute} (a dot_general's operands): archval "
                         f"derives a bound for f32 and {', '.join(TORCH_DTYPE)} graphs only")

@@ -41,13 +41,13 @@ class PhaseProgress:
         phase = STAGES.get(stage)
         if phase is None or PHASES.index(phase) < self.current:
             return
-        for finished in PHASES[self.current: PHASES.index(phase)]:
-            self.progress.done(finished)
-        self.current = PHASES.index(phase)
-        if stage == "oracle step":
+        if stage == "oracle step":  # said first, so that the line a phase's end prints shows it
             self.progress.details[phase] = f" step {step + 1}/{self.calls}"
         elif stage == "oracle fp64":
             self.progress.details[phase] = " fp64 pass"
         elif stage == "run":
             self.graph_calls += 1
             self.progress.details[phase] = f" step {self.graph_calls}/{self.calls}"
+        for finished in PHASES[self.current: PHASES.index(phase)]:
+            self.progress.done(finished)
+        self.current = PHASES.index(phase)
