@@ -5,6 +5,8 @@
     pytest --archval-emitter 'CMD' -m family_llama          one family
     pytest --archval-emitter 'CMD' -m graph_decode          one graph kind
 """
+from dataclasses import replace
+
 import pytest
 
 from archval.harness.core import fixtures
@@ -17,8 +19,8 @@ CASES = [(family, kind) for family in fixtures.names() for kind in KINDS]
 
 
 @pytest.mark.parametrize("family,graph", CASES, ids=[f"{f}-{k}" for f, k in CASES])
-def test_case(family, graph, emitter, binding, case_report):
-    fixture, kind = fixtures.load(family), KINDS[graph]
+def test_case(family, graph, emitter, binding, dtype, case_report):
+    fixture, kind = replace(fixtures.load(family), dtype=dtype), KINDS[graph]
     if not kind.every_family and not kind.applies(fixture):  # decided by the oracle, never by the emitter
         pytest.skip(f"{family} has no {graph} graph: it checks a mixture-of-experts block, and {family}'s oracle "
                     "routes no layer through experts")
