@@ -58,7 +58,7 @@ class GraphTensors(Mapping):
         t = self._checkpoint.tensors[name]
         if t.dtype != storage:
             raise NarrowStorageError(f"the graph takes '{name}' as {dtype} but the checkpoint stores it as {t.dtype}: "
-                                     f"a {dtype} argument is fed the stored bits of a {storage} tensor only")
+                                     f"an argument of type {dtype} takes the stored bits of a {storage} tensor only")
         if name not in self._narrow:
             out = aligned(t.shape, held)
             with open(t.file, "rb") as f:
