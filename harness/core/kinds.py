@@ -94,7 +94,10 @@ class LogitKind(GraphKind):
             raise CaseError(f"prompt token {int(outside[0])} is outside the vocabulary [0, {vocab})")
 
     def fp64(self, case: Case, rows: int, dtype: str = "float64") -> np.ndarray:
-        return oracle_cache.fp64_logits(case.fixture, case.oracle().tokens, dtype)[:rows]
+        tokens = case.oracle().tokens
+        if dtype == "float64":
+            return oracle_cache.fp64_logits(case.fixture, tokens)[:rows]
+        return oracle_cache.teacher_forced_logits(case.fixture, tokens, dtype)[:rows]
 
     def prefill(self, case: Case, backend: Backend) -> tuple[np.ndarray, list[np.ndarray]]:
         """The prefill graph on the prompt: (its logits [rows, V]: the last real token's, or every real

@@ -78,15 +78,17 @@ def _run_parts(config_json: str, seed: int, inputs: Inputs) -> dict:
     return {"config": config_json, "seed": seed, "inputs": inputs, "quiet": QUIET_TOKENS}
 
 
-def fp64_logits(fixture: Fixture, tokens: np.ndarray, dtype: str = "float64") -> np.ndarray:
+def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
     """The fp64 oracle's logits [len(tokens), V] (the same seeded fp32 weights, upcast): the prompt's
-    last token, then each step fed tokens[s - 1] (the fp32 oracle's choices). dtype bfloat16: the same run with
-    the model in bf16 (weights rounded, every op in bf16 as torch runs it), returned as f32: a reduced-precision
-    graph's noise (core/precision.py)."""
+    last token, then each step fed tokens[s - 1] (the fp32 oracle's choices)."""
     if fixture.source is not None:
-        if dtype != "float64":
-            raise ValueError(f"a --checkpoint run has no {dtype} oracle")
         return fixture.source.fp64_logits(tokens)
+    return teacher_forced_logits(fixture, tokens, "float64")
+
+
+def teacher_forced_logits(fixture: Fixture, tokens: np.ndarray, dtype: str) -> np.ndarray:
+    """fp64_logits' run with the model in another torch dtype (bfloat16: weights rounded, every op in bf16 as torch
+    runs it; a reduced-precision graph's noise, core/precision.py), returned as f32 or f64; fixtures only."""
     return _fp64_logits(_config_json(fixture), fixture.seed, _inputs(fixture), tuple(int(t) for t in tokens), dtype)
 
 
