@@ -86,6 +86,8 @@ CLASHES = (
     ("--mutants", ("--emitter",), "it mutates the built-in emitter"),
     ("--graph", ("--structural-only", "--update-goldens", "--list", "--mutants", "--merge"),
      "it selects the cases to validate numerically"),
+    ("--dtype", ("--checkpoint", "--graphs", "--mutants", "--structural-only", "--update-goldens", "--list", "--merge"),
+     "it asks the emitter for bf16 graphs of the fixtures and published configs (docs/reduced-precision.md)"),
     ("--require-all", ("--structural-only", "--update-goldens", "--list", "--mutants"),
      "it judges the families an emitter refuses, which that mode does not validate"),
 )

@@ -101,3 +101,8 @@ def test_bf16_weight_arguments_from_f32_weights_are_the_cases_error_naming_the_a
     assert record.verdict == "ERROR"
     assert "'model.embed_tokens.weight' is bf16: a bf16 weight argument is fed from a checkpoint" in record.message
     assert np.isnan(record.max_abs_diff or np.nan)
+
+
+def test_dtype_is_refused_where_no_bf16_graph_of_a_fixture_is_emitted(capsys):
+    assert main(["--checkpoint", "ckpt", "--prompt-ids", "1", "--dtype", "bf16"]) == 2
+    assert "--dtype cannot be combined with --checkpoint" in capsys.readouterr().err

@@ -51,7 +51,8 @@ def run(args, info: RunInfo) -> Outcome:
         runnable = [p for p in prepared if p.error is None]
         tasks = [workers.Task(p.fixture.name, emitter_of(args), not args.fixed_bound_only, args.reports, info,
                               directory=str(p.fixture.config_path.parent), published=p.facts(), graphs=args.graph,
-                              bundle_all=args.bundle == "all", binding=args.binding) for p in runnable]
+                              bundle_all=args.bundle == "all", binding=args.binding, dtype=args.dtype)
+                 for p in runnable]
         jobs = max(1, min(args.jobs, len(tasks)))
         outcome = (validate(workers.start(jobs, [p.fixture for p in runnable]), tasks, jobs, args.quiet)
                    if tasks else Outcome(True, [], set()))

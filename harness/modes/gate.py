@@ -113,7 +113,8 @@ def gate(args, run: RunInfo) -> Outcome:
     with workers.running(pool):  # stopped, if the structural pass is interrupted too
         checks, ok, published = [], True, None
         if emitter != DEFAULT_EMITTER or args.dtype:  # the goldens record the built-in emitter's f32 graphs
-            print("== structural signatures: skipped (the goldens record the built-in emitter's f32 graphs)")
+            print("== structural signatures: skipped (the goldens record the built-in emitter"
+                  + ("'s f32 graphs)" if args.dtype else ")"))
         else:
             every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
             checks, ok = structural_pass([c for c in every if c in known], False, args.jobs,
