@@ -44,6 +44,7 @@ def test_a_bf16_graph_says_so_in_its_dot_generals_and_an_f32_graph_does_not():
     f32, bf16 = emit(cfg, "decode"), emit(cfg, "decode", dtype="bf16")
     assert precision.compute_dtype(f32) == "f32" and "bf16" not in f32
     assert precision.compute_dtype(bf16) == "bf16"
+    assert precision.compute_dtype(bf16.replace("bf16", "f16")) == "f16"  # read, and refused: no f16 oracle
     # bf16 weight arguments alone, computed in f32, are no bf16-compute graph: their values are exact
     assert precision.compute_dtype(emit(cfg, "decode", weights="bf16")) == "f32"
     # the router stays f32: a MoE graph's router dot_general is f32 even in a bf16 graph
@@ -106,3 +107,11 @@ def test_bf16_weight_arguments_from_f32_weights_are_the_cases_error_naming_the_a
 def test_dtype_is_refused_where_no_bf16_graph_of_a_fixture_is_emitted(capsys):
     assert main(["--checkpoint", "ckpt", "--prompt-ids", "1", "--dtype", "bf16"]) == 2
     assert "--dtype cannot be combined with --checkpoint" in capsys.readouterr().err
+
+
+def test_an_f16_compute_graph_is_the_cases_error_not_judged_by_any_bound():
+    fixture = fixtures.load(SAMPLE)
+    text = emit(Config.from_json(fixture.config_path), "prefill", dtype="bf16").replace("bf16", "f16")
+    record = run_case(fixture, "prefill", texts={"prefill": text}, xla=False)
+    assert record.verdict == "ERROR" and record.compute == "f16"
+    assert "computes in f16 (a dot_general's operands): archval derives a bound for f32 and bf16" in record.message
