@@ -1,4 +1,5 @@
 """python -m archval.emitter --config CONFIG.json --graph KIND --out FILE.mlir [--debug-taps] [--batch B]
+[--dtype {f32,bf16}] [--weights {f32,bf16,f16}]
 
 KIND: prefill, decode, moe_block; on request prefill_chunked, decode_verify, prefill_embeddings,
 decode_batched, decode_paged."""
@@ -8,7 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import BLOCKS, DEFAULT_BATCH, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, SERVING, Config, ConfigError, emit
+from . import (BLOCKS, COMPUTE_DTYPES, DEFAULT_BATCH, DEFAULT_BUCKET, DEFAULT_CAPACITY, GRAPHS, SERVING,
+               WEIGHT_DTYPES, Config, ConfigError, emit)
 
 
 def main(argv=None) -> int:
@@ -22,12 +24,16 @@ def main(argv=None) -> int:
                     help="decode_batched and decode_paged: sequences per call (default %(default)s)")
     ap.add_argument("--debug-taps", action="store_true",
                     help="prefill only: also return every layer's attention, MLP and layer outputs")
+    ap.add_argument("--dtype", choices=COMPUTE_DTYPES, default="f32",
+                    help="what matmuls and activations compute in (default %(default)s; bf16: docs/reduced-precision.md)")
+    ap.add_argument("--weights", choices=WEIGHT_DTYPES, default="f32",
+                    help="the weight arguments' type, as the checkpoint stores them, upcast inside (default %(default)s)")
     args = ap.parse_args(argv)
     if args.debug_taps and args.graph != "prefill":
         ap.error("--debug-taps exists for --graph prefill only")
     try:
         text = emit(Config.from_json(args.config), args.graph, args.bucket, args.capacity, taps=args.debug_taps,
-                    batch=args.batch)
+                    batch=args.batch, dtype=args.dtype, weights=args.weights)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -29,13 +29,14 @@ class Decoder(LatentAttention):
     def weight(self, name: str, shape) -> Value:
         """The weight the core calls `name` (Llama's naming), an argument named as the family's checkpoint names it."""
         if name not in self.weights:
-            self.weights[name] = self.g.argument(f"w{len(self.weights)}", self.cfg.checkpoint_name(name), shape)
+            self.weights[name] = self.g.weight_argument(f"w{len(self.weights)}", self.cfg.checkpoint_name(name), shape)
         return self.weights[name]
 
     # -- building blocks ---------------------------------------------------------
-    def linear(self, x: Value, name: str, out_dim: int, bias: bool = False) -> Value:
+    def linear(self, x: Value, name: str, out_dim: int, bias: bool = False, f32: bool = False) -> Value:
+        """x · wᵀ (+ b) in the graph's compute dtype; f32: in f32 whatever it is (a router's choice)."""
         w = self.weight(f"{name}.weight", (out_dim, x.shape[-1]))
-        y = self.g.dot_general(x, w, contract=(len(x.shape) - 1, 1))
+        y = (self.g.dot_general if f32 else self.g.matmul)(x, w, contract=(len(x.shape) - 1, 1))
         if bias:
             b = self.weight(f"{name}.bias", (out_dim,))
             y = self.g.add(y, self.g.broadcast(b, y.shape, [len(y.shape) - 1]))
@@ -104,6 +105,10 @@ class Decoder(LatentAttention):
         return self.g.mul(self.g.tanh(self.g.div(x, c)), c)
 
     def activation(self, x: Value) -> Value:
+        """The MLP's activation, in the compute dtype."""
+        return self.g.in_compute(self.activation_of, x)
+
+    def activation_of(self, x: Value) -> Value:
         g = self.g
         if self.cfg.mlp_activation == "silu":
             return g.mul(x, g.logistic(x))
@@ -221,12 +226,12 @@ class Decoder(LatentAttention):
         group = cfg.num_heads // nkv
         q = self.group_queries(q)
         k, v = g.transpose(k, [1, 0, 2]), g.transpose(v, [1, 0, 2])
-        scores = g.mul(g.dot_general(q, k, contract=(2, 2), batch=True), g.scalar(cfg.attention_scale))
+        scores = g.mul(g.matmul(q, k, contract=(2, 2), batch=True), g.scalar(cfg.attention_scale))
         scores = self.softcap(scores, cfg.attn_softcap)
         scores = g.reshape(scores, (nkv, group, t, tk))
         probs = self.attention_probs(g.add(scores, g.broadcast(mask, scores.shape, [2, 3])), i)
         probs = g.reshape(probs, (nkv, group * t, tk))
-        out = g.dot_general(probs, v, contract=(2, 1), batch=True)            # [kv, group*T, D]
+        out = g.matmul(probs, v, contract=(2, 1), batch=True)            # [kv, group*T, D]
         return self.ungroup_heads(out, t)
 
     def attention_probs(self, scores: Value, i: int) -> Value:
@@ -355,7 +360,7 @@ class Decoder(LatentAttention):
         h, e, size = cfg.hidden_size, moe.experts, moe.expert_size
         weights = self.routing_weights(x, p)                                      # [T, E], 0 where unchosen
         if moe.stacked == "in_out":  # GPT-OSS's checkpoint: x @ gate_up [E, H, 2I], then @ down [E, I, H]
-            fused = g.dot_general(x, self.weight(f"{p}.experts.gate_up_proj", (e, h, 2 * size)), contract=(1, 1))
+            fused = g.matmul(x, self.weight(f"{p}.experts.gate_up_proj", (e, h, 2 * size)), contract=(1, 1))
             down, down_in = self.weight(f"{p}.experts.down_proj", (e, size, h)), 1
         else:
             if moe.stacked == "out_in":  # GraniteMoE's checkpoint holds them stacked: taken as they are
@@ -365,12 +370,12 @@ class Decoder(LatentAttention):
                 gate_up = g.concatenate([self.experts(p, "gate_proj", (size, h)),
                                          self.experts(p, "up_proj", (size, h))], dim=1)  # [E, 2I, H], gate rows first
                 down = self.experts(p, "down_proj", (h, size))                    # [E, H, I]
-            fused, down_in = g.dot_general(x, gate_up, contract=(1, 2)), 2        # [T, E, 2I]
+            fused, down_in = g.matmul(x, gate_up, contract=(1, 2)), 2        # [T, E, 2I]
         if moe.expert_bias:
             fused = g.add(fused, g.broadcast(self.weight(f"{p}.experts.gate_up_proj_bias", (e, 2 * size)),
                                              fused.shape, [1, 2]))
-        act = g.transpose(self.expert_activation(*self.expert_gate_up(fused, size)), [1, 0, 2])  # [E, T, I]
-        each = g.transpose(g.dot_general(act, down, contract=(2, down_in), batch=True), [1, 0, 2])  # [T, E, H]
+        act = g.transpose(g.in_compute(self.expert_activation, *self.expert_gate_up(fused, size)), [1, 0, 2])  # [E, T, I]
+        each = g.transpose(g.matmul(act, down, contract=(2, down_in), batch=True), [1, 0, 2])  # [T, E, H]
         if moe.expert_bias:
             each = g.add(each, g.broadcast(self.weight(f"{p}.experts.down_proj_bias", (e, h)), each.shape, [1, 2]))
         out = g.dot_general(weights, each, contract=(1, 1), batch=True)          # [T, H]
@@ -392,7 +397,7 @@ class Decoder(LatentAttention):
         limit)."""
         g, clamp = self.g, self.cfg.moe.swiglu_clamp
         if clamp is None:
-            return g.mul(self.activation(gate), up)
+            return g.mul(self.activation_of(gate), up)
         alpha, limit = clamp
         gate, up = g.clamp(NEG_INF, gate, limit), g.clamp(-limit, up, limit)
         glu = g.mul(gate, g.logistic(g.mul(gate, g.scalar(alpha))))
@@ -403,7 +408,7 @@ class Decoder(LatentAttention):
         (renormalised over the top-k where the family does), or DeepSeek-V3's grouped sigmoid router."""
         g, moe = self.g, self.cfg.moe
         t, e = x.shape[0], moe.experts
-        logits = self.linear(x, f"{p}.gate", e, moe.router_bias)
+        logits = self.linear(x, f"{p}.gate", e, moe.router_bias, f32=True)  # routed in f32
         if moe.scoring == "sigmoid":
             weights = self.grouped_weights(g.logistic(logits), p)
         else:
@@ -526,7 +531,7 @@ class Decoder(LatentAttention):
     def logits(self, h: Value) -> Value:
         cfg, g = self.cfg, self.g
         h = self.norm(h, "model.norm")
-        logits = g.dot_general(h, self.weight(self.head_name(), (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
+        logits = g.matmul(h, self.weight(self.head_name(), (cfg.vocab_size, cfg.hidden_size)), contract=(1, 1))
         if cfg.lm_head_bias:
             bias = self.weight("lm_head.bias", (cfg.vocab_size,))
             logits = g.add(logits, g.broadcast(bias, logits.shape, [1]) if h.shape[0] > 1 else
@@ -574,12 +579,14 @@ def tapped(core: type[Decoder]) -> type[Decoder]:
     return Tapped
 
 
-def prefill(cfg: Config, bucket: int, core: type[Decoder] = Decoder, taps: bool = False) -> str:
+def prefill(cfg: Config, bucket: int, core: type[Decoder] = Decoder, taps: bool = False, dtype: str = "f32",
+            weights: str = "f32") -> str:
     """tokens i32[Lp], positions i32[Lp], real_len i32[] -> logits f32[V] of the last real token and
     the K/V caches f32[L, Lp, n_kv, D]. Padding after real_len is causally invisible to real tokens.
     core: the decoder core (mutation tests pass a deliberately broken subclass).
-    taps: also return f32[L, Lp, hidden] per TAP_POINTS (per-layer localisation of a divergence)."""
-    g = Function("main")
+    taps: also return f32[L, Lp, hidden] per TAP_POINTS (per-layer localisation of a divergence).
+    dtype: what matmuls and activations compute in; weights: the weight arguments' type (stablehlo.Function)."""
+    g = Function("main", compute=dtype, weights=weights)
     dec = (tapped(core) if taps else core)(cfg, g)
     tokens = g.input("tokens", (bucket,), "i32")
     positions = g.input("positions", (bucket,), "i32")
@@ -591,10 +598,10 @@ def prefill(cfg: Config, bucket: int, core: type[Decoder] = Decoder, taps: bool 
     return module(f"{cfg.model_type}_prefill", [g])
 
 
-def decode(cfg: Config, capacity: int, core: type[Decoder] = Decoder) -> str:
+def decode(cfg: Config, capacity: int, core: type[Decoder] = Decoder, dtype: str = "f32", weights: str = "f32") -> str:
     """token i32[], position i32[], cache_len i32[], k_cache and v_cache f32[L, C, n_kv, D] ->
     logits f32[V] and the caches with this token written at slot cache_len (C = capacity)."""
-    g = Function("main")
+    g = Function("main", compute=dtype, weights=weights)
     token = g.input("token", (), "i32")
     position = g.input("position", (), "i32")
     cache_len = g.input("cache_len", (), "i32")
@@ -611,12 +618,13 @@ def decode(cfg: Config, capacity: int, core: type[Decoder] = Decoder) -> str:
     return module(f"{cfg.model_type}_decode", [g])
 
 
-def moe_block(cfg: Config, tokens: int, core: type[Decoder] = Decoder) -> str:
+def moe_block(cfg: Config, tokens: int, core: type[Decoder] = Decoder, dtype: str = "f32",
+              weights: str = "f32") -> str:
     """hidden f32[T, H] -> the first routed layer's MLP on it, f32[T, H]: the block-level check."""
     routed = [i for i, r in enumerate(cfg.moe.routed_layers) if r] if cfg.moe else []
     if not routed:
         raise ConfigError(f"{cfg.model_type}: no layer routes to experts, so there is no MoE block to emit.")
-    g = Function("main")
+    g = Function("main", compute=dtype, weights=weights)
     hidden = g.input("hidden", (tokens, cfg.hidden_size), "f32")
     g.returns(core(cfg, g).mlp(hidden, routed[0]))
     return module(f"{cfg.model_type}_moe_block", [g])

@@ -1,8 +1,12 @@
 """A small, typed StableHLO text builder.
 
 Every op knows its result type, so the decoder code above it reads like the math.
-Float constants are written as f32 hex bit patterns: exact, and byte-stable in any
-process (no locale- or version-dependent float printing).
+Float constants are written as hex bit patterns (f32's, or bf16's rounded from them): exact, and
+byte-stable in any process (no locale- or version-dependent float printing).
+
+A Function's `compute` dtype is what its matmuls and activations run in: f32, or bf16 as accelerator
+graphs compute (docs/reduced-precision.md). The decoder asks for `matmul` and `in_compute`; everything
+else (norms, softmax, RoPE, the residual stream, the caches, the logits) stays f32 whatever it is.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import numpy as np
 class Value:
     name: str
     shape: tuple[int, ...]
-    dtype: str  # "f32", "i32" or "i1"
+    dtype: str  # "f32", "bf16", "i32" or "i1"
 
     @property
     def type(self) -> str:
@@ -27,8 +31,22 @@ def tensor_type(shape: tuple[int, ...], dtype: str) -> str:
     return f"tensor<{dims}{dtype}>"
 
 
+COMPUTE_DTYPES = ("f32", "bf16")
+WEIGHT_DTYPES = ("f32", "bf16", "f16")  # a weight argument's type: the checkpoint's storage, upcast inside
+
+
 def f32_hex(x: float) -> str:
     return "0x%08X" % int(np.array(x, dtype=np.float32).view(np.uint32))
+
+
+def bf16_hex(x: float) -> str:
+    """x rounded to f32, then to the nearest bf16 (ties to even): the top 16 bits of its f32 pattern."""
+    bits = int(np.array(x, dtype=np.float32).view(np.uint32))
+    return "0x%04X" % ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
+
+
+def float_literal(x: float, dtype: str) -> str:
+    return bf16_hex(x) if dtype == "bf16" else f32_hex(x)
 
 
 def _ints(xs) -> str:
@@ -44,13 +62,27 @@ class Function:
     inputs: list[tuple[Value, str]] = field(default_factory=list)  # listed after every argument
     lines: list[str] = field(default_factory=list)
     results: list[Value] = field(default_factory=list)
+    compute: str = "f32"  # what matmuls and activations run in: one of COMPUTE_DTYPES
+    weights: str = "f32"  # the weight arguments' type: one of WEIGHT_DTYPES
     _next_id: int = 0
+    _float: str = "f32"  # the dtype scalar() writes floats in: compute's inside in_compute, else f32
+
+    def __post_init__(self):
+        if self.compute not in COMPUTE_DTYPES or self.weights not in WEIGHT_DTYPES:
+            raise ValueError(f"compute dtype {self.compute!r} or weight dtype {self.weights!r} is not one of "
+                             f"{', '.join(COMPUTE_DTYPES)} and {', '.join(WEIGHT_DTYPES)}")
 
     # -- arguments and results -------------------------------------------------
     def argument(self, ssa: str, loc: str, shape, dtype="f32") -> Value:
         value = Value(f"%{ssa}", tuple(shape), dtype)
         self.args.append((value, loc))
         return value
+
+    def weight_argument(self, ssa: str, loc: str, shape) -> Value:
+        """A weight: an argument of the weights' type, upcast to f32 at once where it is stored narrower (the
+        checkpoint's bf16 or f16 fed as it is, half the bytes of an f32 copy)."""
+        value = self.argument(ssa, loc, shape, self.weights)
+        return value if self.weights == "f32" else self.convert(value, "f32")
 
     def input(self, name: str, shape, dtype: str) -> Value:
         """An argument that follows all `argument`s in the signature, whenever it is declared."""
@@ -89,8 +121,9 @@ class Function:
         raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
 
     # -- constants -----------------------------------------------------------------
-    def scalar(self, x: float | int, dtype="f32") -> Value:
-        literal = f32_hex(x) if dtype == "f32" else str(int(x))
+    def scalar(self, x: float | int, dtype: str | None = None) -> Value:
+        dtype = dtype or self._float
+        literal = float_literal(x, dtype) if dtype in COMPUTE_DTYPES else str(int(x))
         return self._op(f"stablehlo.constant dense<{literal}> : {tensor_type((), dtype)}", (), dtype)
 
     def dense(self, array: np.ndarray) -> Value:
@@ -209,8 +242,10 @@ class Function:
             f"({table.type}, {idx.type}) -> {tensor_type(shape, table.dtype)}", shape, table.dtype)
 
     # -- contractions and reductions ----------------------------------------------
-    def dot_general(self, a: Value, b: Value, contract: tuple[int, int], batch: bool = False) -> Value:
-        """Contract a[contract[0]] with b[contract[1]]; with batch, dimension 0 of both is a batch."""
+    def dot_general(self, a: Value, b: Value, contract: tuple[int, int], batch: bool = False,
+                    result: str | None = None) -> Value:
+        """Contract a[contract[0]] with b[contract[1]]; with batch, dimension 0 of both is a batch. result: the
+        product's dtype (the operands' by default; f32 from bf16 operands accumulates in f32)."""
         ca, cb = contract
         batch_dims = [0] if batch else []
         free_a = [d for d in range(len(a.shape)) if d != ca and d not in batch_dims]
@@ -219,7 +254,27 @@ class Function:
         batching = "batching_dims = [0] x [0], " if batch else ""
         return self._op(
             f"stablehlo.dot_general {a.name}, {b.name}, {batching}contracting_dims = [{ca}] x [{cb}] : "
-            f"({a.type}, {b.type}) -> {tensor_type(shape, a.dtype)}", shape, a.dtype)
+            f"({a.type}, {b.type}) -> {tensor_type(shape, result or a.dtype)}", shape, result or a.dtype)
+
+    def matmul(self, a: Value, b: Value, contract: tuple[int, int], batch: bool = False) -> Value:
+        """dot_general in the compute dtype. bf16: both operands rounded to bf16, the product accumulated in f32
+        and rounded to bf16, as an accelerator's bf16 matmul returns it; carried on as the f32 of that value."""
+        if self.compute == "f32":
+            return self.dot_general(a, b, contract, batch)
+        low = self.compute
+        product = self.dot_general(self.convert(a, low), self.convert(b, low), contract, batch, result="f32")
+        return self.convert(self.convert(product, low), "f32")
+
+    def in_compute(self, fn, *values: Value) -> Value:
+        """fn(*values) computed in the compute dtype, its float constants too (an activation); returned as f32."""
+        if self.compute == "f32":
+            return fn(*values)
+        self._float = self.compute
+        try:
+            out = fn(*(self.convert(v, self.compute) for v in values))
+        finally:
+            self._float = "f32"
+        return self.convert(out, "f32")
 
     def reduce(self, a: Value, init: Value, op: str, dims) -> Value:
         shape = tuple(s for d, s in enumerate(a.shape) if d not in dims)

@@ -83,6 +83,8 @@ CLASHES = (
     ("--mutants", ("--emitter",), "it mutates the built-in emitter"),
     ("--graph", ("--structural-only", "--update-goldens", "--list", "--mutants", "--merge"),
      "it selects the cases to validate numerically"),
+    ("--dtype", ("--checkpoint", "--graphs", "--mutants", "--structural-only", "--update-goldens", "--list", "--merge"),
+     "it asks the emitter for bf16 graphs of the fixtures and published configs (docs/reduced-precision.md)"),
     ("--require-all", ("--structural-only", "--update-goldens", "--list", "--mutants"),
      "it judges the families an emitter refuses, which that mode does not validate"),
 )
@@ -146,6 +148,9 @@ def parser() -> argparse.ArgumentParser:
                          "is reported and counted, and the others decide")
     ap.add_argument("--fixed-bound-only", action="store_true",
                     help="judge by the fixed bound alone (no fp64 oracle run, no strict noise-derived bound)")
+    ap.add_argument("--dtype", choices=("bf16",),
+                    help="ask the emitter for graphs that compute in this dtype (--dtype passed on), judged by the "
+                         "bound derived from the oracle in bf16 (docs/reduced-precision.md)")
     ap.add_argument("--mutants", action="store_true",
                     help="the mutation self-test: every applicable mutant of the selected families must FAIL")
     ap.add_argument("--shard", metavar="I/N",

@@ -58,6 +58,9 @@ def pytest_addoption(parser):
     group.addoption("--archval-graphs", dest="archval_graphs", type=Path, default=None, metavar="DIR",
                     help="validate pre-emitted graph files: a folder per family (config.json, prefill.mlir, "
                          "decode.mlir, ...), or one such folder (docs/binding.md#graph-folders)")
+    group.addoption("--archval-dtype", dest="archval_dtype", choices=("bf16",), default=None,
+                    help="ask the emitter for graphs that compute in bf16 (--dtype bf16 passed on), judged by the bound "
+                         "derived from the oracle in bf16 (docs/reduced-precision.md)")
     group.addoption("--archval-reports", dest="archval_reports", type=Path, metavar="DIR",
                     help="write the reports of the differential cases run to DIR")
     group.addoption("--archval-shard", dest="archval_shard", metavar="I/N",
@@ -70,6 +73,12 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def emitter(request) -> tuple[str, ...]:
     return emitter_command(request.config.getoption("archval_emitter"))
+
+
+@pytest.fixture(scope="session")
+def dtype(request) -> str | None:
+    """The compute dtype the emitter is asked for (--archval-dtype); None: its own."""
+    return request.config.getoption("archval_dtype")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ as the gate judges them.
     pytest --archval-emitter 'CMD' -m graph_decode          one graph kind
     pytest --archval-emitter 'CMD' -k cohere2_moe           a model type with no fixture: one synthesised
 """
+from dataclasses import replace
+
 import pytest
 
 from archval.harness.core import fixtures
@@ -19,8 +21,8 @@ CASES = [(family, kind) for family in fixtures.case_names() for kind in KINDS]
 
 
 @pytest.mark.parametrize("family,graph", CASES, ids=[f"{f}-{k}" for f, k in CASES])
-def test_case(family, graph, emitter, binding, case_report, request):
-    fixture, kind = fixtures.load(family), KINDS[graph]
+def test_case(family, graph, emitter, binding, dtype, case_report, request):
+    fixture, kind = replace(fixtures.load(family), dtype=dtype), KINDS[graph]
     if kind.on_request and f"graph_{graph}" not in request.config.getoption("markexpr", ""):
         pytest.skip(f"{graph} runs on request, as in the gate: select it with -m graph_{graph}")
     if not kind.every_family and not kind.applies(fixture):  # decided by the oracle, never by the emitter

@@ -138,6 +138,11 @@ def one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def as_numpy(values: torch.Tensor) -> np.ndarray:
+    """The tensor as numpy, in its dtype; a bf16 one (numpy has none) as f32, which holds every bf16 exactly."""
+    return (values.to(torch.float32) if values.dtype == torch.bfloat16 else values).numpy()
+
+
 class Oracle:
     def __init__(self, config: dict, seed: int, dtype: torch.dtype | str = torch.float32,
                  quiet_tokens: tuple[int, ...] = ()):
@@ -206,13 +211,16 @@ class Oracle:
         return self.model(input_ids=as_ids(tokens), position_ids=as_ids(positions), cache=cache, use_cache=True)
 
     @torch.no_grad()
-    def greedy(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def greedy(self, prompt: np.ndarray, positions: np.ndarray, steps: np.ndarray,
+               on_step: Callable[[int], None] = lambda s: None) -> tuple[np.ndarray, np.ndarray]:
         """Greedy continuation with HF's own KV cache, the prompt at positions and decode step s at steps[s - 1]:
         the logits f32[len(steps) + 1, V] (the prompt's last token, then each decode step fed the previous
-        choice) and the tokens they choose."""
+        choice) and the tokens they choose. on_step(s) before each step s (0: the prompt), for progress."""
+        on_step(0)
         out = self.forward(prompt, positions)
         logits = [out.logits[0, -1].to(torch.float32).numpy()]
-        for position in steps:
+        for s, position in enumerate(steps, 1):
+            on_step(s)
             out = self.forward([int(logits[-1].argmax())], [position], out.cache)
             logits.append(out.logits[0, -1].to(torch.float32).numpy())
         logits = np.stack(logits)
@@ -221,7 +229,7 @@ class Oracle:
     @torch.no_grad()
     def prompt_logits(self, prompt: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """The logits [len(prompt), V] at every prompt position (the prompt at positions), in the model's dtype."""
-        return self.forward(prompt, positions).logits[0].numpy()
+        return as_numpy(self.forward(prompt, positions).logits[0])
 
     @torch.no_grad()
     def chunked_logits(self, prompt: np.ndarray, positions: np.ndarray, starts: list[int]) -> np.ndarray:
@@ -255,7 +263,7 @@ class Oracle:
         for token, position in zip(tokens[:-1], steps):
             out = self.forward([token], [position], out.cache)
             logits.append(out.logits[0, -1])
-        return torch.stack(logits).numpy()
+        return as_numpy(torch.stack(logits))
 
     def to_float64(self) -> None:
         """The model converted in place to f64 (a checkpoint's strict bound: no second copy in f32)."""

@@ -61,6 +61,9 @@ class CaseOracle(Protocol):
     def fp64_logits(self, tokens: np.ndarray) -> np.ndarray:
         """The fp64 oracle teacher-forced on tokens (run()'s): [len(tokens), V]."""
 
+    def teacher_forced(self, tokens: np.ndarray, dtype: str) -> np.ndarray:
+        """The oracle in dtype (float64, bfloat16) teacher-forced on tokens: [len(tokens), V]."""
+
     def moe_block(self, layer: int, hidden: np.ndarray) -> BlockExpectation:
         """Layer's MoE block alone on hidden [tokens, width]."""
 

@@ -13,6 +13,8 @@ def pytest_addoption(parser):
                      help="emitter command to validate (CMD --config C --graph KIND --out FILE); default: the built-in")
     parser.addoption("--binding", dest="archval_binding", metavar="FILE",
                      help="a binding file for the emitter's graphs (docs/binding.md), as --archval-binding")
+    parser.addoption("--dtype", dest="archval_dtype", choices=("bf16",), default=None,
+                     help="ask the emitter for bf16-compute graphs, as --archval-dtype (docs/reduced-precision.md)")
     parser.addoption("--reports", dest="archval_reports", type=Path, metavar="DIR",
                      help="write the HTML reports of the differential cases run to DIR")
     parser.addoption("--shard", dest="archval_shard", metavar="I/N",

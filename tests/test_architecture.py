@@ -113,6 +113,7 @@ RECORD_WRITERS = {
     "archval.harness.core.kinds": "each graph kind's judgement, inside run_case",
     "archval.harness.core.batched": "the serving kinds' judgement (rows, isolation), inside run_case",
     "archval.harness.core.continued": "the chunked, verify and embeddings kinds' judgement, inside run_case",
+    "archval.harness.core.precision": "a bf16 graph's derived bound, inside run_case",
     "archval.harness.core.reference": "the three-way comparison, inside run_case",
     "archval.harness.core.messages": "clip_record, called by run_case and the pipeline",
     "archval.harness.core.summary": "a record read back from summary.json (an older layout converted)",

@@ -17,6 +17,7 @@ from archval.harness.checks.structural import REAL_DIR
 from archval.harness.cli import main
 from archval.harness.core import checkpoint as ckpt
 from archval.harness.core import fixtures
+from archval.harness.core.checkpoint_tensors import ALIGNMENT, GraphTensors, NarrowStorageError
 from archval.harness.modes.make_checkpoint import build
 
 PROMPT = "3,1,4,1,5,9,2,6"
@@ -195,7 +196,14 @@ def test_bf16_and_f16_storage_is_upcast_exactly(checkpoints):
         with safe_open(checkpoint.tensors[name].file, "pt") as f:
             expected = f.get_tensor(name).to(torch.float32).numpy()
         value = checkpoint.f32(name)
-        assert np.array_equal(value, expected) and value.ctypes.data % ckpt.ALIGNMENT == 0
+        assert np.array_equal(value, expected) and value.ctypes.data % ALIGNMENT == 0
+        # a narrow argument of the storage's type takes the stored bits themselves, aligned as well
+        dtype = {"llama": "bf16", "gemma2": "f16"}[family]
+        narrow = GraphTensors(checkpoint).narrow(name, dtype)
+        widened = (narrow.astype(np.uint32) << 16).view(np.float32) if dtype == "bf16" else narrow.astype(np.float32)
+        assert np.array_equal(widened, expected) and narrow.ctypes.data % ALIGNMENT == 0
+        with pytest.raises(NarrowStorageError, match=f"stores it as {dtype.upper()}"):
+            GraphTensors(checkpoint).narrow(name, "f16" if dtype == "bf16" else "bf16")
 
 
 def test_as_is_validates_a_config_at_its_own_dimensions(tmp_path, capsys):

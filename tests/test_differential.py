@@ -1,4 +1,6 @@
 """Every fixture against its oracle, prefill and decode, and every fixture's mutants caught: the checks have teeth."""
+from dataclasses import replace
+
 import pytest
 
 from archval.emitter import Config, emit
@@ -20,8 +22,9 @@ def skip_if_refused(record):
 
 @pytest.mark.graph_prefill
 @pytest.mark.parametrize("name", NAMES)
-def test_prefill_matches_oracle(name, emitter, binding, case_report):
-    record = run_case(fixtures.load(name), emitter=emitter, bundles=case_report.bundles, binding=binding)
+def test_prefill_matches_oracle(name, emitter, binding, dtype, case_report):
+    record = run_case(replace(fixtures.load(name), dtype=dtype), emitter=emitter, bundles=case_report.bundles,
+                      binding=binding)
     case_report(record)
     skip_if_refused(record)
     assert record.verdict == "PASS", format_line(record)
@@ -30,8 +33,8 @@ def test_prefill_matches_oracle(name, emitter, binding, case_report):
 
 @pytest.mark.graph_decode
 @pytest.mark.parametrize("name", NAMES)
-def test_decode_matches_oracle_token_for_token(name, emitter, binding, case_report):
-    fixture = fixtures.load(name)
+def test_decode_matches_oracle_token_for_token(name, emitter, binding, dtype, case_report):
+    fixture = replace(fixtures.load(name), dtype=dtype)
     record = run_case(fixture, "decode", emitter=emitter, bundles=case_report.bundles, binding=binding)
     case_report(record)
     skip_if_refused(record)

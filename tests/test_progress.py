@@ -121,3 +121,43 @@ def test_the_gate_says_progress_on_stderr_and_quiet_only_what_failed(tmp_path, c
     said = capsys.readouterr()
     assert "PASS  [" not in said.out and "match" not in said.out and said.err == ""
     assert said.out.rstrip().endswith("RESULT: PASS")
+
+
+def test_a_checkpoint_run_says_its_phases_and_steps_in_order_never_going_back():
+    from archval.harness.present.phase_progress import PHASES, PhaseProgress, costs
+    clock = Clock()
+    expected = costs(1_000_000_000, 2)  # a large checkpoint: the graph (IREE, one thread per call) the longest
+    assert list(expected) == list(PHASES) and expected["graph"] > expected["oracle"] > 0
+    progress = Progress(list(PHASES), 1, expected, unit="phases", err=io.StringIO(), tty=False, clock=clock)
+    listen = PhaseProgress(progress, steps=2)
+    for stage in ("emit", "compile", "load", "emit", "compile", "load"):
+        listen(stage, None)
+    assert progress.in_flight() == ["compiling"]
+    clock.now += 10.0
+    listen("oracle", None)  # transformers loading the checkpoint
+    assert progress.in_flight() == ["reading"] and list(progress.finished) == ["compiling"]
+    listen("oracle step", 0)
+    listen("oracle step", 1)
+    assert progress.status().endswith("running: oracle step 2/3")
+    listen("oracle fp64", None)
+    assert progress.status().endswith("running: oracle fp64 pass")
+    for _ in range(2):
+        listen("bind", None)  # not a phase: ignored
+        listen("run", None)
+    assert progress.status().startswith("[3/4 phases]") and progress.status().endswith("running: graph step 2/3")
+    listen("oracle_fp64", None)  # the strict bound reads the fp64 logits back after the graph: no phase again
+    listen("oracle", None)
+    assert progress.in_flight() == ["graph"] and progress.status().endswith("graph step 2/3")
+
+
+def test_a_checkpoint_run_prints_its_phases(tmp_path, capsys):
+    from archval.harness.core import fixtures
+    from archval.harness.modes.make_checkpoint import build
+    checkpoint = build(dict(fixtures.load("llama").config), tmp_path / "ckpt", "f32", None)
+    code = main(["--checkpoint", str(checkpoint), "--prompt-ids", "3,1,4", "--steps", "2", "--reports",
+                 str(tmp_path / "reports")])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    said = [line for line in err.splitlines() if line.startswith("[")]
+    assert said[0].startswith("[1/4 phases]") and "running: reading" in said[0]
+    assert any(line.startswith("[3/4 phases]") and "running: graph" in line for line in said)

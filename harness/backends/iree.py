@@ -170,12 +170,14 @@ class IreeModule(Module):
         every call (a second copy of a checkpoint; on a 58M-parameter checkpoint 200 ms a decode call instead
         of 60); weights are arguments, which the graph only reads."""
         import iree.runtime as rt
-        if array.dtype != np.float32 or not array.flags.c_contiguous or array.ctypes.data % ALIGNMENT:
+        element = {"float32": rt.HalElementType.FLOAT_32, "uint16": rt.HalElementType.BFLOAT_16,
+                   "float16": rt.HalElementType.FLOAT_16}.get(array.dtype.name)  # uint16: a bf16 weight's bits
+        if element is None or not array.flags.c_contiguous or array.ctypes.data % ALIGNMENT:
             return array  # copied by the runtime, into memory aligned as its code assumes
         device = self._ctx.config.device
         buffer = device.allocator.import_host_allocation(
             array, rt.MemoryType.DEVICE_LOCAL | rt.MemoryType.HOST_VISIBLE, rt.BufferUsage.DEFAULT)
-        return rt.DeviceArray(device, rt.HalBufferView(buffer, array.shape, rt.HalElementType.FLOAT_32))
+        return rt.DeviceArray(device, rt.HalBufferView(buffer, array.shape, element))
 
     def execute(self, args: list[np.ndarray], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:

@@ -38,11 +38,11 @@ class Mutant:
     # message must say this (a FAIL kills it too)
     refused_as: str | None = None
 
-    def texts(self, config_path: Path) -> dict[str, str]:
+    def texts(self, config_path: Path, dtype: str = "f32") -> dict[str, str]:
         """The mutant emitter's graphs: every graph a case of its kind compiles (decode's prefill too) carries
-        the slip, as a real emitter's would."""
+        the slip, as a real emitter's would (dtype: computing in it, as --dtype asks)."""
         config = self.config(Config.from_json(config_path))
-        return {graph: emit(config, graph, core=self.core) for graph in KINDS[self.graph].emits}
+        return {graph: emit(config, graph, core=self.core, dtype=dtype) for graph in KINDS[self.graph].emits}
 
 
 class CacheSlotOffByOne(Decoder):

@@ -20,7 +20,7 @@ import numpy as np
 
 from archval.harness.backends.base import Backend, BackendError, Module
 from archval.harness.backends.iree import IREE
-from archval.harness.core import emitproc, noise, reference, triangulate
+from archval.harness.core import emitproc, noise, phases, precision, reference, triangulate
 from archval.harness.core.binding import IDENTITY, Binding
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.emitters import (DEFAULT_EMITTER, PRE_EMITTED, CaseError, EmitterRefused, described,
@@ -50,8 +50,7 @@ def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict
         words += emitproc.replay_options()
     if binding.path:
         words.append(f"--binding {shlex.quote(binding.path)}")
-    if not strict_bound:
-        words.append("--fixed-bound-only")
+    words += [f"--dtype {fixture.dtype}"] * bool(fixture.dtype) + ["--fixed-bound-only"] * (not strict_bound)
     return " ".join(words)
 
 
@@ -119,6 +118,7 @@ class Case:
     def stage(self, name: str, timed: bool = True):
         """Adds the block's wall time to timings[name] and names the stage of an exception raised in it."""
         start = time.perf_counter()
+        phases.entered(name)
         try:
             yield
         except BaseException:
@@ -137,7 +137,8 @@ class Case:
             if name not in self.texts:
                 with self.stage("emit"):
                     try:
-                        self.texts[name] = emit(self.emitter, self.fixture.config_path, name, sizes=self.fixture.sizes)
+                        f = self.fixture
+                        self.texts[name] = emit(self.emitter, f.config_path, name, sizes=f.sizes, dtype=f.dtype)
                     except Exception as e:
                         self.texts[name] = e
                         raise
@@ -214,7 +215,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
     record = case.record
     record.skipped = {name: "not asked for" for name, meant, on in (("strict_bound", kind.strict, strict_bound),
                                                                    ("xla", kind.three_way, xla)) if meant and not on}
-    expected = actual = None  # what a bundle holds of the two sides, when the case got that far
+    expected = actual = reduced = None  # what a bundle holds of the two sides; a bf16 graph's floors
     try:
         with case.stage("inputs", timed=False):
             kind.prepare(case)
@@ -234,23 +235,26 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
         expected = kind.expected(case)
         with case.stage("oracle", timed=False):
             require_finite(expected, "the oracle's fp32 logits" if kind.strict else f"the oracle's {kind.name} output")
+        reduced = precision.prepare(case, expected)
         actual = kind.actual(case, SUBJECT)
         with case.stage("compare", timed=False):
             kind.judge(case, expected, actual)
         with case.stage("bind", timed=False):
             _judge_weights_taken(case)
-        if strict_bound and kind.strict and not tokens_only(record):
+        if (strict_bound or reduced is not None) and kind.strict and not tokens_only(record):
             with case.stage("oracle_fp64"):
                 fp64 = kind.fp64(case, len(expected))
                 require_finite(fp64, "the oracle's fp64 logits")
-            with case.stage("strict_bound", timed=False):
+            with case.stage("strict_bound", timed=False):  # a bf16 graph's derived bound takes the strict one's place
                 errors = noise.step_errors(expected, actual)
-                record.noise = noise.assess(errors, noise.step_floors(expected, fp64))
+                record.noise = noise.assess(errors, noise.step_floors(expected, fp64)) if reduced is None else \
+                    precision.assess(errors, reduced)
                 step = record.noise.step
                 where = (f" at step {step} (position {record.decode.timeline[step].position})" if record.decode
                          else f" at position {fixture.prompt_positions()[step - len(errors)]}" if len(errors) > 1
                          else "")
-                record.checks.append(noise.strict_check(float(errors[step]), record.noise, record.bound, where))
+                record.checks.append(noise.strict_check(float(errors[step]), record.noise, record.bound, where)
+                                     if reduced is None else precision.check(float(errors[step]), record.noise, where))
         if xla and kind.three_way and not tokens_only(record) and "xla" not in record.skipped:
             # the pairs' differences are maxima over every step, so each is held to the noisiest step's bound
             run_bound = record.noise.strict_factor * max(record.noise.floors) if record.noise else record.bound
@@ -265,7 +269,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
     except Exception as e:  # noqa: BLE001 - one family's crash must never stop the others
         failed(record, case.failed_stage or "case", e)
     meant = (kind.checks(record) + ((EVERY_WEIGHT,) if kind.takes_every_weight else ())
-             + ((STRICT,) if strict_bound and kind.strict and not tokens_only(record) else ()))
+             + ((STRICT,) if (strict_bound or reduced is not None) and kind.strict and not tokens_only(record) else ()))
     ran = {c.name for c in record.checks}
     record.checks += [Check(name, "compare", NOT_RUN) for name in meant if name not in ran]
     if bundles is not None and bundles.wanted(record):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from archval.emitter.config_input import ConfigError, check_input, printable, read_json_object
+from archval.harness.core.checkpoint_tensors import GraphTensors, aligned_f32
+from archval.harness.core import phases
 from archval.harness.core.checkpoint_trust import check_entries
 
 INDEX = "model.safetensors.index.json"
@@ -28,7 +29,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 UPCAST = {"F32": np.dtype("<f4"), "BF16": np.dtype("<u2"), "F16": np.dtype("<f2")}  # storage -> how it is read
 ITEM_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "BF16": 2, "F16": 2, "I16": 2, "U16": 2,
               "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-ALIGNMENT = 64  # what IREE's CPU code assumes of a buffer it is handed
 HEADER_LIMIT = 100 << 20  # safetensors' own reader refuses larger headers
 GiB = 1 << 30
 RUNTIME_BYTES = int(1.5 * GiB)  # python with torch, transformers and the IREE runtime loaded, measured ~1.1 GiB
@@ -87,14 +87,6 @@ class Checkpoint:
         else:
             out[...] = raw
         return out
-
-
-def aligned_f32(shape: tuple[int, ...]) -> np.ndarray:
-    """An f32 array at an ALIGNMENT-byte boundary (numpy's own are 16-byte aligned)."""
-    count = int(np.prod(shape))
-    raw = np.empty(4 * count + ALIGNMENT, np.uint8)
-    skip = -raw.ctypes.data % ALIGNMENT
-    return raw[skip: skip + 4 * count].view(np.float32).reshape(shape)
 
 
 def read(directory: str | Path) -> Checkpoint:
@@ -196,30 +188,6 @@ def check_shapes(checkpoint: Checkpoint, expected: dict[str, tuple[int, ...]]) -
         if stored.shape != shape:
             raise CheckpointError(f"{printable(str(stored.file))}: tensor '{printable(name)}' is {list(stored.shape)} "
                                   f"but {config} implies {list(shape)}.")
-
-
-class GraphTensors(Mapping):
-    """The checkpoint's tensors by name, each read and upcast to f32 the first time a graph takes it and
-    kept for the next call (the IREE runtime reads them in place: core/backends/iree.py)."""
-
-    def __init__(self, checkpoint: Checkpoint):
-        self._checkpoint, self._read = checkpoint, {}
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._read:
-            if name not in self._checkpoint.tensors:
-                raise KeyError(name)
-            self._read[name] = self._checkpoint.f32(name)
-        return self._read[name]
-
-    def __contains__(self, name) -> bool:  # from the headers: asking never reads a tensor
-        return name in self._checkpoint.tensors
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._checkpoint.tensors)
-
-    def __len__(self) -> int:
-        return len(self._checkpoint.tensors)
 
 
 @dataclass(frozen=True)

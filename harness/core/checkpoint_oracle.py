@@ -12,6 +12,7 @@ import gc
 
 import numpy as np
 
+from archval.harness.core import phases
 from archval.harness.core.checkpoint import Checkpoint, GraphTensors
 from archval.oracles.interface import BlockExpectation, Embedded, OracleRun
 
@@ -32,10 +33,12 @@ class CheckpointOracle:
     def run(self) -> OracleRun:
         if self._run is None:
             oracle = self._load()
-            logits, tokens = oracle.greedy(self.prompt, self.positions, self.step_positions)
+            logits, tokens = oracle.greedy(self.prompt, self.positions, self.step_positions,
+                                           lambda s: phases.entered("oracle step", s))
             self._prompt["float32"] = oracle.prompt_logits(self.prompt, self.positions)
             routed, unread = tuple(oracle.routed_layers()), tuple(oracle.unread_fields(self.checkpoint.config))
             if self.strict:
+                phases.entered("oracle fp64")
                 oracle.to_float64()  # one pass over the whole sequence, not a forward per step
                 every = oracle.sequence_logits(self.prompt, self.positions, self.step_positions, tokens, every=True)
                 self._prompt["float64"], self._fp64 = every[: len(self.prompt)], every[len(self.prompt) - 1:]
@@ -54,6 +57,11 @@ class CheckpointOracle:
         if self._fp64 is None or not np.array_equal(tokens, run.tokens):
             raise ValueError("the checkpoint's fp64 oracle ran only on its own greedy tokens, with the strict bound")
         return self._fp64
+
+    def teacher_forced(self, tokens: np.ndarray, dtype: str) -> np.ndarray:
+        if dtype != "float64":
+            raise ValueError(f"a checkpoint's oracle runs in f32 and fp64 only, not {dtype}")
+        return self.fp64_logits(tokens)
 
     def prompt_logits(self, dtype: str = "float32") -> np.ndarray:
         self.run()

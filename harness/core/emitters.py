@@ -88,12 +88,13 @@ def _run_module(module: str, argv: list[str]) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-def emit(command, config_path: Path, graph: str, taps: bool = False, sizes: tuple[int, int] | None = None) -> str:
+def emit(command, config_path: Path, graph: str, taps: bool = False, sizes: tuple[int, int] | None = None,
+         dtype: str | None = None) -> str:
     """The text an emitter writes for one graph kind; CaseError (EmitterRefused for exit 2) when it fails.
     taps: ask for the localisation's debug taps too (--debug-taps, prefill only: docs/emitter-protocol.md#taps).
     sizes: (prefill bucket, decode capacity) passed as --bucket and --capacity, only where a case needs its
     own (a checkpoint's prompt and steps); elsewhere the emitter's defaults hold, and an emitter need not
-    take the options."""
+    take the options. dtype: passed as --dtype (last), only where asked for (archval's --dtype)."""
     with scratch_directory("archval-emit-") as tmp:
         out, here = tmp / f"{graph}.mlir", Path.cwd()
         config = Path(config_path).resolve()
@@ -101,6 +102,8 @@ def emit(command, config_path: Path, graph: str, taps: bool = False, sizes: tupl
         argv = ["--config", str(given), "--graph", graph, "--out", str(out), *(["--debug-taps"] if taps else [])]
         if sizes:
             argv += ["--bucket", str(sizes[0]), "--capacity", str(sizes[1])]
+        if dtype:
+            argv += ["--dtype", dtype]
         if tuple(command) == DEFAULT_EMITTER:
             returncode, said = _run_module(DEFAULT_EMITTER[2], ["--config", str(config), *argv[2:]])
         else:

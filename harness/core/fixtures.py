@@ -54,6 +54,7 @@ class Fixture:
     replay: str | None = None  # the command that reruns it, where not `--family NAME` (a --config run)
     prompt_ids: tuple[int, ...] | None = None  # a given prompt (a --checkpoint run's), else a seeded one
     sizes: tuple[int, int] | None = None  # (prefill bucket, decode capacity) the emitter is told; None: its own
+    dtype: str | None = None  # the compute dtype the emitter is asked for (--dtype); None: its own (f32)
     not_exercised: tuple[str, ...] = ()  # a config taken as given: its features this case cannot reach, in words
     # the oracle when it is not the seeded model of the config (a --checkpoint run's: core/checkpoint_oracle.py);
     # a case reaches either through oracle_cache.of(fixture)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from archval.harness.core.checkpoint_tensors import NARROW, GraphTensors, NarrowStorageError
+
 TIED_HEAD = "lm_head.weight"  # what no tied checkpoint ships
 
 
@@ -117,6 +119,23 @@ def _origin(binding: str | None) -> str:
     return f"value {binding} binds to it" if binding else "checkpoint tensor"
 
 
+HELD = {"f32": np.dtype("float32"), "i32": np.dtype("int32")} | {t: held for t, (_, held) in NARROW.items()}
+
+
+def _weight(weights, spec: TensorSpec) -> np.ndarray | None:
+    """The weight an argument takes: f32, or a narrow type's stored bits, which only a checkpoint stored in it
+    (GraphTensors) holds; GraphError for one stored otherwise, or fed from f32 weights."""
+    if spec.dtype not in NARROW or spec.name not in weights:
+        return weights.get(spec.name)
+    if not isinstance(weights, GraphTensors):
+        raise GraphError(f"@main argument '{spec.name}' is {spec.dtype}: a {spec.dtype} weight argument is fed from "
+                         f"a checkpoint stored in {spec.dtype} (--checkpoint), and these weights are f32")
+    try:
+        return weights.narrow(spec.name, spec.dtype)
+    except NarrowStorageError as e:
+        raise GraphError(str(e)) from None
+
+
 def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
          binding: str | None = None) -> list[np.ndarray]:
     """Arguments in the graph's order, each found by its name: every input must be taken, every other argument
@@ -129,7 +148,7 @@ def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str
     args = []
     for spec in fn.args:
         is_input = spec.name in inputs
-        value = inputs[spec.name] if is_input else weights.get(spec.name)
+        value = inputs[spec.name] if is_input else _weight(weights, spec)
         if value is None:
             near = difflib.get_close_matches(spec.name, [*inputs, *weights], n=1, cutoff=0.8)
             tied = " (a tied checkpoint has none: its head is model.embed_tokens.weight)" * (spec.name == TIED_HEAD)
@@ -137,7 +156,7 @@ def bind(fn: FunctionSignature, weights: dict[str, np.ndarray], inputs: dict[str
                              f"({', '.join(inputs)}) nor a tensor of the checkpoint{tied}"
                              + (f", and matches no [weights] pattern of {binding}" if binding else "")
                              + (f"; did you mean '{near[0]}'?" if near and not tied else ""))
-        if tuple(value.shape) != spec.shape or str(value.dtype) != {"f32": "float32", "i32": "int32"}.get(spec.dtype):
+        if tuple(value.shape) != spec.shape or value.dtype != HELD.get(spec.dtype):
             raise GraphError(f"@{fn.name} argument '{spec.name}' is {spec.dtype}{list(spec.shape)} but the "
                              f"{'input' if is_input else _origin(binding)} is {value.dtype}{list(value.shape)}")
         args.append(value)

@@ -76,8 +76,9 @@ class GraphKind:
         """Fills the record's parts and adds its checks."""
         raise NotImplementedError
 
-    def fp64(self, case: Case, rows: int) -> np.ndarray:
-        """The oracle's side in fp64 (the strict bound's noise floor)."""
+    def fp64(self, case: Case, rows: int, dtype: str = "float64") -> np.ndarray:
+        """The oracle's side in fp64 (the strict bound's noise floor), or in another torch dtype (bfloat16: a
+        reduced-precision graph's noise, core/precision.py)."""
         raise NotImplementedError
 
 
@@ -96,8 +97,11 @@ class LogitKind(GraphKind):
         if outside.size:  # IREE's gather would clamp silently
             raise CaseError(f"prompt token {int(outside[0])} is outside the vocabulary [0, {vocab})")
 
-    def fp64(self, case: Case, rows: int) -> np.ndarray:
-        return oracle_cache.fp64_logits(case.fixture, case.oracle().tokens)[:rows]
+    def fp64(self, case: Case, rows: int, dtype: str = "float64") -> np.ndarray:
+        tokens = case.oracle().tokens
+        if dtype == "float64":
+            return oracle_cache.fp64_logits(case.fixture, tokens)[:rows]
+        return oracle_cache.teacher_forced_logits(case.fixture, tokens, dtype)[:rows]
 
     def prefill(self, case: Case, backend: Backend) -> tuple[np.ndarray, list[np.ndarray]]:
         """The prefill graph on the prompt: (its logits [rows, V]: the last real token's, or every real
@@ -133,10 +137,10 @@ class Prefill(LogitKind):
                 return oracle_cache.prompt_logits(case.fixture)
         return case.oracle().logits[:1]
 
-    def fp64(self, case: Case, rows: int) -> np.ndarray:
+    def fp64(self, case: Case, rows: int, dtype: str = "float64") -> np.ndarray:
         if self.every_position(case):
-            return oracle_cache.prompt_logits(case.fixture, "float64")
-        return super().fp64(case, rows)
+            return oracle_cache.prompt_logits(case.fixture, dtype)
+        return super().fp64(case, rows, dtype)
 
     def actual(self, case: Case, backend: Backend) -> np.ndarray:
         return self.prefill(case, backend)[0]
@@ -263,16 +267,9 @@ class MoeBlock(GraphKind):
                      record.bound)
 
 
-class PrefillChunked(Chunked, Prefill):
-    """The serving kinds, validated on request: core/continued.py."""
-
-
-class DecodeVerify(Verifying, Decode):
-    """core/continued.py"""
-
-
-class PrefillEmbeddings(FromEmbeddings, Prefill):
-    """core/continued.py"""
+class PrefillChunked(Chunked, Prefill): ...  # core/continued.py's serving kinds, validated on request: its
+class DecodeVerify(Verifying, Decode): ...  # mixins over prefill and decode
+class PrefillEmbeddings(FromEmbeddings, Prefill): ...
 
 
 KINDS: dict[str, GraphKind] = {k.name: k for k in (Prefill(), Decode(), MoeBlock(), PrefillChunked(), DecodeVerify(),

@@ -42,8 +42,13 @@ class SeededOracle:
 
     def fp64_logits(self, tokens: np.ndarray) -> np.ndarray:
         """The same seeded fp32 weights, upcast: the prompt's last token, then each step fed tokens[s - 1]."""
+        return self.teacher_forced(tokens, "float64")
+
+    def teacher_forced(self, tokens: np.ndarray, dtype: str) -> np.ndarray:
+        """fp64_logits' run with the model in another torch dtype (bfloat16: weights rounded, every op in bf16 as
+        torch runs it; a reduced-precision graph's noise, core/precision.py), returned as f32 or f64."""
         return _fp64_logits(_config_json(self.fixture), self.fixture.seed, _inputs(self.fixture),
-                            tuple(int(t) for t in tokens))
+                            tuple(int(t) for t in tokens), dtype)
 
     def prompt_logits(self, dtype: str = "float32") -> np.ndarray:
         fixture = self.fixture
@@ -112,6 +117,11 @@ def fp64_logits(fixture: Fixture, tokens: np.ndarray) -> np.ndarray:
     """The fp64 oracle's logits [len(tokens), V]: the prompt's last token, then each step fed tokens[s - 1] (the
     fp32 oracle's choices)."""
     return of(fixture).fp64_logits(tokens)
+
+
+def teacher_forced_logits(fixture: Fixture, tokens: np.ndarray, dtype: str) -> np.ndarray:
+    """The oracle in dtype teacher-forced on tokens: [len(tokens), V] (core/precision.py's bf16 run)."""
+    return of(fixture).teacher_forced(tokens, dtype)
 
 
 def prompt_logits(fixture: Fixture, dtype: str = "float32") -> np.ndarray:
@@ -196,14 +206,14 @@ def _run(config_json: str, seed: int, inputs: Inputs) -> OracleRun:
 
 
 @lru_cache(maxsize=8)
-def _fp64_logits(config_json: str, seed: int, inputs: Inputs, tokens: tuple[int, ...]) -> np.ndarray:
+def _fp64_logits(config_json: str, seed: int, inputs: Inputs, tokens: tuple[int, ...], dtype: str) -> np.ndarray:
     parts = {**_run_parts(config_json, seed, inputs), "tokens": tokens}
 
     def compute():
-        logits = _model(config_json, seed, "float64").teacher_forced(*map(np.array, inputs), np.array(tokens))
+        logits = _model(config_json, seed, dtype).teacher_forced(*map(np.array, inputs), np.array(tokens))
         return {"logits": logits}, {}
 
-    return _stored("fp64", parts, compute)[0]["logits"]
+    return _stored("fp64" if dtype == "float64" else dtype, parts, compute)[0]["logits"]
 
 
 @lru_cache(maxsize=1)

@@ -265,12 +265,14 @@ class CheckpointFacts:
     """A --checkpoint run: the local checkpoint whose weights both sides took, and what it said."""
     directory: str  # the checkpoint directory, as given
     files: int  # safetensors files read
-    storage: str  # the storage dtypes (upcast to f32 for the graph, computed in f32 by the oracle)
+    storage: str  # the storage dtypes (upcast to f32 for the graph unless it takes them narrow; f32 for the oracle)
     parameters: int  # tensor elements in the files
     estimated_peak: int  # bytes: the memory estimate stated before the run
     prompt_text: str | None  # the prompt as text, through the checkpoint's tokenizer; null without one
     oracle_text: str | None  # the oracle's greedy continuation, decoded
     graph_text: str | None  # the graph's greedy tokens at each teacher-forced step, decoded
+    graph_weight_bytes: int | None = None  # bytes of the weights handed to the graph, as its arguments take them
+    # (f32, or bf16/f16 as stored: half); null where the case ended before binding them
 
 
 @dataclass
@@ -309,7 +311,8 @@ class Record:
     tokens: TokenResult | None = None  # graphs that return tokens, not logits: the tokens, step by step
     block: BlockResult | None = None  # moe_block: the block check
     batch: BatchResult | None = None  # decode_batched, decode_paged: every row and the isolation runs
-    noise: NoiseResult | None = None  # the strict bound, where judged
+    noise: NoiseResult | None = None  # the strict bound, where judged (a bf16 graph: its derived bound)
+    compute: str = "f32"  # what the graph's matmuls compute in (core/precision.py): bf16 is held to a derived bound
     xla: ThreeWay | None = None  # the three-way comparison, where run
     localisation: Localisation | None = None  # a failing prefill: where, from the taps; a failing decode: decode only
     structural: StructuralBrief | None = None  # against the golden, where checked

@@ -29,6 +29,7 @@ class Options:
     steps: int = 32  # --steps, with --checkpoint: greedy decode steps after the prompt (this is its default)
     graphs: Path | None = None  # --graphs DIR
     binding: str | None = None  # --binding FILE
+    dtype: str | None = None  # --dtype: what the emitter's graphs compute in, None: f32 (docs/reduced-precision.md)
     bundle_all: bool = False  # --bundle all
     quiet: bool = False
     fixed_bound_only: bool = False

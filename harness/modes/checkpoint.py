@@ -18,7 +18,7 @@ from archval.harness.backends import iree
 from archval.harness.checks import published
 from archval.harness.checks.finish import finish
 from archval.harness.core import checkpoint as ckpt
-from archval.harness.core import checkpoint_trust
+from archval.harness.core import checkpoint_trust, phases
 from archval.harness.core.binding import IDENTITY
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.case import run_case
@@ -29,6 +29,9 @@ from archval.harness.core.record import CheckpointFacts
 from archval.harness.core.summary import RunInfo, command
 from archval.harness.modes import Options, Outcome, UsageError
 from archval.harness.present.console import line
+from archval.harness.present.phase_progress import PHASES, PhaseProgress
+from archval.harness.present.phase_progress import costs as phase_costs
+from archval.harness.present.progress import Progress
 
 
 def load_tokenizer(checkpoint: ckpt.Checkpoint):
@@ -137,13 +140,19 @@ def run(options: Options, info: RunInfo) -> Outcome:
           f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps, IREE threads: {threads} (no XLA "
           "three-way: it would hold a third copy of the weights)", flush=True)
     binding = load_binding(options.binding) if options.binding else IDENTITY
-    record = run_case(fixture, "decode", emitter=options.emitter, xla=False, strict_bound=not options.fixed_bound_only,
-                      binding=binding)
+    progress = Progress(list(PHASES), 1, phase_costs(checkpoint.parameters(), options.steps), unit="phases",
+                        quiet=options.quiet)
+    with progress, phases.listening(PhaseProgress(progress, options.steps)):
+        record = run_case(fixture, "decode", emitter=options.emitter, xla=False,
+                          strict_bound=not options.fixed_bound_only, binding=binding)
     texts = _texts(tokenizer, fixture, record)
+    weights = fixture.oracle.run().weights if record.oracle else None  # read by the graph, as it took them
     facts = CheckpointFacts(str(options.checkpoint), len(checkpoint.files), checkpoint.storage(),
-                            checkpoint.parameters(), estimate.peak, *texts)
+                            checkpoint.parameters(), estimate.peak, *texts, weights.bytes_read() if weights else None)
     finish([record], fixture, options.emitter, binding, checkpoint=facts)
     print(line(record), flush=True)
+    if weights:
+        print(f"    graph weights: {weights.bytes_read():,} bytes, as its arguments take them", flush=True)
     if texts[0] is not None:
         for label, text in zip(("prompt", "oracle", "graph"), texts):
             print(f"    {label + ':':<8}{text!r}")

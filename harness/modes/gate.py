@@ -127,8 +127,9 @@ def gate(options: Options, run: RunInfo) -> Outcome:
     pool = workers.start(min(options.jobs, len(names)), [load(n) for n in names]) if names else None
     with workers.running(pool):  # stopped, if the structural pass is interrupted too
         checks, ok, published = [], True, None
-        if emitter != DEFAULT_EMITTER:  # the goldens record the built-in emitter; another one has none
-            print("== structural signatures: skipped (the goldens record the built-in emitter)")
+        if emitter != DEFAULT_EMITTER or options.dtype:  # the goldens record the built-in emitter's f32 graphs
+            print("== structural signatures: skipped (the goldens record the built-in emitter"
+                  + ("'s f32 graphs)" if options.dtype else ")"))
         else:
             every = chosen.cases if chosen.cases is not None else [c.name for c in structural.cases()]
             checks, ok = structural_pass([c for c in every if c in known], False, options.jobs,
@@ -140,7 +141,7 @@ def gate(options: Options, run: RunInfo) -> Outcome:
         tasks = [workers.Task(n, emitter, not options.fixed_bound_only, options.reports, run,
                               {g: by_case[n, g] for g in structural.GRAPHS if (n, g) in by_case}, graphs=options.graph,
                               bundle_all=options.bundle_all, binding=options.binding,
-                              directory=chosen.synthesised.get(n)) for n in names]
+                              directory=chosen.synthesised.get(n), dtype=options.dtype) for n in names]
         outcome = (validate(pool, tasks, min(options.jobs, len(names)), options.quiet) if pool
                    else Outcome(True, [], set()))
     if published:
@@ -159,7 +160,8 @@ def validate_prepared(prepared: list[published.Published], options: Options, run
     runnable = [p for p in prepared if p.error is None]
     tasks = [workers.Task(p.fixture.name, emitter, not options.fixed_bound_only, options.reports, run,
                           directory=str(p.fixture.config_path.parent), graphs=options.graph,
-                          bundle_all=options.bundle_all, binding=options.binding, **task(p)) for p in runnable]
+                          bundle_all=options.bundle_all, binding=options.binding, dtype=options.dtype, **task(p))
+             for p in runnable]
     jobs = max(1, min(options.jobs, len(tasks)))
     outcome = (validate(workers.start(jobs, [p.fixture for p in runnable]), tasks, jobs, options.quiet)
                if tasks else Outcome(True, [], set()))

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -62,9 +62,11 @@ class Task:
     bundle_all: bool = False  # a repro bundle for every case, not only the failing ones (needs reports)
     binding: str | None = None  # --binding FILE: the graphs' names onto the protocol's and the checkpoint's
     graph_files: str | None = None  # --graphs: the family's folder of pre-emitted graphs (no emitter runs)
+    dtype: str | None = None  # --dtype: the compute dtype the emitter is asked for
 
     def fixture(self) -> fixtures.Fixture:
-        return fixtures.load(self.name) if self.directory is None else fixtures.load_dir(Path(self.directory))
+        fixture = fixtures.load(self.name) if self.directory is None else fixtures.load_dir(Path(self.directory))
+        return replace(fixture, dtype=self.dtype)
 
 
 @dataclass

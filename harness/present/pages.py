@@ -117,7 +117,7 @@ def _abi(r: Record) -> str | None:
               "latent stacked": "kv_latent, k_rope [L, S, r]", "latent per layer": "kv_latent.i, k_rope.i [S, r]"}[r.abi.caches]
     logits = {"last position": "logits of the last real token (f32[V])",
               "every position": "logits of every position (f32[Lp, V])", "token": "the greedy token (i32[])"}
-    text = f"caches {r.abi.caches} ({caches}); prefill returns {logits[r.abi.logits]}"
+    text = f"caches {r.abi.caches} ({caches}); prefill returns {logits[r.abi.logits]}" + "; matmuls in bf16" * (r.compute == "bf16")
     if r.abi.decode:
         text += f"; decode returns {'the greedy token (i32[])' if r.abi.decode == 'token' else 'logits (f32[V])'}"
     if r.tokens:
@@ -175,11 +175,11 @@ def _metrics(r: Record) -> list[dict]:
     if r.noise:  # absent when judged by the fixed bound alone
         n = r.noise  # judged step by step: the step with the largest ratio to its own floor
         judged = r.decode.timeline[n.step] if r.decode else None
-        error = judged.max_abs_diff if judged else diff
-        rows.insert(1, {**_metric("max |Δlogit| vs the strict bound", error, n.strict_bound,
-                                  f"step {n.step}, {step_place(r, judged)}" if judged else where),
-                        "value": f"{error:.3e} ({n.noise_ratio:.1f}× its step's noise floor)" if judged
-                                 else f"{error:.3e} ({n.noise_ratio:.1f}× the noise floor)",
+        bf16, error = r.compute == "bf16", judged.max_abs_diff if judged else diff  # bf16: core/precision.py
+        floor = "the run's bf16 floor" if bf16 else "its step's noise floor" if judged else "the noise floor"
+        rows.insert(1, {**_metric(f"max |Δlogit| vs the {'derived bf16' if bf16 else 'strict'} bound", error,
+                                  n.strict_bound, f"step {n.step}, {step_place(r, judged)}" if judged else where),
+                        "value": f"{error:.3e} ({n.noise_ratio:.1f}× {floor})",
                         "bound": f"≤ {n.strict_factor:g}× noise floor {n.noise_floor:.2e} = {n.strict_bound:.2e}",
                         "margin": (f"{n.strict_bound - error:+.3e} ({of_the_bound(error, n.strict_bound)})"
                                    if np.isfinite(error) else "–")})

@@ -47,6 +47,7 @@ class Progress:
         self.period_s = REDRAW_S if self.tty else period_s
         self.clock, self.start = clock, clock()
         self.finished: dict[str, float] = {}  # name: seconds it ran
+        self.details: dict[str, str] = {}  # name: where a running one is (a phase's step), shown after its name
         self.started = dict.fromkeys(self.order[: self.jobs], self.start)
         self._lock, self._stop, self._drawn = threading.Lock(), threading.Event(), False
         self._said_at = self.start  # the last plain line
@@ -88,7 +89,8 @@ class Progress:
     def status(self) -> str:
         now, eta, running = self.clock(), self.eta_s(), self.in_flight()
         spent = eta is not None and duration(eta) == "0s"  # what would read `about 0s left` while work runs
-        shown = [n + (f" {duration(now - self.started[n])}" if duration(self._left_s(n, now)) == "0s" else "")
+        shown = [n + self.details.get(n, "") + (f" {duration(now - self.started[n])}"
+                                                if duration(self._left_s(n, now)) == "0s" else "")
                  for n in running]
         return (f"[{len(self.finished)}/{len(self.order)} {self.unit}] {duration(now - self.start)} elapsed"
                 + ("" if eta is None else ", past the estimate" if spent else f", about {duration(eta)} left")
