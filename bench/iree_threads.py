@@ -29,7 +29,7 @@ def logits(driver: str, threads: int, families: list[str], out: Path) -> None:
     from archval.harness.backends import iree
     from archval.harness.core import fixtures
     from archval.harness.core.case import Case, new_record
-    from archval.harness.core.emitters import DEFAULT_EMITTER
+    from archval.harness.core.emitter_protocol import DEFAULT_EMITTER
     from archval.harness.core.kinds import KINDS
     iree.DRIVER = driver
     iree.use_threads(threads)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from archval.harness.checks.mutation import WEAK_MARGIN  # noqa: E402
+from archval.harness.checks.self_test import WEAK_MARGIN  # noqa: E402
 from archval.harness.core import summary  # noqa: E402
 from archval.harness.present.console import kill_summary, mutant_line  # noqa: E402
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from archval.harness import ROOT
-from archval.harness.core import emitproc, fixtures, summary, watchdog
+from archval.harness.core import contained_process, fixtures, summary, watchdog
 from archval.harness.core.binding_file import load as load_binding
-from archval.harness.core.emitters import emitter_command
+from archval.harness.core.emitter_protocol import emitter_command
 from archval.harness.core.files import ReportsError, claimed
 from archval.harness.core.kinds import KINDS
 from archval.harness.core.record import PASS, UNSUPPORTED
@@ -32,7 +32,7 @@ from archval.harness.modes import (
     Options,
     Outcome,
     UsageError,
-    cache,
+    cache_admin,
     census,
     checkpoint,
     config,
@@ -41,9 +41,8 @@ from archval.harness.modes import (
     make_checkpoint,
     merge,
     mutants,
-    shard,
-    workers,
 )
+from archval.harness.pool import shard, workers
 from archval.harness.present.console import counts
 from archval.harness.present.publish import publish
 
@@ -129,7 +128,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--emitter", help="emitter command (default: the built-in `python -m archval.emitter`)")
     ap.add_argument("--emit-timeout", metavar="S",
                     help=f"seconds another emitter may take per graph before its process group is stopped "
-                         f"(default {emitproc.DEFAULT_TIMEOUT_S:g}, or ${emitproc.TIMEOUT_ENV})")
+                         f"(default {contained_process.DEFAULT_TIMEOUT_S:g}, or ${contained_process.TIMEOUT_ENV})")
     ap.add_argument("--reports", type=Path, default=REPORTS_DIR, metavar="DIR",
                     help="where the reports go: index.html, a page per family, summary.json, support.md, summary.csv, junit.xml, "
                          "bundles/ (default: %(default)s)")
@@ -174,11 +173,11 @@ def check_options(args, claim: Callable[[], object] = lambda: None) -> Options:
         print(f"--jobs {args.jobs}: capped at {jobs}, the cores this process may use (--jobs-over-cores to allow more)",
               flush=True)
     given_timeout = (("--emit-timeout", args.emit_timeout) if args.emit_timeout is not None
-                     else (f"${emitproc.TIMEOUT_ENV}", os.environ.get(emitproc.TIMEOUT_ENV) or None))
-    if given_timeout[1] is not None and emitproc.parse_timeout(given_timeout[1]) is None:
+                     else (f"${contained_process.TIMEOUT_ENV}", os.environ.get(contained_process.TIMEOUT_ENV) or None))
+    if given_timeout[1] is not None and contained_process.parse_timeout(given_timeout[1]) is None:
         raise UsageError(f"{given_timeout[0]} {given_timeout[1]!r}: must be a number of seconds above 0")
     run_timeout = os.environ.get(watchdog.TIMEOUT_ENV)
-    if run_timeout and emitproc.parse_timeout(run_timeout) is None:
+    if run_timeout and contained_process.parse_timeout(run_timeout) is None:
         raise UsageError(f"${watchdog.TIMEOUT_ENV} {run_timeout!r}: must be a number of seconds above 0")
     given = {f"--{k.replace('_', '-')}" for k, v in vars(args).items() if v not in (None, False)}
     for option, refused, why in CLASHES:
@@ -206,7 +205,7 @@ def main(argv=None) -> int:
         summary.use_command("archval")  # its replay lines and usage say so, in a checkout's editable install too
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["cache"]:  # a command of its own: the cache directory, no validation
-        return cache.main(argv[1:])
+        return cache_admin.main(argv[1:])
     if argv[:1] == ["census"]:  # a command of its own: every model type synthesised and run (docs/census.md)
         return census.main(argv[1:])
     if argv[:1] == ["make-checkpoint"]:  # a command of its own: a checkpoint for --checkpoint to validate
@@ -232,7 +231,7 @@ def run(args, argv: list[str]) -> int:
             options = check_options(args, lambda: stack.enter_context(claimed(args.reports)))
             mode = next(m for m in MODES if m.chosen(args))
             if args.emit_timeout is not None:  # the workers spawned from here on inherit it
-                stack.enter_context(_environment(emitproc.TIMEOUT_ENV, args.emit_timeout))
+                stack.enter_context(_environment(contained_process.TIMEOUT_ENV, args.emit_timeout))
             info = summary.run_info(mode.name, [Path(summary.command()).name, *argv], args.emitter)
             outcome = mode.run(options, info)
         except (UsageError, ReportsError) as e:

@@ -11,7 +11,7 @@ import pytest
 from archval.harness.checks import published
 from archval.harness.core.binding import graph_texts
 from archval.harness.core.case import run_case
-from archval.harness.core.emitters import PRE_EMITTED
+from archval.harness.core.emitter_protocol import PRE_EMITTED
 from archval.harness.core.kinds import KINDS
 from archval.harness.core.record import PASS, UNSUPPORTED
 from archval.harness.modes.graphs import folders

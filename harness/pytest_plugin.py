@@ -3,7 +3,7 @@
     pytest --archval-emitter 'CMD' -n auto            every family and graph kind against CMD
     pytest --archval-emitter 'CMD' -m family_llama    exactly llama's cases (a marker per family, per graph kind)
     pytest ... --archval-reports DIR                  the gate's reports of the cases run (summary.json, pages, ...)
-    pytest ... --archval-shard I/N                    only shard I of N (harness/modes/shard.py)
+    pytest ... --archval-shard I/N                    only shard I of N (harness/pool/shard.py)
 
 With --archval-emitter the cases of harness/pytest_suite.py are collected besides the project's own
 tests (ini archval_suite = false leaves them out: archval's own repository has tests/test_differential.py).
@@ -33,11 +33,12 @@ from archval.harness.core import files, fixtures, summary
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.binding import IDENTITY, Binding
 from archval.harness.core.binding_file import load as load_binding
-from archval.harness.core.emitters import BUILTIN_EMITTER, emitter_command
+from archval.harness.core.emitter_protocol import BUILTIN_EMITTER, emitter_command
 from archval.harness.core.kinds import KINDS, order
 from archval.harness.core.record import UNSUPPORTED, MutantFacts, Record
 from archval.harness.core.fixtures import Fixture
-from archval.harness.modes import UsageError, graphs, shard
+from archval.harness.modes import UsageError, graphs
+from archval.harness.pool import shard
 
 RECORD = "archval-record"
 VERDICT = "archval-verdict"

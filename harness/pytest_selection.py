@@ -20,7 +20,8 @@ import pytest
 
 from archval.harness.core import fixtures
 from archval.harness.core.kinds import KINDS
-from archval.harness.modes import shard, synthesised
+from archval.harness.modes import synthesised
+from archval.harness.pool import shard
 from archval.oracles.config_class import model_types
 
 

@@ -7,7 +7,7 @@ from archval.emitter import Config, emit
 from archval.harness.core import fixtures
 from archval.harness.core.abi import decode_caches, prefill_results
 from archval.harness.core.case import run_case
-from archval.harness.core.emitters import CaseError
+from archval.harness.core.emitter_protocol import CaseError
 from archval.harness.core.graph import GraphError, bind, parse_signature
 
 DOUBLE_VIA_HELPER = """module @helpers {

@@ -18,10 +18,11 @@ MAY_IMPORT = {
     "backends": {"core", "backends"},
     "checks": {"core", "backends", "checks"},
     "present": {"core", "present"},
-    "modes": {"core", "backends", "checks", "present", "modes"},
-    "cli": {"core", "modes", "present"},
-    "pytest_plugin": {"core", "checks", "modes", "present", "pytest_selection"},  # options, fixtures, reports
-    "pytest_selection": {"core", "modes"},  # which tests a pytest run takes
+    "pool": {"core", "backends", "checks", "present", "pool"},  # the workers run a family's cases and write its page
+    "modes": {"core", "backends", "checks", "present", "pool", "modes"},
+    "cli": {"core", "modes", "pool", "present"},
+    "pytest_plugin": {"core", "checks", "modes", "pool", "present", "pytest_selection"},  # options, fixtures, reports
+    "pytest_selection": {"core", "modes", "pool"},  # which tests a pytest run takes
     "pytest_suite": {"core", "present"},  # the cases a downstream pytest run collects
 }
 LONG_MODULES = {  # module: why it is longer than LONGEST lines

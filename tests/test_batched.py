@@ -6,7 +6,7 @@ import pytest
 
 from archval.emitter import Config, emit
 from archval.emitter.batched import BatchedDecoder
-from archval.harness.checks import mutation
+from archval.harness.checks import self_test
 from archval.harness.core import fixtures
 from archval.harness.core.batched import CHANGED, PADDED
 from archval.harness.core.case import run_case
@@ -69,8 +69,8 @@ def test_isolation_fails_a_graph_whose_rows_leak_inside_the_bound():
 
 @pytest.mark.parametrize("mutant", ["row_reads_neighbour", "block_table_off_by_one"])
 def test_serving_mutants_fail_by_a_wide_margin(mutant):
-    (record,) = mutation.run_family("llama", only=(mutant,))
-    assert record.mutant.killed and record.mutant.margin >= mutation.WEAK_MARGIN, mutant_line(record)
+    (record,) = self_test.run_family("llama", only=(mutant,))
+    assert record.mutant.killed and record.mutant.margin >= self_test.WEAK_MARGIN, mutant_line(record)
     print(mutant_line(record))
 
 

@@ -14,7 +14,7 @@ from archval.harness.backends import iree
 from archval.harness.core import fixtures
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import run_case
-from archval.harness.core.emitters import emitter_command
+from archval.harness.core.emitter_protocol import emitter_command
 
 WRAPS = ROOT / "archval" / "altered_emitter.py"
 VENV_BIN = Path(sys.executable).parent  # iree-compile and iree-run-module, as pip installed them

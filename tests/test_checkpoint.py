@@ -15,7 +15,7 @@ import pytest
 from archval.harness import ROOT
 from archval.harness.checks.structural import REAL_DIR
 from archval.harness.cli import main
-from archval.harness.core import checkpoint as ckpt
+from archval.harness.core import checkpoint_files as ckpt
 from archval.harness.core import fixtures
 from archval.harness.core.checkpoint_tensors import ALIGNMENT, GraphTensors, NarrowStorageError
 from archval.harness.modes.make_checkpoint import build

@@ -13,7 +13,7 @@ import torch
 from archval.emitter import Config, ConfigError, emit
 from archval.emitter.decoder import Decoder
 from archval.emitter.stablehlo import Function, module
-from archval.harness.checks import mutation, published, shrink
+from archval.harness.checks import self_test, published, shrink
 from archval.harness.checks.structural import REAL_DIR
 from archval.harness.core import fixtures, oracle_cache
 from archval.harness.core.abi import LATENT_PER_LAYER, LATENT_STACKED, decode_caches
@@ -88,7 +88,7 @@ NEW_MUTANTS = ["no_q_lora_norm", "mla_rope_not_rotated", "rope_interleaved", "no
 @pytest.mark.parametrize("mutant", NEW_MUTANTS)
 def test_each_misreading_fails_by_three_times_the_bound(mutant):
     assert mutant in FIXTURE.mutants
-    (record,) = mutation.run_family("deepseek_v3", only=(mutant,))
+    (record,) = self_test.run_family("deepseek_v3", only=(mutant,))
     assert record.verdict == "FAIL" and record.mutant.killed, mutant_line(record)
     assert record.max_abs_diff >= MARGIN * record.bound, mutant_line(record)
 

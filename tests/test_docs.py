@@ -283,7 +283,7 @@ def test_every_measured_time_says_when_where_and_at_which_commit():
 
 def test_the_shard_table_is_what_the_cost_table_splits():
     from archval.harness.core import fixtures
-    from archval.harness.modes import shard
+    from archval.harness.pool import shard
     names, text = fixtures.names(), (ROOT / "docs/sharding-and-ci.md").read_text()
     assert f"by the table, {sum(shard.cost(n) for n in names):.1f} s in all" in text
     assert f"the {sum(n not in shard.table() for n in names)} fixtures added since cost its median" in prose(

@@ -22,7 +22,7 @@ from archval.harness.core import cache, fixtures, noise, summary, triangulate
 from archval.harness.core.case import new_record, run_case
 from archval.harness.core.messages import MAX_CHARS, clip, clip_record
 from archval.harness.core.record import ERRORED, Localisation, StructuralBrief
-from archval.harness.modes import workers
+from archval.harness.pool import workers
 from archval.harness.present.console import line
 
 LLAMA = fixtures.load("llama")
@@ -97,7 +97,7 @@ def test_a_broken_jax_install_is_an_error_not_a_silent_pass(monkeypatch, texts, 
     monkeypatch.setattr(xla_backend, "client", no_jax)
     record = run_case(LLAMA, "prefill", texts=dict(texts))
     assert record.verdict == "ERROR" and error_stage(record) == "xla_compile"
-    assert record.xla == triangulate.failed("unexpected ImportError: No module named 'jaxlib'")
+    assert record.xla == triangulate.unavailable("unexpected ImportError: No module named 'jaxlib'")
     assert "xla ERROR" in line(record)
 
 
@@ -192,7 +192,7 @@ def test_messages_are_clipped_in_one_place_keeping_both_ends():
     assert clip("short") == "short"
     record = new_record(LLAMA, "prefill")
     record.errored("emit", long)
-    record.xla = triangulate.failed(long)
+    record.xla = triangulate.unavailable(long)
     record.localisation = Localisation(long, None, [], None, "")
     record.structural = StructuralBrief("ERROR", [long], None, 0, None, None, None)
     clip_record(record)

@@ -4,7 +4,7 @@ fixture: the emitter with that mechanism removed or misread (a mutant, checks/mu
 import pytest
 
 from archval.emitter import Config
-from archval.harness.checks import mutants, mutation
+from archval.harness.checks import mutants, self_test
 from archval.harness.core import fixtures
 from archval.harness.present.console import mutant_line
 
@@ -36,6 +36,6 @@ MECHANISMS = [
 def test_each_new_mechanism_bites_by_three_times_the_bound(family, mutant):
     fixture = fixtures.load(family)
     assert mutant in fixture.mutants and mutants.applicable(mutant, Config.from_json(fixture.config_path))
-    (record,) = mutation.run_family(family, only=(mutant,))
+    (record,) = self_test.run_family(family, only=(mutant,))
     assert record.verdict == "FAIL" and record.mutant.killed, mutant_line(record)
     assert record.max_abs_diff >= 3 * record.bound, mutant_line(record)

@@ -26,7 +26,7 @@ from archval.harness.checks.signature import golden_paths
 from archval.harness.cli import main
 from archval.harness.core import files, fixtures, triangulate, watchdog
 from archval.harness.core.case import run_case
-from archval.harness.core.emitters import DEFAULT_EMITTER
+from archval.harness.core.emitter_protocol import DEFAULT_EMITTER
 from archval.harness.present.console import line as format_line
 
 KILLS_WORKER = Path(__file__).parent / "emitters" / "kills_worker.py"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from archval.harness import ROOT
-from archval.harness.core import emitproc, fixtures, messages, summary
+from archval.harness.core import contained_process, fixtures, messages, summary
 from archval.harness.core.case import run_case
-from archval.harness.core.emitters import CaseError, emit
+from archval.harness.core.emitter_protocol import CaseError, emit
 from archval.harness.core.record import ERRORED
 
 EMITTERS = Path(__file__).parent / "emitters"
@@ -53,13 +53,13 @@ def pids_in(path: Path) -> list[int]:
 
 
 def test_a_hanging_emitter_and_its_grandchildren_are_stopped(tmp_path, monkeypatch):
-    monkeypatch.setenv(emitproc.TIMEOUT_ENV, "1.5")
+    monkeypatch.setenv(contained_process.TIMEOUT_ENV, "1.5")
     monkeypatch.setenv("HOSTILE_PIDS", str(tmp_path / "pids"))
     start = time.monotonic()
     with pytest.raises(CaseError, match=r"^the emitter did not finish within 1.5 s \(stopped, with its process "
                                         r"group\)$"):
         emit(hostile("hang"), LLAMA.config_path, "prefill")
-    assert time.monotonic() - start < 1.5 + 2 * emitproc.GRACE_S + 2
+    assert time.monotonic() - start < 1.5 + 2 * contained_process.GRACE_S + 2
     pids = pids_in(tmp_path / "pids")
     assert len(pids) == 3, pids  # the emitter, its child, the daemonised grandchild that ignores SIGTERM
     assert wait_dead(pids) == [], "an emitter process survived"
@@ -69,7 +69,7 @@ def test_a_hanging_emitter_and_its_grandchildren_are_stopped(tmp_path, monkeypat
                          ids=["kill 0", "trap 'kill 0' EXIT"])
 def test_an_emitter_signalling_its_group_reaches_only_itself(emitter):
     """Run in a session of its own, so that a failure of containment kills that child, not pytest."""
-    code = ("import sys; from archval.harness.core import fixtures; from archval.harness.core.emitters import emit\n"
+    code = ("import sys; from archval.harness.core import fixtures; from archval.harness.core.emitter_protocol import emit\n"
             f"try:\n    emit({emitter!r}, fixtures.load('llama').config_path, 'prefill')\n"
             "except Exception as e:\n    print(f'{type(e).__name__}: {e}')\nelse:\n    print('emitted')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
@@ -93,7 +93,7 @@ def test_a_process_that_leaves_the_session_does_not_hang_the_gate(tmp_path, monk
 
 
 def test_output_without_end_is_stopped_at_the_limit(monkeypatch):
-    monkeypatch.setenv(emitproc.MAX_OUTPUT_ENV, str(2 ** 20))
+    monkeypatch.setenv(contained_process.MAX_OUTPUT_ENV, str(2 ** 20))
     start = time.monotonic()
     with pytest.raises(CaseError, match=r"^the emitter wrote more than the output limit of 1.0 MiB to prefill.mlir "
                                         r"\(stopped\)$"):
@@ -102,7 +102,7 @@ def test_output_without_end_is_stopped_at_the_limit(monkeypatch):
 
 
 def test_output_past_the_limit_is_refused_without_reading_it(monkeypatch):
-    monkeypatch.setenv(emitproc.MAX_OUTPUT_ENV, str(2 ** 20))
+    monkeypatch.setenv(contained_process.MAX_OUTPUT_ENV, str(2 ** 20))
     monkeypatch.setenv("HOSTILE_BIG_BYTES", str(3 * 2 ** 20))
     for method in ("read_bytes", "read_text"):
         monkeypatch.setattr(Path, method, lambda self: pytest.fail(f"read the output file ({self.name})"))
@@ -112,8 +112,8 @@ def test_output_past_the_limit_is_refused_without_reading_it(monkeypatch):
 
 
 def test_the_default_output_limit_is_256_mib(monkeypatch):
-    monkeypatch.delenv(emitproc.MAX_OUTPUT_ENV, raising=False)
-    assert emitproc.max_output_bytes() == 256 * 2 ** 20
+    monkeypatch.delenv(contained_process.MAX_OUTPUT_ENV, raising=False)
+    assert contained_process.max_output_bytes() == 256 * 2 ** 20
 
 
 def test_a_flood_of_one_line_stderr_is_kept_bounded(monkeypatch):
@@ -122,7 +122,7 @@ def test_a_flood_of_one_line_stderr_is_kept_bounded(monkeypatch):
         emit(hostile("stderr"), LLAMA.config_path, "prefill")
     said = str(raised.value)
     assert said.startswith("the emitter exited with 1: [") and "earlier bytes not kept" in said
-    assert len(said) < emitproc.STREAM_KEEP + 200
+    assert len(said) < contained_process.STREAM_KEEP + 200
     record = run_case(LLAMA, emitter=hostile("stderr"))
     assert record.verdict == "ERROR" and error_stage(record) == "emit"
     assert len(record.message) <= messages.MAX_CHARS + 100 and "characters cut" in record.message
@@ -148,14 +148,14 @@ def test_a_familys_cases_emit_each_graph_kind_once(tmp_path, monkeypatch, mode):
 
 
 def test_the_emit_timeout_comes_from_the_environment(monkeypatch):
-    monkeypatch.delenv(emitproc.TIMEOUT_ENV, raising=False)
-    assert emitproc.timeout_s() == emitproc.DEFAULT_TIMEOUT_S == 120
-    monkeypatch.setenv(emitproc.TIMEOUT_ENV, "7.5")
-    assert emitproc.timeout_s() == 7.5
+    monkeypatch.delenv(contained_process.TIMEOUT_ENV, raising=False)
+    assert contained_process.timeout_s() == contained_process.DEFAULT_TIMEOUT_S == 120
+    monkeypatch.setenv(contained_process.TIMEOUT_ENV, "7.5")
+    assert contained_process.timeout_s() == 7.5
     for bad in ("0", "-1", "nan", "inf", "soon"):
-        monkeypatch.setenv(emitproc.TIMEOUT_ENV, bad)
-        with pytest.raises(emitproc.EmitterProblem, match="is not a number of seconds above 0"):
-            emitproc.timeout_s()
+        monkeypatch.setenv(contained_process.TIMEOUT_ENV, bad)
+        with pytest.raises(contained_process.EmitterProblem, match="is not a number of seconds above 0"):
+            contained_process.timeout_s()
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "nan", "soon"])
@@ -163,9 +163,9 @@ def test_a_bad_emit_timeout_is_a_usage_error(capsys, monkeypatch, value):
     from archval.harness.cli import main
     assert main(["--family", "llama", "--emit-timeout", value]) == 2
     assert capsys.readouterr().err == f"error: --emit-timeout {value!r}: must be a number of seconds above 0\n"
-    monkeypatch.setenv(emitproc.TIMEOUT_ENV, value)
+    monkeypatch.setenv(contained_process.TIMEOUT_ENV, value)
     assert main(["--family", "llama"]) == 2
-    assert capsys.readouterr().err == (f"error: ${emitproc.TIMEOUT_ENV} {value!r}: must be a number of seconds "
+    assert capsys.readouterr().err == (f"error: ${contained_process.TIMEOUT_ENV} {value!r}: must be a number of seconds "
                                        "above 0\n")
 
 
@@ -176,7 +176,7 @@ def test_hostile_emitters_are_each_their_familys_error_and_the_others_finish(tmp
     emitter process survives; the gate ends with its counts and RESULT."""
     modes = "qwen3=kill_group,gemma=hang,mistral=endless,olmo2=stderr"
     env = {**os.environ, "HOSTILE_PIDS": str(tmp_path / "pids"), "HOSTILE_LOG": str(tmp_path / "log"),
-           "HOSTILE_STDERR_BYTES": str(20 * 10 ** 6), emitproc.MAX_OUTPUT_ENV: str(2 ** 20)}
+           "HOSTILE_STDERR_BYTES": str(20 * 10 ** 6), contained_process.MAX_OUTPUT_ENV: str(2 ** 20)}
     reports = tmp_path / "reports"
     proc = subprocess.run([sys.executable, "-m", "archval", "--reports", str(reports), "--emit-timeout", "2",
                            "--emitter", f"{sys.executable} {HOSTILE} {modes}",

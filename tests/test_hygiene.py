@@ -334,7 +334,7 @@ def test_a_full_disk_while_writing_the_reports_fails_the_run_with_a_result_line(
 @pytest.mark.parametrize("over,expected", [(False, 2), (True, 3)])
 def test_jobs_are_capped_at_the_cores_unless_asked(tmp_path, capsys, monkeypatch, over, expected):
     """Three families, two cores: --jobs 1000 starts two workers, or three with --jobs-over-cores."""
-    from archval.harness.modes import workers
+    from archval.harness.pool import workers
     started = []
 
     def spy(jobs, selected):

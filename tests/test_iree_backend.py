@@ -10,7 +10,7 @@ import pytest
 
 from archval.harness import ROOT
 from archval.harness.backends import iree
-from archval.harness.core.checkpoint import aligned_f32
+from archval.harness.core.checkpoint_files import aligned_f32
 from archval.harness.core.graph import parse_signature
 
 DOUBLE = """module @double {

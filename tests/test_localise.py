@@ -93,7 +93,7 @@ def test_taps_only_on_request():
 def test_gate_localises_a_failing_prefill(monkeypatch):
     """The built-in emitter itself broken (gate/up swapped in layer 3): the gate's failing prefill
     record says where."""
-    from archval.harness.modes.workers import Task, validate
+    from archval.harness.pool.workers import Task, validate
     from archval.harness.present.console import line as format_line
     weight = Decoder.weight
 

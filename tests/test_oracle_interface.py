@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from archval.harness import ROOT
-from archval.harness.core import checkpoint as ckpt
+from archval.harness.core import checkpoint_files as ckpt
 from archval.harness.core import fixtures, oracle_cache
 from archval.harness.core.case import run_case
 from archval.harness.core.checkpoint_oracle import CheckpointOracle

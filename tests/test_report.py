@@ -316,8 +316,8 @@ def test_missing_or_failed_diagnoses_render_as_such(tmp_path, browser, strict_on
     """XLA's error and a failed localisation are said; a record without the diagnoses (the mutation
     tests' xla=False, or --fixed-bound-only) says they were not run."""
     failed = replace(strict_only_mutant, mutant=replace(strict_only_mutant.mutant, name="xla_failed"),
-                     xla=triangulate.failed("XLA compile: unsupported op"),
-                     localisation=localise.failed(RuntimeError("taps exploded")))
+                     xla=triangulate.unavailable("XLA compile: unsupported op"),
+                     localisation=localise.unlocalised(RuntimeError("taps exploded")))
     bare = replace(strict_only_mutant, mutant=replace(strict_only_mutant.mutant, name="bare"), xla=None, noise=None,
                    localisation=None, checks=[c for c in strict_only_mutant.checks if c.name != STRICT])
     assert write([failed, bare], tmp_path) == []

@@ -12,7 +12,7 @@ import pytest
 from archval.harness.cli import main
 from archval.harness.core import fixtures, summary
 from archval.harness.core.case import error_record
-from archval.harness.modes import shard
+from archval.harness.pool import shard
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = fixtures.names()

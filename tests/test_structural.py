@@ -13,7 +13,7 @@ from archval.harness.core import fixtures
 from archval.harness.checks import structural
 from archval.harness.cli import main
 from archval.harness.checks.signature import signature
-from archval.harness.core.emitters import DEFAULT_EMITTER
+from archval.harness.core.emitter_protocol import DEFAULT_EMITTER
 
 CASES = structural.cases()
 

@@ -53,7 +53,7 @@ def test_a_run_whose_every_case_is_refused_validated_nothing_and_fails(tmp_path,
 
 def test_a_shard_whose_every_case_is_refused_leaves_the_judgement_to_the_merge(tmp_path, capsys):
     """An emitter of llama and qwen3 alone, over three shards: one of them gets neither (the cost table's choice)."""
-    from archval.harness.modes import shard
+    from archval.harness.pool import shard
     index = next(i for i in (1, 2, 3) if not set(SUPPORTED) & set(shard.assign(fixtures.names(), i, 3)))
     code = main(["--reports", str(tmp_path), "--emitter", f"{sys.executable} {ONLY} {','.join(SUPPORTED)}",
                  "--shard", f"{index}/3"])

@@ -14,7 +14,7 @@ from archval.harness.checks.structural import StructuralResult
 from archval.harness.core.binding import IDENTITY, Binding
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import failed
-from archval.harness.core.emitters import BUILTIN_EMITTER, DEFAULT_EMITTER
+from archval.harness.core.emitter_protocol import BUILTIN_EMITTER, DEFAULT_EMITTER
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.messages import clip_record
 from archval.harness.core.record import CheckpointFacts, MutantFacts, PublishedFacts, Record

@@ -28,7 +28,7 @@ from archval.harness.core import case as cases
 from archval.harness.core import noise, oracle_cache
 from archval.harness.core.abi import PROTOCOL, prefill_results
 from archval.harness.core.binding import IDENTITY, Binding
-from archval.harness.core.emitters import PRE_EMITTED, CaseError, EmitterRefused, emit
+from archval.harness.core.emitter_protocol import PRE_EMITTED, CaseError, EmitterRefused, emit
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.graph import parse_signature
 from archval.harness.core.inputs import prefill_inputs
@@ -98,7 +98,7 @@ def of_emitter(fixture: Fixture, emitter, binding: Binding = IDENTITY) -> Locali
     except NoTaps as e:
         return not_available(str(e))
     except Exception as e:  # noqa: BLE001 - a diagnosis that fails must not hide the verdict
-        return failed(e)
+        return unlocalised(e)
 
 
 def of_builtin(fixture: Fixture, config=None, core=None) -> Localisation:
@@ -119,7 +119,7 @@ def describe(first: Tap | None) -> str:
             f"{first.noise_ratio:.0f}x its noise floor {first.noise_floor:.1e})")
 
 
-def failed(error: Exception) -> Localisation:
+def unlocalised(error: Exception) -> Localisation:
     """A localisation that could not be made: its error, no taps."""
     return Localisation(f"{type(error).__name__}: {error}", None, [], None, "")
 
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     import argparse
 
     from archval.harness.core import fixtures
-    from archval.harness.core.emitters import emitter_command
+    from archval.harness.core.emitter_protocol import emitter_command
     ap = argparse.ArgumentParser(prog="python -m archval.harness.checks.localise", description=main.__doc__)
     ap.add_argument("family")
     group = ap.add_mutually_exclusive_group()

@@ -6,7 +6,7 @@ right. A fixture lists the mutants that its family's deltas must kill (fixture.j
 "mutants"); a check with teeth reports FAIL for every one of them, on the graph kind the
 mutant breaks. Each mutant also says where it applies (`applies`, a predicate on the
 parsed Config's flags, never on a family name, so families added later are covered);
-checks/mutation.py runs every applicable one per family and reports the kill rate.
+checks/self_test.py runs every applicable one per family and reports the kill rate.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class Mutant:
     graph: str = "prefill"  # the graph kind whose check must kill it
     applies: Applies | None = None  # None: only where a fixture lists it
     # the same slip on the oracle's config.json, where HF can express it: its exact effect in fp64
-    # says whether any fp32 check could see it at all (checks/mutation.py)
+    # says whether any fp32 check could see it at all (checks/self_test.py)
     oracle_config: Callable[[dict], dict] | None = None
     # a slip that no number can show, because a correct harness refuses the graph before it runs: the ERROR's
     # message must say this (a FAIL kills it too)

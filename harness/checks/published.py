@@ -126,7 +126,7 @@ def prepare(path: str, workdir: Path, name: str, as_is: bool = False, replay: st
 
 def check_fits(path: str, config: dict) -> None:
     """PublishedConfigError, with the estimate, for a config too large to validate as given here."""
-    from archval.harness.core.checkpoint import GiB, available_memory
+    from archval.harness.core.checkpoint_files import GiB, available_memory
     from archval.oracles.hf import checkpoint_tensors
     parameters = sum(int(np.prod(shape)) for shape in checkpoint_tensors(config).values())
     peak, available = PROCESS_BYTES + AS_IS_BYTES_PER_PARAMETER * parameters, available_memory()

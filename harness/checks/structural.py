@@ -16,7 +16,7 @@ from pathlib import Path
 
 from archval.harness.checks.signature import drift, golden_paths, load_golden, signature
 from archval.harness.core import fixtures, kinds
-from archval.harness.core.emitters import DEFAULT_EMITTER, CaseError, EmitterRefused, emit
+from archval.harness.core.emitter_protocol import DEFAULT_EMITTER, CaseError, EmitterRefused, emit
 from archval.harness.core.files import write_atomic
 from archval.harness.core.graph import GraphError
 from archval.harness.core.record import StructuralBrief

@@ -17,7 +17,7 @@ import numpy as np
 
 from archval.harness.core import compare, oracle_cache
 from archval.harness.core.abi import LOGITS, prefill_results
-from archval.harness.core.emitters import CaseError
+from archval.harness.core.emitter_protocol import CaseError
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.inputs import Row, batch_row, padded_prompt, serving_step
 from archval.harness.core.record import FAILED, PASSED, AbiVariant, BatchResult, BatchRow, Check, Record

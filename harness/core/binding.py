@@ -33,7 +33,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from archval.harness.core.emitters import EmitterRefused
+from archval.harness.core.emitter_protocol import EmitterRefused
 from archval.harness.core.graph import FunctionSignature, GraphError, GraphSignature, TensorSpec
 from archval.harness.core.inputs import PROTOCOL_INPUT
 
@@ -212,7 +212,7 @@ class Binding:
 
 
 IDENTITY = Binding()
-MAX_GRAPH_BYTES = 256 << 20  # as an emitter's output file (core/emitproc.py)
+MAX_GRAPH_BYTES = 256 << 20  # as an emitter's output file (core/contained_process.py)
 
 
 def graph_texts(folder: Path, binding: Binding, kinds) -> dict:

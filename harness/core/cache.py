@@ -43,7 +43,7 @@ def read_entry(path: Path) -> bytes | None:
     body, digest = blob[:-32], blob[-32:]
     if len(blob) <= 32 or hashlib.sha256(body).digest() != digest:
         return None
-    with contextlib.suppress(OSError):  # its last use, for pruning least recently used first (modes/cache.py)
+    with contextlib.suppress(OSError):  # its last use, for pruning least recently used first (modes/cache_admin.py)
         os.utime(path)
     return body
 

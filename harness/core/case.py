@@ -20,10 +20,10 @@ import numpy as np
 
 from archval.harness.backends.base import Backend, BackendError, Module
 from archval.harness.backends.iree import IREE
-from archval.harness.core import emitproc, noise, phases, precision, reference, triangulate
+from archval.harness.core import contained_process, noise, phases, precision, reference, triangulate
 from archval.harness.core.binding import IDENTITY, Binding
 from archval.harness.core.bundle import Bundles
-from archval.harness.core.emitters import (DEFAULT_EMITTER, PRE_EMITTED, CaseError, EmitterRefused, described,
+from archval.harness.core.emitter_protocol import (DEFAULT_EMITTER, PRE_EMITTED, CaseError, EmitterRefused, described,
                                           emit)
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.graph import FunctionSignature, GraphError, GraphSignature, bind, parse_signature
@@ -47,7 +47,7 @@ def replay_command(fixture: Fixture, graph: str, emitter=DEFAULT_EMITTER, strict
     words = [fixture.replay or f"{command()} --family {shlex.quote(fixture.name)}", f"--graph {graph}"]
     if tuple(emitter) not in (DEFAULT_EMITTER, PRE_EMITTED):
         words.append(f"--emitter {shlex.quote(shlex.join(emitter))}")
-        words += emitproc.replay_options()
+        words += contained_process.replay_options()
     if binding.path:
         words.append(f"--binding {shlex.quote(binding.path)}")
     words += [f"--dtype {fixture.dtype}"] * bool(fixture.dtype) + ["--fixed-bound-only"] * (not strict_bound)
@@ -262,7 +262,7 @@ def run_case(fixture: Fixture, graph: str = "prefill", texts: dict | None = None
             try:
                 reference.three_way(case, expected, actual, bound)
             except Exception as e:  # said in its part of the record, and the case's ERROR
-                record.xla = triangulate.failed(describe(e))
+                record.xla = triangulate.unavailable(describe(e))
                 raise
     except EmitterRefused as e:
         record.refused(case.failed_stage or "emit", str(e))

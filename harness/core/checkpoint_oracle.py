@@ -2,7 +2,7 @@
 f32 (eager attention, the in-tree class, the config archval read), runs the greedy continuation and the prompt's
 logits at every position, then, for the strict bound, is converted in place to f64 and run teacher-forced on its
 own tokens in one forward over the whole sequence; then it is freed, before any graph weight is read
-(core/checkpoint.py MemoryEstimate: the peak is one of the two). The weights the graphs are bound to are the
+(core/checkpoint_files.py MemoryEstimate: the peak is one of the two). The weights the graphs are bound to are the
 checkpoint's own tensors (GraphTensors), never the seeded model's. What only one graph kind asks for (an MoE
 block, the localisation's taps) loads DIR again for that call, and frees it after.
 """
@@ -13,7 +13,7 @@ import gc
 import numpy as np
 
 from archval.harness.core import phases
-from archval.harness.core.checkpoint import Checkpoint, GraphTensors
+from archval.harness.core.checkpoint_files import Checkpoint, GraphTensors
 from archval.oracles.interface import BlockExpectation, Embedded, OracleRun
 
 

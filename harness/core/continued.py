@@ -16,7 +16,7 @@ import numpy as np
 
 from archval.harness.core import oracle_cache
 from archval.harness.core.abi import EVERY, LOGITS, PROTOCOL, TOKEN, decode_caches, prefill_results
-from archval.harness.core.emitters import CaseError
+from archval.harness.core.emitter_protocol import CaseError
 from archval.harness.core.inputs import chunk_inputs, chunk_starts, embedding_inputs, start_caches, verify_inputs
 from archval.harness.core.record import EVERY_WEIGHT, AbiVariant, Record
 

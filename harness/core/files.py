@@ -13,7 +13,7 @@ macOS), held until the run ends. The operating system releases it when the proce
 dies, so a stale lock file never blocks the next run; the file holds the holder's pid, for the message.
 
 Scratch directories (an emission's output, a compilation's) are removed at the end of their block,
-and by remove_scratch() when a worker is stopped and exits at once (modes/workers.py); only a process
+and by remove_scratch() when a worker is stopped and exits at once (pool/workers.py); only a process
 killed outright (SIGKILL: nothing of it runs) leaves its own behind.
 """
 from __future__ import annotations

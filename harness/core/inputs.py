@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from archval.harness.core.abi import CACHE_NAMES, LATENT_STACKED
-from archval.harness.core.emitters import CaseError
+from archval.harness.core.emitter_protocol import CaseError
 from archval.harness.core.fixtures import DECODE_GAP, POSITION_GAP, QUIET_EVERY, QUIET_TOKENS, Fixture
 
 # Every input name the builders below give a graph kind (docs/emitter-protocol.md#arguments): never a weight.

@@ -20,7 +20,7 @@ from archval.harness.core.abi import (EVERY, LAST, LATENT_STACKED, STACKED, TOKE
                                       prefill_results)
 from archval.harness.core.batched import SERVING_KINDS
 from archval.harness.core.continued import Chunked, FromEmbeddings, Verifying
-from archval.harness.core.emitters import CaseError
+from archval.harness.core.emitter_protocol import CaseError
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.inputs import decode_inputs, hidden_states, prefill_inputs, start_caches
 from archval.harness.core.record import AbiVariant, BlockResult, Record

@@ -6,7 +6,7 @@ ignores SIGINT, and killing only its compilers would turn cases into ERRORs whil
 is also asked, between fork and exec, to be sent SIGKILL when its parent dies (Linux's
 PR_SET_PDEATHSIG): a worker or a --checkpoint gate killed outright (SIGKILL: none of its code runs)
 takes its compiler with it. Where there is no such call (macOS), the workers' watch on their parent
-(modes/workers.py) kills the compilers' process groups as the worker leaves (kill_all), as it does
+(pool/workers.py) kills the compilers' process groups as the worker leaves (kill_all), as it does
 for every exit it makes itself.
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from archval.harness.core import noise
-from archval.harness.core.emitters import CaseError
+from archval.harness.core.emitter_protocol import CaseError
 from archval.harness.core.record import FAILED, PASSED, STRICT, Check, NoiseResult
 
 if TYPE_CHECKING:

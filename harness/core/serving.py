@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from archval.harness.core.abi import PER_LAYER, PROTOCOL, STACKED, _types
-from archval.harness.core.emitters import CaseError
+from archval.harness.core.emitter_protocol import CaseError
 from archval.harness.core.fixtures import Fixture
 from archval.harness.core.graph import FunctionSignature, TensorSpec
 from archval.harness.core.inputs import SHARED_PREFIX, Row

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from archval.harness import ROOT
 from archval.harness.core import host
-from archval.harness.core.emitters import BUILTIN_EMITTER
+from archval.harness.core.emitter_protocol import BUILTIN_EMITTER
 from archval.harness.core.files import write_json_atomic
 from archval.harness.core.record import (ERROR, ERRORED, FAILED, PASS, PASSED, BlockResult, Check, DecodeResult,
                                  FixtureFacts, Localisation, LogitsResult, MutantFacts, NoiseResult, OracleFacts,

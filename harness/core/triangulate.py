@@ -52,6 +52,6 @@ def triangulate(oracle: np.ndarray, iree: np.ndarray, xla: np.ndarray, bound: fl
                     BOTH_NONFINITE if both_nonfinite else odd_one_out(*pairs, bound), cache_hit)
 
 
-def failed(error: str) -> ThreeWay:
+def unavailable(error: str) -> ThreeWay:
     """XLA could not run: its error, no comparison."""
     return ThreeWay(error, None, None, None, None, None, None, None)

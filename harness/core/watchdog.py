@@ -3,7 +3,7 @@ naming the limit, never a hang.
 
 A call into IREE's or XLA's runtime cannot be interrupted from Python: it runs in native code (with the
 GIL released, so a thread can watch it). When a call outlives the limit, the watching thread stops the
-whole process the call runs in, saying what it stopped and why: a gate worker (modes/workers.py, through
+whole process the call runs in, saying what it stopped and why: a gate worker (pool/workers.py, through
 on_expiry) tells the gate, which makes that family's cases ERRORs at the call's stage without running
 them again; any other process (the gate itself under --checkpoint, pytest) writes the sentence to stderr
 and exits 1. The limit is per call, $ARCHVAL_RUN_TIMEOUT_S seconds, 300 by default: far above the slowest
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from archval.harness.core.emitproc import seconds_from_environment
+from archval.harness.core.contained_process import seconds_from_environment
 
 TIMEOUT_ENV = "ARCHVAL_RUN_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 300.0

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archval.harness.core.emitters import DEFAULT_EMITTER
+from archval.harness.core.emitter_protocol import DEFAULT_EMITTER
 from archval.harness.core.record import Record
 
 

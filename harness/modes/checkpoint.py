@@ -3,7 +3,7 @@
 from DIR's config.json at full size and bound to DIR's tensors by their safetensors names.
 
 Everything that can be refused is refused before the heavy part (exit 2, one sentence): the files
-(core/checkpoint.py), their shapes against config.json, the prompt, and the memory estimate against the
+(core/checkpoint_files.py), their shapes against config.json, the prompt, and the memory estimate against the
 memory available. The graphs are compiled first, then the oracle runs and is freed before the graph's
 weights are read; the three-way comparison with XLA is not run (it would hold a third copy of the weights).
 """
@@ -17,7 +17,7 @@ from archval.emitter.config_input import printable
 from archval.harness.backends import iree
 from archval.harness.checks import published
 from archval.harness.checks.finish import finish
-from archval.harness.core import checkpoint as ckpt
+from archval.harness.core import checkpoint_files as ckpt
 from archval.harness.core import checkpoint_trust, phases
 from archval.harness.core.binding import IDENTITY
 from archval.harness.core.binding_file import load as load_binding

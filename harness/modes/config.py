@@ -7,7 +7,8 @@ from pathlib import Path
 
 from archval.harness.checks import published
 from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Options, Outcome, UsageError, shard
+from archval.harness.modes import Options, Outcome, UsageError
+from archval.harness.pool import shard
 from archval.harness.modes.gate import say_shard, validate_prepared
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from archval.harness.checks import builtin, mutants, structural
-from archval.harness.checks.mutation import family_mutants
+from archval.harness.checks.self_test import family_mutants
 from archval.harness.core import fixtures
 from archval.harness.modes import census
 

@@ -1,7 +1,7 @@
 """The gate (the default mode) and the structural-only modes.
 
 The gate signs every selected case's graphs against their goldens in this process while the
-workers (modes/workers.py) validate the families numerically, reusing the texts the structural
+workers (pool/workers.py) validate the families numerically, reusing the texts the structural
 pass emitted; the published configs' structural cases, which no family needs, are checked in a
 thread meanwhile. --structural-only and --update-goldens stop after the structural pass.
 """
@@ -17,10 +17,11 @@ from archval.harness.checks import published, structural
 from archval.harness.core import fixtures
 from archval.harness.core.case import error_record
 from archval.harness.core.kinds import KINDS, selected
-from archval.harness.core.emitters import DEFAULT_EMITTER
+from archval.harness.core.emitter_protocol import DEFAULT_EMITTER
 from archval.harness.core.summary import RunInfo
 from archval.harness.core.record import PASS
-from archval.harness.modes import Options, Outcome, UsageError, shard, synthesised, workers
+from archval.harness.modes import Options, Outcome, UsageError, synthesised
+from archval.harness.pool import shard, workers
 from archval.harness.present.console import line
 from archval.harness.present.progress import Progress
 

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from archval.harness.checks import published
-from archval.harness.core.emitters import PRE_EMITTED
+from archval.harness.core.emitter_protocol import PRE_EMITTED
 from archval.harness.core.summary import RunInfo, command
 from archval.harness.modes import Options, Outcome, UsageError
 from archval.harness.modes.gate import validate_prepared

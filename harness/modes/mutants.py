@@ -1,15 +1,16 @@
-"""--mutants: the mutation self-test instead of the gate (checks/mutation.py): every applicable mutant of the
-selected families must FAIL, by at least mutation.WEAK_MARGIN times its bound; a line per mutant as it is done
+"""--mutants: the mutation self-test instead of the gate (checks/self_test.py): every applicable mutant of the
+selected families must FAIL, by at least self_test.WEAK_MARGIN times its bound; a line per mutant as it is done
 (with the progress on stderr), then the kill rates, the smallest detection margins, and mutants.json (the
 records, with their mutant part, in family order) under --reports."""
 from __future__ import annotations
 
 import time
 
-from archval.harness.checks import mutation
+from archval.harness.checks import self_test
 from archval.harness.core import summary
 from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Options, Outcome, workers
+from archval.harness.modes import Options, Outcome
+from archval.harness.pool import workers
 from archval.harness.modes.gate import select
 from archval.harness.present.console import kill_summary, mutant_line
 from archval.harness.present.progress import Progress
@@ -20,19 +21,19 @@ def run(options: Options, info: RunInfo) -> Outcome:
     options.claim()
     bound = "the strict and the fixed bound" if not options.fixed_bound_only else "the fixed bound alone"
     print(f"== mutation self-test: every applicable mutant must FAIL ({bound})", flush=True)
-    work = mutation.order(names)
+    work = self_test.order(names)
     jobs = max(1, min(options.jobs, len(work)))
     done = {}
     pool = workers.process_pool(jobs)
     with workers.running(pool), Progress([f"{n}:{m}" for n, m in work], jobs, unit="mutants",
                                           quiet=options.quiet) as progress:  # the workers die with the gate
-        for family, mutant, record in mutation.run_all(pool, work, not options.fixed_bound_only):
+        for family, mutant, record in self_test.run_all(pool, work, not options.fixed_bound_only):
             done[family, mutant] = record
             if not (options.quiet and record.mutant.killed):
                 progress.say(mutant_line(record))
             progress.done(f"{family}:{mutant}")
     records = [done[family, mutant] for name in names for family, mutant in work if family == name]
-    lines, ok = kill_summary(records, mutation.WEAK_MARGIN)
+    lines, ok = kill_summary(records, self_test.WEAK_MARGIN)
     print("\n".join(lines))
     path = options.reports / "mutants.json"
     try:

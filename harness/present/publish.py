@@ -32,7 +32,7 @@ def pages(records: list[Record], run: RunInfo, directory: Path) -> tuple[set[str
         try:
             write_atomic(Path(directory) / f"{name}.html", render(name, group, run))
             written.add(name)
-        except Exception as e:  # noqa: BLE001 - said, and the family's records become ERRORs (modes/workers.py)
+        except Exception as e:  # noqa: BLE001 - said, and the family's records become ERRORs (pool/workers.py)
             problems.append(f"{name}.html not written: {type(e).__name__}: {e}")
     return written, problems
 

@@ -6,8 +6,8 @@ into N shards, longest first onto the least loaded shard, so that `--shard I/N` 
 of pytest hold the same families; whatever has no cost (a test not about one family, a published
 config's structural case) goes by a stable hash of its name.
 
-    .venv/bin/python -m archval.harness.modes.shard --write-costs reports/summary.json   # after a cold full run
-    .venv/bin/python -m archval.harness.modes.shard --show 3                              # the split over 3 shards
+    .venv/bin/python -m archval.harness.pool.shard --write-costs reports/summary.json   # after a cold full run
+    .venv/bin/python -m archval.harness.pool.shard --show 3                              # the split over 3 shards
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def write_costs(summary_path: Path, path: Path = COSTS_PATH) -> dict[str, float]
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m archval.harness.modes.shard", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m archval.harness.pool.shard", description=__doc__.split("\n\n")[0])
     ap.add_argument("--write-costs", type=Path, metavar="SUMMARY",
                     help="rewrite fixtures/costs.json from a cold run's summary.json")
     ap.add_argument("--show", type=int, metavar="N", help="print the split of every fixture over N shards")

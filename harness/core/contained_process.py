@@ -1,6 +1,6 @@
 """An external emitter run contained: its own session, a time limit, bounded output, no survivors.
 
-Another emitter than the built-in one (which core/emitters.py runs in-process) is a command of the
+Another emitter than the built-in one (which core/emitter_protocol.py runs in-process) is a command of the
 user's (--emitter): anything may run there. It starts in a new session (so its own process group: a
 `kill 0` or `trap 'kill 0' EXIT` in it reaches only itself and its children, never the gate), and when it exits, times out, writes past the output limit, or the
 gate is interrupted, its whole group is signalled: SIGTERM, then SIGKILL after a short grace. Its

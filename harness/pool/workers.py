@@ -1,17 +1,17 @@
 """Families validated in worker processes: one family per task, every graph kind it has in one worker
 (they share its oracle run and compiled prefill), its page rendered there as soon as it is done.
 
-Tasks start slowest first (modes/shard.py) so that no long one starts last on an idle pool. A
+Tasks start slowest first (pool/shard.py) so that no long one starts last on an idle pool. A
 worker that dies (a signal, the OOM killer) breaks the whole pool, so the families it took down
 with it run again, each in a process of its own: only the one that dies again is an ERROR.
 
 The workers die with the gate (process_pool): each ignores SIGINT (a terminal's Ctrl-C reaches the
 whole foreground group; only the gate answers it, stopping them itself), on SIGTERM kills its
-running emitters' and compilers' process groups (core/emitproc.py, core/lifetime.py) and exits, and
+running emitters' and compilers' process groups (core/contained_process.py, core/lifetime.py) and exits, and
 watches its parent: when the gate is gone (even by SIGKILL) it does the same within WATCH_S.
 
 A graph's call past its time limit (core/watchdog.py) cannot be interrupted: the worker tells the gate
-whose it was (modes/stopped.py) and exits; that family's cases are ERRORs, not run again.
+whose it was (pool/stopped.py) and exits; that family's cases are ERRORs, not run again.
 """
 from __future__ import annotations
 
@@ -31,17 +31,17 @@ from pathlib import Path
 from archval.harness.backends import iree
 from archval.harness.checks import structural
 from archval.harness.checks.finish import finish
-from archval.harness.core import emitproc, files, fixtures, lifetime, oracle_cache, summary, watchdog
+from archval.harness.core import contained_process, files, fixtures, lifetime, oracle_cache, summary, watchdog
 from archval.harness.core.host import cores  # noqa: F401 - workers.cores() is what the gate's options ask
 from archval.harness.core.binding import IDENTITY, graph_texts
 from archval.harness.core.binding_file import load as load_binding
 from archval.harness.core.bundle import Bundles
 from archval.harness.core.case import error_record, run_case
-from archval.harness.core.emitters import DEFAULT_EMITTER
+from archval.harness.core.emitter_protocol import DEFAULT_EMITTER
 from archval.harness.core.kinds import KINDS, selected
 from archval.harness.core.record import PublishedFacts, Record
 from archval.harness.core.summary import RunInfo
-from archval.harness.modes import shard, stopped
+from archval.harness.pool import shard, stopped
 
 WATCH_S = 0.5
 STOP_GRACE_S = 3.0
@@ -110,7 +110,7 @@ def _stopped(signum, _frame) -> None:
 
 def _leave(code: int) -> None:
     """Exit now, from any thread: the emitters killed, the scratch directories removed."""
-    emitproc.kill_all()
+    contained_process.kill_all()
     lifetime.kill_all()
     files.remove_scratch()
     os._exit(code)

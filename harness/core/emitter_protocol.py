@@ -3,7 +3,7 @@ exit 2 with one sentence for a config it refuses (docs/emitter-protocol.md).
 
 The built-in emitter is run the same way, as the module `python -m archval.emitter`, but inside this
 process (same argv, exit code and file, without a Python start per graph, which would
-dominate a structural run); any other command runs as a subprocess, contained (core/emitproc.py:
+dominate a structural run); any other command runs as a subprocess, contained (core/contained_process.py:
 its own session, a time limit, bounded output, no process of it left behind). It runs in the directory
 archval was started in (validate_arch.sh starts it in the checkout's root), so that the paths of the
 command are the user's: `--config` is given relative to that directory when the config is inside it,
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from archval.emitter.config_input import printable
 from archval.harness import ROOT
-from archval.harness.core import emitproc
+from archval.harness.core import contained_process
 from archval.harness.core.files import scratch_directory
 
 DEFAULT_EMITTER = (sys.executable, "-m", "archval.emitter")
@@ -108,8 +108,8 @@ def emit(command, config_path: Path, graph: str, taps: bool = False, sizes: tupl
             returncode, said = _run_module(DEFAULT_EMITTER[2], ["--config", str(config), *argv[2:]])
         else:
             try:
-                proc = emitproc.run([*command, *argv], out, cwd=here)
-            except emitproc.EmitterProblem as e:
+                proc = contained_process.run([*command, *argv], out, cwd=here)
+            except contained_process.EmitterProblem as e:
                 raise CaseError(str(e)) from None
             returncode, said = proc.returncode, proc.stderr.strip() or proc.stdout.strip()
         said = (said.strip() or "(no output)").splitlines()[-1]
