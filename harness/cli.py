@@ -20,15 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from archval.harness import ROOT
-from archval.harness.core import contained_process, fixtures, summary, watchdog
-from archval.harness.core.binding_file import load as load_binding
-from archval.harness.core.emitter_protocol import emitter_command
-from archval.harness.core.files import ReportsError, claimed
-from archval.harness.core.kinds import KINDS
-from archval.harness.core.record import PASS, UNSUPPORTED
-from archval.harness.core.summary import RunInfo
-from archval.harness.modes import (
+from . import ROOT
+from .core import contained_process, fixtures, summary, watchdog
+from .core.binding_file import load as load_binding
+from .core.emitter_protocol import emitter_command
+from .core.files import ReportsError, claimed
+from .core.kinds import KINDS
+from .core.record import PASS, UNSUPPORTED
+from .core.summary import RunInfo
+from .modes import (
     Options,
     Outcome,
     UsageError,
@@ -42,9 +42,9 @@ from archval.harness.modes import (
     merge,
     mutants,
 )
-from archval.harness.pool import shard, workers
-from archval.harness.present.console import counts
-from archval.harness.present.publish import publish
+from .pool import shard, workers
+from .present.console import counts
+from .present.publish import publish
 
 # a checkout's reports/ beside its code (validate_arch.sh); an installed archval's in the directory it runs in
 REPORTS_DIR = ROOT / "reports" if (ROOT / "pyproject.toml").is_file() else Path("reports")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from archval.harness.checks import published
-from archval.harness.core.binding import graph_texts
-from archval.harness.core.case import run_case
-from archval.harness.core.emitter_protocol import PRE_EMITTED
-from archval.harness.core.kinds import KINDS
-from archval.harness.core.record import PASS, UNSUPPORTED
-from archval.harness.modes.graphs import folders
-from archval.harness.present.console import line
+from .checks import published
+from .core.binding import graph_texts
+from .core.case import run_case
+from .core.emitter_protocol import PRE_EMITTED
+from .core.kinds import KINDS
+from .core.record import PASS, UNSUPPORTED
+from .modes.graphs import folders
+from .present.console import line
 
 
 def pytest_generate_tests(metafunc):

@@ -26,19 +26,19 @@ from pathlib import Path
 
 import pytest
 
-from archval.harness import pytest_selection as selection
-from archval.harness.checks import structural
-from archval.harness.checks.finish import finish
-from archval.harness.core import files, fixtures, summary
-from archval.harness.core.bundle import Bundles
-from archval.harness.core.binding import IDENTITY, Binding
-from archval.harness.core.binding_file import load as load_binding
-from archval.harness.core.emitter_protocol import BUILTIN_EMITTER, emitter_command
-from archval.harness.core.kinds import KINDS, order
-from archval.harness.core.record import UNSUPPORTED, MutantFacts, Record
-from archval.harness.core.fixtures import Fixture
-from archval.harness.modes import UsageError, graphs
-from archval.harness.pool import shard
+from . import pytest_selection as selection
+from .checks import structural
+from .checks.finish import finish
+from .core import files, fixtures, summary
+from .core.bundle import Bundles
+from .core.binding import IDENTITY, Binding
+from .core.binding_file import load as load_binding
+from .core.emitter_protocol import BUILTIN_EMITTER, emitter_command
+from .core.kinds import KINDS, order
+from .core.record import UNSUPPORTED, MutantFacts, Record
+from .core.fixtures import Fixture
+from .modes import UsageError, graphs
+from .pool import shard
 
 RECORD = "archval-record"
 VERDICT = "archval-verdict"
@@ -201,7 +201,7 @@ class CaseReport:
         if reported and (record.emitter == BUILTIN_EMITTER or text is not None):
             goldens = {record.graph: structural.of_case(record.family, record.graph, text)}
         if mutant:
-            from archval.harness.checks.mutants import MUTANTS
+            from .checks.mutants import MUTANTS
             facts = MutantFacts(mutant, MUTANTS[mutant].description)
         finish([record], fixture or fixtures.load(record.family), emitter or request.getfixturevalue("emitter"),
                request.getfixturevalue("binding"), goldens=goldens, replay=replay_command(request), mutant=facts,
@@ -270,7 +270,7 @@ class _ReportWriter:
         if not self.records:
             self.said = f"reports: no differential case ran, nothing written to {self.directory}"
             return
-        from archval.harness.present.publish import publish
+        from .present.publish import publish
         start = time.perf_counter()
         records = sorted(self.records, key=lambda r: (r.family, r.mutant.name if r.mutant else "", order(r.graph)))
         run = summary.run_info("pytest", ["pytest", *sys.argv[1:]], session.config.getoption("archval_emitter"))

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from archval.harness.core import fixtures
-from archval.harness.core.kinds import KINDS
-from archval.harness.modes import synthesised
-from archval.harness.pool import shard
-from archval.oracles.config_class import model_types
+from .core import fixtures
+from .core.kinds import KINDS
+from .modes import synthesised
+from .pool import shard
+from ..oracles.config_class import model_types
 
 
 def marker(prefix: str, name: str) -> str:

@@ -11,11 +11,11 @@ from dataclasses import replace
 
 import pytest
 
-from archval.harness.core import fixtures
-from archval.harness.core.case import run_case
-from archval.harness.core.kinds import KINDS
-from archval.harness.core.record import PASS, UNSUPPORTED
-from archval.harness.present.console import line
+from .core import fixtures
+from .core.case import run_case
+from .core.kinds import KINDS
+from .core.record import PASS, UNSUPPORTED
+from .present.console import line
 
 CASES = [(family, kind) for family in fixtures.case_names() for kind in KINDS]
 

@@ -13,7 +13,7 @@ import ast
 import importlib.util
 from functools import lru_cache
 
-from archval.emitter.config_input import PRETRAINED_FIELDS, PRETRAINED_LEGACY_FIELDS
+from ..emitter.config_input import PRETRAINED_FIELDS, PRETRAINED_LEGACY_FIELDS
 
 # What every config.json may carry that PreTrainedConfig itself consumes or keeps as metadata.
 EVERY_CLASS = {"model_type", "_name_or_path", "auto_map", "transformers_version", "architectures",

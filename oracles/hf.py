@@ -334,7 +334,7 @@ class Oracle:
 
     def unread_fields(self, config: dict) -> list[str]:
         """The config's fields this oracle never reads (oracles/fields.py)."""
-        from archval.oracles.fields import unread
+        from .fields import unread
         return unread(config, self.binding.class_name, self.binding.config(config))
 
     @staticmethod

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from archval.harness.core.graph import FunctionSignature, GraphSignature, bind
+from ..core.graph import FunctionSignature, GraphSignature, bind
 
 Stage = Callable[[str], AbstractContextManager]  # times a stage of the case by its name
 

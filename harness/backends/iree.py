@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from archval.harness.backends.base import Backend, BackendError, Module, Stage
-from archval.harness.core import cache, lifetime
-from archval.harness.core.files import scratch_directory, write_atomic
-from archval.harness.core.graph import FunctionSignature, GraphSignature
-from archval.harness.core.host import cpu_identity
-from archval.harness.core.watchdog import time_limit
+from .base import Backend, BackendError, Module, Stage
+from ..core import cache, lifetime
+from ..core.files import scratch_directory, write_atomic
+from ..core.graph import FunctionSignature, GraphSignature
+from ..core.host import cpu_identity
+from ..core.watchdog import time_limit
 
 COMPILE_TIMEOUT_S = 300
 # Seams for fault injection and odd installs: another iree-compile executable, a shorter timeout.

@@ -17,11 +17,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from archval.harness.backends.base import Backend, BackendError, Module, Stage
-from archval.harness.core import cache
-from archval.harness.core.graph import FunctionSignature, GraphSignature
-from archval.harness.core.host import cpu_identity
-from archval.harness.core.watchdog import time_limit
+from .base import Backend, BackendError, Module, Stage
+from ..core import cache
+from ..core.graph import FunctionSignature, GraphSignature
+from ..core.host import cpu_identity
+from ..core.watchdog import time_limit
 
 DEBUG_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 

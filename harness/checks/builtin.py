@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from archval.emitter import Config
-from archval.emitter.config import ConfigError, Rope
+from ...emitter import Config
+from ...emitter.config import ConfigError, Rope
 
 
 # The Rope fields each RoPE type reads (emitter/rope.py); the others keep defaults that nothing reads, and

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from archval.harness.checks import builtin, localise
-from archval.harness.checks.structural import StructuralResult
-from archval.harness.core.binding import IDENTITY, Binding
-from archval.harness.core.bundle import Bundles
-from archval.harness.core.case import failed
-from archval.harness.core.emitter_protocol import BUILTIN_EMITTER, DEFAULT_EMITTER
-from archval.harness.core.fixtures import Fixture
-from archval.harness.core.messages import clip_record
-from archval.harness.core.record import CheckpointFacts, MutantFacts, PublishedFacts, Record
+from . import builtin, localise
+from .structural import StructuralResult
+from ..core.binding import IDENTITY, Binding
+from ..core.bundle import Bundles
+from ..core.case import failed
+from ..core.emitter_protocol import BUILTIN_EMITTER, DEFAULT_EMITTER
+from ..core.fixtures import Fixture
+from ..core.messages import clip_record
+from ..core.record import CheckpointFacts, MutantFacts, PublishedFacts, Record
 
 Pages = Callable[[list[Record]], tuple[set[str], list[str]]]  # writes the records' pages: (those written, problems)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import MISSING, asdict, fields
 
-from archval.emitter.config import Config, Mla, Moe, Rope
-from archval.emitter.families import SLIDING
+from ...emitter.config import Config, Mla, Moe, Rope
+from ...emitter.families import SLIDING
 
 
 def attention_kind(cfg: Config) -> str:

@@ -24,16 +24,16 @@ from dataclasses import asdict
 
 import numpy as np
 
-from archval.harness.core import case as cases
-from archval.harness.core import noise, oracle_cache
-from archval.harness.core.abi import PROTOCOL, prefill_results
-from archval.harness.core.binding import IDENTITY, Binding
-from archval.harness.core.emitter_protocol import PRE_EMITTED, CaseError, EmitterRefused, emit
-from archval.harness.core.fixtures import Fixture
-from archval.harness.core.graph import parse_signature
-from archval.harness.core.inputs import prefill_inputs
-from archval.harness.core.record import FAIL, Localisation, Record, Tap
-from archval.oracles.interface import TAP_POINTS
+from ..core import case as cases
+from ..core import noise, oracle_cache
+from ..core.abi import PROTOCOL, prefill_results
+from ..core.binding import IDENTITY, Binding
+from ..core.emitter_protocol import PRE_EMITTED, CaseError, EmitterRefused, emit
+from ..core.fixtures import Fixture
+from ..core.graph import parse_signature
+from ..core.inputs import prefill_inputs
+from ..core.record import FAIL, Localisation, Record, Tap
+from ...oracles.interface import TAP_POINTS
 
 def oracle_taps(fixture: Fixture, dtype: str) -> tuple[dict[str, np.ndarray], Mapping[str, np.ndarray]]:
     """({point: [L, T, hidden]} of the fixture's oracle on the prompt at its positions, the weights its graphs are
@@ -103,8 +103,8 @@ def of_emitter(fixture: Fixture, emitter, binding: Binding = IDENTITY) -> Locali
 
 def of_builtin(fixture: Fixture, config=None, core=None) -> Localisation:
     """The built-in emitter's localisation, of a mutant's config or core where given (tests, --mutant)."""
-    from archval.emitter import Config, Decoder
-    from archval.emitter import emit as emit_builtin
+    from ...emitter import Config, Decoder
+    from ...emitter import emit as emit_builtin
     config = config or Config.from_json(fixture.config_path)
     return localise(fixture, emit_builtin(config, "prefill", core=core or Decoder, taps=True))
 
@@ -159,8 +159,8 @@ def main(argv=None) -> int:
     by default)."""
     import argparse
 
-    from archval.harness.core import fixtures
-    from archval.harness.core.emitter_protocol import emitter_command
+    from ..core import fixtures
+    from ..core.emitter_protocol import emitter_command
     ap = argparse.ArgumentParser(prog="python -m archval.harness.checks.localise", description=main.__doc__)
     ap.add_argument("family")
     group = ap.add_mutually_exclusive_group()
@@ -169,8 +169,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     fixture = fixtures.load(args.family)
     if args.mutant:
-        from archval.emitter import Config
-        from archval.harness.checks.mutants import MUTANTS
+        from ...emitter import Config
+        from .mutants import MUTANTS
         mutant = MUTANTS[args.mutant]
         result = of_builtin(fixture, mutant.config(Config.from_json(fixture.config_path)), mutant.core)
     else:

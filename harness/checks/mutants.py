@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from archval.emitter import Config, Decoder, Rope, emit, exact
-from archval.emitter.batched import BatchedDecoder, PagedDecoder
-from archval.emitter.decoder import MASKED
-from archval.emitter.families import FAMILIES, FULL, SLIDING
-from archval.emitter.stablehlo import Value
-from archval.harness.core.kinds import KINDS
+from ...emitter import Config, Decoder, Rope, emit, exact
+from ...emitter.batched import BatchedDecoder, PagedDecoder
+from ...emitter.decoder import MASKED
+from ...emitter.families import FAMILIES, FULL, SLIDING
+from ...emitter.stablehlo import Value
+from ..core.kinds import KINDS
 
 Applies = Callable[[Config], bool]
 

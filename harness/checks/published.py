@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from archval.emitter import DEFAULT_BUCKET, ConfigError
-from archval.emitter.config_input import printable, read_json_object
-from archval.emitter.families import FAMILIES
+from ...emitter import DEFAULT_BUCKET, ConfigError
+from ...emitter.config_input import printable, read_json_object
+from ...emitter.families import FAMILIES
 
-from archval.harness.checks.shrink import ShrinkError, Shrunk, as_given, shrink
-from archval.harness.core import fixtures
-from archval.harness.core.record import PublishedFacts
-from archval.harness.core.summary import command
-from archval.oracles.config_class import known
+from .shrink import ShrinkError, Shrunk, as_given, shrink
+from ..core import fixtures
+from ..core.record import PublishedFacts
+from ..core.summary import command
+from ...oracles.config_class import known
 
 DEFAULT_SEED, PROMPT_LEN, SEED_TRIES = 1, 13, 8
 # What a config validated as given holds per parameter: the oracle in f32 (its state dict shares it), the
@@ -126,8 +126,8 @@ def prepare(path: str, workdir: Path, name: str, as_is: bool = False, replay: st
 
 def check_fits(path: str, config: dict) -> None:
     """PublishedConfigError, with the estimate, for a config too large to validate as given here."""
-    from archval.harness.core.checkpoint_files import GiB, available_memory
-    from archval.oracles.hf import checkpoint_tensors
+    from ..core.checkpoint_files import GiB, available_memory
+    from ...oracles.hf import checkpoint_tensors
     parameters = sum(int(np.prod(shape)) for shape in checkpoint_tensors(config).values())
     peak, available = PROCESS_BYTES + AS_IS_BYTES_PER_PARAMETER * parameters, available_memory()
     if available is not None and peak > available:
@@ -142,8 +142,8 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
     continuation in every routed layer, and over the block check's hidden states (a grouped router's: its group
     and its expert choices, Oracle.grouped_margin); None for a dense model. Logits, not probabilities: with many experts the k-th probability is small, and so is any gap between
     probabilities, however far apart the logits that order them are."""
-    from archval.harness.core import oracle_cache as oracles
-    from archval.harness.core.inputs import hidden_states
+    from ..core import oracle_cache as oracles
+    from ..core.inputs import hidden_states
     ids = np.concatenate([fixture.prompt(), oracles.run(fixture).tokens[:-1]])
     hidden = hidden_states(fixture, DEFAULT_BUCKET, fixture.config["hidden_size"])
     return oracles.model(fixture).router_margin(ids, hidden)
@@ -151,8 +151,8 @@ def router_margin(fixture: fixtures.Fixture) -> float | None:
 
 def unread_fields(config: dict) -> list[str]:
     """The config's fields the oracle never reads (oracles/fields.py), said before anything runs."""
-    from archval.oracles.fields import unread
-    from archval.oracles.hf import binding
+    from ...oracles.fields import unread
+    from ...oracles.hf import binding
     try:
         b = binding(config["model_type"])
     except ValueError:  # no oracle class at all: the cases say so

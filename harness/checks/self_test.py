@@ -22,14 +22,14 @@ from itertools import zip_longest
 
 import numpy as np
 
-from archval.emitter import Config, emit
+from ...emitter import Config, emit
 
-from archval.harness.checks import mutants
-from archval.harness.checks.finish import finish
-from archval.harness.core import fixtures
-from archval.harness.core.case import error_record, run_case
-from archval.harness.core.record import ERROR, FAIL, FAILED, MutantFacts, Record
-from archval.harness.core.summary import command
+from . import mutants
+from .finish import finish
+from ..core import fixtures
+from ..core.case import error_record, run_case
+from ..core.record import ERROR, FAIL, FAILED, MutantFacts, Record
+from ..core.summary import command
 
 WEAK_MARGIN = 3.0
 
@@ -86,8 +86,8 @@ def _exact_effect(record: Record, fixture, bug: mutants.Mutant) -> float:
     """The slip's exact effect on the logits: the fp64 oracle with it against the fp64 oracle without it."""
     from dataclasses import replace
 
-    from archval.harness.core.oracle_cache import fp64_logits
-    from archval.harness.core.oracle_cache import run as oracle_run
+    from ..core.oracle_cache import fp64_logits
+    from ..core.oracle_cache import run as oracle_run
     tokens = oracle_run(fixture).tokens
     steps = 1 if record.graph == "prefill" else len(tokens)
     slipped = replace(fixture, config=bug.oracle_config(fixture.config))

@@ -13,10 +13,10 @@ import copy
 import math
 from dataclasses import dataclass
 
-from archval.emitter.config import Config
-from archval.emitter.families import FAMILIES, FULL, SLIDING
-from archval.harness.checks.kept import architecture, attention_kind, describe, layer_schedule, period, schedule_kept
-from archval.harness.core import config_fields
+from ...emitter.config import Config
+from ...emitter.families import FAMILIES, FULL, SLIDING
+from .kept import architecture, attention_kind, describe, layer_schedule, period, schedule_kept
+from ..core import config_fields
 
 VOCAB = 96
 HEAD_DIM = 16                 # hidden = heads × HEAD_DIM when the original has head_dim·heads = hidden

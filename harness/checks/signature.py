@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from archval.harness.core.graph import GraphError, parse_signature
+from ..core.graph import GraphError, parse_signature
 
 GOLDEN_DIR_NAME = "golden"
 

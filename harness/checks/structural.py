@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archval.harness.checks.signature import drift, golden_paths, load_golden, signature
-from archval.harness.core import fixtures, kinds
-from archval.harness.core.emitter_protocol import DEFAULT_EMITTER, CaseError, EmitterRefused, emit
-from archval.harness.core.files import write_atomic
-from archval.harness.core.graph import GraphError
-from archval.harness.core.record import StructuralBrief
+from .signature import drift, golden_paths, load_golden, signature
+from ..core import fixtures, kinds
+from ..core.emitter_protocol import DEFAULT_EMITTER, CaseError, EmitterRefused, emit
+from ..core.files import write_atomic
+from ..core.graph import GraphError
+from ..core.record import StructuralBrief
 
 REAL_DIR = fixtures.FIXTURES_DIR / "real"
 GRAPHS = kinds.signed()

@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from archval.harness.core.emitter_protocol import CaseError
-from archval.harness.core.fixtures import Fixture
-from archval.harness.core.graph import FunctionSignature, TensorSpec
+from .emitter_protocol import CaseError
+from .fixtures import Fixture
+from .graph import FunctionSignature, TensorSpec
 
 STACKED, PER_LAYER = "stacked", "per layer"  # k_cache, v_cache [L, S, n_kv, D]; k_cache.{i}, v_cache.{i} [S, n_kv, D]
 LATENT_STACKED, LATENT_PER_LAYER = "latent stacked", "latent per layer"  # kv_latent, k_rope [L, S, r]; .{i} [S, r]

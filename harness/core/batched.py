@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from archval.harness.core import compare, oracle_cache
-from archval.harness.core.abi import LOGITS, prefill_results
-from archval.harness.core.emitter_protocol import CaseError
-from archval.harness.core.fixtures import Fixture
-from archval.harness.core.inputs import Row, batch_row, padded_prompt, serving_step
-from archval.harness.core.record import FAILED, PASSED, AbiVariant, BatchResult, BatchRow, Check, Record
-from archval.harness.core.serving import NULL_BLOCK, Layout, block_tables, fill, scramble, serving_layout
+from . import compare, oracle_cache
+from .abi import LOGITS, prefill_results
+from .emitter_protocol import CaseError
+from .fixtures import Fixture
+from .inputs import Row, batch_row, padded_prompt, serving_step
+from .record import FAILED, PASSED, AbiVariant, BatchResult, BatchRow, Check, Record
+from .serving import NULL_BLOCK, Layout, block_tables, fill, scramble, serving_layout
 
 if TYPE_CHECKING:
-    from archval.harness.backends.base import Backend
-    from archval.harness.core.case import Case
+    from ..backends.base import Backend
+    from .case import Case
 
 CHANGED, PADDED = "rows independent", "padding row inert"
 DECODE_CHECKS = ("finite", "bound", "greedy tokens")

@@ -33,9 +33,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from archval.harness.core.emitter_protocol import EmitterRefused
-from archval.harness.core.graph import FunctionSignature, GraphError, GraphSignature, TensorSpec
-from archval.harness.core.inputs import PROTOCOL_INPUT
+from .emitter_protocol import EmitterRefused
+from .graph import FunctionSignature, GraphError, GraphSignature, TensorSpec
+from .inputs import PROTOCOL_INPUT
 
 VERSION = 1
 SCHEMA = "docs/binding.schema.json"

@@ -6,7 +6,7 @@ import ast
 import tomllib
 from pathlib import Path
 
-from archval.harness.core.binding import SCHEMA, VERSION, Binding, BindingError, Source, pattern_regex
+from .binding import SCHEMA, VERSION, Binding, BindingError, Source, pattern_regex
 
 
 def load(path: str | Path) -> Binding:

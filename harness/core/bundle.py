@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from archval.harness.backends.iree import COMPILER_ENV, LINKER_FLAG, compile_command
-from archval.harness.core.files import write_atomic
-from archval.harness.core.graph import bind
-from archval.harness.core.record import ERROR, FAIL, Record
+from ..backends.iree import COMPILER_ENV, LINKER_FLAG, compile_command
+from .files import write_atomic
+from .graph import bind
+from .record import ERROR, FAIL, Record
 
 if TYPE_CHECKING:
-    from archval.harness.core.case import Case
+    from .case import Case
 
 BUNDLES = "bundles"  # the folder under the reports directory
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from archval.harness.core.files import write_atomic
+from .files import write_atomic
 
 DIR_ENV = "ARCHVAL_CACHE_DIR"
 

@@ -18,22 +18,22 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from archval.harness.backends.base import Backend, BackendError, Module
-from archval.harness.backends.iree import IREE
-from archval.harness.core import contained_process, noise, phases, precision, reference, triangulate
-from archval.harness.core.binding import IDENTITY, Binding
-from archval.harness.core.bundle import Bundles
-from archval.harness.core.emitter_protocol import (DEFAULT_EMITTER, PRE_EMITTED, CaseError, EmitterRefused, described,
+from ..backends.base import Backend, BackendError, Module
+from ..backends.iree import IREE
+from . import contained_process, noise, phases, precision, reference, triangulate
+from .binding import IDENTITY, Binding
+from .bundle import Bundles
+from .emitter_protocol import (DEFAULT_EMITTER, PRE_EMITTED, CaseError, EmitterRefused, described,
                                           emit)
-from archval.harness.core.fixtures import Fixture
-from archval.harness.core.graph import FunctionSignature, GraphError, GraphSignature, bind, parse_signature
-from archval.harness.core.kinds import KINDS, GraphKind, tokens_only
-from archval.harness.core.messages import clip_record
-from archval.harness.core.oracle_cache import OracleRun
-from archval.harness.core.oracle_cache import run as oracle_run
-from archval.harness.core.record import (EVERY_WEIGHT, FAIL, NOT_RUN, PASS, STRICT, Check, OracleFacts, PublishedFacts,
+from .fixtures import Fixture
+from .graph import FunctionSignature, GraphError, GraphSignature, bind, parse_signature
+from .kinds import KINDS, GraphKind, tokens_only
+from .messages import clip_record
+from .oracle_cache import OracleRun
+from .oracle_cache import run as oracle_run
+from .record import (EVERY_WEIGHT, FAIL, NOT_RUN, PASS, STRICT, Check, OracleFacts, PublishedFacts,
                                         Record, verdict_of)
-from archval.harness.core.summary import command
+from .summary import command
 
 SUBJECT = IREE  # the backend the verdict judges: the oracle against it
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from archval.emitter.config_input import ConfigError, check_input, printable, read_json_object
-from archval.harness.core.checkpoint_tensors import GraphTensors, aligned_f32
-from archval.harness.core import phases
-from archval.harness.core.checkpoint_trust import check_entries
+from ...emitter.config_input import ConfigError, check_input, printable, read_json_object
+from .checkpoint_tensors import GraphTensors, aligned_f32
+from . import phases
+from .checkpoint_trust import check_entries
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"

@@ -12,9 +12,9 @@ import gc
 
 import numpy as np
 
-from archval.harness.core import phases
-from archval.harness.core.checkpoint_files import Checkpoint, GraphTensors
-from archval.oracles.interface import BlockExpectation, Embedded, OracleRun
+from . import phases
+from .checkpoint_files import Checkpoint, GraphTensors
+from ...oracles.interface import BlockExpectation, Embedded, OracleRun
 
 
 class CheckpointOracle:
@@ -27,7 +27,7 @@ class CheckpointOracle:
         self._prompt: dict[str, np.ndarray] = {}
 
     def _load(self):
-        from archval.oracles.hf import Oracle
+        from ...oracles.hf import Oracle
         return Oracle.from_checkpoint(self.checkpoint.directory, self.checkpoint.config)
 
     def run(self) -> OracleRun:

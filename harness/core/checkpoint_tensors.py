@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from archval.harness.core.checkpoint_files import Checkpoint
+    from .checkpoint_files import Checkpoint
 
 ALIGNMENT = 64  # what IREE's CPU code assumes of a buffer it is handed
 # a narrow argument's type -> (the storage it is fed from, how its bits are held in numpy: bf16 has no numpy type)

@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from archval.emitter.config_input import printable, read_json_object
+from ...emitter.config_input import printable, read_json_object
 
 
 def check_entries(directory: Path, error: type[ValueError]) -> None:

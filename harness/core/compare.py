@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from archval.harness.core.record import (
+from .record import (
     FAILED,
     PASSED,
     Check,

@@ -5,14 +5,14 @@ file, the field and the value otherwise. This is what the harness asks of a conf
 built-in emitter refuses, besides, every model type it does not implement (its exit 2: UNSUPPORTED)."""
 from __future__ import annotations
 
-from archval.emitter.config_input import (
+from ...emitter.config_input import (
     RESERVED_NAMES,
     accepts,
     check_finite,
     field_error,
     out_of_range,
 )
-from archval.oracles.config_class import ConfigClass, UnknownModelType, config_class
+from ...oracles.config_class import ConfigClass, UnknownModelType, config_class
 
 
 def check(raw: dict, source: str) -> ConfigClass:

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from archval.harness.core import oracle_cache
-from archval.harness.core.abi import EVERY, LOGITS, PROTOCOL, TOKEN, decode_caches, prefill_results
-from archval.harness.core.emitter_protocol import CaseError
-from archval.harness.core.inputs import chunk_inputs, chunk_starts, embedding_inputs, start_caches, verify_inputs
-from archval.harness.core.record import EVERY_WEIGHT, AbiVariant, Record
+from . import oracle_cache
+from .abi import EVERY, LOGITS, PROTOCOL, TOKEN, decode_caches, prefill_results
+from .emitter_protocol import CaseError
+from .inputs import chunk_inputs, chunk_starts, embedding_inputs, start_caches, verify_inputs
+from .record import EVERY_WEIGHT, AbiVariant, Record
 
 if TYPE_CHECKING:
-    from archval.harness.backends.base import Backend
-    from archval.harness.core.case import Case
-    from archval.harness.core.graph import FunctionSignature, TensorSpec
+    from ..backends.base import Backend
+    from .case import Case
+    from .graph import FunctionSignature, TensorSpec
 
 
 def continued_results(main: FunctionSignature, case: Case, graph: str) -> tuple[str, tuple[TensorSpec, ...]]:

@@ -22,10 +22,10 @@ import sys
 import threading
 from pathlib import Path
 
-from archval.emitter.config_input import printable
-from archval.harness import ROOT
-from archval.harness.core import contained_process
-from archval.harness.core.files import scratch_directory
+from ...emitter.config_input import printable
+from .. import ROOT
+from . import contained_process
+from .files import scratch_directory
 
 DEFAULT_EMITTER = (sys.executable, "-m", "archval.emitter")
 BUILTIN_EMITTER = "built-in (python -m archval.emitter)"  # how the reports name it

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from archval.emitter.config_input import ConfigError, attribute, check_input, implemented, layer_windows, read_json_object
-from archval.harness import ROOT
-from archval.harness.core import config_fields
-from archval.oracles.config_class import known
-from archval.oracles.interface import CaseOracle
-from archval.harness.core.record import FixtureFacts
+from ...emitter.config_input import ConfigError, attribute, check_input, implemented, layer_windows, read_json_object
+from .. import ROOT
+from . import config_fields
+from ...oracles.config_class import known
+from ...oracles.interface import CaseOracle
+from .record import FixtureFacts
 
 FIXTURES_DIR = ROOT / "fixtures"
 DEFAULT_BOUND = 1e-2  # the tanh-near-tie bound

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archval.harness.core.checkpoint_tensors import NARROW, GraphTensors, NarrowStorageError
+from .checkpoint_tensors import NARROW, GraphTensors, NarrowStorageError
 
 TIED_HEAD = "lm_head.weight"  # what no tied checkpoint ships
 

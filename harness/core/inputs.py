@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archval.harness.core.abi import CACHE_NAMES, LATENT_STACKED
-from archval.harness.core.emitter_protocol import CaseError
-from archval.harness.core.fixtures import DECODE_GAP, POSITION_GAP, QUIET_EVERY, QUIET_TOKENS, Fixture
+from .abi import CACHE_NAMES, LATENT_STACKED
+from .emitter_protocol import CaseError
+from .fixtures import DECODE_GAP, POSITION_GAP, QUIET_EVERY, QUIET_TOKENS, Fixture
 
 # Every input name the builders below give a graph kind (docs/emitter-protocol.md#arguments): never a weight.
 PROTOCOL_INPUT = re.compile(r"tokens|positions|real_len|token|position|cache_len|hidden|embeddings|block_table|"

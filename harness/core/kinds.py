@@ -15,19 +15,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from archval.harness.core import compare, oracle_cache
-from archval.harness.core.abi import (EVERY, LAST, LATENT_STACKED, STACKED, TOKEN, decode_caches, decode_results,
+from . import compare, oracle_cache
+from .abi import (EVERY, LAST, LATENT_STACKED, STACKED, TOKEN, decode_caches, decode_results,
                                       prefill_results)
-from archval.harness.core.batched import SERVING_KINDS
-from archval.harness.core.continued import Chunked, FromEmbeddings, Verifying
-from archval.harness.core.emitter_protocol import CaseError
-from archval.harness.core.fixtures import Fixture
-from archval.harness.core.inputs import decode_inputs, hidden_states, prefill_inputs, start_caches
-from archval.harness.core.record import AbiVariant, BlockResult, Record
+from .batched import SERVING_KINDS
+from .continued import Chunked, FromEmbeddings, Verifying
+from .emitter_protocol import CaseError
+from .fixtures import Fixture
+from .inputs import decode_inputs, hidden_states, prefill_inputs, start_caches
+from .record import AbiVariant, BlockResult, Record
 
 if TYPE_CHECKING:
-    from archval.harness.backends.base import Backend
-    from archval.harness.core.case import Case
+    from ..backends.base import Backend
+    from .case import Case
 
 BLOCK_BOUND = 1e-4  # fp32 noise of one block is ~1e-6; routing or mixing bugs move it by >1e-1
 _ROUTED_LAYER = re.compile(r"model\.layers\.(\d+)\.")  # also Mixtral's block_sparse_moe

@@ -6,7 +6,7 @@ here, keeping both ends (the start says what failed, the end is usually the tool
 """
 from __future__ import annotations
 
-from archval.harness.core.record import Record
+from .record import Record
 
 MAX_CHARS = 2000
 

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from archval.harness.core.record import FAILED, PASSED, STRICT, Check, NoiseResult
+from .record import FAILED, PASSED, STRICT, Check, NoiseResult
 
 STRICT_FACTOR = 30.0
 # A floor can never be below one f32 rounding of the largest logit: guards the ratio

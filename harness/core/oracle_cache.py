@@ -18,10 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from archval.harness import ROOT
-from archval.harness.core import cache, host
-from archval.harness.core.fixtures import QUIET_TOKENS, Fixture
-from archval.oracles.interface import BlockExpectation, CaseOracle, Embedded, OracleRun
+from .. import ROOT
+from . import cache, host
+from .fixtures import QUIET_TOKENS, Fixture
+from ...oracles.interface import BlockExpectation, CaseOracle, Embedded, OracleRun
 
 SOURCES = (ROOT / "oracles" / "hf.py", ROOT / "oracles" / "fields.py")  # the seeded oracle's code
 
@@ -185,7 +185,7 @@ def _config_json(fixture: Fixture) -> str:
 
 @lru_cache(maxsize=8)
 def _model(config_json: str, seed: int, dtype: str):
-    from archval.oracles.hf import Oracle
+    from ...oracles.hf import Oracle
     return Oracle(json.loads(config_json), seed, dtype=dtype, quiet_tokens=QUIET_TOKENS)
 
 

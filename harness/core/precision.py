@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from archval.harness.core import noise
-from archval.harness.core.emitter_protocol import CaseError
-from archval.harness.core.record import FAILED, PASSED, STRICT, Check, NoiseResult
+from . import noise
+from .emitter_protocol import CaseError
+from .record import FAILED, PASSED, STRICT, Check, NoiseResult
 
 if TYPE_CHECKING:
-    from archval.harness.core.case import Case
+    from .case import Case
 
 BF16_FACTOR = 3.5
 TORCH_DTYPE = {"bf16": "bfloat16"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from archval.harness.core.typed import from_json, to_json
+from .typed import from_json, to_json
 
 PASS, FAIL, ERROR, UNSUPPORTED = "PASS", "FAIL", "ERROR", "UNSUPPORTED"
 VERDICTS = (FAIL, ERROR, UNSUPPORTED, PASS)  # the order rows are listed in, failing first

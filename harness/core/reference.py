@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from archval.harness.backends.xla import XLA
-from archval.harness.core import cache, triangulate
+from ..backends.xla import XLA
+from . import cache, triangulate
 
 if TYPE_CHECKING:
-    from archval.harness.core.case import Case
+    from .case import Case
 
 
 REFERENCES = (XLA,)  # the same text again, to say whose a disagreement is (core/triangulate.py)

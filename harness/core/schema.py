@@ -13,10 +13,10 @@ import sys
 import types
 import typing
 
-from archval.harness import ROOT
-from archval.harness.core import typed
-from archval.harness.core.files import write_atomic
-from archval.harness.core.summary import SCHEMA_VERSION, Summary
+from .. import ROOT
+from . import typed
+from .files import write_atomic
+from .summary import SCHEMA_VERSION, Summary
 
 SCHEMA_PATH, DOC_PATH = ROOT / "docs" / "summary.schema.json", ROOT / "docs" / "record.md"
 

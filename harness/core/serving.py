@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archval.harness.core.abi import PER_LAYER, PROTOCOL, STACKED, _types
-from archval.harness.core.emitter_protocol import CaseError
-from archval.harness.core.fixtures import Fixture
-from archval.harness.core.graph import FunctionSignature, TensorSpec
-from archval.harness.core.inputs import SHARED_PREFIX, Row
+from .abi import PER_LAYER, PROTOCOL, STACKED, _types
+from .emitter_protocol import CaseError
+from .fixtures import Fixture
+from .graph import FunctionSignature, TensorSpec
+from .inputs import SHARED_PREFIX, Row
 
 NULL_BLOCK = 0
 PAGED_SECTION = f"{PROTOCOL}#batched-and-paged-decode"

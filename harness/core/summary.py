@@ -19,14 +19,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archval.harness import ROOT
-from archval.harness.core import host
-from archval.harness.core.emitter_protocol import BUILTIN_EMITTER
-from archval.harness.core.files import write_json_atomic
-from archval.harness.core.record import (ERROR, ERRORED, FAILED, PASS, PASSED, BlockResult, Check, DecodeResult,
+from .. import ROOT
+from . import host
+from .emitter_protocol import BUILTIN_EMITTER
+from .files import write_json_atomic
+from .record import (ERROR, ERRORED, FAILED, PASS, PASSED, BlockResult, Check, DecodeResult,
                                  FixtureFacts, Localisation, LogitsResult, MutantFacts, NoiseResult, OracleFacts,
                                  PublishedFacts, Record, Step, StructuralBrief, Tap, ThreeWay)
-from archval.harness.core.typed import from_json, to_json
+from .typed import from_json, to_json
 
 SCHEMA_VERSION = 1
 # How a user runs archval, as replay lines, usage and summary.json say it: a checkout's wrapper, else the `archval`

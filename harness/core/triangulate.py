@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from archval.harness.core.record import ThreeWay
+from .record import ThreeWay
 
 AGREE = "all agree"
 EMITTER = "emitter bug: IREE and XLA agree against the oracle"

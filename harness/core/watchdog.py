@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from archval.harness.core.contained_process import seconds_from_environment
+from .contained_process import seconds_from_environment
 
 TIMEOUT_ENV = "ARCHVAL_RUN_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 300.0

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archval.harness.core.emitter_protocol import DEFAULT_EMITTER
-from archval.harness.core.record import Record
+from ..core.emitter_protocol import DEFAULT_EMITTER
+from ..core.record import Record
 
 
 @dataclass(frozen=True)

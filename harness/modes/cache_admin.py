@@ -13,9 +13,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from archval.harness.core import cache
-from archval.harness.core.summary import command
-from archval.harness.modes import UsageError
+from ..core import cache
+from ..core.summary import command
+from . import UsageError
 
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 

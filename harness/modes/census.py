@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from archval.harness import ROOT
-from archval.harness.core.fixtures import QUIET_TOKENS, Fixture
+from .. import ROOT
+from ..core.fixtures import QUIET_TOKENS, Fixture
 
 SEED, PROMPT_LEN, DECODE_STEPS = 1, 13, 16
 TIME_LIMIT_S = 120
@@ -84,7 +84,7 @@ def _fixture(config: dict) -> Fixture:
 
 def examine(model_type: str) -> Result:
     """Synthesise model_type and run the oracle on it, in this process; every failure is the Result's sentence."""
-    from archval.oracles.synth import SynthError, sentence, synthesise
+    from ...oracles.synth import SynthError, sentence, synthesise
     start = time.perf_counter()
     try:
         synthesised = synthesise(model_type)
@@ -104,8 +104,8 @@ def _examine(model_type: str, synthesised) -> Result:
 
     import torch
 
-    from archval.oracles.hf import Oracle, binding
-    from archval.oracles.synth import experts_reached, features, moe_shape, routing
+    from ...oracles.hf import Oracle, binding
+    from ...oracles.synth import experts_reached, features, moe_shape, routing
     config = synthesised.config
     model_class = binding(model_type).class_name
     import transformers
@@ -227,8 +227,8 @@ def header(argv: list[str], time_limit: float, seconds: float) -> list[str]:
     import os
     import subprocess
 
-    from archval.harness.core.summary import command
-    from archval.harness.core.host import cpu_model
+    from ..core.summary import command
+    from ..core.host import cpu_model
     commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                             text=True).stdout.strip() or "not a git checkout"
     machine = "; ".join(part.split(":", 1)[-1].strip() for part in cpu_model().split("; "))  # the values only
@@ -245,14 +245,14 @@ def header(argv: list[str], time_limit: float, seconds: float) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    from archval.harness.core.summary import command
+    from ..core.summary import command
     ap = argparse.ArgumentParser(prog=f"{Path(command()).name} census", description=__doc__.split("\n\n")[0])
     ap.add_argument("--type", action="append", metavar="MODEL_TYPE", help="only this model type (repeatable)")
     ap.add_argument("--time-limit", type=float, default=TIME_LIMIT_S, metavar="S",
                     help=f"seconds each model type may take (default {TIME_LIMIT_S})")
     ap.add_argument("--output", type=Path, metavar="FILE", help="write the table (markdown) here")
     args = ap.parse_args(argv)
-    import archval.oracles.hf  # noqa: F401 - torch and transformers imported once, before the forks
+    from ...oracles import hf  # noqa: F401 - torch and transformers imported once, before the forks
     excluded = not_decoder_only()
     known = decoder_only_types()
     unknown = [t for t in args.type or () if t not in known]
@@ -264,7 +264,7 @@ def main(argv: list[str]) -> int:
     results = census(args.type or known, args.time_limit)
     text = table(results, excluded, header(argv, args.time_limit, time.perf_counter() - start))
     if args.output:
-        from archval.harness.core.files import write_atomic
+        from ..core.files import write_atomic
         write_atomic(args.output, text)
     print(f"{sum(r.usable for r in results)} of {len(results)} usable")
     return 0

@@ -13,25 +13,25 @@ import shlex
 
 import numpy as np
 
-from archval.emitter.config_input import printable
-from archval.harness.backends import iree
-from archval.harness.checks import published
-from archval.harness.checks.finish import finish
-from archval.harness.core import checkpoint_files as ckpt
-from archval.harness.core import checkpoint_trust, phases
-from archval.harness.core.binding import IDENTITY
-from archval.harness.core.binding_file import load as load_binding
-from archval.harness.core.case import run_case
-from archval.harness.core.checkpoint_oracle import CheckpointOracle
-from archval.harness.core.fixtures import DEFAULT_BOUND, Fixture
-from archval.harness.core.host import cores
-from archval.harness.core.record import CheckpointFacts
-from archval.harness.core.summary import RunInfo, command
-from archval.harness.modes import Options, Outcome, UsageError
-from archval.harness.present.console import line
-from archval.harness.present.phase_progress import PHASES, PhaseProgress
-from archval.harness.present.phase_progress import costs as phase_costs
-from archval.harness.present.progress import Progress
+from ...emitter.config_input import printable
+from ..backends import iree
+from ..checks import published
+from ..checks.finish import finish
+from ..core import checkpoint_files as ckpt
+from ..core import checkpoint_trust, phases
+from ..core.binding import IDENTITY
+from ..core.binding_file import load as load_binding
+from ..core.case import run_case
+from ..core.checkpoint_oracle import CheckpointOracle
+from ..core.fixtures import DEFAULT_BOUND, Fixture
+from ..core.host import cores
+from ..core.record import CheckpointFacts
+from ..core.summary import RunInfo, command
+from . import Options, Outcome, UsageError
+from ..present.console import line
+from ..present.phase_progress import PHASES, PhaseProgress
+from ..present.phase_progress import costs as phase_costs
+from ..present.progress import Progress
 
 
 def load_tokenizer(checkpoint: ckpt.Checkpoint):
@@ -94,7 +94,7 @@ def prepare(options: Options) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.Me
                          "graph kind only (its step 0 is the prefill graph's logits)")
     try:
         checkpoint = ckpt.read(options.checkpoint)
-        from archval.oracles.hf import checkpoint_tensors
+        from ...oracles.hf import checkpoint_tensors
         ckpt.check_shapes(checkpoint, checkpoint_tensors(checkpoint.config))
         name = published.label(checkpoint.directory / "config.json")
     except (ckpt.CheckpointError, published.PublishedConfigError) as e:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from archval.harness.checks import published
-from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Options, Outcome, UsageError
-from archval.harness.pool import shard
-from archval.harness.modes.gate import say_shard, validate_prepared
+from ..checks import published
+from ..core.summary import RunInfo
+from . import Options, Outcome, UsageError
+from ..pool import shard
+from .gate import say_shard, validate_prepared
 
 
 def prepare(paths: list[str], workdir: Path, part: tuple[int, int] | None = None,

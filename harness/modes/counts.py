@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sys
 
-from archval.harness.checks import builtin, mutants, structural
-from archval.harness.checks.self_test import family_mutants
-from archval.harness.core import fixtures
-from archval.harness.modes import census
+from ..checks import builtin, mutants, structural
+from ..checks.self_test import family_mutants
+from ..core import fixtures
+from . import census
 
 LOGIT_KINDS = ("prefill", "decode")  # every family's; moe_block besides for a MoE one
 

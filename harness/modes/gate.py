@@ -13,17 +13,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archval.harness.checks import published, structural
-from archval.harness.core import fixtures
-from archval.harness.core.case import error_record
-from archval.harness.core.kinds import KINDS, selected
-from archval.harness.core.emitter_protocol import DEFAULT_EMITTER
-from archval.harness.core.summary import RunInfo
-from archval.harness.core.record import PASS
-from archval.harness.modes import Options, Outcome, UsageError, synthesised
-from archval.harness.pool import shard, workers
-from archval.harness.present.console import line
-from archval.harness.present.progress import Progress
+from ..checks import published, structural
+from ..core import fixtures
+from ..core.case import error_record
+from ..core.kinds import KINDS, selected
+from ..core.emitter_protocol import DEFAULT_EMITTER
+from ..core.summary import RunInfo
+from ..core.record import PASS
+from . import Options, Outcome, UsageError, synthesised
+from ..pool import shard, workers
+from ..present.console import line
+from ..present.progress import Progress
 
 
 @dataclass

@@ -9,11 +9,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from archval.harness.checks import published
-from archval.harness.core.emitter_protocol import PRE_EMITTED
-from archval.harness.core.summary import RunInfo, command
-from archval.harness.modes import Options, Outcome, UsageError
-from archval.harness.modes.gate import validate_prepared
+from ..checks import published
+from ..core.emitter_protocol import PRE_EMITTED
+from ..core.summary import RunInfo, command
+from . import Options, Outcome, UsageError
+from .gate import validate_prepared
 
 
 def folders(directory: Path, chosen: list[str] | None) -> dict[str, Path]:

@@ -14,9 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-from archval.harness.core import fixtures
-from archval.harness.core.summary import command
-from archval.harness.modes import UsageError
+from ..core import fixtures
+from ..core.summary import command
+from . import UsageError
 
 DTYPES = ("f32", "bf16", "f16")
 
@@ -57,7 +57,7 @@ def build(config: dict, out: Path, dtype: str = "f32", max_shard_size: str | Non
           tokenizer: bool = False) -> Path:
     import torch
 
-    from archval.oracles.hf import Oracle
+    from ...oracles.hf import Oracle
     model = Oracle(config, seed).model
     model.to({"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype])
     model.save_pretrained(out, **({"max_shard_size": max_shard_size} if max_shard_size else {}))

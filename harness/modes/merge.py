@@ -11,14 +11,14 @@ import shutil
 
 from pathlib import Path
 
-from archval.harness.checks import structural
-from archval.harness.core import summary
-from archval.harness.core.files import write_atomic
-from archval.harness.core.record import Record
-from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Options, Outcome, UsageError
-from archval.harness.present.console import line
-from archval.harness.present.pages import page_name
+from ..checks import structural
+from ..core import summary
+from ..core.files import write_atomic
+from ..core.record import Record
+from ..core.summary import RunInfo
+from . import Options, Outcome, UsageError
+from ..present.console import line
+from ..present.pages import page_name
 
 
 def read_shards(directories: list[Path]) -> tuple[list[Record], dict[str, Path]]:

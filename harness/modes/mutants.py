@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import time
 
-from archval.harness.checks import self_test
-from archval.harness.core import summary
-from archval.harness.core.summary import RunInfo
-from archval.harness.modes import Options, Outcome
-from archval.harness.pool import workers
-from archval.harness.modes.gate import select
-from archval.harness.present.console import kill_summary, mutant_line
-from archval.harness.present.progress import Progress
+from ..checks import self_test
+from ..core import summary
+from ..core.summary import RunInfo
+from . import Options, Outcome
+from ..pool import workers
+from .gate import select
+from ..present.console import kill_summary, mutant_line
+from ..present.progress import Progress
 
 
 def run(options: Options, info: RunInfo) -> Outcome:

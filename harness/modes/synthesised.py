@@ -20,10 +20,10 @@ import importlib.metadata
 import json
 from pathlib import Path
 
-from archval.harness import ROOT
-from archval.harness.core import cache, files, fixtures, host
-from archval.harness.modes import census
-from archval.oracles.config_class import known
+from .. import ROOT
+from ..core import cache, files, fixtures, host
+from . import census
+from ...oracles.config_class import known
 
 
 SOURCES = ("oracles/synth.py", "oracles/hf.py", "oracles/fields.py", "harness/modes/census.py")
@@ -55,7 +55,7 @@ def register_all(names: list[str], workdir: Path | None = None) -> dict[str, str
 
 def _verdict(model_type: str) -> census.Result:
     """census.examine(), for a decoder-only causal-LM model type only (in the forked process: it imports torch)."""
-    import archval.oracles.hf  # noqa: F401 - transformers' notices on default configs silenced, as in the oracle
+    from ...oracles import hf  # noqa: F401 - transformers' notices on default configs silenced, as in the oracle
     if model_type not in census.decoder_only_types():
         why = census.not_decoder_only().get(model_type, "transformers has no causal-LM class for it")
         return census.Result(model_type, False, f"not a decoder-only causal-LM model type ({why})")

@@ -19,8 +19,8 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from archval.harness.core import fixtures, summary
-from archval.harness.core.files import write_json_atomic
+from ..core import fixtures, summary
+from ..core.files import write_json_atomic
 
 COSTS_PATH = fixtures.FIXTURES_DIR / "costs.json"
 ABOUT = "_about"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from archval.harness.core.watchdog import Expired
+from ..core.watchdog import Expired
 
 _queue: list = []  # in the gate: the one queue, made at the first pool
 _validating: list[str] = []  # in a worker: the family it validates now

@@ -28,20 +28,20 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from archval.harness.backends import iree
-from archval.harness.checks import structural
-from archval.harness.checks.finish import finish
-from archval.harness.core import contained_process, files, fixtures, lifetime, oracle_cache, summary, watchdog
-from archval.harness.core.host import cores  # noqa: F401 - workers.cores() is what the gate's options ask
-from archval.harness.core.binding import IDENTITY, graph_texts
-from archval.harness.core.binding_file import load as load_binding
-from archval.harness.core.bundle import Bundles
-from archval.harness.core.case import error_record, run_case
-from archval.harness.core.emitter_protocol import DEFAULT_EMITTER
-from archval.harness.core.kinds import KINDS, selected
-from archval.harness.core.record import PublishedFacts, Record
-from archval.harness.core.summary import RunInfo
-from archval.harness.pool import shard, stopped
+from ..backends import iree
+from ..checks import structural
+from ..checks.finish import finish
+from ..core import contained_process, files, fixtures, lifetime, oracle_cache, summary, watchdog
+from ..core.host import cores  # noqa: F401 - workers.cores() is what the gate's options ask
+from ..core.binding import IDENTITY, graph_texts
+from ..core.binding_file import load as load_binding
+from ..core.bundle import Bundles
+from ..core.case import error_record, run_case
+from ..core.emitter_protocol import DEFAULT_EMITTER
+from ..core.kinds import KINDS, selected
+from ..core.record import PublishedFacts, Record
+from ..core.summary import RunInfo
+from . import shard, stopped
 
 WATCH_S = 0.5
 STOP_GRACE_S = 3.0
@@ -85,11 +85,11 @@ def _warm_up(cold: bool) -> None:
     its measured cost)."""
     import iree.runtime  # noqa: F401
 
-    from archval.harness.backends import xla
-    from archval.harness.core import case  # noqa: F401
-    from archval.harness.present import publish  # noqa: F401
+    from ..backends import xla
+    from ..core import case  # noqa: F401
+    from ..present import publish  # noqa: F401
     if cold:
-        import archval.oracles.hf  # noqa: F401
+        from ...oracles import hf  # noqa: F401
         xla.client()
 
 
@@ -205,7 +205,7 @@ def validate(task: Task) -> Done:
         if wanted:
             records.append(run_case(fixture, kind.name, texts=texts, emitter=task.emitter,
                                     strict_bound=task.strict_bound, bundles=bundles or None, binding=binding))
-    from archval.harness.present.publish import pages
+    from ..present.publish import pages
     written, problems = finish(records, fixture, task.emitter, binding, goldens=task.checks, published=task.published,
                                bundles=bundles or None,
                                pages=partial(pages, run=task.run, directory=task.reports) if task.reports else None)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from archval.harness.core import triangulate
-from archval.harness.core.kinds import KINDS
-from archval.harness.core.record import ERROR, FAIL, PASS, UNSUPPORTED, Record, ThreeWay
+from ..core import triangulate
+from ..core.kinds import KINDS
+from ..core.record import ERROR, FAIL, PASS, UNSUPPORTED, Record, ThreeWay
 
 
 def agreement(r: Record) -> str | None:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from archval.harness.core.kinds import order
-from archval.harness.core.record import VERDICTS, Record
-from archval.harness.core.summary import RunInfo
-from archval.harness.present.console import agreement, counts
-from archval.harness.present.matrix import NOT_APPLICABLE, matrix
-from archval.harness.present.pages import ENV, page_name
+from ..core.kinds import order
+from ..core.record import VERDICTS, Record
+from ..core.summary import RunInfo
+from .console import agreement, counts
+from .matrix import NOT_APPLICABLE, matrix
+from .pages import ENV, page_name
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from archval.harness.core.record import ERROR, FAIL, UNSUPPORTED, Record
-from archval.harness.core.summary import RunInfo
-from archval.harness.present.console import counts, line
+from ..core.record import ERROR, FAIL, UNSUPPORTED, Record
+from ..core.summary import RunInfo
+from .console import counts, line
 
 OUTCOME = {FAIL: "failure", ERROR: "error", UNSUPPORTED: "skipped"}
 

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from archval.harness.core.files import WRITTEN_LIST, write_json_atomic
+from ..core.files import WRITTEN_LIST, write_json_atomic
 
 MANIFEST = WRITTEN_LIST
 

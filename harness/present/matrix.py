@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from archval.harness.core.kinds import order
-from archval.harness.core.record import PASS, Record
-from archval.harness.core.summary import RunInfo
-from archval.harness.present.console import agreement, counts, share
-from archval.harness.present.pages import page_name
+from ..core.kinds import order
+from ..core.record import PASS, Record
+from ..core.summary import RunInfo
+from .console import agreement, counts, share
+from .pages import page_name
 
 NOT_APPLICABLE = "n/a"
 

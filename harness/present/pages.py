@@ -12,13 +12,13 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from archval.harness.core import triangulate
-from archval.harness.core.compare import NOT_A_TIE
-from archval.harness.core.kinds import order
-from archval.harness.core.record import ERROR, FAIL, VERDICTS, Record
-from archval.harness.core.summary import RunInfo
-from archval.harness.present import charts
-from archval.harness.present.console import agreement, decode_slot, of_the_bound, share, slot_and_position, step_place
+from ..core import triangulate
+from ..core.compare import NOT_A_TIE
+from ..core.kinds import order
+from ..core.record import ERROR, FAIL, VERDICTS, Record
+from ..core.summary import RunInfo
+from . import charts
+from .console import agreement, decode_slot, of_the_bound, share, slot_and_position, step_place
 
 STAGES = ("emit", "compile", "load", "run", "oracle")
 # The three-way verdict (core/triangulate.py) as a user reads it: which side is wrong.

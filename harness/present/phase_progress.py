@@ -11,7 +11,7 @@ this run's pace once a phase is done: an estimate, not a promise.
 """
 from __future__ import annotations
 
-from archval.harness.present.progress import Progress
+from .progress import Progress
 
 PHASES = ("compiling", "reading", "oracle", "graph")
 STAGES = {"emit": "compiling", "compile": "compiling", "load": "compiling", "oracle": "reading",

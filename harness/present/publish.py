@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from archval.harness.core import summary
-from archval.harness.core.files import write_atomic
-from archval.harness.core.messages import clip
-from archval.harness.core.record import Record
-from archval.harness.core.summary import RunInfo
-from archval.harness.present import index, junit, manifest, matrix
-from archval.harness.present.pages import page_name, render
+from ..core import summary
+from ..core.files import write_atomic
+from ..core.messages import clip
+from ..core.record import Record
+from ..core.summary import RunInfo
+from . import index, junit, manifest, matrix
+from .pages import page_name, render
 
 
 def pages(records: list[Record], run: RunInfo, directory: Path) -> tuple[set[str], list[str]]:
