@@ -21,7 +21,7 @@ from .present.console import line
 def pytest_generate_tests(metafunc):
     if "folder" in metafunc.fixturenames:
         found = folders(Path(metafunc.config.getoption("archval_graphs")), None)
-        cases = [(name, kind) for name in found for kind in KINDS if not KINDS[kind].on_request]
+        cases = [(name, kind) for name in found for kind in KINDS]
         metafunc.parametrize("folder,graph", cases, ids=[f"{name}-{kind}" for name, kind in cases])
 
 
