@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from archval.harness.core import summary  # noqa: E402 - the project root is not on the path of a script under bench/
 from archval.harness.core.record import Record  # noqa: E402
-from archval.harness.modes import shard  # noqa: E402
+from archval.harness.pool import shard  # noqa: E402
 # stage -> the record timings it sums
 STAGES = {"emit": ("emit",), "oracle": ("oracle", "oracle_fp64"), "compile": ("compile", "xla_compile"),
           "load": ("load",), "run": ("run", "xla_run")}

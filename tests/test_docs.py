@@ -212,8 +212,8 @@ COUNTS = [
     ("docs/structural-goldens.md", r"All (?P<published_configs>\d+) are signed today"),
     ("docs/structural-goldens.md", r"over all (?P<structural_cases>\d+) cases and both graphs "
                                    r"\((?P<structural_signatures>\d+) signatures\)"),
-    ("docs/diagnosis.md", r"(?P<mutant_cases>\d+) cases of (?P<mutant_kinds>\d+) mutant kinds on the "
-                          r"(?P<fixtures>\d+) fixtures"),
+    ("docs/diagnosis.md", r"The catalogue now holds (?P<mutant_cases>\d+) cases of (?P<mutant_kinds>\d+) mutant kinds "
+                          r"on the (?P<fixtures>\d+) fixtures"),
     ("docs/diagnosis.md", r"window_by_position` fails on all (?P<windowed_fixtures>\d+) fixtures with sliding"),
     ("docs/census.md", r"\*\*\d+ of (?P<census_decoder_only_types>\d+)\*\* decoder-only model types usable; "
                        r"(?P<census_types_not_decoder_only>\d+) causal-LM types are not decoder-only"),
