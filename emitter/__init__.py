@@ -22,6 +22,9 @@ def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capa
         cfg.check_positions(bucket if graph in ("prefill", "prefill_embeddings") else capacity, graph)
     if taps and graph != "prefill":
         raise ValueError("debug taps exist for the prefill graph only")
+    if cfg.mla is not None and graph in CHUNK_GRAPHS + ("decode_batched", "decode_paged"):
+        raise ConfigError(f"--graph {graph}: the built-in emitter keeps latent attention's own caches (kv_latent, "
+                          f"k_rope) in its decode graph alone, and writes no {graph} graph for them")
     if graph in SERVING and (dtype, weights) != ("f32", "f32"):
         raise ValueError(f"the serving graph {graph} is written in f32 only (--dtype and --weights: prefill, decode "
                          f"and moe_block)")

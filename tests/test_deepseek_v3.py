@@ -13,7 +13,7 @@ import torch
 from archval.emitter import Config, ConfigError, emit
 from archval.emitter.decoder import Decoder
 from archval.emitter.stablehlo import Function, module
-from archval.harness.checks import self_test, published, shrink
+from archval.harness.checks import published, self_test, shrink
 from archval.harness.checks.structural import REAL_DIR
 from archval.harness.core import fixtures, oracle_cache
 from archval.harness.core.abi import LATENT_PER_LAYER, LATENT_STACKED, decode_caches
@@ -158,3 +158,11 @@ def test_the_router_margin_reads_the_grouped_choice():
     """The margin is the grouped router's (biased scores inside the kept groups, and the groups' scores): the
     raw logits' ranking is not what DeepSeek-V3 chooses by."""
     assert published.router_margin(FIXTURE) > published.ROUTER_MARGIN
+
+
+@pytest.mark.parametrize("graph", ["prefill_chunked", "decode_verify", "decode_batched", "decode_paged"])
+def test_the_serving_graphs_that_continue_a_cache_are_refused_for_latent_attention(graph):
+    """The built-in emitter keeps the latent caches in decode alone: asked for another graph that continues a cache,
+    it refuses (exit 2, the case UNSUPPORTED) instead of writing a graph that does not parse."""
+    with pytest.raises(ConfigError, match=f"no {graph} graph"):
+        emit(Config.from_json(FIXTURE.config_path), graph)

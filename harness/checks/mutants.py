@@ -364,6 +364,11 @@ def _slides(c: Config) -> bool:
     return SLIDING in c.layer_types
 
 
+def _continues_a_cache(c: Config) -> bool:
+    """The built-in emitter writes the serving graphs that continue a cache for every family but latent attention."""
+    return c.mla is None
+
+
 def _scaled_rope(c: Config) -> bool:
     # dynamic RoPE inside its original context (all the emitter accepts) is the default RoPE
     unscaled = ("default", "dynamic")
@@ -503,9 +508,9 @@ MUTANTS: dict[str, Mutant] = {
     "decode_ignores_window": Mutant("decode attends to the whole cache on sliding layers",
                                     core=DecodeIgnoresWindow, graph="decode", applies=_slides),
     "row_reads_neighbour": Mutant("a serving graph's row attends to its neighbour's cache", core=RowReadsNeighbour,
-                                  graph="decode_batched", applies=lambda c: True),
+                                  graph="decode_batched", applies=_continues_a_cache),
     "block_table_off_by_one": Mutant("a paged graph's block-table entries read one block off", core=BlockTableOffByOne,
-                                     graph="decode_paged", applies=lambda c: True),
+                                     graph="decode_paged", applies=_continues_a_cache),
     "window_by_position": Mutant("sliding windows measured in positions instead of cache slots",
                                  core=WindowByPosition, graph="decode", applies=_slides),
     # Subtle slips: some stay inside the fixed 1e-2 bound; the strict bound (core/noise.py) catches them.
@@ -582,9 +587,9 @@ MUTANTS: dict[str, Mutant] = {
                                         applies=lambda c: c.mla is not None),
     # The serving kinds (core/continued.py), validated on request: each of their mutants on its own kind.
     "chunk_offset_ignored": Mutant("a prefill chunk written and masked from slot 0, its cache_len ignored",
-                                   core=ChunkOffsetIgnored, graph="prefill_chunked", applies=lambda c: True),
+                                   core=ChunkOffsetIgnored, graph="prefill_chunked", applies=_continues_a_cache),
     "verify_mask_sees_next": Mutant("decode_verify's mask lets draft token k see token k + 1", core=VerifyMaskSeesNext,
-                                    graph="decode_verify", applies=lambda c: True),
+                                    graph="decode_verify", applies=_continues_a_cache),
     "embeddings_scaled_twice": Mutant("inputs_embeds scaled by the family's embedding scale or multiplier again",
                                       core=EmbeddingsScaledTwice, graph="prefill_embeddings",
                                       applies=lambda c: c.embed_scale or c.embedding_multiplier not in (None, 1.0)),
