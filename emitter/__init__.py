@@ -25,6 +25,9 @@ def emit(cfg: Config, graph: str = "prefill", bucket: int = DEFAULT_BUCKET, capa
     if cfg.mla is not None and graph in CHUNK_GRAPHS + ("decode_batched", "decode_paged"):
         raise ConfigError(f"--graph {graph}: the built-in emitter keeps latent attention's own caches (kv_latent, "
                           f"k_rope) in its decode graph alone, and writes no {graph} graph for them")
+    if graph == "moe_block" and dtype != "f32":
+        raise ConfigError(f"--graph moe_block --dtype {dtype}: the block check's bound is f32's, so the built-in "
+                          f"emitter writes its block graph in f32 only")
     if graph in SERVING and (dtype, weights) != ("f32", "f32"):
         raise ValueError(f"the serving graph {graph} is written in f32 only (--dtype and --weights: prefill, decode "
                          f"and moe_block)")

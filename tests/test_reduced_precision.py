@@ -115,3 +115,17 @@ def test_an_f16_compute_graph_is_the_cases_error_not_judged_by_any_bound():
     record = run_case(fixture, "prefill", texts={"prefill": text}, xla=False)
     assert record.verdict == "ERROR" and record.compute == "f16"
     assert "computes in f16 (a dot_general's operands): archval derives a bound for f32 and bf16" in record.message
+
+
+def test_a_bf16_block_graph_is_refused_not_judged_by_the_f32_block_bound():
+    """moe_block's bound (1e-4) is f32's: the built-in emitter writes no bf16 block (exit 2, UNSUPPORTED), and another
+    emitter's bf16 block graph is the case's ERROR in a sentence, never a FAIL or a PASS against that bound."""
+    from archval.emitter import ConfigError
+    from archval.emitter.decoder import Decoder, moe_block
+    fixture = fixtures.load("mixtral")
+    cfg = Config.from_json(fixture.config_path)
+    with pytest.raises(ConfigError, match="f32 only"):
+        emit(cfg, "moe_block", dtype="bf16")
+    record = run_case(fixture, "moe_block", texts={"moe_block": moe_block(cfg, 16, Decoder, "bf16", "f32")})
+    assert record.verdict == "ERROR" and record.compute == "bf16", record.message
+    assert "derives a reduced-precision bound for the kinds with a strict bound only" in record.message
