@@ -35,6 +35,17 @@ def alive(pid: int) -> bool:
         return False
 
 
+def kill_all(proc: subprocess.Popen, started: list[int]) -> None:
+    """The gate's session and the processes it started, whatever is left of them: a test leaves nothing running."""
+    for kill in ([lambda: os.killpg(proc.pid, signal.SIGKILL)]
+                 + [lambda pid=pid: os.kill(pid, signal.SIGKILL) for pid in started if alive(pid)]):
+        try:
+            kill()
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
 def wait_until(condition, within_s: float) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -67,13 +78,7 @@ def hanging_gate(tmp_path):
         proc.scratch_left = lambda: sorted(p.name for p in scratch.iterdir())  # the emitter's is there now
         yield proc, started
     finally:
-        for kill in ([lambda: os.killpg(proc.pid, signal.SIGKILL)]
-                     + [lambda pid=pid: os.kill(pid, signal.SIGKILL) for pid in started if alive(pid)]):
-            try:
-                kill()
-            except ProcessLookupError:
-                pass
-        proc.wait()
+        kill_all(proc, started)
 
 
 @pytest.mark.parametrize("how,status", [("Ctrl-C", 130), ("SIGINT to the gate alone", 130), ("SIGTERM", 143)])
@@ -140,13 +145,7 @@ def compiling_gate(tmp_path, request):
         started = [int(p) for p in pids.read_text().split()]
         yield proc, started
     finally:
-        for kill in ([lambda: os.killpg(proc.pid, signal.SIGKILL)]
-                     + [lambda pid=pid: os.kill(pid, signal.SIGKILL) for pid in started if alive(pid)]):
-            try:
-                kill()
-            except ProcessLookupError:
-                pass
-        proc.wait()
+        kill_all(proc, started)
 
 
 @pytest.mark.parametrize("compiling_gate", [False, True], ids=["foreground", "background-sigint-ignored"],

@@ -38,7 +38,8 @@ def build_model(config_dict):
         if isinstance(value, int) and value >= getattr(config, "vocab_size", value + 1):
             setattr(config, name, None)
     try:
-        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32,
+                                                     trust_remote_code=False)
     except ValueError as e:  # the model type has no causal-LM class
         raise Refused(f"transformers has no causal-LM class for model_type {config_dict.get('model_type')!r}: {e}")
     return model.eval()
