@@ -183,8 +183,14 @@ def test_the_memory_estimate_is_the_larger_phase_never_both(checkpoints):
     checkpoint = ckpt.read(checkpoints["llama"])
     params = checkpoint.parameters()
     strict, fixed = ckpt.MemoryEstimate.of(checkpoint, True), ckpt.MemoryEstimate.of(checkpoint, False)
-    assert strict.oracle == 8 * params and fixed.oracle == 4 * params + 2 * params  # bf16 files mapped to load
-    assert strict.graph == 4 * params and strict.peak == ckpt.RUNTIME_BYTES + 8 * params
+    size = lambda names: sum(int(np.prod(checkpoint.tensors[n].shape)) for n in names)
+    layer = lambda i: [n for n in checkpoint.tensors if n.startswith(f"model.layers.{i}.")]
+    outside = [n for n in checkpoint.tensors if not n.startswith("model.layers.")]
+    # the f64 pass holds the f32 model, what lies outside the layers in f64, and one layer in f64
+    widened = size(outside) + max(size(layer(i)) for i in range(checkpoint.config["num_hidden_layers"]))
+    assert 0 < widened < params and strict.oracle == max(4 * (params + widened), 6 * params)
+    assert fixed.oracle == 4 * params + 2 * params  # bf16 files mapped to load
+    assert strict.graph == 4 * params and strict.peak == ckpt.RUNTIME_BYTES + strict.oracle
 
 
 def test_bf16_and_f16_storage_is_upcast_exactly(checkpoints):
@@ -277,3 +283,23 @@ def test_the_fp64_bound_in_one_pass_is_the_step_by_step_one(family, checkpoints,
     assert np.abs(one_pass - step_by_step).max() <= 3 * np.abs(step_by_step - exact_steps).max()
     with pytest.raises(ValueError, match="slots"):  # a fixture's decode positions past the slots: step by step only
         oracle.sequence_logits(prompt, positions, steps + 3, tokens)
+
+
+@pytest.mark.parametrize("family", list(BUILDS))
+def test_the_fp64_oracle_one_layer_at_a_time_is_the_whole_model_in_fp64(family, checkpoints):
+    """Oracle.to_float64 holds one decoder layer in f64 at a time (the oracle's peak is then the f32 model, not
+    twice it); its logits are those of the model converted whole, bit for bit (tied heads: gemma2; experts:
+    mixtral), and the layers are back in f32 between forwards."""
+    import torch
+
+    from archval.oracles.hf import Oracle
+    checkpoint = ckpt.read(checkpoints[family])
+    prompt = np.array([int(t) for t in PROMPT.split(",")])
+    positions, steps = np.arange(len(prompt)), np.arange(len(prompt), len(prompt) + 8)
+    tokens = np.arange(1, 9) % checkpoint.config["vocab_size"]
+    by_layer, whole = (Oracle.from_checkpoint(checkpoint.directory, checkpoint.config) for _ in range(2))
+    by_layer.to_float64()
+    whole.model.to(torch.float64)
+    logits = [o.sequence_logits(prompt, positions, steps, tokens) for o in (by_layer, whole)]
+    assert logits[0].dtype == np.float64 and np.array_equal(*logits)
+    assert {p.dtype for p in by_layer.model.base_model.layers.parameters()} == {torch.float32}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,18 +191,27 @@ def check_shapes(checkpoint: Checkpoint, expected: dict[str, tuple[int, ...]]) -
                                   f"but {config} implies {list(shape)}.")
 
 
+LAYER = re.compile(r"\.layers\.(\d+)\.")  # a decoder layer's tensors: model.layers.N., gpt_neox.layers.N.
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     """The peak a --checkpoint run will reach: the process, then the larger of the oracle's phase (the
-    model in f32 while the files are mapped to load it; in f64 for the strict bound's noise floor,
-    converted in place) and the graph's (the weights it takes, in f32, read in place by IREE)."""
+    model in f32 while the files are mapped to load it; for the strict bound's noise floor, the f32 model
+    with what lies outside the decoder layers and one layer at a time in f64, oracles/hf.py's to_float64)
+    and the graph's (the weights it takes, in f32, read in place by IREE)."""
     oracle: int
     graph: int
 
     @classmethod
     def of(cls, checkpoint: Checkpoint, strict: bool) -> MemoryEstimate:
-        params = checkpoint.parameters()
-        return cls(max(4 * params + checkpoint.stored_bytes(), 8 * params if strict else 0), 4 * params)
+        params, per_layer = checkpoint.parameters(), {}
+        for name, t in checkpoint.tensors.items():
+            layer = LAYER.search(name)
+            key = layer[1] if layer else "outside"
+            per_layer[key] = per_layer.get(key, 0) + int(np.prod(t.shape))
+        widened = per_layer.pop("outside", 0) + max(per_layer.values(), default=0)  # 4 bytes more each in f64
+        return cls(max(4 * params + checkpoint.stored_bytes(), 4 * (params + widened) if strict else 0), 4 * params)
 
     @property
     def peak(self) -> int:
