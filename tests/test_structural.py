@@ -58,6 +58,24 @@ def test_hand_edited_golden_is_a_drift_with_a_readable_report(llama_copy):
     assert "first differing line" in report and "stablehlo.rsqrt" in report
 
 
+def test_an_unchanged_emitter_is_not_run_again_and_a_changed_one_is(llama_copy, tmp_path, monkeypatch):
+    """The built-in emitter's text is a function of its source, Python's and numpy's versions and the config's
+    bytes: a second check of the same case takes the golden text it wrote before without emitting, and a change
+    to any of them emits again, so that a changed graph is a DRIFT, never a stale match."""
+    monkeypatch.setenv("ARCHVAL_CACHE_DIR", str(tmp_path / "cache"))
+    first, again = (structural.check(llama_copy, "decode", DEFAULT_EMITTER) for _ in range(2))
+    assert first.status == again.status == structural.MATCH and first.text == again.text
+    assert first.emit_s is not None and again.emit_s is None
+    wrong = first.text.replace("stablehlo.rsqrt", "stablehlo.sqrt", 1)
+    monkeypatch.setattr(structural, "emit", lambda *_: wrong)  # the emitter's source changed, and its graph
+    monkeypatch.setattr(structural, "builtin_identity", lambda: "another emitter")
+    changed = structural.check(llama_copy, "decode", DEFAULT_EMITTER)
+    assert changed.status == structural.DRIFT and changed.emit_s is not None
+    config = llama_copy.config_path
+    config.write_text(config.read_text().replace('"vocab_size": 96', '"vocab_size": 97'))
+    assert structural.check(llama_copy, "decode", DEFAULT_EMITTER).emit_s is not None  # another config: emitted
+
+
 def test_update_goldens_rewrites_only_what_differs(llama_copy):
     sig_path, text_path = structural.golden_paths(llama_copy.directory, "prefill")
     text_path.write_text("stale\n")

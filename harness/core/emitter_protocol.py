@@ -12,7 +12,10 @@ else absolute, and --emitter is checked against it before anything runs.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import importlib
+import importlib.metadata
 import io
 import re
 import shlex
@@ -70,6 +73,17 @@ class CaseError(RuntimeError):
 
 class EmitterRefused(CaseError):
     """The emitter exited 2: it refuses the config, with one sentence saying why."""
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_identity() -> str:
+    """What the built-in emitter's text is a function of besides its arguments and the config's bytes: its
+    source (it reads no other file and no environment variable), Python's version and numpy's."""
+    package = Path(importlib.import_module(DEFAULT_EMITTER[2]).__file__).parent
+    h = hashlib.sha256(f"{sys.version}\0numpy {importlib.metadata.version('numpy')}".encode())
+    for path in sorted(package.rglob("*.py")):
+        h.update(b"\0" + path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def _run_module(module: str, argv: list[str]) -> tuple[int, str]:
