@@ -223,12 +223,20 @@ class MemoryEstimate:
 
 
 def available_memory() -> int | None:
-    """Memory the run can take now: psutil's 'available' where installed, else the free pages (os.sysconf, on
-    Linux and macOS; it leaves the page cache out, so it errs low), else the physical memory; None if unknown."""
+    """Memory the run can take now: psutil's 'available' where installed, else Linux's MemAvailable (the
+    reclaimable page cache counted: a checkpoint just written sits there), else the free pages (os.sysconf, on
+    macOS; it leaves the page cache out, so it errs low), else the physical memory; None if unknown."""
     try:
         import psutil
         return int(psutil.virtual_memory().available)
     except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            found = next((line.split()[1] for line in f if line.startswith("MemAvailable:")), None)
+        if found is not None:
+            return int(found) * 1024
+    except (OSError, ValueError):
         pass
     for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
         try:
