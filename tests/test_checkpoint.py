@@ -313,3 +313,19 @@ def test_the_memory_available_counts_the_page_cache_the_kernel_can_reclaim(monke
     said = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemAvailable:"))
     assert abs(ckpt.available_memory() - said) < 256 << 20
+
+
+@pytest.mark.parametrize("family,dtype", [("llama", "bf16"), ("gemma2", "f16"), ("mixtral", "bf16")])
+def test_a_checkpoint_built_in_its_storage_dtype_holds_the_bytes_of_the_f32_model_converted(family, dtype, tmp_path):
+    """make-checkpoint builds the model in the storage dtype (2 bytes a parameter for bf16: a 7B one fits);
+    every tensor, per expert too (mixtral), is the f32 model's converted then saved, byte for byte."""
+    import torch
+    from safetensors.torch import load_file
+
+    from archval.oracles.hf import Oracle
+    config = fixtures.load(family).config
+    built = load_file(build(config, tmp_path / "built", dtype) / "model.safetensors")
+    Oracle(config, 1).model.to({"bf16": torch.bfloat16, "f16": torch.float16}[dtype]).save_pretrained(tmp_path / "f32")
+    converted = load_file(tmp_path / "f32" / "model.safetensors")
+    assert built.keys() == converted.keys() and len(built) > 3
+    assert all(t.dtype == converted[n].dtype and torch.equal(t, converted[n]) for n, t in built.items())

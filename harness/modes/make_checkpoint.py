@@ -58,8 +58,9 @@ def build(config: dict, out: Path, dtype: str = "f32", max_shard_size: str | Non
     import torch
 
     from ...oracles.hf import Oracle
-    model = Oracle(config, seed).model
-    model.to({"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype])
+    # built in the storage dtype: each tensor drawn in f32 and rounded as it is copied in (the bytes of an f32 model
+    # converted after, tests/test_checkpoint.py), so a 7B model in bf16 takes 2 bytes a parameter, not 4
+    model = Oracle(config, seed, {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype]).model
     model.save_pretrained(out, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     if tokenizer:
         word_tokenizer(config["vocab_size"]).save_pretrained(out)
