@@ -168,22 +168,26 @@ class Oracle:
                 self.model.get_input_embeddings().weight[list(quiet_tokens)] *= float(np.sqrt(epsilon))
 
     @classmethod
-    def from_checkpoint(cls, directory, config: dict) -> Oracle:
+    def from_checkpoint(cls, directory, config: dict, held: str = "f32") -> Oracle:
         """The checkpoint in DIR loaded by transformers from its own files (never downloaded, never its code: the
-        in-tree class, the config archval read), computing in f32 whatever its storage; ValueError where a
+        in-tree class, the config archval read), computing in f32 whatever its storage, its layers held in
+        `held` (the storage's own dtype where the f32 model would not fit: compute_by_layer); ValueError where a
         parameter is missing or of another shape."""
         one_thread()
+        held = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[held]
         self = cls.__new__(cls)
         self.binding = binding(config["model_type"])
         model_class = getattr(transformers, self.binding.class_name)
         self.model, info = model_class.from_pretrained(
-            directory, config=_auto_config(self.binding.config(config)), dtype=torch.float32,
+            directory, config=_auto_config(self.binding.config(config)), dtype=held,
             attn_implementation="eager", experts_implementation="eager", local_files_only=True,
             trust_remote_code=False, output_loading_info=True)
         self.model.eval()
         wrong = sorted(info["missing_keys"]) + sorted(k for k, *_ in info["mismatched_keys"])
         if wrong:  # transformers would initialise them at random and run on
             raise ValueError(f"transformers could not load {len(wrong)} parameters from {directory} (first: {wrong[0]})")
+        if held != torch.float32:
+            self.compute_by_layer(torch.float32)
         return self
 
     @staticmethod
@@ -266,23 +270,34 @@ class Oracle:
         return as_numpy(torch.stack(logits))
 
     def to_float64(self) -> None:
-        """The model in f64 for a checkpoint's strict bound, one decoder layer at a time: everything outside the
-        layers is converted in place, and each layer on entry to its forward, back to f32 on leaving it (both
-        exact), so the only f64 copy beside the f32 model is one layer's. The logits are those of the model
-        converted whole, bit for bit (tests/test_checkpoint.py)."""
+        """The model computing in f64 for a checkpoint's strict bound, one decoder layer at a time."""
+        self.compute_by_layer(torch.float64)
+
+    def compute_by_layer(self, compute: torch.dtype) -> None:
+        """The model computing in `compute` while its decoder layers stay as they are held (f32, or the
+        checkpoint's own bf16/f16 where the f32 model would not fit): what lies outside the layers converted in
+        place, and each layer converted on entering its forward, each of its tensors back to its own dtype on
+        leaving it (both exact: a held value is the wider dtype's too), so that the only copy in `compute`
+        beside the model is one layer's. The logits are those of the model converted whole, bit for bit
+        (tests/test_checkpoint.py)."""
         base = self.model.base_model
         layers, base.layers = base.layers, torch.nn.ModuleList()
-        self.model.to(torch.float64)
+        self.model.to(compute)
         base.layers = layers
+        tensors = lambda layer: (*layer.named_parameters(), *layer.named_buffers())
+        held = {(id(layer), name): t.dtype for layer in layers for name, t in tensors(layer)}
+
         def widen(module, _args):
-            module.to(torch.float64)  # a hook's returned value would replace the layer's inputs
+            module.to(compute)  # a hook's returned value would replace the layer's inputs
 
         def narrow(module, _args, _out):
-            module.to(torch.float32)
+            for name, t in tensors(module):
+                t.data = t.data.to(held[id(module), name])
 
-        for layer in layers:
-            layer.register_forward_pre_hook(widen)
-            layer.register_forward_hook(narrow)
+        for hook in getattr(self, "_layer_hooks", ()):
+            hook.remove()
+        self._layer_hooks = [hook for layer in layers
+                             for hook in (layer.register_forward_pre_hook(widen), layer.register_forward_hook(narrow))]
 
     @torch.no_grad()
     def taps(self, prompt: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:

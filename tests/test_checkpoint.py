@@ -189,8 +189,13 @@ def test_the_memory_estimate_is_the_larger_phase_never_both(checkpoints):
     # the f64 pass holds the f32 model, what lies outside the layers in f64, and one layer in f64
     widened = size(outside) + max(size(layer(i)) for i in range(checkpoint.config["num_hidden_layers"]))
     assert 0 < widened < params and strict.oracle == max(4 * (params + widened), 6 * params)
-    assert fixed.oracle == 4 * params + 2 * params  # bf16 files mapped to load
+    assert fixed.oracle == 4 * params + 2 * params and fixed.mapped == 2 * params  # bf16 files mapped to load
     assert strict.graph == 4 * params and strict.peak == ckpt.RUNTIME_BYTES + strict.oracle
+    assert strict.needed == ckpt.RUNTIME_BYTES + max(strict.oracle - 2 * params, 4 * params) and strict.held == "f32"
+    # where the f32 model would not fit, the layers are held as stored: 2 bytes a parameter
+    held = ckpt.MemoryEstimate.of(checkpoint, True, 2 * params, available=strict.needed - 1)
+    assert held.held == "bf16" and held.oracle == max(4 * params, 2 * params + 6 * widened) and held.graph == 2 * params
+    assert ckpt.MemoryEstimate.of(checkpoint, True, available=strict.needed).held == "f32"
 
 
 def test_bf16_and_f16_storage_is_upcast_exactly(checkpoints):
@@ -329,3 +334,35 @@ def test_a_checkpoint_built_in_its_storage_dtype_holds_the_bytes_of_the_f32_mode
     converted = load_file(tmp_path / "f32" / "model.safetensors")
     assert built.keys() == converted.keys() and len(built) > 3
     assert all(t.dtype == converted[n].dtype and torch.equal(t, converted[n]) for n, t in built.items())
+
+
+@pytest.mark.parametrize("family", [f for f, (dtype, *_) in BUILDS.items() if dtype != "f32"])
+def test_an_oracle_held_in_the_storage_dtype_computes_what_the_f32_model_does(family, checkpoints):
+    """Where the f32 model would not fit, the oracle holds the checkpoint's layers as stored (bf16, f16: 2 bytes a
+    parameter) and widens one at a time: its greedy run and its f64 logits are the f32 model's, bit for bit."""
+    import torch
+
+    from archval.oracles.hf import Oracle
+    checkpoint = ckpt.read(checkpoints[family])
+    stored = BUILDS[family][0]
+    prompt = np.array([int(t) for t in PROMPT.split(",")])
+    positions, steps = np.arange(len(prompt)), np.arange(len(prompt), len(prompt) + 8)
+    runs = []
+    for held in ("f32", stored):
+        oracle = Oracle.from_checkpoint(checkpoint.directory, checkpoint.config, held)
+        logits, tokens = oracle.greedy(prompt, positions, steps)
+        assert {p.dtype for p in oracle.model.base_model.layers.parameters()} == {
+            {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[held]}
+        oracle.to_float64()
+        runs.append((logits, tokens, oracle.sequence_logits(prompt, positions, steps, tokens)))
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+
+
+def test_a_checkpoint_whose_f32_model_would_not_fit_is_validated_with_its_layers_held_as_stored(
+        checkpoints, tmp_path, capsys, monkeypatch):
+    """One byte short of what the f32 oracle needs, the bf16 checkpoint's layers are held in bf16 and the case
+    still PASSes on the same logits; the estimate says which."""
+    checkpoint = ckpt.read(checkpoints["llama"])
+    monkeypatch.setattr(ckpt, "available_memory", lambda: ckpt.MemoryEstimate.of(checkpoint, True).needed - 1)
+    code, out, _, records = validate(tmp_path, capsys, "--checkpoint", checkpoints["llama"], "--prompt-ids", PROMPT)
+    assert code == 0 and "its layers held in bf16" in out and records[0]["verdict"] == "PASS", out

@@ -196,30 +196,55 @@ LAYER = re.compile(r"\.layers\.(\d+)\.")  # a decoder layer's tensors: model.lay
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """The peak a --checkpoint run will reach: the process, then the larger of the oracle's phase (the
-    model in f32 while the files are mapped to load it; for the strict bound's noise floor, the f32 model
-    with what lies outside the decoder layers and one layer at a time in f64, oracles/hf.py's to_float64)
-    and the graph's (the weights it takes, in f32, read in place by IREE)."""
-    oracle: int
+    """The peak a --checkpoint run will reach, and what of it must be free: the process, then the larger of
+    the oracle's phase and the graph's, never both.
+    - the oracle: the model loaded while its files are mapped (pages the kernel can reclaim: in the peak, not in
+      what must be free), its layers held in f32, or, where that would not fit and every tensor is stored in one
+      16-bit dtype, as stored; computing in f32 (f64 for the strict bound's noise floor) what lies outside the
+      decoder layers and one layer at a time (oracles/hf.py's compute_by_layer);
+    - the graph: its weight arguments as it takes them (f32, or a bf16/f16 argument's stored bits), read in
+      place by IREE."""
+    oracle: int  # the oracle's phase, the mapped files included
+    mapped: int  # the files mapped to load the model
     graph: int
+    held: str  # the dtype the oracle holds the layers in: "f32", or the storage's "bf16"/"f16"
 
     @classmethod
-    def of(cls, checkpoint: Checkpoint, strict: bool) -> MemoryEstimate:
-        params, per_layer = checkpoint.parameters(), {}
+    def of(cls, checkpoint: Checkpoint, strict: bool, graph: int | None = None,
+           available: int | None = None) -> MemoryEstimate:
+        """graph: the bytes of the graph's arguments (None: every parameter in f32); available: the memory free
+        (None: unknown), which decides whether the layers are held in f32."""
+        params, stored, per_layer = checkpoint.parameters(), checkpoint.stored_bytes(), {}
         for name, t in checkpoint.tensors.items():
             layer = LAYER.search(name)
             key = layer[1] if layer else "outside"
             per_layer[key] = per_layer.get(key, 0) + int(np.prod(t.shape))
-        widened = per_layer.pop("outside", 0) + max(per_layer.values(), default=0)  # 4 bytes more each in f64
-        return cls(max(4 * params + checkpoint.stored_bytes(), 4 * (params + widened) if strict else 0), 4 * params)
+        widened = per_layer.pop("outside", 0) + max(per_layer.values(), default=0)
+        compute = 8 if strict else 4
+
+        def oracle(held: int) -> int:  # the load (mapped files beside), or the widened parts beside the held model
+            return max(held * params + stored, held * params + (compute - held) * widened)
+
+        narrow = checkpoint.storage() in ("bf16", "f16")  # every tensor stored in that one 16-bit dtype
+        f32 = cls(oracle(4), stored, 4 * params if graph is None else graph, "f32")
+        if narrow and available is not None and f32.needed > available:
+            return cls(oracle(2), stored, f32.graph, checkpoint.storage())
+        return f32
 
     @property
     def peak(self) -> int:
         return RUNTIME_BYTES + max(self.oracle, self.graph)
 
+    @property
+    def needed(self) -> int:
+        """What must be free: the peak but for the mapped files."""
+        return RUNTIME_BYTES + max(self.oracle - self.mapped, self.graph)
+
     def describe(self) -> str:
         return (f"{self.peak / GiB:.1f} GiB (the process {RUNTIME_BYTES / GiB:.1f}, then the larger of the oracle "
-                f"{self.oracle / GiB:.1f} and the graph's f32 weights {self.graph / GiB:.1f}; never both)")
+                f"{self.oracle / GiB:.1f}, its layers held in {self.held}, and the graph's weights "
+                f"{self.graph / GiB:.1f}; never both), {self.needed / GiB:.1f} GiB of it not the checkpoint's files "
+                "mapped while loading")
 
 
 def available_memory() -> int | None:

@@ -18,8 +18,9 @@ from ...oracles.interface import BlockExpectation, Embedded, OracleRun
 
 
 class CheckpointOracle:
-    def __init__(self, checkpoint: Checkpoint, prompt: np.ndarray, steps: int, strict: bool):
-        self.checkpoint, self.prompt, self.steps, self.strict = checkpoint, prompt, steps, strict
+    def __init__(self, checkpoint: Checkpoint, prompt: np.ndarray, steps: int, strict: bool, held: str = "f32"):
+        """held: the dtype the model's layers are held in (MemoryEstimate.held)."""
+        self.checkpoint, self.prompt, self.steps, self.strict, self.held = checkpoint, prompt, steps, strict, held
         n = len(prompt)  # the prompt at its slots, each decode step at its own (Fixture.prompt_positions)
         self.positions, self.step_positions = np.arange(n), np.arange(n, n + steps)
         self._run: OracleRun | None = None
@@ -28,7 +29,7 @@ class CheckpointOracle:
 
     def _load(self):
         from ...oracles.hf import Oracle
-        return Oracle.from_checkpoint(self.checkpoint.directory, self.checkpoint.config)
+        return Oracle.from_checkpoint(self.checkpoint.directory, self.checkpoint.config, self.held)
 
     def run(self) -> OracleRun:
         if self._run is None:

@@ -23,10 +23,14 @@ from ..core.binding import IDENTITY
 from ..core.binding_file import load as load_binding
 from ..core.case import run_case
 from ..core.checkpoint_oracle import CheckpointOracle
+from ..core.emitter_protocol import CaseError, emit
+from ..core.graph import GraphError, parse_signature
 from ..core.fixtures import DEFAULT_BOUND, Fixture
 from ..core.host import cores
 from ..core.record import CheckpointFacts
 from ..core.summary import RunInfo, command
+
+ARGUMENT_BYTES = {"bf16": 2, "f16": 2, "f64": 8, "i64": 8}  # others: 4 (f32, i32)
 from . import Options, Outcome, UsageError
 from ..present.console import line
 from ..present.phase_progress import PHASES, PhaseProgress
@@ -85,7 +89,7 @@ def prompt_ids(options: Options, checkpoint: ckpt.Checkpoint, tokenizer) -> list
     return ids
 
 
-def prepare(options: Options) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate]:
+def prepare(options: Options) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.MemoryEstimate, dict[str, str]]:
     """The checkpoint read and checked, the memory stated, the fixture made; UsageError for what cannot run."""
     if options.steps < 1:
         raise UsageError(f"--steps {options.steps}: must be at least 1")
@@ -104,8 +108,10 @@ def prepare(options: Options) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.Me
                          "--prompt TEXT (one of the two)")
     tokenizer = None if options.prompt is None else load_tokenizer(checkpoint)  # --prompt-ids needs none: none is read
     prompt = prompt_ids(options, checkpoint, tokenizer)
-    strict = not options.fixed_bound_only
-    estimate, available = ckpt.MemoryEstimate.of(checkpoint, strict), ckpt.available_memory()
+    strict, sizes = not options.fixed_bound_only, (len(prompt), len(prompt) + options.steps)
+    texts = emitted(options.emitter, checkpoint, sizes)
+    available = ckpt.available_memory()
+    estimate = ckpt.MemoryEstimate.of(checkpoint, strict, graph_bytes(texts), available)
     print(f"== checkpoint {checkpoint.directory}: {checkpoint.config['model_type']}, {checkpoint.parameters():,} "
           f"parameters in {len(checkpoint.files)} safetensors files ({checkpoint.storage()}), "
           f"tokenizer {'yes' if tokenizer else 'not read (--prompt-ids)' if checkpoint.tokenizer else 'none'}",
@@ -116,9 +122,9 @@ def prepare(options: Options) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.Me
               "class", flush=True)
     print(f"memory: estimated peak {estimate.describe()}; available "
           + (f"{available / ckpt.GiB:.1f} GiB" if available is not None else "unknown"), flush=True)
-    if available is not None and estimate.peak > available:
+    if available is not None and estimate.needed > available:
         raise UsageError(f"--checkpoint {checkpoint.directory}: the run needs an estimated "
-                         f"{estimate.peak / ckpt.GiB:.1f} GiB but {available / ckpt.GiB:.1f} GiB is available"
+                         f"{estimate.needed / ckpt.GiB:.1f} GiB but {available / ckpt.GiB:.1f} GiB is available"
                          + ("" if options.fixed_bound_only else " (--fixed-bound-only skips the f64 oracle)"))
     replay = " ".join([command(), "--checkpoint", shlex.quote(str(options.checkpoint)), "--prompt-ids",
                        ",".join(map(str, prompt)), "--steps", str(options.steps)])
@@ -127,13 +133,32 @@ def prepare(options: Options) -> tuple[Fixture, ckpt.Checkpoint, object, ckpt.Me
         prompt_len=len(prompt), bound=DEFAULT_BOUND, bound_reason=None,
         purpose=f"the checkpoint {checkpoint.directory}: its own weights ({checkpoint.storage()} storage)",
         mutants=(), decode_steps=options.steps, replay=replay, prompt_ids=tuple(prompt),
-        sizes=(len(prompt), len(prompt) + options.steps),
-        oracle=CheckpointOracle(checkpoint, np.array(prompt), options.steps, strict))
-    return fixture, checkpoint, tokenizer, estimate
+        sizes=sizes, oracle=CheckpointOracle(checkpoint, np.array(prompt), options.steps, strict, estimate.held))
+    return fixture, checkpoint, tokenizer, estimate, texts
+
+
+def emitted(emitter, checkpoint: ckpt.Checkpoint, sizes: tuple[int, int]) -> dict[str, str]:
+    """The prefill and decode graphs, emitted before the estimate (their weight arguments' types are the
+    graph's memory); none where the emitter fails: the case emits again and records why."""
+    try:
+        return {kind: emit(emitter, checkpoint.directory / "config.json", kind, sizes=sizes)
+                for kind in ("prefill", "decode")}
+    except CaseError:
+        return {}
+
+
+def graph_bytes(texts: dict[str, str]) -> int | None:
+    """The bytes of the larger graph's arguments as its @main takes them (the weights, and inputs beside them);
+    None without graphs, or where one does not parse (the case says why)."""
+    try:
+        return max(sum(int(np.prod(a.shape)) * ARGUMENT_BYTES.get(a.dtype, 4) for a in
+                       parse_signature(text).functions["main"].args) for text in texts.values()) if texts else None
+    except (GraphError, KeyError):
+        return None
 
 
 def run(options: Options, info: RunInfo) -> Outcome:
-    fixture, checkpoint, tokenizer, estimate = prepare(options)
+    fixture, checkpoint, tokenizer, estimate, texts = prepare(options)
     options.claim()
     threads = iree.use_threads(cores())  # one case, in this process: every core it may use runs the graph
     print(f"== numerical: oracle (transformers loads the checkpoint: eager attention, f32 compute) vs IREE, prefill "
@@ -143,7 +168,7 @@ def run(options: Options, info: RunInfo) -> Outcome:
     progress = Progress(list(PHASES), 1, phase_costs(checkpoint.parameters(), options.steps), unit="phases",
                         quiet=options.quiet)
     with progress, phases.listening(PhaseProgress(progress, options.steps)):
-        record = run_case(fixture, "decode", emitter=options.emitter, xla=False,
+        record = run_case(fixture, "decode", texts=dict(texts), emitter=options.emitter, xla=False,
                           strict_bound=not options.fixed_bound_only, binding=binding)
     texts = _texts(tokenizer, fixture, record)
     weights = fixture.oracle.run().weights if record.oracle else None  # read by the graph, as it took them
