@@ -243,8 +243,8 @@ class MemoryEstimate:
     def describe(self) -> str:
         return (f"{self.peak / GiB:.1f} GiB (the process {RUNTIME_BYTES / GiB:.1f}, then the larger of the oracle "
                 f"{self.oracle / GiB:.1f}, its layers held in {self.held}, and the graph's weights "
-                f"{self.graph / GiB:.1f}; never both), {self.needed / GiB:.1f} GiB of it not the checkpoint's files "
-                "mapped while loading")
+                f"{self.graph / GiB:.1f}; never both), of which {self.needed / GiB:.1f} GiB must be free (not the "
+                "files mapped to load it)")
 
 
 def available_memory() -> int | None:
