@@ -2,7 +2,8 @@
 work, measured in the same run on the same machine, and the run's peak memory against its printed estimate.
 
     .venv/bin/python bench/checkpoint_bench.py [--hidden 512 --layers 8 --intermediate 1536 --vocab 32000
-        --heads 8 --kv-heads 4 --dtype bf16 --steps 32] [--keep DIR] [--checkout DIR] [--archval-only]
+        --heads 8 --kv-heads 4 --dtype bf16 --steps 32] [--keep DIR] [--checkout DIR] [--weights bf16]
+        [--archval-only]
 
 1. `archval make-checkpoint` builds a llama-shaped checkpoint of seeded weights (sharded safetensors);
 2. archval validates it (`--checkpoint`, an 8-token prompt, --steps greedy steps) with an empty cache
@@ -73,7 +74,8 @@ def run_archval(a, checkpoint: Path, scratch: Path) -> dict:
     """archval --checkpoint, cold: wall seconds, peak RSS, the estimate it printed, its stages and verdict."""
     env = {**os.environ, "ARCHVAL_CACHE_DIR": str(scratch / "cache")}
     command = archval("--checkpoint", str(checkpoint), "--prompt-ids", ",".join(map(str, PROMPT)),
-                      "--steps", str(a.steps), "--reports", str(scratch / "reports"))
+                      "--steps", str(a.steps), "--reports", str(scratch / "reports"),
+                      *(["--emitter", f"{sys.executable} -m archval.emitter --weights bf16"] if a.weights == "bf16" else []))
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=a.checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0]
@@ -138,6 +140,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--keep", type=Path, help="build the checkpoint here and keep it (default: a temporary folder)")
     ap.add_argument("--checkout", type=Path, default=ROOT, help="the archval checkout to run (default: this one)")
+    ap.add_argument("--weights", choices=("f32", "bf16"), default="f32",
+                    help="the graph's weight arguments: f32, or bf16 as stored (the built-in emitter's --weights)")
     ap.add_argument("--archval-only", action="store_true",
                     help="no transformers-alone reference (its f64 forward holds the model in f64: 8 bytes a "
                          "parameter, more than a 3B model leaves on a 24 GiB machine)")
@@ -159,7 +163,8 @@ def main() -> None:
     print(next((line.strip() for line in ours["output"].splitlines() if "max|Δlogit|" in line), ""))
     commit = subprocess.run(["git", "-C", str(a.checkout), "log", "-1", "--format=%h"], capture_output=True,
                             text=True).stdout.strip()
-    print(f"archval --checkpoint at {commit or a.checkout} (cold cache): {ours['wall']:.1f} s wall, {ours['verdict']}; "
+    print(f"archval --checkpoint at {commit or a.checkout} (cold cache, {a.weights} weight arguments): "
+          f"{ours['wall']:.1f} s wall, {ours['verdict']}; "
           f"stages (s): {stages}")
     print(f"IREE per call: {1e3 * ours['timings'].get('run', 0) / (a.steps + 1):.1f} ms ({a.steps + 1} calls)")
     if theirs:
