@@ -16,6 +16,7 @@ import importlib.metadata
 import os
 import signal
 import subprocess
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +37,10 @@ TARGET_FLAGS = ("--iree-hal-target-backends=llvm-cpu", "--iree-llvmcpu-target-cp
 # One thread: local-sync, no worker thread to hand each call to (the fixtures' tiny graphs: 109-134 ms for 468
 # calls against 203-316 ms on local-task's one worker; docs/performance.md). DRIVER set: that driver, whatever the count.
 DRIVER: str | None = None
+# A --checkpoint run's graphs (core/modes/checkpoint.py): --iree-opt-level=O3 made a 1.1B decode call 8.4x faster
+# (0.113 s against 0.952 s, the compile as long; docs/checkpoints.md); the fixtures' graphs, whose calls take
+# microseconds, keep the default level, under which the strict factor's tables were measured.
+_level: list[str] = []
 THREADS_FLAG = "--task_topology_group_count"  # worker threads, unpinned: the OS places them on the allowed cores
 _threads = [1]  # this process's setting; the driver reads it once, when the first graph is loaded
 
@@ -50,7 +55,8 @@ def compile_timeout_s() -> float:
 
 
 def cache_key(text: str) -> str:
-    return cache.key(text, compiler_identity(), os.environ.get(COMPILER_ENV, ""), " ".join(TARGET_FLAGS), cpu_identity())
+    return cache.key(text, compiler_identity(), os.environ.get(COMPILER_ENV, ""), " ".join((*TARGET_FLAGS, *_level)),
+                     cpu_identity())
 
 
 LINKER_FLAG = "--iree-llvmcpu-embedded-linker-path"
@@ -68,7 +74,7 @@ def compile_command(source: str, out: str) -> list[str]:
     tool, lld = compiler_tools()
     # One compile per worker already keeps every core busy; threads inside a tiny compile only contend
     # (8 compiles on 2 cores: 14.2 s threaded, 11.8 s not) and the vmfb is the same byte for byte.
-    return [tool, source, "--iree-input-type=stablehlo", *TARGET_FLAGS, f"{LINKER_FLAG}={lld}",
+    return [tool, source, "--iree-input-type=stablehlo", *TARGET_FLAGS, *_level, f"{LINKER_FLAG}={lld}",
             "--mlir-print-op-on-diagnostic=false", "--mlir-disable-threading", "-o", out]
 
 
@@ -118,6 +124,16 @@ def _said(stderr: bytes | None) -> str:
     """The compiler's last words, when it said any."""
     text = (stderr or b"").decode(errors="replace").strip()
     return f"; its stderr: {text[-2000:]}" if text else "; it wrote nothing to stderr"
+
+
+@contextmanager
+def opt_level(level: str):
+    """The graphs compiled inside the block at IREE's --iree-opt-level=level (O0 ... O3)."""
+    saved, _level[:] = list(_level), [f"--iree-opt-level={level}"]
+    try:
+        yield
+    finally:
+        _level[:] = saved
 
 
 def use_threads(count: int) -> int:

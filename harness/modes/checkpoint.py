@@ -30,6 +30,7 @@ from ..core.host import cores
 from ..core.record import CheckpointFacts
 from ..core.summary import RunInfo, command
 
+OPT_LEVEL = "O3"  # IREE's, for full-size weights: each call 8x faster (backends/iree.py)
 ARGUMENT_BYTES = {"bf16": 2, "f16": 2, "f64": 8, "i64": 8}  # others: 4 (f32, i32)
 from . import Options, Outcome, UsageError
 from ..present.console import line
@@ -162,12 +163,12 @@ def run(options: Options, info: RunInfo) -> Outcome:
     options.claim()
     threads = iree.use_threads(cores())  # one case, in this process: every core it may use runs the graph
     print(f"== numerical: oracle (transformers loads the checkpoint: eager attention, f32 compute) vs IREE, prefill "
-          f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps, IREE threads: {threads} (no XLA "
-          "three-way: it would hold a third copy of the weights)", flush=True)
+          f"of {fixture.prompt_len} tokens and {fixture.decode_steps} decode steps, IREE threads: {threads}, "
+          f"--iree-opt-level={OPT_LEVEL} (no XLA three-way: it would hold a third copy of the weights)", flush=True)
     binding = load_binding(options.binding) if options.binding else IDENTITY
     progress = Progress(list(PHASES), 1, phase_costs(checkpoint.parameters(), options.steps), unit="phases",
                         quiet=options.quiet)
-    with progress, phases.listening(PhaseProgress(progress, options.steps)):
+    with progress, phases.listening(PhaseProgress(progress, options.steps)), iree.opt_level(OPT_LEVEL):
         record = run_case(fixture, "decode", texts=dict(texts), emitter=options.emitter, xla=False,
                           strict_bound=not options.fixed_bound_only, binding=binding)
     texts = _texts(tokenizer, fixture, record)
