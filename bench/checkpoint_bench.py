@@ -131,7 +131,7 @@ def run_transformers(a, checkpoint: Path) -> dict:
     return times
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
@@ -148,6 +148,11 @@ def main() -> None:
     ap.add_argument("--archval-only", action="store_true",
                     help="no transformers-alone reference (its f64 forward holds the model in f64: 8 bytes a "
                          "parameter, more than a 3B model leaves on a 24 GiB machine)")
+    return ap
+
+
+def main() -> None:
+    ap = parser()
     a = ap.parse_args()
     if a.vocab <= max(PROMPT):
         ap.error(f"--vocab {a.vocab}: the prompt's tokens go up to {max(PROMPT)}")

@@ -15,6 +15,7 @@ cases, census counts) is held to what `python -m archval.harness.modes.counts` c
 fails when one changes; a measured one (a time) is left free, but its paragraph or table must say when, at which
 commit and on which machine it was measured (MEASURED).
 """
+import importlib.util
 import os
 import re
 import shutil
@@ -45,8 +46,13 @@ SLOW = {
         ".ci/run scheduled, nightly; tests/test_fuzz.py with its CI budget in every run",
     "./validate_arch.sh --shard $i/4 --reports shard-$i": "tests/test_shard.py (--shard, structural and numerical)",
     "./validate_arch.sh --merge shard-1 shard-2 shard-3 shard-4 --reports reports": "tests/test_shard.py (--merge)",
-    "./validate_arch.sh --checkpoint llama-1b --prompt-ids 1,450,4996,17354,1701,432,17204,975 --steps 32":
-        "tests/test_checkpoint.py: the same path on tiny checkpoints; the 1B figures are measured by hand",
+    **{f".venv/bin/python bench/checkpoint_bench.py {shape}": "tests/test_checkpoint.py: the same path on tiny "
+       "checkpoints; the figures at scale are measured by hand (minutes, up to 16 GiB)" for shape in (
+        "--hidden 2048 --layers 16 --intermediate 8192 --vocab 32000 --heads 32 --kv-heads 8 --keep ckpt-1b",
+        "--hidden 3072 --layers 28 --intermediate 8192 --vocab 32000 --heads 24 --kv-heads 8 --keep ckpt-3b "
+        "--archval-only",
+        "--hidden 4096 --layers 32 --intermediate 11008 --vocab 32000 --heads 32 --kv-heads 32 --keep ckpt-7b "
+        "--weights bf16 --archval-only")},
 }
 COPIED = ("archval", "harness", "emitter", "oracles", "fixtures", "tests", "examples", "bench", "docs", "pyproject.toml",
           "validate_arch.sh")
@@ -122,6 +128,11 @@ def test_a_slow_command_is_accepted_by_its_program(command):
             proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", *options],
                                   cwd=ROOT, capture_output=True, text=True, timeout=300)
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        elif words[1].startswith("bench/"):  # a benchmark's own argument parser
+            spec = importlib.util.spec_from_file_location("bench_script", ROOT / words[1])
+            script = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(script)
+            script.parser().parse_args(words[2:])
         else:
             raise AssertionError(f"{command.where}: nothing checks {words[0]}")
 
@@ -305,7 +316,6 @@ def test_the_ci_steps_the_docs_show_are_what_ci_runs():
 
 
 def test_the_long_fuzz_covers_the_families_the_docs_count():
-    import importlib.util
     spec = importlib.util.spec_from_file_location("fuzz", ROOT / "tests/test_fuzz.py")
     fuzz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fuzz)
