@@ -3,8 +3,8 @@
 from DIR's config.json at full size and bound to DIR's tensors by their safetensors names.
 
 Everything that can be refused is refused before the heavy part (exit 2, one sentence): the files
-(core/checkpoint_files.py), their shapes against config.json, the prompt, and the memory estimate against the
-memory available. The graphs are compiled first, then the oracle runs and is freed before the graph's
+(core/checkpoint_files.py), their shapes against config.json, the prompt, and the memory estimate (from the files
+and the graphs, emitted first: their arguments' types) against the memory available. The graphs are compiled first, then the oracle runs and is freed before the graph's
 weights are read; the three-way comparison with XLA is not run (it would hold a third copy of the weights).
 """
 from __future__ import annotations
@@ -29,14 +29,14 @@ from ..core.fixtures import DEFAULT_BOUND, Fixture
 from ..core.host import cores
 from ..core.record import CheckpointFacts
 from ..core.summary import RunInfo, command
-
-OPT_LEVEL = "O3"  # IREE's, for full-size weights: each call 8x faster (backends/iree.py)
-ARGUMENT_BYTES = {"bf16": 2, "f16": 2, "f64": 8, "i64": 8}  # others: 4 (f32, i32)
 from . import Options, Outcome, UsageError
 from ..present.console import line
 from ..present.phase_progress import PHASES, PhaseProgress
 from ..present.phase_progress import costs as phase_costs
 from ..present.progress import Progress
+
+OPT_LEVEL = "O3"  # IREE's, for full-size weights: each call 8x faster (backends/iree.py)
+ARGUMENT_BYTES = {"bf16": 2, "f16": 2, "f64": 8, "i64": 8}  # others: 4 (f32, i32)
 
 
 def load_tokenizer(checkpoint: ckpt.Checkpoint):
