@@ -11,12 +11,14 @@ ABI around it:
   - prefill returns every position's logits f32[Lp, V]; both graphs return per-layer caches
     f32[S, n_kv, D] in decode's argument order k_cache.0, v_cache.0, k_cache.1, ...
 """
+import functools
 import os
 import re
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.cache_utils import Cache, StaticLayer
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 
 from taps import Taps
 
@@ -43,6 +45,58 @@ def build_model(config_dict):
     except ValueError as e:  # the model type has no causal-LM class
         raise Refused(f"transformers has no causal-LM class for model_type {config_dict.get('model_type')!r}: {e}")
     return model.eval()
+
+
+# The code of transformers' dynamic_rope_update wrapper, which every rotary module's forward is decorated with
+DYNAMIC_ROPE_UPDATE = dynamic_rope_update(lambda *args: None).__code__
+
+
+def rewrites_inv_freq(rope_type):
+    """dynamic_rope_update's own test: these rope types rewrite inv_freq in the forward, by the positions' maximum."""
+    return "dynamic" in rope_type or rope_type == "longrope"
+
+
+def stateless_rope(model):
+    """Each rotary module whose forward rewrites its inv_freq buffer (transformers' dynamic_rope_update: longrope,
+    dynamic NTK), given a forward that computes the same inverse frequencies as data instead: both branches in
+    the graph, torch.where on the positions' maximum chooses, and no buffer is written. transformers' undecorated
+    forward then runs on them, its attention scaling untouched (neither update changes it)."""
+    for module in model.modules():
+        forward = type(module).forward
+        if getattr(forward, "__code__", None) is not DYNAMIC_ROPE_UPDATE:
+            continue
+        types = module.rope_type.values() if isinstance(module.rope_type, dict) else [module.rope_type]
+        if any(map(rewrites_inv_freq, types)):
+            module.forward = functools.partial(rope_forward, module, forward.__wrapped__)
+
+
+def rope_forward(module, undecorated, x, position_ids, layer_type=None):
+    """dynamic_rope_update's longrope_frequency_update and dynamic_frequency_update (modeling_rope_utils.py), the
+    choice a torch.where, then the undecorated forward on the inverse frequencies chosen. Dynamic NTK's is a fresh
+    module's update (its cached length max_position_embeddings, never grown here), which is transformers' for
+    positions that only grow (a prompt, then its decode steps); its attention scaling is 1 either way."""
+    rope_type, prefix, kwargs, parameters = module.rope_type, "", {}, module.config.rope_parameters
+    if layer_type is not None:
+        rope_type, prefix, kwargs = rope_type[layer_type], f"{layer_type}_", {"layer_type": layer_type}
+        parameters = parameters[layer_type]
+    if not rewrites_inv_freq(rope_type):
+        return undecorated(module, x, position_ids, **kwargs)
+    seq_len = torch.max(position_ids) + 1
+    short = getattr(module, f"{prefix}original_inv_freq")
+    if rope_type == "longrope":  # the long factors past the original context, the short ones within it
+        bound = parameters["original_max_position_embeddings"]
+        longer, _ = ROPE_INIT_FUNCTIONS[rope_type](module.config, x.device, seq_len=bound + 1, **kwargs)
+    else:  # dynamic NTK: the base rescaled for this length past the cached one
+        bound = getattr(module, f"{prefix}max_seq_len_cached", module.max_seq_len_cached)
+        longer, _ = ROPE_INIT_FUNCTIONS[rope_type](module.config, x.device, seq_len=seq_len, **kwargs)
+    if BUG == "rope_short":  # planted: the short branch only, as a graph traced within the original context
+        longer = short
+    buffers, name = module._buffers, f"{prefix}inv_freq"
+    kept, buffers[name] = buffers[name], torch.where(seq_len > bound, longer, short)
+    try:  # the buffer's slot lent for this call (as torch.func.functional_call does), then given back
+        return undecorated(module, x, position_ids, **kwargs)
+    finally:
+        buffers[name] = kept
 
 
 def checkpoint_tensors(model):
@@ -125,6 +179,9 @@ class Graph(torch.nn.Module):
     def forward(self, weights, *inputs):
         if self.kind == "prefill":
             tokens, positions, real_len = inputs
+            # the padding at position 0, so that a positions' maximum (longrope's, dynamic NTK's) is the prompt's,
+            # as the oracle's; padding rows and slots are never read
+            positions = torch.where(torch.arange(positions.shape[0]) < real_len, positions, 0)
             keys = [torch.zeros(1, n, self.slots, dk) for n, dk, _ in self.shapes]
             values = [torch.zeros(1, n, self.slots, dv) for n, _, dv in self.shapes]
             length = torch.zeros((), dtype=torch.int64)
@@ -167,6 +224,7 @@ def lower(config_dict, kind, bucket, capacity, debug_taps=False):
     from torch_mlir import fx  # imported late: a refusal needs no compiler
 
     model = build_model(config_dict)
+    stateless_rope(model)
     tensors = checkpoint_tensors(model)
     names = checkpoint_names(model, tensors)
     if BUG == "names":  # planted: the first two weights of one shape bound to each other's tensors
@@ -186,14 +244,14 @@ def lower(config_dict, kind, bucket, capacity, debug_taps=False):
     text = name_arguments(stablehlo_only(str(module)), names + [n for n, _ in inputs])
     results = text[text.index(") -> (", text.index("func.func @main(")):].split("{", 1)[0].count("tensor<")
     if results != 1 + 2 * len(shapes) + (3 if debug_taps else 0):
-        # torch-mlir returns a buffer the forward rewrites (Phi-3's longrope picks its inverse frequencies by
-        # the positions' maximum) before the results: traced at one input, the graph keeps that input's branch
+        # torch-mlir returns a buffer the forward rewrites before the results: traced at one input, the graph
+        # would keep that input's branch (the rotary updates are made stateless above; any other is refused)
         raise Refused("the model rewrites a buffer in its forward (a branch on its inputs' values), which a "
                       "graph traced at one input would fix to that input's branch")
     return text
 
 
-# Planted bugs, to see the harness fail this emitter's graphs (README.md): slot, position, names.
+# Planted bugs, to see the harness fail this emitter's graphs (README.md): slot, position, names, rope_short.
 BUG = os.environ.get("ARCHVAL_TORCH_BUG")
 
 
