@@ -46,6 +46,12 @@ def kill_all(proc: subprocess.Popen, started: list[int]) -> None:
     proc.wait()
 
 
+def as_a_terminal_starts_it() -> None:
+    """A foreground job's SIGINT is the default, whatever the test runner inherited (a suite started in the
+    background of a script ignores SIGINT, and a child would inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_until(condition, within_s: float) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -69,6 +75,7 @@ def hanging_gate(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "archval", "--family", "llama", "--reports",
                                  str(tmp_path / "r"), "--emitter", f"{sys.executable} {HOSTILE} llama=hang"],
                                 stdout=out, stderr=err, text=True, cwd=ROOT, start_new_session=True,
+                                preexec_fn=as_a_terminal_starts_it,
                                 env={**os.environ, "HOSTILE_PIDS": str(pids), "TMPDIR": str(scratch)})
     started = []
     try:
@@ -132,7 +139,7 @@ def compiling_gate(tmp_path, request):
     compiler, pids = tmp_path / "iree-compile", tmp_path / "pids"
     compiler.write_text(f"#!{sys.executable}\n{SLOW_COMPILER}")
     compiler.chmod(0o755)
-    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if request.param else None
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if request.param else as_a_terminal_starts_it
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "archval", "--family", "llama", "--graph", "prefill",
                                  "--reports", str(tmp_path / "r")], stdout=out, stderr=err, cwd=ROOT,
