@@ -281,6 +281,9 @@ class Oracle:
         beside the model is one layer's. The logits are those of the model converted whole, bit for bit
         (tests/test_checkpoint.py)."""
         base = self.model.base_model
+        if not isinstance(getattr(base, "layers", None), torch.nn.ModuleList):  # GPT-2's h: the model converted whole
+            self.model.to(compute)
+            return
         layers, base.layers = base.layers, torch.nn.ModuleList()
         self.model.to(compute)
         base.layers = layers

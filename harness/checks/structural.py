@@ -96,9 +96,10 @@ def _golden_files(text: str | None, sig: dict | None, refusal: str | None) -> di
     return {"signature": json.dumps(sig, indent=1, sort_keys=True) + "\n", "text": text}
 
 
-def _golden_if_same(case: StructuralCase, graph: str, text: str) -> dict | None:
+def _golden_if_same(case: StructuralCase, graph: str, text: str, golden_sha: str | None = None) -> dict | None:
     """The golden signature when the emitted text is byte for byte the golden's, from which that
-    signature was taken: a match without parsing (parsing is most of a structural run)."""
+    signature was taken: a match without parsing (parsing is most of a structural run). golden_sha: the text
+    is the golden file's own, read just now, of this SHA-256."""
     sig_path, text_path = golden_paths(case.directory, graph)
     if not (sig_path.is_file() and text_path.is_file()):
         return None
@@ -106,7 +107,8 @@ def _golden_if_same(case: StructuralCase, graph: str, text: str) -> dict | None:
         recorded = json.loads(sig_path.read_text())
     except json.JSONDecodeError:
         return None  # the full check reports the broken golden
-    same = recorded.get("sha256") == hashlib.sha256(text.encode()).hexdigest() and text_path.read_text() == text
+    same = recorded.get("sha256") == (golden_sha or hashlib.sha256(text.encode()).hexdigest()) and (
+        golden_sha is not None or text_path.read_text() == text)
     return recorded if same else None
 
 
@@ -117,14 +119,15 @@ def _emitted_path(case: StructuralCase, graph: str) -> Path:
     return cache.cache_dir() / f"{cache.key('emitted', builtin_identity(), config, graph)}.emitted"
 
 
-def _golden_text_if_emitted(case: StructuralCase, graph: str) -> str | None:
-    """The golden text when the built-in emitter, as it is now, wrote that very text for this config before
-    (a published config's graphs run to megabytes: emitting them is most of a warm run)."""
+def _golden_text_if_emitted(case: StructuralCase, graph: str) -> tuple[str | None, str | None]:
+    """(the golden text, its SHA-256) when the built-in emitter, as it is now, wrote that very text for this
+    config before (a published config's graphs run to megabytes: emitting them is most of a warm run); else
+    (None, None)."""
     sha, text_path = cache.read_entry(_emitted_path(case, graph)), golden_paths(case.directory, graph)[1]
     if sha is None or not text_path.is_file():
-        return None
+        return None, None
     text = text_path.read_text()
-    return text if hashlib.sha256(text.encode()).hexdigest() == sha.decode() else None
+    return (text, sha.decode()) if hashlib.sha256(text.encode()).hexdigest() == sha.decode() else (None, None)
 
 
 def check(case: StructuralCase, graph: str, emitter, update: bool = False,
@@ -134,16 +137,16 @@ def check(case: StructuralCase, graph: str, emitter, update: bool = False,
     result = StructuralResult(case.name, graph)
     sig = refusal = None
     start = time.perf_counter()
-    builtin = text is None and tuple(emitter) == DEFAULT_EMITTER
+    builtin, golden_sha = text is None and tuple(emitter) == DEFAULT_EMITTER, None
     try:
         if builtin and not update:
-            text = _golden_text_if_emitted(case, graph)
+            text, golden_sha = _golden_text_if_emitted(case, graph)
         if text is None:
             text = emit(emitter, case.config_path, graph)
             result.emit_s = round(time.perf_counter() - start, 4)
             if builtin:
                 cache.write_entry(_emitted_path(case, graph), hashlib.sha256(text.encode()).hexdigest().encode())
-        recorded = None if update else _golden_if_same(case, graph, text)
+        recorded = None if update else _golden_if_same(case, graph, text, golden_sha)
         if recorded is not None:  # the signature is a function of the text: no need to parse it again
             result.status, result.text, result.sha256 = MATCH, text, recorded["sha256"]
             result.signature = result.golden = recorded

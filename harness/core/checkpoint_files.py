@@ -227,9 +227,10 @@ class MemoryEstimate:
 
         narrow = checkpoint.storage() in ("bf16", "f16")  # every tensor stored in that one 16-bit dtype
         f32 = cls(oracle(4), stored, 4 * params if graph is None else graph, "f32")
-        if narrow and available is not None and f32.needed > available:
-            return cls(oracle(2), stored, f32.graph, checkpoint.storage())
-        return f32
+        held = cls(oracle(2), stored, f32.graph, checkpoint.storage())
+        # held as stored only where it helps: a model with no `layers` of its own (GPT-2's h) is converted whole
+        return held if narrow and available is not None and f32.needed > available and held.needed < f32.needed \
+            else f32
 
     @property
     def peak(self) -> int:

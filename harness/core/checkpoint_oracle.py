@@ -1,7 +1,8 @@
-"""The CaseOracle (oracles/interface.py) of a checkpoint directory (`--checkpoint DIR`): transformers loads DIR in
-f32 (eager attention, the in-tree class, the config archval read), runs the greedy continuation and the prompt's
-logits at every position, then, for the strict bound, is converted in place to f64 and run teacher-forced on its
-own tokens in one forward over the whole sequence; then it is freed, before any graph weight is read
+"""The CaseOracle (oracles/interface.py) of a checkpoint directory (`--checkpoint DIR`): transformers loads DIR
+(eager attention, the in-tree class, the config archval read) computing in f32, its layers held in f32 or, where
+that would not fit, as stored; runs the greedy continuation and the prompt's logits at every position, then, for
+the strict bound, computes in f64 one layer at a time, teacher-forced on its own tokens in one forward over the
+whole sequence; then it is freed, before any graph weight is read
 (core/checkpoint_files.py MemoryEstimate: the peak is one of the two). The weights the graphs are bound to are the
 checkpoint's own tensors (GraphTensors), never the seeded model's. What only one graph kind asks for (an MoE
 block, the localisation's taps) loads DIR again for that call, and frees it after.
